@@ -1,0 +1,141 @@
+"""The one exception tree of syncworker.
+
+::
+
+    SyncworkerError
+    ├── ConfigError              a bad configuration; ``path`` names the field
+    ├── RegistryError            the upstream answered with an error status
+    │   └── NotFoundError        404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
+    ├── TransportError           no answer: connection refused, reset, timeout, TLS failure
+    ├── ContentError             the upstream sent something we refuse to store
+    │   ├── DigestMismatchError  bytes do not hash to the digest they were asked for by
+    │   ├── SizeLimitError       a manifest over the cap, a blob longer/shorter than declared
+    │   ├── InvalidNameError     a repository or tag name the distribution spec forbids
+    │   ├── UnsupportedDigestError  an algorithm we do not know
+    │   └── ReferenceCycleError  a manifest that (transitively) refers to itself
+    ├── StoreError               the destination store failed (disk, bucket)
+    └── CoordError               Redis is unreachable or answered with an error
+
+Third-party exceptions are translated into these in exactly one place per dependency:
+``registry/transport.py`` for requests, ``coord/`` for redis-py, ``store/s3.py`` for boto3.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ContentError",
+    "CoordError",
+    "DigestMismatchError",
+    "InvalidNameError",
+    "NotFoundError",
+    "ReferenceCycleError",
+    "RegistryError",
+    "SizeLimitError",
+    "StoreError",
+    "SyncworkerError",
+    "TransportError",
+    "UnsupportedDigestError",
+]
+
+
+class SyncworkerError(Exception):
+    """Base of every error syncworker raises on purpose."""
+
+    #: Whether trying the same operation again later may succeed.
+    temporary: bool = False
+
+
+class ConfigError(SyncworkerError):
+    """A configuration value is missing, unknown or malformed."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+# Status codes worth retrying: the server or something in front of it is overloaded or
+# restarting (distribution-spec leaves 5xx semantics to HTTP; 408/429 are explicit asks
+# to come back later).
+_TEMPORARY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Spec error codes that mean "later" even when a proxy turns them into an odd status.
+_TEMPORARY_CODES = frozenset({"TOOMANYREQUESTS", "UNAVAILABLE"})
+
+
+class RegistryError(SyncworkerError):
+    """The registry answered with an error status.
+
+    ``url`` is already redacted (no tokens, no passwords); ``codes`` are the distribution
+    spec's error codes from the response body, if any.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        status: int,
+        codes: tuple[str, ...] = (),
+        detail: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        self.codes = codes
+        self.detail = detail
+        self.retry_after = retry_after
+        text = f"{method} {url}: HTTP {status}"
+        if codes:
+            text += f" {','.join(codes)}"
+        if detail:
+            text += f": {detail}"
+        super().__init__(text)
+
+    @property
+    def temporary(self) -> bool:  # type: ignore[override]
+        return self.status in _TEMPORARY_STATUSES or any(c in _TEMPORARY_CODES for c in self.codes)
+
+
+class NotFoundError(RegistryError):
+    """The repository, manifest or blob does not exist upstream."""
+
+
+class TransportError(SyncworkerError):
+    """The request got no HTTP answer (connection, TLS, timeout)."""
+
+    temporary = True
+
+
+class ContentError(SyncworkerError):
+    """The upstream sent content that is refused; nothing of it is stored."""
+
+
+class DigestMismatchError(ContentError):
+    """Bytes did not hash to the expected digest."""
+
+
+class SizeLimitError(ContentError):
+    """Content is larger (or shorter) than allowed or declared."""
+
+
+class InvalidNameError(ContentError):
+    """A repository name, tag or reference that the distribution spec does not allow."""
+
+
+class UnsupportedDigestError(ContentError):
+    """A digest algorithm that is not sha256 or sha512."""
+
+
+class ReferenceCycleError(ContentError):
+    """A manifest refers, directly or through others, back to itself."""
+
+
+class StoreError(SyncworkerError):
+    """The destination store could not read or write."""
+
+
+class CoordError(SyncworkerError):
+    """The coordination backend (Redis) is unreachable or failed."""
+
+    temporary = True

@@ -1,0 +1,1 @@
+"""The distribution-spec HTTP client: auth, retries, failover, pagination, manifests, blobs."""

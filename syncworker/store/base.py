@@ -1,0 +1,99 @@
+"""The ``Store`` protocol every backend implements, and the entries of an ``index.json``.
+
+Layout (image-spec image-layout.md), per destination repository ``<repo>``::
+
+    <root>/<repo>/oci-layout          {"imageLayoutVersion": "1.0.0"}
+    <root>/<repo>/index.json          tagged and untagged manifests (see IndexEntry)
+    <root>/<repo>/blobs/<alg>/<hex>   blobs and manifests alike
+
+Order of writes makes a crash harmless: a blob is written under a temporary name, verified,
+then made visible at its final name; manifests are written as blobs after the blobs they
+refer to; ``index.json`` is replaced atomically, last. Nothing half-written is ever
+reachable from an ``index.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from syncworker.oci import Descriptor, Digest
+
+__all__ = ["REF_NAME", "IndexEntry", "Store"]
+
+#: image-spec annotations.md: the annotation that carries a tag in an OCI layout's index.
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One manifest in a repository's ``index.json``.
+
+    ``tag`` is None for manifests kept untagged: referrers, signatures found through the
+    referrers API, and images synced by digest.
+    """
+
+    descriptor: Descriptor
+    tag: str | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A destination for mirrored repositories. Every method is safe to call from threads.
+
+    Repository names reaching a store are already validated (``oci.validate_repository``).
+    """
+
+    def has_blob(self, repo: str, digest: Digest) -> bool:
+        """Whether ``repo`` already holds the complete, verified blob."""
+        ...
+
+    def find_blob(self, digest: Digest) -> str | None:
+        """A repository of this store that holds ``digest``, or None. Used to dedupe."""
+        ...
+
+    def link_blob(self, src_repo: str, repo: str, digest: Digest) -> None:
+        """Make the blob held by ``src_repo`` present in ``repo`` without downloading it
+        (a hard link on a filesystem, a server-side copy in S3)."""
+        ...
+
+    def put_blob(
+        self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]
+    ) -> int:
+        """Stream ``chunks`` into ``repo`` as ``digest``; return the bytes written.
+
+        The store hashes what it writes and makes the blob visible only if the digest
+        (and ``size``, when given) match; on any error nothing is left at the final name.
+        """
+        ...
+
+    def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
+        """Store manifest bytes exactly as received (they are a blob of the layout)."""
+        ...
+
+    def read_blob(self, repo: str, digest: Digest) -> bytes:
+        """Read a small blob (a manifest) whole. Raises StoreError if it is absent."""
+        ...
+
+    def index(self, repo: str) -> list[IndexEntry]:
+        """The entries of ``repo``'s ``index.json``; empty if the repository is new."""
+        ...
+
+    def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
+        """Merge ``entries`` into ``index.json`` and replace it atomically.
+
+        An entry with a tag replaces any entry holding that tag; an untagged entry is added
+        unless that digest is already listed. Returns False, and writes nothing, when the
+        merge changes nothing (so a no-op run writes no object). The caller holds the
+        repository's lock; a backend may add its own local lock as well.
+        """
+        ...
+
+    def repositories(self) -> list[str]:
+        """Every repository with an ``index.json``, sorted."""
+        ...
+
+    def clean_leftovers(self) -> int:
+        """Remove temporaries left by a crash; return how many were removed."""
+        ...

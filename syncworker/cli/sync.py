@@ -1,0 +1,91 @@
+"""``syncworker sync -c FILE``: mirror in this process, with nothing else to start."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any, TextIO
+
+from syncworker.config import Config, load_config
+from syncworker.coord import Coordinator
+from syncworker.engine import Mirror, RepoResult, run_registries
+from syncworker.store import open_store
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("sync", help="mirror now, in this process")
+    parser.add_argument("-c", "--config", required=True, help="YAML or JSON (a zot config works)")
+    parser.add_argument(
+        "-r", "--registry", action="append", help="only this registry (by name); repeatable"
+    )
+    parser.add_argument("--concurrency", type=int, help="repositories in parallel")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    registries = args.registry or [r.name for r in config.registries]
+    for name in registries:
+        config.registry(name)  # an unknown name is a ConfigError before any traffic
+    concurrency = args.concurrency or config.syncworker.concurrency
+    store = open_store(config.storage.root_directory, config.storage.storage_driver)
+    store.clean_leftovers()
+    coord = _coordinator(config)
+    printer = RepoPrinter(sys.stderr, quiet=args.quiet)
+    with Mirror(config, store, coord) as mirror:
+        summary = run_registries(mirror, registries, concurrency, on_repo_done=printer)
+    out = sys.stdout
+    print(
+        f"mirrored {len(summary.results)} repositories in {summary.elapsed:.1f}s: "
+        f"{summary.copied} images copied, {summary.skipped} unchanged, "
+        f"{summary.blobs_fetched} blobs fetched ({_size(summary.bytes_copied)}), "
+        f"{len(summary.failures)} failures",
+        file=out,
+    )
+    for failure in summary.failures:
+        print(f"  FAILED {failure}", file=out)
+    return 1 if summary.failures else 0
+
+
+def _coordinator(config: Config) -> Coordinator:
+    """Redis when configured (several `sync` processes then share locks and single-flight),
+    otherwise in-process: the same code paths with nothing to start."""
+    url = config.syncworker.redis
+    return Coordinator.from_url(url) if url else Coordinator.embedded()
+
+
+class RepoPrinter:
+    """One line per finished repository, numbered, to stderr."""
+
+    def __init__(self, stream: TextIO, quiet: bool) -> None:
+        self._stream = stream
+        self._quiet = quiet
+        self._done = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, result: RepoResult) -> None:
+        with self._lock:
+            self._done += 1
+            if self._quiet:
+                return
+            state = "FAILED" if result.failures else "ok"
+            print(
+                f"[{self._done:>5}] {result.registry}/{result.repo}: {state}, "
+                f"{len(result.copied)} copied, {len(result.skipped)} unchanged, "
+                f"{_size(result.bytes_copied)}",
+                file=self._stream,
+                flush=True,
+            )
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1024
+    raise AssertionError("unreachable")

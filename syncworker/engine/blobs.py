@@ -1,0 +1,61 @@
+"""Copy one blob into a repository of the store: link it if the store has it anywhere,
+otherwise fetch it once for the whole cluster (a single-flight lock per digest)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from syncworker.coord import Coordinator
+from syncworker.oci import Descriptor
+from syncworker.store import Store
+
+__all__ = ["BlobCopier", "BlobSource", "BlobStats"]
+
+
+class BlobSource(Protocol):
+    def blob(
+        self, repo: str, descriptor: Descriptor
+    ) -> AbstractContextManager[Iterable[bytes]]: ...
+
+
+class BlobStats:
+    """What copying one image's blobs cost (summed by the caller)."""
+
+    __slots__ = ("bytes", "fetched", "linked")
+
+    def __init__(self) -> None:
+        self.fetched = 0
+        self.linked = 0
+        self.bytes = 0
+
+
+class BlobCopier:
+    def __init__(self, store: Store, coord: Coordinator) -> None:
+        self._store = store
+        self._coord = coord
+
+    def copy(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> BlobStats:
+        """Make ``desc`` present in ``dest``; ``repo`` is its upstream repository."""
+        stats = BlobStats()
+        if self._store.has_blob(dest, desc.digest):
+            return stats
+        if self._link(dest, desc, stats):
+            return stats
+        # Another worker may be fetching this digest right now: wait for it, then link.
+        with self._coord.blob_flight(str(desc.digest)):
+            if self._store.has_blob(dest, desc.digest) or self._link(dest, desc, stats):
+                return stats
+            with client.blob(repo, desc) as chunks:
+                stats.bytes = self._store.put_blob(dest, desc.digest, desc.size, chunks)
+            stats.fetched = 1
+        return stats
+
+    def _link(self, dest: str, desc: Descriptor, stats: BlobStats) -> bool:
+        source = self._store.find_blob(desc.digest)
+        if source is None:
+            return False
+        self._store.link_blob(source, dest, desc.digest)
+        stats.linked = 1
+        return True

@@ -1,0 +1,105 @@
+"""Copy one manifest tree (an index, its children, their blobs) into the store.
+
+Order makes a crash harmless: blobs, then each image manifest, then the index that lists
+them. A manifest is written only after everything it refers to, so a manifest present in
+the store means its whole tree is; that is also what lets a second run stop at the first
+manifest it already has, without a GET.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from syncworker.engine.blobs import BlobCopier, BlobStats
+from syncworker.engine.plan import blobs_to_copy, children_to_copy
+from syncworker.errors import ReferenceCycleError
+from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
+from syncworker.registry import RegistryClient
+from syncworker.store import Store
+
+__all__ = ["CopiedTree", "ImageCopier"]
+
+
+@dataclass(slots=True)
+class CopiedTree:
+    """What one copy did, and every manifest digest in the tree (to match special tags)."""
+
+    digests: set[Digest] = field(default_factory=set)
+    fetched_manifests: int = 0
+    stats: BlobStats = field(default_factory=BlobStats)
+
+    def add(self, blob: BlobStats) -> None:
+        self.stats.fetched += blob.fetched
+        self.stats.linked += blob.linked
+        self.stats.bytes += blob.bytes
+
+
+class ImageCopier:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobCopier,
+        pool: Executor,
+        platforms: Sequence[Platform] = (),
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._pool = pool
+        self._platforms = platforms
+
+    def copy(self, client: RegistryClient, repo: str, dest: str, desc: Descriptor) -> CopiedTree:
+        tree = CopiedTree()
+        self._copy(client, repo, dest, desc, (), tree)
+        return tree
+
+    def _copy(
+        self,
+        client: RegistryClient,
+        repo: str,
+        dest: str,
+        desc: Descriptor,
+        parents: tuple[Digest, ...],
+        tree: CopiedTree,
+    ) -> None:
+        digest = desc.digest
+        if digest in parents:
+            chain = " -> ".join(str(d) for d in (*parents, digest))
+            raise ReferenceCycleError(f"manifest refers back to itself: {chain}")
+        tree.digests.add(digest)
+        if self._store.has_blob(dest, digest):
+            if desc.is_index:
+                self._note_children(dest, digest, tree)
+            return
+        raw, manifest = client.get_manifest(repo, str(digest))
+        tree.fetched_manifests += 1
+        if manifest.is_index:
+            for child in children_to_copy(manifest, self._platforms):
+                self._copy(client, repo, dest, child, (*parents, digest), tree)
+        else:
+            self._copy_blobs(client, repo, dest, manifest, tree)
+        self._store.put_manifest(dest, digest, raw)
+
+    def _copy_blobs(
+        self, client: RegistryClient, repo: str, dest: str, manifest: Manifest, tree: CopiedTree
+    ) -> None:
+        futures = [
+            self._pool.submit(self._blobs.copy, client, repo, dest, blob)
+            for blob in blobs_to_copy(manifest)
+        ]
+        # Wait for all before raising, so no copy is still writing when the error surfaces.
+        errors = []
+        for future in futures:
+            try:
+                tree.add(future.result())
+            except Exception as exc:  # noqa: BLE001 - re-raised below, first one wins
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def _note_children(self, dest: str, digest: Digest, tree: CopiedTree) -> None:
+        """An index already in the store: record its children's digests without a GET."""
+        raw = self._store.read_blob(dest, digest)
+        manifest = parse_manifest(raw, None, digest)
+        tree.digests.update(child.digest for child in manifest.children)

@@ -1,0 +1,95 @@
+"""Run whole registries in one process: catalog pages in, ``sync_repo`` on a thread pool.
+
+This is ``syncworker sync``; the Celery deployment does the same walk as tasks instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from syncworker.engine.mirror import Mirror
+from syncworker.engine.results import Failure, RepoResult
+from syncworker.errors import SyncworkerError
+
+__all__ = ["RunSummary", "run_registries"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RunSummary:
+    results: list[RepoResult] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def add(self, result: RepoResult) -> None:
+        self.results.append(result)
+        self.failures.extend(result.failures)
+
+    @property
+    def copied(self) -> int:
+        return sum(len(r.copied) for r in self.results)
+
+    @property
+    def skipped(self) -> int:
+        return sum(len(r.skipped) for r in self.results)
+
+    @property
+    def bytes_copied(self) -> int:
+        return sum(r.bytes_copied for r in self.results)
+
+    @property
+    def blobs_fetched(self) -> int:
+        return sum(r.blobs_fetched for r in self.results)
+
+
+def run_registries(
+    mirror: Mirror,
+    registries: Sequence[str],
+    concurrency: int,
+    on_repo_done: Callable[[RepoResult], None] | None = None,
+) -> RunSummary:
+    """Mirror every repository of ``registries``, ``concurrency`` repositories at a time.
+    One repository's failure never stops the others."""
+    started = time.monotonic()
+    summary = RunSummary()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="repo") as pool:
+        futures: list[tuple[str, str, Future[RepoResult]]] = []
+        for registry in registries:
+            for repo in _walk(mirror, registry, summary):
+                future = pool.submit(mirror.sync_repo, registry, repo)
+                if on_repo_done is not None:
+                    future.add_done_callback(lambda f, g=registry, r=repo: on_repo_done(_outcome(g, r, f)))
+                futures.append((registry, repo, future))
+        for registry, repo, future in futures:
+            summary.add(_outcome(registry, repo, future))
+    summary.elapsed = time.monotonic() - started
+    return summary
+
+
+def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[str]:
+    """Repositories page by page, so copying starts before a long catalog is read."""
+    last: str | None = None
+    while True:
+        try:
+            page, last = mirror.list_page(registry, last)
+        except SyncworkerError as exc:
+            summary.failures.append(Failure(registry, "(catalog)", None, str(exc)))
+            return
+        yield from page
+        if last is None:
+            return
+
+
+def _outcome(registry: str, repo: str, future: Future[RepoResult]) -> RepoResult:
+    try:
+        return future.result()
+    except Exception as exc:  # a bug must not hide the other repositories' results
+        log.exception("unexpected error mirroring %s/%s", registry, repo)
+        result = RepoResult(registry, repo, None)
+        result.failures.append(Failure(registry, repo, None, f"{type(exc).__name__}: {exc}"))
+        return result

@@ -80,9 +80,7 @@ class VerifyingReader:
                 continue
             self.bytes_read += len(chunk)
             if self._size is not None and self.bytes_read > self._size:
-                raise SizeLimitError(
-                    f"{self._digest}: more than the declared {self._size} bytes"
-                )
+                raise SizeLimitError(f"{self._digest}: more than the declared {self._size} bytes")
             hasher.update(chunk)
             if pending is not None:
                 yield pending

@@ -154,7 +154,9 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = N
 
 
 def _list(body: dict[str, Any], key: str, digest: Digest) -> list[Any]:
-    value = body.get(key) or []
+    value = body.get(key)
+    if value is None:
+        return []
     if not isinstance(value, list):
         raise ContentError(f"manifest {digest}: {key} is not a list")
     return value

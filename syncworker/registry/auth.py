@@ -1,0 +1,165 @@
+"""Registry authentication as pure logic: challenges, credentials, tokens and their cache.
+
+Nothing here does I/O. The transport asks this module what header to send, sends the
+token request itself, and hands the answer back to :func:`parse_token_response`.
+
+Specs: RFC 7235 (``WWW-Authenticate`` syntax), distribution's token auth
+(``docs/spec/auth/token.md``: ``realm``/``service``/``scope``, ``token``/``access_token``,
+``expires_in`` defaulting to 60 seconds) and its scope grammar (``docs/spec/auth/scope.md``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from syncworker.errors import RegistryError
+
+__all__ = [
+    "CATALOG_SCOPE",
+    "Challenge",
+    "Credentials",
+    "Token",
+    "TokenCache",
+    "basic_authorization",
+    "parse_challenges",
+    "parse_token_response",
+    "repository_scope",
+    "token_query",
+]
+
+# token.md: "If this value is not returned, it should be assumed to be 60 seconds".
+DEFAULT_TOKEN_LIFETIME = 60.0
+# Refresh a little before the issuer's deadline so a token does not expire in flight.
+TOKEN_EXPIRY_MARGIN = 5.0
+# A token answer is a small JSON object; anything bigger is not a token issuer.
+MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
+CATALOG_SCOPE = "registry:catalog:*"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A username and password; the password never appears in a repr."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One challenge of a ``WWW-Authenticate`` header: a scheme and its parameters."""
+
+    scheme: str  # lower-cased: "basic" or "bearer"
+    params: Mapping[str, str]
+
+    @property
+    def realm(self) -> str:
+        return self.params.get("realm", "")
+
+
+@dataclass(frozen=True)
+class Token:
+    value: str = field(repr=False)
+    expires_at: float
+
+    def valid(self, now: float) -> bool:
+        return now < self.expires_at - TOKEN_EXPIRY_MARGIN
+
+
+def repository_scope(repo: str, actions: str = "pull") -> str:
+    """scope.md: ``repository:<name>:<actions>``."""
+    return f"repository:{repo}:{actions}"
+
+
+# RFC 7235: auth-param = token BWS "=" BWS ( token / quoted-string ).
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*(?:,|$)')
+_SCHEME = re.compile(rf"\s*({_TOKEN})(?:\s+|$)")
+
+
+def parse_challenges(header: str) -> list[Challenge]:
+    """Parse a ``WWW-Authenticate`` value, which may hold several comma-joined challenges."""
+    challenges: list[Challenge] = []
+    pos = 0
+    while pos < len(header):
+        if header[pos] in ", \t":
+            pos += 1
+            continue
+        scheme = _SCHEME.match(header, pos)
+        if scheme is None:
+            break
+        pos = scheme.end()
+        params: dict[str, str] = {}
+        while (param := _PARAM.match(header, pos)) is not None:
+            quoted, bare = param.group(2), param.group(3)
+            value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+            params[param.group(1).lower()] = value
+            pos = param.end()
+        challenges.append(Challenge(scheme.group(1).lower(), params))
+    return challenges
+
+
+def basic_authorization(credentials: Credentials) -> str:
+    raw = f"{credentials.username}:{credentials.password}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def token_query(challenge: Challenge, scope: str | None) -> list[tuple[str, str]]:
+    """Query parameters of a token request for ``scope`` (token.md, "Requesting a Token").
+
+    The challenge's own scope is asked for too: the registry named what it wants.
+    """
+    query: list[tuple[str, str]] = []
+    if "service" in challenge.params:
+        query.append(("service", challenge.params["service"]))
+    scopes = [s for s in (scope, challenge.params.get("scope")) if s]
+    for item in dict.fromkeys(scopes):
+        query.append(("scope", item))
+    return query
+
+
+def parse_token_response(body: bytes, now: float, url: str) -> Token:
+    """Read ``token`` (or OAuth2's ``access_token``) and ``expires_in`` from a token answer."""
+    try:
+        data = json.loads(body)
+        value = data.get("token") or data.get("access_token")
+        lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
+    except (ValueError, AttributeError, TypeError):
+        raise RegistryError("GET", url, 200, detail="token response is not valid JSON") from None
+    if not isinstance(value, str) or not value:
+        raise RegistryError("GET", url, 200, detail="token response has no token")
+    return Token(value, now + lifetime)
+
+
+TokenKey = tuple[str, str, str]  # (realm, service, scope)
+
+
+class TokenCache:
+    """Bearer tokens per (realm, service, scope), refreshed when they expire. Thread-safe.
+
+    ``lock(key)`` serialises fetching one key so that many threads starting on the same
+    repository ask the token issuer once, not once each.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[TokenKey, Token] = {}
+        self._locks: dict[TokenKey, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: TokenKey, now: float) -> Token | None:
+        token = self._tokens.get(key)
+        return token if token is not None and token.valid(now) else None
+
+    def put(self, key: TokenKey, token: Token) -> None:
+        self._tokens[key] = token
+
+    def discard(self, key: TokenKey) -> None:
+        self._tokens.pop(key, None)
+
+    def lock(self, key: TokenKey) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())

@@ -1,0 +1,55 @@
+"""``GET /v2/_catalog``: the repositories of a registry, a page at a time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from syncworker.errors import ContentError
+from syncworker.registry import paths
+from syncworker.registry.auth import CATALOG_SCOPE
+from syncworker.registry.transport import Transport
+
+__all__ = ["MAX_LIST_BYTES", "MAX_PAGE_SIZE", "catalog", "catalog_page", "string_list"]
+
+# ECR (and others) answer an error for n > 1000; the spec lets registries cap n anyway.
+MAX_PAGE_SIZE = 1000
+# A page of 1000 names of at most 255 characters is ~300 KiB; tag lists of registries that
+# ignore n can be larger. Anything past this is not a list we want to hold.
+MAX_LIST_BYTES = 32 * 1024 * 1024
+
+
+def catalog_page(t: Transport, last: str | None, n: int) -> tuple[list[str], str | None]:
+    """One page: its names, and the ``last`` to ask for next (None at the end)."""
+    params = [("n", str(max(1, min(n, MAX_PAGE_SIZE))))]
+    if last:
+        params.append(("last", last))
+    reply = t.fetch("GET", "/v2/_catalog", scope=CATALOG_SCOPE, cap=MAX_LIST_BYTES, params=params)
+    names = string_list(reply.body, "repositories")
+    link = paths.link_next(reply.headers.get("Link"))
+    if link is None or not names:
+        return names, None
+    return names, paths.link_query(link, "last") or names[-1]
+
+
+def catalog(t: Transport) -> Iterator[str]:
+    last: str | None = None
+    while True:
+        names, following = catalog_page(t, last, MAX_PAGE_SIZE)
+        yield from names
+        if following is None or following == last:
+            return
+        last = following
+
+
+def string_list(body: bytes, key: str) -> list[str]:
+    """``body[key]`` as a list of strings (``null`` counts as empty, as registries send it)."""
+    try:
+        value = json.loads(body).get(key)
+    except (ValueError, AttributeError):
+        raise ContentError(f"list answer is not a JSON object with {key!r}") from None
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ContentError(f"{key!r} is not a list of strings")
+    return value

@@ -1,0 +1,88 @@
+"""The registry client facade: one object per upstream, shared by every thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+from syncworker.errors import RegistryError
+from syncworker.oci import Descriptor, Digest, Manifest
+from syncworker.registry import blobs, catalog, manifests, push, referrers, tags
+from syncworker.registry.auth import Credentials
+from syncworker.registry.options import ClientOptions
+from syncworker.registry.stats import ClientStats
+from syncworker.registry.transport import ERROR_BODY_CAP, Transport
+
+__all__ = ["RegistryClient"]
+
+
+class RegistryClient:
+    """A distribution-spec client for one registry reachable at ``urls`` (failover order).
+
+    Thread-safe. Auth, retries, failover and redirects are the transport's business; each
+    method here is one protocol operation (see the module of the same name).
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        credentials: Credentials | None = None,
+        options: ClientOptions = ClientOptions(),  # noqa: B008 - frozen, so shared safely
+    ) -> None:
+        self.urls = tuple(urls)
+        self.options = options
+        self.stats = ClientStats()
+        self._t = Transport(self.urls, credentials, options, self.stats)
+
+    def ping(self) -> None:
+        """``GET /v2/``: the registry speaks the protocol. A 401 counts as an answer."""
+        try:
+            self._t.fetch("GET", "/v2/", scope=None, cap=ERROR_BODY_CAP)
+        except RegistryError as exc:
+            if exc.status != 401:
+                raise
+
+    def catalog_page(self, last: str | None = None, n: int = 1000) -> tuple[list[str], str | None]:
+        return catalog.catalog_page(self._t, last, n)
+
+    def catalog(self) -> Iterator[str]:
+        return catalog.catalog(self._t)
+
+    def tags(self, repo: str) -> list[str]:
+        return tags.tags(self._t, repo)
+
+    def head_manifest(self, repo: str, ref: str) -> Descriptor:
+        return manifests.head_manifest(self._t, repo, ref)
+
+    def get_manifest(self, repo: str, ref: str) -> tuple[bytes, Manifest]:
+        return manifests.get_manifest(self._t, repo, ref)
+
+    def blob(self, repo: str, descriptor: Descriptor) -> AbstractContextManager[Iterable[bytes]]:
+        return blobs.blob(self._t, repo, descriptor)
+
+    def referrers(self, repo: str, digest: Digest) -> list[Descriptor]:
+        return referrers.referrers(self._t, repo, digest)
+
+    def push_blob(self, repo: str, digest: Digest, data: bytes) -> None:
+        push.push_blob(self._t, repo, digest, data)
+
+    def push_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> None:
+        push.push_manifest(self._t, repo, ref, raw, media_type)
+
+    def close(self) -> None:
+        self._t.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({list(self.urls)!r})"

@@ -1,0 +1,68 @@
+"""``HEAD``/``GET /v2/<name>/manifests/<reference>``: descriptors and verified manifest bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from syncworker.errors import DigestMismatchError
+from syncworker.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Digest, Manifest
+from syncworker.oci import parse_manifest as _parse
+from syncworker.registry import paths
+from syncworker.registry.transport import Transport
+
+__all__ = ["get_manifest", "head_manifest"]
+
+_DIGEST_HEADER = "Docker-Content-Digest"
+
+
+def head_manifest(t: Transport, repo: str, ref: str) -> Descriptor:
+    """What ``ref`` points at, without the body; falls back to GET when headers are missing.
+
+    spec.md "Checking if content exists": the digest header is a SHOULD, not a MUST.
+    """
+    ref = paths.reference(ref)
+    reply = t.fetch(
+        "HEAD",
+        paths.repo_path(repo, "manifests", ref),
+        scope=paths.pull_scope(repo),
+        cap=0,
+        headers={"Accept": MANIFEST_ACCEPT},
+    )
+    digest_text = reply.headers.get(_DIGEST_HEADER, "")
+    length = reply.headers.get("Content-Length", "")
+    media_type = _media_type(reply.headers)
+    if not digest_text or not length.isdigit() or not media_type:
+        return get_manifest(t, repo, ref)[1].descriptor()
+    digest = Digest.parse(digest_text)
+    if ":" in ref and digest != Digest.parse(ref):
+        raise DigestMismatchError(f"{repo}@{ref}: registry reports digest {digest}")
+    return Descriptor(media_type, digest, int(length))
+
+
+def get_manifest(t: Transport, repo: str, ref: str) -> tuple[bytes, Manifest]:
+    """The manifest's exact bytes and what they refer to, verified and size-capped.
+
+    Verified against ``ref`` when it is a digest, else against the digest header if sent.
+    """
+    ref = paths.reference(ref)
+    reply = t.fetch(
+        "GET",
+        paths.repo_path(repo, "manifests", ref),
+        scope=paths.pull_scope(repo),
+        cap=MAX_MANIFEST_BYTES,
+        headers={"Accept": MANIFEST_ACCEPT},
+    )
+    if ":" in ref:
+        expected: Digest | None = Digest.parse(ref)
+    else:
+        header = reply.headers.get(_DIGEST_HEADER)
+        expected = Digest.parse(header) if header else None
+    try:
+        manifest = _parse(reply.body, _media_type(reply.headers) or None, expected)
+    except DigestMismatchError as exc:
+        raise DigestMismatchError(f"manifest {repo}:{ref}: {exc}") from None
+    return reply.body, manifest
+
+
+def _media_type(headers: Mapping[str, str]) -> str:
+    return headers.get("Content-Type", "").split(";")[0].strip()

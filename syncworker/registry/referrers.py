@@ -1,0 +1,85 @@
+"""Referrers of a manifest: the referrers API, else the OCI tag schema.
+
+spec.md "Listing Referrers": ``GET /v2/<name>/referrers/<digest>`` answers an image index
+whose ``manifests`` are the referrers (possibly over several ``Link`` pages). A registry
+without the API answers 404 (some 400/405); then the "referrers tag schema" applies: the
+index is stored under the tag ``<alg>-<hex>``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from syncworker.errors import ContentError, NotFoundError, RegistryError
+from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest
+from syncworker.oci.mediatypes import OCI_INDEX
+from syncworker.registry import paths
+from syncworker.registry.manifests import get_manifest
+from syncworker.registry.transport import Transport
+
+__all__ = ["fallback_tag", "referrers"]
+
+# Statuses with which registries say "no referrers API here".
+_NO_API_STATUSES = frozenset({400, 404, 405, 406})
+# spec.md "Referrers Tag Schema": algorithm truncated to 32 characters, encoded to 64.
+_ALG_MAX, _HEX_MAX = 32, 64
+# A loop guard; a manifest with 100 pages of referrers is already absurd.
+_MAX_PAGES = 100
+
+
+def fallback_tag(digest: Digest) -> str:
+    return f"{digest.algorithm[:_ALG_MAX]}-{digest.hex[:_HEX_MAX]}"
+
+
+def referrers(t: Transport, repo: str, digest: Digest) -> list[Descriptor]:
+    try:
+        found = _from_api(t, repo, digest)
+    except RegistryError as exc:
+        if exc.status not in _NO_API_STATUSES:
+            raise
+        found = None
+    return found if found is not None else _from_tag(t, repo, digest)
+
+
+def _from_api(t: Transport, repo: str, digest: Digest) -> list[Descriptor] | None:
+    """The referrers from the API, or None if the answer is not an image index."""
+    target = paths.repo_path(repo, "referrers", str(digest))
+    found: list[Descriptor] = []
+    for _ in range(_MAX_PAGES):
+        reply = t.fetch(
+            "GET",
+            target,
+            scope=paths.pull_scope(repo),
+            cap=MAX_MANIFEST_BYTES,
+            headers={"Accept": OCI_INDEX},
+        )
+        page = _index_entries(reply.body)
+        if page is None:
+            return None
+        found += page
+        link = paths.link_next(reply.headers.get("Link"))
+        if link is None:
+            return found
+        target = paths.link_path(link)
+    raise ContentError(f"referrers of {repo}@{digest}: more than {_MAX_PAGES} pages")
+
+
+def _index_entries(body: bytes) -> list[Descriptor] | None:
+    try:
+        index = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(index, dict) or index.get("schemaVersion") != 2:
+        return None
+    entries = index.get("manifests")
+    if index.get("mediaType", OCI_INDEX) != OCI_INDEX or not isinstance(entries, list | None):
+        return None
+    return [Descriptor.from_json(entry) for entry in entries or []]
+
+
+def _from_tag(t: Transport, repo: str, digest: Digest) -> list[Descriptor]:
+    try:
+        _, index = get_manifest(t, repo, fallback_tag(digest))
+    except NotFoundError:
+        return []
+    return list(index.children) if index.is_index else []

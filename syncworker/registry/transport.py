@@ -1,0 +1,448 @@
+"""HTTP for one upstream: session, auth, retries, failover, redirects, error translation.
+
+The protocol modules (catalog, tags, manifests, blobs, ...) only say which path they want
+and what scope it needs; everything in between lives here, stacked as in
+go-containerregistry's transport: failover (outermost) → retry with backoff → auth
+challenge/response → redirect policy → one ``requests`` call. This is the one module
+where ``requests`` exceptions become :class:`TransportError` and error statuses become
+:class:`RegistryError` / :class:`NotFoundError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urljoin
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from syncworker.errors import (
+    NotFoundError,
+    RegistryError,
+    SizeLimitError,
+    SyncworkerError,
+    TransportError,
+)
+from syncworker.registry import auth, redirects
+from syncworker.registry.options import ClientOptions
+from syncworker.registry.redact import redact_url
+from syncworker.registry.retry import MAX_RETRY_DELAY, backoff_delay, parse_retry_after
+from syncworker.registry.retry import should_retry as _should_retry
+from syncworker.registry.stats import ClientStats
+
+__all__ = ["ERROR_BODY_CAP", "Reply", "Transport"]
+
+# Error bodies are JSON of a few hundred bytes (spec.md "Error Codes"); read no more.
+ERROR_BODY_CAP = 64 * 1024
+# Read size while buffering small bodies (manifests, lists, error bodies).
+_READ_CHUNK = 64 * 1024
+_T = TypeVar("_T")
+Params = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A fully read answer: status, headers, body and the final (unredacted) URL."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+class Transport:
+    """Sends requests to a registry reachable at one or more equivalent base URLs.
+
+    Thread-safe: the session's pool, the token cache and the learned challenges are shared
+    by every thread; the per-request state lives on the stack.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        credentials: auth.Credentials | None,
+        options: ClientOptions,
+        stats: ClientStats,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not urls:
+            raise ValueError("a registry needs at least one URL")
+        self._bases = [u.rstrip("/") for u in urls]
+        self._origins = frozenset(redirects.origin(u) for u in self._bases)
+        self._credentials = credentials
+        self._options = options
+        self._stats = stats
+        self._sleep, self._rng, self._clock = sleep, rng or random.Random(), clock
+        self._session = _make_session(options)
+        self._preferred = 0
+        self._challenges: dict[tuple[str, str, int], auth.Challenge] = {}
+        self._tokens = auth.TokenCache()
+        self._upstream_addresses: dict[str, list[redirects.IPAddress]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def stats(self) -> ClientStats:
+        return self._stats
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- the public surface used by the protocol modules ---------------------------------
+
+    def fetch(
+        self,
+        method: str,
+        target: str,
+        *,
+        scope: str | None,
+        cap: int,
+        params: Params = (),
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> Reply:
+        """Send and read the whole body (at most ``cap`` bytes) inside the retry loop."""
+
+        def attempt(url: str) -> Reply:
+            response = self._exchange(method, url, scope, params, headers, data)
+            with response:
+                body = b"" if method == "HEAD" else self.read(response, cap, method)
+            return Reply(response.status_code, response.headers, body, response.url)
+
+        return self._failover(target, lambda url: self._retrying(lambda: attempt(url)))
+
+    def open(
+        self,
+        method: str,
+        target: str,
+        *,
+        scope: str | None,
+        params: Params = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send and return the response unread, for streaming. The caller closes it."""
+
+        def attempt(url: str) -> requests.Response:
+            return self._exchange(method, url, scope, params, headers, None)
+
+        return self._failover(target, lambda url: self._retrying(lambda: attempt(url)))
+
+    def iter_body(self, response: requests.Response, chunk_size: int) -> Iterator[bytes]:
+        """The body's chunks; a broken connection mid-body becomes :class:`TransportError`."""
+        try:
+            for chunk in response.iter_content(chunk_size):
+                self._stats.add(bytes_downloaded=len(chunk))
+                yield chunk
+        except requests.RequestException as exc:
+            raise _transport_error(response.request.method or "GET", response.url, exc) from None
+
+    def read(self, response: requests.Response, cap: int, method: str = "GET") -> bytes:
+        """The whole body, refusing (before buffering it) one longer than ``cap``."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise SizeLimitError(
+                f"{method} {redact_url(response.url)}: body of {declared} bytes exceeds {cap}"
+            )
+        parts: list[bytes] = []
+        total = 0
+        for chunk in self.iter_body(response, _READ_CHUNK):
+            total += len(chunk)
+            if total > cap:
+                raise SizeLimitError(
+                    f"{method} {redact_url(response.url)}: body exceeds {cap} bytes"
+                )
+            parts.append(chunk)
+        return b"".join(parts)
+
+    # -- failover and retries ------------------------------------------------------------
+
+    def _failover(self, target: str, call: Callable[[str], _T]) -> _T:
+        """Try each base URL in turn (the last one that worked first) on temporary errors.
+
+        An absolute ``target`` (an upload Location) belongs to one host: no failover.
+        """
+        if "://" in target:
+            return call(target)
+        with self._lock:
+            first = self._preferred
+        order = [first] + [i for i in range(len(self._bases)) if i != first]
+        failure: SyncworkerError | None = None
+        for index in order:
+            try:
+                result = call(self._bases[index] + target)
+            except SyncworkerError as exc:
+                if not _should_retry(exc):
+                    raise
+                failure = exc
+                continue
+            with self._lock:
+                self._preferred = index
+            return result
+        assert failure is not None
+        raise failure
+
+    def _retrying(self, call: Callable[[], _T]) -> _T:
+        for attempt in itertools.count():
+            try:
+                return call()
+            except SyncworkerError as exc:
+                if attempt >= self._options.max_retries or not _should_retry(exc):
+                    raise
+                retry_after = exc.retry_after if isinstance(exc, RegistryError) else None
+                delay = backoff_delay(
+                    attempt, self._options.retry_delay, MAX_RETRY_DELAY, retry_after, self._rng
+                )
+                self._stats.add(retries=1)
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- one attempt: auth challenge/response around a send --------------------------------
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        scope: str | None,
+        params: Params,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+    ) -> requests.Response:
+        """One authorised request; any non-2xx answer is raised as a :class:`RegistryError`."""
+        sent = self._authorization(url, scope)
+        response = self._send(method, url, _with_auth(headers, sent), params, data)
+        if response.status_code == 401 and self._learn_challenge(url, response, sent, scope):
+            renewed = self._authorization(url, scope)
+            if renewed is not None and renewed != sent:
+                response.close()
+                response = self._send(method, url, _with_auth(headers, renewed), params, data)
+        if not 200 <= response.status_code < 300:
+            with response:
+                raise self._error(method, response)
+        return response
+
+    def _authorization(self, url: str, scope: str | None) -> str | None:
+        """The Authorization value for ``url``, from the challenge its registry last sent."""
+        key = redirects.origin(url)
+        challenge = self._challenges.get(key)
+        if challenge is None or key not in self._origins:
+            return None
+        if challenge.scheme == "basic":
+            creds = self._credentials
+            return auth.basic_authorization(creds) if creds is not None else None
+        return "Bearer " + self._token(challenge, scope).value
+
+    def _learn_challenge(
+        self, url: str, response: requests.Response, sent: str | None, scope: str | None
+    ) -> bool:
+        """Remember a 401's challenge; True if answering it may change the outcome."""
+        offered = auth.parse_challenges(response.headers.get("WWW-Authenticate", ""))
+        usable = [c for c in offered if c.scheme == "bearer" and c.realm] or [
+            c for c in offered if c.scheme == "basic" and self._credentials is not None
+        ]
+        if not usable or redirects.origin(url) not in self._origins:
+            return False
+        challenge = usable[0]
+        self._challenges[redirects.origin(url)] = challenge
+        if challenge.scheme == "bearer" and sent is not None:
+            # The token we sent was refused (expired early, or too narrow): fetch anew.
+            self._tokens.discard(_token_key(challenge, scope))
+        return True
+
+    def _token(self, challenge: auth.Challenge, scope: str | None) -> auth.Token:
+        key = _token_key(challenge, scope)
+        token = self._tokens.get(key, self._clock())
+        if token is not None:
+            return token
+        with self._tokens.lock(key):
+            token = self._tokens.get(key, self._clock())
+            if token is None:
+                token = self._fetch_token(challenge, scope)
+                self._tokens.put(key, token)
+            return token
+
+    def _fetch_token(self, challenge: auth.Challenge, scope: str | None) -> auth.Token:
+        # token.md "Requesting a Token": GET realm?service=..&scope=.., Basic credentials
+        # if we have them (sent to the realm only), none for an anonymous token.
+        realm = challenge.realm
+        if not realm.startswith(("https://", "http://")):
+            raise RegistryError("GET", redact_url(realm), 401, detail="bad token realm")
+        creds = self._credentials
+        headers = {"Authorization": auth.basic_authorization(creds)} if creds else {}
+        now = self._clock()
+        response = self._send("GET", realm, headers, auth.token_query(challenge, scope), None)
+        with response:
+            if not 200 <= response.status_code < 300:
+                raise self._error("GET", response)
+            body = self.read(response, auth.MAX_TOKEN_RESPONSE_BYTES)
+        return auth.parse_token_response(body, now, redact_url(realm))
+
+    # -- the wire: redirects and exception translation -----------------------------------
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Params | None,
+        data: bytes | None,
+    ) -> requests.Response:
+        """Send, following redirects by our policy; Authorization never leaves its origin."""
+        upstream = self._addresses_of(url)
+        current = dict(headers)
+        for _ in range(redirects.MAX_REDIRECTS + 1):
+            response = self._send_once(method, url, current, params, data)
+            location = response.headers.get("Location")
+            if response.status_code not in redirects.REDIRECT_STATUSES or not location:
+                return response
+            response.close()
+            target = urljoin(response.url, location)
+            target_host = redirects.origin(target)[1]
+            if not redirects.redirect_allowed(target, upstream, redirects.resolve(target_host)):
+                raise RegistryError(
+                    method,
+                    redact_url(url),
+                    response.status_code,
+                    detail=f"redirect to {redact_url(target)} refused (internal address)",
+                )
+            if redirects.origin(target) != redirects.origin(url):
+                current.pop("Authorization", None)
+            if response.status_code == 303 or (response.status_code in (301, 302) and data):
+                method, data = "GET", None
+            url, params = target, None
+        raise RegistryError(method, redact_url(url), 310, detail="too many redirects")
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Params | None,
+        data: bytes | None,
+    ) -> requests.Response:
+        self._stats.add(requests=1)
+        timeout = self._options.timeout
+        try:
+            return self._session.request(
+                method,
+                url,
+                headers=dict(headers),
+                params=list(params or ()),
+                data=data,
+                stream=True,
+                allow_redirects=False,
+                timeout=(timeout, timeout),
+            )
+        except requests.RequestException as exc:
+            raise _transport_error(method, url, exc) from None
+
+    def _addresses_of(self, url: str) -> list[redirects.IPAddress]:
+        host = redirects.origin(url)[1]
+        with self._lock:
+            cached = self._upstream_addresses.get(host)
+        if cached is None:
+            cached = redirects.resolve(host)
+            with self._lock:
+                self._upstream_addresses[host] = cached
+        return cached
+
+    def _error(self, method: str, response: requests.Response) -> RegistryError:
+        body = b""
+        if method != "HEAD":
+            try:
+                body = _read_prefix(response, ERROR_BODY_CAP)
+            except requests.RequestException:
+                body = b""
+        codes, detail = _spec_errors(body)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        kind = NotFoundError if response.status_code == 404 else RegistryError
+        return kind(
+            method, redact_url(response.url), response.status_code, codes, detail, retry_after
+        )
+
+
+def _make_session(options: ClientOptions) -> requests.Session:
+    session = requests.Session()
+    # No environment lookups per request (proxies, netrc credentials): they cost time on
+    # every call and could attach credentials we were not given.
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=options.pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = options.user_agent
+    if not options.tls_verify:
+        session.verify = False
+        # The user asked for no verification (zot's tlsVerify: false); do not warn per call.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    elif options.cert_dir:
+        ca = Path(options.cert_dir, "ca.crt")
+        if ca.is_file():
+            session.verify = str(ca)
+    if options.cert_dir:
+        cert, key = Path(options.cert_dir, "client.cert"), Path(options.cert_dir, "client.key")
+        if cert.is_file() and key.is_file():
+            session.cert = (str(cert), str(key))
+    return session
+
+
+def _with_auth(headers: Mapping[str, str] | None, authorization: str | None) -> dict[str, str]:
+    out = dict(headers or {})
+    if authorization is not None:
+        out["Authorization"] = authorization
+    return out
+
+
+def _token_key(challenge: auth.Challenge, scope: str | None) -> auth.TokenKey:
+    return (challenge.realm, challenge.params.get("service", ""), scope or "")
+
+
+def _read_prefix(response: requests.Response, cap: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    for chunk in response.iter_content(_READ_CHUNK):
+        parts.append(chunk)
+        total += len(chunk)
+        if total >= cap:
+            break
+    return b"".join(parts)[:cap]
+
+
+def _spec_errors(body: bytes) -> tuple[tuple[str, ...], str]:
+    """spec.md "Error Codes": ``{"errors": [{"code", "message", "detail"}]}``, if that."""
+    try:
+        errors = json.loads(body).get("errors")
+        codes = tuple(str(e["code"]) for e in errors if isinstance(e, dict) and "code" in e)
+        message = next((str(e.get("message", "")) for e in errors if isinstance(e, dict)), "")
+    except (ValueError, AttributeError, TypeError, KeyError):
+        return (), ""
+    return codes, message[:200]
+
+
+def _transport_error(method: str, url: str, exc: requests.RequestException) -> TransportError:
+    """A message that names the failure without echoing the URL's query (tokens)."""
+    return TransportError(f"{method} {redact_url(url)}: {type(exc).__name__} ({_reason(exc)})")
+
+
+def _reason(exc: BaseException) -> str:
+    seen: set[int] = set()
+    pending: list[Any] = [exc]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen or not isinstance(item, BaseException):
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror
+        reason = getattr(item, "reason", None)
+        pending += [item.__cause__, item.__context__, reason, *item.args]
+    return "no answer"

@@ -1,1 +1,16 @@
 """Everything kept in Redis: key schema, catalog cursor, locks, blob single-flight, run state."""
+
+from syncworker.coord.coordinator import Coordinator
+from syncworker.coord.locks import LockBusy
+from syncworker.coord.runs import COUNTERS, FAILED, FINISHED, RUNNING, Failure, RunStatus
+
+__all__ = [
+    "COUNTERS",
+    "FAILED",
+    "FINISHED",
+    "RUNNING",
+    "Coordinator",
+    "Failure",
+    "LockBusy",
+    "RunStatus",
+]

@@ -1,0 +1,131 @@
+"""The Redis key schema of syncworker: every key, in one place (DESIGN.md "Redis", issue 3).
+
+Every key starts with the prefix (``syncworker`` unless configured), written ``{p}`` below.
+Names are used verbatim: registry names come from the configuration, repository names and
+tags are validated by ``syncworker.oci`` before they get here, digests stay ``alg:hex``.
+A repository name never contains ``:``, so ``{registry}:{repo}:{tag}`` cannot be ambiguous
+as long as registry names (configuration keys) do not contain one either.
+
+=========================================  ======  ==========  ===============================
+key                                        type    owner       TTL
+=========================================  ======  ==========  ===============================
+``{p}:lock:repo:{dest_repo}``              string  locks.py    lock ttl, extended while held
+``{p}:flight:blob:{alg:hex}``              string  locks.py    lock ttl, extended while held
+``{p}:flight:image:{reg}:{repo}:{ref}``    string  locks.py    lock ttl, extended while held
+``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    FLIGHT_OK_TTL (token of the
+                                                               holder that finished the copy)
+``{p}:tag:{reg}:{repo}:{tag}``             string  coordinator   TAG_CACHE_TTL (a cache of the
+                                                               last digest synced; the store's
+                                                               index.json is the truth)
+``{p}:runs``                               zset    runs.py     none; members are run ids scored
+                                                               by start time, pruned past
+                                                               RUN_RETENTION on each start_run
+``{p}:run:{id}``                           hash    runs.py     RUN_TTL from start, then
+                                                               RUN_RETENTION from finish_run;
+                                                               fields registry, state, started,
+                                                               finished
+``{p}:run:{id}:counters``                  hash    runs.py     same as the run hash; field per
+                                                               counter (COUNTERS), integers
+``{p}:run:{id}:failures``                  list    runs.py     same as the run hash; JSON
+                                                               ``{repo, tag, reason}``, at most
+                                                               MAX_FAILURES
+``{p}:run:{id}:enqueued``                  set     walk.py     same as the run hash; repos
+                                                               already fanned out in this run
+``{p}:walk:{reg}``                         string  walk.py     WALK_TTL, refreshed on each
+                                                               cursor advance; the run id of
+                                                               the walk in progress
+``{p}:cursor:{reg}``                       string  walk.py     WALK_TTL; the last catalog
+                                                               entry enqueued by the walk
+=========================================  ======  ==========  ===============================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "FLIGHT_OK_TTL",
+    "MAX_FAILURES",
+    "RUN_RETENTION",
+    "RUN_TTL",
+    "TAG_CACHE_TTL",
+    "WALK_TTL",
+    "Keys",
+]
+
+DAY = 24 * 3600.0
+# Finished runs stay visible to `syncworker status` for a week, then Redis drops them, so
+# the keyspace does not grow with every nightly run (issue 3: status of recent runs).
+RUN_RETENTION = 7 * DAY
+# A run that never calls finish_run (its walk died for good) still expires eventually.
+RUN_TTL = 14 * DAY
+# A walk whose every task was lost unblocks the next trigger after this long; a live walk
+# refreshes it on every page, so only an abandoned one ever reaches it.
+WALK_TTL = 1 * DAY
+# The last-digest cache is only a shortcut for the "unchanged, skip" check; a month without
+# a sync of that tag means the tag is probably gone, let the entry go too.
+TAG_CACHE_TTL = 30 * DAY
+# Waiters of an image flight read the finisher's marker right after the lock disappears;
+# they poll every few tenths of a second, so minutes are plenty.
+FLIGHT_OK_TTL = 300.0
+# Failures kept per run: enough to show every failing repo of a large catalog, bounded so a
+# registry that fails everything cannot fill Redis.
+MAX_FAILURES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Builds every key name under one prefix."""
+
+    prefix: str = "syncworker"
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # locks.py
+    def repo_lock(self, dest_repo: str) -> str:
+        return self._key("lock", "repo", dest_repo)
+
+    def blob_flight(self, digest: str) -> str:
+        return self._key("flight", "blob", digest)
+
+    def image_flight(self, registry: str, repo: str, reference: str) -> str:
+        return self._key("flight", "image", registry, repo, reference)
+
+    def flight_ok(self, flight_key: str) -> str:
+        return f"{flight_key}:ok"
+
+    # runs.py
+    def last_digest(self, registry: str, repo: str, tag: str) -> str:
+        return self._key("tag", registry, repo, tag)
+
+    def runs(self) -> str:
+        return self._key("runs")
+
+    def run(self, run_id: str) -> str:
+        return self._key("run", run_id)
+
+    def run_counters(self, run_id: str) -> str:
+        return self._key("run", run_id, "counters")
+
+    def run_failures(self, run_id: str) -> str:
+        return self._key("run", run_id, "failures")
+
+    def run_enqueued(self, run_id: str) -> str:
+        return self._key("run", run_id, "enqueued")
+
+    def run_keys(self, run_id: str) -> tuple[str, str, str, str]:
+        """Every key of one run: they share one TTL."""
+        return (
+            self.run(run_id),
+            self.run_counters(run_id),
+            self.run_failures(run_id),
+            self.run_enqueued(run_id),
+        )
+
+    # walk.py
+    def walk(self, registry: str) -> str:
+        return self._key("walk", registry)
+
+    def cursor(self, registry: str) -> str:
+        return self._key("cursor", registry)

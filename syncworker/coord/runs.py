@@ -1,0 +1,288 @@
+"""Run state in Redis: id, state, timestamps, counters and failures (issue 3, "status").
+
+A walk's run ends by itself: :meth:`WalkMixin.end_walk` marks the catalog walked, and the
+run becomes ``finished`` at the moment the last fanned-out repository is counted done or
+failed (whichever of the two comes last), in the same Lua script as that count, so
+``syncworker status`` and ``trigger --wait`` see the truth without polling the queues.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from syncworker.coord.backend import Backend, LuaArg, redact, text, translated
+from syncworker.coord.keys import MAX_FAILURES, RUN_RETENTION, RUN_TTL
+
+__all__ = [
+    "COUNTERS",
+    "FAILED",
+    "FINISHED",
+    "LUA_RUN_PRELUDE",
+    "MAX_REASON_CHARS",
+    "RUNNING",
+    "Failure",
+    "RunStatus",
+    "RunsMixin",
+]
+
+RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+COUNTERS = (
+    "repos_total",
+    "repos_done",
+    "repos_failed",
+    "images_copied",
+    "images_skipped",
+    "images_failed",
+    "blobs_fetched",
+    "blobs_linked",
+    "bytes",
+)
+# A failure reason is a one-line cause for `status`, not a traceback.
+MAX_REASON_CHARS = 500
+# Run ids go into keys and into `syncworker status RUN`: keep them plain.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+# Lua shared by every script that may end a run. KEYS[1..4] are Keys.run_keys(run_id).
+LUA_RUN_PRELUDE = """
+local function finish(state, now, retention_ms)
+  redis.call('hset', KEYS[1], 'state', state, 'finished', now)
+  for i = 1, 4 do redis.call('pexpire', KEYS[i], retention_ms) end
+end
+local function complete_if_done(now, retention_ms)
+  if redis.call('hget', KEYS[1], 'walked') ~= '1' then return end
+  if redis.call('hget', KEYS[1], 'state') ~= 'running' then return end
+  local c = redis.call('hmget', KEYS[2], 'repos_total', 'repos_done', 'repos_failed')
+  local total = tonumber(c[1] or 0)
+  if tonumber(c[2] or 0) + tonumber(c[3] or 0) >= total then
+    finish('finished', now, retention_ms)
+  end
+end
+"""
+
+# KEYS: the run's keys, then the runs zset. ARGV: registry, started, ttl_ms, prune_before,
+# run id, counter names... Returns 0 if the run existed already (a retried trigger).
+_LUA_START = """
+if redis.call('exists', KEYS[1]) == 1 then return 0 end
+redis.call('hset', KEYS[1], 'registry', ARGV[1], 'state', 'running', 'started', ARGV[2])
+for i = 6, #ARGV do redis.call('hset', KEYS[2], ARGV[i], 0) end
+redis.call('pexpire', KEYS[1], ARGV[3])
+redis.call('pexpire', KEYS[2], ARGV[3])
+redis.call('zadd', KEYS[5], ARGV[2], ARGV[5])
+redis.call('zremrangebyscore', KEYS[5], '-inf', ARGV[4])
+return 1
+"""
+
+# ARGV: now, retention_ms, then name, amount pairs. A run that is gone is left gone.
+_LUA_INCR = (
+    LUA_RUN_PRELUDE
+    + """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+for i = 3, #ARGV, 2 do redis.call('hincrby', KEYS[2], ARGV[i], ARGV[i + 1]) end
+complete_if_done(ARGV[1], ARGV[2])
+return 1
+"""
+)
+
+# ARGV: failure JSON, max failures kept.
+_LUA_FAILURE = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+if redis.call('llen', KEYS[3]) < tonumber(ARGV[2]) then
+  redis.call('rpush', KEYS[3], ARGV[1])
+  local ttl = redis.call('pttl', KEYS[1])
+  if ttl > 0 then redis.call('pexpire', KEYS[3], ttl) end
+end
+return 1
+"""
+
+# ARGV: state, now, retention_ms. The first finish wins; later ones only re-arm the TTL.
+_LUA_FINISH = (
+    LUA_RUN_PRELUDE
+    + """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+if redis.call('hget', KEYS[1], 'state') == 'running' then
+  finish(ARGV[1], ARGV[2], ARGV[3])
+else
+  for i = 1, 4 do redis.call('pexpire', KEYS[i], ARGV[3]) end
+end
+return 1
+"""
+)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def new_run_id() -> str:
+    """Sortable and readable: UTC start time, then randomness against collisions."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def _cap_reason(reason: str) -> str:
+    reason = redact(" ".join(reason.split()))
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    return reason
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why one repository (or one tag of it) failed in a run."""
+
+    repo: str
+    tag: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """A snapshot of one run, as ``syncworker status`` shows it."""
+
+    id: str
+    registry: str
+    state: str
+    started: float
+    finished: float | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Repositories fanned out so far (grows while the catalog walk goes on)."""
+        return self.counters.get("repos_total", 0)
+
+    @property
+    def done(self) -> int:
+        """Repositories finished, successfully or not."""
+        return self.counters.get("repos_done", 0) + self.counters.get("repos_failed", 0)
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished if self.finished is not None else time.time()
+        return max(0.0, end - self.started)
+
+    @property
+    def rate(self) -> float:
+        """Repositories per second since the start."""
+        elapsed = self.elapsed
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the current rate; None when unknown, 0 once the run ended."""
+        if self.state != RUNNING:
+            return 0.0
+        rate = self.rate
+        if rate <= 0 or self.total <= 0:
+            return None
+        return max(0, self.total - self.done) / rate
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(done=self.done, total=self.total, rate=self.rate, eta_seconds=self.eta_seconds)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _parse_run(
+    run_id: str, meta: dict[Any, Any], counters: dict[Any, Any], failures: list[Any]
+) -> RunStatus | None:
+    fields = {text(k): text(v) for k, v in meta.items()}
+    if not fields.get("started"):
+        return None
+    finished = fields.get("finished")
+    return RunStatus(
+        id=run_id,
+        registry=fields.get("registry") or "",
+        state=fields.get("state") or RUNNING,
+        started=float(fields["started"] or 0),
+        finished=float(finished) if finished else None,
+        counters={str(text(k)): int(v) for k, v in counters.items()},
+        failures=[Failure(**json.loads(raw)) for raw in failures],
+    )
+
+
+class RunsMixin(Backend):
+    """Runs: start, count, record failures, finish, read back."""
+
+    def _register_runs(self) -> None:
+        register = self._client.register_script
+        self._lua_start = register(_LUA_START)
+        self._lua_incr = register(_LUA_INCR)
+        self._lua_failure = register(_LUA_FAILURE)
+        self._lua_finish = register(_LUA_FINISH)
+
+    @translated
+    def start_run(self, registry: str, run_id: str | None = None) -> str:
+        """Create a run (idempotent for an existing ``run_id``) and return its id."""
+        run_id = run_id or new_run_id()
+        if not _RUN_ID.match(run_id):
+            raise ValueError(f"invalid run id {run_id[:100]!r}")
+        now = time.time()
+        keys = [*self._keys.run_keys(run_id), self._keys.runs()]
+        args: list[LuaArg] = [registry, now, _ms(RUN_TTL), now - RUN_TTL, run_id, *COUNTERS]
+        self._lua_start(keys=keys, args=args)
+        return run_id
+
+    @translated
+    def incr(self, run_id: str, **counters: int) -> None:
+        """Add to the run's counters (names from COUNTERS); ends a fully walked run when the
+        last repository is counted."""
+        unknown = set(counters) - set(COUNTERS)
+        if unknown:
+            raise ValueError(f"unknown run counters: {sorted(unknown)}")
+        pairs = [item for name, amount in counters.items() for item in (name, int(amount))]
+        args: list[LuaArg] = [time.time(), _ms(RUN_RETENTION), *pairs]
+        self._lua_incr(keys=list(self._keys.run_keys(run_id)), args=args)
+
+    @translated
+    def record_failure(self, run_id: str, repo: str, tag: str | None, reason: str) -> None:
+        """Keep why ``repo`` (or ``repo:tag``) failed; the reason is redacted and capped."""
+        failure = Failure(repo=repo, tag=tag, reason=_cap_reason(reason))
+        args: list[LuaArg] = [json.dumps(asdict(failure)), MAX_FAILURES]
+        self._lua_failure(keys=list(self._keys.run_keys(run_id)), args=args)
+
+    @translated
+    def finish_run(self, run_id: str, state: str = FINISHED) -> None:
+        """End the run (the first call decides the state) and keep it RUN_RETENTION."""
+        if state not in (FINISHED, FAILED):
+            raise ValueError(f"a run finishes as {FINISHED!r} or {FAILED!r}, not {state!r}")
+        args: list[LuaArg] = [state, time.time(), _ms(RUN_RETENTION)]
+        self._lua_finish(keys=list(self._keys.run_keys(run_id)), args=args)
+
+    @translated
+    def expire_run_keys(self, run_id: str, ttl: float = RUN_RETENTION) -> None:
+        """Let every key of the run expire ``ttl`` seconds from now."""
+        with self._client.pipeline(transaction=True) as pipe:
+            for key in self._keys.run_keys(run_id):
+                pipe.pexpire(key, _ms(ttl))
+            pipe.execute()
+
+    @translated
+    def run(self, run_id: str) -> RunStatus | None:
+        """The run's status, or None if there is no such run (or it expired)."""
+        if not _RUN_ID.match(run_id):
+            return None
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._keys.run(run_id))
+            pipe.hgetall(self._keys.run_counters(run_id))
+            pipe.lrange(self._keys.run_failures(run_id), 0, -1)
+            meta, counters, failures = pipe.execute()
+        return _parse_run(run_id, meta, counters, failures)
+
+    @translated
+    def runs(self, limit: int = 20) -> list[RunStatus]:
+        """Recent runs, newest first."""
+        ids = [str(text(i)) for i in self._client.zrevrange(self._keys.runs(), 0, limit - 1)]
+        found = [self.run(run_id) for run_id in ids]
+        gone = [run_id for run_id, status in zip(ids, found, strict=True) if status is None]
+        if gone:
+            self._client.zrem(self._keys.runs(), *gone)
+        return [status for status in found if status is not None]

@@ -1,0 +1,223 @@
+"""Pure parts of the registry client: challenges, tokens, backoff, redaction, redirects."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import pytest
+
+from syncworker.errors import ContentError, NotFoundError, RegistryError, TransportError
+from syncworker.registry import Credentials, backoff_delay
+from syncworker.registry.auth import (
+    Challenge,
+    Token,
+    TokenCache,
+    basic_authorization,
+    parse_challenges,
+    parse_token_response,
+    token_query,
+)
+from syncworker.registry.paths import link_next, link_path, link_query, reference
+from syncworker.registry.redact import redact_url
+from syncworker.registry.redirects import is_internal_address, origin, redirect_allowed
+from syncworker.registry.retry import parse_retry_after, should_retry
+
+ip = ipaddress.ip_address
+
+
+def test_bearer_challenge_with_quoted_commas() -> None:
+    header = (
+        'Bearer realm="https://auth.example.com/token",service="registry.example.com",'
+        'scope="repository:samalba/my-app:pull,push"'
+    )
+    [challenge] = parse_challenges(header)
+    assert challenge.scheme == "bearer"
+    assert challenge.realm == "https://auth.example.com/token"
+    assert challenge.params["service"] == "registry.example.com"
+    assert challenge.params["scope"] == "repository:samalba/my-app:pull,push"
+
+
+def test_several_challenges_and_escapes() -> None:
+    header = (
+        'Basic realm="a \\"quoted\\" realm", Bearer realm="https://t/x",error=insufficient_scope'
+    )
+    basic, bearer = parse_challenges(header)
+    assert (basic.scheme, basic.realm) == ("basic", 'a "quoted" realm')
+    assert bearer.params == {"realm": "https://t/x", "error": "insufficient_scope"}
+
+
+def test_empty_and_bare_challenges() -> None:
+    assert parse_challenges("") == []
+    assert parse_challenges("Basic") == [Challenge("basic", {})]
+
+
+def test_token_query_asks_for_both_scopes_once() -> None:
+    challenge = Challenge("bearer", {"realm": "r", "service": "s", "scope": "repository:a:pull"})
+    assert token_query(challenge, "repository:a:pull") == [
+        ("service", "s"),
+        ("scope", "repository:a:pull"),
+    ]
+    assert token_query(challenge, "repository:b:pull")[1:] == [
+        ("scope", "repository:b:pull"),
+        ("scope", "repository:a:pull"),
+    ]
+    assert token_query(Challenge("bearer", {"realm": "r"}), None) == []
+
+
+def test_token_response_lifetime_defaults_to_60_seconds() -> None:
+    token = parse_token_response(b'{"token": "abc"}', now=1000.0, url="u")
+    assert (token.value, token.expires_at) == ("abc", 1060.0)
+    oauth = parse_token_response(b'{"access_token": "x", "expires_in": 300}', 0.0, "u")
+    assert (oauth.value, oauth.expires_at) == ("x", 300.0)
+    for bad in (b"not json", b"[]", b'{"token": ""}', b'{"expires_in": 5}'):
+        with pytest.raises(RegistryError):
+            parse_token_response(bad, 0.0, "u")
+
+
+def test_token_cache_expiry_per_scope() -> None:
+    cache = TokenCache()
+    key = ("realm", "svc", "repository:a:pull")
+    cache.put(key, Token("t", expires_at=100.0))
+    assert cache.get(key, now=50.0) == Token("t", 100.0)
+    assert cache.get(("realm", "svc", "repository:b:pull"), now=50.0) is None
+    assert cache.get(key, now=99.0) is None  # refreshed a little before the deadline
+    assert cache.lock(key) is cache.lock(key)
+
+
+def test_secrets_stay_out_of_reprs() -> None:
+    creds = Credentials("alice", "s3cret-pw")
+    assert "s3cret-pw" not in repr(creds)
+    assert "tok-value" not in repr(Token("tok-value", 1.0))
+    assert basic_authorization(creds) == "Basic YWxpY2U6czNjcmV0LXB3"
+
+
+def test_backoff_grows_exponentially_with_full_jitter_and_a_cap() -> None:
+    rng = random.Random(7)
+    for attempt in range(12):
+        bound = min(10.0, 0.5 * 2**attempt)
+        delays = [backoff_delay(attempt, 0.5, 10.0, None, rng) for _ in range(200)]
+        assert all(0.0 <= d <= bound for d in delays)
+        assert max(delays) > bound / 2  # jitter spreads over the whole range
+    assert backoff_delay(10_000, 1.0, 5.0, None, rng) <= 5.0
+
+
+def test_backoff_honours_retry_after_under_the_cap() -> None:
+    rng = random.Random(1)
+    assert backoff_delay(0, 0.5, 60.0, 7.0, rng) == 7.0
+    assert backoff_delay(0, 0.5, 60.0, 3600.0, rng) == 60.0
+    assert backoff_delay(3, 0.5, 60.0, -4.0, rng) == 0.0
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after("120", now) == 120.0
+    date = format_datetime(datetime.fromtimestamp(now + 30, UTC), usegmt=True)
+    assert parse_retry_after(date, now) == pytest.approx(30.0)
+    past = format_datetime(datetime.fromtimestamp(now - 30, UTC), usegmt=True)
+    assert parse_retry_after(past, now) == 0.0
+    assert parse_retry_after(None, now) is None
+    assert parse_retry_after("soon", now) is None
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_temporary_statuses_are_retried(status: int) -> None:
+    assert should_retry(RegistryError("GET", "u", status))
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405])
+def test_client_errors_are_not_retried(status: int) -> None:
+    assert not should_retry(RegistryError("GET", "u", status))
+    assert not should_retry(NotFoundError("GET", "u", 404))
+
+
+def test_connection_errors_and_toomanyrequests_codes_are_retried() -> None:
+    assert should_retry(TransportError("refused"))
+    assert should_retry(RegistryError("GET", "u", 403, ("TOOMANYREQUESTS",)))
+
+
+def test_redaction_drops_userinfo_and_unknown_query_values() -> None:
+    url = (
+        "https://bob:hunter2@s3.example.com:8443/bucket/blob?X-Amz-Signature=abc123"
+        "&X-Amz-Credential=AKIA&n=10&last=repo/x&token=zzz"
+    )
+    redacted = redact_url(url)
+    for secret in ("hunter2", "bob", "abc123", "AKIA", "zzz"):
+        assert secret not in redacted
+    assert redacted.startswith("https://s3.example.com:8443/bucket/blob?")
+    assert "n=10" in redacted and "last=repo/x" in redacted
+    assert "#" not in redact_url("http://h/p#frag")
+
+
+def test_origin_includes_default_ports() -> None:
+    assert origin("https://Example.com/v2/") == ("https", "example.com", 443)
+    assert origin("http://example.com:80/") == origin("http://example.com/x")
+    assert origin("http://example.com:5000/") != origin("http://example.com/")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "0.0.0.0",
+        "::ffff:10.0.0.1",
+        "224.0.0.1",
+    ],
+)
+def test_internal_addresses(address: str) -> None:
+    assert is_internal_address(ip(address))
+
+
+def test_public_addresses_are_not_internal() -> None:
+    assert not is_internal_address(ip("93.184.216.34"))
+    assert not is_internal_address(ip("2606:2800:220:1:248:1893:25c8:1946"))
+
+
+def test_public_upstream_may_not_redirect_inside() -> None:
+    public = [ip("93.184.216.34")]
+    assert redirect_allowed("https://cdn.example/blob", public, [ip("151.101.1.1")])
+    assert not redirect_allowed("http://169.254.169.254/latest", public, [ip("169.254.169.254")])
+    assert not redirect_allowed("http://10.0.0.5/", public, [ip("10.0.0.5")])
+    # One internal address among several is enough to refuse (DNS may answer either).
+    assert not redirect_allowed("http://x/", public, [ip("151.101.1.1"), ip("127.0.0.1")])
+    assert not redirect_allowed("http://unresolvable/", public, [])
+    assert not redirect_allowed("file:///etc/passwd", public, [ip("151.101.1.1")])
+
+
+def test_internal_upstream_may_redirect_anywhere_over_http() -> None:
+    lan = [ip("192.168.1.10")]
+    assert redirect_allowed("http://10.0.0.5/blob", lan, [ip("10.0.0.5")])
+    assert redirect_allowed("https://cdn.example/blob", lan, [ip("151.101.1.1")])
+    assert not redirect_allowed("ftp://10.0.0.5/blob", lan, [ip("10.0.0.5")])
+
+
+def test_link_header_parsing() -> None:
+    header = '</v2/_catalog?last=b&n=2>; rel="next"'
+    assert link_next(header) == "/v2/_catalog?last=b&n=2"
+    assert link_query("/v2/_catalog?last=b&n=2", "last") == "b"
+    assert link_next('<http://h/v2/x?a=1>; rel="prev", </v2/y?last=z>; rel=next') == "/v2/y?last=z"
+    assert link_next(None) is None
+    assert link_next('</v2/x>; rel="self"') is None
+    assert link_path("https://other.host/v2/r/tags/list?last=t") == "/v2/r/tags/list?last=t"
+
+
+def test_link_outside_the_api_is_refused() -> None:
+    with pytest.raises(ContentError, match="outside /v2/"):
+        link_path("http://h/admin?x=1")
+
+
+def test_references_are_validated_before_they_reach_a_url() -> None:
+    assert reference("v1.0") == "v1.0"
+    assert reference("sha256:" + "a" * 64) == "sha256:" + "a" * 64
+    for bad in ("../x", "a/b", "sha256:zz", "md5:" + "a" * 32, ""):
+        with pytest.raises(ContentError):
+            reference(bad)

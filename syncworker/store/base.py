@@ -58,9 +58,7 @@ class Store(Protocol):
         (a hard link on a filesystem, a server-side copy in S3)."""
         ...
 
-    def put_blob(
-        self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]
-    ) -> int:
+    def put_blob(self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]) -> int:
         """Stream ``chunks`` into ``repo`` as ``digest``; return the bytes written.
 
         The store hashes what it writes and makes the blob visible only if the digest

@@ -1,0 +1,465 @@
+"""The Store contract, run against every backend (filesystem and S3 on a real moto_server).
+
+Each backend is wrapped in a small ``Backend`` that can look underneath the store (inodes,
+object ETags, temporaries, pending multipart uploads), so the tests check what is really
+written rather than what the store says about itself. The layout it leaves is read back by
+tools we did not write: skopeo and umoci.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncworker.errors import DigestMismatchError, SizeLimitError, StoreError
+from syncworker.oci import Descriptor, Digest
+from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
+from syncworker.store import IndexEntry, Store, open_store
+from syncworker.store.base import REF_NAME
+
+MIB = 1024 * 1024
+
+
+class Backend:
+    """A store plus the means to look underneath it."""
+
+    store: Store
+    root_directory: str
+    driver: dict[str, Any] | None = None
+    child_env: dict[str, str] = {}
+
+    def leftovers(self) -> list[str]:
+        """Temporaries and unfinished uploads."""
+        raise NotImplementedError
+
+    def find_blob_anywhere(self, digest: Digest) -> list[str]:
+        """Every final name (file, key) holding ``digest``, in any repository."""
+        raise NotImplementedError
+
+    def assert_shared(self, src: str, dst: str, digest: Digest) -> None:
+        raise NotImplementedError
+
+    def index_fingerprint(self, repo: str) -> object:
+        """Changes whenever index.json is rewritten, even with the same bytes."""
+        raise NotImplementedError
+
+    def write_raw(self, name: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read_raw(self, name: str) -> bytes:
+        raise NotImplementedError
+
+    def materialise(self, target: Path) -> Path:
+        """A local directory with the store's layout, for skopeo and umoci."""
+        raise NotImplementedError
+
+
+class FsBackend(Backend):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root_directory = str(root)
+        self.store = open_store(str(root), None)
+
+    def leftovers(self) -> list[str]:
+        return sorted(os.listdir(self.root / ".tmp"))
+
+    def find_blob_anywhere(self, digest: Digest) -> list[str]:
+        return [str(p) for p in self.root.glob(f"**/blobs/{digest.algorithm}/{digest.hex}")]
+
+    def assert_shared(self, src: str, dst: str, digest: Digest) -> None:
+        rel = f"blobs/{digest.algorithm}/{digest.hex}"
+        assert (self.root / src / rel).samefile(self.root / dst / rel), "not a hard link"
+
+    def index_fingerprint(self, repo: str) -> object:
+        stat = (self.root / repo / "index.json").stat()
+        return stat.st_ino, stat.st_mtime_ns
+
+    def write_raw(self, name: str, data: bytes) -> None:
+        (self.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (self.root / name).write_bytes(data)
+
+    def read_raw(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def materialise(self, target: Path) -> Path:
+        return self.root
+
+
+def _fs_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return FsBackend(tmp_path / "store")
+
+
+BACKENDS = {"fs": _fs_backend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return BACKENDS[request.param](request, tmp_path)
+
+
+@pytest.fixture
+def store(backend: Backend) -> Store:
+    return backend.store
+
+
+def blob(text: bytes) -> tuple[Digest, bytes]:
+    return Digest.of(text), text
+
+
+def manifest_entry(raw: bytes, tag: str | None = None, **annotations: str) -> IndexEntry:
+    return IndexEntry(
+        Descriptor(OCI_MANIFEST, Digest.of(raw), len(raw), annotations=annotations), tag
+    )
+
+
+# -- blobs --------------------------------------------------------------------------------
+
+
+def test_put_has_read_blob(store: Store) -> None:
+    digest, data = blob(os.urandom(3 * MIB + 17))
+    parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    assert store.put_blob("team/app", digest, len(data), parts) == len(data)
+    assert store.has_blob("team/app", digest)
+    assert not store.has_blob("team/other", digest)
+    assert store.read_blob("team/app", digest) == data
+    with pytest.raises(StoreError, match="team/other"):
+        store.read_blob("team/other", digest)
+
+
+def test_put_blob_without_declared_size(store: Store) -> None:
+    digest, data = blob(b"no size given")
+    assert store.put_blob("r", digest, None, iter([data])) == len(data)
+    assert store.read_blob("r", digest) == data
+
+
+def test_put_blob_twice_is_harmless(store: Store) -> None:
+    digest, data = blob(b"same bytes twice")
+    store.put_blob("r", digest, len(data), [data])
+    store.put_blob("r", digest, len(data), [data])
+    assert store.read_blob("r", digest) == data
+
+
+def test_digest_mismatch_leaves_nothing(backend: Backend) -> None:
+    digest = Digest.of(b"what was promised")
+    with pytest.raises(DigestMismatchError):
+        backend.store.put_blob("r", digest, None, [b"what ", b"was sent"])
+    assert not backend.store.has_blob("r", digest)
+    assert backend.find_blob_anywhere(digest) == []
+    assert backend.leftovers() == []
+
+
+@pytest.mark.parametrize("declared", [5, 100])
+def test_size_mismatch_leaves_nothing(backend: Backend, declared: int) -> None:
+    digest, data = blob(b"twelve bytes")
+    with pytest.raises(SizeLimitError):
+        backend.store.put_blob("r", digest, declared, [data])
+    assert not backend.store.has_blob("r", digest)
+    assert backend.find_blob_anywhere(digest) == []
+    assert backend.leftovers() == []
+
+
+def test_source_failing_half_way_leaves_nothing(backend: Backend) -> None:
+    digest = Digest.of(b"x" * 40 * MIB)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b"x" * MIB
+        raise ConnectionResetError("upstream went away")
+
+    with pytest.raises(ConnectionResetError):  # the source's error, not a StoreError
+        backend.store.put_blob("r", digest, 40 * MIB, chunks())
+    assert not backend.store.has_blob("r", digest)
+    assert backend.find_blob_anywhere(digest) == []
+    assert backend.leftovers() == []
+
+
+def test_killed_writer_leaves_only_removable_leftovers(backend: Backend) -> None:
+    """SIGKILL a process in the middle of put_blob: nothing reachable, clean-up removes it."""
+    size = 64 * MIB
+    digest = Digest.of(b"k" * size)
+    with subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, backend.root_directory, json.dumps(backend.driver)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **backend.child_env},
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    assert not backend.store.has_blob("victim", digest)
+    assert backend.find_blob_anywhere(digest) == []
+    assert backend.leftovers(), "the killed writer should have left a temporary behind"
+    assert backend.store.clean_leftovers() == 0, "a fresh temporary may belong to a live writer"
+    assert backend.store.clean_leftovers(max_age=0) >= 1  # type: ignore[call-arg]
+    assert backend.leftovers() == []
+
+
+# A child that streams 24 MiB of a 64 MiB blob (several S3 parts, many fs buffers), says
+# "ready", and waits to be killed.
+_KILLED_WRITER = """
+import json, sys, time
+from syncworker.oci import Digest
+from syncworker.store import open_store
+store = open_store(sys.argv[1], json.loads(sys.argv[2]))
+size = 64 * 1024 * 1024
+def chunks():
+    for i in range(24):
+        yield b"k" * (1024 * 1024)
+    print("ready", flush=True)
+    time.sleep(600)
+store.put_blob("victim", Digest.of(b"k" * size), size, chunks())
+"""
+
+
+def test_put_manifest_preserves_bytes(store: Store) -> None:
+    raw = (
+        b'{ "schemaVersion" : 2,\n\t"mediaType":"' + OCI_MANIFEST.encode() + b'", "layers": [] }\n'
+    )
+    digest = Digest.of(raw)
+    store.put_manifest("r", digest, raw)
+    assert store.read_blob("r", digest) == raw
+
+
+def test_put_manifest_refuses_wrong_digest(backend: Backend) -> None:
+    raw = b'{"schemaVersion":2}'
+    wrong = Digest.of(b"something else")
+    with pytest.raises(DigestMismatchError):
+        backend.store.put_manifest("r", wrong, raw)
+    assert backend.find_blob_anywhere(wrong) == []
+
+
+# -- dedupe -----------------------------------------------------------------------------
+
+
+def test_link_blob_dedupes(backend: Backend) -> None:
+    store = backend.store
+    digest, data = blob(os.urandom(MIB))
+    store.put_blob("src/repo", digest, len(data), [data])
+    assert store.find_blob(digest) == "src/repo"
+    store.link_blob("src/repo", "dst", digest)
+    assert store.has_blob("dst", digest)
+    assert store.read_blob("dst", digest) == data
+    backend.assert_shared("src/repo", "dst", digest)
+    store.link_blob("src/repo", "dst", digest)  # again: no error, nothing changes
+    assert store.find_blob(digest) in ("src/repo", "dst")
+
+
+def test_link_blob_from_a_repo_lacking_it(store: Store) -> None:
+    digest, data = blob(b"held by nobody")
+    with pytest.raises(StoreError, match="nowhere"):
+        store.link_blob("nowhere", "dst", digest)
+    assert not store.has_blob("dst", digest)
+
+
+def test_find_blob_misses(store: Store) -> None:
+    digest, data = blob(b"present")
+    store.put_blob("a", digest, len(data), [data])
+    assert store.find_blob(Digest.of(b"absent")) is None
+
+
+def test_find_blob_sees_other_processes_writes(backend: Backend) -> None:
+    digest, data = blob(b"written by another store instance")
+    assert backend.store.find_blob(digest) is None
+    other = open_store(backend.root_directory, backend.driver)
+    other.put_blob("elsewhere", digest, len(data), [data])
+    assert backend.store.find_blob(digest) == "elsewhere"
+
+
+# -- index.json -------------------------------------------------------------------------
+
+
+def test_index_of_a_new_repository_is_empty(store: Store) -> None:
+    assert store.index("fresh") == []
+
+
+def test_update_index_merge_rules(store: Store) -> None:
+    one, two, three = b'{"m":1}', b'{"m":2}', b'{"m":3}'
+    assert store.update_index("r", [manifest_entry(one, "v1"), manifest_entry(two, "v2")])
+    # A tag moves to another digest, in place.
+    assert store.update_index("r", [manifest_entry(three, "v1")])
+    assert [(e.tag, e.descriptor.digest) for e in store.index("r")] == [
+        ("v1", Digest.of(three)),
+        ("v2", Digest.of(two)),
+    ]
+    # Untagged: added once; not added for a digest already listed.
+    assert store.update_index("r", [manifest_entry(one)])
+    assert not store.update_index("r", [manifest_entry(one)])
+    assert not store.update_index("r", [manifest_entry(two)])
+    # Tagging an untagged digest replaces the untagged entry.
+    assert store.update_index("r", [manifest_entry(one, "v3")])
+    assert [(e.tag, e.descriptor.digest) for e in store.index("r")] == [
+        ("v1", Digest.of(three)),
+        ("v2", Digest.of(two)),
+        ("v3", Digest.of(one)),
+    ]
+    # The same digest under two tags is two entries.
+    assert store.update_index("r", [manifest_entry(one, "latest")])
+    assert {e.tag for e in store.index("r") if e.descriptor.digest == Digest.of(one)} == {
+        "v3",
+        "latest",
+    }
+
+
+def test_index_entries_round_trip(store: Store) -> None:
+    entry = manifest_entry(b'{"m":1}', "v1", **{"org.example.note": "kept"})
+    store.update_index("r", [entry])
+    assert store.index("r") == [entry]
+
+
+def test_noop_update_writes_nothing(backend: Backend) -> None:
+    store = backend.store
+    entries = [manifest_entry(b'{"m":1}', "v1"), manifest_entry(b'{"m":2}')]
+    assert store.update_index("r", entries)
+    before = backend.index_fingerprint("r")
+    assert not store.update_index("r", entries)
+    assert not store.update_index("r", [])
+    assert backend.index_fingerprint("r") == before
+
+
+def test_update_keeps_fields_written_by_other_tools(backend: Backend) -> None:
+    child = {
+        "mediaType": OCI_MANIFEST,
+        "digest": str(Digest.of(b'{"m":1}')),
+        "size": 7,
+        "platform": {"os": "windows", "architecture": "amd64", "os.version": "10.0.17763.1"},
+        "annotations": {REF_NAME: "win"},
+    }
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [child],
+        "annotations": {"org.example.owner": "someone"},
+    }
+    backend.write_raw("r/index.json", json.dumps(doc).encode())
+    backend.write_raw("r/oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+    [entry] = backend.store.index("r")
+    assert entry.tag == "win"
+    assert not backend.store.update_index("r", [entry])  # equal as far as we model it
+    assert backend.store.update_index("r", [manifest_entry(b'{"m":2}', "v2")])
+    written = json.loads(backend.read_raw("r/index.json"))
+    assert written["manifests"][0] == child
+    assert written["annotations"] == {"org.example.owner": "someone"}
+
+
+def test_concurrent_updates_lose_nothing(store: Store) -> None:
+    """8 threads each add tags; a lost read-modify-write would drop some of them."""
+    threads_n, tags_n = 8, 12
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(tags_n):
+                store.update_index(
+                    "busy", [manifest_entry(f'{{"t":{t},"i":{i}}}'.encode(), f"t{t}-{i}")]
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    tags = {e.tag for e in store.index("busy")}
+    assert tags == {f"t{t}-{i}" for t in range(threads_n) for i in range(tags_n)}
+
+
+def test_repositories_lists_nested_names(store: Store) -> None:
+    for repo in ["b", "a/b/c", "a/b", "a"]:
+        store.update_index(repo, [manifest_entry(b'{"m":1}', "v1")])
+    digest, data = blob(b"blob only, no index yet")
+    store.put_blob("blob-only", digest, len(data), [data])
+    assert store.repositories() == ["a", "a/b", "a/b/c", "b"]
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", "a/../../escape", ".tmp", "a//b", ""])
+def test_path_escape_refused(store: Store, name: str) -> None:
+    digest, data = blob(b"x")
+    with pytest.raises(StoreError):
+        store.put_blob(name, digest, 1, [data])
+    with pytest.raises(StoreError):
+        store.update_index(name, [manifest_entry(b"{}", "v1")])
+
+
+# -- read by tools we did not write -------------------------------------------------------
+
+
+def tiny_image() -> dict[str, Any]:
+    """A real single-layer image: a gzip tar with one file, its config and manifest."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        content = b"hello from the store contract test\n"
+        info = tarfile.TarInfo("etc/greeting")
+        info.size, info.mode, info.mtime = len(content), 0o644, 0
+        tar.addfile(info, io.BytesIO(content))
+    layer_tar = buf.getvalue()
+    layer = gzip.compress(layer_tar, mtime=0)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()],
+            },
+        }
+    ).encode()
+
+    def desc(media_type: str, data: bytes) -> dict[str, Any]:
+        return {"mediaType": media_type, "digest": str(Digest.of(data)), "size": len(data)}
+
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": desc("application/vnd.oci.image.config.v1+json", config),
+            "layers": [desc("application/vnd.oci.image.layer.v1.tar+gzip", layer)],
+        },
+        indent=2,
+    ).encode()
+    return {"config": config, "layer": layer, "manifest": manifest}
+
+
+def test_skopeo_and_umoci_read_the_layout(backend: Backend, tmp_path: Path) -> None:
+    store, image = backend.store, tiny_image()
+    for part in ("config", "layer"):
+        data = image[part]
+        store.put_blob("tools/tiny", Digest.of(data), len(data), [data])
+    store.put_manifest("tools/tiny", Digest.of(image["manifest"]), image["manifest"])
+    store.update_index("tools/tiny", [manifest_entry(image["manifest"], "1.0")])
+    root = backend.materialise(tmp_path / "copy")
+    layout = f"{root}/tools/tiny"
+    inspect = subprocess.run(
+        ["skopeo", "inspect", f"oci:{layout}:1.0"], capture_output=True, text=True, check=False
+    )
+    assert inspect.returncode == 0, inspect.stderr
+    assert json.loads(inspect.stdout)["Digest"] == str(Digest.of(image["manifest"]))
+    bundle = tmp_path / "bundle"
+    unpack = subprocess.run(
+        ["umoci", "unpack", "--rootless", "--image", f"{layout}:1.0", str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert unpack.returncode == 0, unpack.stderr
+    assert (bundle / "rootfs/etc/greeting").read_bytes() == b"hello from the store contract test\n"

@@ -1,0 +1,372 @@
+"""The registry client against a real CNCF distribution registry (``docker-registry``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from syncworker.errors import (
+    InvalidNameError,
+    NotFoundError,
+    RegistryError,
+    SizeLimitError,
+    TransportError,
+)
+from syncworker.oci import Descriptor, Digest
+from syncworker.oci.mediatypes import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
+from syncworker.registry import ClientOptions, Credentials, RegistryClient
+from syncworker.registry import tags as tags_module
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+FAST = ClientOptions(max_retries=1, retry_delay=0.01, timeout=10.0)
+USER, PASSWORD = "mirror", "pa55-w0rd-not-in-logs"
+
+
+# -- a local registry fixture (until tests/support's shared fixtures are committed) -----
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalRegistry:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+
+def start_registry(workdir: Path, htpasswd: tuple[str, str] | None = None) -> LocalRegistry:
+    port = free_port()
+    config: dict[str, object] = {
+        "version": 0.1,
+        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": "test-secret"},
+    }
+    if htpasswd:
+        hashed = subprocess.run(
+            ["htpasswd", "-Bin", htpasswd[0]],
+            input=htpasswd[1],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        (workdir / "htpasswd").write_text(hashed)
+        config["auth"] = {"htpasswd": {"realm": "test", "path": str(workdir / "htpasswd")}}
+    (workdir / "config.yml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    proc = subprocess.Popen(
+        [REGISTRY_BINARY, "serve", str(workdir / "config.yml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            requests.get(url + "/v2/", timeout=1).close()
+            return LocalRegistry(url, proc)
+        except requests.ConnectionError:
+            assert proc.poll() is None, "docker-registry exited at start"
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("docker-registry did not start")
+
+
+def stop(registry: LocalRegistry) -> None:
+    registry.proc.terminate()
+    registry.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    server = start_registry(tmp_path_factory.mktemp("registry"))
+    yield server
+    stop(server)
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    server = start_registry(tmp_path_factory.mktemp("auth-registry"), (USER, PASSWORD))
+    yield server
+    stop(server)
+
+
+@pytest.fixture
+def client(registry: LocalRegistry) -> Iterator[RegistryClient]:
+    with RegistryClient([registry.url], options=FAST) as c:
+        yield c
+
+
+# -- content built and pushed with the client under test ----------------------------------
+
+LAYER_TYPES = {
+    OCI_MANIFEST: (
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    ),
+    DOCKER_MANIFEST: (
+        "application/vnd.docker.container.image.v1+json",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    ),
+}
+
+
+@dataclass
+class Pushed:
+    raw: bytes
+    digest: Digest
+    media_type: str
+    blobs: dict[Digest, bytes]
+
+
+def push_blob(client: RegistryClient, repo: str, data: bytes, media_type: str) -> dict[str, object]:
+    digest = Digest.of(data)
+    client.push_blob(repo, digest, data)
+    return {"mediaType": media_type, "digest": str(digest), "size": len(data)}
+
+
+def push_image(
+    client: RegistryClient,
+    repo: str,
+    tag: str | None,
+    media_type: str = OCI_MANIFEST,
+    seed: str = "",
+    layer_size: int = 3000,
+) -> Pushed:
+    config_type, layer_type = LAYER_TYPES[media_type]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
+    layer = (seed.encode() + os.urandom(layer_size))[:layer_size]
+    body = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": push_blob(client, repo, config, config_type),
+        "layers": [push_blob(client, repo, layer, layer_type)],
+    }
+    raw = json.dumps(body, indent=2).encode()
+    digest = Digest.of(raw)
+    client.push_manifest(repo, tag or str(digest), raw, media_type)
+    blobs = {Digest.of(config): config, Digest.of(layer): layer}
+    return Pushed(raw, digest, media_type, blobs)
+
+
+def push_index(
+    client: RegistryClient, repo: str, tag: str, children: list[Pushed], media_type: str
+) -> Pushed:
+    entries = [
+        {
+            "mediaType": c.media_type,
+            "digest": str(c.digest),
+            "size": len(c.raw),
+            "platform": {"os": "linux", "architecture": arch},
+        }
+        for c, arch in zip(children, ["amd64", "arm64"], strict=False)
+    ]
+    raw = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": entries}).encode()
+    client.push_manifest(repo, tag, raw, media_type)
+    return Pushed(raw, Digest.of(raw), media_type, {})
+
+
+# -- tests --------------------------------------------------------------------------------
+
+
+def test_ping(client: RegistryClient) -> None:
+    client.ping()
+    assert client.stats.snapshot().requests == 1
+
+
+def test_catalog_pages_with_a_small_n(client: RegistryClient) -> None:
+    names = [f"pages/repo{i}" for i in range(5)]
+    for name in names:
+        push_image(client, name, "v1", seed=name)
+    listed: list[str] = []
+    last: str | None = None
+    pages = 0
+    while True:
+        page, last = client.catalog_page(last, n=2)
+        assert len(page) <= 2
+        listed += page
+        pages += 1
+        if last is None:
+            break
+    assert pages >= 3
+    assert [n for n in listed if n.startswith("pages/")] == names
+    assert [n for n in client.catalog() if n.startswith("pages/")] == names
+
+
+def test_catalog_never_asks_for_more_than_1000(client: RegistryClient) -> None:
+    names, _ = client.catalog_page(None, n=5000)  # a registry would refuse n > 1000
+    assert isinstance(names, list)
+
+
+def test_tags_all_pages(client: RegistryClient) -> None:
+    image = push_image(client, "tagged/app", "v0", seed="tags")
+    wanted = {f"v{i}" for i in range(7)}
+    for tag in wanted - {"v0"}:
+        client.push_manifest("tagged/app", tag, image.raw, image.media_type)
+    assert set(client.tags("tagged/app")) == wanted
+    # distribution 2.8 ignores n on tag lists (Link pages are tested on a scripted server);
+    # asking for small pages must still give every tag.
+    transport = client._t  # noqa: SLF001 - the page size is internal
+    assert sorted(tags_module.tags(transport, "tagged/app", page_size=2)) == sorted(wanted)
+
+
+@pytest.mark.parametrize("media_type", [OCI_MANIFEST, DOCKER_MANIFEST])
+def test_manifest_head_and_get(client: RegistryClient, media_type: str) -> None:
+    image = push_image(client, "manifests/one", media_type.rsplit(".", 2)[-2], media_type)
+    tag = media_type.rsplit(".", 2)[-2]
+    descriptor = client.head_manifest("manifests/one", tag)
+    assert descriptor == Descriptor(media_type, image.digest, len(image.raw))
+    raw, manifest = client.get_manifest("manifests/one", tag)
+    assert raw == image.raw
+    assert (manifest.media_type, manifest.digest) == (media_type, image.digest)
+    assert {b.digest for b in manifest.blobs} == set(image.blobs)
+    by_digest, _ = client.get_manifest("manifests/one", str(image.digest))
+    assert by_digest == image.raw
+    assert client.head_manifest("manifests/one", str(image.digest)).digest == image.digest
+
+
+@pytest.mark.parametrize("media_type", [OCI_INDEX, DOCKER_MANIFEST_LIST])
+def test_index_and_manifest_list(client: RegistryClient, media_type: str) -> None:
+    child_type = OCI_MANIFEST if media_type == OCI_INDEX else DOCKER_MANIFEST
+    children = [push_image(client, "multi/arch", None, child_type, seed=s) for s in "ab"]
+    index = push_index(client, "multi/arch", "latest", children, media_type)
+    raw, manifest = client.get_manifest("multi/arch", "latest")
+    assert raw == index.raw and manifest.is_index
+    assert [c.digest for c in manifest.children] == [c.digest for c in children]
+    assert [str(c.platform) for c in manifest.children] == ["linux/amd64", "linux/arm64"]
+
+
+def test_blob_streamed_and_verified(client: RegistryClient) -> None:
+    image = push_image(client, "blobs/big", "v1", layer_size=3 * 1024 * 1024 + 17)
+    _, manifest = client.get_manifest("blobs/big", "v1")
+    layer = manifest.blobs[-1]
+    before = client.stats.snapshot()
+    with client.blob("blobs/big", layer) as chunks:
+        parts = list(chunks)
+    assert len(parts) >= 3 and max(len(p) for p in parts) <= 1024 * 1024
+    assert b"".join(parts) == image.blobs[layer.digest]
+    after = client.stats.snapshot()
+    assert after.blob_gets == before.blob_gets + 1
+    assert after.bytes_downloaded - before.bytes_downloaded == layer.size
+
+
+def test_blob_with_a_wrong_declared_size_is_refused(client: RegistryClient) -> None:
+    image = push_image(client, "blobs/size", "v1")
+    digest, data = next(iter(image.blobs.items()))
+    wrong = Descriptor("application/octet-stream", digest, len(data) + 1)
+    with pytest.raises(SizeLimitError), client.blob("blobs/size", wrong) as chunks:
+        list(chunks)
+
+
+def test_missing_things_are_not_found_and_not_retried(client: RegistryClient) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        client.get_manifest("nothing/here", "v1")
+    assert caught.value.status == 404 and caught.value.method == "GET"
+    assert caught.value.codes in {("MANIFEST_UNKNOWN",), ("NAME_UNKNOWN",)}
+    with pytest.raises(NotFoundError):
+        client.head_manifest("nothing/here", "v1")
+    missing = Descriptor("x", Digest.of(b"never pushed"), 12)
+    with pytest.raises(NotFoundError), client.blob("nothing/here", missing):
+        pass
+    assert client.stats.snapshot().retries == 0
+
+
+def test_invalid_names_never_reach_the_wire(client: RegistryClient) -> None:
+    for repo, ref in [("../etc", "v1"), ("ok", "../../x"), ("UPPER", "v1"), ("a//b", "v1")]:
+        with pytest.raises(InvalidNameError):
+            client.get_manifest(repo, ref)
+    assert client.stats.snapshot().requests == 0
+
+
+def test_referrers_from_the_tag_schema(client: RegistryClient) -> None:
+    subject = push_image(client, "signed/app", "v1", seed="subject")
+    assert client.referrers("signed/app", subject.digest) == []
+    empty = push_blob(client, "signed/app", b"{}", "application/vnd.oci.empty.v1+json")
+    artifact = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sbom",
+        "config": empty,
+        "layers": [empty],
+        "subject": {
+            "mediaType": OCI_MANIFEST,
+            "digest": str(subject.digest),
+            "size": len(subject.raw),
+        },
+    }
+    raw = json.dumps(artifact).encode()
+    client.push_manifest("signed/app", str(Digest.of(raw)), raw, OCI_MANIFEST)
+    entry = {
+        "mediaType": OCI_MANIFEST,
+        "digest": str(Digest.of(raw)),
+        "size": len(raw),
+        "artifactType": "application/vnd.example.sbom",
+    }
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]})
+    client.push_manifest("signed/app", f"sha256-{subject.digest.hex}", index.encode(), OCI_INDEX)
+    [found] = client.referrers("signed/app", subject.digest)
+    assert found.digest == Digest.of(raw)
+    assert found.artifact_type == "application/vnd.example.sbom"
+
+
+def test_failover_from_a_dead_url_to_a_live_one(registry: LocalRegistry) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with RegistryClient([dead, registry.url], options=FAST) as client:
+        push_image(client, "failover/app", "v1")
+        assert "v1" in client.tags("failover/app")
+        before = client.stats.snapshot().requests
+        client.head_manifest("failover/app", "v1")
+        # The working URL is remembered: no more attempts on the dead one.
+        assert client.stats.snapshot().requests == before + 1
+
+
+def test_all_urls_dead_is_a_transport_error() -> None:
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    with RegistryClient(dead, options=FAST) as client, pytest.raises(TransportError) as caught:
+        client.ping()
+    assert "Connection refused" in str(caught.value)
+    assert client.stats.snapshot().retries == 2  # one retry per URL
+
+
+def test_basic_auth(auth_registry: LocalRegistry) -> None:
+    creds = Credentials(USER, PASSWORD)
+    with RegistryClient([auth_registry.url], creds, FAST) as client:
+        client.ping()
+        image = push_image(client, "private/app", "v1")
+        assert client.get_manifest("private/app", "v1")[0] == image.raw
+        assert "private/app" in list(client.catalog())
+
+
+def test_basic_auth_failures_name_no_secret(auth_registry: LocalRegistry) -> None:
+    with RegistryClient([auth_registry.url], options=FAST) as anonymous:
+        anonymous.ping()  # a 401 from /v2/ is an answer
+        with pytest.raises(RegistryError) as caught:
+            anonymous.tags("private/app")
+    assert caught.value.status == 401 and caught.value.codes == ("UNAUTHORIZED",)
+    wrong = Credentials(USER, "wrong-" + PASSWORD)
+    with RegistryClient([auth_registry.url], wrong, FAST) as client:
+        with pytest.raises(RegistryError) as caught:
+            client.tags("private/app")
+        assert caught.value.status == 401
+        assert client.stats.snapshot().retries == 0
+    for text in (str(caught.value), repr(caught.value), repr(wrong), repr(client)):
+        assert PASSWORD not in text

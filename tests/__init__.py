@@ -1,0 +1,1 @@
+"""syncworker test suite."""

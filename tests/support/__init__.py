@@ -1,0 +1,1 @@
+"""Shared test infrastructure: real registries, Redis, token server, TLS, generated images."""

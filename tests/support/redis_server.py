@@ -1,0 +1,123 @@
+"""A real Redis for tests: the machine's 127.0.0.1:6379 when it answers, else our own.
+
+`shared_redis_url()` reuses a running Redis (tests must then use their own key prefix or
+database, never FLUSHALL). `RedisServer()` starts a private `redis-server` on a free port,
+without persistence, for tests that stop, kill or restart Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.support.ports import LOOPBACK, free_port, wait_until
+
+__all__ = ["DEFAULT_PORT", "RedisServer", "RedisStartError", "ping", "shared_redis_url"]
+
+DEFAULT_PORT = 6379
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+
+class RedisStartError(RuntimeError):
+    """redis-server is missing or did not answer PING."""
+
+
+def ping(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when a Redis answers PING at host:port (raw RESP: no client library involved)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1 and a free port; no RDB/AOF files."""
+
+    def __init__(self, binary: str = "redis-server") -> None:
+        path = shutil.which(binary)
+        if path is None:
+            raise RedisStartError(f"{binary} not found: install Debian's redis-server")
+        self._binary = path
+        self.workdir = Path(tempfile.mkdtemp(prefix="redis-"))
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def __repr__(self) -> str:
+        return f"RedisServer({self.url})"
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start on this server's port (again, after stop() or kill())."""
+        if self.running():
+            return
+        args = [
+            self._binary,
+            "--bind", LOOPBACK,
+            "--port", str(self.port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.workdir),
+        ]  # fmt: skip
+        log = (self.workdir / "redis.log").open("ab")
+        with log:
+            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        if not wait_until(
+            lambda: ping(LOOPBACK, self.port), timeout=START_TIMEOUT, alive=self.running
+        ):
+            self.kill()
+            raise RedisStartError(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        self._terminate(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._terminate(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop and remove the working directory."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _terminate(self, sig: signal.Signals) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def shared_redis_url() -> tuple[str, RedisServer | None]:
+    """URL of a Redis to share: 127.0.0.1:6379 if it answers, else a started private one
+    (returned too, so the caller closes it)."""
+    if ping(LOOPBACK, DEFAULT_PORT):
+        return f"redis://{LOOPBACK}:{DEFAULT_PORT}/0", None
+    server = RedisServer()
+    return server.url, server

@@ -22,6 +22,8 @@ Third-party exceptions are translated into these in exactly one place per depend
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "ConfigError",
     "ContentError",
@@ -47,10 +49,15 @@ class SyncworkerError(Exception):
 
 
 class ConfigError(SyncworkerError):
-    """A configuration value is missing, unknown or malformed."""
+    """A configuration value is missing, unknown or malformed.
 
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
+    ``errors`` lists every ``(path, message)`` found at once; ``path``/``message`` are
+    the first of them.
+    """
+
+    def __init__(self, path: str, message: str, errors: Sequence[tuple[str, str]] = ()) -> None:
+        self.errors = list(errors) or [(path, message)]
+        super().__init__("\n".join(f"{p}: {m}" if p else m for p, m in self.errors))
         self.path = path
         self.message = message
 

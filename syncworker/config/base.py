@@ -1,0 +1,135 @@
+"""The base of every config model and the field types they share.
+
+zot reads its config through viper, which matches keys without regard to case
+(``tlsVerify``, ``TLSVerify`` and ``tlsverify`` are one key), so our models do the same:
+a key is renamed to its canonical spelling before validation, and only a key that matches
+no field in any case is unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, ClassVar
+
+from croniter import croniter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainValidator, model_validator
+from pydantic.alias_generators import to_camel
+
+from syncworker.config.durations import parse_duration
+from syncworker.errors import InvalidNameError
+from syncworker.filters import compile_glob, compile_go_regex
+from syncworker.oci import Platform, validate_repository
+
+__all__ = [
+    "CronSchedule",
+    "GoDuration",
+    "GoRegex",
+    "Glob",
+    "PlatformField",
+    "RepositoryName",
+    "ConfigModel",
+]
+
+
+class ConfigModel(BaseModel):
+    """A config section: camelCase keys matched case-insensitively, unknown keys refused."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        # Values may be secrets: an error names the field, never echoes what was in it.
+        hide_input_in_errors=True,
+    )
+    _aliases_by_lower: ClassVar[dict[str, str]]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._aliases_by_lower = {
+            (field.alias or name).lower(): field.alias or name
+            for name, field in cls.model_fields.items()
+        }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out: dict[Any, Any] = {}
+        for key, value in data.items():
+            canonical = key
+            if isinstance(key, str) and key not in cls._aliases_by_lower.values():
+                canonical = cls._aliases_by_lower.get(key.lower(), key)
+            # Two spellings of one key: keep the second under its own name, so that it is
+            # reported as unknown rather than silently overriding the first.
+            out[key if canonical in out else canonical] = value
+        return out
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return timedelta(0)
+    # Go would read a bare number as nanoseconds; `pollInterval: 60` almost certainly
+    # does not mean 60 ns, so ask for a unit instead.
+    raise ValueError("a duration is a string with a unit, such as 90s, 1h30m or 500ms")
+
+
+def _regex(value: Any) -> re.Pattern[str] | None:
+    if value is None or value == "":
+        return None  # filters.py: an empty regex keeps every tag
+    if not isinstance(value, str):
+        raise ValueError("a regular expression must be a string")
+    try:
+        return compile_go_regex(value)
+    except ValueError as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+
+
+def _glob(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a prefix must be a string")
+    try:
+        compile_glob(value.removeprefix("/"))
+    except ValueError as exc:
+        raise ValueError(f"invalid glob: {exc}") from None
+    return value
+
+
+def _platform(value: Any) -> Platform:
+    if isinstance(value, Platform):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a platform is a string such as linux/amd64 or linux/arm64/v8")
+    return Platform.parse(value)
+
+
+def _repository(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a repository name must be a string")
+    try:
+        return validate_repository(value)
+    except InvalidNameError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _cron(value: Any) -> str:
+    # Five fields, as Celery's crontab and every cron take; croniter alone would also
+    # accept a sixth (seconds) field that beat cannot honour.
+    if not isinstance(value, str) or len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError(f"invalid cron expression {value!r} (five fields: m h dom mon dow)")
+    return value
+
+
+GoDuration = Annotated[timedelta, PlainValidator(_duration)]
+GoRegex = Annotated[re.Pattern[str] | None, PlainValidator(_regex)]
+Glob = Annotated[str, PlainValidator(_glob)]
+PlatformField = Annotated[Platform, PlainValidator(_platform)]
+RepositoryName = Annotated[str, PlainValidator(_repository)]
+CronSchedule = Annotated[str, BeforeValidator(_cron)]

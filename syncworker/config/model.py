@@ -1,0 +1,110 @@
+"""The whole configuration: a zot config file, plus our own ``syncworker`` section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
+
+from syncworker.config.base import ConfigModel
+from syncworker.config.credentials import docker_config_credentials, host_key
+from syncworker.config.storage import StorageConfig
+from syncworker.config.sync import RegistryConfig, SyncConfig
+from syncworker.errors import ConfigError
+from syncworker.registry.auth import Credentials
+
+__all__ = ["Config", "ExtensionsConfig", "SyncworkerSettings"]
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# Opaque zot sections may hold secrets (LDAP bind passwords, API keys): never in a repr.
+_Opaque = dict[str, Any] | None
+
+
+class SyncworkerSettings(ConfigModel):
+    """Our own top-level section."""
+
+    #: Repositories mirrored in parallel (threads in ``syncworker sync``).
+    concurrency: int = Field(8, ge=1)
+    #: Blobs copied in parallel within one repository.
+    blob_concurrency: int = Field(4, ge=1)
+    #: Redis for coordination (and Celery's broker unless ``celery`` says otherwise); none
+    #: means the embedded in-process backend. ``SYNCWORKER_REDIS_URL`` overrides it.
+    redis: SecretStr | None = None
+    #: Merged into Celery's configuration (``broker_url``, ``worker_prefetch_multiplier``...).
+    celery: dict[str, Any] = Field(default_factory=dict, repr=False)
+    #: Finished runs whose stats and failures are kept in Redis.
+    runs_kept: int = Field(20, ge=1)
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_REDIS_SCHEMES):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.redis.get_secret_value() if self.redis is not None else None
+
+
+class ExtensionsConfig(ConfigModel):
+    """zot's ``extensions``: ``sync`` is ours to read; the others are kept as they are."""
+
+    sync: SyncConfig | None = None
+    search: _Opaque = Field(None, repr=False)
+    metrics: _Opaque = Field(None, repr=False)
+    scrub: _Opaque = Field(None, repr=False)
+    lint: _Opaque = Field(None, repr=False)
+    ui: _Opaque = Field(None, repr=False)
+    mgmt: _Opaque = Field(None, repr=False)
+    api_key: _Opaque = Field(None, repr=False)
+    trust: _Opaque = Field(None, repr=False)
+    events: Any = Field(None, repr=False)
+
+
+class Config(ConfigModel):
+    """A zot configuration file, read by syncworker. Load it with ``load_config``."""
+
+    dist_spec_version: str | None = None
+    storage: StorageConfig
+    http: _Opaque = Field(None, repr=False)
+    log: _Opaque = None
+    extensions: ExtensionsConfig | None = None
+    scheduler: _Opaque = Field(None, repr=False)
+    cluster: _Opaque = Field(None, repr=False)
+    # zot fills these from its build; they may appear in a config it wrote back out.
+    go_version: str | None = None
+    commit: str | None = None
+    release_tag: str | None = None
+    binary_type: str | None = None
+    syncworker: SyncworkerSettings = Field(
+        default_factory=lambda: SyncworkerSettings.model_validate({})
+    )
+
+    _file_credentials: dict[str, Credentials] = PrivateAttr(default_factory=dict)
+
+    @property
+    def sync(self) -> SyncConfig:
+        """``extensions.sync``, or an empty one (no registries) when absent."""
+        ext = self.extensions
+        return ext.sync if ext is not None and ext.sync is not None else SyncConfig()
+
+    @property
+    def registries(self) -> list[RegistryConfig]:
+        return self.sync.registries
+
+    def registry(self, name: str) -> RegistryConfig:
+        for reg in self.registries:
+            if reg.name == name:
+                return reg
+        known = ", ".join(reg.name for reg in self.registries) or "none configured"
+        raise ConfigError("extensions.sync.registries", f"no registry named {name!r} ({known})")
+
+    def credentials_for(self, registry: RegistryConfig) -> Credentials | None:
+        """Credentials for ``registry``: zot's credentialsFile entry for the first of its
+        URLs that has one, else the user's docker config.json, else None (anonymous)."""
+        for host in registry.hosts:
+            creds = self._file_credentials.get(host_key(host))
+            if creds is not None:
+                return creds
+        return docker_config_credentials(registry.hosts)

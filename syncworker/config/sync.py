@@ -1,0 +1,165 @@
+"""``extensions.sync``: zot's sync extension, key for key, plus our per-registry additions.
+
+zot's keys and meanings (``pkg/extensions/config/sync/config.go``) are accepted unchanged.
+Keys zot has that syncworker does not act on are accepted and ignored, each noted below,
+so a zot config loads as it is. Ours, under the same registry entry: ``name``, ``repos``,
+``platforms``, ``schedule``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from syncworker.config.base import (
+    ConfigModel,
+    CronSchedule,
+    Glob,
+    GoDuration,
+    GoRegex,
+    PlatformField,
+    RepositoryName,
+)
+from syncworker.errors import InvalidNameError
+from syncworker.filters import ContentRule, ContentRules, TagRule
+from syncworker.oci import validate_repository
+from syncworker.registry.options import ClientOptions
+
+__all__ = ["ContentConfig", "RegistryConfig", "SyncConfig", "TagsConfig"]
+
+_URL_SCHEMES = ("http", "https")
+# A registry name travels in task arguments and Redis keys; keep it to plain characters.
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:")
+
+
+class TagsConfig(ConfigModel):
+    regex: GoRegex = None
+    exclude_regex: GoRegex = None
+    semver: bool = False
+
+
+class ContentConfig(ConfigModel):
+    prefix: Glob
+    tags: TagsConfig | None = None
+    destination: str | None = None
+    strip_prefix: bool = False
+
+    @field_validator("destination")
+    @classmethod
+    def _destination_is_a_name(cls, value: str | None) -> str | None:
+        # "/" (the root) is allowed; anything else must be a repository name once the
+        # slashes zot tolerates around it are dropped.
+        if value is not None and value.strip("/"):
+            try:
+                validate_repository(value.strip("/"))
+            except InvalidNameError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def rule(self) -> ContentRule:
+        tags = None
+        if self.tags is not None:
+            tags = TagRule(self.tags.regex, self.tags.exclude_regex, self.tags.semver)
+        return ContentRule(self.prefix, tags, self.destination, self.strip_prefix)
+
+
+class RegistryConfig(ConfigModel):
+    """One upstream: zot's ``registries[]`` entry."""
+
+    urls: list[str] = Field(min_length=1)
+    poll_interval: GoDuration | None = None
+    content: list[ContentConfig] = []
+    tls_verify: bool = True
+    on_demand: bool = False
+    cert_dir: str | None = None
+    max_retries: int | None = Field(None, ge=0)
+    retry_delay: GoDuration | None = None
+    only_signed: bool = False
+    preserve_digest: bool = False  # we always store manifests byte for byte
+    sync_legacy_cosign_tags: bool = True
+    # Accepted for zot compatibility, not acted on: syncworker has no on-demand server
+    # (manifestCheckInterval), sizes its own pools and timeouts (syncTimeout,
+    # reqConcurrent, reqPerSec, disableHTTP2) and backs off on its own curve (maxRetryDelay).
+    manifest_check_interval: GoDuration | None = None
+    max_retry_delay: GoDuration | None = None
+    sync_timeout: GoDuration | None = None
+    req_concurrent: int | None = Field(None, ge=1)
+    req_per_sec: float | None = Field(None, ge=0)
+    disable_http2: bool | None = Field(None, alias="disableHTTP2")
+    max_idle_conns_per_host: int | None = Field(None, ge=1)
+    credential_helper: str | None = None
+    oauth2_credential_helper: dict[str, Any] | None = Field(None, repr=False)
+    # ours
+    name: str = ""
+    repos: list[RepositoryName] = []
+    platforms: list[PlatformField] = []
+    schedule: CronSchedule | None = None
+
+    _rules: ContentRules = PrivateAttr()
+
+    @field_validator("urls")
+    @classmethod
+    def _urls_are_registries(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in _URL_SCHEMES or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+        return [url.rstrip("/") for url in urls]
+
+    @field_validator("credential_helper")
+    @classmethod
+    def _no_helper(cls, value: str | None) -> str | None:
+        # zot's helpers (ecr, gcp, oauth2) fetch cloud tokens; without them the upstream
+        # would answer 401 to every request, so say so now rather than mid-run.
+        if value:
+            raise ValueError(
+                f"credential helper {value!r} is not supported by syncworker; "
+                "use credentialsFile or a docker config.json"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if value and not set(value) <= _NAME_CHARS:
+            raise ValueError("a registry name may hold only letters, digits and . - _ :")
+        return value
+
+    @model_validator(mode="after")
+    def _derive(self) -> RegistryConfig:
+        if not self.name:
+            # Default name: the first URL's host[:port], which is how zot keys credentials.
+            object.__setattr__(self, "name", urlsplit(self.urls[0]).netloc)
+        self._rules = ContentRules([content.rule() for content in self.content])
+        return self
+
+    @property
+    def hosts(self) -> list[str]:
+        """``host[:port]`` of each URL, in failover order."""
+        return [urlsplit(url).netloc for url in self.urls]
+
+    def content_rules(self) -> ContentRules:
+        return self._rules
+
+    def client_options(self) -> ClientOptions:
+        """Options for the registry client; unset keys keep the client's defaults."""
+        given: dict[str, Any] = {"tls_verify": self.tls_verify, "cert_dir": self.cert_dir}
+        if self.max_retries is not None:
+            given["max_retries"] = self.max_retries
+        if self.retry_delay is not None:
+            given["retry_delay"] = self.retry_delay / timedelta(seconds=1)
+        if self.max_idle_conns_per_host is not None:
+            given["pool_size"] = self.max_idle_conns_per_host
+        return ClientOptions(**given)
+
+
+class SyncConfig(ConfigModel):
+    """zot's ``extensions.sync``."""
+
+    enable: bool = True
+    credentials_file: str | None = None
+    download_dir: str | None = None  # zot stages through it for cloud storage; we stream
+    registries: list[RegistryConfig] = []

@@ -1,0 +1,325 @@
+"""The registry client against scripted loopback servers: the faults a real registry
+will not produce on demand (5xx, 429 + Retry-After, lying digests, huge manifests,
+redirects, bearer tokens, broken connections)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from syncworker.errors import (
+    DigestMismatchError,
+    RegistryError,
+    SizeLimitError,
+    TransportError,
+)
+from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest
+from syncworker.oci.mediatypes import OCI_MANIFEST
+from syncworker.registry import ClientOptions, ClientStats, RegistryClient
+from syncworker.registry.transport import Transport
+
+FAST = ClientOptions(max_retries=3, retry_delay=0.001, timeout=5.0)
+SECRET = "s3cr3t-value-never-shown"
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    chunked: bool = False
+    truncate: bool = False  # promise the full length, send half, close
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+Route = Callable[[Seen], Answer]
+
+
+class Scripted(ThreadingHTTPServer):
+    """Answers by route: a function of the request, or a list consumed in order."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.routes: dict[tuple[str, str], Route | list[Answer]] = {}
+        self.seen: list[Seen] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def on(self, method: str, path: str, *answers: Answer | Route) -> None:
+        if len(answers) == 1 and callable(answers[0]):
+            self.routes[(method, path)] = answers[0]
+        else:
+            self.routes[(method, path)] = [a for a in answers if isinstance(a, Answer)]
+
+    def answer(self, seen: Seen) -> Answer:
+        with self.lock:
+            self.seen.append(seen)
+            route = self.routes.get((seen.method, urlsplit(seen.path).path))
+            if route is None:
+                return Answer(404, b'{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}')
+            if callable(route):
+                return route(seen)
+            return route.pop(0) if len(route) > 1 else route[0]
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for s in self.seen if s.method == method and urlsplit(s.path).path == path)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Scripted
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        seen = Seen(self.command, self.path, dict(self.headers.items()))
+        answer = self.server.answer(seen)
+        self.send_response(answer.status)
+        for key, value in answer.headers.items():
+            self.send_header(key, value)
+        if answer.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if answer.truncate:
+            self.wfile.write(answer.body[: len(answer.body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+        elif answer.chunked:
+            for start in range(0, len(answer.body), 65536):
+                piece = answer.body[start : start + 65536]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(answer.body)
+
+    do_GET = do_HEAD = do_PUT = do_POST = _serve
+
+
+@pytest.fixture
+def server() -> Iterator[Scripted]:
+    yield from _serve()
+
+
+@pytest.fixture
+def other() -> Iterator[Scripted]:
+    yield from _serve()
+
+
+def _serve() -> Iterator[Scripted]:
+    scripted = Scripted()
+    thread = threading.Thread(target=scripted.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    yield scripted
+    scripted.shutdown()
+    scripted.server_close()
+    thread.join()
+
+
+def manifest_bytes(seed: str = "x") -> bytes:
+    config = {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        "digest": str(Digest.of(seed.encode())),
+        "size": len(seed),
+    }
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": []}
+    ).encode()
+
+
+def manifest_answer(raw: bytes, digest: Digest | None = None, **extra: str) -> Answer:
+    headers = {"Content-Type": OCI_MANIFEST, **extra}
+    headers["Docker-Content-Digest"] = str(digest or Digest.of(raw))
+    return Answer(200, raw, headers)
+
+
+# -- retries -----------------------------------------------------------------------------
+
+
+def test_5xx_retried_until_success(server: Scripted) -> None:
+    server.on("GET", "/v2/", Answer(503), Answer(502), Answer(200, b"{}"))
+    with RegistryClient([server.url], options=FAST) as client:
+        client.ping()
+        assert client.stats.snapshot().retries == 2
+    assert server.count("GET", "/v2/") == 3
+
+
+def test_retry_after_is_honoured(server: Scripted) -> None:
+    server.on(
+        "GET",
+        "/v2/",
+        Answer(429, headers={"Retry-After": "7"}),
+        Answer(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}),  # in the past
+        Answer(200),
+    )
+    slept: list[float] = []
+    transport = Transport([server.url], None, FAST, ClientStats(), sleep=slept.append)
+    transport.fetch("GET", "/v2/", scope=None, cap=100)
+    assert slept == [7.0, 0.0]
+
+
+def test_retries_are_capped_then_the_status_is_raised(server: Scripted) -> None:
+    server.on("GET", "/v2/", Answer(500, b'{"errors":[{"code":"UNKNOWN","message":"boom"}]}'))
+    with RegistryClient([server.url], options=FAST) as client:
+        with pytest.raises(RegistryError) as caught:
+            client.ping()
+        assert client.stats.snapshot().retries == FAST.max_retries
+    assert caught.value.status == 500 and caught.value.codes == ("UNKNOWN",)
+    assert caught.value.temporary
+    assert server.count("GET", "/v2/") == FAST.max_retries + 1
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 400])
+def test_client_errors_are_not_retried(server: Scripted, status: int) -> None:
+    server.on("GET", "/v2/r/tags/list", Answer(status, b'{"errors":[{"code":"DENIED"}]}'))
+    with RegistryClient([server.url], options=FAST) as client, pytest.raises(RegistryError):
+        client.tags("r")
+    assert server.count("GET", "/v2/r/tags/list") == 1
+
+
+def test_failover_on_persistent_5xx(server: Scripted, other: Scripted) -> None:
+    raw = manifest_bytes()
+    server.on("GET", "/v2/r/manifests/v1", Answer(503))
+    other.on("GET", "/v2/r/manifests/v1", manifest_answer(raw))
+    with RegistryClient([server.url, other.url], options=FAST) as client:
+        assert client.get_manifest("r", "v1")[0] == raw
+        assert client.get_manifest("r", "v1")[0] == raw
+    assert server.count("GET", "/v2/r/manifests/v1") == FAST.max_retries + 1
+    assert other.count("GET", "/v2/r/manifests/v1") == 2
+
+
+def test_no_failover_on_404(server: Scripted, other: Scripted) -> None:
+    client = RegistryClient([server.url, other.url], options=FAST)
+    with client, pytest.raises(RegistryError):
+        client.get_manifest("r", "v1")
+    assert other.seen == []
+
+
+# -- content the client refuses ----------------------------------------------------------
+
+
+def test_manifest_over_the_cap_is_refused(server: Scripted) -> None:
+    huge = b"{" + b" " * MAX_MANIFEST_BYTES + b"}"
+    server.on("GET", "/v2/r/manifests/declared", Answer(200, huge, {"Content-Type": OCI_MANIFEST}))
+    server.on(
+        "GET",
+        "/v2/r/manifests/chunked",
+        Answer(200, huge, {"Content-Type": OCI_MANIFEST}, chunked=True),
+    )
+    with RegistryClient([server.url], options=FAST) as client:
+        for tag in ("declared", "chunked"):
+            with pytest.raises(SizeLimitError, match="exceeds"):
+                client.get_manifest("r", tag)
+
+
+def test_manifest_digest_mismatch_is_refused(server: Scripted) -> None:
+    raw = manifest_bytes()
+    liar = Digest.of(b"something else")
+    server.on("GET", "/v2/r/manifests/v1", manifest_answer(raw, liar))
+    server.on("GET", f"/v2/r/manifests/{liar}", manifest_answer(raw, liar))
+    with RegistryClient([server.url], options=FAST) as client:
+        with pytest.raises(DigestMismatchError):
+            client.get_manifest("r", "v1")  # against Docker-Content-Digest
+        with pytest.raises(DigestMismatchError):
+            client.get_manifest("r", str(liar))  # against the digest asked for
+
+
+def test_head_without_digest_header_falls_back_to_get(server: Scripted) -> None:
+    raw = manifest_bytes()
+    server.on("HEAD", "/v2/r/manifests/v1", Answer(200, raw, {"Content-Type": OCI_MANIFEST}))
+    server.on("GET", "/v2/r/manifests/v1", Answer(200, raw, {"Content-Type": OCI_MANIFEST}))
+    with RegistryClient([server.url], options=FAST) as client:
+        descriptor = client.head_manifest("r", "v1")
+    assert descriptor == Descriptor(OCI_MANIFEST, Digest.of(raw), len(raw))
+    assert server.count("GET", "/v2/r/manifests/v1") == 1
+
+
+def test_blob_digest_mismatch_raises_before_the_last_chunk(server: Scripted) -> None:
+    good = b"a" * (2 * 1024 * 1024 + 5)
+    bad = b"b" + good[1:]
+    digest = Digest.of(good)
+    server.on("GET", f"/v2/r/blobs/{digest}", Answer(200, bad))
+    handed_out = 0
+    with RegistryClient([server.url], options=FAST) as client:
+        descriptor = Descriptor("application/octet-stream", digest, len(good))
+        with pytest.raises(DigestMismatchError), client.blob("r", descriptor) as chunks:
+            for chunk in chunks:
+                handed_out += len(chunk)
+    assert handed_out < len(good)
+
+
+def test_broken_connection_mid_blob_is_a_transport_error(server: Scripted) -> None:
+    data = b"z" * 300_000
+    digest = Digest.of(data)
+    server.on("GET", f"/v2/r/blobs/{digest}", Answer(200, data, truncate=True))
+    with RegistryClient([server.url], options=FAST) as client:
+        descriptor = Descriptor("application/octet-stream", digest, len(data))
+        with pytest.raises(TransportError), client.blob("r", descriptor) as chunks:
+            list(chunks)
+
+
+def test_tags_follow_link_pages(server: Scripted) -> None:
+    def tags(seen: Seen) -> Answer:
+        last = parse_qs(urlsplit(seen.path).query).get("last")
+        if last is None:
+            link = '</v2/r/tags/list?n=2&last=b>; rel="next"'
+            return Answer(200, b'{"name":"r","tags":["a","b"]}', {"Link": link})
+        return Answer(200, b'{"name":"r","tags":["c"]}')
+
+    server.on("GET", "/v2/r/tags/list", tags)
+    with RegistryClient([server.url], options=FAST) as client:
+        assert client.tags("r") == ["a", "b", "c"]
+
+
+def test_catalog_link_gives_the_next_last(server: Scripted) -> None:
+    link = '</v2/_catalog?last=b%2Fx&n=2>; rel="next"'
+    server.on("GET", "/v2/_catalog", Answer(200, b'{"repositories":["a","b/x"]}', {"Link": link}))
+    with RegistryClient([server.url], options=FAST) as client:
+        assert client.catalog_page(None, 2) == (["a", "b/x"], "b/x")
+    assert "n=2" in server.seen[0].path
+
+
+def test_referrers_api_answer_is_used(server: Scripted) -> None:
+    subject = Digest.of(b"subject")
+    ref = {
+        "mediaType": OCI_MANIFEST,
+        "digest": str(Digest.of(b"sig")),
+        "size": 3,
+        "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
+    }
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [ref],
+        }
+    ).encode()
+    server.on("GET", f"/v2/r/referrers/{subject}", Answer(200, index))
+    with RegistryClient([server.url], options=FAST) as client:
+        [found] = client.referrers("r", subject)
+    assert found.artifact_type == ref["artifactType"]
+    assert server.count("GET", f"/v2/r/manifests/sha256-{subject.hex}") == 0

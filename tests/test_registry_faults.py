@@ -21,7 +21,7 @@ from syncworker.errors import (
 )
 from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
-from syncworker.registry import ClientOptions, ClientStats, RegistryClient
+from syncworker.registry import ClientOptions, ClientStats, Credentials, RegistryClient
 from syncworker.registry.transport import Transport
 
 FAST = ClientOptions(max_retries=3, retry_delay=0.001, timeout=5.0)
@@ -323,3 +323,176 @@ def test_referrers_api_answer_is_used(server: Scripted) -> None:
         [found] = client.referrers("r", subject)
     assert found.artifact_type == ref["artifactType"]
     assert server.count("GET", f"/v2/r/manifests/sha256-{subject.hex}") == 0
+
+
+# -- bearer tokens -----------------------------------------------------------------------
+
+
+class TokenIssuer:
+    """A bearer-auth registry in one scripted server: /token issues, /v2/... checks."""
+
+    def __init__(self, server: Scripted, lifetime: int = 3600) -> None:
+        self.server = server
+        self.lifetime = lifetime
+        self.issued: dict[str, str] = {}  # token -> scope
+        self.requests: list[Seen] = []
+        self.revoked: set[str] = set()
+        server.on("GET", "/token", self.token)
+        server.on("GET", "/v2/", self.guard(None, Answer(200, b"{}")))
+
+    def challenge(self, scope: str | None) -> Answer:
+        params = f'realm="{self.server.url}/token",service="scripted"'
+        if scope:
+            params += f',scope="{scope}"'
+        body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
+        return Answer(401, body, {"WWW-Authenticate": "Bearer " + params})
+
+    def token(self, seen: Seen) -> Answer:
+        self.requests.append(seen)
+        scopes = parse_qs(urlsplit(seen.path).query).get("scope", [""])
+        value = f"{SECRET}-{len(self.issued)}"
+        self.issued[value] = scopes[0]
+        return Answer(200, json.dumps({"token": value, "expires_in": self.lifetime}).encode())
+
+    def guard(self, scope: str | None, answer: Answer) -> Route:
+        def route(seen: Seen) -> Answer:
+            value = seen.headers.get("Authorization", "").removeprefix("Bearer ")
+            if value not in self.issued or value in self.revoked:
+                return self.challenge(scope)
+            if scope and self.issued[value] != scope:
+                return self.challenge(scope)
+            return answer
+
+        return route
+
+
+def test_anonymous_bearer_token_cached_per_scope(server: Scripted) -> None:
+    issuer = TokenIssuer(server)
+    for repo in ("r", "s"):
+        body = json.dumps({"name": repo, "tags": ["v1"]}).encode()
+        server.on(
+            "GET",
+            f"/v2/{repo}/tags/list",
+            issuer.guard(f"repository:{repo}:pull", Answer(200, body)),
+        )
+    with RegistryClient([server.url], options=FAST) as client:
+        for _ in range(3):
+            assert client.tags("r") == ["v1"]
+        assert client.tags("s") == ["v1"]
+    assert sorted(issuer.issued.values()) == ["repository:r:pull", "repository:s:pull"]
+    assert all("Authorization" not in seen.headers for seen in issuer.requests)
+    # One 401 to learn the challenge, then every request carries a token up front.
+    assert server.count("GET", "/v2/r/tags/list") == 4
+    assert server.count("GET", "/v2/s/tags/list") == 1
+
+
+def test_credentials_go_to_the_realm_only(server: Scripted) -> None:
+    issuer = TokenIssuer(server)
+    server.on(
+        "GET", "/v2/r/tags/list", issuer.guard("repository:r:pull", Answer(200, b'{"tags":["a"]}'))
+    )
+    with RegistryClient([server.url], Credentials("alice", SECRET), FAST) as client:
+        client.ping()
+        assert client.tags("r") == ["a"]
+    assert [s.headers["Authorization"].split()[0] for s in issuer.requests] == ["Basic"] * 2
+    registry_auth = [
+        s.headers.get("Authorization", "") for s in server.seen if not s.path.startswith("/token")
+    ]
+    assert not any(value.startswith("Basic") for value in registry_auth)
+
+
+def test_expired_tokens_are_refreshed(server: Scripted) -> None:
+    issuer = TokenIssuer(server, lifetime=60)
+    server.on(
+        "GET", "/v2/r/tags/list", issuer.guard("repository:r:pull", Answer(200, b'{"tags":["a"]}'))
+    )
+    now = [1000.0]
+    transport = Transport([server.url], None, FAST, ClientStats(), clock=lambda: now[0])
+    transport.fetch("GET", "/v2/r/tags/list", scope="repository:r:pull", cap=1000)
+    transport.fetch("GET", "/v2/r/tags/list", scope="repository:r:pull", cap=1000)
+    assert len(issuer.issued) == 1
+    now[0] += 61
+    transport.fetch("GET", "/v2/r/tags/list", scope="repository:r:pull", cap=1000)
+    assert len(issuer.issued) == 2
+    # Refreshed before use: no extra 401 round trip.
+    assert server.count("GET", "/v2/r/tags/list") == 4
+
+
+def test_a_refused_token_is_replaced_once(server: Scripted) -> None:
+    issuer = TokenIssuer(server)
+    server.on(
+        "GET", "/v2/r/tags/list", issuer.guard("repository:r:pull", Answer(200, b'{"tags":["a"]}'))
+    )
+    with RegistryClient([server.url], options=FAST) as client:
+        client.tags("r")
+        issuer.revoked.update(issuer.issued)
+        assert client.tags("r") == ["a"]
+    assert len(issuer.issued) == 2
+
+
+def test_tokens_and_passwords_never_appear_in_errors(server: Scripted) -> None:
+    issuer = TokenIssuer(server)
+    server.on("GET", "/v2/r/tags/list", issuer.guard("repository:r:pull", Answer(500)))
+    client = RegistryClient([server.url], Credentials("alice", SECRET), FAST)
+    with client, pytest.raises(RegistryError) as caught:
+        client.tags("r")
+    assert caught.value.status == 500
+    for text in (str(caught.value), repr(caught.value), caught.value.url, repr(client)):
+        assert SECRET not in text
+
+
+def test_a_token_issuer_refusing_credentials(server: Scripted) -> None:
+    TokenIssuer(server)
+    server.on("GET", "/token", Answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}'))
+    server.on(
+        "GET",
+        "/v2/r/tags/list",
+        Answer(401, headers={"WWW-Authenticate": f'Bearer realm="{server.url}/token",service="s"'}),
+    )
+    client = RegistryClient([server.url], Credentials("alice", SECRET), FAST)
+    with client, pytest.raises(RegistryError) as caught:
+        client.tags("r")
+    assert caught.value.status == 401 and "/token" in caught.value.url
+    assert SECRET not in str(caught.value)
+
+
+# -- redirects ---------------------------------------------------------------------------
+
+
+def redirecting_blob(server: Scripted, other: Scripted, data: bytes, status: int = 200) -> Digest:
+    digest = Digest.of(data)
+    server.on("GET", "/v2/", Answer(401, headers={"WWW-Authenticate": 'Basic realm="r"'}))
+    location = f"{other.url}/storage/blob?X-Amz-Signature={SECRET}&X-Amz-Expires=60"
+    server.on("GET", f"/v2/r/blobs/{digest}", Answer(307, headers={"Location": location}))
+    other.on("GET", "/storage/blob", Answer(status, data if status == 200 else b""))
+    return digest
+
+
+def test_redirects_followed_without_our_credentials(server: Scripted, other: Scripted) -> None:
+    data = b"layer bytes" * 1000
+    digest = redirecting_blob(server, other, data)
+    with RegistryClient([server.url], Credentials("alice", SECRET), FAST) as client:
+        client.ping()  # learns the Basic challenge
+        descriptor = Descriptor("application/octet-stream", digest, len(data))
+        with client.blob("r", descriptor) as chunks:
+            assert b"".join(chunks) == data
+    [blob_request] = [s for s in server.seen if "/blobs/" in s.path]
+    assert blob_request.headers["Authorization"].startswith("Basic ")
+    assert "Authorization" not in other.seen[0].headers
+
+
+def test_errors_after_a_redirect_redact_the_signed_url(server: Scripted, other: Scripted) -> None:
+    digest = redirecting_blob(server, other, b"abc", status=403)
+    client = RegistryClient([server.url], options=FAST)
+    descriptor = Descriptor("application/octet-stream", digest, 3)
+    with client, pytest.raises(RegistryError) as caught, client.blob("r", descriptor):
+        pass
+    assert caught.value.status == 403 and "/storage/blob" in caught.value.url
+    assert SECRET not in str(caught.value)
+
+
+def test_redirect_loops_end(server: Scripted) -> None:
+    server.on("GET", "/v2/", Answer(302, headers={"Location": "/v2/"}))
+    client = RegistryClient([server.url], options=FAST)
+    with client, pytest.raises(RegistryError, match="too many redirects"):
+        client.ping()

@@ -522,3 +522,27 @@ def test_example_configs_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(examples.parent)
     for name in ("mirror.yaml", "zot-config.json"):
         assert validate(examples / name) == [], name
+
+
+def test_same_key_in_two_spellings_is_refused(tmp_path: Path) -> None:
+    problems = errors_of(tmp_path, _registry0(TLSVerify=False))
+    assert problems == [
+        ("extensions.sync.registries[0]", "key 'tlsVerify' is given twice (keys match in any case)")
+    ]
+
+
+def test_null_list_means_empty(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "storage: {rootDirectory: /srv}\n"
+        "syncworker:\n"
+        "extensions:\n"
+        "  sync:\n"
+        "    registries:\n"
+        "      - urls: [http://h:5000]\n"
+        "        content:\n"
+        "          # - prefix: lib/**\n"
+    )
+    config = load_config(path)
+    assert config.registries[0].content == []
+    assert config.syncworker.concurrency == 8

@@ -44,14 +44,19 @@ class ConfigModel(BaseModel):
         hide_input_in_errors=True,
     )
     _aliases_by_lower: ClassVar[dict[str, str]]
+    _null_means_default: ClassVar[frozenset[str]]
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls._aliases_by_lower = {
-            (field.alias or name).lower(): field.alias or name
-            for name, field in cls.model_fields.items()
-        }
+        fields = cls.model_fields.items()
+        cls._aliases_by_lower = {(f.alias or n).lower(): f.alias or n for n, f in fields}
+        # YAML reads `content:` with every entry commented out as null: mean "none".
+        cls._null_means_default = frozenset(
+            f.alias or n
+            for n, f in fields
+            if f.default_factory is not None or isinstance(f.default, list | dict)
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -60,12 +65,11 @@ class ConfigModel(BaseModel):
             return data
         out: dict[Any, Any] = {}
         for key, value in data.items():
-            canonical = key
-            if isinstance(key, str) and key not in cls._aliases_by_lower.values():
-                canonical = cls._aliases_by_lower.get(key.lower(), key)
-            # Two spellings of one key: keep the second under its own name, so that it is
-            # reported as unknown rather than silently overriding the first.
-            out[key if canonical in out else canonical] = value
+            canonical = cls._aliases_by_lower.get(key.lower(), key) if isinstance(key, str) else key
+            if canonical in out:
+                raise ValueError(f"key {canonical!r} is given twice (keys match in any case)")
+            if value is not None or canonical not in cls._null_means_default:
+                out[canonical] = value
         return out
 
 

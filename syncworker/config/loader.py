@@ -36,9 +36,10 @@ def load_config(path: str | Path) -> Config:
     data = _read(path)
     redis_url = os.environ.get(REDIS_URL_ENV)
     if redis_url and isinstance(data, dict):
-        section = data.setdefault("syncworker", {})
+        section = data.get("syncworker") or {}
         if isinstance(section, dict):
-            section["redis"] = redis_url
+            section = {k: v for k, v in section.items() if str(k).lower() != "redis"}
+            data["syncworker"] = {**section, "redis": redis_url}
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

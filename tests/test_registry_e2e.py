@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import requests
-import yaml
 
 from syncworker.errors import (
     InvalidNameError,
@@ -31,89 +26,32 @@ from syncworker.oci.mediatypes import (
 )
 from syncworker.registry import ClientOptions, Credentials, RegistryClient
 from syncworker.registry import tags as tags_module
+from tests.support.registry_server import RegistryServer
 
-REGISTRY_BINARY = "/usr/bin/docker-registry"
 FAST = ClientOptions(max_retries=1, retry_delay=0.01, timeout=10.0)
 USER, PASSWORD = "mirror", "pa55-w0rd-not-in-logs"
 
 
-# -- a local registry fixture (until tests/support's shared fixtures are committed) -----
+# -- fixtures: tests/conftest.py starts the real registries --------------------------------
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on: a dead upstream URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-@dataclass
-class LocalRegistry:
-    url: str
-    proc: subprocess.Popen[bytes]
-
-
-def start_registry(workdir: Path, htpasswd: tuple[str, str] | None = None) -> LocalRegistry:
-    port = free_port()
-    config: dict[str, object] = {
-        "version": 0.1,
-        "log": {"level": "error", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": "test-secret"},
-    }
-    if htpasswd:
-        hashed = subprocess.run(
-            ["htpasswd", "-Bin", htpasswd[0]],
-            input=htpasswd[1],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (workdir / "htpasswd").write_text(hashed)
-        config["auth"] = {"htpasswd": {"realm": "test", "path": str(workdir / "htpasswd")}}
-    (workdir / "config.yml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    proc = subprocess.Popen(
-        [REGISTRY_BINARY, "serve", str(workdir / "config.yml")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            requests.get(url + "/v2/", timeout=1).close()
-            return LocalRegistry(url, proc)
-        except requests.ConnectionError:
-            assert proc.poll() is None, "docker-registry exited at start"
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("docker-registry did not start")
-
-
-def stop(registry: LocalRegistry) -> None:
-    registry.proc.terminate()
-    registry.proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    server = start_registry(tmp_path_factory.mktemp("registry"))
-    yield server
-    stop(server)
-
-
-@pytest.fixture(scope="module")
-def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    server = start_registry(tmp_path_factory.mktemp("auth-registry"), (USER, PASSWORD))
-    yield server
-    stop(server)
+@pytest.fixture
+def client(registry: RegistryServer) -> Iterator[RegistryClient]:
+    with RegistryClient([registry.url], options=FAST) as c:
+        yield c
 
 
 @pytest.fixture
-def client(registry: LocalRegistry) -> Iterator[RegistryClient]:
-    with RegistryClient([registry.url], options=FAST) as c:
-        yield c
+def auth_registry(make_registry: Callable[..., RegistryServer]) -> RegistryServer:
+    return make_registry(htpasswd=(USER, PASSWORD))
 
 
 # -- content built and pushed with the client under test ----------------------------------
@@ -194,7 +132,7 @@ def test_ping(client: RegistryClient) -> None:
 
 
 def test_catalog_pages_with_a_small_n(client: RegistryClient) -> None:
-    names = [f"pages/repo{i}" for i in range(5)]
+    names = [f"rc-pages/repo{i}" for i in range(5)]
     for name in names:
         push_image(client, name, "v1", seed=name)
     listed: list[str] = []
@@ -208,8 +146,8 @@ def test_catalog_pages_with_a_small_n(client: RegistryClient) -> None:
         if last is None:
             break
     assert pages >= 3
-    assert [n for n in listed if n.startswith("pages/")] == names
-    assert [n for n in client.catalog() if n.startswith("pages/")] == names
+    assert [n for n in listed if n.startswith("rc-pages/")] == names
+    assert [n for n in client.catalog() if n.startswith("rc-pages/")] == names
 
 
 def test_catalog_never_asks_for_more_than_1000(client: RegistryClient) -> None:
@@ -218,49 +156,49 @@ def test_catalog_never_asks_for_more_than_1000(client: RegistryClient) -> None:
 
 
 def test_tags_all_pages(client: RegistryClient) -> None:
-    image = push_image(client, "tagged/app", "v0", seed="tags")
+    image = push_image(client, "rc/tagged", "v0", seed="tags")
     wanted = {f"v{i}" for i in range(7)}
     for tag in wanted - {"v0"}:
-        client.push_manifest("tagged/app", tag, image.raw, image.media_type)
-    assert set(client.tags("tagged/app")) == wanted
+        client.push_manifest("rc/tagged", tag, image.raw, image.media_type)
+    assert set(client.tags("rc/tagged")) == wanted
     # distribution 2.8 ignores n on tag lists (Link pages are tested on a scripted server);
     # asking for small pages must still give every tag.
     transport = client._t  # noqa: SLF001 - the page size is internal
-    assert sorted(tags_module.tags(transport, "tagged/app", page_size=2)) == sorted(wanted)
+    assert sorted(tags_module.tags(transport, "rc/tagged", page_size=2)) == sorted(wanted)
 
 
 @pytest.mark.parametrize("media_type", [OCI_MANIFEST, DOCKER_MANIFEST])
 def test_manifest_head_and_get(client: RegistryClient, media_type: str) -> None:
-    image = push_image(client, "manifests/one", media_type.rsplit(".", 2)[-2], media_type)
+    image = push_image(client, "rc/manifests", media_type.rsplit(".", 2)[-2], media_type)
     tag = media_type.rsplit(".", 2)[-2]
-    descriptor = client.head_manifest("manifests/one", tag)
+    descriptor = client.head_manifest("rc/manifests", tag)
     assert descriptor == Descriptor(media_type, image.digest, len(image.raw))
-    raw, manifest = client.get_manifest("manifests/one", tag)
+    raw, manifest = client.get_manifest("rc/manifests", tag)
     assert raw == image.raw
     assert (manifest.media_type, manifest.digest) == (media_type, image.digest)
     assert {b.digest for b in manifest.blobs} == set(image.blobs)
-    by_digest, _ = client.get_manifest("manifests/one", str(image.digest))
+    by_digest, _ = client.get_manifest("rc/manifests", str(image.digest))
     assert by_digest == image.raw
-    assert client.head_manifest("manifests/one", str(image.digest)).digest == image.digest
+    assert client.head_manifest("rc/manifests", str(image.digest)).digest == image.digest
 
 
 @pytest.mark.parametrize("media_type", [OCI_INDEX, DOCKER_MANIFEST_LIST])
 def test_index_and_manifest_list(client: RegistryClient, media_type: str) -> None:
     child_type = OCI_MANIFEST if media_type == OCI_INDEX else DOCKER_MANIFEST
-    children = [push_image(client, "multi/arch", None, child_type, seed=s) for s in "ab"]
-    index = push_index(client, "multi/arch", "latest", children, media_type)
-    raw, manifest = client.get_manifest("multi/arch", "latest")
+    children = [push_image(client, "rc/multi", None, child_type, seed=s) for s in "ab"]
+    index = push_index(client, "rc/multi", "latest", children, media_type)
+    raw, manifest = client.get_manifest("rc/multi", "latest")
     assert raw == index.raw and manifest.is_index
     assert [c.digest for c in manifest.children] == [c.digest for c in children]
     assert [str(c.platform) for c in manifest.children] == ["linux/amd64", "linux/arm64"]
 
 
 def test_blob_streamed_and_verified(client: RegistryClient) -> None:
-    image = push_image(client, "blobs/big", "v1", layer_size=3 * 1024 * 1024 + 17)
-    _, manifest = client.get_manifest("blobs/big", "v1")
+    image = push_image(client, "rc/blob-big", "v1", layer_size=3 * 1024 * 1024 + 17)
+    _, manifest = client.get_manifest("rc/blob-big", "v1")
     layer = manifest.blobs[-1]
     before = client.stats.snapshot()
-    with client.blob("blobs/big", layer) as chunks:
+    with client.blob("rc/blob-big", layer) as chunks:
         parts = list(chunks)
     assert len(parts) >= 3 and max(len(p) for p in parts) <= 1024 * 1024
     assert b"".join(parts) == image.blobs[layer.digest]
@@ -270,10 +208,10 @@ def test_blob_streamed_and_verified(client: RegistryClient) -> None:
 
 
 def test_blob_with_a_wrong_declared_size_is_refused(client: RegistryClient) -> None:
-    image = push_image(client, "blobs/size", "v1")
+    image = push_image(client, "rc/blob-size", "v1")
     digest, data = next(iter(image.blobs.items()))
     wrong = Descriptor("application/octet-stream", digest, len(data) + 1)
-    with pytest.raises(SizeLimitError), client.blob("blobs/size", wrong) as chunks:
+    with pytest.raises(SizeLimitError), client.blob("rc/blob-size", wrong) as chunks:
         list(chunks)
 
 
@@ -298,9 +236,9 @@ def test_invalid_names_never_reach_the_wire(client: RegistryClient) -> None:
 
 
 def test_referrers_from_the_tag_schema(client: RegistryClient) -> None:
-    subject = push_image(client, "signed/app", "v1", seed="subject")
-    assert client.referrers("signed/app", subject.digest) == []
-    empty = push_blob(client, "signed/app", b"{}", "application/vnd.oci.empty.v1+json")
+    subject = push_image(client, "rc/signed", "v1", seed="subject")
+    assert client.referrers("rc/signed", subject.digest) == []
+    empty = push_blob(client, "rc/signed", b"{}", "application/vnd.oci.empty.v1+json")
     artifact = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -314,7 +252,7 @@ def test_referrers_from_the_tag_schema(client: RegistryClient) -> None:
         },
     }
     raw = json.dumps(artifact).encode()
-    client.push_manifest("signed/app", str(Digest.of(raw)), raw, OCI_MANIFEST)
+    client.push_manifest("rc/signed", str(Digest.of(raw)), raw, OCI_MANIFEST)
     entry = {
         "mediaType": OCI_MANIFEST,
         "digest": str(Digest.of(raw)),
@@ -322,19 +260,19 @@ def test_referrers_from_the_tag_schema(client: RegistryClient) -> None:
         "artifactType": "application/vnd.example.sbom",
     }
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]})
-    client.push_manifest("signed/app", f"sha256-{subject.digest.hex}", index.encode(), OCI_INDEX)
-    [found] = client.referrers("signed/app", subject.digest)
+    client.push_manifest("rc/signed", f"sha256-{subject.digest.hex}", index.encode(), OCI_INDEX)
+    [found] = client.referrers("rc/signed", subject.digest)
     assert found.digest == Digest.of(raw)
     assert found.artifact_type == "application/vnd.example.sbom"
 
 
-def test_failover_from_a_dead_url_to_a_live_one(registry: LocalRegistry) -> None:
+def test_failover_from_a_dead_url_to_a_live_one(registry: RegistryServer) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     with RegistryClient([dead, registry.url], options=FAST) as client:
-        push_image(client, "failover/app", "v1")
-        assert "v1" in client.tags("failover/app")
+        push_image(client, "rc/failover", "v1")
+        assert "v1" in client.tags("rc/failover")
         before = client.stats.snapshot().requests
-        client.head_manifest("failover/app", "v1")
+        client.head_manifest("rc/failover", "v1")
         # The working URL is remembered: no more attempts on the dead one.
         assert client.stats.snapshot().requests == before + 1
 
@@ -347,7 +285,7 @@ def test_all_urls_dead_is_a_transport_error() -> None:
     assert client.stats.snapshot().retries == 2  # one retry per URL
 
 
-def test_basic_auth(auth_registry: LocalRegistry) -> None:
+def test_basic_auth(auth_registry: RegistryServer) -> None:
     creds = Credentials(USER, PASSWORD)
     with RegistryClient([auth_registry.url], creds, FAST) as client:
         client.ping()
@@ -356,7 +294,7 @@ def test_basic_auth(auth_registry: LocalRegistry) -> None:
         assert "private/app" in list(client.catalog())
 
 
-def test_basic_auth_failures_name_no_secret(auth_registry: LocalRegistry) -> None:
+def test_basic_auth_failures_name_no_secret(auth_registry: RegistryServer) -> None:
     with RegistryClient([auth_registry.url], options=FAST) as anonymous:
         anonymous.ping()  # a 401 from /v2/ is an answer
         with pytest.raises(RegistryError) as caught:

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 def _coordinator(config: Config) -> Coordinator:
     """Redis when configured (several `sync` processes then share locks and single-flight),
     otherwise in-process: the same code paths with nothing to start."""
-    url = config.syncworker.redis
+    url = config.syncworker.redis_url
     return Coordinator.from_url(url) if url else Coordinator.embedded()
 
 

@@ -15,9 +15,9 @@ Session-scoped
 Function-scoped
     make_registry     factory: make_registry(htpasswd=(u, p) | token_auth=issuer | tls=(cert,
                       key)) -> a fresh RegistryServer, stopped after the test.
-    (soon) make_token_issuer factory: make_token_issuer(users={"u": "p"}, anonymous_pull=True,
+    make_token_issuer factory: make_token_issuer(users={"u": "p"}, anonymous_pull=True,
                       expires_in=300) -> a running TokenIssuer, stopped after the test.
-    (soon) tls_certs  TlsMaterial for 127.0.0.1/localhost: CA, server cert/key, client
+    tls_certs         TlsMaterial for 127.0.0.1/localhost: CA, server cert/key, client
                       cert/key, and a zot-style certDir (ca.crt, client.cert, client.key).
     private_redis     RedisServer of its own on a free port (stop/kill/restart it freely).
     redis_prefix      a unique key prefix for this test, e.g. "test:3f2a9c1e:".
@@ -40,6 +40,8 @@ import pytest
 from tests.support.corpus import Corpus, seed_standard
 from tests.support.redis_server import RedisServer, shared_redis_url
 from tests.support.registry_server import RegistryServer
+from tests.support.tls import TlsMaterial, make_tls_material
+from tests.support.token_issuer import TokenIssuer
 
 
 def _fail_on_error(factory: Callable[[], Any], what: str) -> Any:
@@ -100,6 +102,26 @@ def make_registry() -> Iterator[Callable[..., RegistryServer]]:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def make_token_issuer(tmp_path: Path) -> Iterator[Callable[..., TokenIssuer]]:
+    started: list[TokenIssuer] = []
+
+    def make(**options: Any) -> TokenIssuer:
+        workdir = tmp_path / f"token-issuer-{len(started)}"
+        issuer = TokenIssuer(workdir, **options)
+        started.append(issuer)
+        return issuer
+
+    yield make
+    for issuer in started:
+        issuer.stop()
+
+
+@pytest.fixture
+def tls_certs(tmp_path: Path) -> TlsMaterial:
+    return make_tls_material(tmp_path / "tls")
 
 
 @pytest.fixture

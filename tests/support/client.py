@@ -80,9 +80,11 @@ class ChallengeAuth(AuthBase):
     def _fetch_token(self, params: dict[str, str]) -> str:
         query = {k: v for k, v in params.items() if k in ("service", "scope")}
         auth = HTTPBasicAuth(*self._credentials) if self._credentials else None
-        response = requests.get(
-            params["realm"], params=query, auth=auth, timeout=TOKEN_TIMEOUT, verify=self._verify
-        )
+        with requests.Session() as http:
+            http.trust_env = False  # see registry_session()
+            response = http.get(
+                params["realm"], params=query, auth=auth, timeout=TOKEN_TIMEOUT, verify=self._verify
+            )
         response.raise_for_status()
         body = response.json()
         return str(body.get("token") or body["access_token"])
@@ -95,4 +97,8 @@ def registry_session(
     session = requests.Session()
     session.auth = ChallengeAuth(credentials, verify=verify)
     session.verify = verify
+    # Without this, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the environment silently replace
+    # session.verify (requests merges environment settings over session ones), and the
+    # test CA of a TLS registry is ignored. Loopback needs no proxy or .netrc either.
+    session.trust_env = False
     return session

@@ -531,6 +531,17 @@ def test_same_key_in_two_spellings_is_refused(tmp_path: Path) -> None:
     ]
 
 
+def test_zero_poll_interval_means_never(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, _registry0(pollInterval="0s")))
+    assert config.registries[0].poll_interval is None
+
+
+def test_cron_that_beat_cannot_run(tmp_path: Path) -> None:
+    for schedule, message in [("0 0 L * *", "L, W, # or ?"), ("0 0 * * 7", "Sunday as 0")]:
+        (problem,) = errors_of(tmp_path, _registry0(schedule=schedule))
+        assert problem[0] == R0 + "schedule" and message in problem[1]
+
+
 def test_null_list_means_empty(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(

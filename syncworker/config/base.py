@@ -123,11 +123,21 @@ def _repository(value: Any) -> str:
         raise ValueError(str(exc)) from None
 
 
+# croniter extensions that Celery's crontab (what beat runs) does not parse: last day (L),
+# nearest weekday (W), nth weekday (#), "no value" (?).
+_CRON_EXTENSIONS = re.compile(r"[#?]|\bLW\b|(?<![a-z])[LW]\b|\d[LW]\b", re.IGNORECASE)
+
+
 def _cron(value: Any) -> str:
     # Five fields, as Celery's crontab and every cron take; croniter alone would also
     # accept a sixth (seconds) field that beat cannot honour.
     if not isinstance(value, str) or len(value.split()) != 5 or not croniter.is_valid(value):
         raise ValueError(f"invalid cron expression {value!r} (five fields: m h dom mon dow)")
+    if _CRON_EXTENSIONS.search(value):
+        raise ValueError(f"cron expression {value!r} uses L, W, # or ?, which beat cannot run")
+    day_of_week = value.split()[4]
+    if any("7" in re.split(r"[,-]", part.split("/")[0]) for part in day_of_week.split(",")):
+        raise ValueError(f"cron expression {value!r}: write Sunday as 0 or sun, not 7")
     return value
 
 

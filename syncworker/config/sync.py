@@ -109,6 +109,12 @@ class RegistryConfig(ConfigModel):
                 raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
         return [url.rstrip("/") for url in urls]
 
+    @field_validator("poll_interval")
+    @classmethod
+    def _zero_is_never(cls, value: timedelta | None) -> timedelta | None:
+        # zot polls only when pollInterval is set and non-zero; 0 must not mean "always".
+        return value or None
+
     @field_validator("credential_helper")
     @classmethod
     def _no_helper(cls, value: str | None) -> str | None:

@@ -542,6 +542,24 @@ def test_cron_that_beat_cannot_run(tmp_path: Path) -> None:
         assert problem[0] == R0 + "schedule" and message in problem[1]
 
 
+def test_url_with_credentials_refused_without_echo(tmp_path: Path) -> None:
+    (problem,) = errors_of(tmp_path, _registry0(urls=["https://u:hunter2@registry1:5000"]))
+    assert problem[0] == R0 + "urls" and "credentials" in problem[1]
+    assert "hunter2" not in problem[1]
+
+
+def test_empty_regex_keeps_every_tag(tmp_path: Path) -> None:
+    data = _registry0(content=[{"prefix": "**", "tags": {"regex": "", "excludeRegex": ""}}])
+    rules = load_config(write(tmp_path, data)).registries[0].content_rules()
+    assert rules.filter_tags("a", ["v1", "latest"]) == ["v1", "latest"]
+
+
+def test_zot_storage_keys_we_do_not_use_are_ignored(tmp_path: Path) -> None:
+    data = zot()
+    data["storage"].update({"remoteCache": True, "gcTimeWindow": "01:00-08:00", "maxRepos": 5})
+    assert load_config(write(tmp_path, data)).storage.root_directory == "/tmp/zot"
+
+
 def test_null_list_means_empty(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(

@@ -105,6 +105,9 @@ class RegistryConfig(ConfigModel):
     def _urls_are_registries(cls, urls: list[str]) -> list[str]:
         for url in urls:
             parts = urlsplit(url)
+            if parts.username is not None or parts.password is not None:
+                # Not echoed: the URL holds a secret. Names and logs carry URLs.
+                raise ValueError("a URL must not hold credentials; use credentialsFile")
             if parts.scheme not in _URL_SCHEMES or not parts.hostname:
                 raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
         return [url.rstrip("/") for url in urls]

@@ -13,9 +13,12 @@ The semantics are those of zot's sync extension (``pkg/extensions/sync/content.g
   full match); ``tags.excludeRegex`` then drops tags it matches; ``tags.semver`` then keeps
   only tags that Masterminds/semver v1 parses (``1``, ``v1.2``, ``1.2.3-rc.1+b5``).
 
-Two deliberate differences from zot: a glob that does not compile is refused when the
-rules are built (zot logs and skips the rule at every match), and an empty ``regex`` keeps
-every tag (zot keeps none, which no one asks for on purpose).
+Deliberate differences from zot: a glob that does not compile is refused when the rules
+are built (zot logs and skips the rule at every match); an empty ``regex`` keeps every tag
+(zot keeps none, which no one asks for on purpose); ``stripPrefix`` cuts whole path
+segments (zot trims characters: ``prefix: "team*/**"`` turns ``team-a/app`` into
+``-a/app``; here it stays ``team-a/app``), which also lets ``upstream_name`` be an exact
+inverse, checked against ``destination`` before it answers.
 """
 
 from __future__ import annotations
@@ -251,6 +254,7 @@ def _alternatives(pat: str, i: int) -> tuple[str, int]:
 # Refused with a clear message instead of silently meaning something else: the `U` flag
 # (ungreedy in Go, Unicode in Python), `\p{...}` classes, negated POSIX classes. Python
 # accepts a few things RE2 refuses (backreferences, lookarounds); those are left alone.
+# Flags set mid-pattern (`a(?i)b`) are refused by Python 3.11 with its own message.
 
 _POSIX_CLASSES = {
     "alnum": "0-9A-Za-z",

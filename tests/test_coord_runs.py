@@ -1,0 +1,136 @@
+"""Run state: counters, failures, status, retention; the last-digest cache."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from syncworker.coord import FAILED, FINISHED, RUNNING, Coordinator, Failure, RunStatus
+from syncworker.coord.keys import RUN_RETENTION
+from syncworker.coord.runs import MAX_REASON_CHARS
+
+# The shared fixtures: coord (real Redis and embedded), real_coord.
+pytest_plugins = ["tests.test_coord_support"]
+
+
+def test_counters_failures_and_status_round_trip(coord: Coordinator) -> None:
+    run_id = coord.start_run("docker")
+    coord.incr(run_id, repos_total=3, bytes=1024)
+    coord.incr(run_id, repos_done=1, images_copied=2, blobs_fetched=5)
+    coord.incr(run_id, repos_failed=1, images_failed=1)
+    coord.record_failure(run_id, "library/alpine", "3.20", "HTTP 500 from upstream")
+    coord.record_failure(run_id, "library/busybox", None, "no such repository")
+
+    status = coord.run(run_id)
+    assert status is not None
+    assert (status.id, status.registry, status.state, status.finished) == (
+        run_id,
+        "docker",
+        RUNNING,
+        None,
+    )
+    assert status.counters["repos_total"] == 3 and status.counters["bytes"] == 1024
+    assert status.counters["blobs_linked"] == 0  # every counter exists from the start
+    assert (status.done, status.total) == (2, 3)
+    assert status.rate > 0
+    assert status.eta_seconds is not None and status.eta_seconds >= 0
+    assert status.failures == [
+        Failure("library/alpine", "3.20", "HTTP 500 from upstream"),
+        Failure("library/busybox", None, "no such repository"),
+    ]
+    as_json = json.loads(status.to_json())
+    assert as_json["id"] == run_id and as_json["done"] == 2
+    assert as_json["failures"][1] == {
+        "repo": "library/busybox",
+        "tag": None,
+        "reason": "no such repository",
+    }
+
+
+def test_finish_run_keeps_first_state_and_sets_retention(coord: Coordinator) -> None:
+    run_id = coord.start_run("docker")
+    coord.finish_run(run_id, FAILED)
+    coord.finish_run(run_id)  # a late duplicate does not rewrite history
+    status = coord.run(run_id)
+    assert status is not None and status.state == FAILED and status.finished is not None
+    assert status.eta_seconds == 0.0
+    for key in coord._keys.run_keys(run_id)[:2]:
+        assert 0 < coord.client.pttl(key) <= RUN_RETENTION * 1000
+    with pytest.raises(ValueError):
+        coord.finish_run(run_id, "exploded")
+
+
+def test_runs_newest_first_and_idempotent_start(coord: Coordinator) -> None:
+    first = coord.start_run("docker", run_id="run-a")
+    time.sleep(0.01)
+    second = coord.start_run("quay", run_id="run-b")
+    coord.incr(first, repos_total=1)
+    assert coord.start_run("docker", run_id="run-a") == "run-a"  # retried trigger: same run
+    assert [s.id for s in coord.runs()] == [second, first]
+    assert [s.id for s in coord.runs(limit=1)] == [second]
+    status = coord.run(first)
+    assert status is not None and status.counters["repos_total"] == 1
+
+
+def test_expired_runs_vanish_from_the_list(coord: Coordinator) -> None:
+    run_id = coord.start_run("docker")
+    coord.expire_run_keys(run_id, ttl=0.05)
+    time.sleep(0.2)
+    assert coord.run(run_id) is None
+    assert coord.runs() == []
+
+
+def test_reasons_are_redacted_and_capped(coord: Coordinator) -> None:
+    run_id = coord.start_run("docker")
+    secret = "hunter2-s3cret"
+    reason = f"GET https://bob:{secret}@upstream/v2/ failed; Authorization: Bearer {secret}\n"
+    coord.record_failure(run_id, "a/b", "v1", reason + "x" * 5000)
+    status = coord.run(run_id)
+    assert status is not None
+    (failure,) = status.failures
+    assert secret not in failure.reason and "bob" in failure.reason
+    assert len(failure.reason) <= MAX_REASON_CHARS and "\n" not in failure.reason
+
+
+def test_unknown_counter_and_bad_run_id_are_refused(coord: Coordinator) -> None:
+    run_id = coord.start_run("docker")
+    with pytest.raises(ValueError, match="repos_dnoe"):
+        coord.incr(run_id, repos_dnoe=1)
+    with pytest.raises(ValueError):
+        coord.start_run("docker", run_id="../../etc")
+    assert coord.run("no such run") is None
+
+
+def test_writes_to_a_vanished_run_do_not_resurrect_it(coord: Coordinator) -> None:
+    coord.incr("gone", repos_done=1)
+    coord.record_failure("gone", "a/b", None, "late")
+    assert coord.run("gone") is None
+    assert coord.client.exists(*coord._keys.run_keys("gone")) == 0
+
+
+def test_status_properties_without_redis() -> None:
+    status = RunStatus(
+        id="r",
+        registry="docker",
+        state=RUNNING,
+        started=100.0,
+        finished=None,
+        counters={"repos_total": 10, "repos_done": 4, "repos_failed": 1},
+    )
+    assert (status.done, status.total) == (5, 10)
+    ended = RunStatus("r", "docker", FINISHED, 100.0, 110.0, {"repos_total": 10, "repos_done": 10})
+    assert ended.rate == pytest.approx(1.0)
+    assert ended.eta_seconds == 0.0
+    assert RunStatus("r", "docker", RUNNING, time.time()).eta_seconds is None
+
+
+def test_last_digest_cache(coord: Coordinator) -> None:
+    digest = "sha256:" + "0f" * 32
+    assert coord.last_digest("docker", "library/alpine", "3.20") is None
+    coord.set_last_digest("docker", "library/alpine", "3.20", digest)
+    assert coord.last_digest("docker", "library/alpine", "3.20") == digest
+    assert coord.last_digest("quay", "library/alpine", "3.20") is None
+    key = f"{coord.prefix}:tag:docker:library/alpine:3.20"
+    assert coord.client.ttl(key) > 0

@@ -7,13 +7,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from syncworker.cli import sync, validate
+from syncworker.cli import beat, status, sync, trigger, validate, worker
 from syncworker.errors import ConfigError, SyncworkerError
 
 __all__ = ["main"]
 
 # Each module gives add_parser(subparsers) and sets `func` on its parser.
-COMMANDS = [sync, validate]
+COMMANDS = [sync, validate, worker, beat, trigger, status]
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 

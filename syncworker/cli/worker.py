@@ -1,0 +1,34 @@
+"""``syncworker worker -c FILE [celery worker options]``: a Celery worker for the mirror."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from syncworker.celeryapp import CONFIG_ENV, create_app
+from syncworker.config import load_config
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run a Celery worker (extra options go to `celery worker`, e.g. -Q, --concurrency)",
+        # `--concurrency` must reach Celery, not be read as an abbreviation of ours.
+        allow_abbrev=False,
+    )
+    parser.add_argument("-c", "--config", required=True, help="YAML or JSON config file")
+    parser.add_argument("-l", "--loglevel", default="INFO", help="worker log level")
+    parser.set_defaults(func=run, accepts_extra=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)  # a bad file fails here, before Celery starts
+    # Prefork children and `celery inspect` re-read the config through this variable.
+    os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    app = create_app(config)
+    app.set_current()
+    code = app.start(["worker", f"--loglevel={args.loglevel}", *args.extra])
+    return int(code or 0)

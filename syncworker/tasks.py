@@ -1,0 +1,147 @@
+"""The three public Celery tasks (issue 3). Thin: the engine mirrors, ``worker.walk`` walks,
+``worker.policy`` retries. Arguments are plain strings; credentials never travel in a message,
+workers read them from their own config.
+
+Other services call them by name::
+
+    app.send_task("syncworker.walk_catalog", args=["docker.io"])          # run id = task id
+    app.send_task("syncworker.sync_image", args=["docker.io", "library/alpine", "3.20"])
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from syncworker.celeryapp import (
+    TASK_SYNC_IMAGE,
+    TASK_SYNC_REPO,
+    TASK_WALK,
+    config_of,
+)
+from syncworker.engine import RepoResult
+from syncworker.worker.policy import SyncTask
+from syncworker.worker.state import WorkerState, worker_state
+from syncworker.worker.walk import (
+    Step,
+    claim_walk,
+    record_catalog_failure,
+    record_repo,
+    record_repo_lost,
+    walk_page,
+)
+
+__all__ = ["REPO_LOCK_WAIT", "summarize", "sync_image", "sync_repo", "walk_catalog"]
+
+log = logging.getLogger(__name__)
+
+# How long a sync finds the destination's lock held before it steps aside and retries
+# later (policy.LOCK_RETRY_*), freeing its worker slot for other repositories.
+REPO_LOCK_WAIT = 10.0
+
+
+class _Task(SyncTask):
+    @property
+    def state(self) -> WorkerState:
+        return worker_state(config_of(self.app))
+
+
+class _WalkTask(_Task):
+    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
+        registry, run_id = _walk_args(args, kwargs, self.request.id)
+        coord = self.state.coord
+        if coord.current_walk(registry) == run_id:
+            record_catalog_failure(coord, registry, run_id, str(exc))
+
+
+class _RepoTask(_Task):
+    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
+        run_id = kwargs.get("run_id", args[2] if len(args) > 2 else None)
+        if run_id:
+            repo = kwargs.get("repo", args[1] if len(args) > 1 else "?")
+            record_repo_lost(self.state.coord, run_id, repo, f"{type(exc).__name__}: {exc}")
+
+
+def _walk_args(args: tuple[Any, ...], kwargs: dict[str, Any], task_id: str) -> tuple[str, str]:
+    registry = kwargs.get("registry", args[0] if args else "")
+    run_id = kwargs.get("run_id", args[1] if len(args) > 1 else None)
+    return registry, run_id or task_id
+
+
+@shared_task(bind=True, base=_WalkTask, name=TASK_WALK)  # type: ignore[untyped-decorator]
+def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> dict[str, Any]:
+    """One page of ``registry``'s catalog; without ``run_id``, a trigger: start a walk (its
+    run id is this task's id) unless one is in progress, which makes this a no-op."""
+    state = self.state
+    if run_id is None:
+        claim = claim_walk(state.coord, registry, self.request.id)
+        if not claim.started:
+            log.info(
+                "walk of %s is already in progress as run %s: this trigger is a no-op",
+                registry,
+                claim.run_id,
+            )
+            return {"registry": registry, "run_id": claim.run_id, "started": False}
+        run_id = claim.run_id
+
+    def enqueue(registry: str, repo: str, run_id: str) -> None:
+        self.app.send_task(TASK_SYNC_REPO, args=[registry, repo, run_id])
+
+    step = walk_page(state.coord, state.mirror, registry, run_id, enqueue, state.page_size)
+    if step is Step.MORE:
+        self.app.send_task(TASK_WALK, args=[registry, run_id])
+    return {"registry": registry, "run_id": run_id, "step": step.value}
+
+
+@shared_task(bind=True, base=_RepoTask, name=TASK_SYNC_REPO)  # type: ignore[untyped-decorator]
+def sync_repo(
+    self: _RepoTask, registry: str, repo: str, run_id: str | None = None
+) -> dict[str, Any]:
+    """Mirror ``repo`` under its destination's lock; count it into ``run_id`` if given."""
+    state = self.state
+    result = state.mirror.sync_repo(registry, repo, lock_wait=REPO_LOCK_WAIT)
+    if run_id:
+        record_repo(state.coord, run_id, result)
+    return summarize(result)
+
+
+class _CopyFailed(Exception):
+    """Leaves the image flight unfinished, so a coalesced waiter tries the copy itself."""
+
+    def __init__(self, result: RepoResult) -> None:
+        super().__init__(f"{len(result.failures)} failures")
+        self.result = result
+
+
+@shared_task(bind=True, base=_Task, name=TASK_SYNC_IMAGE, ignore_result=False)  # type: ignore[untyped-decorator]
+def sync_image(self: _Task, registry: str, repo: str, reference: str) -> dict[str, Any]:
+    """Mirror one tag or digest of ``repo`` with its referrers; identical requests in
+    flight across the cluster make one copy (the others wait for it and return coalesced)."""
+    state = self.state
+    try:
+        with state.coord.image_flight(registry, repo, reference) as leader:
+            if not leader:
+                return {"registry": registry, "repo": repo, "coalesced": True, "failures": []}
+            result = state.mirror.sync_image(registry, repo, reference, lock_wait=REPO_LOCK_WAIT)
+            if not result.ok:
+                raise _CopyFailed(result)
+    except _CopyFailed as failed:
+        result = failed.result
+    return summarize(result)
+
+
+def summarize(result: RepoResult) -> dict[str, Any]:
+    """A task's JSON result: counts and failure causes (already redacted by the engine)."""
+    return {
+        "registry": result.registry,
+        "repo": result.repo,
+        "destination": result.destination,
+        "coalesced": False,
+        "copied": len(result.copied),
+        "skipped": len(result.skipped),
+        "bytes": result.bytes_copied,
+        "blobs_fetched": result.blobs_fetched,
+        "failures": [str(f) for f in result.failures],
+    }

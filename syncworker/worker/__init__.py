@@ -1,0 +1,1 @@
+"""What runs inside Celery workers and beat: task policy, per-process state, the walk."""

@@ -1,0 +1,112 @@
+"""Task policy in one place: which errors are retried, after how long, and what is logged.
+
+Task bodies stay thin (dramatiq's middleware idea): they call the engine and let errors
+out. :class:`SyncTask` turns a temporary :class:`~syncworker.errors.SyncworkerError` into a
+Celery retry with :func:`backoff`, a busy repository lock into a later retry (issue 3: "a
+duplicate delivery that finds the lock held by a live worker is retried later, not
+dropped"), and gives each task a ``give_up`` hook for when it will not be retried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Retry
+
+from syncworker.coord import LockBusy
+from syncworker.errors import RegistryError, SyncworkerError
+
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP",
+    "LOCK_RETRY_BASE",
+    "MAX_RETRIES",
+    "SyncTask",
+    "backoff",
+    "retry_delay",
+]
+
+log = logging.getLogger(__name__)
+
+# An upstream that is down for minutes (a restart, a 429 storm) is waited out over about
+# half an hour: 15 s, 30 s, 1 min, 2 min, 4 min, then 5 min each.
+MAX_RETRIES = 8
+BACKOFF_BASE = 15.0
+BACKOFF_CAP = 300.0
+# The repository lock is held by a live worker doing the same repository: it is usually
+# done within a minute, so look again soon; the lock's TTL frees it if its holder died.
+LOCK_RETRY_BASE = 5.0
+LOCK_RETRY_CAP = 60.0
+# A held lock is waited for this many times before the repository is counted failed.
+LOCK_MAX_RETRIES = 120
+
+
+def backoff(retries: int, *, base: float, cap: float, jitter: float = 0.0) -> float:
+    """Seconds before attempt ``retries + 1``: doubling from ``base`` up to ``cap``.
+
+    ``jitter`` in [0, 1) takes up to half the delay off, so that tasks failed together by
+    one outage do not all come back in the same second (the caller draws it).
+    """
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    delay = min(cap, base * 2.0 ** min(retries, 32))
+    return delay * (1.0 - jitter / 2.0)
+
+
+def retry_delay(exc: SyncworkerError, retries: int, jitter: float = 0.0) -> float:
+    """The delay for ``exc``: a lock waits on its own curve; an upstream's ``Retry-After``
+    is honoured when it asks for longer than our backoff."""
+    if isinstance(exc, LockBusy):
+        return backoff(retries, base=LOCK_RETRY_BASE, cap=LOCK_RETRY_CAP, jitter=jitter)
+    delay = backoff(retries, base=BACKOFF_BASE, cap=BACKOFF_CAP, jitter=jitter)
+    if isinstance(exc, RegistryError) and exc.retry_after is not None:
+        delay = max(delay, min(exc.retry_after, BACKOFF_CAP))
+    return delay
+
+
+class SyncTask(Task):  # type: ignore[misc]
+    """Base of syncworker's tasks: retries, give-up accounting and one log line each."""
+
+    max_retries = MAX_RETRIES
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            result = super().__call__(*args, **kwargs)
+        except LockBusy as exc:
+            log.info("%s%s: %s; retrying later", self.name, _brief(args), exc)
+            raise self._retry(exc, LOCK_MAX_RETRIES) from None
+        except SyncworkerError as exc:
+            if not exc.temporary:
+                raise
+            log.warning("%s%s: temporary failure: %s", self.name, _brief(args), exc)
+            raise self._retry(exc, self.max_retries) from None
+        log.info("%s%s done in %.1fs", self.name, _brief(args), time.monotonic() - started)
+        return result
+
+    def _retry(self, exc: SyncworkerError, max_retries: int) -> Retry:
+        delay = retry_delay(exc, self.request.retries, jitter=random.random())
+        # retry() raises exc itself once max_retries is reached; on_failure follows.
+        retry: Retry = self.retry(exc=exc, countdown=delay, max_retries=max_retries)
+        return retry
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        log.error("%s%s failed for good: %s", self.name, _brief(args), exc)
+        try:
+            self.give_up(tuple(args), dict(kwargs), exc)
+        except SyncworkerError as error:
+            log.error("%s%s: could not record the failure: %s", self.name, _brief(args), error)
+
+    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
+        """Called once when the task failed and will not be retried; tasks override it."""
+
+
+def _brief(args: Any) -> str:
+    """Task arguments for a log line: names only (tasks never carry secrets)."""
+    return "(" + ", ".join(str(a) for a in args) + ")"

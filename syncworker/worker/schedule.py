@@ -1,0 +1,62 @@
+"""Beat's schedule: one catalog walk per registry, on its ``pollInterval`` or ``schedule``.
+
+A registry with neither is mirrored only when triggered (``syncworker trigger``) or on demand.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery.schedules import crontab
+
+from syncworker.config import Config, RegistryConfig
+
+__all__ = ["beat_schedule", "entry_name", "registry_schedule"]
+
+
+def entry_name(registry: str) -> str:
+    """The beat entry of ``registry`` (RedBeat keeps it in Redis under this name)."""
+    return f"syncworker.walk:{registry}"
+
+
+def registry_schedule(registry: RegistryConfig) -> crontab | timedelta | None:
+    """Cron wins over the interval when both are given: it is the more deliberate choice."""
+    if registry.schedule:
+        minute, hour, day_of_month, month, day_of_week = registry.schedule.split()
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month,
+            day_of_week=day_of_week,
+        )
+    return registry.poll_interval
+
+
+def _expires(schedule: crontab | timedelta) -> float | None:
+    # A tick still queued when the next one fires is worthless (that walk would be a no-op
+    # anyway); expiring it keeps the walk queue short when no worker listens for a while.
+    if isinstance(schedule, timedelta):
+        return max(schedule.total_seconds(), 1.0)
+    return None
+
+
+def beat_schedule(config: Config, task: str, queue: str) -> dict[str, dict[str, Any]]:
+    """Celery's ``beat_schedule`` for ``config``: ``task(registry)`` on ``queue``."""
+    entries: dict[str, dict[str, Any]] = {}
+    for registry in config.registries:
+        schedule = registry_schedule(registry)
+        if schedule is None:
+            continue
+        options: dict[str, Any] = {"queue": queue}
+        expires = _expires(schedule)
+        if expires is not None:
+            options["expires"] = expires
+        entries[entry_name(registry.name)] = {
+            "task": task,
+            "schedule": schedule,
+            "args": [registry.name],
+            "options": options,
+        }
+    return entries

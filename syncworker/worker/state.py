@@ -1,0 +1,97 @@
+"""What a worker process builds once and every task reuses: store, Coordinator, Mirror.
+
+Created lazily on the first task of a process (so a prefork child never inherits its
+parent's Redis connections or thread pools), and again after ``worker_process_init``.
+Thread pools (``-P threads``) share one state: Mirror and Coordinator are thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from syncworker.config import Config
+from syncworker.coord import Coordinator
+from syncworker.engine import Mirror
+from syncworker.errors import ConfigError
+from syncworker.store import Store, open_store
+
+__all__ = ["PAGE_SIZE_ENV", "WorkerState", "close_state", "worker_state"]
+
+log = logging.getLogger(__name__)
+
+# Catalog entries per walk_catalog execution. The engine's default (1000, the most any
+# registry allows) suits production; tests and slow upstreams set it lower.
+PAGE_SIZE_ENV = "SYNCWORKER_CATALOG_PAGE_SIZE"
+
+
+@dataclass
+class WorkerState:
+    config: Config
+    store: Store
+    coord: Coordinator
+    mirror: Mirror
+    page_size: int | None
+
+    def close(self) -> None:
+        self.mirror.close()
+        self.coord.close()
+
+
+_state: WorkerState | None = None
+_guard = threading.Lock()
+
+
+def _page_size() -> int | None:
+    raw = os.environ.get(PAGE_SIZE_ENV)
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise ConfigError(PAGE_SIZE_ENV, f"must be an integer from 1 to 1000, got {raw!r}")
+    return int(raw)
+
+
+def _build(config: Config) -> WorkerState:
+    url = config.syncworker.redis_url
+    if not url:
+        raise ConfigError("syncworker.redis", "Celery workers need a Redis URL")
+    store = open_store(config.storage.root_directory, config.storage.storage_driver)
+    coord = Coordinator.from_url(url)
+    return WorkerState(config, store, coord, Mirror(config, store, coord), _page_size())
+
+
+def worker_state(config: Config) -> WorkerState:
+    """This process's state for ``config`` (built on first use)."""
+    global _state
+    with _guard:
+        if _state is None or _state.config is not config:
+            if _state is not None:
+                _state.close()
+            _state = _build(config)
+        return _state
+
+
+def close_state() -> None:
+    """Release this process's connections and pools (worker shutdown, tests)."""
+    global _state
+    with _guard:
+        state, _state = _state, None
+    if state is not None:
+        state.close()
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _forget_parent_state(**_: Any) -> None:
+    """A forked child must not use its parent's sockets: build its own on first use."""
+    global _state
+    _state = None
+
+
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _close_on_shutdown(**_: Any) -> None:
+    close_state()

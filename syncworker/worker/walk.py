@@ -1,0 +1,135 @@
+"""The catalog walk, one page per call, and the run's accounting (issue 3, ``walk_catalog``).
+
+Celery-free: the task passes ``enqueue`` (which sends ``sync_repo``), so this is the whole
+logic of a walk and of counting a repository into its run.
+
+A page is processed as: is this run still the registry's walk? → read the cursor → list
+the page after it → fan out each matching repository not yet enqueued in this run →
+compare-and-set the cursor to the page's last entry (or end the walk at the catalog's end).
+A second delivery of the same page finds its repositories already enqueued and loses the
+compare-and-set; a walk whose worker died is redelivered and reads the cursor it left.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from syncworker.coord import Coordinator
+from syncworker.engine import Mirror, RepoResult
+
+__all__ = [
+    "CATALOG_FAILURE",
+    "Claim",
+    "Step",
+    "claim_walk",
+    "record_catalog_failure",
+    "record_repo",
+    "record_repo_lost",
+    "walk_page",
+]
+
+log = logging.getLogger(__name__)
+
+# The "repository" a failure to list the catalog is filed under in the run's failures.
+CATALOG_FAILURE = "(catalog)"
+
+Enqueue = Callable[[str, str, str], None]  # registry, repo, run id
+
+
+class Step(enum.Enum):
+    MORE = "more"  # the cursor moved on: enqueue the next page
+    DONE = "done"  # end of the catalog: the walk is over
+    RACED = "raced"  # another delivery of this page moved the cursor first
+    STALE = "stale"  # this run is no longer the registry's walk
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of a trigger: the run that walks ``registry`` and whether it is new."""
+
+    run_id: str
+    started: bool
+
+
+def claim_walk(coord: Coordinator, registry: str, run_id: str) -> Claim:
+    """Start walk ``run_id`` of ``registry`` unless a walk is already in progress.
+
+    ``run_id`` is stable across redeliveries of the same trigger (it is the trigger's task
+    id), so a redelivered trigger continues its own walk, and one whose walk already ended
+    does not start it again. The walk marker is claimed before the run is created;
+    ``start_run`` is idempotent and :func:`walk_page` repeats it, so a crash in between
+    is harmless.
+    """
+    current = coord.current_walk(registry)
+    if current == run_id:
+        return Claim(run_id, True)
+    if current is None and coord.run(run_id) is None and coord.begin_walk(registry, run_id):
+        coord.start_run(registry, run_id)
+        return Claim(run_id, True)
+    return Claim(coord.current_walk(registry) or run_id, False)
+
+
+def walk_page(
+    coord: Coordinator,
+    mirror: Mirror,
+    registry: str,
+    run_id: str,
+    enqueue: Enqueue,
+    page_size: int | None = None,
+) -> Step:
+    """Process the page after the cursor of ``registry``'s walk ``run_id``."""
+    if coord.current_walk(registry) != run_id:
+        return Step.STALE
+    coord.start_run(registry, run_id)
+    cursor = coord.cursor(registry)
+    if page_size is None:
+        repos, next_last = mirror.list_page(registry, cursor)
+    else:
+        repos, next_last = mirror.list_page(registry, cursor, page_size)
+    for repo in repos:
+        # Marked before it is sent, so a duplicate page never sends it twice; a crash in
+        # between loses this repository for this run only (the next run takes it).
+        if coord.mark_enqueued(run_id, repo):
+            enqueue(registry, repo, run_id)
+            coord.incr(run_id, repos_total=1)
+    if next_last is None:
+        coord.end_walk(registry, run_id)
+        log.info("walk %s of %s: end of the catalog", run_id, registry)
+        return Step.DONE
+    if coord.advance_cursor(registry, cursor, next_last):
+        return Step.MORE
+    return Step.RACED
+
+
+def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
+    """Count one finished repository into its run (failures first: the last count may
+    finish the run, and whoever waits on it then reads complete failures)."""
+    for failure in result.failures:
+        coord.record_failure(run_id, failure.repo, failure.tag, failure.reason)
+    coord.incr(
+        run_id,
+        repos_done=int(result.ok),
+        repos_failed=int(not result.ok),
+        images_copied=len(result.copied),
+        images_skipped=len(result.skipped),
+        images_failed=len(result.failures),
+        blobs_fetched=result.blobs_fetched,
+        blobs_linked=result.blobs_linked,
+        bytes=result.bytes_copied,
+    )
+
+
+def record_repo_lost(coord: Coordinator, run_id: str, repo: str, reason: str) -> None:
+    """A sync_repo that failed for good outside the engine (retries exhausted, time limit)."""
+    coord.record_failure(run_id, repo, None, reason)
+    coord.incr(run_id, repos_failed=1)
+
+
+def record_catalog_failure(coord: Coordinator, registry: str, run_id: str, reason: str) -> None:
+    """The catalog could not be listed: the run keeps what was enqueued and ends with this
+    failure, so the next trigger starts a fresh walk."""
+    coord.record_failure(run_id, CATALOG_FAILURE, None, reason)
+    coord.end_walk(registry, run_id)

@@ -108,6 +108,9 @@ DESTINATION_CASES = [
     ("repo2/repo", ContentRule("/repo2/repo", None, "/repo", True), "repo"),
     ("a/b/c", ContentRule("a/**", None, "mirror", True), "mirror/b/c"),
     ("a/b/c", ContentRule("a/**", None, None, False), "a/b/c"),
+    # stripPrefix cuts the glob's literal directories, whole segments only.
+    ("lib/x/y", ContentRule("lib/*/y", None, "m", True), "m/x/y"),
+    ("team-a/app", ContentRule("team*/**", None, None, True), "team-a/app"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -134,3 +135,20 @@ def test_last_digest_cache(coord: Coordinator) -> None:
     assert coord.last_digest("quay", "library/alpine", "3.20") is None
     key = f"{coord.prefix}:tag:docker:library/alpine:3.20"
     assert coord.client.ttl(key) > 0
+
+
+def test_concurrent_counts_add_up(coord: Coordinator) -> None:
+    run_id = coord.start_run("docker")
+
+    def count() -> None:
+        for _ in range(50):
+            coord.incr(run_id, images_copied=1, bytes=10)
+
+    threads = [threading.Thread(target=count) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    status = coord.run(run_id)
+    assert status is not None
+    assert status.counters["images_copied"] == 400 and status.counters["bytes"] == 4000

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from typing import Any
 
-import fakeredis
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -15,7 +15,7 @@ from syncworker.coord.keys import TAG_CACHE_TTL
 from syncworker.coord.locks import LocksMixin
 from syncworker.coord.runs import RunsMixin
 from syncworker.coord.walk import WalkMixin
-from syncworker.errors import ConfigError
+from syncworker.errors import ConfigError, CoordError
 
 __all__ = ["Coordinator"]
 
@@ -33,13 +33,20 @@ _embedded_server: Any = None
 _embedded_guard = threading.Lock()
 
 
-def _shared_fake_server() -> Any:
-    """The process's one in-memory Redis, shared by every embedded Coordinator and thread."""
+def _embedded_client() -> Any:
+    """A client of the process's one in-memory Redis, shared by every embedded Coordinator
+    and thread. fakeredis is imported only here: workers on a real Redis never load it."""
     global _embedded_server
+    # redis-py's Lock and our scripts are Lua; without lupa fakeredis answers "unknown
+    # command evalsha" at the first lock, so say what is missing up front.
+    if importlib.util.find_spec("lupa") is None:
+        raise CoordError("embedded coordination needs Lua: pip install 'fakeredis[lua]'")
+    import fakeredis
+
     with _embedded_guard:
         if _embedded_server is None:
             _embedded_server = fakeredis.FakeServer()
-        return _embedded_server
+        return fakeredis.FakeRedis(server=_embedded_server)
 
 
 class Coordinator(LocksMixin, RunsMixin, WalkMixin):
@@ -58,8 +65,7 @@ class Coordinator(LocksMixin, RunsMixin, WalkMixin):
     @classmethod
     def embedded(cls, prefix: str = "syncworker") -> Coordinator:
         """In-process Redis (fakeredis) for ``syncworker sync`` with nothing to start."""
-        client = fakeredis.FakeRedis(server=_shared_fake_server())
-        return cls(client, prefix, where="embedded (in-process fakeredis)")
+        return cls(_embedded_client(), prefix, where="embedded (in-process fakeredis)")
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "syncworker") -> Coordinator:

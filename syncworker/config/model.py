@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
@@ -34,6 +34,11 @@ class SyncworkerSettings(ConfigModel):
     celery: dict[str, Any] = Field(default_factory=dict, repr=False)
     #: Finished runs whose stats and failures are kept in Redis.
     runs_kept: int = Field(20, ge=1)
+    #: Media types written in ``index.json`` for Docker schema-2 manifests and lists (the
+    #: manifest bytes, and so digests, are the upstream's either way). ``oci`` lists them
+    #: under the OCI types, which OCI-layout readers such as skopeo 1.9 and umoci require;
+    #: ``preserve`` keeps Docker's types, as zot's own storage does with preserveDigest.
+    layout_media_types: Literal["oci", "preserve"] = "oci"
 
     @field_validator("redis")
     @classmethod

@@ -84,14 +84,20 @@ class Mirror:
         cfg = self.config.registry(registry)
         if cfg.repos:
             names = sorted(cfg.repos)
-            start = 0 if last is None else next((i for i, r in enumerate(names) if r > last), len(names))
+            start = (
+                0
+                if last is None
+                else next((i for i, r in enumerate(names) if r > last), len(names))
+            )
             page = names[start : start + n]
             more = start + n < len(names)
         else:
             page, next_last = self.client(registry).catalog_page(last, n)
             more = next_last is not None
         rules = cfg.content_rules()
-        return [r for r in page if rules.match(r) is not None], (page[-1] if more and page else None)
+        return [r for r in page if rules.match(r) is not None], (
+            page[-1] if more and page else None
+        )
 
     # -- work --------------------------------------------------------------------------
 
@@ -117,7 +123,9 @@ class Mirror:
         if isinstance(dest, RepoResult):
             return dest
         try:
-            ref = Reference.parse(f"{repo}@{reference}" if ":" in reference else f"{repo}:{reference}")
+            ref = Reference.parse(
+                f"{repo}@{reference}" if ":" in reference else f"{repo}:{reference}"
+            )
         except ContentError as exc:
             return self._failed(registry, repo, reference, exc)
         with self.coord.repo_lock(dest, blocking_timeout=lock_wait):
@@ -140,6 +148,7 @@ class Mirror:
             repo=repo,
             dest=dest,
             only_signed=cfg.only_signed,
+            oci_index_types=self.config.syncworker.layout_media_types == "oci",
         )
 
     def _destination_or_failure(self, registry: str, repo: str) -> str | RepoResult:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
-from syncworker.engine.images import ImageCopier
+from syncworker.engine.images import CopiedTree, ImageCopier
 from syncworker.engine.plan import TagPlan, plan_tags, special_tag_subject
 from syncworker.engine.results import Failure, Progress, RepoResult
 from syncworker.errors import (
@@ -24,6 +25,7 @@ from syncworker.errors import (
 )
 from syncworker.filters import ContentRules
 from syncworker.oci import Descriptor, Digest, parse_manifest, validate_tag
+from syncworker.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from syncworker.registry import RegistryClient
 from syncworker.store import IndexEntry, Store
 
@@ -38,6 +40,10 @@ SIGNATURE_ARTIFACT_TYPES = frozenset(
     }
 )
 COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
+# OCI-layout readers (skopeo 1.9, umoci) skip index.json entries of Docker types; the
+# structures are the same, so the entry may name the OCI type while the bytes stay Docker's.
+OCI_TWIN = {DOCKER_MANIFEST: OCI_MANIFEST, DOCKER_MANIFEST_LIST: OCI_INDEX}
+UPSTREAM_MEDIA_TYPE = "io.syncworker.upstream.mediaType"
 # Referrers of referrers (a signature on an SBOM on an image) are followed this deep; a
 # hostile upstream cannot make a worker walk forever.
 MAX_REFERRER_DEPTH = 8
@@ -55,6 +61,7 @@ class RepoJob:
     repo: str
     dest: str
     only_signed: bool = False
+    oci_index_types: bool = True
     result: RepoResult = field(init=False)
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
     _synced: set[str] = field(init=False, default_factory=set)
@@ -111,7 +118,7 @@ class RepoJob:
             except SyncworkerError as exc:
                 self._fail(tag, exc)
                 continue
-            self._guarded(tag, lambda d=desc, t=tag: self._apply(t, d))
+            self._guarded(tag, partial(self._apply, tag, desc))
 
     def _valid_tags(self, tags: Iterable[str]) -> list[str]:
         valid = []
@@ -139,11 +146,11 @@ class RepoJob:
 
     def sync_tag(self, tag: str) -> Descriptor | None:
         """Mirror ``tag``; return its descriptor, or None if it failed or was left out."""
-        return self._guarded(tag, lambda: self._apply(tag, self.client.head_manifest(self.repo, tag)))
+        return self._guarded(
+            tag, lambda: self._apply(tag, self.client.head_manifest(self.repo, tag))
+        )
 
-    def _guarded(
-        self, tag: str, step: Callable[[], Descriptor | None]
-    ) -> Descriptor | None:
+    def _guarded(self, tag: str, step: Callable[[], Descriptor | None]) -> Descriptor | None:
         try:
             return step()
         except SyncworkerError as exc:
@@ -164,22 +171,29 @@ class RepoJob:
         return desc
 
     def copy(self, desc: Descriptor, tag: str | None) -> None:
-        """Copy the tree of ``desc``, then record it in the index (tagged or not)."""
+        """Copy the tree of ``desc`` and what refers to it, then record it in the index.
+
+        The index entry is written last: if a referrer is refused (a cycle, bad content),
+        the image stays unreachable rather than half-mirrored.
+        """
         tree = self.images.copy(self.client, self.repo, self.dest, desc)
-        entries = [IndexEntry(_index_descriptor(desc), tag)]
+        entries = [IndexEntry(self._index_descriptor(desc), tag)]
         if tag is not None and special_tag_subject(tag) is not None and desc.is_index:
             entries += self._fallback_referrers(desc)
+        if tag is None or special_tag_subject(tag) is None:
+            self._follow_referrers(desc.digest, (desc.digest,))
         self.store.update_index(self.dest, entries)
         if tag is not None:
             self._stored[tag] = desc.digest
-        self.result.copied.append(tag or str(desc.digest))
+        self._account(tree, tag or str(desc.digest))
+
+    def _account(self, tree: CopiedTree, name: str) -> None:
+        self.result.copied.append(name)
         self.result.bytes_copied += tree.stats.bytes
         self.result.blobs_fetched += tree.stats.fetched
         self.result.blobs_linked += tree.stats.linked
         self._synced.update(str(d) for d in tree.digests)
-        self.progress.image_done(self.registry, self.repo, tag or str(desc.digest), copied=True)
-        if tag is None or special_tag_subject(tag) is None:
-            self._follow_referrers(desc.digest, (desc.digest,))
+        self.progress.image_done(self.registry, self.repo, name, copied=True)
 
     def _note_synced(self, desc: Descriptor) -> None:
         """An unchanged tag: its digest (and an index's children) may be the subject of
@@ -197,7 +211,7 @@ class RepoJob:
         serving this layout (zot) answers the referrers API for them."""
         raw = self.store.read_blob(self.dest, desc.digest)
         children = parse_manifest(raw, None, desc.digest).children
-        return [IndexEntry(_index_descriptor(c)) for c in children]
+        return [IndexEntry(self._index_descriptor(c)) for c in children]
 
     def _follow_referrers(self, subject: Digest, chain: tuple[Digest, ...]) -> None:
         """Referrers through the API, when the upstream's tag list did not already carry
@@ -214,16 +228,18 @@ class RepoJob:
             if self.store.has_blob(self.dest, referrer.digest):
                 continue
             tree = self.images.copy(self.client, self.repo, self.dest, referrer)
-            self.store.update_index(self.dest, [IndexEntry(_index_descriptor(referrer))])
-            self.result.copied.append(str(referrer.digest))
-            self.result.bytes_copied += tree.stats.bytes
             self._follow_referrers(referrer.digest, (*chain, referrer.digest))
+            self.store.update_index(self.dest, [IndexEntry(self._index_descriptor(referrer))])
+            self._account(tree, str(referrer.digest))
 
     def _signed(self, desc: Descriptor) -> bool:
         if f"{desc.digest.algorithm}-{desc.digest.hex}.sig" in self._all_tags:
             return True
         referrers = self.client.referrers(self.repo, desc.digest)
         return any(r.artifact_type in SIGNATURE_ARTIFACT_TYPES for r in referrers)
+
+    def _index_descriptor(self, desc: Descriptor) -> Descriptor:
+        return index_descriptor(desc, self.oci_index_types)
 
     # -- failures ---------------------------------------------------------------------
 
@@ -234,10 +250,19 @@ class RepoJob:
         self.progress.failed(failure)
 
 
-def _index_descriptor(desc: Descriptor) -> Descriptor:
+def index_descriptor(desc: Descriptor, oci_types: bool) -> Descriptor:
     """What index.json records: media type, digest, size (and artifactType for artifacts).
-    Platform is kept for children listed untagged."""
+    Platform is kept for children listed untagged. With ``oci_types``, a Docker type is
+    listed as its OCI twin and kept in an annotation (see ``layout_media_types``)."""
+    media_type, annotations = desc.media_type, {}
+    if oci_types and desc.media_type in OCI_TWIN:
+        media_type = OCI_TWIN[desc.media_type]
+        annotations = {UPSTREAM_MEDIA_TYPE: desc.media_type}
     return Descriptor(
-        desc.media_type, desc.digest, desc.size, platform=desc.platform,
+        media_type,
+        desc.digest,
+        desc.size,
+        platform=desc.platform,
+        annotations=annotations,
         artifact_type=desc.artifact_type,
     )

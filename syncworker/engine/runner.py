@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from syncworker.engine.mirror import Mirror
 from syncworker.engine.results import Failure, RepoResult
@@ -63,7 +64,7 @@ def run_registries(
             for repo in _walk(mirror, registry, summary):
                 future = pool.submit(mirror.sync_repo, registry, repo)
                 if on_repo_done is not None:
-                    future.add_done_callback(lambda f, g=registry, r=repo: on_repo_done(_outcome(g, r, f)))
+                    future.add_done_callback(partial(_report, on_repo_done, registry, repo))
                 futures.append((registry, repo, future))
         for registry, repo, future in futures:
             summary.add(_outcome(registry, repo, future))
@@ -83,6 +84,12 @@ def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[str]:
         yield from page
         if last is None:
             return
+
+
+def _report(
+    callback: Callable[[RepoResult], None], registry: str, repo: str, future: Future[RepoResult]
+) -> None:
+    callback(_outcome(registry, repo, future))
 
 
 def _outcome(registry: str, repo: str, future: Future[RepoResult]) -> RepoResult:

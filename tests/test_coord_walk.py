@@ -107,3 +107,20 @@ def test_run_whose_repos_finish_before_the_walk_ends(coord: Coordinator) -> None
     coord.end_walk("docker", run_id)
     status = coord.run(run_id)
     assert status is not None and status.state == FINISHED
+
+
+def test_a_redelivered_count_cannot_finish_the_run_early(coord: Coordinator) -> None:
+    run_id = coord.start_run("docker")
+    assert coord.begin_walk("docker", run_id)
+    coord.incr(run_id, repos_total=2)
+    coord.end_walk("docker", run_id)
+    assert coord.incr(run_id, once_for="library/a", repos_done=1, images_copied=3)
+    # The same sync_repo redelivered after it counted (killed before its ack).
+    assert not coord.incr(run_id, once_for="library/a", repos_done=1, images_copied=3)
+    status = coord.run(run_id)
+    assert status is not None and status.state == RUNNING and status.done == 1
+    assert status.counters["images_copied"] == 3
+    assert coord.incr(run_id, once_for="library/b", repos_failed=1)
+    status = coord.run(run_id)
+    assert status is not None and status.state == FINISHED
+    assert coord.client.ttl(f"{coord.prefix}:run:{run_id}:counted") > 0

@@ -31,6 +31,8 @@ key                                        type    owner       TTL
                                                                MAX_FAILURES
 ``{p}:run:{id}:enqueued``                  set     walk.py     same as the run hash; repos
                                                                already fanned out in this run
+``{p}:run:{id}:counted``                   set     runs.py     same as the run hash; repos
+                                                               already counted done/failed
 ``{p}:walk:{reg}``                         string  walk.py     WALK_TTL, refreshed on each
                                                                cursor advance; the run id of
                                                                the walk in progress
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 __all__ = [
     "FLIGHT_OK_TTL",
     "MAX_FAILURES",
+    "RUN_KEY_COUNT",
     "RUN_RETENTION",
     "RUN_TTL",
     "TAG_CACHE_TTL",
@@ -71,6 +74,8 @@ FLIGHT_OK_TTL = 300.0
 # Failures kept per run: enough to show every failing repo of a large catalog, bounded so a
 # registry that fails everything cannot fill Redis.
 MAX_FAILURES = 1000
+# How many keys Keys.run_keys returns (the Lua scripts loop over them).
+RUN_KEY_COUNT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +119,18 @@ class Keys:
     def run_enqueued(self, run_id: str) -> str:
         return self._key("run", run_id, "enqueued")
 
-    def run_keys(self, run_id: str) -> tuple[str, str, str, str]:
-        """Every key of one run: they share one TTL."""
+    def run_counted(self, run_id: str) -> str:
+        return self._key("run", run_id, "counted")
+
+    def run_keys(self, run_id: str) -> tuple[str, ...]:
+        """Every key of one run, RUN_KEY_COUNT of them: they share one TTL. The Lua scripts
+        rely on this order (run hash, counters, failures, enqueued, counted)."""
         return (
             self.run(run_id),
             self.run_counters(run_id),
             self.run_failures(run_id),
             self.run_enqueued(run_id),
+            self.run_counted(run_id),
         )
 
     # walk.py

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from syncworker.coord.backend import Backend, LuaArg, redact, text, translated
-from syncworker.coord.keys import MAX_FAILURES, RUN_RETENTION, RUN_TTL
+from syncworker.coord.keys import MAX_FAILURES, RUN_KEY_COUNT, RUN_RETENTION, RUN_TTL
 
 __all__ = [
     "COUNTERS",
@@ -47,11 +47,19 @@ MAX_REASON_CHARS = 500
 # Run ids go into keys and into `syncworker status RUN`: keep them plain.
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
-# Lua shared by every script that may end a run. KEYS[1..4] are Keys.run_keys(run_id).
-LUA_RUN_PRELUDE = """
+# Lua shared by the run scripts. KEYS[1..RUN_KEYS] are Keys.run_keys(run_id), in its order.
+LUA_RUN_PRELUDE = f"""
+local RUN_KEYS = {RUN_KEY_COUNT}
+local function expire_run(ttl_ms)
+  for i = 1, RUN_KEYS do redis.call('pexpire', KEYS[i], ttl_ms) end
+end
+local function follow_run_ttl(key)
+  local ttl = redis.call('pttl', KEYS[1])
+  if ttl > 0 then redis.call('pexpire', key, ttl) end
+end
 local function finish(state, now, retention_ms)
   redis.call('hset', KEYS[1], 'state', state, 'finished', now)
-  for i = 1, 4 do redis.call('pexpire', KEYS[i], retention_ms) end
+  expire_run(retention_ms)
 end
 local function complete_if_done(now, retention_ms)
   if redis.call('hget', KEYS[1], 'walked') ~= '1' then return end
@@ -64,7 +72,7 @@ local function complete_if_done(now, retention_ms)
 end
 """
 
-# KEYS: the run's keys, then the runs zset. ARGV: registry, started, ttl_ms, prune_before,
+# KEYS: the run's keys, then the runs zset (last). ARGV: registry, started, ttl_ms, prune_before,
 # run id, counter names... Returns 0 if the run existed already (a retried trigger).
 _LUA_START = """
 if redis.call('exists', KEYS[1]) == 1 then return 0 end
@@ -72,32 +80,39 @@ redis.call('hset', KEYS[1], 'registry', ARGV[1], 'state', 'running', 'started', 
 for i = 6, #ARGV do redis.call('hset', KEYS[2], ARGV[i], 0) end
 redis.call('pexpire', KEYS[1], ARGV[3])
 redis.call('pexpire', KEYS[2], ARGV[3])
-redis.call('zadd', KEYS[5], ARGV[2], ARGV[5])
-redis.call('zremrangebyscore', KEYS[5], '-inf', ARGV[4])
+redis.call('zadd', KEYS[#KEYS], ARGV[2], ARGV[5])
+redis.call('zremrangebyscore', KEYS[#KEYS], '-inf', ARGV[4])
 return 1
 """
 
-# ARGV: now, retention_ms, then name, amount pairs. A run that is gone is left gone.
+# ARGV: now, retention_ms, once ('' for none), then name, amount pairs. A run that is gone
+# is left gone; a `once` token already counted in this run counts nothing (a redelivery).
 _LUA_INCR = (
     LUA_RUN_PRELUDE
     + """
 if redis.call('exists', KEYS[1]) == 0 then return 0 end
-for i = 3, #ARGV, 2 do redis.call('hincrby', KEYS[2], ARGV[i], ARGV[i + 1]) end
+if ARGV[3] ~= '' then
+  if redis.call('sadd', KEYS[5], ARGV[3]) == 0 then return 0 end
+  follow_run_ttl(KEYS[5])
+end
+for i = 4, #ARGV, 2 do redis.call('hincrby', KEYS[2], ARGV[i], ARGV[i + 1]) end
 complete_if_done(ARGV[1], ARGV[2])
 return 1
 """
 )
 
 # ARGV: failure JSON, max failures kept.
-_LUA_FAILURE = """
+_LUA_FAILURE = (
+    LUA_RUN_PRELUDE
+    + """
 if redis.call('exists', KEYS[1]) == 0 then return 0 end
 if redis.call('llen', KEYS[3]) < tonumber(ARGV[2]) then
   redis.call('rpush', KEYS[3], ARGV[1])
-  local ttl = redis.call('pttl', KEYS[1])
-  if ttl > 0 then redis.call('pexpire', KEYS[3], ttl) end
+  follow_run_ttl(KEYS[3])
 end
 return 1
 """
+)
 
 # ARGV: state, now, retention_ms. The first finish wins; later ones only re-arm the TTL.
 _LUA_FINISH = (
@@ -107,7 +122,7 @@ if redis.call('exists', KEYS[1]) == 0 then return 0 end
 if redis.call('hget', KEYS[1], 'state') == 'running' then
   finish(ARGV[1], ARGV[2], ARGV[3])
 else
-  for i = 1, 4 do redis.call('pexpire', KEYS[i], ARGV[3]) end
+  expire_run(ARGV[3])
 end
 return 1
 """
@@ -232,15 +247,20 @@ class RunsMixin(Backend):
         return run_id
 
     @translated
-    def incr(self, run_id: str, **counters: int) -> None:
+    def incr(self, run_id: str, once_for: str | None = None, **counters: int) -> bool:
         """Add to the run's counters (names from COUNTERS); ends a fully walked run when the
-        last repository is counted."""
+        last repository is counted. With ``once_for`` (e.g. the repository), counts only the
+        first time that token is seen in this run, so a task redelivered after it counted
+        (killed before its ack) cannot finish the run early. False when nothing was counted.
+        """
         unknown = set(counters) - set(COUNTERS)
         if unknown:
             raise ValueError(f"unknown run counters: {sorted(unknown)}")
+        if once_for == "":
+            raise ValueError("once_for must be a non-empty token")
         pairs = [item for name, amount in counters.items() for item in (name, int(amount))]
-        args: list[LuaArg] = [time.time(), _ms(RUN_RETENTION), *pairs]
-        self._lua_incr(keys=list(self._keys.run_keys(run_id)), args=args)
+        args: list[LuaArg] = [time.time(), _ms(RUN_RETENTION), once_for or "", *pairs]
+        return bool(self._lua_incr(keys=list(self._keys.run_keys(run_id)), args=args))
 
     @translated
     def record_failure(self, run_id: str, repo: str, tag: str | None, reason: str) -> None:

@@ -45,7 +45,8 @@ redis.call('pexpire', KEYS[2], ARGV[5])
 return 1
 """
 
-# KEYS: run, enqueued. ARGV: repo, default ttl_ms. The set lives as long as its run.
+# KEYS: run, enqueued. ARGV: repo, ttl_ms if the run has none. The set lives as long as
+# its run.
 _LUA_MARK = """
 local added = redis.call('sadd', KEYS[2], ARGV[1])
 local ttl = redis.call('pttl', KEYS[1])
@@ -54,13 +55,14 @@ redis.call('pexpire', KEYS[2], ttl)
 return added
 """
 
-# KEYS: the run's 4 keys, walk, cursor. ARGV: run id, now, retention_ms.
+# KEYS: the run's keys, walk, cursor. ARGV: run id, now, retention_ms.
 # The run is marked walked even if the marker was lost, so it can still complete.
 _LUA_END = (
     LUA_RUN_PRELUDE
     + """
-local owned = redis.call('get', KEYS[5]) == ARGV[1]
-if owned then redis.call('del', KEYS[5], KEYS[6]) end
+local walk, cursor = KEYS[RUN_KEYS + 1], KEYS[RUN_KEYS + 2]
+local owned = redis.call('get', walk) == ARGV[1]
+if owned then redis.call('del', walk, cursor) end
 if redis.call('exists', KEYS[1]) == 1 then
   redis.call('hset', KEYS[1], 'walked', '1')
   complete_if_done(ARGV[2], ARGV[3])

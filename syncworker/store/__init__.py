@@ -23,6 +23,11 @@ def open_store(root_directory: str, driver: Mapping[str, Any] | object | None = 
     name = str(settings.get("name") or "").lower()
     if not settings or name in ("", "filesystem", "local"):
         return FsStore(root_directory)
+    if name == "s3":
+        from syncworker.store.s3 import S3Store
+
+        store: Store = S3Store.from_driver(settings, default_root=root_directory)
+        return store
     raise StoreError(f"storage.storageDriver.name: unknown driver {name!r} (filesystem, s3)")
 
 
@@ -34,7 +39,7 @@ def _as_mapping(driver: Mapping[str, Any] | object | None) -> dict[str, Any]:
     if isinstance(driver, Mapping):
         raw: Mapping[str, Any] = driver
     elif callable(dump := getattr(driver, "model_dump", None)):  # pydantic, not imported here
-        raw = dump()
+        raw = dump(exclude_unset=True)  # unset keys take distribution's defaults, below
     else:
         raw = {k: v for k, v in vars(driver).items() if not k.startswith("_")}
     return {str(k).replace("_", "").lower(): v for k, v in raw.items() if v is not None}

@@ -271,18 +271,10 @@ class FsStore:
         known = self._repo_dirs.get(repo)
         if known is not None:
             return known
-        path = (self._root / repo).resolve()
-        # Names are validated upstream; this is defence in depth against ``..``, absolute
-        # names, symlinks pointing out of the root, and the hidden .tmp namespace.
-        parts = repo.split("/")
-        if (
-            not repo
-            or os.path.isabs(repo)
-            or any(p in ("", ".", "..") or p.startswith(".") for p in parts)
-            or path == self._root
-            or not path.is_relative_to(self._root)
-        ):
-            raise StoreError(f"repository name {repo[:300]!r} escapes the store root")
+        path = (self._root / layout.check_repo_name(repo)).resolve()
+        # A symlink inside the root could still point out of it.
+        if path == self._root or not path.is_relative_to(self._root):
+            raise StoreError(f"repository {repo[:300]!r} resolves outside the store root")
         self._repo_dirs[repo] = path
         return path
 

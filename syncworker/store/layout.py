@@ -27,6 +27,7 @@ __all__ = [
     "LAYOUT_BYTES",
     "LAYOUT_FILE",
     "blob_name",
+    "check_repo_name",
     "dump_index",
     "entries_of",
     "load_index",
@@ -38,6 +39,25 @@ LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
 # image-layout.md#oci-layout-file: the only version defined so far.
 LAYOUT_BYTES = b'{"imageLayoutVersion": "1.0.0"}'
+
+
+def check_repo_name(repo: str) -> str:
+    """Refuse a name that could leave the store's root or reach its hidden entries.
+
+    Names are validated long before they reach a store (``oci.validate_repository``); this
+    is defence in depth against ``..``, absolute names, empty segments and names starting
+    with a dot (``.tmp``, ``.digests``: the store's own, never a valid repository).
+    """
+    parts = repo.split("/")
+    if (
+        not repo
+        or repo.startswith("/")
+        or "\\" in repo
+        or "\0" in repo
+        or any(p in ("", ".", "..") or p.startswith(".") for p in parts)
+    ):
+        raise StoreError(f"repository name {repo[:300]!r} escapes the store root")
+    return repo
 
 
 def blob_name(repo: str, digest: Digest) -> str:

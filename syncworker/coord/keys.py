@@ -19,7 +19,7 @@ key                                        type    owner       TTL
                                                                index.json is the truth)
 ``{p}:runs``                               zset    runs.py     none; members are run ids scored
                                                                by start time, pruned past
-                                                               RUN_RETENTION on each start_run
+                                                               RUN_TTL on each start_run
 ``{p}:run:{id}``                           hash    runs.py     RUN_TTL from start, then
                                                                RUN_RETENTION from finish_run;
                                                                fields registry, state, started,

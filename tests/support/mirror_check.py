@@ -1,0 +1,174 @@
+"""Run ``syncworker sync`` from tests and check what it left in a filesystem store.
+
+    config = write_sync_config(tmp_path, root, [{"urls": [server.url]}], credentials=...)
+    run = run_sync(config)                          # in-process: exit code, stdout, stderr
+    assert mirrored_digest(root, "team/app", "v1") == image.digest     # read by skopeo
+    reachable = check_store(root)                   # every index.json -> complete, verified
+    assert_no_secret([run.stdout, run.stderr, caplog.text], password)
+
+``check_store`` is the crash-safety invariant of the store (DESIGN.md "Storage layout"):
+everything reachable from an ``index.json`` is present and hashes to its digest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from syncworker.cli import main
+
+__all__ = [
+    "SyncRun",
+    "assert_no_secret",
+    "check_store",
+    "mirrored_digest",
+    "run_sync",
+    "skopeo_raw",
+    "temporaries",
+    "write_sync_config",
+]
+
+# Manifest media types whose children are manifests, not blobs (image-spec image-index.md).
+_INDEX_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
+# Fast test retries: a refused connection or TLS failure should not cost seconds.
+TEST_RETRY = {"maxRetries": 1, "retryDelay": "10ms"}
+SKOPEO_TIMEOUT = 60.0
+# Blobs up to this size are returned for parsing (manifests are far smaller).
+MANIFEST_LIMIT = 4 << 20
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def write_sync_config(
+    directory: Path,
+    root: Path,
+    registries: Sequence[Mapping[str, Any]],
+    *,
+    credentials: Mapping[str, Mapping[str, str]] | None = None,
+) -> Path:
+    """A zot-style config mirroring ``registries`` (content ``**`` unless given) into
+    ``root``; ``credentials`` are written to a zot credentials file beside it."""
+    sync: dict[str, Any] = {"enable": True, "registries": []}
+    for entry in registries:
+        sync["registries"].append({"content": [{"prefix": "**"}], **TEST_RETRY, **entry})
+    if credentials is not None:
+        creds = directory / "credentials.json"
+        creds.write_text(json.dumps(credentials), encoding="utf-8")
+        sync["credentialsFile"] = str(creds)
+    config = directory / "sync.yaml"
+    doc = {"storage": {"rootDirectory": str(root)}, "extensions": {"sync": sync}}
+    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return config
+
+
+def run_sync(config: Path, *extra: str) -> SyncRun:
+    """``syncworker -vv sync -c config`` in this process, output captured."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["-vv", "sync", "-c", str(config), *extra])
+    return SyncRun(code, out.getvalue(), err.getvalue())
+
+
+def skopeo_raw(root: Path, repo: str, tag: str) -> bytes:
+    """The manifest bytes skopeo reads for ``oci:<root>/<repo>:<tag>``."""
+    done = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{root}/{repo}:{tag}"],
+        capture_output=True,
+        timeout=SKOPEO_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"skopeo cannot read {repo}:{tag}: {done.stderr.decode()}"
+    return done.stdout
+
+
+def mirrored_digest(root: Path, repo: str, tag: str) -> str:
+    return "sha256:" + hashlib.sha256(skopeo_raw(root, repo, tag)).hexdigest()
+
+
+def assert_no_secret(texts: Iterable[str], *secrets: str) -> None:
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, "a secret appears in the output or logs"
+
+
+def temporaries(root: Path) -> list[Path]:
+    """What a writer left in the store's scratch directory (syncworker/store/fs.py)."""
+    tmp = root / ".tmp"
+    return sorted(tmp.iterdir()) if tmp.is_dir() else []
+
+
+def _index_files(root: Path) -> list[Path]:
+    found = []
+    for top, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "blobs"]
+        if "index.json" in files:
+            found.append(Path(top) / "index.json")
+    return found
+
+
+def _verified(repo_dir: Path, digest: str) -> bytes:
+    algorithm, _, hex_ = digest.partition(":")
+    assert algorithm == "sha256", f"{repo_dir}: unexpected algorithm in {digest}"
+    path = repo_dir / "blobs" / algorithm / hex_
+    assert path.is_file(), f"{repo_dir}: {digest} is referenced but absent"
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            sha.update(chunk)
+    assert sha.hexdigest() == hex_, f"{repo_dir}: {digest} does not hash to its name"
+    return path.read_bytes() if path.stat().st_size <= MANIFEST_LIMIT else b""
+
+
+def _walk(repo_dir: Path, desc: Mapping[str, Any], seen: set[str]) -> None:
+    digest = str(desc["digest"])
+    if digest in seen:
+        return
+    seen.add(digest)
+    doc = json.loads(_verified(repo_dir, digest))
+    if desc.get("mediaType") in _INDEX_TYPES or doc.get("mediaType") in _INDEX_TYPES:
+        for child in doc.get("manifests", []):
+            _walk(repo_dir, child, seen)
+        return
+    for blob in [doc["config"], *doc.get("layers", [])]:
+        if blob.get("urls"):  # non-distributable: never fetched (image-spec layer.md)
+            continue
+        if blob["digest"] not in seen:
+            seen.add(blob["digest"])
+            _verified(repo_dir, blob["digest"])
+
+
+def check_store(root: Path) -> dict[str, set[str]]:
+    """Every repository's reachable digests, after checking each is present and verified:
+    every index.json entry, every child of an index, every config and layer."""
+    reachable: dict[str, set[str]] = {}
+    for index in _index_files(root):
+        repo_dir = index.parent
+        seen: set[str] = set()
+        for entry in json.loads(index.read_bytes())["manifests"]:
+            _walk(repo_dir, entry, seen)
+        reachable[repo_dir.relative_to(root).as_posix()] = seen
+    return reachable

@@ -14,12 +14,17 @@ from dataclasses import dataclass, field
 
 from syncworker.engine.blobs import BlobCopier, BlobStats
 from syncworker.engine.plan import blobs_to_copy, children_to_copy
-from syncworker.errors import ReferenceCycleError
+from syncworker.errors import ContentError, ReferenceCycleError
 from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
 from syncworker.registry import RegistryClient
 from syncworker.store import Store
 
-__all__ = ["CopiedTree", "ImageCopier"]
+__all__ = ["CopiedTree", "Fetched", "ImageCopier"]
+
+#: A manifest's bytes and what they say, as the registry client returns them.
+Fetched = tuple[bytes, Manifest]
+# Indexes of indexes are legal but rare; a hostile upstream could nest them without end.
+MAX_DEPTH = 8
 
 
 @dataclass(slots=True)
@@ -49,9 +54,18 @@ class ImageCopier:
         self._pool = pool
         self._platforms = platforms
 
-    def copy(self, client: RegistryClient, repo: str, dest: str, desc: Descriptor) -> CopiedTree:
+    def copy(
+        self,
+        client: RegistryClient,
+        repo: str,
+        dest: str,
+        desc: Descriptor,
+        fetched: Fetched | None = None,
+    ) -> CopiedTree:
+        """Copy the tree of ``desc``; ``fetched`` is its manifest when already in hand
+        (a new tag is fetched by tag directly, saving the HEAD)."""
         tree = CopiedTree()
-        self._copy(client, repo, dest, desc, (), tree)
+        self._copy(client, repo, dest, desc, (), tree, fetched)
         return tree
 
     def _copy(
@@ -62,6 +76,7 @@ class ImageCopier:
         desc: Descriptor,
         parents: tuple[Digest, ...],
         tree: CopiedTree,
+        fetched: Fetched | None = None,
     ) -> None:
         digest = desc.digest
         if digest in parents:
@@ -72,7 +87,9 @@ class ImageCopier:
             if desc.is_index:
                 self._note_children(dest, digest, tree)
             return
-        raw, manifest = client.get_manifest(repo, str(digest))
+        if len(parents) >= MAX_DEPTH:
+            raise ContentError(f"manifest {digest} is nested more than {MAX_DEPTH} deep")
+        raw, manifest = fetched or client.get_manifest(repo, str(digest))
         tree.fetched_manifests += 1
         if manifest.is_index:
             for child in children_to_copy(manifest, self._platforms):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
-from syncworker.engine.images import CopiedTree, ImageCopier
+from syncworker.engine.images import CopiedTree, Fetched, ImageCopier
 from syncworker.engine.plan import TagPlan, plan_tags, special_tag_subject
 from syncworker.engine.results import Failure, Progress, RepoResult
 from syncworker.errors import (
@@ -145,10 +145,18 @@ class RepoJob:
     # -- one tag ----------------------------------------------------------------------
 
     def sync_tag(self, tag: str) -> Descriptor | None:
-        """Mirror ``tag``; return its descriptor, or None if it failed or was left out."""
-        return self._guarded(
-            tag, lambda: self._apply(tag, self.client.head_manifest(self.repo, tag))
-        )
+        """Mirror ``tag``; return its descriptor, or None if it failed or was left out.
+
+        A tag the store has is HEADed (the no-op test); a new one is fetched by tag at
+        once, since its manifest is needed anyway.
+        """
+        return self._guarded(tag, partial(self._fetch_and_apply, tag))
+
+    def _fetch_and_apply(self, tag: str) -> Descriptor | None:
+        if tag in self._stored:
+            return self._apply(tag, self.client.head_manifest(self.repo, tag))
+        fetched = self.client.get_manifest(self.repo, tag)
+        return self._apply(tag, fetched[1].descriptor(), fetched)
 
     def _guarded(self, tag: str, step: Callable[[], Descriptor | None]) -> Descriptor | None:
         try:
@@ -157,7 +165,9 @@ class RepoJob:
             self._fail(tag, exc)
             return None
 
-    def _apply(self, tag: str, desc: Descriptor) -> Descriptor | None:
+    def _apply(
+        self, tag: str, desc: Descriptor, fetched: Fetched | None = None
+    ) -> Descriptor | None:
         if self._stored.get(tag) == desc.digest:
             self._note_synced(desc)
             self.result.skipped.append(tag)
@@ -167,16 +177,16 @@ class RepoJob:
             log.info("%s/%s:%s is not signed; skipped (onlySigned)", self.registry, self.repo, tag)
             self.result.skipped.append(tag)
             return None
-        self.copy(desc, tag)
+        self.copy(desc, tag, fetched)
         return desc
 
-    def copy(self, desc: Descriptor, tag: str | None) -> None:
+    def copy(self, desc: Descriptor, tag: str | None, fetched: Fetched | None = None) -> None:
         """Copy the tree of ``desc`` and what refers to it, then record it in the index.
 
         The index entry is written last: if a referrer is refused (a cycle, bad content),
         the image stays unreachable rather than half-mirrored.
         """
-        tree = self.images.copy(self.client, self.repo, self.dest, desc)
+        tree = self.images.copy(self.client, self.repo, self.dest, desc, fetched)
         entries = [IndexEntry(self._index_descriptor(desc), tag)]
         if tag is not None and special_tag_subject(tag) is not None and desc.is_index:
             entries += self._fallback_referrers(desc)

@@ -1,0 +1,72 @@
+"""The main job, end to end, on this machine alone: start a local upstream registry, fill it
+with generated images, mirror it with ``syncworker sync``, run again (a no-op), and check
+every mirrored tag with skopeo against the upstream's digest.
+
+    python scripts/demo.py [--repos 50] [--keep DIR]
+
+Run by ``scripts/demo.sh``, which installs what is missing first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.corpus import seed_many, seed_standard  # noqa: E402
+from tests.support.mirror import write_config  # noqa: E402
+from tests.support.registry_server import RegistryServer  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repos", type=int, default=50, help="generated repositories")
+    parser.add_argument("--keep", type=Path, help="mirror into this directory and keep it")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="syncworker-demo-"))
+    root = args.keep or work / "mirror"
+    upstream = RegistryServer()
+    try:
+        print(f"upstream registry on {upstream.url}; seeding...", flush=True)
+        corpus = seed_standard(upstream)
+        many = seed_many(upstream, repos=args.repos, tags=5, layers=3, layer_size=256 * 1024)
+        config = write_config(work, [upstream.url], root)
+        print(f"config: {config}\nmirror: {root}", flush=True)
+        for label in ("cold", "no-op"):
+            before = upstream.request_count()
+            started = time.monotonic()
+            code = subprocess.call(["syncworker", "sync", "-q", "-c", str(config)])
+            took = time.monotonic() - started
+            print(f"{label} run: exit {code}, {took:.1f}s, "
+                  f"{upstream.request_count() - before} upstream requests", flush=True)
+            if code != 0:
+                return code
+        return _verify(root, {**corpus.tags, **many.tags})
+    finally:
+        upstream.stop()
+
+
+def _verify(root: Path, tags: dict[str, dict[str, str]]) -> int:
+    """skopeo reads every tag from the mirror, with the upstream's exact digest."""
+    bad = 0
+    for repo, repo_tags in sorted(tags.items()):
+        for tag, digest in sorted(repo_tags.items()):
+            raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{root}/{repo}:{tag}"],
+                                 capture_output=True).stdout
+            if "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
+                print(f"MISMATCH {repo}:{tag}", file=sys.stderr)
+                bad += 1
+    total = sum(len(t) for t in tags.values())
+    print(f"skopeo verified {total - bad}/{total} tags byte for byte")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""`python -m bench`: seed upstream registries on loopback, measure, write bench/RESULTS.md.
+
+Everything it starts (registries, Redis, workers, the delaying proxy) is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import seed
+from bench.report import BENCH_DIR, plot_workers, write_report
+from bench.results import save_results
+from bench.scenarios import Bench
+from bench.tools import REPO_ROOT
+
+SETS = ("small", "big", "huge")
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement")
+    parser.add_argument("--sets", default=",".join(SETS), help="comma list of: small,big,huge")
+    parser.add_argument("--skip", default="", help="comma list of: skopeo,workers,incremental")
+    parser.add_argument("--quick", action="store_true", help="tiny data sets: a smoke test")
+    parser.add_argument("--workdir", type=Path, default=BENCH_DIR / "out" / "run")
+    parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
+    return parser.parse_args()
+
+
+def _run(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def _machine() -> dict[str, Any]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )  # fmt: skip
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    dirty = _run("git", "status", "--porcelain", "--", "syncworker")
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _run("git", "rev-parse", "--short", "HEAD")
+        + (" + uncommitted syncworker/ changes" if dirty else ""),
+        "machine": f"{cpu}, {os.cpu_count()} cores, {mem_kib / 2**20:.1f} GiB RAM",
+        "kernel": platform.release(),
+        "load average at start": Path("/proc/loadavg").read_text().split()[0],
+        "tools": f"Python {platform.python_version()}, {_run('skopeo', '--version')}, "
+        f"docker-registry {_run('/usr/bin/docker-registry', '--version').split()[-1]}",
+    }
+
+
+def _describe_sets(quick: bool) -> str:
+    big = " + ".join("×".join(f"{s} MiB" for s in sizes) for sizes in seed.BIG_IMAGES)
+    return (
+        f"small: {seed.SMALL_REPOS} repos × {seed.SMALL_TAGS} tags × {seed.SMALL_LAYERS} layers of "
+        f"{seed.SMALL_LAYER_SIZE // 1024} KiB (1 from a pool of {seed.SMALL_POOL}), every "
+        f"{seed.INDEX_EVERY}rd tag a 2-platform index; big: images of {big}; "
+        f"huge: 1 layer of {seed.HUGE_LAYER_MIB} MiB" + (" (QUICK: reduced)" if quick else "")
+    )
+
+
+def _quick() -> None:
+    seed.SMALL_REPOS, seed.SMALL_TAGS = 6, 3
+    seed.BIG_IMAGES = ((8, 4), (16,))
+    seed.HUGE_LAYER_MIB = 64
+
+
+def _small(bench: Bench, skip: set[str]) -> None:
+    upstream = bench.registry()
+    bench.log("seeding the small set")
+    data = seed.seed_small(upstream)
+    bench.read_limit(data, upstream)
+    if "skopeo" not in skip:
+        bench.skopeo(data, upstream)
+    config = bench.sync(data, upstream)
+    if "workers" not in skip:
+        bench.workers(data, upstream)
+    if "incremental" not in skip:
+        bench.incremental(data, upstream, config)
+
+
+def _big(bench: Bench, skip: set[str], cache: Path) -> None:
+    upstream = bench.registry()
+    bench.log("seeding the big set (layers cached in bench/out/cache)")
+    data = seed.seed_big(upstream, cache)
+    bench.read_limit(data, upstream)
+    if "skopeo" not in skip:
+        bench.skopeo(data, upstream)
+    bench.sync(data, upstream)
+
+
+def _huge(bench: Bench, cache: Path) -> None:
+    upstream = bench.registry()
+    bench.log("seeding the 1 GiB image")
+    data = seed.seed_huge(upstream, cache)
+    bench.huge(data, upstream)
+
+
+def main() -> int:
+    args = _parse()
+    if args.quick:
+        _quick()
+    sets, skip = set(args.sets.split(",")), set(filter(None, args.skip.split(",")))
+    meta = _machine()
+    started = time.monotonic()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args.workdir, args.reps, lambda text: print(f"[bench] {text}", flush=True))
+    cache = BENCH_DIR / "out" / "cache"
+    try:
+        if "small" in sets:
+            _small(bench, skip)
+        if "big" in sets:
+            _big(bench, skip, cache)
+        if "huge" in sets:
+            _huge(bench, cache)
+    finally:
+        bench.close()
+        meta.update(
+            {
+                "load average at end": Path("/proc/loadavg").read_text().split()[0],
+                "repetitions": args.reps,
+                "data sets": _describe_sets(args.quick),
+                "bench duration": f"{(time.monotonic() - started) / 60:.1f} min",
+            }
+        )
+        out = args.results.parent
+        save_results(args.workdir.parent / "results.json", meta, bench.measurements)
+        plot_workers(out / "workers.png", bench.measurements)
+        write_report(args.results, meta, bench.measurements)
+        print(f"[bench] wrote {args.results}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

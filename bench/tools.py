@@ -1,0 +1,184 @@
+"""The programs under measurement: skopeo sync, `syncworker sync`, syncworker's Celery workers.
+
+Each `run_*` returns `Finished` (wall time, peak RSS of the process tree, exit code); the
+caller wraps it in a `TrafficMeter` to count what the upstream served.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.proc import Finished, run_measured, stop_process
+from bench.seed import DataSet
+
+__all__ = [
+    "REPO_ROOT",
+    "CeleryWorkers",
+    "check_ok",
+    "run_skopeo",
+    "run_sync",
+    "syncworker_argv",
+    "write_skopeo_source",
+    "write_sync_config",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUN_TIMEOUT = 1800.0  # one measured command; generous for a loaded 2-core box
+WORKER_READY_TIMEOUT = 120.0
+# One Celery worker = one process taking one task (one repository) at a time; parallelism
+# inside a repository is the engine's blob_concurrency. Scaling then shows what more workers
+# (more machines) buy, which is the question of issue #5.
+WORKER_OPTIONS = ("--concurrency", "1", "-P", "prefork", "--without-gossip", "--without-mingle")
+
+
+def syncworker_argv(*args: str) -> list[str]:
+    """The `syncworker` command of this checkout (installed or not)."""
+    launcher = "import sys; from syncworker.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", launcher, *args]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWORKER_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def write_sync_config(
+    path: Path,
+    upstream_url: str,
+    root: Path,
+    *,
+    redis_url: str | None = None,
+    concurrency: int = 8,
+) -> Path:
+    """A zot-style config mirroring every repository of `upstream_url` into `root`."""
+    settings: dict[str, Any] = {"concurrency": concurrency}
+    if redis_url:
+        settings["redis"] = redis_url
+    config = {
+        "storage": {"rootDirectory": str(root)},
+        "extensions": {
+            "sync": {
+                "enable": True,
+                "registries": [
+                    {
+                        "name": "upstream",
+                        "urls": [upstream_url],
+                        "tlsVerify": False,
+                        "content": [{"prefix": "**"}],
+                    }
+                ],
+            }
+        },
+        "syncworker": settings,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_sync(config: Path, log: Path) -> Finished:
+    return run_measured(
+        syncworker_argv("sync", "-c", str(config), "-q"),
+        env=_env(),
+        cwd=REPO_ROOT,
+        timeout=RUN_TIMEOUT,
+        log=log,
+    )
+
+
+def write_skopeo_source(path: Path, registry_host: str, data: DataSet) -> Path:
+    """skopeo's YAML source: every repository, every tag (`[]`), plain HTTP (skopeo-sync(1))."""
+    source = {
+        registry_host: {
+            "tls-verify": False,
+            "images": {repo: [] for repo in sorted(data.repos)},
+        }
+    }
+    path.write_text(yaml.safe_dump(source))
+    return path
+
+
+def run_skopeo(source: Path, dest_kind: str, destination: str, log: Path) -> Finished:
+    """`skopeo sync --all --preserve-digests --src yaml` to `dir` or `docker` (plain HTTP)."""
+    argv = ["skopeo", "sync", "--all", "--preserve-digests", "--src", "yaml", "--dest", dest_kind]
+    if dest_kind == "docker":
+        argv.append("--dest-tls-verify=false")
+    argv += [str(source), destination]
+    return run_measured(argv, timeout=RUN_TIMEOUT, log=log)
+
+
+class CeleryWorkers:
+    """`count` worker processes on one config; started on enter, stopped on exit."""
+
+    def __init__(self, config: Path, count: int, logdir: Path) -> None:
+        self._config, self._count, self._logdir = config, count, logdir
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[Path] = []
+
+    def __enter__(self) -> CeleryWorkers:
+        try:
+            for number in range(self._count):
+                self._start(number)
+            self._wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self._procs:
+            stop_process(proc)  # SIGTERM: Celery's warm shutdown, then SIGKILL on timeout
+        self._procs.clear()
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self._procs]
+
+    def _start(self, number: int) -> None:
+        log = self._logdir / f"worker-{number}.log"
+        argv = syncworker_argv(
+            "worker", "-c", str(self._config), "-l", "INFO", "-n", f"bench{number}@%h",
+            *WORKER_OPTIONS,
+        )  # fmt: skip
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                argv, env=_env(), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                stdout=sink, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self._procs.append(proc)
+        self._logs.append(log)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT
+        while time.monotonic() < deadline:
+            for proc, log in zip(self._procs, self._logs, strict=True):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited ({proc.returncode}); see {log}")
+            if all(" ready." in log.read_text(errors="replace") for log in self._logs):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"workers not ready after {WORKER_READY_TIMEOUT}s; see {self._logdir}")
+
+    def trigger(self, log: Path) -> Finished:
+        """`syncworker trigger --wait`; peak RSS counts the workers' trees and the trigger."""
+        return run_measured(
+            syncworker_argv("trigger", "-c", str(self._config), "--wait",
+                            "--timeout", str(RUN_TIMEOUT)),
+            env=_env(), cwd=REPO_ROOT, timeout=RUN_TIMEOUT + 60, log=log, extra_roots=self.pids,
+        )  # fmt: skip
+
+
+def tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def check_ok(finished: Finished, what: str) -> None:
+    if finished.returncode != 0:
+        raise RuntimeError(f"{what} exited {finished.returncode}:\n{tail(finished.output)}")

@@ -133,7 +133,9 @@ class S3Store:
             pending: list[bytes] = []
             filled = 0
             for chunk in reader:  # raises before the last chunk on any mismatch
-                while filled + len(chunk) >= part_size:
+                # '>' not '>=': a part is sent only when more follows, so a blob of exactly
+                # one part (or a multiple) never ends with an empty part.
+                while filled + len(chunk) > part_size:
                     # Split at the part boundary so each part is joined exactly once.
                     cut = part_size - filled
                     upload.send(b"".join([*pending, chunk[:cut]]))

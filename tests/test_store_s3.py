@@ -1,0 +1,299 @@
+"""What only the S3 store has to prove (issue 4), against a real moto_server on loopback.
+
+The backend-neutral behaviour is in test_store_contract.py, which runs on S3 too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from syncworker.config.storage import StorageConfig
+from syncworker.errors import DigestMismatchError, StoreError
+from syncworker.oci import Descriptor, Digest
+from syncworker.oci.mediatypes import OCI_MANIFEST
+from syncworker.store import IndexEntry, open_store
+from syncworker.store.s3 import S3Store
+from tests.support.ports import free_port
+from tests.support.s3_server import S3Server, s3_server
+
+__all__ = ["s3_server"]  # the session fixture, imported for pytest
+
+MIB = 1024 * 1024
+WRITES = frozenset(
+    {"PutObject", "CopyObject", "CreateMultipartUpload", "UploadPart", "UploadPartCopy"}
+    | {"CompleteMultipartUpload", "DeleteObject", "DeleteObjects"}
+)
+# Peak RSS of a process holding Python, boto3 and two 16 MiB parts, with a wide margin.
+# Buffering a 200 MiB blob whole would pass 200 MiB on its own.
+PEAK_RSS_LIMIT_MIB = 150
+
+
+class Logged:
+    """An S3Store on a fresh bucket whose every S3 call is recorded as (operation, key)."""
+
+    def __init__(self, server: S3Server, **driver: Any) -> None:
+        self.server = server
+        self.bucket = server.new_bucket()
+        self.driver = {**server.driver(self.bucket), **driver}
+        self.store = open_store("/mirror", self.driver)
+        assert isinstance(self.store, S3Store)
+        self.calls: list[tuple[str, str | None]] = []
+        self.store.client.meta.events.register("before-parameter-build.s3", self._log)
+
+    def _log(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls.append((model.name, params.get("Key")))
+
+    def ops(self, key: str | None = None) -> list[str]:
+        return [op for op, k in self.calls if key is None or k == key]
+
+    def pending_uploads(self) -> list[Any]:
+        answer = self.server.client().list_multipart_uploads(Bucket=self.bucket)
+        return list(answer.get("Uploads", []))
+
+
+@pytest.fixture
+def logged(s3_server: S3Server) -> Iterator[Logged]:
+    store = Logged(s3_server)
+    yield store
+    s3_server.drop(store.bucket)
+
+
+def entry(raw: bytes, tag: str | None) -> IndexEntry:
+    return IndexEntry(Descriptor(OCI_MANIFEST, Digest.of(raw), len(raw)), tag)
+
+
+# -- large blobs ----------------------------------------------------------------------------
+
+
+def test_200_mib_blob_streams_with_bounded_memory(logged: Logged) -> None:
+    """A child process streams 200 MiB into S3; its peak RSS shows nothing was held whole."""
+    child = subprocess.run(
+        [sys.executable, "-c", _BIG_WRITER, json.dumps(logged.driver)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    figures = json.loads(child.stdout)
+    print(f"\n200 MiB put_blob into S3 (moto_server): {json.dumps(figures)}")
+    assert figures["bytes"] == 200 * MIB
+    assert figures["peak_rss_mib"] < PEAK_RSS_LIMIT_MIB, figures
+    digest = Digest.parse(figures["digest"])
+    assert logged.store.has_blob("big", digest)
+    head = logged.server.client().head_object(
+        Bucket=logged.bucket, Key=f"mirror/big/blobs/sha256/{digest.hex}"
+    )
+    assert head["ContentLength"] == 200 * MIB
+    assert logged.pending_uploads() == []
+    assert logged.store.find_blob(digest) == "big"
+
+
+# Generates 200 MiB on the fly (never held whole), hashes it in a first pass, then puts it.
+_BIG_WRITER = """
+import hashlib, json, random, resource, sys, time
+from syncworker.oci import Digest
+from syncworker.store import open_store
+
+MIB, TOTAL, CHUNK = 1 << 20, 200 << 20, 256 << 10
+block = random.Random(0).randbytes(CHUNK)
+def chunks():
+    for i in range(TOTAL // CHUNK):
+        yield i.to_bytes(8, "big") + block[8:]
+h = hashlib.sha256()
+for c in chunks():
+    h.update(c)
+digest = Digest("sha256", h.hexdigest())
+store = open_store("/mirror", json.loads(sys.argv[1]))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start = time.perf_counter()
+written = store.put_blob("big", digest, TOTAL, chunks())
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({
+    "bytes": written, "digest": str(digest), "seconds": round(seconds, 2),
+    "mib_per_s": round(TOTAL / MIB / seconds, 1),
+    "rss_before_put_mib": round(before, 1), "peak_rss_mib": round(peak, 1),
+}))
+"""
+
+
+@pytest.mark.parametrize("size", [5 * MIB, 5 * MIB + 1, 12 * MIB + 3])
+@pytest.mark.parametrize("declared", [True, False])
+def test_multipart_boundaries(s3_server: S3Server, size: int, declared: bool) -> None:
+    """Parts of 5 MiB (the smallest S3 allows): exact multiples, one byte over, a tail."""
+    logged = Logged(s3_server, chunksize=5 * MIB)
+    try:
+        data = hashlib.sha256(b"seed").digest() * (size // 32 + 1)
+        data = data[:size]
+        digest = Digest.of(data)
+        chunks = [data[i : i + 700_000] for i in range(0, size, 700_000)]
+        logged.store.put_blob("r", digest, size if declared else None, chunks)
+        assert logged.store.read_blob("r", digest) == data
+        key = f"mirror/r/blobs/sha256/{digest.hex}"
+        assert ("CompleteMultipartUpload" in logged.ops(key)) == (size > 5 * MIB)
+    finally:
+        s3_server.drop(logged.bucket)
+
+
+def test_interrupted_upload_is_aborted(logged: Logged) -> None:
+    digest = Digest.of(b"never")
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b"p" * MIB
+        raise TimeoutError("upstream stalled")
+
+    with pytest.raises(TimeoutError):
+        logged.store.put_blob("r", digest, None, chunks())
+    key = f"mirror/r/blobs/sha256/{digest.hex}"
+    assert logged.ops(key).count("UploadPart") >= 2, "parts should have been sent"
+    assert "AbortMultipartUpload" in logged.ops(key)
+    assert "CompleteMultipartUpload" not in logged.ops(key)
+    assert logged.pending_uploads() == []
+    assert not logged.store.has_blob("r", digest)
+
+
+def test_wrong_digest_after_parts_completes_nothing(logged: Logged) -> None:
+    data = b"q" * (20 * MIB)
+    wrong = Digest.of(b"not this")
+    with pytest.raises(DigestMismatchError):
+        logged.store.put_blob(
+            "r", wrong, None, [data[i : i + MIB] for i in range(0, len(data), MIB)]
+        )
+    assert "CompleteMultipartUpload" not in logged.ops()
+    assert logged.pending_uploads() == []
+
+
+# -- dedupe by server-side copy ----------------------------------------------------------------
+
+
+def test_cross_repo_dedupe_is_a_server_side_copy(logged: Logged) -> None:
+    data = b"c" * (20 * MIB)
+    digest = Digest.of(data)
+    logged.store.put_blob("one", digest, len(data), [data])
+    src = logged.store.find_blob(digest)
+    assert src == "one"
+    logged.calls.clear()
+    logged.store.link_blob(src, "two", digest)
+    key = f"mirror/two/blobs/sha256/{digest.hex}"
+    assert "CopyObject" in logged.ops(key)
+    # No byte of the blob went through us: no upload of any kind, no read of the source.
+    assert not {"UploadPart", "CreateMultipartUpload", "GetObject"} & set(logged.ops())
+    assert "PutObject" not in logged.ops(key)
+    assert logged.store.read_blob("two", digest) == data
+
+
+def test_copy_above_the_threshold_uses_upload_part_copy(s3_server: S3Server) -> None:
+    """What happens above 5 GiB, shown with a 5 MiB threshold."""
+    logged = Logged(s3_server, multipartcopythresholdsize=5 * MIB, multipartcopychunksize=5 * MIB)
+    try:
+        data = b"u" * (12 * MIB)
+        digest = Digest.of(data)
+        logged.store.put_blob("one", digest, len(data), [data])
+        logged.calls.clear()
+        logged.store.link_blob("one", "two", digest)
+        key = f"mirror/two/blobs/sha256/{digest.hex}"
+        assert logged.ops(key).count("UploadPartCopy") == 3
+        assert logged.store.read_blob("two", digest) == data
+    finally:
+        s3_server.drop(logged.bucket)
+
+
+# -- index.json ------------------------------------------------------------------------------
+
+
+def test_noop_index_update_makes_no_write_at_all(logged: Logged) -> None:
+    entries = [entry(b'{"a":1}', "v1"), entry(b'{"a":2}', None)]
+    assert logged.store.update_index("r", entries)
+    logged.calls.clear()
+    assert not logged.store.update_index("r", entries)
+    assert not set(logged.ops()) & WRITES, logged.calls
+
+
+def test_a_write_between_read_and_write_is_not_lost(s3_server: S3Server) -> None:
+    """Two stores (two machines) with no lock between them: store B updates index.json right
+    after store A read it. A's conditional write (If-Match) fails, A re-reads and merges.
+
+    The interleaving is forced with a hook rather than left to threads: moto checks the
+    condition and stores the object in two steps, so a threaded race against moto can lose
+    an update that S3 itself (atomic conditional writes) would refuse.
+    """
+    logged = Logged(s3_server)
+    try:
+        other = open_store("/mirror", logged.driver)
+        logged.store.update_index("shared", [entry(b'"base"', "base")])
+        interleaved: list[bool] = []
+
+        def meddle(**_: Any) -> None:
+            if not interleaved:
+                interleaved.append(other.update_index("shared", [entry(b'"b"', "b")]))
+
+        logged.store.client.meta.events.register("after-call.s3.GetObject", meddle)
+        assert logged.store.update_index("shared", [entry(b'"a"', "a")])
+        assert interleaved == [True]
+        assert logged.ops("mirror/shared/index.json").count("PutObject") == 3  # base, lost, won
+        assert [e.tag for e in other.index("shared")] == ["base", "b", "a"]
+    finally:
+        s3_server.drop(logged.bucket)
+
+
+# -- bad settings ------------------------------------------------------------------------------
+
+
+def test_missing_bucket_fails_fast_and_names_it(s3_server: S3Server) -> None:
+    driver = s3_server.driver("no-such-bucket-here")
+    with pytest.raises(StoreError) as caught:
+        open_store("/mirror", driver)
+    text = str(caught.value)
+    assert "no-such-bucket-here" in text and s3_server.endpoint in text
+    assert "NoSuchBucket" in text
+    assert driver["secretkey"] not in text
+
+
+def test_closed_port_fails_fast_and_names_the_endpoint(s3_server: S3Server) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    driver = {**s3_server.driver("mirror"), "regionendpoint": endpoint}
+    with pytest.raises(StoreError) as caught:
+        open_store("/mirror", driver)
+    assert endpoint in str(caught.value) and "mirror" in str(caught.value)
+    assert caught.value.temporary
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"bucket": ""}, "bucket"),
+        ({"chunksize": 1024}, "chunksize"),
+        ({"secure": "maybe"}, "secure"),
+        ({"name": "gcs"}, "name"),
+    ],
+)
+def test_bad_driver_values_are_named(
+    s3_server: S3Server, change: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(StoreError, match=field):
+        open_store("/mirror", {**s3_server.driver("b"), **change})
+
+
+def test_secrets_stay_out_of_reprs(logged: Logged) -> None:
+    secret = logged.driver["secretkey"]
+    assert secret not in repr(logged.store)
+    assert secret not in repr(logged.store.settings)  # type: ignore[attr-defined]
+
+
+def test_the_config_models_driver_section_opens_the_store(logged: Logged) -> None:
+    """The config module's pydantic model goes to open_store as is (zot's keys, SecretStr)."""
+    config = StorageConfig.model_validate(
+        {"rootDirectory": "/mirror", "storageDriver": logged.driver}
+    )
+    store = open_store(config.root_directory, config.storage_driver)
+    data = b"via the config model"
+    store.put_blob("cfg", Digest.of(data), len(data), [data])
+    assert logged.store.read_blob("cfg", Digest.of(data)) == data

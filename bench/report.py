@@ -124,7 +124,7 @@ def _fmt_row(m: Measurement) -> str:
         f"| `{m.key}` | {m.label} | {m.median('wall'):.2f} ({lo:.2f}–{hi:.2f}){cpu_text} "
         f"| {m.median('requests'):.0f} | {m.median('blob_gets'):.0f} / {m.unique_blobs} "
         f"| {bytes_down:.1f} / {m.unique_bytes / MIB:.1f} "
-        f"| {m.median('peak_rss') / MIB:.0f} |"
+        f"| {m.median('peak_rss') / MIB:.0f} | {m.median('load'):.1f} |"
     )
 
 
@@ -155,8 +155,8 @@ def write_report(path: Path, meta: dict[str, Any], measurements: list[Measuremen
         f"## Measurements (medians of {meta.get('repetitions', '?')}; wall time min–max)",
         "",
         "| key | what | wall s | upstream requests | blob GETs / unique | MiB downloaded / unique "
-        "| peak RSS MiB |",
-        "|---|---|---|---|---|---|---|",
+        "| peak RSS MiB | load |",
+        "|---|---|---|---|---|---|---|---|",
         *(_fmt_row(m) for m in measurements),
         "",
         "Requests by handler (last repetition):",

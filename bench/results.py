@@ -21,6 +21,7 @@ class Sample:
     peak_rss: int
     traffic: Traffic
     cpu: float | None = None  # the reader's own CPU seconds (read limit only)
+    load: float | None = None  # 1-minute load average after the run: the box is shared
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -89,7 +90,10 @@ class Bench:
                 prepare(rep)
             with TrafficMeter(upstream) as meter:
                 done = action(rep)
-            sample = Sample(done.wall, done.peak_rss, meter.traffic, getattr(done, "cpu", None))
+            sample = Sample(
+                done.wall, done.peak_rss, meter.traffic, getattr(done, "cpu", None),
+                os.getloadavg()[0],
+            )  # fmt: skip
             result.samples.append(sample)
             self.log(
                 f"{key} #{rep + 1}: {done.wall:.2f}s, {meter.traffic.requests} requests, "

@@ -22,6 +22,7 @@ __all__ = [
     "REPO_ROOT",
     "CeleryWorkers",
     "check_ok",
+    "child_env",
     "run_skopeo",
     "run_sync",
     "syncworker_argv",
@@ -44,7 +45,7 @@ def syncworker_argv(*args: str) -> list[str]:
     return [sys.executable, "-c", launcher, *args]
 
 
-def _env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWORKER_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
@@ -86,7 +87,7 @@ def write_sync_config(
 def run_sync(config: Path, log: Path) -> Finished:
     return run_measured(
         syncworker_argv("sync", "-c", str(config), "-q"),
-        env=_env(),
+        env=child_env(),
         cwd=REPO_ROOT,
         timeout=RUN_TIMEOUT,
         log=log,
@@ -149,7 +150,7 @@ class CeleryWorkers:
         )  # fmt: skip
         with log.open("wb") as sink:
             proc = subprocess.Popen(
-                argv, env=_env(), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                argv, env=child_env(), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
                 stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         self._procs.append(proc)
@@ -171,7 +172,8 @@ class CeleryWorkers:
         return run_measured(
             syncworker_argv("trigger", "-c", str(self._config), "--wait",
                             "--timeout", str(RUN_TIMEOUT)),
-            env=_env(), cwd=REPO_ROOT, timeout=RUN_TIMEOUT + 60, log=log, extra_roots=self.pids,
+            env=child_env(), cwd=REPO_ROOT, timeout=RUN_TIMEOUT + 60, log=log,
+            extra_roots=self.pids,
         )  # fmt: skip
 
 

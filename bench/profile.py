@@ -1,0 +1,115 @@
+"""`python -m bench.profile`: where `syncworker sync` spends its time, by py-spy sampling.
+
+Seeds the small set into a fresh upstream, then records a cold and a no-op run twice each:
+on-CPU samples (what uses the CPU) and with `--idle` (where threads wait: sockets, locks).
+Writes the raw stacks to bench/out/profile-*.txt and a summary to bench/out/profile.md.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from bench import seed
+from bench.report import BENCH_DIR
+from bench.tools import REPO_ROOT, child_env, syncworker_argv, write_sync_config
+from tests.support.registry_server import RegistryServer
+
+__all__ = ["summarize"]
+
+RATE = 200  # samples per second: enough resolution for a few-second run
+TOP = 15
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]*)(?::\d+)?\)$")
+
+
+def _frame_name(frame: str) -> str:
+    match = _FRAME.match(frame.strip())
+    if not match:
+        return frame.strip()
+    file = match["file"]
+    for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
+        file = file.split(marker)[-1]
+    return f"{match['func']} ({file})"
+
+
+def summarize(raw: Path, title: str) -> str:
+    """Top self and inclusive frames of a py-spy raw (collapsed stacks) file, as markdown."""
+    self_time: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = importing = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count, frames = int(count_text), [_frame_name(f) for f in stack.split(";")]
+        total += count
+        if any(f.startswith("_find_and_load ") for f in frames):
+            importing += count
+        self_time[frames[-1]] += count
+        for name in set(frames):
+            if "syncworker/" in name:
+                inclusive[name] += count
+    if not total:
+        return f"### {title}\n\nno samples\n"
+
+    def table(counter: Counter[str]) -> list[str]:
+        return [f"| {100 * n / total:.1f}% | `{name}` |" for name, n in counter.most_common(TOP)]
+
+    return "\n".join(
+        [
+            f"### {title}",
+            "",
+            f"{total} samples at {RATE} Hz; {100 * importing / total:.0f}% in imports.",
+            "",
+            "| self | frame |",
+            "|---|---|",
+            *table(self_time),
+            "",
+            "| inclusive | syncworker frame |",
+            "|---|---|",
+            *table(inclusive),
+            "",
+        ]
+    )
+
+
+def _record(out: Path, config: Path, idle: bool) -> None:
+    argv = ["py-spy", "record", "--rate", str(RATE), "--format", "raw", "-o", str(out)]
+    argv += ["--idle"] if idle else []
+    argv += ["--", *syncworker_argv("sync", "-c", str(config), "-q")]
+    subprocess.run(
+        argv, env=child_env(), cwd=REPO_ROOT, check=True, capture_output=True, timeout=1800
+    )
+
+
+def main() -> int:
+    if shutil.which("py-spy") is None:
+        print("py-spy not found: pip install py-spy", file=sys.stderr)
+        return 2
+    out = BENCH_DIR / "out"
+    work = out / "profile"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    parts = ["## Profiles (py-spy, small set)", ""]
+    with RegistryServer() as upstream:
+        seed.seed_small(upstream)
+        config = write_sync_config(work / "sync.yaml", upstream.url, work / "store")
+        for case in ("cold", "noop"):
+            for idle in (False, True):
+                if case == "cold":
+                    shutil.rmtree(work / "store", ignore_errors=True)
+                kind = "wall (--idle)" if idle else "on-CPU"
+                raw = out / f"profile-{case}-{'idle' if idle else 'cpu'}.txt"
+                _record(raw, config, idle)
+                parts.append(summarize(raw, f"{case}, {kind}"))
+    (out / "profile.md").write_text("\n".join(parts))
+    print(f"wrote {out / 'profile.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""What only the filesystem store has to prove; the shared contract is test_store_contract.py."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from syncworker.errors import StoreError
+from syncworker.oci import Descriptor, Digest
+from syncworker.oci.mediatypes import OCI_MANIFEST
+from syncworker.store import FsStore, IndexEntry
+from syncworker.store.fs import LEFTOVER_GRACE_SECONDS
+
+
+def put(store: FsStore, repo: str, data: bytes) -> Digest:
+    digest = Digest.of(data)
+    store.put_blob(repo, digest, len(data), [data])
+    return digest
+
+
+def test_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store = FsStore(tmp_path / "root")
+    (tmp_path / "root" / "sneaky").symlink_to(outside)
+    with pytest.raises(StoreError, match="outside the store root"):
+        put(store, "sneaky/repo", b"x")
+    assert list(outside.iterdir()) == []
+
+
+def test_layout_files_are_plain_oci(tmp_path: Path) -> None:
+    store = FsStore(tmp_path)
+    digest = put(store, "a/b", b"manifest")
+    store.update_index("a/b", [IndexEntry(Descriptor(OCI_MANIFEST, digest, 8), "v1")])
+    assert json.loads((tmp_path / "a/b/oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((tmp_path / "a/b/index.json").read_text())
+    assert index["schemaVersion"] == 2
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert index["manifests"][0]["annotations"] == {"org.opencontainers.image.ref.name": "v1"}
+    assert (tmp_path / f"a/b/blobs/sha256/{digest.hex}").read_bytes() == b"manifest"
+
+
+def test_clean_leftovers_keeps_fresh_temporaries(tmp_path: Path) -> None:
+    store = FsStore(tmp_path)
+    old, fresh = tmp_path / ".tmp" / "blob-old", tmp_path / ".tmp" / "blob-fresh"
+    old.write_bytes(b"crashed writer")
+    fresh.write_bytes(b"live writer")
+    long_ago = time.time() - LEFTOVER_GRACE_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+    assert store.clean_leftovers() == 1
+    assert not old.exists() and fresh.exists()
+
+
+def test_find_blob_survives_a_stale_marker(tmp_path: Path) -> None:
+    """A marker naming a repository that no longer has the blob falls back to a scan."""
+    store = FsStore(tmp_path)
+    digest = put(store, "first", b"shared")
+    store.link_blob("first", "second", digest)
+    (tmp_path / f"first/blobs/sha256/{digest.hex}").unlink()  # e.g. garbage-collected
+    assert FsStore(tmp_path).find_blob(digest) == "second"
+    assert FsStore(tmp_path).find_blob(digest) == "second"  # the marker was repaired
+
+
+def test_find_blob_sees_blobs_written_by_other_tools(tmp_path: Path) -> None:
+    store = FsStore(tmp_path)
+    data = b"copied in by skopeo"
+    digest = Digest.of(data)
+    (tmp_path / "foreign/blobs/sha256").mkdir(parents=True)
+    (tmp_path / "foreign/oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (tmp_path / f"foreign/blobs/sha256/{digest.hex}").write_bytes(data)
+    assert store.find_blob(digest) == "foreign"
+
+
+def test_link_falls_back_to_a_copy_across_filesystems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FsStore(tmp_path)
+    digest = put(store, "src", b"on another device")
+
+    def no_cross_device_links(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_cross_device_links)
+    store.link_blob("src", "dst", digest)
+    assert store.read_blob("dst", digest) == b"on another device"
+    assert os.listdir(tmp_path / ".tmp") == []
+
+
+def test_malformed_index_names_the_repository(tmp_path: Path) -> None:
+    store = FsStore(tmp_path)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken/index.json").write_text("{not json")
+    with pytest.raises(StoreError, match="broken"):
+        store.index("broken")
+
+
+def test_unwritable_root_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="file"):
+        FsStore(blocker / "root")

@@ -52,7 +52,9 @@ class Digest:
         """Raise :class:`DigestMismatchError` unless ``data`` hashes to this digest."""
         actual = hashlib.new(self.algorithm, data).hexdigest()
         if actual != self.hex:
-            raise DigestMismatchError(f"expected {self}, got {self.algorithm}:{actual}")
+            raise DigestMismatchError(
+                f"digest mismatch: expected {self}, got {self.algorithm}:{actual}"
+            )
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
@@ -91,7 +93,8 @@ class VerifyingReader:
             )
         if hasher.hexdigest() != self._digest.hex:
             raise DigestMismatchError(
-                f"expected {self._digest}, got {self._digest.algorithm}:{hasher.hexdigest()}"
+                f"digest mismatch: expected {self._digest},"
+                f" got {self._digest.algorithm}:{hasher.hexdigest()}"
             )
         if pending is not None:
             yield pending

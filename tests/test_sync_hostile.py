@@ -1,0 +1,236 @@
+"""``syncworker sync`` against an upstream that lies, and against bad configuration.
+
+Each lie is refused for the image it concerns: the run goes on (a good repository in the
+same catalog is mirrored), exits 1, names the repository, tag and cause in its summary, and
+nothing of the refused image is reachable from any ``index.json``; no file is written
+outside the store root. A bad configuration exits 2 before the store is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.hostile import HostileRegistry, json_answer
+from tests.support.images import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Manifest,
+    canonical_json,
+    make_artifact,
+    make_image,
+)
+from tests.support.mirror_check import (
+    check_store,
+    mirrored_digest,
+    run_sync,
+    write_sync_config,
+)
+
+GOOD_REPO, GOOD_TAG = "good/app", "v1"
+# distribution-spec: manifests over 4 MiB may be refused; ours are (oci.MAX_MANIFEST_BYTES).
+OVER_MANIFEST_LIMIT = 4 * 1024 * 1024 + 1
+
+
+@dataclass
+class Lie:
+    """What one hostile scenario serves, and what the run must say about it."""
+
+    repos: list[str]
+    expected: list[tuple[str, str | None, str]]  # (repo, tag or None, cause regex)
+    refused: set[str] = field(default_factory=set)  # digests that must stay unreachable
+
+    def refuse(self, *images: Manifest) -> None:
+        for image in images:
+            self.refused |= {m.digest for m in image.walk()} | image.all_blob_digests()
+
+
+def _digest_mismatch(upstream: HostileRegistry) -> Lie:
+    image, other = make_image("hostile-digest"), make_image("hostile-digest-other")
+    upstream.serve_tags("lie/mbytes", ["v1"])
+    upstream.serve_image("lie/mbytes", "v1", image)
+    upstream.serve_manifest("lie/mbytes", "v1", image, body=other.raw)
+    lie = Lie(["lie/mbytes"], [("lie/mbytes", "v1", r"(?i)digest")])
+    lie.refuse(image, other)
+    return lie
+
+
+def _oversized_manifest(upstream: HostileRegistry) -> Lie:
+    base = make_image("hostile-big")
+    body = {**base.json, "annotations": {"padding": "x" * OVER_MANIFEST_LIMIT}}
+    image = Manifest(canonical_json(body), OCI_MANIFEST, blobs=base.blobs)
+    upstream.serve_tags("lie/huge", ["v1"])
+    upstream.serve_image("lie/huge", "v1", image)
+    lie = Lie(["lie/huge"], [("lie/huge", "v1", r"(?i)MiB|too (large|big)|limit|exceed")])
+    lie.refuse(image)
+    return lie
+
+
+def _blob_mismatch(upstream: HostileRegistry) -> Lie:
+    image = make_image("hostile-blob")
+    layer = image.blobs[-1]
+    upstream.serve_tags("lie/layer", ["v1"])
+    upstream.serve_image("lie/layer", "v1", image)
+    # Same length, other bytes: only the digest check can catch it.
+    upstream.serve_blob("lie/layer", layer, body=bytes(reversed(layer.data)))
+    lie = Lie(["lie/layer"], [("lie/layer", "v1", r"(?i)digest")])
+    lie.refuse(image)
+    return lie
+
+
+def _escaping_repo_names(upstream: HostileRegistry) -> Lie:
+    lie = Lie(["../evil", "a/../../b"], [])
+    for index, repo in enumerate(lie.repos):
+        image = make_image(("hostile-name", index))
+        upstream.serve_tags(repo, ["v1"])
+        upstream.serve_image(repo, "v1", image)
+        lie.expected.append((repo, None, r"(?i)invalid|name"))
+        lie.refuse(image)
+    return lie
+
+
+def _bad_tags(upstream: HostileRegistry) -> Lie:
+    repo = "lie/refs"
+    fine, evil = make_image("hostile-tags-fine"), make_image("hostile-tags-evil")
+    upstream.serve_tags(repo, ["..", "a/b", "ok"])
+    upstream.serve_image(repo, "ok", fine)
+    upstream.serve_image(repo, "..", evil)
+    upstream.serve_manifest(repo, "a/b", evil)
+    lie = Lie([repo], [(repo, "..", r"(?i)invalid|tag"), (repo, "a/b", r"(?i)invalid|tag")])
+    lie.refuse(evil)
+    return lie
+
+
+def _unknown_algorithm(upstream: HostileRegistry) -> Lie:
+    base = make_image("hostile-md5")
+    layer = {**base.json["layers"][0], "digest": "md5:" + "0" * 32}
+    body = {**base.json, "layers": [layer]}
+    image = Manifest(canonical_json(body), OCI_MANIFEST, blobs=base.blobs[:1])
+    upstream.serve_tags("lie/hash", ["v1"])
+    upstream.serve_image("lie/hash", "v1", image)
+    lie = Lie(["lie/hash"], [("lie/hash", "v1", r"(?i)md5|algorithm")])
+    lie.refuse(image)
+    return lie
+
+
+def _referrer_cycle(upstream: HostileRegistry) -> Lie:
+    """A lists R as its referrer and R lists A: following referrers never ends."""
+    repo = "lie/loop"
+    subject = make_image("hostile-cycle")
+    referrer = make_artifact(
+        subject, artifact_type="application/vnd.example.sbom", payload=b"cycle sbom"
+    )
+    upstream.serve_tags(repo, ["v1"])
+    upstream.serve_image(repo, "v1", subject)
+    upstream.serve_image(repo, referrer.digest, referrer)
+    for of, listed in ((subject, referrer), (referrer, subject)):
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [listed.descriptor()]}
+        answer = json_answer(index, media_type=OCI_INDEX)
+        upstream.route("GET", f"/v2/{repo}/referrers/{of.digest}", answer)
+    lie = Lie([repo], [(repo, "v1", r"(?i)cycle|ancestor|itself")])
+    lie.refuse(subject, referrer)
+    return lie
+
+
+LIES: list[Callable[[HostileRegistry], Lie]] = [
+    _digest_mismatch,
+    _oversized_manifest,
+    _blob_mismatch,
+    _escaping_repo_names,
+    _bad_tags,
+    _unknown_algorithm,
+    _referrer_cycle,
+]
+
+
+@pytest.fixture
+def upstream() -> Iterator[HostileRegistry]:
+    server = HostileRegistry()
+    yield server
+    server.close()
+
+
+def _files_under(top: Path, skip: Path) -> set[str]:
+    found = set()
+    for here, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if Path(here, d) != skip]
+        found.update(os.path.join(here, name) for name in files + dirs)
+    return found
+
+
+def _failure_lines(stdout: str) -> list[str]:
+    return [line.strip() for line in stdout.splitlines() if line.strip().startswith("FAILED")]
+
+
+@pytest.mark.parametrize("make_lie", LIES, ids=[f.__name__.strip("_") for f in LIES])
+def test_lie_is_refused_and_the_run_goes_on(
+    upstream: HostileRegistry,
+    make_lie: Callable[[HostileRegistry], Lie],
+    tmp_path: Path,
+) -> None:
+    good = make_image("hostile-good")
+    upstream.serve_tags(GOOD_REPO, [GOOD_TAG])
+    upstream.serve_image(GOOD_REPO, GOOD_TAG, good)
+    lie = make_lie(upstream)
+    # The good repository last: refusals before it must not stop the walk.
+    catalog = {"repositories": [*lie.repos, GOOD_REPO]}
+    upstream.route("GET", "/v2/_catalog", json_answer(catalog))
+    root = tmp_path / "inside" / "store"
+    root.parent.mkdir()
+    config = write_sync_config(tmp_path, root, [{"urls": [upstream.url]}])
+    before = _files_under(tmp_path, root)
+
+    run = run_sync(config)
+
+    assert run.code == 1, run.output
+    failures = _failure_lines(run.stdout)
+    assert len(failures) == len(lie.expected), run.stdout
+    for repo, tag, cause in lie.expected:
+        where = f"/{repo}:{tag}: " if tag else f"/{repo}: "
+        line = next((f for f in failures if where in f), None)
+        assert line is not None, f"no failure names {where!r}:\n{run.stdout}"
+        # The cause alone: a repository name must not be what matches it.
+        reason = line[line.index(where) + len(where) :].replace(repo, "<repo>")
+        assert re.search(cause, reason), line
+    assert mirrored_digest(root, GOOD_REPO, GOOD_TAG) == good.digest
+    reachable = set().union(*check_store(root).values())
+    assert not reachable & lie.refused
+    assert _files_under(tmp_path, root) == before
+    # Refused names are refused before any request is made with them.
+    assert not [path for _, path in upstream.requests if "/.." in path or "a/b" in path]
+
+
+# -- bad configuration ----------------------------------------------------------------
+
+
+BAD_CONFIGS = {
+    "unknown-key": (
+        "extensions:\n  sync:\n    registries:\n"
+        "      - urls: ['http://127.0.0.1:1']\n        contnet: [{prefix: '**'}]\n",
+        "extensions.sync.registries[0].contnet",
+    ),
+    "bad-regex": (
+        "extensions:\n  sync:\n    registries:\n"
+        "      - urls: ['http://127.0.0.1:1']\n"
+        "        content: [{prefix: '**', tags: {regex: '(unclosed'}}]\n",
+        "extensions.sync.registries[0].content[0].tags.regex",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_config_exits_2_naming_the_field(name: str, tmp_path: Path) -> None:
+    text, field_path = BAD_CONFIGS[name]
+    root = tmp_path / "never-created"
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"storage: {{rootDirectory: {root}}}\n{text}", encoding="utf-8")
+    run = run_sync(config)
+    assert run.code == 2, run.output
+    assert field_path in run.stderr, run.stderr
+    assert not root.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]

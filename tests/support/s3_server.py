@@ -105,9 +105,9 @@ class S3Server:
     def drop(self, bucket: str) -> None:
         """Delete a bucket's objects (moto keeps them in memory: 200 MiB tests add up)."""
         client = self.client()
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                client.delete_object(Bucket=bucket, Key=obj["Key"])
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for obj in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                client.delete_object(Bucket=bucket, Key=obj["Key"], VersionId=obj["VersionId"])
         for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
             client.abort_multipart_upload(
                 Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]

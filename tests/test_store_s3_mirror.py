@@ -1,0 +1,94 @@
+"""``syncworker sync`` into S3 (issue 4): the same result as into a directory, and a no-op
+re-run that creates or rewrites no object.
+
+The bucket has versioning on, so every PutObject, CopyObject or completed upload adds an
+object version: counting versions proves "nothing was written" without timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.corpus import Corpus
+from tests.support.mirror import layout_tags, run_sync, skopeo_raw_digest, write_config
+from tests.support.registry_server import RegistryServer
+from tests.support.s3_server import S3Server, s3_server
+
+__all__ = ["s3_server"]  # the session fixture, imported for pytest
+
+Seeded = tuple[RegistryServer, Corpus]
+# The store's own bookkeeping, not part of the OCI layout.
+PRIVATE = (".tmp/", ".digests/")
+
+
+def s3_config(tmp_path: Path, upstream: str, driver: dict[str, Any]) -> Path:
+    path = write_config(tmp_path, [upstream], tmp_path / "unused")
+    doc = yaml.safe_load(path.read_text())
+    doc["storage"] = {"rootDirectory": driver["rootdirectory"], "storageDriver": driver}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def download(server: S3Server, bucket: str, prefix: str, target: Path) -> None:
+    client = server.client()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            path = target / obj["Key"][len(prefix) :]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+
+
+def layout_files(root: Path) -> dict[str, bytes]:
+    """Every file of the layouts under ``root`` except the stores' private ones."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and p.name != ".lock"
+        and not p.relative_to(root).as_posix().startswith(PRIVATE)
+    }
+
+
+def object_versions(server: S3Server, bucket: str) -> int:
+    pages = server.client().get_paginator("list_object_versions").paginate(Bucket=bucket)
+    return sum(len(page.get("Versions", [])) for page in pages)
+
+
+def test_mirror_into_s3_equals_mirror_into_a_directory(
+    seeded_registry: Seeded, s3_server: S3Server, tmp_path: Path
+) -> None:
+    server, corpus = seeded_registry
+    bucket = s3_server.new_bucket()
+    try:
+        s3_server.client().put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+        )
+        local = tmp_path / "local"
+        assert run_sync(write_config(tmp_path, [server.url], local)).code == 0
+        config = s3_config(tmp_path, server.url, s3_server.driver(bucket, "/mirror"))
+        first = run_sync(config)
+        assert first.code == 0, first.err + first.out
+
+        copy = tmp_path / "from-s3"
+        download(s3_server, bucket, "mirror/", copy)
+        assert layout_tags(copy) == corpus.tags
+        expected, got = layout_files(local), layout_files(copy)
+        assert sorted(got) == sorted(expected)
+        for name, data in got.items():  # blob by blob
+            if "/blobs/" in name:
+                assert hashlib.sha256(data).hexdigest() == name.rsplit("/", 1)[1], name
+            assert data == expected[name], name
+        for repo, tags in corpus.tags.items():
+            for tag, digest in tags.items():
+                assert skopeo_raw_digest(copy, repo, tag) == digest, f"{repo}:{tag}"
+
+        versions = object_versions(s3_server, bucket)
+        second = run_sync(config)
+        assert second.code == 0, second.err + second.out
+        assert object_versions(s3_server, bucket) == versions, "a no-op run wrote objects"
+    finally:
+        s3_server.drop(bucket)

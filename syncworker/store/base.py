@@ -50,7 +50,12 @@ class Store(Protocol):
         ...
 
     def find_blob(self, digest: Digest) -> str | None:
-        """A repository of this store that holds ``digest``, or None. Used to dedupe."""
+        """A repository of this store that holds ``digest``, or None. Used to dedupe.
+
+        Sees blobs written by other processes as soon as their ``put_blob``/``link_blob``
+        returned (the engine waits on a per-digest single-flight, then asks again), so a
+        backend keeps a store-wide digest -> repository hint next to the layout.
+        """
         ...
 
     def link_blob(self, src_repo: str, repo: str, digest: Digest) -> None:
@@ -93,5 +98,9 @@ class Store(Protocol):
         ...
 
     def clean_leftovers(self) -> int:
-        """Remove temporaries left by a crash; return how many were removed."""
+        """Remove temporaries left by a crash; return how many were removed.
+
+        Only those older than a grace period, since another process may be writing one
+        right now; backends accept ``max_age=`` (seconds, 0 for all) to override it.
+        """
         ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -234,3 +234,26 @@ def test_bad_config_exits_2_naming_the_field(name: str, tmp_path: Path) -> None:
     assert field_path in run.stderr, run.stderr
     assert not root.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+# -- catalog pagination ---------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_catalog_whose_next_page_never_advances(upstream: HostileRegistry, tmp_path: Path) -> None:
+    """Every page says there is a next one after the same name: the walk must end."""
+    good = make_image("hostile-catalog-loop")
+    upstream.serve_tags(GOOD_REPO, [GOOD_TAG])
+    upstream.serve_image(GOOD_REPO, GOOD_TAG, good)
+    link = f'</v2/_catalog?last={GOOD_REPO}&n=1000>; rel="next"'
+    page = json_answer({"repositories": [GOOD_REPO]})
+    upstream.route("GET", "/v2/_catalog", replace(page, headers={**page.headers, "Link": link}))
+    root = tmp_path / "store"
+    run = run_sync(write_sync_config(tmp_path, root, [{"urls": [upstream.url]}]))
+    assert run.code == 1, run.output
+    failures = _failure_lines(run.stdout)
+    assert len(failures) == 1 and "(catalog)" in failures[0], failures
+    assert re.search("loop|advance", failures[0]), failures
+    assert mirrored_digest(root, GOOD_REPO, GOOD_TAG) == good.digest
+    catalog_gets = [path for _, path in upstream.requests if path == "/v2/_catalog"]
+    assert len(catalog_gets) == 2

@@ -94,10 +94,12 @@ class Mirror:
         else:
             page, next_last = self.client(registry).catalog_page(last, n)
             more = next_last is not None
+        following = page[-1] if more and page else None
+        if following is not None and following == last:
+            # The upstream ignored ``last``: asking again would return this page forever.
+            raise ContentError(f"catalog pagination does not advance past {last[:200]!r}")
         rules = cfg.content_rules()
-        return [r for r in page if rules.match(r) is not None], (
-            page[-1] if more and page else None
-        )
+        return [r for r in page if rules.match(r) is not None], following
 
     # -- work --------------------------------------------------------------------------
 

@@ -297,3 +297,31 @@ def test_the_config_models_driver_section_opens_the_store(logged: Logged) -> Non
     data = b"via the config model"
     store.put_blob("cfg", Digest.of(data), len(data), [data])
     assert logged.store.read_blob("cfg", Digest.of(data)) == data
+
+
+# -- settings (pure) ------------------------------------------------------------------------
+
+
+def test_driver_settings_follow_distribution() -> None:
+    from syncworker.store.s3settings import MAX_PARTS, PART_SIZE, S3Settings
+
+    bare = S3Settings.from_driver(
+        {"bucket": "b", "regionendpoint": "minio:9000", "secure": "false"}
+    )
+    assert bare.endpoint == "http://minio:9000" and bare.path_style  # custom endpoint
+    aws = S3Settings.from_driver({"bucket": "b", "region": "eu-west-1"}, default_root="/srv/zot")
+    assert aws.endpoint is None and not aws.path_style and aws.root == "srv/zot"
+    explicit = S3Settings.from_driver(
+        {"bucket": "b", "regionendpoint": "https://s3.example", "forcepathstyle": False}
+    )
+    assert not explicit.path_style
+    assert aws.part_size_for(None) == PART_SIZE
+    assert aws.part_size_for(10 * 1024**4) * MAX_PARTS >= 10 * 1024**4  # 10 TiB still fits
+    assert S3Settings.from_driver({"bucket": "b", "keyid": "k"}).object_args() == {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": "k",
+    }
+    hidden = S3Settings.from_driver(
+        {"bucket": "b", "regionendpoint": "http://user:pw@h:1", "secretkey": "pw"}
+    )
+    assert "pw" not in hidden.where() and "pw" not in repr(hidden)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from syncworker.errors import StoreError
 
@@ -29,7 +30,7 @@ COPY_THRESHOLD = 5 * 1024 * MIB
 COPY_PART = 512 * MIB
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class S3Settings:
     bucket: str
     root: str = ""  # key prefix, no leading or trailing slash
@@ -86,6 +87,10 @@ class S3Settings:
             user_agent=_text(driver, "useragent"),
         )
 
+    def __repr__(self) -> str:
+        # Hand-written: the endpoint may carry user:password@, the keys are secrets.
+        return f"S3Settings({self.where()}, root={self.root!r}, part_size={self.part_size})"
+
     def part_size_for(self, size: int | None) -> int:
         """The part size for a blob of ``size`` bytes: large enough to fit in MAX_PARTS."""
         if size is None:
@@ -105,7 +110,11 @@ class S3Settings:
 
     def where(self) -> str:
         """Bucket and endpoint for error messages (never credentials)."""
-        return f"bucket {self.bucket!r} at {self.endpoint or 'the AWS default endpoint'}"
+        if not self.endpoint:
+            return f"bucket {self.bucket!r} at the AWS default endpoint"
+        url = urlsplit(self.endpoint)
+        host = url.netloc.rpartition("@")[2]  # never echo user:password@ from a URL
+        return f"bucket {self.bucket!r} at {urlunsplit(url._replace(netloc=host))}"
 
 
 def _text(driver: Mapping[str, Any], key: str) -> str | None:

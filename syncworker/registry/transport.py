@@ -43,6 +43,8 @@ __all__ = ["ERROR_BODY_CAP", "Reply", "Transport"]
 
 # Error bodies are JSON of a few hundred bytes (spec.md "Error Codes"); read no more.
 ERROR_BODY_CAP = 64 * 1024
+# Hosts whose pools are kept: the upstream's URLs plus a redirect target or two.
+POOL_HOSTS = 8
 # Read size while buffering small bodies (manifests, lists, error bodies).
 _READ_CHUNK = 64 * 1024
 _T = TypeVar("_T")
@@ -85,7 +87,16 @@ class Transport:
         self._options = options
         self._stats = stats
         self._sleep, self._rng, self._clock = sleep, rng or random.Random(), clock
-        self._session = _make_session(options)
+        # One keep-alive pool shared by all threads (urllib3's pools are thread-safe); a
+        # Session per thread on top of it, as requests does not promise a shared Session is.
+        self._adapter = HTTPAdapter(
+            pool_connections=POOL_HOSTS, pool_maxsize=options.pool_size, max_retries=0
+        )
+        self._local = threading.local()
+        if not options.tls_verify:
+            # The user asked for no verification (zot's tlsVerify: false); not a warning
+            # per request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._preferred = 0
         self._challenges: dict[tuple[str, str, int], auth.Challenge] = {}
         self._tokens = auth.TokenCache()
@@ -97,7 +108,15 @@ class Transport:
         return self._stats
 
     def close(self) -> None:
-        self._session.close()
+        self._adapter.close()
+
+    @property
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = _make_session(self._options, self._adapter)
+            self._local.session = session
+        return session
 
     # -- the public surface used by the protocol modules ---------------------------------
 
@@ -222,7 +241,11 @@ class Transport:
         sent = self._authorization(url, scope)
         response = self._send(method, url, _with_auth(headers, sent), params, data)
         if response.status_code == 401 and self._learn_challenge(url, response, sent, scope):
-            renewed = self._authorization(url, scope)
+            try:
+                renewed = self._authorization(url, scope)
+            except BaseException:
+                response.close()  # the token request failed: its error is the one to raise
+                raise
             if renewed is not None and renewed != sent:
                 response.close()
                 response = self._send(method, url, _with_auth(headers, renewed), params, data)
@@ -371,19 +394,16 @@ class Transport:
         )
 
 
-def _make_session(options: ClientOptions) -> requests.Session:
+def _make_session(options: ClientOptions, adapter: HTTPAdapter) -> requests.Session:
     session = requests.Session()
     # No environment lookups per request (proxies, netrc credentials): they cost time on
     # every call and could attach credentials we were not given.
     session.trust_env = False
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=options.pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = options.user_agent
     if not options.tls_verify:
         session.verify = False
-        # The user asked for no verification (zot's tlsVerify: false); do not warn per call.
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     elif options.cert_dir:
         ca = Path(options.cert_dir, "ca.crt")
         if ca.is_file():

@@ -33,6 +33,7 @@ from syncworker.errors import (
     TransportError,
 )
 from syncworker.registry import auth, redirects
+from syncworker.registry.authorizer import Authorizer
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.redact import redact_url
 from syncworker.registry.retry import MAX_RETRY_DELAY, backoff_delay, parse_retry_after
@@ -82,8 +83,6 @@ class Transport:
         if not urls:
             raise ValueError("a registry needs at least one URL")
         self._bases = [u.rstrip("/") for u in urls]
-        self._origins = frozenset(redirects.origin(u) for u in self._bases)
-        self._credentials = credentials
         self._options = options
         self._stats = stats
         self._sleep, self._rng, self._clock = sleep, rng or random.Random(), clock
@@ -98,8 +97,7 @@ class Transport:
             # per request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._preferred = 0
-        self._challenges: dict[tuple[str, str, int], auth.Challenge] = {}
-        self._tokens = auth.TokenCache()
+        self._auth = Authorizer(self._bases, credentials, self._token_body, clock)
         self._upstream_addresses: dict[str, list[redirects.IPAddress]] = {}
         self._lock = threading.Lock()
 
@@ -238,11 +236,12 @@ class Transport:
         data: bytes | None,
     ) -> requests.Response:
         """One authorised request; any non-2xx answer is raised as a :class:`RegistryError`."""
-        sent = self._authorization(url, scope)
+        sent = self._auth.header(url, scope)
         response = self._send(method, url, _with_auth(headers, sent), params, data)
-        if response.status_code == 401 and self._learn_challenge(url, response, sent, scope):
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if response.status_code == 401 and self._auth.learn(url, challenge, sent, scope):
             try:
-                renewed = self._authorization(url, scope)
+                renewed = self._auth.header(url, scope)
             except BaseException:
                 response.close()  # the token request failed: its error is the one to raise
                 raise
@@ -254,61 +253,14 @@ class Transport:
                 raise self._error(method, response)
         return response
 
-    def _authorization(self, url: str, scope: str | None) -> str | None:
-        """The Authorization value for ``url``, from the challenge its registry last sent."""
-        key = redirects.origin(url)
-        challenge = self._challenges.get(key)
-        if challenge is None or key not in self._origins:
-            return None
-        if challenge.scheme == "basic":
-            creds = self._credentials
-            return auth.basic_authorization(creds) if creds is not None else None
-        return "Bearer " + self._token(challenge, scope).value
-
-    def _learn_challenge(
-        self, url: str, response: requests.Response, sent: str | None, scope: str | None
-    ) -> bool:
-        """Remember a 401's challenge; True if answering it may change the outcome."""
-        offered = auth.parse_challenges(response.headers.get("WWW-Authenticate", ""))
-        usable = [c for c in offered if c.scheme == "bearer" and c.realm] or [
-            c for c in offered if c.scheme == "basic" and self._credentials is not None
-        ]
-        if not usable or redirects.origin(url) not in self._origins:
-            return False
-        challenge = usable[0]
-        self._challenges[redirects.origin(url)] = challenge
-        if challenge.scheme == "bearer" and sent is not None:
-            # The token we sent was refused (expired early, or too narrow): fetch anew.
-            self._tokens.discard(_token_key(challenge, scope))
-        return True
-
-    def _token(self, challenge: auth.Challenge, scope: str | None) -> auth.Token:
-        key = _token_key(challenge, scope)
-        token = self._tokens.get(key, self._clock())
-        if token is not None:
-            return token
-        with self._tokens.lock(key):
-            token = self._tokens.get(key, self._clock())
-            if token is None:
-                token = self._fetch_token(challenge, scope)
-                self._tokens.put(key, token)
-            return token
-
-    def _fetch_token(self, challenge: auth.Challenge, scope: str | None) -> auth.Token:
-        # token.md "Requesting a Token": GET realm?service=..&scope=.., Basic credentials
-        # if we have them (sent to the realm only), none for an anonymous token.
-        realm = challenge.realm
-        if not realm.startswith(("https://", "http://")):
-            raise RegistryError("GET", redact_url(realm), 401, detail="bad token realm")
-        creds = self._credentials
-        headers = {"Authorization": auth.basic_authorization(creds)} if creds else {}
-        now = self._clock()
-        response = self._send("GET", realm, headers, auth.token_query(challenge, scope), None)
+    def _token_body(
+        self, realm: str, headers: Mapping[str, str], params: Sequence[tuple[str, str]]
+    ) -> bytes:
+        response = self._send("GET", realm, headers, params, None)
         with response:
             if not 200 <= response.status_code < 300:
                 raise self._error("GET", response)
-            body = self.read(response, auth.MAX_TOKEN_RESPONSE_BYTES)
-        return auth.parse_token_response(body, now, redact_url(realm))
+            return self.read(response, auth.MAX_TOKEN_RESPONSE_BYTES)
 
     # -- the wire: redirects and exception translation -----------------------------------
 
@@ -420,10 +372,6 @@ def _with_auth(headers: Mapping[str, str] | None, authorization: str | None) -> 
     if authorization is not None:
         out["Authorization"] = authorization
     return out
-
-
-def _token_key(challenge: auth.Challenge, scope: str | None) -> auth.TokenKey:
-    return (challenge.realm, challenge.params.get("service", ""), scope or "")
 
 
 def _read_prefix(response: requests.Response, cap: int) -> bytes:

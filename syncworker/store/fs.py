@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import threading
 import time
@@ -42,6 +43,8 @@ TMP_DIR = ".tmp"
 # other processes' writes at once (see find_blob). Hidden, so not a repository.
 MARKER_DIR = ".digests"
 LOCK_FILE = ".lock"
+# put_blob's temporaries: blob-<first 12 hex of the digest>-<pid>-<uuid4 hex>.
+_BLOB_TEMPORARY = re.compile(r"blob-[0-9a-f]{12}-[0-9]+-[0-9a-f]{32}")
 
 
 class FsStore:
@@ -119,6 +122,10 @@ class FsStore:
             with self._errors(repo, tmp):
                 out = open(tmp, "xb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed below)
             with out:
+                # Held until published: clean_leftovers tells a live writer's temporary
+                # from a dead one's by this lock (the kernel drops it when we die).
+                with self._errors(repo, tmp):
+                    fcntl.flock(out.fileno(), fcntl.LOCK_EX)
                 # The reader raises before handing out the last chunk on any mismatch.
                 # Its errors (upstream, content) pass through; only writes become StoreError.
                 for chunk in reader:
@@ -126,8 +133,8 @@ class FsStore:
                         out.write(chunk)
                 with self._errors(repo, tmp):
                     _flush_and_sync(out)
-            with self._errors(repo, final):
-                self._publish(tmp, final)
+                with self._errors(repo, final):
+                    self._publish(tmp, final)
         self._remember(digest, repo)
         return reader.bytes_read
 
@@ -191,7 +198,9 @@ class FsStore:
         return [r for r in self._scan() if (self._root / r / layout.INDEX_FILE).is_file()]
 
     def clean_leftovers(self, max_age: float = LEFTOVER_GRACE_SECONDS) -> int:
-        """Remove temporaries untouched for ``max_age`` seconds (0: all of them)."""
+        """Remove temporaries untouched for ``max_age`` seconds (0: all of them), and at
+        once the partial blobs of writers that died (issue 2: a crash's leftovers are
+        cleaned up by the next run)."""
         removed = 0
         deadline = time.time() - max_age
         try:
@@ -202,7 +211,8 @@ class FsStore:
             raise StoreError(f"cannot list {self._tmp}: {exc.strerror or exc}") from None
         for entry in entries:
             try:
-                if entry.stat(follow_symlinks=False).st_mtime <= deadline:
+                stat = entry.stat(follow_symlinks=False)
+                if stat.st_mtime <= deadline or _abandoned_blob(entry, stat.st_size):
                     os.unlink(entry.path)
                     removed += 1
             except FileNotFoundError:
@@ -329,6 +339,26 @@ class FsStore:
             yield
         except OSError as exc:
             raise StoreError(f"{repo}: {path}: {exc.strerror or exc}") from exc
+
+
+def _abandoned_blob(entry: os.DirEntry[str], size: int) -> bool:
+    """A partial blob whose writer is gone: put_blob holds an flock on its temporary from
+    before the first byte until it is published. Only names put_blob makes are judged
+    this way (another tool's or an older version's files wait for the age limit), and an
+    empty file may be a writer between open and flock."""
+    if size == 0 or not _BLOB_TEMPORARY.fullmatch(entry.name):
+        return False
+    try:
+        fd = os.open(entry.path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # a live writer
+    finally:
+        os.close(fd)  # also drops our lock, if we took it
+    return True
 
 
 def _flush_and_sync(out: IO[bytes]) -> None:

@@ -1,0 +1,344 @@
+"""A ``syncworker sync`` killed (SIGKILL) in the middle of writing a large blob.
+
+The upstream sits behind a tiny proxy that stops the large blob's body part-way until
+released, so the process is reliably killed while the blob is half written (store writes
+go to ``<root>/.tmp`` first, see syncworker/store/fs.py). Then every ``index.json`` must
+reference only complete, verified content; a second run must finish the job, exit 0, leave
+no temporaries, and produce images that skopeo and umoci read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import requests
+
+from syncworker.store.fs import FsStore
+from tests.support.images import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Blob,
+    Manifest,
+    canonical_json,
+    make_image,
+    make_index,
+)
+from tests.support.mirror_check import (
+    check_store,
+    mirrored_digest,
+    run_sync,
+    temporaries,
+    write_sync_config,
+)
+from tests.support.ports import LOOPBACK, wait_until
+from tests.support.push import push_image
+from tests.support.registry_server import RegistryServer
+
+BIG_SIZE = 64 * 1024 * 1024
+# The proxy sends this much of the big blob, then waits: well past the store's 1 MiB write
+# buffer, so the temporary on disk holds part of the blob when the process is killed.
+STALL_AFTER = 8 * 1024 * 1024
+CHUNK = 1024 * 1024
+# Generous bounds for a loaded 2-core box; reaching them is a failure, not a measurement.
+WAIT_SECONDS = 120.0
+UMOCI_TIMEOUT = 120.0
+BIG_REPO, BIG_TAG = "crash/big", "v1"
+# Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-connection"})
+
+
+# -- a large real layer, generated and pushed without holding it in memory -------------
+
+
+class _HashingWriter:
+    """Writes through to ``target`` while hashing and counting."""
+
+    def __init__(self, target: IO[bytes] | Any) -> None:
+        self.target = target
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        self.target.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+class _RandomReader:
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, n: int = CHUNK) -> bytes:
+        n = min(n, self.left, CHUNK)
+        self.left -= n
+        return os.urandom(n)
+
+
+@dataclass(frozen=True)
+class BigLayer:
+    path: Path
+    digest: str
+    diff_id: str
+    size: int
+
+
+def _make_big_layer(path: Path, payload: int) -> BigLayer:
+    """A gzip'd tar of one file of ``payload`` random bytes (stored deflate: fast, real)."""
+    with path.open("wb") as out:
+        compressed = _HashingWriter(out)
+        with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=0, mtime=0) as gz:  # type: ignore[arg-type]
+            plain = _HashingWriter(gz)
+            with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                info = tarfile.TarInfo("data/big.bin")
+                info.size, info.mtime, info.mode = payload, 0, 0o644
+                tar.addfile(info, _RandomReader(payload))  # type: ignore[arg-type]
+    return BigLayer(
+        path,
+        "sha256:" + compressed.sha.hexdigest(),
+        "sha256:" + plain.sha.hexdigest(),
+        compressed.size,
+    )
+
+
+def _upload_file(url: str, repo: str, digest: str, path: Path) -> None:
+    """distribution-spec monolithic upload (POST then PUT ?digest=), streamed from a file."""
+    with requests.Session() as http:
+        start = http.post(f"{url}/v2/{repo}/blobs/uploads/", timeout=60)
+        assert start.status_code == 202, start.text
+        location = urljoin(f"{url}/v2/{repo}/", start.headers["Location"])
+        glue = "&" if "?" in location else "?"
+        with path.open("rb") as body:
+            done = http.put(f"{location}{glue}digest={digest}", data=body, timeout=300)
+        assert done.status_code == 201, done.text
+
+
+def _push_big_image(url: str, layer: BigLayer) -> Manifest:
+    config = Blob(
+        canonical_json(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            }
+        ),
+        OCI_CONFIG,
+    )
+    _upload_file(url, BIG_REPO, layer.digest, layer.path)
+    body = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer.digest, "size": layer.size}],
+    }
+    # The big layer is already there; push_image uploads the config and the manifest.
+    image = Manifest(canonical_json(body), OCI_MANIFEST, blobs=(config,))
+    push_image(url, BIG_REPO, BIG_TAG, image)
+    return image
+
+
+# -- a proxy that holds one blob's body part-way ---------------------------------------
+
+
+class StallingProxy:
+    """Forwards GET/HEAD to ``upstream``; the body of blob ``digest`` pauses after
+    ``after`` bytes until :meth:`release` (or the client goes away)."""
+
+    def __init__(self, upstream: str, digest: str, after: int) -> None:
+        parts = urlsplit(upstream)
+        self._target = (parts.hostname or LOOPBACK, parts.port or 80)
+        self._stall_path = f"/blobs/{digest}"
+        self._after = after
+        self._released = threading.Event()
+        self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _copy_body(self, source: http.client.HTTPResponse, sink: IO[bytes], stall: bool) -> None:
+        sent = 0
+        while chunk := source.read(CHUNK if not stall or sent >= self._after else self._after):
+            sink.write(chunk)
+            sent += len(chunk)
+            if stall and sent >= self._after and not self._released.is_set():
+                sink.flush()
+                self._released.wait(WAIT_SECONDS)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                upstream = http.client.HTTPConnection(*proxy._target, timeout=WAIT_SECONDS)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                    upstream.request(self.command, self.path, headers=headers)
+                    reply = upstream.getresponse()
+                    self.send_response(reply.status)
+                    for name, value in reply.getheaders():
+                        if name.lower() not in HOP_BY_HOP:
+                            self.send_header(name, value)
+                    body = b""
+                    if reply.getheader("Content-Length") is None:
+                        body = reply.read()
+                        self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if self.command == "GET":
+                        self.wfile.write(body)
+                        stall = self.path.split("?")[0].endswith(proxy._stall_path)
+                        proxy._copy_body(reply, self.wfile, stall)
+                except OSError:
+                    pass  # the client was killed mid-body: nothing to tell anyone
+                finally:
+                    upstream.close()
+
+            do_GET = do_HEAD = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        return Handler
+
+
+# -- the test --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def big_layer(tmp_path: Path) -> BigLayer:
+    return _make_big_layer(tmp_path / "big-layer.tar.gz", BIG_SIZE)
+
+
+@pytest.fixture
+def proxy_factory() -> Iterator[Callable[[str, str, int], StallingProxy]]:
+    started: list[StallingProxy] = []
+
+    def make(upstream: str, digest: str, after: int) -> StallingProxy:
+        started.append(StallingProxy(upstream, digest, after))
+        return started[-1]
+
+    yield make
+    for proxy in started:
+        proxy.close()
+
+
+def _start_sync(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    code = "import sys; from syncworker.cli import main; sys.exit(main())"
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, "sync", "-c", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+
+
+def _big_temporary_size(root: Path, layer: BigLayer) -> int:
+    prefix = f"blob-{layer.digest.split(':')[1][:12]}"
+    sizes = [p.stat().st_size for p in temporaries(root) if p.name.startswith(prefix)]
+    return max(sizes, default=0)
+
+
+def _tags(root: Path, repo: str) -> set[str]:
+    index = root / repo / "index.json"
+    if not index.is_file():
+        return set()
+    return {
+        m.get("annotations", {}).get("org.opencontainers.image.ref.name")
+        for m in json.loads(index.read_bytes())["manifests"]
+    } - {None}
+
+
+def test_killed_mid_blob_then_resumed(
+    make_registry: Callable[..., RegistryServer],
+    proxy_factory: Callable[[str, str, int], StallingProxy],
+    big_layer: BigLayer,
+    tmp_path: Path,
+) -> None:
+    server = make_registry()
+    big = _push_big_image(server.url, big_layer)
+    small = {
+        ("crash/small-a", "v1"): make_image("crash-small-a"),
+        ("crash/small-b", "v1"): make_index("crash-small-b"),
+    }
+    for (repo, tag), image in small.items():
+        push_image(server.url, repo, tag, image)
+    proxy = proxy_factory(server.url, big_layer.digest, STALL_AFTER)
+    root = tmp_path / "store"
+    config = write_sync_config(tmp_path, root, [{"urls": [proxy.url]}])
+
+    child = _start_sync(config, tmp_path / "first-run.log")
+    try:
+        # Killed while the big blob is half written, after the small repositories are in
+        # (so no small write is cut off and the crash hits the big copy alone).
+        reached = wait_until(
+            lambda: (
+                _big_temporary_size(root, big_layer) >= STALL_AFTER // 2
+                and all(tag in _tags(root, repo) for repo, tag in small)
+            ),
+            timeout=WAIT_SECONDS,
+            alive=lambda: child.poll() is None,
+        )
+        assert reached, (tmp_path / "first-run.log").read_text()
+        # A clean-up now (another process starting) must leave the live writer alone.
+        assert FsStore(root).clean_leftovers() == 0
+        assert _big_temporary_size(root, big_layer) >= STALL_AFTER // 2
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+    # The crash left a partial blob in .tmp, and nothing incomplete is reachable.
+    assert _big_temporary_size(root, big_layer) < big_layer.size
+    reachable = check_store(root)
+    assert big.digest not in set().union(*reachable.values())
+    assert big_layer.digest not in set().union(*reachable.values())
+    assert BIG_TAG not in _tags(root, BIG_REPO)
+
+    proxy.release()
+    run = run_sync(config)
+    assert run.code == 0, run.output
+    assert temporaries(root) == []
+    for (repo, tag), image in {**small, (BIG_REPO, BIG_TAG): big}.items():
+        assert mirrored_digest(root, repo, tag) == image.digest, f"{repo}:{tag}"
+    assert big_layer.digest in check_store(root)[BIG_REPO]
+
+    bundle = tmp_path / "bundle"
+    unpacked = subprocess.run(
+        ["umoci", "unpack", "--rootless", "--image", f"{root}/{BIG_REPO}:{BIG_TAG}", str(bundle)],
+        capture_output=True,
+        timeout=UMOCI_TIMEOUT,
+        check=False,
+    )
+    assert unpacked.returncode == 0, unpacked.stderr.decode()
+    assert (bundle / "rootfs/data/big.bin").stat().st_size == BIG_SIZE

@@ -123,7 +123,7 @@ def sync_image(self: _Task, registry: str, repo: str, reference: str) -> dict[st
     try:
         with state.coord.image_flight(registry, repo, reference) as leader:
             if not leader:
-                return {"registry": registry, "repo": repo, "coalesced": True, "failures": []}
+                return {**summarize(RepoResult(registry, repo, None)), "coalesced": True}
             result = state.mirror.sync_image(registry, repo, reference, lock_wait=REPO_LOCK_WAIT)
             if not result.ok:
                 raise _CopyFailed(result)

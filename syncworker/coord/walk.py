@@ -45,10 +45,14 @@ redis.call('pexpire', KEYS[2], ARGV[5])
 return 1
 """
 
-# KEYS: run, enqueued. ARGV: repo, ttl_ms if the run has none. The set lives as long as
+# KEYS: run, enqueued, counters. ARGV: repo, ttl_ms if the run has none. The set lives as long as
 # its run.
 _LUA_MARK = """
 local added = redis.call('sadd', KEYS[2], ARGV[1])
+-- counted in the same step, so a crash cannot leave a repo marked but not in the total
+if added == 1 and redis.call('exists', KEYS[1]) == 1 then
+  redis.call('hincrby', KEYS[3], 'repos_total', 1)
+end
 local ttl = redis.call('pttl', KEYS[1])
 if ttl <= 0 then ttl = ARGV[2] end
 redis.call('pexpire', KEYS[2], ttl)
@@ -114,9 +118,19 @@ class WalkMixin(Backend):
 
     @translated
     def mark_enqueued(self, run_id: str, repo: str) -> bool:
-        """True the first time ``repo`` is fanned out in ``run_id``: at most one sync_repo."""
-        keys = [self._keys.run(run_id), self._keys.run_enqueued(run_id)]
+        """True the first time ``repo`` is fanned out in ``run_id``: at most one sync_repo.
+        That first time also adds one to the run's ``repos_total``."""
+        keys = [
+            self._keys.run(run_id),
+            self._keys.run_enqueued(run_id),
+            self._keys.run_counters(run_id),
+        ]
         return bool(self._lua_mark(keys=keys, args=[repo, int(RUN_TTL * 1000)]))
+
+    @translated
+    def was_enqueued(self, run_id: str, repo: str) -> bool:
+        """Whether ``repo`` was already marked by :meth:`mark_enqueued` in ``run_id``."""
+        return bool(self._client.sismember(self._keys.run_enqueued(run_id), repo))
 
     @translated
     def end_walk(self, registry: str, run_id: str) -> bool:

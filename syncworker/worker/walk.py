@@ -6,8 +6,10 @@ logic of a walk and of counting a repository into its run.
 A page is processed as: is this run still the registry's walk? → read the cursor → list
 the page after it → fan out each matching repository not yet enqueued in this run →
 compare-and-set the cursor to the page's last entry (or end the walk at the catalog's end).
-A second delivery of the same page finds its repositories already enqueued and loses the
-compare-and-set; a walk whose worker died is redelivered and reads the cursor it left.
+A walk whose worker died is redelivered and reads the cursor it left, skipping what it had
+already sent; a repository sent twice (a crash between sending and marking it) is still
+counted once in the run (``incr(once_for=repo)``), its second sync finding everything in
+the store.
 """
 
 from __future__ import annotations
@@ -90,11 +92,14 @@ def walk_page(
     else:
         repos, next_last = mirror.list_page(registry, cursor, page_size)
     for repo in repos:
-        # Marked before it is sent, so a duplicate page never sends it twice; a crash in
-        # between loses this repository for this run only (the next run takes it).
-        if coord.mark_enqueued(run_id, repo):
-            enqueue(registry, repo, run_id)
-            coord.incr(run_id, repos_total=1)
+        # Marked only once sent, so "marked" means "sent": a redelivered page skips what
+        # its first delivery sent. A crash between send and mark makes the redelivered
+        # page send that one again: a duplicate that the repository lock and the counting
+        # once per repository absorb. Marking first would lose it instead.
+        if coord.was_enqueued(run_id, repo):
+            continue
+        enqueue(registry, repo, run_id)
+        coord.mark_enqueued(run_id, repo)  # also counts it into repos_total
     if next_last is None:
         coord.end_walk(registry, run_id)
         log.info("walk %s of %s: end of the catalog", run_id, registry)
@@ -111,6 +116,7 @@ def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
         coord.record_failure(run_id, failure.repo, failure.tag, failure.reason)
     coord.incr(
         run_id,
+        once_for=result.repo,
         repos_done=int(result.ok),
         repos_failed=int(not result.ok),
         images_copied=len(result.copied),
@@ -124,8 +130,8 @@ def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
 
 def record_repo_lost(coord: Coordinator, run_id: str, repo: str, reason: str) -> None:
     """A sync_repo that failed for good outside the engine (retries exhausted, time limit)."""
-    coord.record_failure(run_id, repo, None, reason)
-    coord.incr(run_id, repos_failed=1)
+    if coord.incr(run_id, once_for=repo, repos_failed=1):
+        coord.record_failure(run_id, repo, None, reason)
 
 
 def record_catalog_failure(coord: Coordinator, registry: str, run_id: str, reason: str) -> None:

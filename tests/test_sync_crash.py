@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import io
 import json
 import os
 import signal
@@ -107,12 +108,17 @@ def _make_big_layer(path: Path, payload: int) -> BigLayer:
     """A gzip'd tar of one file of ``payload`` random bytes (stored deflate: fast, real)."""
     with path.open("wb") as out:
         compressed = _HashingWriter(out)
-        with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=0, mtime=0) as gz:  # type: ignore[arg-type]
+        with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=0, mtime=0) as gz:
             plain = _HashingWriter(gz)
-            with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            stream = tarfile.open(  # noqa: SIM115 - the with below closes it
+                fileobj=plain,  # type: ignore[call-overload]
+                mode="w|",
+                format=tarfile.PAX_FORMAT,
+            )
+            with stream as tar:
                 info = tarfile.TarInfo("data/big.bin")
                 info.size, info.mtime, info.mode = payload, 0, 0o644
-                tar.addfile(info, _RandomReader(payload))  # type: ignore[arg-type]
+                tar.addfile(info, _RandomReader(payload))
     return BigLayer(
         path,
         "sha256:" + compressed.sha.hexdigest(),
@@ -187,7 +193,9 @@ class StallingProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def _copy_body(self, source: http.client.HTTPResponse, sink: IO[bytes], stall: bool) -> None:
+    def _copy_body(
+        self, source: http.client.HTTPResponse, sink: io.BufferedIOBase, stall: bool
+    ) -> None:
         sent = 0
         while chunk := source.read(CHUNK if not stall or sent >= self._after else self._after):
             sink.write(chunk)

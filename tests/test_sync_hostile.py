@@ -156,7 +156,7 @@ def upstream() -> Iterator[HostileRegistry]:
 
 
 def _files_under(top: Path, skip: Path) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for here, dirs, files in os.walk(top):
         dirs[:] = [d for d in dirs if Path(here, d) != skip]
         found.update(os.path.join(here, name) for name in files + dirs)

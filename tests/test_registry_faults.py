@@ -42,6 +42,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    peer: int = 0  # the client's port: one per connection
 
 
 Route = Callable[[Seen], Answer]
@@ -93,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        seen = Seen(self.command, self.path, dict(self.headers.items()))
+        seen = Seen(self.command, self.path, dict(self.headers.items()), self.client_address[1])
         answer = self.server.answer(seen)
         self.send_response(answer.status)
         for key, value in answer.headers.items():
@@ -217,6 +218,26 @@ def test_no_failover_on_404(server: Scripted, other: Scripted) -> None:
     with client, pytest.raises(RegistryError):
         client.get_manifest("r", "v1")
     assert other.seen == []
+
+
+def test_connections_are_reused(server: Scripted) -> None:
+    raw = manifest_bytes()
+    issuer = TokenIssuer(server)
+    server.on("HEAD", "/v2/r/manifests/v1", issuer.guard("repository:r:pull", manifest_answer(raw)))
+    server.on("GET", "/v2/r/manifests/v1", issuer.guard("repository:r:pull", manifest_answer(raw)))
+    server.on("GET", "/v2/r/blobs/sha256:" + "0" * 64, Answer(307, headers={"Location": "/b"}))
+    server.on("GET", "/b", Answer(200, b"x"))
+    with RegistryClient([server.url], options=FAST) as client:
+        for _ in range(5):
+            client.head_manifest("r", "v1")  # the first one answers a 401, then a token
+            client.get_manifest("r", "v1")
+        with (
+            pytest.raises(SizeLimitError),
+            client.blob("r", Descriptor("x", Digest.parse("sha256:" + "0" * 64), 2)),
+        ):
+            pass
+    assert len(server.seen) == 14
+    assert len({seen.peer for seen in server.seen}) == 1
 
 
 # -- content the client refuses ----------------------------------------------------------

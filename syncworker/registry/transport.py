@@ -10,6 +10,7 @@ where ``requests`` exceptions become :class:`TransportError` and error statuses 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
@@ -134,7 +135,9 @@ class Transport:
         def attempt(url: str) -> Reply:
             response = self._exchange(method, url, scope, params, headers, data)
             with response:
-                body = b"" if method == "HEAD" else self.read(response, cap, method)
+                # Read even a HEAD's empty body: only a consumed response gives its
+                # connection back to the pool (closing an unread one drops it).
+                body = self.read(response, cap, method)
             return Reply(response.status_code, response.headers, body, response.url)
 
         return self._failover(target, lambda url: self._retrying(lambda: attempt(url)))
@@ -166,7 +169,8 @@ class Transport:
 
     def read(self, response: requests.Response, cap: int, method: str = "GET") -> bytes:
         """The whole body, refusing (before buffering it) one longer than ``cap``."""
-        declared = response.headers.get("Content-Length", "")
+        # A HEAD's Content-Length is the size of the GET's body, not of this (empty) one.
+        declared = "" if method == "HEAD" else response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             raise SizeLimitError(
                 f"{method} {redact_url(response.url)}: body of {declared} bytes exceeds {cap}"
@@ -238,16 +242,17 @@ class Transport:
         """One authorised request; any non-2xx answer is raised as a :class:`RegistryError`."""
         sent = self._auth.header(url, scope)
         response = self._send(method, url, _with_auth(headers, sent), params, data)
-        challenge = response.headers.get("WWW-Authenticate", "")
-        if response.status_code == 401 and self._auth.learn(url, challenge, sent, scope):
-            try:
-                renewed = self._auth.header(url, scope)
-            except BaseException:
-                response.close()  # the token request failed: its error is the one to raise
-                raise
-            if renewed is not None and renewed != sent:
-                response.close()
-                response = self._send(method, url, _with_auth(headers, renewed), params, data)
+        if response.status_code == 401:
+            # Read the 401 first: its connection is then free for the token request.
+            with response:
+                refused = self._error(method, response)
+            challenge = response.headers.get("WWW-Authenticate", "")
+            if not self._auth.learn(url, challenge, sent, scope):
+                raise refused
+            renewed = self._auth.header(url, scope)
+            if renewed is None or renewed == sent:
+                raise refused
+            response = self._send(method, url, _with_auth(headers, renewed), params, data)
         if not 200 <= response.status_code < 300:
             with response:
                 raise self._error(method, response)
@@ -280,7 +285,7 @@ class Transport:
             location = response.headers.get("Location")
             if response.status_code not in redirects.REDIRECT_STATUSES or not location:
                 return response
-            response.close()
+            _discard(response)
             target = urljoin(response.url, location)
             target_host = redirects.origin(target)[1]
             if not redirects.redirect_allowed(target, upstream, redirects.resolve(target_host)):
@@ -332,12 +337,10 @@ class Transport:
         return cached
 
     def _error(self, method: str, response: requests.Response) -> RegistryError:
-        body = b""
-        if method != "HEAD":
-            try:
-                body = _read_prefix(response, ERROR_BODY_CAP)
-            except requests.RequestException:
-                body = b""
+        try:
+            body = _read_prefix(response, ERROR_BODY_CAP)
+        except requests.RequestException:
+            body = b""
         codes, detail = _spec_errors(body)
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
         kind = NotFoundError if response.status_code == 404 else RegistryError
@@ -372,6 +375,12 @@ def _with_auth(headers: Mapping[str, str] | None, authorization: str | None) -> 
     if authorization is not None:
         out["Authorization"] = authorization
     return out
+
+
+def _discard(response: requests.Response) -> None:
+    """Drain a small unwanted body (a 401, a redirect) so its connection is reused."""
+    with response, contextlib.suppress(requests.RequestException):
+        _read_prefix(response, ERROR_BODY_CAP)
 
 
 def _read_prefix(response: requests.Response, cap: int) -> bytes:

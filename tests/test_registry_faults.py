@@ -4,6 +4,7 @@ redirects, bearer tokens, broken connections)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from syncworker.errors import (
 )
 from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
-from syncworker.registry import ClientOptions, ClientStats, Credentials, RegistryClient
+from syncworker.registry import ClientOptions, ClientStats, Credentials, RegistryClient, redirects
 from syncworker.registry.transport import Transport
 
 FAST = ClientOptions(max_retries=3, retry_delay=0.001, timeout=5.0)
@@ -517,3 +518,30 @@ def test_redirect_loops_end(server: Scripted) -> None:
     client = RegistryClient([server.url], options=FAST)
     with client, pytest.raises(RegistryError, match="too many redirects"):
         client.ping()
+
+
+def test_public_upstream_redirecting_inside_is_refused(
+    server: Scripted, other: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The upstream at 127.0.0.1 is made to look public; "localhost" still resolves inside.
+    real_resolve = redirects.resolve
+
+    def resolve(host: str) -> list[redirects.IPAddress]:
+        return (
+            [ipaddress.ip_address("93.184.216.34")] if host == "127.0.0.1" else real_resolve(host)
+        )
+
+    monkeypatch.setattr(redirects, "resolve", resolve)
+    digest = Digest.of(b"abc")
+    target = f"http://localhost:{other.server_address[1]}/meta?token={SECRET}"
+    server.on("GET", f"/v2/r/blobs/{digest}", Answer(302, headers={"Location": target}))
+    client = RegistryClient([server.url], options=FAST)
+    descriptor = Descriptor("application/octet-stream", digest, 3)
+    with (
+        client,
+        pytest.raises(RegistryError, match="refused") as caught,
+        client.blob("r", descriptor),
+    ):
+        pass
+    assert other.seen == [] and SECRET not in str(caught.value)
+    assert client.stats.snapshot().retries == 0

@@ -127,13 +127,27 @@ class _Seeder:
         self.registry, self.auth, self.verify = registry, auth, verify
         self.corpus = Corpus()
         self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
 
     def session(self) -> requests.Session:
         # One session per thread: requests.Session is not documented as thread-safe.
         if not hasattr(self._local, "session"):
-            self._local.session = registry_session(self.auth, verify=self.verify)
-        session: requests.Session = self._local.session
-        return session
+            session = registry_session(self.auth, verify=self.verify)
+            with self._lock:
+                self._sessions.append(session)
+            self._local.session = session
+        current: requests.Session = self._local.session
+        return current
+
+    def __enter__(self) -> _Seeder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Closed explicitly: a session dropped with its thread leaks sockets, and the
+        # ResourceWarning fails whichever test is running when it is collected.
+        for session in self._sessions:
+            session.close()
 
     def push(self, repo: str, tag: str | None, manifest: Manifest, name: str = "") -> Pushed:
         push_image(self.registry.url, repo, tag, manifest, session=self.session())
@@ -156,18 +170,20 @@ def seed_standard(
     registry: RegistryLike, *, auth: Credentials | None = None, verify: bool | str = True
 ) -> Corpus:
     """Push the standard corpus (module docstring) and describe it."""
-    seeder = _Seeder(registry, auth, verify)
-    base = make_layer("standard-base")
-    _seed_alpine(seeder, base)
-    seeder.push("library/busybox", "1.36", make_image("busybox-1.36", base=[base]), "busybox")
-    for version in ("v1", "v2"):
-        image = make_image(("team-app", version), base=[base])
-        seeder.push("team/sub/app", version, image, f"app_{version}")
-    seeder.push("docker/hello", "latest", make_image("hello", fmt="docker"), "docker_image")
-    seeder.push("multi/oci", "latest", make_index("multi-oci"), "oci_index")
-    seeder.push("multi/docker", "latest", make_index("multi-docker", fmt="docker"), "docker_list")
-    seeder.push("windows/foreign", "ltsc2022", make_foreign_layer_image("win"), "foreign")
-    return seeder.corpus
+    with _Seeder(registry, auth, verify) as seeder:
+        base = make_layer("standard-base")
+        _seed_alpine(seeder, base)
+        busybox = make_image("busybox-1.36", base=[base])
+        seeder.push("library/busybox", "1.36", busybox, "busybox")
+        for version in ("v1", "v2"):
+            image = make_image(("team-app", version), base=[base])
+            seeder.push("team/sub/app", version, image, f"app_{version}")
+        seeder.push("docker/hello", "latest", make_image("hello", fmt="docker"), "docker_image")
+        seeder.push("multi/oci", "latest", make_index("multi-oci"), "oci_index")
+        docker_list = make_index("multi-docker", fmt="docker")
+        seeder.push("multi/docker", "latest", docker_list, "docker_list")
+        seeder.push("windows/foreign", "ltsc2022", make_foreign_layer_image("win"), "foreign")
+        return seeder.corpus
 
 
 def _seed_alpine(seeder: _Seeder, base: Blob) -> None:
@@ -209,22 +225,22 @@ def seed_many(
     Every image starts with one layer from a pool of `shared_layers` (so blobs repeat across
     repositories, as base images do), then `layers - 1` layers of its own.
     """
-    seeder = _Seeder(registry, auth, verify)
     pool = [make_layer(("pool", prefix, i), size=layer_size) for i in range(max(shared_layers, 1))]
+    with _Seeder(registry, auth, verify) as seeder:
 
-    def push_repo(index: int) -> None:
-        repo = f"{prefix}/repo-{index:03d}"
-        for tag_index in range(tags):
-            image = make_image(
-                (prefix, index, tag_index),
-                base=[pool[(index + tag_index) % len(pool)]],
-                layers=max(layers - 1, 0),
-                layer_size=layer_size,
-            )
-            seeder.push(repo, f"t{tag_index}", image)
+        def push_repo(index: int) -> None:
+            repo = f"{prefix}/repo-{index:03d}"
+            for tag_index in range(tags):
+                image = make_image(
+                    (prefix, index, tag_index),
+                    base=[pool[(index + tag_index) % len(pool)]],
+                    layers=max(layers - 1, 0),
+                    layer_size=layer_size,
+                )
+                seeder.push(repo, f"t{tag_index}", image)
 
-    _run_all(push_repo, range(repos), workers)
-    return seeder.corpus
+        _run_all(push_repo, range(repos), workers)
+        return seeder.corpus
 
 
 def _run_all(job: Callable[[int], None], items: Iterable[int], workers: int) -> None:

@@ -50,7 +50,10 @@ def push_image(
     verify: bool | str = True,
 ) -> PushResult:
     """Push `image` (its children, blobs, referrers fallback) to `repo`, tagged `tag`."""
-    http = session or registry_session(auth, verify=verify)
+    if session is None:
+        with registry_session(auth, verify=verify) as own:  # closed: no ResourceWarning
+            return push_image(registry_url, repo, tag, image, session=own)
+    http = session
     base = registry_url.rstrip("/") + f"/v2/{repo}"
     result = PushResult(image.digest, image.media_type)
     for manifest in image.walk():

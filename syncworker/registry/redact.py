@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["redact_url"]
+__all__ = ["QueryRedactingFilter", "install_log_redaction", "redact_url"]
+
+# urllib3 logs every request line, query included, at DEBUG (`-vv`, or a worker's debug
+# logging): a blob redirected to a presigned URL would put its signature in the logs.
+URLLIB3_REQUEST_LOGGER = "urllib3.connectionpool"
 
 # Query parameters whose values are plain data (pagination, token scope, upload digest).
 # Every other value is replaced: presigned blob URLs carry credentials in parameters
@@ -28,3 +33,22 @@ def redact_url(url: str) -> str:
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe=":*/,"), ""))
+
+
+class QueryRedactingFilter(logging.Filter):
+    """Redacts query values in a record's string arguments (urllib3 passes the URL there)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(arg) if isinstance(arg, str) and "?" in arg else arg
+                for arg in record.args
+            )
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach the filter to urllib3's request logger, once per process."""
+    logger = logging.getLogger(URLLIB3_REQUEST_LOGGER)
+    if not any(isinstance(f, QueryRedactingFilter) for f in logger.filters):
+        logger.addFilter(QueryRedactingFilter())

@@ -8,6 +8,7 @@ outside the store root. A bad configuration exits 2 before the store is touched.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hostile import HostileRegistry, json_answer
+from tests.support.hostile import Answer, HostileRegistry, json_answer
 from tests.support.images import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -26,6 +27,7 @@ from tests.support.images import (
     make_image,
 )
 from tests.support.mirror_check import (
+    assert_no_secret,
     check_store,
     mirrored_digest,
     run_sync,
@@ -257,3 +259,35 @@ def test_catalog_whose_next_page_never_advances(upstream: HostileRegistry, tmp_p
     assert mirrored_digest(root, GOOD_REPO, GOOD_TAG) == good.digest
     catalog_gets = [path for _, path in upstream.requests if path == "/v2/_catalog"]
     assert len(catalog_gets) == 2
+
+
+# -- presigned redirects --------------------------------------------------------------
+
+
+def test_presigned_blob_redirect_leaks_no_signature(
+    upstream: HostileRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Registries on object storage redirect blob GETs to presigned URLs; the signature in
+    the query is a credential and must not reach output or logs, even at DEBUG."""
+    image = make_image("hostile-presigned")
+    upstream.serve_tags(GOOD_REPO, [GOOD_TAG])
+    upstream.serve_image(GOOD_REPO, GOOD_TAG, image)
+    upstream.route("GET", "/v2/_catalog", json_answer({"repositories": [GOOD_REPO]}))
+    signature = "c2lnbmF0dXJlLW5ldmVyLWxvZ2dlZA"
+    for index, blob in enumerate(image.blobs):
+        storage = f"/storage/{index}"
+        query = f"X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature={signature}{index}"
+        location = f"{upstream.url}{storage}?{query}"
+        upstream.route(
+            "GET", f"/v2/{GOOD_REPO}/blobs/{blob.digest}", Answer(307, b"", {"Location": location})
+        )
+        upstream.route(
+            "GET", storage, Answer(200, blob.data, {"Content-Type": "application/octet-stream"})
+        )
+    caplog.set_level(logging.DEBUG)
+    root = tmp_path / "store"
+    run = run_sync(write_sync_config(tmp_path, root, [{"urls": [upstream.url]}]))
+    assert run.code == 0, run.output
+    assert mirrored_digest(root, GOOD_REPO, GOOD_TAG) == image.digest
+    assert any(path.startswith("/storage/") for _, path in upstream.requests)
+    assert_no_secret([run.output, caplog.text], signature)

@@ -3,18 +3,27 @@ otherwise fetch it once for the whole cluster (a single-flight lock per digest).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from syncworker.coord import Coordinator
+from syncworker.errors import SyncworkerError
 from syncworker.oci import Descriptor
+from syncworker.registry import ClientOptions
+from syncworker.registry.retry import backoff_delay
 from syncworker.store import Store
 
 __all__ = ["BlobCopier", "BlobSource", "BlobStats"]
 
+log = logging.getLogger(__name__)
+
 
 class BlobSource(Protocol):
+    options: ClientOptions
+
     def blob(
         self, repo: str, descriptor: Descriptor
     ) -> AbstractContextManager[Iterable[bytes]]: ...
@@ -32,9 +41,12 @@ class BlobStats:
 
 
 class BlobCopier:
-    def __init__(self, store: Store, coord: Coordinator) -> None:
+    def __init__(
+        self, store: Store, coord: Coordinator, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._store = store
         self._coord = coord
+        self._sleep = sleep
 
     def copy(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> BlobStats:
         """Make ``desc`` present in ``dest``; ``repo`` is its upstream repository."""
@@ -47,10 +59,26 @@ class BlobCopier:
         with self._coord.blob_flight(str(desc.digest)):
             if self._store.has_blob(dest, desc.digest) or self._link(dest, desc, stats):
                 return stats
-            with client.blob(repo, desc) as chunks:
-                stats.bytes = self._store.put_blob(dest, desc.digest, desc.size, chunks)
+            stats.bytes = self._fetch(client, repo, dest, desc)
             stats.fetched = 1
         return stats
+
+    def _fetch(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> int:
+        """Stream the blob into the store. The client retries a request that fails before
+        its body starts; a stream broken half-way (a temporary error) is retried here,
+        from the start, since the store kept nothing of the broken attempt."""
+        options = client.options
+        for attempt in range(options.max_retries + 1):
+            try:
+                with client.blob(repo, desc) as chunks:
+                    return self._store.put_blob(dest, desc.digest, desc.size, chunks)
+            except SyncworkerError as exc:
+                if not exc.temporary or attempt == options.max_retries:
+                    raise
+                delay = backoff_delay(attempt, options.retry_delay)
+                log.warning("%s@%s: %s; retrying in %.1fs", repo, desc.digest, exc, delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable")
 
     def _link(self, dest: str, desc: Descriptor, stats: BlobStats) -> bool:
         source = self._store.find_blob(desc.digest)

@@ -66,6 +66,7 @@ class RepoJob:
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
     _synced: set[str] = field(init=False, default_factory=set)
     _all_tags: set[str] = field(init=False, default_factory=set)
+    _tags_listed: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.result = RepoResult(self.registry, self.repo, self.dest)
@@ -128,6 +129,7 @@ class RepoJob:
             except InvalidNameError as exc:
                 self._fail(tag[:128], exc)
         self._all_tags = set(valid)
+        self._tags_listed = True
         return valid
 
     def _load_stored(self) -> None:
@@ -230,22 +232,33 @@ class RepoJob:
             return
         if len(chain) > MAX_REFERRER_DEPTH:
             raise ReferenceCycleError(f"referrers nested deeper than {MAX_REFERRER_DEPTH}")
-        for referrer in self.client.referrers(self.repo, subject):
+        for referrer in self._list_referrers(subject):
             if referrer.digest in chain:
                 raise ReferenceCycleError(
                     f"referrer {referrer.digest} of {subject} is also its ancestor"
                 )
-            if self.store.has_blob(self.dest, referrer.digest):
-                continue
+            # Copied even when present: cheap then (no GET), and it lists a referrer that a
+            # crash left unlisted.
             tree = self.images.copy(self.client, self.repo, self.dest, referrer)
             self._follow_referrers(referrer.digest, (*chain, referrer.digest))
             self.store.update_index(self.dest, [IndexEntry(self._index_descriptor(referrer))])
             self._account(tree, str(referrer.digest))
 
+    def _list_referrers(self, subject: Digest) -> list[Descriptor]:
+        """With the tag list in hand, a registry without the referrers API costs nothing
+        here: its fallback tags are in the list and handled as special tags."""
+        if not self._tags_listed:
+            return self.client.referrers(self.repo, subject)
+        return self.client.referrers_api(self.repo, subject) or []
+
     def _signed(self, desc: Descriptor) -> bool:
-        if f"{desc.digest.algorithm}-{desc.digest.hex}.sig" in self._all_tags:
+        prefix = f"{desc.digest.algorithm}-{desc.digest.hex}"
+        if f"{prefix}.sig" in self._all_tags:
             return True
-        referrers = self.client.referrers(self.repo, desc.digest)
+        if prefix in self._all_tags:
+            referrers = self.client.referrers(self.repo, desc.digest)
+        else:
+            referrers = self._list_referrers(desc.digest)
         return any(r.artifact_type in SIGNATURE_ARTIFACT_TYPES for r in referrers)
 
     def _index_descriptor(self, desc: Descriptor) -> Descriptor:

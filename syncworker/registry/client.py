@@ -34,6 +34,9 @@ class RegistryClient:
         self.options = options
         self.stats = ClientStats()
         self._t = Transport(self.urls, credentials, options, self.stats)
+        # Learnt from the first answer: a registry without the referrers API (distribution
+        # 2.x, most mirrors) is not asked again, which saves a request per image.
+        self._referrers_api: bool | None = None
 
     def ping(self) -> None:
         """``GET /v2/``: the registry speaks the protocol. A 401 counts as an answer."""
@@ -62,7 +65,18 @@ class RegistryClient:
         return blobs.blob(self._t, repo, descriptor)
 
     def referrers(self, repo: str, digest: Digest) -> list[Descriptor]:
-        return referrers.referrers(self._t, repo, digest)
+        """Through the API, else the tag schema (spec.md "Listing Referrers")."""
+        found = self.referrers_api(repo, digest)
+        return found if found is not None else referrers.referrers_tag_schema(self._t, repo, digest)
+
+    def referrers_api(self, repo: str, digest: Digest) -> list[Descriptor] | None:
+        """Through the API only; None if this registry has no referrers API. A caller
+        that has the tag list finds the tag-schema fallback there, without a request."""
+        if self._referrers_api is False:
+            return None
+        found = referrers.referrers_api(self._t, repo, digest)
+        self._referrers_api = found is not None
+        return found
 
     def push_blob(self, repo: str, digest: Digest, data: bytes) -> None:
         push.push_blob(self._t, repo, digest, data)

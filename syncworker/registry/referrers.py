@@ -17,7 +17,7 @@ from syncworker.registry import paths
 from syncworker.registry.manifests import get_manifest
 from syncworker.registry.transport import Transport
 
-__all__ = ["fallback_tag", "referrers"]
+__all__ = ["fallback_tag", "referrers", "referrers_api", "referrers_tag_schema"]
 
 # Statuses with which registries say "no referrers API here".
 _NO_API_STATUSES = frozenset({400, 404, 405, 406})
@@ -32,13 +32,18 @@ def fallback_tag(digest: Digest) -> str:
 
 
 def referrers(t: Transport, repo: str, digest: Digest) -> list[Descriptor]:
+    found = referrers_api(t, repo, digest)
+    return found if found is not None else referrers_tag_schema(t, repo, digest)
+
+
+def referrers_api(t: Transport, repo: str, digest: Digest) -> list[Descriptor] | None:
+    """The referrers from the API, or None when the registry has no referrers API."""
     try:
-        found = _from_api(t, repo, digest)
+        return _from_api(t, repo, digest)
     except RegistryError as exc:
         if exc.status not in _NO_API_STATUSES:
             raise
-        found = None
-    return found if found is not None else _from_tag(t, repo, digest)
+        return None
 
 
 def _from_api(t: Transport, repo: str, digest: Digest) -> list[Descriptor] | None:
@@ -77,7 +82,8 @@ def _index_entries(body: bytes) -> list[Descriptor] | None:
     return [Descriptor.from_json(entry) for entry in entries or []]
 
 
-def _from_tag(t: Transport, repo: str, digest: Digest) -> list[Descriptor]:
+def referrers_tag_schema(t: Transport, repo: str, digest: Digest) -> list[Descriptor]:
+    """The referrers listed under the fallback tag ``<alg>-<hex>``; [] if there is none."""
     try:
         _, index = get_manifest(t, repo, fallback_tag(digest))
     except NotFoundError:

@@ -46,6 +46,7 @@ class Lie:
     repos: list[str]
     expected: list[tuple[str, str | None, str]]  # (repo, tag or None, cause regex)
     refused: set[str] = field(default_factory=set)  # digests that must stay unreachable
+    never_asked: list[str] = field(default_factory=list)  # request paths that must not occur
 
     def refuse(self, *images: Manifest) -> None:
         for image in images:
@@ -86,12 +87,13 @@ def _blob_mismatch(upstream: HostileRegistry) -> Lie:
 
 
 def _escaping_repo_names(upstream: HostileRegistry) -> Lie:
-    lie = Lie(["../evil", "a/../../b"], [])
+    lie = Lie(["../evil", "a/../../b", "Upper/Case", "/abs"], [])
     for index, repo in enumerate(lie.repos):
         image = make_image(("hostile-name", index))
         upstream.serve_tags(repo, ["v1"])
         upstream.serve_image(repo, "v1", image)
         lie.expected.append((repo, None, r"(?i)invalid|name"))
+        lie.never_asked.append(f"/v2/{repo}/tags/list")
         lie.refuse(image)
     return lie
 
@@ -99,11 +101,15 @@ def _escaping_repo_names(upstream: HostileRegistry) -> Lie:
 def _bad_tags(upstream: HostileRegistry) -> Lie:
     repo = "lie/refs"
     fine, evil = make_image("hostile-tags-fine"), make_image("hostile-tags-evil")
-    upstream.serve_tags(repo, ["..", "a/b", "ok"])
+    bad = ["..", "a/b", "-dash"]
+    upstream.serve_tags(repo, [*bad, "ok"])
     upstream.serve_image(repo, "ok", fine)
-    upstream.serve_image(repo, "..", evil)
-    upstream.serve_manifest(repo, "a/b", evil)
-    lie = Lie([repo], [(repo, "..", r"(?i)invalid|tag"), (repo, "a/b", r"(?i)invalid|tag")])
+    for tag in bad:
+        upstream.serve_manifest(repo, tag, evil)
+    for blob in evil.blobs:
+        upstream.serve_blob(repo, blob)
+    lie = Lie([repo], [(repo, tag, r"(?i)invalid|tag") for tag in bad])
+    lie.never_asked += [f"/v2/{repo}/manifests/{tag}" for tag in bad]
     lie.refuse(evil)
     return lie
 
@@ -178,6 +184,13 @@ def test_lie_is_refused_and_the_run_goes_on(
     good = make_image("hostile-good")
     upstream.serve_tags(GOOD_REPO, [GOOD_TAG])
     upstream.serve_image(GOOD_REPO, GOOD_TAG, good)
+    # This upstream has the referrers API (spec.md "Listing Referrers": then never a 404).
+    no_referrers = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    upstream.route(
+        "GET",
+        f"/v2/{GOOD_REPO}/referrers/{good.digest}",
+        json_answer(no_referrers, media_type=OCI_INDEX),
+    )
     lie = make_lie(upstream)
     # The good repository last: refusals before it must not stop the walk.
     catalog = {"repositories": [*lie.repos, GOOD_REPO]}
@@ -204,7 +217,8 @@ def test_lie_is_refused_and_the_run_goes_on(
     assert not reachable & lie.refused
     assert _files_under(tmp_path, root) == before
     # Refused names are refused before any request is made with them.
-    assert not [path for _, path in upstream.requests if "/.." in path or "a/b" in path]
+    asked = {path for _, path in upstream.requests}
+    assert not asked & set(lie.never_asked)
 
 
 # -- bad configuration ----------------------------------------------------------------

@@ -10,11 +10,13 @@ import tarfile
 from pathlib import Path
 
 import redis
+import requests
 
 from tests.support.corpus import seed_many
 from tests.support.images import (
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
+    OCI_MANIFEST,
     make_artifact,
     make_image,
     make_index,
@@ -86,6 +88,23 @@ def test_seed_many_shares_base_layers(registry: RegistryServer) -> None:
     assert all(sorted(tags) == ["t0", "t1"] for tags in corpus.tags.values())
     blob_sets = list(corpus.blobs.values())
     assert set.intersection(*blob_sets)  # a pool layer appears in every repository
+
+
+def test_seed_many_every_third_tag_is_an_index(registry: RegistryServer) -> None:
+    corpus = seed_many(registry, repos=1, tags=3, index_every=3, prefix="support-idx")
+    tags = corpus.tags["support-idx/repo-000"]
+    media = {tag: registry_media_type(registry, "support-idx/repo-000", tag) for tag in tags}
+    assert media == {"t0": OCI_MANIFEST, "t1": OCI_MANIFEST, "t2": OCI_INDEX}
+
+
+def registry_media_type(registry: RegistryServer, repo: str, tag: str) -> str:
+    response = requests.head(
+        f"{registry.url}/v2/{repo}/manifests/{tag}",
+        headers={"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.headers["Content-Type"]
 
 
 def test_redis_url_answers(redis_url: str, redis_prefix: str) -> None:

@@ -216,6 +216,7 @@ def seed_many(
     layer_size: int = 4096,
     shared_layers: int = 4,
     prefix: str = "scale",
+    index_every: int = 0,
     auth: Credentials | None = None,
     verify: bool | str = True,
     workers: int = PUSH_WORKERS,
@@ -223,7 +224,8 @@ def seed_many(
     """`repos` repositories `<prefix>/repo-NNN`, each with `tags` OCI images `t0..`.
 
     Every image starts with one layer from a pool of `shared_layers` (so blobs repeat across
-    repositories, as base images do), then `layers - 1` layers of its own.
+    repositories, as base images do), then `layers - 1` layers of its own. With
+    `index_every=3`, every third tag (t2, t5, ...) is a two-platform OCI index instead.
     """
     pool = [make_layer(("pool", prefix, i), size=layer_size) for i in range(max(shared_layers, 1))]
     with _Seeder(registry, auth, verify) as seeder:
@@ -231,7 +233,8 @@ def seed_many(
         def push_repo(index: int) -> None:
             repo = f"{prefix}/repo-{index:03d}"
             for tag_index in range(tags):
-                image = make_image(
+                multi = index_every > 0 and (tag_index + 1) % index_every == 0
+                image = (make_index if multi else make_image)(
                     (prefix, index, tag_index),
                     base=[pool[(index + tag_index) % len(pool)]],
                     layers=max(layers - 1, 0),

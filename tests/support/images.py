@@ -35,6 +35,7 @@ __all__ = [
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
     "EMPTY_CONFIG",
+    "GZIP_LEVEL",
     "OCI_CONFIG",
     "OCI_EMPTY",
     "OCI_INDEX",
@@ -69,6 +70,9 @@ COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 # Small by default: the suite pushes hundreds of layers; scale tests pass layer_size.
 DEFAULT_LAYER_SIZE = 2048
 FILES_PER_LAYER = 3
+# gzip's own default. The content is random, so for big layers (benchmarks) level 1 is
+# as small and several times faster; the level is part of the seed (other bytes, digest).
+GZIP_LEVEL = 9
 # (os, architecture, variant) of the multi-arch images (image-spec image-index.md platform).
 DEFAULT_PLATFORMS: tuple[tuple[str, str, str | None], ...] = (
     ("linux", "amd64", None),
@@ -186,7 +190,11 @@ def _rng(seed: object) -> random.Random:
 
 
 def make_layer(
-    seed: object, *, size: int = DEFAULT_LAYER_SIZE, media_type: str = OCI_LAYER
+    seed: object,
+    *,
+    size: int = DEFAULT_LAYER_SIZE,
+    media_type: str = OCI_LAYER,
+    compresslevel: int = GZIP_LEVEL,
 ) -> Blob:
     """A gzip'd tar of FILES_PER_LAYER files holding `size` seeded random bytes in total."""
     rng = _rng(("layer", seed))
@@ -199,7 +207,9 @@ def make_layer(
             tar.addfile(info, io.BytesIO(content))
     compressed = io.BytesIO()
     # mtime=0 and no file name: gzip output depends on the tar bytes only.
-    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, filename="") as gz:
+    with gzip.GzipFile(
+        fileobj=compressed, mode="wb", mtime=0, filename="", compresslevel=compresslevel
+    ) as gz:
         gz.write(raw.getvalue())
     return Blob(compressed.getvalue(), media_type, diff_id=sha256_digest(raw.getvalue()))
 
@@ -264,12 +274,13 @@ def make_index(
     fmt: str = "oci",
     platforms: Sequence[tuple[str, str, str | None]] = DEFAULT_PLATFORMS,
     layers: int = 2,
+    base: Sequence[Blob] = (),
     layer_size: int = DEFAULT_LAYER_SIZE,
 ) -> Manifest:
     """An OCI index (fmt="oci") or Docker manifest list (fmt="docker") of one image each."""
     _, _, _, index_type = _FORMATS[fmt]
     children = tuple(
-        make_image(seed, layers=layers, fmt=fmt, platform=p, layer_size=layer_size)
+        make_image(seed, layers=layers, base=base, fmt=fmt, platform=p, layer_size=layer_size)
         for p in platforms
     )
     body = {

@@ -45,7 +45,7 @@ class ChallengeAuth(AuthBase):
         with self._lock:
             if self._header:
                 request.headers["Authorization"] = self._header
-        request.register_hook("response", self._on_response)
+        request.register_hook("response", self._on_response)  # type: ignore[no-untyped-call]
         return request
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:

@@ -12,6 +12,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
+from bench.proc import tree_cpu
 from tests.support.registry_server import RegistryServer
 
 __all__ = ["Traffic", "TrafficMeter"]
@@ -38,6 +39,7 @@ class Traffic:
     blob_gets: int
     blob_bytes: int
     by_handler: dict[str, int] = field(default_factory=dict)
+    server_cpu: float = 0.0  # CPU seconds the registry process used serving them
 
     def __add__(self, other: Traffic) -> Traffic:
         merged = Counter(self.by_handler)
@@ -47,6 +49,7 @@ class Traffic:
             self.blob_gets + other.blob_gets,
             self.blob_bytes + other.blob_bytes,
             dict(merged),
+            self.server_cpu + other.server_cpu,
         )
 
 
@@ -56,6 +59,7 @@ class TrafficMeter:
     def __init__(self, registry: RegistryServer) -> None:
         self._registry = registry
         self._before: tuple[Counter[str], int, float] | None = None
+        self._cpu_before = 0.0
         self.traffic = Traffic(0, 0, 0)
 
     def _snapshot(self) -> tuple[Counter[str], int, float]:
@@ -66,8 +70,13 @@ class TrafficMeter:
             blob_bytes = _response_bytes(response.read().decode()).get("blob", 0.0)
         return by_handler, by_handler["get blob"], blob_bytes
 
+    def _server_cpu(self) -> float:
+        proc = getattr(self._registry, "_proc", None)  # RegistryServer keeps no public pid
+        return tree_cpu([proc.pid]) if proc is not None else 0.0
+
     def __enter__(self) -> TrafficMeter:
         self._before = self._snapshot()
+        self._cpu_before = self._server_cpu()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -75,6 +84,7 @@ class TrafficMeter:
         handlers, gets, size = self._snapshot()
         before_handlers, before_gets, before_size = self._before
         diff = handlers - before_handlers
+        server_cpu = self._server_cpu() - self._cpu_before
         self.traffic = Traffic(
-            sum(diff.values()), gets - before_gets, int(size - before_size), dict(diff)
+            sum(diff.values()), gets - before_gets, int(size - before_size), dict(diff), server_cpu
         )

@@ -8,6 +8,7 @@ sampler thread walks `/proc` every SAMPLE_INTERVAL and sums the RSS of every des
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -16,11 +17,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Finished", "RssSampler", "run_measured", "stop_process", "tree_rss"]
+__all__ = ["Finished", "RssSampler", "run_measured", "stop_process", "tree_cpu", "tree_rss"]
 
 # 20 Hz: short enough to see the peak of a few-second run, cheap on a 2-core box.
 SAMPLE_INTERVAL = 0.05
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT = 15.0
 
 
@@ -60,6 +62,20 @@ def _rss(pid: int) -> int:
     except (OSError, IndexError, ValueError):
         return 0
     return resident * PAGE_SIZE
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of `pid`, plus cutime + cstime of its children already reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0
+    return sum(int(value) for value in fields[11:15])  # stat fields 14-17 (proc(5))
+
+
+def tree_cpu(roots: Iterable[int]) -> float:
+    """CPU seconds used so far by `roots` and all their live descendants."""
+    return sum(_cpu_ticks(pid) for pid in _descendants(roots)) / CLOCK_TICKS
 
 
 def tree_rss(roots: Iterable[int]) -> int:
@@ -109,6 +125,7 @@ class Finished:
     peak_rss: int
     returncode: int
     output: str
+    cpu: float = 0.0  # CPU seconds (user + system) of the measured trees
 
 
 def run_measured(
@@ -123,6 +140,10 @@ def run_measured(
     """Run `argv` to completion: wall time, and peak RSS of its tree plus `extra_roots`' trees
     (long-running workers doing the work). Output goes to `log` too."""
     sink = log.open("wb") if log else subprocess.DEVNULL
+    # Our own children's CPU once reaped (grandchildren included, as each parent reaps its
+    # own); the long-running `extra_roots` are read from /proc before and after.
+    children_before = _children_cpu()
+    extra_before = tree_cpu(extra_roots)
     try:
         with RssSampler() as sampler:
             for pid in extra_roots:
@@ -143,11 +164,18 @@ def run_measured(
             finally:
                 stop_process(proc)
             wall = time.perf_counter() - start
+            extra_cpu = tree_cpu(extra_roots) - extra_before
     finally:
         if log:
             sink.close()  # type: ignore[union-attr]
     output = log.read_text(errors="replace")[-4000:] if log else ""
-    return Finished(wall, sampler.peak, proc.returncode, output)
+    cpu = _children_cpu() - children_before + extra_cpu
+    return Finished(wall, sampler.peak, proc.returncode, output, cpu)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:

@@ -1,7 +1,8 @@
 """`python -m bench.profile`: where `syncworker sync` spends its time, by py-spy sampling.
 
 Seeds the small set into a fresh upstream, then records a cold and a no-op run twice each:
-on-CPU samples (what uses the CPU) and with `--idle` (where threads wait: sockets, locks).
+with `--gil` (only the thread holding the GIL: where Python CPU time goes) and with `--idle`
+(every thread, waiting or not: where threads wait on sockets, locks, fsync).
 Writes the raw stacks to bench/out/profile-*.txt and a summary to bench/out/profile.md.
 """
 
@@ -45,7 +46,9 @@ def summarize(raw: Path, title: str) -> str:
         stack, _, count_text = line.rpartition(" ")
         if not count_text.isdigit():
             continue
-        count, frames = int(count_text), [_frame_name(f) for f in stack.split(";")]
+        count, frames = int(count_text), [_frame_name(f) for f in stack.split(";") if f.strip()]
+        if not frames:
+            continue  # a thread with no Python frame (native code only)
         total += count
         if any(f.startswith("_find_and_load ") for f in frames):
             importing += count
@@ -79,7 +82,7 @@ def summarize(raw: Path, title: str) -> str:
 
 def _record(out: Path, config: Path, idle: bool) -> None:
     argv = ["py-spy", "record", "--rate", str(RATE), "--format", "raw", "-o", str(out)]
-    argv += ["--idle"] if idle else []
+    argv += ["--idle"] if idle else ["--gil"]
     argv += ["--", *syncworker_argv("sync", "-c", str(config), "-q")]
     subprocess.run(
         argv, env=child_env(), cwd=REPO_ROOT, check=True, capture_output=True, timeout=1800
@@ -102,8 +105,8 @@ def main() -> int:
             for idle in (False, True):
                 if case == "cold":
                     shutil.rmtree(work / "store", ignore_errors=True)
-                kind = "wall (--idle)" if idle else "on-CPU"
-                raw = out / f"profile-{case}-{'idle' if idle else 'cpu'}.txt"
+                kind = "all threads (--idle)" if idle else "GIL holder (--gil)"
+                raw = out / f"profile-{case}-{'idle' if idle else 'gil'}.txt"
                 _record(raw, config, idle)
                 parts.append(summarize(raw, f"{case}, {kind}"))
     (out / "profile.md").write_text("\n".join(parts))

@@ -117,13 +117,11 @@ def evaluate_targets(measurements: list[Measurement]) -> list[Target]:
 
 def _fmt_row(m: Measurement) -> str:
     lo, hi = m.spread()
-    bytes_down = m.median("blob_bytes") / MIB
-    cpu = m.median("cpu")
-    cpu_text = f", client CPU {cpu:.1f}s" if not math.isnan(cpu) else ""
     return (
-        f"| `{m.key}` | {m.label} | {m.median('wall'):.2f} ({lo:.2f}–{hi:.2f}){cpu_text} "
+        f"| `{m.key}` | {m.label} | {m.median('wall'):.2f} ({lo:.2f}–{hi:.2f}) "
+        f"| {m.median('cpu'):.1f} | {m.median('server_cpu'):.1f} "
         f"| {m.median('requests'):.0f} | {m.median('blob_gets'):.0f} / {m.unique_blobs} "
-        f"| {bytes_down:.1f} / {m.unique_bytes / MIB:.1f} "
+        f"| {m.median('blob_bytes') / MIB:.1f} / {m.unique_bytes / MIB:.1f} "
         f"| {m.median('peak_rss') / MIB:.0f} | {m.median('load'):.1f} |"
     )
 
@@ -154,9 +152,9 @@ def write_report(path: Path, meta: dict[str, Any], measurements: list[Measuremen
         "",
         f"## Measurements (medians of {meta.get('repetitions', '?')}; wall time min–max)",
         "",
-        "| key | what | wall s | upstream requests | blob GETs / unique | MiB downloaded / unique "
-        "| peak RSS MiB | load |",
-        "|---|---|---|---|---|---|---|---|",
+        "| key | what | wall s | CPU s | registry CPU s | upstream requests "
+        "| blob GETs / unique | MiB downloaded / unique | peak RSS MiB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *(_fmt_row(m) for m in measurements),
         "",
         "Requests by handler (last repetition):",

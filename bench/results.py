@@ -20,7 +20,7 @@ class Sample:
     wall: float
     peak_rss: int
     traffic: Traffic
-    cpu: float | None = None  # the reader's own CPU seconds (read limit only)
+    cpu: float | None = None  # CPU seconds (user + system) of the measured process trees
     load: float | None = None  # 1-minute load average after the run: the box is shared
 
 
@@ -46,7 +46,7 @@ class Measurement:
 
 
 def _value(sample: Sample, what: str) -> float:
-    if what in ("requests", "blob_gets", "blob_bytes"):
+    if what in ("requests", "blob_gets", "blob_bytes", "server_cpu"):
         return float(getattr(sample.traffic, what))
     value = getattr(sample, what)
     return float("nan") if value is None else float(value)

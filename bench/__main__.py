@@ -19,7 +19,7 @@ from bench import seed
 from bench.report import BENCH_DIR, plot_workers, write_report
 from bench.results import save_results
 from bench.scenarios import Bench
-from bench.tools import REPO_ROOT
+from bench.tools import REPO_ROOT, snapshot_code
 
 SETS = ("small", "big", "huge")
 
@@ -116,6 +116,7 @@ def main() -> int:
     meta = _machine()
     started = time.monotonic()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    snapshot_code(args.workdir)  # the commit recorded in meta is what runs, start to end
     bench = Bench(args.workdir, args.reps, lambda text: print(f"[bench] {text}", flush=True))
     cache = BENCH_DIR / "out" / "cache"
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import seed
 from bench.report import BENCH_DIR
-from bench.tools import REPO_ROOT, child_env, syncworker_argv, write_sync_config
+from bench.tools import child_env, code_root, syncworker_argv, write_sync_config
 from tests.support.registry_server import RegistryServer
 
 __all__ = ["summarize"]
@@ -85,7 +85,7 @@ def _record(out: Path, config: Path, idle: bool) -> None:
     argv += ["--idle"] if idle else ["--gil"]
     argv += ["--", *syncworker_argv("sync", "-c", str(config), "-q")]
     subprocess.run(
-        argv, env=child_env(), cwd=REPO_ROOT, check=True, capture_output=True, timeout=1800
+        argv, env=child_env(), cwd=code_root(), check=True, capture_output=True, timeout=1800
     )
 
 

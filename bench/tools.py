@@ -7,6 +7,7 @@ caller wraps it in a `TrafficMeter` to count what the upstream served.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ __all__ = [
     "CeleryWorkers",
     "check_ok",
     "child_env",
+    "code_root",
+    "snapshot_code",
     "run_skopeo",
     "run_sync",
     "syncworker_argv",
@@ -31,6 +34,9 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where measured processes import syncworker from: a copy taken when the run starts
+# (snapshot_code), so commits landing during a long run do not mix versions in one table.
+_code_root = REPO_ROOT
 RUN_TIMEOUT = 1800.0  # one measured command; generous for a loaded 2-core box
 WORKER_READY_TIMEOUT = 120.0
 # One Celery worker = one process taking one task (one repository) at a time; parallelism
@@ -45,9 +51,28 @@ def syncworker_argv(*args: str) -> list[str]:
     return [sys.executable, "-c", launcher, *args]
 
 
+def snapshot_code(workdir: Path) -> Path:
+    """Copy the checkout's `syncworker/` package under `workdir`; run it from there."""
+    global _code_root
+    target = workdir / "code"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(
+        REPO_ROOT / "syncworker",
+        target / "syncworker",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    _code_root = target
+    return target
+
+
+def code_root() -> Path:
+    """The directory measured processes run in (and import syncworker from)."""
+    return _code_root
+
+
 def child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWORKER_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_code_root), env.get("PYTHONPATH")]))
     return env
 
 
@@ -88,7 +113,7 @@ def run_sync(config: Path, log: Path) -> Finished:
     return run_measured(
         syncworker_argv("sync", "-c", str(config), "-q"),
         env=child_env(),
-        cwd=REPO_ROOT,
+        cwd=code_root(),
         timeout=RUN_TIMEOUT,
         log=log,
     )
@@ -150,7 +175,7 @@ class CeleryWorkers:
         )  # fmt: skip
         with log.open("wb") as sink:
             proc = subprocess.Popen(
-                argv, env=child_env(), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                argv, env=child_env(), cwd=code_root(), stdin=subprocess.DEVNULL,
                 stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         self._procs.append(proc)
@@ -172,7 +197,7 @@ class CeleryWorkers:
         return run_measured(
             syncworker_argv("trigger", "-c", str(self._config), "--wait",
                             "--timeout", str(RUN_TIMEOUT)),
-            env=child_env(), cwd=REPO_ROOT, timeout=RUN_TIMEOUT + 60, log=log,
+            env=child_env(), cwd=code_root(), timeout=RUN_TIMEOUT + 60, log=log,
             extra_roots=self.pids,
         )  # fmt: skip
 

@@ -9,6 +9,7 @@ import argparse
 import datetime
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -108,7 +109,19 @@ def _huge(bench: Bench, cache: Path) -> None:
     bench.huge(data, upstream)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (and SIGINT, which a shell's `cmd &` ignores) unwind like an exception, so
+    every server and worker is stopped and the measurements so far are written."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 def main() -> int:
+    _stop_on_sigterm()
     args = _parse()
     if args.quick:
         _quick()

@@ -11,10 +11,11 @@ import pytest
 import requests
 
 from tests.support.images import make_image
+from tests.support.ports import wait_until
 from tests.support.push import PushError, push_image
 from tests.support.registry_server import RegistryServer
 from tests.support.tls import TlsMaterial
-from tests.support.token_issuer import TokenIssuer, parse_scope
+from tests.support.token_issuer import REGISTRY_LEEWAY, TokenIssuer, parse_scope
 
 SKOPEO_TIMEOUT = 60
 
@@ -83,6 +84,26 @@ def test_token_response_fields_and_expiry(
     assert set(body) == {"token", "access_token", "expires_in", "issued_at"}
     assert body["expires_in"] == 2
     assert body["token"] == body["access_token"]
+
+
+def test_registry_rejects_a_token_once_past_its_lifetime(
+    make_token_issuer: Callable[..., TokenIssuer],
+    make_registry: Callable[..., RegistryServer],
+) -> None:
+    # exp + REGISTRY_LEEWAY is 2 s ahead: accepted now, refused once that has passed.
+    issuer = make_token_issuer(users={"alice": "wonderland"}, jwt_lifetime=2 - REGISTRY_LEEWAY)
+    server = make_registry(token_auth=issuer)
+    token = requests.get(
+        issuer.realm, params={"service": issuer.service}, auth=("alice", "wonderland"), timeout=30
+    ).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert requests.get(f"{server.url}/v2/", headers=headers, timeout=30).status_code == 200
+    refused = wait_until(
+        lambda: requests.get(f"{server.url}/v2/", headers=headers, timeout=30).status_code == 401,
+        timeout=30,
+        interval=0.5,
+    )
+    assert refused
 
 
 def test_parse_scope_keeps_port_in_name() -> None:

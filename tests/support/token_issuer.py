@@ -13,6 +13,11 @@ the bundle, then checks `iss`, `aud` (= service), `exp`/`nbf` and the `access` c
 Policy: a known user with the right password gets every action it asked for; no credentials
 get "pull" only when `anonymous_pull`, else an empty access list; a wrong password gets 401.
 `users_pull_only` lists users limited to "pull".
+
+Expiry: `expires_in` is what the response advertises; `jwt_lifetime` (default: the same) sets
+the `exp` claim. Distribution honours a token until exp + 60 s (its `Leeway`), so to see a
+registry reject a token mid-test use e.g. `jwt_lifetime=-57`: accepted for about 3 s, then
+401 until the client fetches a new one. Both are plain attributes and may change mid-test.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from tests.support.ports import LOOPBACK
 from tests.support.tls import PrivateKey, issue_certificate, new_key
 
-__all__ = ["TokenIssuer", "parse_scope"]
+__all__ = ["REGISTRY_LEEWAY", "TokenIssuer", "parse_scope"]
 
 DEFAULT_EXPIRES_IN = 300
+# distribution's registry/auth/token Leeway: exp and nbf are checked with this slack.
+REGISTRY_LEEWAY = 60
 # Distribution checks nbf/exp with 60 s leeway; backdating nbf avoids clock-edge failures.
 NOT_BEFORE_SKEW = 30
 ES256_COORDINATE_BYTES = 32
@@ -72,6 +79,7 @@ class TokenIssuer:
         anonymous_pull: bool = True,
         users_pull_only: frozenset[str] = frozenset(),
         expires_in: int = DEFAULT_EXPIRES_IN,
+        jwt_lifetime: int | None = None,
         algorithm: str = "RS256",
         service: str = "syncworker-test-registry",
         issuer: str = "syncworker-test-issuer",
@@ -82,6 +90,7 @@ class TokenIssuer:
         self.anonymous_pull = anonymous_pull
         self.users_pull_only = users_pull_only
         self.expires_in = expires_in
+        self.jwt_lifetime = expires_in if jwt_lifetime is None else jwt_lifetime
         self.algorithm = algorithm
         self.service = service
         self.issuer = issuer
@@ -164,7 +173,7 @@ class TokenIssuer:
             "iss": self.issuer,
             "sub": user or "",
             "aud": self.service,
-            "exp": now + self.expires_in,
+            "exp": now + self.jwt_lifetime,
             "nbf": now - NOT_BEFORE_SKEW,
             "iat": now,
             "jti": secrets.token_hex(16),

@@ -16,7 +16,9 @@ Function-scoped
     make_registry     factory: make_registry(htpasswd=(u, p) | token_auth=issuer | tls=(cert,
                       key)) -> a fresh RegistryServer, stopped after the test.
     make_token_issuer factory: make_token_issuer(users={"u": "p"}, anonymous_pull=True,
-                      expires_in=300) -> a running TokenIssuer, stopped after the test.
+                      expires_in=300, jwt_lifetime=None, algorithm="RS256"|"ES256") -> a
+                      running TokenIssuer (pass it as make_registry(token_auth=...)); it
+                      counts tokens_issued, issued_to[user], scopes_requested, rejected.
     tls_certs         TlsMaterial for 127.0.0.1/localhost: CA, server cert/key, client
                       cert/key, and a zot-style certDir (ca.crt, client.cert, client.key).
     private_redis     RedisServer of its own on a free port (stop/kill/restart it freely).
@@ -25,7 +27,9 @@ Function-scoped
 
 Helpers to import: tests.support.images (make_image, make_index, make_artifact, ...),
 tests.support.push.push_image, tests.support.corpus (seed_standard, seed_many),
-tests.support.client.registry_session.
+tests.support.client.registry_session. A RegistryServer has url, host, metrics(),
+request_count(handler=, method=, code=), blob_gets(), kill(), restart(), stop(); its
+Prometheus handler labels are listed in tests/support/registry_server.py.
 """
 
 from __future__ import annotations

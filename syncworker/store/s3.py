@@ -121,38 +121,28 @@ class S3Store:
         key = self._blob_key(repo, digest)
         part_size = self.settings.part_size_for(size)
         reader = VerifyingReader(chunks, digest, size)
-        upload = MultipartUpload(
-            self._client,
-            self._bucket,
-            key,
-            self._errors,
-            self.settings.object_args(),
-            create_only=self._conditional,
-        )
+        head: list[bytes] = []  # a blob that fits one part is sent in one PutObject
+        filled = 0
+        upload: MultipartUpload | None = None
         try:
-            pending: list[bytes] = []
-            filled = 0
             for chunk in reader:  # raises before the last chunk on any mismatch
-                # '>' not '>=': a part is sent only when more follows, so a blob of exactly
-                # one part (or a multiple) never ends with an empty part.
-                while filled + len(chunk) > part_size:
-                    # Split at the part boundary so each part is joined exactly once.
-                    cut = part_size - filled
-                    upload.send(b"".join([*pending, chunk[:cut]]))
-                    pending, filled, chunk = [], 0, chunk[cut:]
-                if chunk:
-                    pending.append(chunk)
-                    filled += len(chunk)
-            rest = b"".join(pending)
-            if upload.started:
-                if rest:
-                    upload.send(rest)
-                upload.complete()
+                if upload is not None:
+                    upload.write(chunk)
+                    continue
+                head.append(chunk)
+                filled += len(chunk)
+                if filled > part_size:
+                    upload = self._multipart(key, part_size)
+                    while head:  # freed chunk by chunk as it moves into the part buffer
+                        upload.write(head.pop(0))
+            if upload is None:
+                # If-None-Match: an identical blob already there (same digest) is kept.
+                self._put(key, b"".join(head), {"IfNoneMatch": "*"})
             else:
-                # Small: one request; If-None-Match keeps an identical blob already there.
-                self._put(key, rest, {"IfNoneMatch": "*"})
+                upload.complete()
         except BaseException:
-            upload.abort()
+            if upload is not None:
+                upload.abort()
             raise
         self._remember(digest, repo)
         return reader.bytes_read
@@ -248,6 +238,17 @@ class S3Store:
 
     def _marker_key(self, digest: Digest) -> str:
         return f"{self._prefix()}{MARKER_DIR}/{digest.algorithm}/{digest.hex}"
+
+    def _multipart(self, key: str, part_size: int) -> MultipartUpload:
+        return MultipartUpload(
+            self._client,
+            self._bucket,
+            key,
+            self._errors,
+            self.settings.object_args(),
+            create_only=self._conditional,
+            part_size=part_size,
+        )
 
     def _holds(self, repo: str, digest: Digest) -> bool:
         try:

@@ -1,9 +1,12 @@
 """A streamed S3 multipart upload that becomes visible only when the caller completes it.
 
-Parts are sent by boto3's ``upload_part`` (boto3 retries each one; its body is bytes, so a
-retry resends it). One part is in flight while the next fills, so memory stays at about two
-parts. Until ``complete`` nothing exists at the key (S3 CompleteMultipartUpload is what
-creates the object), so ``abort`` after any failure leaves nothing behind.
+Bytes are copied into two fixed part buffers: one fills while boto3's ``upload_part`` sends
+the other (boto3 retries a part by resending the same buffer, so a buffer is reused only
+once its upload is done). Memory is two parts, allocated once: no per-part allocations for
+the C allocator to fragment (with fresh 16 MiB ``bytes`` per part, the peak RSS of a 200 MiB
+upload varied between runs). Until ``complete`` nothing exists at the key (S3's
+CompleteMultipartUpload is what creates the object), so ``abort`` after any failure leaves
+nothing behind.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class MultipartUpload:
         errors: Errors,
         object_args: Mapping[str, str],
         create_only: bool,
+        part_size: int,
     ) -> None:
         self._client = client
         self._bucket = bucket
@@ -49,26 +53,38 @@ class MultipartUpload:
         self._parts: list[dict[str, Any]] = []
         self._inflight: Future[dict[str, Any]] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._inflight_buffer: bytearray | None = None
+        self._part_size = part_size
+        self._filling = bytearray()
+        self._filled = 0
+        self._spare: bytearray | None = None
 
-    @property
-    def started(self) -> bool:
-        return self._upload_id is not None
-
-    def send(self, body: bytes) -> None:
-        """Queue the next part; waits for the previous part first."""
-        if self._upload_id is None:
-            with self._errors("CreateMultipartUpload", self._key):
-                answer = self._client.create_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, **self._object_args
-                )
-            self._upload_id = str(answer["UploadId"])
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="s3-part")
-        self._wait()
-        assert self._pool is not None
-        self._inflight = self._pool.submit(self._upload_part, len(self._parts) + 1, body)
+    def write(self, data: bytes) -> None:
+        """Append ``data``; a full part is sent once more bytes arrive after it (so the last
+        part is never empty)."""
+        view = memoryview(data)
+        while view:
+            if self._filled == self._part_size:
+                self._send_full()
+            if not self._filling:
+                self._filling = self._spare or bytearray(self._part_size)
+                self._spare = None
+            taken = min(self._part_size - self._filled, len(view))
+            self._filling[self._filled : self._filled + taken] = view[:taken]
+            self._filled += taken
+            view = view[taken:]
 
     def complete(self) -> None:
-        """Make the object visible (call only after the content verified)."""
+        """Send the last part and make the object visible (call only once it verified)."""
+        self._wait()
+        self._spare = self._inflight_buffer = None  # only the last part's buffer is needed now
+        if self._filled:
+            last = self._filling
+            if self._filled < self._part_size:
+                last = bytearray(memoryview(self._filling)[: self._filled])
+            self._filling = bytearray()
+            self._submit(last)
+            self._filled = 0
         self._wait()
         # If-None-Match: an identical blob already at the key (same digest) is kept as is.
         condition = {"IfNoneMatch": "*"} if self._create_only else {}
@@ -103,7 +119,7 @@ class MultipartUpload:
                     Bucket=self._bucket, Key=self._key, UploadId=upload_id
                 )
 
-    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, body: bytes | bytearray) -> dict[str, Any]:
         with self._errors("UploadPart", self._key):
             answer = self._client.upload_part(
                 Bucket=self._bucket,
@@ -113,6 +129,25 @@ class MultipartUpload:
                 Body=body,
             )
         return {"PartNumber": number, "ETag": answer["ETag"]}
+
+    def _send_full(self) -> None:
+        """Send the full buffer; take over the buffer of the part sent before it."""
+        self._wait()
+        full, self._filling, self._filled = self._filling, bytearray(), 0
+        self._spare = self._inflight_buffer
+        self._submit(full)
+
+    def _submit(self, body: bytes | bytearray) -> None:
+        if self._upload_id is None:
+            with self._errors("CreateMultipartUpload", self._key):
+                answer = self._client.create_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, **self._object_args
+                )
+            self._upload_id = str(answer["UploadId"])
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="s3-part")
+        assert self._pool is not None and self._inflight is None
+        self._inflight_buffer = body if isinstance(body, bytearray) else None
+        self._inflight = self._pool.submit(self._upload_part, len(self._parts) + 1, body)
 
     def _wait(self) -> None:
         if self._inflight is not None:

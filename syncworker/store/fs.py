@@ -43,8 +43,11 @@ TMP_DIR = ".tmp"
 # other processes' writes at once (see find_blob). Hidden, so not a repository.
 MARKER_DIR = ".digests"
 LOCK_FILE = ".lock"
-# put_blob's temporaries: blob-<first 12 hex of the digest>-<pid>-<uuid4 hex>.
-_BLOB_TEMPORARY = re.compile(r"blob-[0-9a-f]{12}-[0-9]+-[0-9a-f]{32}")
+# Temporaries made by _temporary: <label>-<pid>-<uuid4 hex>, the label being
+# blob-<first 12 hex of the digest>, index, layout, marker or link.
+_TEMPORARY = re.compile(r"(blob-[0-9a-f]{12}|index|layout|marker|link)-[0-9]+-[0-9a-f]{32}")
+# Beside .tmp, not in it: see FsStore._tmp_guard.
+TMP_GUARD = ".tmp.lock"
 
 
 class FsStore:
@@ -120,12 +123,8 @@ class FsStore:
         reader = VerifyingReader(chunks, digest, size)
         with self._temporary(f"blob-{digest.hex[:12]}") as tmp:
             with self._errors(repo, tmp):
-                out = open(tmp, "xb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed below)
+                out = open(tmp, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed below)
             with out:
-                # Held until published: clean_leftovers tells a live writer's temporary
-                # from a dead one's by this lock (the kernel drops it when we die).
-                with self._errors(repo, tmp):
-                    fcntl.flock(out.fileno(), fcntl.LOCK_EX)
                 # The reader raises before handing out the last chunk on any mismatch.
                 # Its errors (upstream, content) pass through; only writes become StoreError.
                 for chunk in reader:
@@ -199,10 +198,16 @@ class FsStore:
 
     def clean_leftovers(self, max_age: float = LEFTOVER_GRACE_SECONDS) -> int:
         """Remove temporaries untouched for ``max_age`` seconds (0: all of them), and at
-        once the partial blobs of writers that died (issue 2: a crash's leftovers are
-        cleaned up by the next run)."""
+        once those of writers that died (issue 2: a crash's leftovers are cleaned up by
+        the next run)."""
+        try:
+            with self._tmp_guard(fcntl.LOCK_EX):
+                return self._clean(time.time() - max_age)
+        except OSError as exc:
+            raise StoreError(f"cannot lock {self._root / TMP_GUARD}: {exc.strerror}") from None
+
+    def _clean(self, deadline: float) -> int:
         removed = 0
-        deadline = time.time() - max_age
         try:
             entries = list(os.scandir(self._tmp))
         except FileNotFoundError:
@@ -212,7 +217,7 @@ class FsStore:
         for entry in entries:
             try:
                 stat = entry.stat(follow_symlinks=False)
-                if stat.st_mtime <= deadline or _abandoned_blob(entry, stat.st_size):
+                if stat.st_mtime <= deadline or _abandoned(entry):
                     os.unlink(entry.path)
                     removed += 1
             except FileNotFoundError:
@@ -251,7 +256,7 @@ class FsStore:
         """
         self._found[digest] = repo
         path = self._marker_path(digest)
-        with suppress(OSError):
+        with suppress(OSError, StoreError):
             path.parent.mkdir(parents=True, exist_ok=True)
             if replace:
                 with self._temporary("marker") as tmp:
@@ -310,14 +315,42 @@ class FsStore:
 
     @contextmanager
     def _temporary(self, label: str) -> Iterator[Path]:
-        """A fresh name in ``.tmp``, removed on the way out whatever happened."""
+        """A fresh empty file in ``.tmp``, flocked by us until it is removed on the way out.
+
+        The lock is how clean_leftovers tells a live writer's temporary from a dead one's
+        (the kernel drops it when we die). The file is created and locked under the
+        shared guard, so the cleaner, holding it exclusively, never sees it unlocked.
+        """
         path = self._tmp / f"{label}-{os.getpid()}-{uuid.uuid4().hex}"
         try:
-            yield path
+            with self._tmp_guard(fcntl.LOCK_SH):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:
+                    os.close(fd)
+                    raise
+        except OSError as exc:
+            raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from None
+        try:
+            yield path  # what the caller raises passes through untouched
         finally:
             # On failure clean_leftovers gets it later; the original error matters more.
             with suppress(OSError):
                 path.unlink(missing_ok=True)
+            os.close(fd)
+
+    @contextmanager
+    def _tmp_guard(self, mode: int) -> Iterator[None]:
+        """``<root>/.tmp.lock``: writers hold it shared while they create and lock a
+        temporary, clean_leftovers exclusively while it judges them. Its own descriptor
+        each time: flock locks belong to an open file, which threads would share."""
+        fd = os.open(self._root / TMP_GUARD, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)
 
     def _publish(self, tmp: Path, final: Path) -> None:
         """Make a complete, verified temporary visible under its final name."""
@@ -341,12 +374,11 @@ class FsStore:
             raise StoreError(f"{repo}: {path}: {exc.strerror or exc}") from exc
 
 
-def _abandoned_blob(entry: os.DirEntry[str], size: int) -> bool:
-    """A partial blob whose writer is gone: put_blob holds an flock on its temporary from
-    before the first byte until it is published. Only names put_blob makes are judged
-    this way (another tool's or an older version's files wait for the age limit), and an
-    empty file may be a writer between open and flock."""
-    if size == 0 or not _BLOB_TEMPORARY.fullmatch(entry.name):
+def _abandoned(entry: os.DirEntry[str]) -> bool:
+    """A temporary whose writer is gone: nobody holds its flock (see _temporary). Only
+    names _temporary makes are judged this way; another tool's or an older version's
+    files wait for the age limit."""
+    if not _TEMPORARY.fullmatch(entry.name):
         return False
     try:
         fd = os.open(entry.path, os.O_RDONLY)

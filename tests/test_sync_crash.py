@@ -350,3 +350,63 @@ def test_killed_mid_blob_then_resumed(
     )
     assert unpacked.returncode == 0, unpacked.stderr.decode()
     assert (bundle / "rootfs/data/big.bin").stat().st_size == BIG_SIZE
+
+
+# -- killed again and again, at whatever it was doing ------------------------------------
+
+LOOP_REPOS = 2
+# Each round kills after one more tag, so LOOP_REPOS + 1 rounds are enough; a margin.
+KILL_ROUNDS = 2 * LOOP_REPOS
+
+
+def _tag_count(root: Path) -> int:
+    if not root.is_dir():
+        return 0
+    return sum(len(_tags(root, repo)) for repo in check_store(root))
+
+
+def _run_until_next_tag(config: Path, root: Path, log: Path) -> int | None:
+    """Start a mirror, SIGKILL it as soon as one more tag is listed; its exit code, or
+    None if it was killed (it may also finish first)."""
+    before = _tag_count(root)
+    child = _start_sync(config, log)
+    try:
+        wait_until(
+            lambda: _tag_count(root) > before,
+            timeout=WAIT_SECONDS,
+            interval=0.002,
+            alive=lambda: child.poll() is None,
+        )
+    finally:
+        finished = child.poll()
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    return finished
+
+
+def test_killed_after_each_new_tag_stays_consistent(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """Kill the mirror as soon as each new tag appears (so part-way through the next
+    image: its blobs, manifests or an index.json): after every kill everything reachable
+    is complete, and the next run finishes the job and leaves no temporaries."""
+    images: dict[tuple[str, str], Manifest] = {}
+    for index in range(LOOP_REPOS):
+        seed = ("crash-loop", index)
+        image = make_index(seed) if index % 2 else make_image(seed)
+        images[(f"crash-loop/r{index}", "v1")] = image
+        push_image(registry.url, f"crash-loop/r{index}", "v1", image)
+    root = tmp_path / "store"
+    entry = {"urls": [registry.url], "content": [{"prefix": "crash-loop/**"}]}
+    config = write_sync_config(tmp_path, root, [entry])
+    for attempt in range(KILL_ROUNDS):
+        code = _run_until_next_tag(config, root, tmp_path / f"run-{attempt}.log")
+        check_store(root)
+        if code is not None:
+            assert code == 0, (tmp_path / f"run-{attempt}.log").read_text()
+            break
+    run = run_sync(config)
+    assert run.code == 0, run.output
+    assert temporaries(root) == []
+    for (repo, tag), image in images.items():
+        assert mirrored_digest(root, repo, tag) == image.digest, f"{repo}:{tag}"

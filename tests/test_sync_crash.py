@@ -304,7 +304,8 @@ def test_killed_mid_blob_then_resumed(
         push_image(server.url, repo, tag, image)
     proxy = proxy_factory(server.url, big_layer.digest, STALL_AFTER)
     root = tmp_path / "store"
-    config = write_sync_config(tmp_path, root, [{"urls": [proxy.url]}])
+    # Repositories in parallel: the small ones finish while the big one is held.
+    config = write_sync_config(tmp_path, root, [{"urls": [proxy.url]}], settings={"concurrency": 4})
 
     child = _start_sync(config, tmp_path / "first-run.log")
     try:

@@ -69,9 +69,11 @@ def write_sync_config(
     registries: Sequence[Mapping[str, Any]],
     *,
     credentials: Mapping[str, Mapping[str, str]] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """A zot-style config mirroring ``registries`` (content ``**`` unless given) into
-    ``root``; ``credentials`` are written to a zot credentials file beside it."""
+    ``root``; ``credentials`` are written to a zot credentials file beside it;
+    ``settings`` is our own top-level ``syncworker`` section."""
     sync: dict[str, Any] = {"enable": True, "registries": []}
     for entry in registries:
         sync["registries"].append({"content": [{"prefix": "**"}], **TEST_RETRY, **entry})
@@ -80,7 +82,9 @@ def write_sync_config(
         creds.write_text(json.dumps(credentials), encoding="utf-8")
         sync["credentialsFile"] = str(creds)
     config = directory / "sync.yaml"
-    doc = {"storage": {"rootDirectory": str(root)}, "extensions": {"sync": sync}}
+    doc: dict[str, Any] = {"storage": {"rootDirectory": str(root)}, "extensions": {"sync": sync}}
+    if settings is not None:
+        doc["syncworker"] = dict(settings)
     config.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return config
 

@@ -21,8 +21,6 @@ from tests.support.s3_server import S3Server, s3_server
 __all__ = ["s3_server"]  # the session fixture, imported for pytest
 
 Seeded = tuple[RegistryServer, Corpus]
-# The store's own bookkeeping, not part of the OCI layout.
-PRIVATE = (".tmp/", ".digests/")
 
 
 def s3_config(tmp_path: Path, upstream: str, driver: dict[str, Any]) -> Path:
@@ -43,13 +41,12 @@ def download(server: S3Server, bucket: str, prefix: str, target: Path) -> None:
 
 
 def layout_files(root: Path) -> dict[str, bytes]:
-    """Every file of the layouts under ``root`` except the stores' private ones."""
+    """Every file of the layouts under ``root`` except the stores' own bookkeeping, which
+    is all hidden (``.tmp/``, ``.digests/``, locks): no repository name starts with a dot."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
-        and p.name != ".lock"
-        and not p.relative_to(root).as_posix().startswith(PRIVATE)
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     }
 
 

@@ -100,21 +100,24 @@ class S3Store:
         src, dst = self._blob_key(src_repo, digest), self._blob_key(repo, digest)
         if self._head(dst) is not None:
             return
-        if self._head(src) is None:
+        source = self._head(src)
+        if source is None:
             raise StoreError(f"{src_repo}: blob {digest} is absent (s3://{self._bucket}/{src})")
-        transfer = TransferConfig(
-            multipart_threshold=self.settings.copy_threshold,
-            multipart_chunksize=self.settings.copy_part,
-        )
+        where = {"Bucket": self._bucket, "Key": src}
         with self._errors("CopyObject", dst):
-            # boto3's managed copy: CopyObject, or UploadPartCopy ranges above the threshold.
-            self._client.copy(
-                {"Bucket": self._bucket, "Key": src},
-                self._bucket,
-                dst,
-                ExtraArgs=self.settings.object_args() or None,
-                Config=transfer,
-            )
+            if int(source["ContentLength"]) < self.settings.copy_threshold:
+                # One request, and the copy appears whole or not at all.
+                self._client.copy_object(
+                    Bucket=self._bucket, Key=dst, CopySource=where, **self.settings.object_args()
+                )
+            else:
+                # CopyObject stops at 5 GiB: boto3's managed copy sends UploadPartCopy ranges.
+                transfer = TransferConfig(
+                    multipart_threshold=self.settings.copy_threshold,
+                    multipart_chunksize=self.settings.copy_part,
+                )
+                extra = self.settings.object_args() or None
+                self._client.copy(where, self._bucket, dst, ExtraArgs=extra, Config=transfer)
         self._remember(digest, repo)
 
     def put_blob(self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]) -> int:

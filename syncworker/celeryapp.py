@@ -28,6 +28,7 @@ __all__ = [
     "QUEUE_WALK",
     "REDBEAT_PREFIX",
     "SOFT_TIME_LIMIT",
+    "TASK_SWEEP",
     "TASK_SYNC_IMAGE",
     "TASK_SYNC_REPO",
     "TASK_WALK",
@@ -43,6 +44,8 @@ CONFIG_ENV = "SYNCWORKER_CONFIG"
 TASK_WALK = "syncworker.walk_catalog"
 TASK_SYNC_REPO = "syncworker.sync_repo"
 TASK_SYNC_IMAGE = "syncworker.sync_image"
+# Internal: re-sends what a stalled run lost (worker/sweep.py).
+TASK_SWEEP = "syncworker.sweep_run"
 
 # Separate queues so that a nightly mass run (thousands of sync_repo) never starves a
 # walk's next page nor an on-demand request (issue 3, "Queues").
@@ -51,6 +54,7 @@ QUEUE_REPO = "syncworker.repo"
 QUEUE_ONDEMAND = "syncworker.ondemand"
 ROUTES = {
     TASK_WALK: {"queue": QUEUE_WALK},
+    TASK_SWEEP: {"queue": QUEUE_WALK},
     TASK_SYNC_REPO: {"queue": QUEUE_REPO},
     TASK_SYNC_IMAGE: {"queue": QUEUE_ONDEMAND},
 }
@@ -63,6 +67,14 @@ HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 600
 # the longest task, or a running sync_repo is handed to a second worker; the price is that
 # a SIGKILLed worker's task waits this long before it is redone.
 VISIBILITY_TIMEOUT = HARD_TIME_LIMIT + 600
+# Publishing retries for about 15 s (a Redis restart or failover), then the sending task
+# is retried by its own policy.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 10,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 2.0,
+}
 # Results are kept only for sync_image (callers may wait on it); a day is plenty.
 RESULT_EXPIRES = 24 * 3600
 # RedBeat keeps the schedule and its single-beat lock under our key prefix.
@@ -96,6 +108,8 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
         "broker_connection_retry_on_startup": True,
+        # A task that sends the next page or a fan-out rides out a broker restart.
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
         # JSON only: a pickled message from the broker would be code execution.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -113,7 +127,11 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "task_queues": [_queue(name) for name in (QUEUE_WALK, QUEUE_REPO, QUEUE_ONDEMAND)],
         "task_default_queue": QUEUE_REPO,
         "task_routes": ROUTES,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Let a task in progress finish when the broker connection drops: cancelling it
+        # acknowledges its message on reconnect, losing it (seen with a Redis restart).
+        # Its ack then fails, and the message comes back after the visibility timeout: a
+        # duplicate that every task absorbs.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "beat_scheduler": "redbeat.RedBeatScheduler",
         "redbeat_redis_url": url,
         "redbeat_key_prefix": REDBEAT_PREFIX,

@@ -16,14 +16,17 @@ from typing import Any
 from celery import shared_task
 
 from syncworker.celeryapp import (
+    TASK_SWEEP,
     TASK_SYNC_IMAGE,
     TASK_SYNC_REPO,
     TASK_WALK,
     config_of,
 )
 from syncworker.engine import RepoResult
-from syncworker.worker.policy import SyncTask
+from syncworker.errors import CoordError
+from syncworker.worker.policy import SyncTask, send
 from syncworker.worker.state import WorkerState, worker_state
+from syncworker.worker.sweep import stalled, sweep_seconds
 from syncworker.worker.walk import (
     Step,
     claim_walk,
@@ -33,7 +36,15 @@ from syncworker.worker.walk import (
     walk_page,
 )
 
-__all__ = ["REPO_LOCK_WAIT", "summarize", "sync_image", "sync_repo", "walk_catalog"]
+__all__ = [
+    "REPO_LOCK_WAIT",
+    "start_sweep",
+    "summarize",
+    "sweep_run",
+    "sync_image",
+    "sync_repo",
+    "walk_catalog",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,8 @@ class _Task(SyncTask):
 
 class _WalkTask(_Task):
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
+        if isinstance(exc, CoordError):
+            return  # our Redis or broker, not the catalog: the run's sweep sends it again
         registry, run_id = _walk_args(args, kwargs, self.request.id)
         coord = self.state.coord
         if coord.current_walk(registry) == run_id:
@@ -58,6 +71,8 @@ class _WalkTask(_Task):
 
 class _RepoTask(_Task):
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
+        if isinstance(exc, CoordError):
+            return  # Redis, not the repository: left uncounted, the run's sweep resends it
         run_id = kwargs.get("run_id", args[2] if len(args) > 2 else None)
         if run_id:
             repo = kwargs.get("repo", args[1] if len(args) > 1 else "?")
@@ -85,13 +100,14 @@ def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> d
             )
             return {"registry": registry, "run_id": claim.run_id, "started": False}
         run_id = claim.run_id
+        start_sweep(self.app, registry, run_id)
 
     def enqueue(registry: str, repo: str, run_id: str) -> None:
-        self.app.send_task(TASK_SYNC_REPO, args=[registry, repo, run_id])
+        send(self.app, TASK_SYNC_REPO, [registry, repo, run_id])
 
     step = walk_page(state.coord, state.mirror, registry, run_id, enqueue, state.page_size)
     if step is Step.MORE:
-        self.app.send_task(TASK_WALK, args=[registry, run_id])
+        send(self.app, TASK_WALK, [registry, run_id])
     return {"registry": registry, "run_id": run_id, "step": step.value}
 
 
@@ -105,6 +121,36 @@ def sync_repo(
     if run_id:
         record_repo(state.coord, run_id, result)
     return summarize(result)
+
+
+def start_sweep(app: Any, registry: str, run_id: str, previous: str | None = None) -> None:
+    """Look at ``run_id`` again in one sweep interval (worker/sweep.py)."""
+    send(app, TASK_SWEEP, [registry, run_id, previous], countdown=sweep_seconds())
+
+
+@shared_task(bind=True, base=_Task, name=TASK_SWEEP)  # type: ignore[untyped-decorator]
+def sweep_run(
+    self: _Task, registry: str, run_id: str, previous: str | None = None
+) -> dict[str, Any]:
+    """If ``run_id`` has not moved since ``previous``, send its lost work again; then look
+    again later, until the run is over."""
+    mark, resend = stalled(self.state.coord, registry, run_id, previous)
+    if mark is None:
+        return {"run_id": run_id, "over": True}
+    if resend.walk or resend.repos:
+        log.warning(
+            "run %s made no progress for %gs: sending again %s%d repositories",
+            run_id,
+            sweep_seconds(),
+            "its walk page and " if resend.walk else "",
+            len(resend.repos),
+        )
+    if resend.walk:
+        send(self.app, TASK_WALK, [registry, run_id])
+    for repo in resend.repos:
+        send(self.app, TASK_SYNC_REPO, [registry, repo, run_id])
+    start_sweep(self.app, registry, run_id, mark)
+    return {"run_id": run_id, "over": False, "resent": len(resend.repos) + resend.walk}
 
 
 class _CopyFailed(Exception):

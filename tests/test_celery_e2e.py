@@ -42,6 +42,8 @@ DEADLINE = 120.0
 # Short enough that a SIGKILLed worker's task comes back within the test (production: hours).
 VISIBILITY_TIMEOUT = 6
 # Restore sweeps every second; a sweep mutex left by a SIGKILLed worker expires soon.
+# Below VISIBILITY_TIMEOUT: a sweep waits in a worker as an unacknowledged ETA message.
+SWEEP_SECONDS = 4
 FAST_RESTORE = {
     "unacked_restore_interval": 1,
     "unacked_restore_throttle": 1,
@@ -94,6 +96,7 @@ class Cluster:
     upstream: RegistryServer
     redis_url: str
     page_size: int = PAGE_SIZE
+    sweep_seconds: float | None = None  # None: the default, far longer than any test
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     config_path: Path = field(init=False)
     store: Path = field(init=False)
@@ -126,6 +129,8 @@ class Cluster:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWORKER_")}
         env["SYNCWORKER_CATALOG_PAGE_SIZE"] = str(self.page_size)
+        if self.sweep_seconds is not None:
+            env["SYNCWORKER_SWEEP_SECONDS"] = str(self.sweep_seconds)
         return env
 
     def log(self, name: str) -> str:
@@ -218,10 +223,21 @@ def wait_finished(coord: Coordinator, run_id: str) -> RunStatus:
         status = coord.run(run_id)
         return status is not None and status.state != "running"
 
-    wait_for(f"run {run_id} to finish", finished)
+    if not wait_until(finished, timeout=DEADLINE, interval=0.1):
+        pytest.fail(f"run {run_id} did not finish: {broker_state(coord)}")
     status = coord.run(run_id)
     assert status is not None
     return status
+
+
+def broker_state(coord: Coordinator) -> str:
+    """What Redis holds, for a failure message: queues, unacknowledged messages, the walk."""
+    client = coord.client
+    queues = {q: client.llen(q) for q in ("syncworker.walk", "syncworker.repo")}
+    unacked = [queued_args(raw) for raw in client.hvals("unacked")]
+    walk = coord.current_walk(REGISTRY), coord.cursor(REGISTRY)
+    runs = [(r.id, r.state, r.counters) for r in coord.runs()]
+    return f"queues={queues} unacked={unacked} walk/cursor={walk} runs={runs}"
 
 
 def unique_blobs(corpus: Corpus) -> set[str]:
@@ -258,8 +274,11 @@ def sync_repo_runs(cluster: Cluster, names: list[str]) -> dict[str, int]:
 
 
 def queued_args(raw: bytes) -> list[Any]:
-    """The positional arguments of a task message as kombu stores it in a Redis list."""
+    """The positional arguments of a task message as kombu stores it in a Redis list (or,
+    as [message, exchange, routing key], in its hash of unacknowledged messages)."""
     message = json.loads(raw)
+    if isinstance(message, list):
+        message = message[0]
     args: list[Any] = json.loads(base64.b64decode(message["body"]))[0]
     return args
 

@@ -23,6 +23,7 @@ from syncworker.config import Config, load_config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.errors import ConfigError
 from syncworker.oci import Reference
+from syncworker.tasks import start_sweep
 from syncworker.worker.walk import claim_walk
 
 __all__ = ["add_parser", "run"]
@@ -64,6 +65,7 @@ def _trigger_walk(app: Celery, coord: Coordinator, config: Config, registry: str
     if claim.started:
         # The first page's task id is the run id, as for walks triggered by beat.
         app.send_task(TASK_WALK, args=[registry, claim.run_id], task_id=claim.run_id)
+        start_sweep(app, registry, claim.run_id)
         print(f"started walk of {registry}: run {claim.run_id}", file=sys.stderr)
     else:
         print(

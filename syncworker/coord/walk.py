@@ -133,6 +133,14 @@ class WalkMixin(Backend):
         return bool(self._client.sismember(self._keys.run_enqueued(run_id), repo))
 
     @translated
+    def uncounted(self, run_id: str) -> list[str]:
+        """Repositories fanned out in ``run_id`` and not yet counted done or failed (by
+        ``incr(once_for=repo)``): in the queues, in progress, or lost with a message."""
+        keys = [self._keys.run_enqueued(run_id), self._keys.run_counted(run_id)]
+        found = self._client.sdiff(keys)
+        return sorted(str(text(repo)) for repo in found)
+
+    @translated
     def end_walk(self, registry: str, run_id: str) -> bool:
         """The catalog is done: clear walk marker and cursor if ``run_id`` still owns them
         (True), and let the run finish once its last repository is counted."""

@@ -12,13 +12,17 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import Retry
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 
 from syncworker.coord import LockBusy
-from syncworker.errors import RegistryError, SyncworkerError
+from syncworker.errors import CoordError, RegistryError, SyncworkerError
 
 __all__ = [
     "BACKOFF_BASE",
@@ -27,7 +31,9 @@ __all__ = [
     "MAX_RETRIES",
     "SyncTask",
     "backoff",
+    "publishing",
     "retry_delay",
+    "send",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,7 +97,8 @@ class SyncTask(Task):  # type: ignore[misc]
     def _retry(self, exc: SyncworkerError, max_retries: int) -> Retry:
         delay = retry_delay(exc, self.request.retries, jitter=random.random())
         # retry() raises exc itself once max_retries is reached; on_failure follows.
-        retry: Retry = self.retry(exc=exc, countdown=delay, max_retries=max_retries)
+        with publishing(self.name):
+            retry: Retry = self.retry(exc=exc, countdown=delay, max_retries=max_retries)
         return retry
 
     def on_failure(
@@ -105,6 +112,25 @@ class SyncTask(Task):  # type: ignore[misc]
 
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
         """Called once when the task failed and will not be retried; tasks override it."""
+
+
+@contextmanager
+def publishing(task: str) -> Iterator[None]:
+    """The one place where publishing errors are translated: a broker that cannot take a
+    message is a temporary :class:`CoordError`, so the sending task is retried later (or
+    its run's sweep sends the work again) instead of failing for good."""
+    try:
+        yield
+    # AttributeError: kombu's Redis channel, publishing while it reconnects after the
+    # server restarted, reaches for a connection it has already dropped.
+    except (KombuError, RedisError, OSError, AttributeError) as exc:
+        raise CoordError(f"could not send {task} to the broker: {type(exc).__name__}") from exc
+
+
+def send(app: Celery, task: str, args: list[Any], **options: Any) -> None:
+    """Publish ``task`` with ``args`` (see :func:`publishing`)."""
+    with publishing(task):
+        app.send_task(task, args=args, **options)
 
 
 def _brief(args: Any) -> str:

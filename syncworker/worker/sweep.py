@@ -1,0 +1,74 @@
+"""The run sweeper: a run that stopped moving gets its lost messages sent again.
+
+A Redis broker can lose a message outright: a ``BRPOP`` whose reply dies with the
+connection (a Redis restart, a network cut) has taken the message off the list before any
+worker saw it, and no visibility timeout brings it back. Then a walk page or a repository
+would never be done and its run never finish. So each walk has a sweep task that looks
+again every :func:`sweep_seconds`: if nothing moved over a whole interval (cursor, counts),
+it sends the walk's next page again (when the walk is still on) and ``sync_repo`` for every
+repository enqueued but not yet counted. Duplicates are harmless: the cursor moves by
+compare-and-set, a repository is counted once per run, and a repeated sync finds everything
+in the store.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from syncworker.coord import RUNNING, Coordinator
+from syncworker.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_SWEEP_SECONDS",
+    "SWEEP_ENV",
+    "Resend",
+    "progress_mark",
+    "stalled",
+    "sweep_seconds",
+]
+
+SWEEP_ENV = "SYNCWORKER_SWEEP_SECONDS"
+# Longer than a typical repository takes, so a run that is merely busy with large ones is not
+# sent again (a resend is harmless but costs a manifest HEAD per tag).
+DEFAULT_SWEEP_SECONDS = 15 * 60
+
+
+def sweep_seconds() -> float:
+    raw = os.environ.get(SWEEP_ENV)
+    if not raw:
+        return DEFAULT_SWEEP_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise ConfigError(SWEEP_ENV, f"must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    walk: bool = False
+    repos: list[str] = field(default_factory=list)
+
+
+def progress_mark(coord: Coordinator, registry: str, run_id: str) -> str | None:
+    """A fingerprint of how far ``run_id`` got; None once it is over (or gone)."""
+    status = coord.run(run_id)
+    if status is None or status.state != RUNNING:
+        return None
+    walk = coord.current_walk(registry) == run_id
+    cursor = coord.cursor(registry) if walk else None
+    return f"walk={walk} cursor={cursor} total={status.total} done={status.done}"
+
+
+def stalled(
+    coord: Coordinator, registry: str, run_id: str, previous: str | None
+) -> tuple[str | None, Resend]:
+    """The run's mark now, and what to send again if it has not moved since ``previous``."""
+    mark = progress_mark(coord, registry, run_id)
+    if mark is None or mark != previous:
+        return mark, Resend()
+    walk = coord.current_walk(registry) == run_id
+    return mark, Resend(walk, coord.uncounted(run_id))

@@ -195,6 +195,10 @@ def plot_workers(path: Path, measurements: list[Measurement]) -> bool:
         counts, times = [p[0] for p in points], [p[1] for p in points]
         walls.plot(counts, times, marker="o", label=f"+{ms} ms/request")
         speedups.plot(counts, [times[0] / t for t in times], marker="o", label=f"+{ms} ms/request")
+    embedded = {m.params["latency_ms"]: m.median("wall") for m in measurements
+                if m.key.startswith("small.sync.cold.") and m.samples}  # fmt: skip
+    for ms, wall in sorted(embedded.items()):
+        walls.axhline(wall, linestyle=":", color="black", label=f"embedded sync, +{ms} ms")
     top = max(c for points in series.values() for c, _ in points)
     speedups.plot([1, top], [1, top], linestyle="--", color="grey", label="linear")
     walls.set(xlabel="Celery workers", ylabel="wall time, s (median)", title="small set, cold")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -210,6 +210,26 @@ class Bench:
         for latency_ms in WORKER_LATENCIES_MS:
             for count in WORKER_COUNTS:
                 self._workers_case(data, upstream, server, count, latency_ms)
+        self._sync_with_latency(data, upstream, max(WORKER_LATENCIES_MS))
+
+    def _sync_with_latency(self, data: DataSet, upstream: RegistryServer, ms: int) -> None:
+        """The embedded engine through the same proxy: its threads against the workers."""
+        root = self.workdir / f"store-{data.name}-{ms}ms"
+
+        def cold(rep: int) -> Any:
+            with self._upstream_url(upstream, ms) as url:
+                config = write_sync_config(self.workdir / f"sync-{ms}ms.yaml", url, root)
+                return self._sync(config, f"{data.name}-{ms}ms-{rep}")
+
+        self.measure(
+            f"{data.name}.sync.cold.{ms}ms",
+            f"syncworker sync (cold), +{ms} ms/request",
+            data,
+            upstream,
+            cold,
+            prepare=lambda rep: self._fresh(root.name),
+            latency_ms=ms,
+        )
 
     def _workers_case(
         self, data: DataSet, upstream: RegistryServer, server: RedisServer, count: int, ms: int
@@ -244,8 +264,7 @@ class Bench:
     @contextmanager
     def _upstream_url(self, upstream: RegistryServer, ms: int) -> Iterator[str]:
         if not ms:
-            with nullcontext():
-                yield upstream.url
+            yield upstream.url
             return
         with DelayProxy(upstream.port, ms / 1000) as proxy:
             yield proxy.url

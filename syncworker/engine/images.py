@@ -16,6 +16,7 @@ from syncworker.engine.blobs import BlobCopier, BlobStats
 from syncworker.engine.plan import blobs_to_copy, children_to_copy
 from syncworker.errors import ContentError, ReferenceCycleError
 from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
+from syncworker.oci.mediatypes import MANIFEST_TYPES
 from syncworker.registry import RegistryClient
 from syncworker.store import Store
 
@@ -91,6 +92,7 @@ class ImageCopier:
             raise ContentError(f"manifest {digest} is nested more than {MAX_DEPTH} deep")
         raw, manifest = fetched or client.get_manifest(repo, str(digest))
         tree.fetched_manifests += 1
+        _check_type(desc, manifest)
         if manifest.is_index:
             for child in children_to_copy(manifest, self._platforms):
                 self._copy(client, repo, dest, child, (*parents, digest), tree)
@@ -120,3 +122,13 @@ class ImageCopier:
         raw = self._store.read_blob(dest, digest)
         manifest = parse_manifest(raw, None, digest)
         tree.digests.update(child.digest for child in manifest.children)
+
+
+def _check_type(desc: Descriptor, manifest: Manifest) -> None:
+    """What refers to a manifest (a tag's HEAD, an index entry) and the manifest itself
+    agree on its type; otherwise readers of the layout would take it as something else."""
+    if desc.media_type in MANIFEST_TYPES and desc.media_type != manifest.media_type:
+        raise ContentError(
+            f"manifest {desc.digest}: media type {manifest.media_type},"
+            f" but referred to as {desc.media_type}"
+        )

@@ -130,6 +130,7 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = N
     kind = body.get("mediaType") or media_type or ""
     if body.get("schemaVersion") != 2:
         raise ContentError(f"manifest {digest}: schemaVersion {body.get('schemaVersion')!r}")
+    _check_declared_type(body, media_type, digest)
     if kind not in mediatypes.MANIFEST_TYPES:
         kind = mediatypes.OCI_INDEX if "manifests" in body else mediatypes.OCI_MANIFEST
     children: tuple[Descriptor, ...] = ()
@@ -151,6 +152,19 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = N
         artifact_type=body.get("artifactType") or _config_type(body),
         annotations=dict(body.get("annotations") or {}),
     )
+
+
+def _check_declared_type(body: dict[str, Any], served_as: str | None, digest: Digest) -> None:
+    """One document must not read as two things (image-spec 1.0.2, CVE-2021-41190): the
+    body's mediaType, when set, is the type it was served as."""
+    own = body.get("mediaType")
+    if own and served_as in mediatypes.MANIFEST_TYPES and own != served_as:
+        raise ContentError(f"manifest {digest}: mediaType {own!r} but served as {served_as!r}")
+    kind = own or served_as
+    if kind in mediatypes.INDEX_TYPES and ("layers" in body or "config" in body):
+        raise ContentError(f"manifest {digest}: media type {kind} but has layers or config")
+    if kind in mediatypes.MANIFEST_TYPES - mediatypes.INDEX_TYPES and "manifests" in body:
+        raise ContentError(f"manifest {digest}: media type {kind} but has manifests")
 
 
 def _list(body: dict[str, Any], key: str, digest: Digest) -> list[Any]:

@@ -25,6 +25,7 @@ from tests.support.images import (
     canonical_json,
     make_artifact,
     make_image,
+    make_index,
 )
 from tests.support.mirror_check import (
     assert_no_secret,
@@ -148,6 +149,47 @@ def _referrer_cycle(upstream: HostileRegistry) -> Lie:
     return lie
 
 
+def _type_says_index_body_says_manifest(upstream: HostileRegistry) -> Lie:
+    """Content-Type an index, the body's own mediaType an image manifest: one document
+    two readers would take differently (image-spec 1.0.2, CVE-2021-41190)."""
+    base = make_image("hostile-type-header")
+    image = Manifest(base.raw, OCI_INDEX, blobs=base.blobs)
+    upstream.serve_tags("lie/typed", ["v1"])
+    upstream.serve_image("lie/typed", "v1", image)
+    lie = Lie(["lie/typed"], [("lie/typed", "v1", r"(?i)media ?type")])
+    lie.refuse(image)
+    return lie
+
+
+def _index_with_layers(upstream: HostileRegistry) -> Lie:
+    """No mediaType in the body, served as an index, but shaped as an image manifest:
+    mirrored as an empty index its layers would never be fetched."""
+    base = make_image("hostile-shape")
+    body = {k: v for k, v in base.json.items() if k != "mediaType"}
+    image = Manifest(canonical_json(body), OCI_INDEX, blobs=base.blobs)
+    upstream.serve_tags("lie/shape", ["v1"])
+    upstream.serve_image("lie/shape", "v1", image)
+    lie = Lie(["lie/shape"], [("lie/shape", "v1", r"(?i)media ?type|layers|config")])
+    lie.refuse(image)
+    return lie
+
+
+def _child_type_differs(upstream: HostileRegistry) -> Lie:
+    """An index lists a child as an image manifest; the child says it is an index."""
+    inner = make_index("hostile-child-inner")
+    body = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{**inner.descriptor(), "mediaType": OCI_MANIFEST}],
+    }
+    outer = Manifest(canonical_json(body), OCI_INDEX, children=(inner,))
+    upstream.serve_tags("lie/child", ["v1"])
+    upstream.serve_image("lie/child", "v1", outer)
+    lie = Lie(["lie/child"], [("lie/child", "v1", r"(?i)media ?type")])
+    lie.refuse(outer)
+    return lie
+
+
 LIES: list[Callable[[HostileRegistry], Lie]] = [
     _digest_mismatch,
     _oversized_manifest,
@@ -156,6 +198,9 @@ LIES: list[Callable[[HostileRegistry], Lie]] = [
     _bad_tags,
     _unknown_algorithm,
     _referrer_cycle,
+    _type_says_index_body_says_manifest,
+    _index_with_layers,
+    _child_type_differs,
 ]
 
 

@@ -219,3 +219,12 @@ def test_docker_media_types_in_index(seeded_registry: Seeded, tmp_path: Path, mo
     expected = upstream_type if mode == "preserve" else "application/vnd.oci.image.manifest.v1+json"
     assert entry["mediaType"] == expected
     assert entry["digest"] == corpus["docker_image"].digest
+
+
+def test_sync_disabled_in_config_does_nothing(seeded_registry: Seeded, tmp_path: Path) -> None:
+    server, _ = seeded_registry
+    before = server.request_count()
+    run = run_sync(write_config(tmp_path, [server.url], tmp_path / "store", sync={"enable": False}))
+    assert run.code == 0 and "enable is false" in run.err
+    assert server.request_count() == before
+    assert not (tmp_path / "store").exists()

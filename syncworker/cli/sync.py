@@ -28,6 +28,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if not config.sync.enable:
+        print("syncworker: extensions.sync.enable is false: nothing to do", file=sys.stderr)
+        return 0
     registries = args.registry or [r.name for r in config.registries]
     for name in registries:
         config.registry(name)  # an unknown name is a ConfigError before any traffic

@@ -20,6 +20,7 @@ from syncworker.celeryapp import (
     TASK_SYNC_IMAGE,
     TASK_SYNC_REPO,
     TASK_WALK,
+    VISIBILITY_TIMEOUT,
     config_of,
 )
 from syncworker.engine import RepoResult
@@ -125,7 +126,14 @@ def sync_repo(
 
 def start_sweep(app: Any, registry: str, run_id: str, previous: str | None = None) -> None:
     """Look at ``run_id`` again in one sweep interval (worker/sweep.py)."""
-    send(app, TASK_SWEEP, [registry, run_id, previous], countdown=sweep_seconds())
+    send(app, TASK_SWEEP, [registry, run_id, previous], countdown=sweep_interval(app))
+
+
+def sweep_interval(app: Any) -> float:
+    """The sweep interval, kept under half the visibility timeout: a countdown message waits
+    unacknowledged in a worker, and one held past that timeout would be handed out again."""
+    visibility = app.conf.broker_transport_options.get("visibility_timeout", VISIBILITY_TIMEOUT)
+    return min(sweep_seconds(), float(visibility) / 2)
 
 
 @shared_task(bind=True, base=_Task, name=TASK_SWEEP)  # type: ignore[untyped-decorator]
@@ -141,7 +149,7 @@ def sweep_run(
         log.warning(
             "run %s made no progress for %gs: sending again %s%d repositories",
             run_id,
-            sweep_seconds(),
+            sweep_interval(self.app),
             "its walk page and " if resend.walk else "",
             len(resend.repos),
         )

@@ -278,10 +278,14 @@ def test_sweep_resends_only_when_the_run_stopped_moving(coord: Coordinator) -> N
     moved, resend = stalled(coord, REGISTRY, run_id, mark)
     assert moved != mark and not resend.repos
     same, resend = stalled(coord, REGISTRY, run_id, moved)
-    assert same == moved and resend.walk and resend.repos == ["lib/b"]
+    assert same == moved and resend.walk and not resend.repos  # the walk page is stuck
     coord.end_walk(REGISTRY, run_id)
+    ended, resend = stalled(coord, REGISTRY, run_id, same)
+    assert ended != same and not resend.walk and not resend.repos
+    _, resend = stalled(coord, REGISTRY, run_id, ended)
+    assert not resend.walk and resend.repos == ["lib/b"]  # lost after the walk ended
     coord.incr(run_id, once_for="lib/b", repos_done=1)
-    assert stalled(coord, REGISTRY, run_id, same)[0] is None  # finished: the sweep stops
+    assert stalled(coord, REGISTRY, run_id, ended)[0] is None  # finished: the sweep stops
 
 
 def test_status_json_output(

@@ -5,10 +5,10 @@ connection (a Redis restart, a network cut) has taken the message off the list b
 worker saw it, and no visibility timeout brings it back. Then a walk page or a repository
 would never be done and its run never finish. So each walk has a sweep task that looks
 again every :func:`sweep_seconds`: if nothing moved over a whole interval (cursor, counts),
-it sends the walk's next page again (when the walk is still on) and ``sync_repo`` for every
-repository enqueued but not yet counted. Duplicates are harmless: the cursor moves by
-compare-and-set, a repository is counted once per run, and a repeated sync finds everything
-in the store.
+it sends the walk's next page again while the walk is on, and once the walk is over,
+``sync_repo`` for every repository enqueued but not yet counted. Duplicates are harmless:
+the cursor moves by compare-and-set, a repository is counted once per run, and a repeated
+sync finds everything in the store.
 """
 
 from __future__ import annotations
@@ -70,5 +70,8 @@ def stalled(
     mark = progress_mark(coord, registry, run_id)
     if mark is None or mark != previous:
         return mark, Resend()
-    walk = coord.current_walk(registry) == run_id
-    return mark, Resend(walk, coord.uncounted(run_id))
+    if coord.current_walk(registry) == run_id:
+        # Still walking: the page is what is stuck; repositories not yet done are expected
+        # to wait in the queue behind the ones in progress.
+        return mark, Resend(walk=True)
+    return mark, Resend(repos=coord.uncounted(run_id))

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import tarfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -48,9 +44,10 @@ from tests.support.mirror_check import (
     temporaries,
     write_sync_config,
 )
-from tests.support.ports import LOOPBACK, wait_until
+from tests.support.ports import wait_until
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
+from tests.support.stalling_proxy import StallingProxy
 
 BIG_SIZE = 64 * 1024 * 1024
 # The proxy sends this much of the big blob, then waits: well past the store's 1 MiB write
@@ -61,8 +58,6 @@ CHUNK = 1024 * 1024
 WAIT_SECONDS = 120.0
 UMOCI_TIMEOUT = 120.0
 BIG_REPO, BIG_TAG = "crash/big", "v1"
-# Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-connection"})
 
 
 # -- a large real layer, generated and pushed without holding it in memory -------------
@@ -161,83 +156,6 @@ def _push_big_image(url: str, layer: BigLayer) -> Manifest:
     image = Manifest(canonical_json(body), OCI_MANIFEST, blobs=(config,))
     push_image(url, BIG_REPO, BIG_TAG, image)
     return image
-
-
-# -- a proxy that holds one blob's body part-way ---------------------------------------
-
-
-class StallingProxy:
-    """Forwards GET/HEAD to ``upstream``; the body of blob ``digest`` pauses after
-    ``after`` bytes until :meth:`release` (or the client goes away)."""
-
-    def __init__(self, upstream: str, digest: str, after: int) -> None:
-        parts = urlsplit(upstream)
-        self._target = (parts.hostname or LOOPBACK, parts.port or 80)
-        self._stall_path = f"/blobs/{digest}"
-        self._after = after
-        self._released = threading.Event()
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
-
-    def release(self) -> None:
-        self._released.set()
-
-    def close(self) -> None:
-        self.release()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _copy_body(
-        self, source: http.client.HTTPResponse, sink: io.BufferedIOBase, stall: bool
-    ) -> None:
-        sent = 0
-        while chunk := source.read(CHUNK if not stall or sent >= self._after else self._after):
-            sink.write(chunk)
-            sent += len(chunk)
-            if stall and sent >= self._after and not self._released.is_set():
-                sink.flush()
-                self._released.wait(WAIT_SECONDS)
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _forward(self) -> None:
-                upstream = http.client.HTTPConnection(*proxy._target, timeout=WAIT_SECONDS)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                    upstream.request(self.command, self.path, headers=headers)
-                    reply = upstream.getresponse()
-                    self.send_response(reply.status)
-                    for name, value in reply.getheaders():
-                        if name.lower() not in HOP_BY_HOP:
-                            self.send_header(name, value)
-                    body = b""
-                    if reply.getheader("Content-Length") is None:
-                        body = reply.read()
-                        self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    if self.command == "GET":
-                        self.wfile.write(body)
-                        stall = self.path.split("?")[0].endswith(proxy._stall_path)
-                        proxy._copy_body(reply, self.wfile, stall)
-                except OSError:
-                    pass  # the client was killed mid-body: nothing to tell anyone
-                finally:
-                    upstream.close()
-
-            do_GET = do_HEAD = _forward
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        return Handler
 
 
 # -- the test --------------------------------------------------------------------------

@@ -291,6 +291,21 @@ BAD_CONFIGS = {
         "        content: [{prefix: '**', tags: {regex: '(unclosed'}}]\n",
         "extensions.sync.registries[0].content[0].tags.regex",
     ),
+    "bad-glob": (
+        "extensions:\n  sync:\n    registries:\n"
+        "      - urls: ['http://127.0.0.1:1']\n        content: [{prefix: 'a/[b'}]\n",
+        "extensions.sync.registries[0].content[0].prefix",
+    ),
+    "bad-duration": (
+        "extensions:\n  sync:\n    registries:\n"
+        "      - urls: ['http://127.0.0.1:1']\n        pollInterval: 5 parsecs\n",
+        "extensions.sync.registries[0].pollInterval",
+    ),
+    "missing-credentials-file": (
+        "extensions:\n  sync:\n    credentialsFile: /nonexistent/creds.json\n"
+        "    registries:\n      - urls: ['http://127.0.0.1:1']\n",
+        "extensions.sync.credentialsFile",
+    ),
 }
 
 

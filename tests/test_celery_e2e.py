@@ -414,6 +414,10 @@ def test_five_identical_sync_image_requests_make_one_copy(
     out = subprocess.run(["skopeo", "inspect", f"oci:{cluster.store / repo}:t0"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert json.loads(out.stdout)["Digest"] == corpus.tags[repo]["t0"]
+    # The same through the command line: already there, nothing copied, exit 0.
+    again = cluster.cli("trigger", "--image", f"{repo}:t0", "--wait")
+    assert again.returncode == 0, again.stderr
+    assert "0 copied, 1 unchanged" in again.stderr
 
 
 def test_beat_fires_walks_and_only_one_beat_replica_fires(

@@ -42,10 +42,15 @@ def main() -> int:
         for label in ("cold", "no-op"):
             before = upstream.request_count()
             started = time.monotonic()
-            code = subprocess.call(["syncworker", "sync", "-q", "-c", str(config)])
+            code = subprocess.call(
+                [sys.executable, "-m", "syncworker", "sync", "-q", "-c", str(config)]
+            )
             took = time.monotonic() - started
-            print(f"{label} run: exit {code}, {took:.1f}s, "
-                  f"{upstream.request_count() - before} upstream requests", flush=True)
+            print(
+                f"{label} run: exit {code}, {took:.1f}s, "
+                f"{upstream.request_count() - before} upstream requests",
+                flush=True,
+            )
             if code != 0:
                 return code
         return _verify(root, {**corpus.tags, **many.tags})
@@ -58,8 +63,9 @@ def _verify(root: Path, tags: dict[str, dict[str, str]]) -> int:
     bad = 0
     for repo, repo_tags in sorted(tags.items()):
         for tag, digest in sorted(repo_tags.items()):
-            raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{root}/{repo}:{tag}"],
-                                 capture_output=True).stdout
+            raw = subprocess.run(
+                ["skopeo", "inspect", "--raw", f"oci:{root}/{repo}:{tag}"], capture_output=True
+            ).stdout
             if "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
                 print(f"MISMATCH {repo}:{tag}", file=sys.stderr)
                 bad += 1

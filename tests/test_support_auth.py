@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,3 +137,18 @@ def test_tls_registry_refuses_unknown_ca(
     result = skopeo("inspect", f"docker://{server.host}/secure/app:v1")
     assert result.returncode != 0
     assert "certificate" in result.stderr
+
+
+def test_mutual_tls_needs_the_client_cert_from_cert_dir(
+    tls_certs: TlsMaterial, make_registry: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    server = make_registry(tls=tls_certs.server, client_ca=tls_certs.ca_cert)
+    ref = f"docker://{server.host}/secure/none:v1"
+    with_client = skopeo("inspect", "--cert-dir", str(tls_certs.cert_dir), ref)
+    assert "manifest unknown" in with_client.stderr  # TLS and HTTP worked; repo is empty
+    ca_only = tmp_path / "ca-only"
+    ca_only.mkdir()
+    (ca_only / "ca.crt").write_bytes(tls_certs.ca_cert.read_bytes())
+    without_client = skopeo("inspect", "--cert-dir", str(ca_only), ref)
+    assert without_client.returncode != 0
+    assert "manifest unknown" not in without_client.stderr

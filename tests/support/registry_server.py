@@ -113,7 +113,8 @@ class RegistryServer:
 
     Options: `htpasswd=(user, password)` for basic auth, `token_auth=` an object with
     realm/service/issuer/rootcertbundle (a TokenIssuer) for bearer auth, `tls=(certfile,
-    keyfile)` to serve HTTPS. `workdir` holds config, storage and the log (a fresh temporary
+    keyfile)` to serve HTTPS, plus `client_ca=` a CA file to require client certificates
+    signed by it (mutual TLS). `workdir` holds config, storage and the log (a fresh temporary
     directory when omitted, removed by `stop()`).
     """
 
@@ -124,6 +125,7 @@ class RegistryServer:
         htpasswd: tuple[str, str] | None = None,
         token_auth: TokenAuthConfig | None = None,
         tls: tuple[Path | str, Path | str] | None = None,
+        client_ca: Path | str | None = None,
         binary: str = REGISTRY_BINARY,
     ) -> None:
         if not Path(binary).is_file():
@@ -138,6 +140,9 @@ class RegistryServer:
         self._htpasswd = htpasswd
         self._token_auth = token_auth
         self._tls = (Path(tls[0]), Path(tls[1])) if tls else None
+        self._client_ca = Path(client_ca) if client_ca else None
+        if self._client_ca and not self._tls:
+            raise ValueError("client_ca needs tls")
         self._proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.debug_port = 0
@@ -264,7 +269,14 @@ class RegistryServer:
             urllib.request.urlopen(f"{self.url}/v2/", timeout=2, context=context).close()
         except urllib.error.HTTPError:
             pass  # 401 from an auth-protected registry: it is up
-        except (OSError, ssl.SSLError):
+        except (urllib.error.URLError, ssl.SSLError) as exc:
+            # With client_ca the handshake fails for want of a client certificate (raised
+            # bare under TLS 1.3, wrapped in URLError before): the server is up and talking
+            # TLS. Anything else (refused, reset) means not yet.
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            if not (self._client_ca and isinstance(reason, ssl.SSLError)):
+                return False
+        except OSError:
             return False
         try:
             urllib.request.urlopen(self.metrics_url, timeout=2).close()
@@ -293,6 +305,9 @@ class RegistryServer:
         }
         if self._tls:
             http["tls"] = {"certificate": str(self._tls[0]), "key": str(self._tls[1])}
+            if self._client_ca:
+                # distribution then requires and verifies a client certificate (mutual TLS).
+                http["tls"]["clientcas"] = [str(self._client_ca)]
         config: dict[str, Any] = {
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": True}},

@@ -13,8 +13,9 @@ Session-scoped
                       never FLUSHALL / FLUSHDB.
 
 Function-scoped
-    make_registry     factory: make_registry(htpasswd=(u, p) | token_auth=issuer | tls=(cert,
-                      key)) -> a fresh RegistryServer, stopped after the test.
+    make_registry     factory: make_registry(htpasswd=(u, p) | token_auth=issuer, tls=(cert,
+                      key), client_ca=ca_file) -> a fresh RegistryServer, stopped after the
+                      test. client_ca (with tls) requires client certificates: mutual TLS.
     make_token_issuer factory: make_token_issuer(users={"u": "p"}, anonymous_pull=True,
                       expires_in=300, jwt_lifetime=None, algorithm="RS256"|"ES256") -> a
                       running TokenIssuer (pass it as make_registry(token_auth=...)); it

@@ -5,7 +5,9 @@ message when it is missing; nothing is skipped. `scripts/test.sh` installs them.
 
 Session-scoped
     registry          RegistryServer: an empty, plain-HTTP, no-auth distribution 2.8 registry.
-                      Shared by the session: push under a repository name unique to your test.
+                      Shared by the session: push under a repository name unique to your test,
+                      and compare its metrics as before/after deltas (counters are cumulative)
+                      or take a fresh one from make_registry().
     seeded_registry   (RegistryServer, Corpus): a separate registry holding the standard corpus
                       (tests/support/corpus.py docstring). Treat it as READ-ONLY.
     redis_url         "redis://127.0.0.1:6379/0" when that Redis answers PING, else the URL of

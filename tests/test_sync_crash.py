@@ -54,6 +54,9 @@ BIG_SIZE = 64 * 1024 * 1024
 # buffer, so the temporary on disk holds part of the blob when the process is killed.
 STALL_AFTER = 8 * 1024 * 1024
 CHUNK = 1024 * 1024
+# On disk once the proxy holds the body: a few chunks of it are still in flight (socket,
+# client read, verifying reader, write buffer), but not STALL_AFTER's worth.
+MID_BLOB = 2 * CHUNK
 # Generous bounds for a loaded 2-core box; reaching them is a failure, not a measurement.
 WAIT_SECONDS = 120.0
 UMOCI_TIMEOUT = 120.0
@@ -231,7 +234,7 @@ def test_killed_mid_blob_then_resumed(
         # (so no small write is cut off and the crash hits the big copy alone).
         reached = wait_until(
             lambda: (
-                _big_temporary_size(root, big_layer) >= STALL_AFTER // 2
+                _big_temporary_size(root, big_layer) >= MID_BLOB
                 and all(tag in _tags(root, repo) for repo, tag in small)
             ),
             timeout=WAIT_SECONDS,
@@ -240,7 +243,7 @@ def test_killed_mid_blob_then_resumed(
         assert reached, (tmp_path / "first-run.log").read_text()
         # A clean-up now (another process starting) must leave the live writer alone.
         assert FsStore(root).clean_leftovers() == 0
-        assert _big_temporary_size(root, big_layer) >= STALL_AFTER // 2
+        assert _big_temporary_size(root, big_layer) >= MID_BLOB
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -269,6 +272,50 @@ def test_killed_mid_blob_then_resumed(
     )
     assert unpacked.returncode == 0, unpacked.stderr.decode()
     assert (bundle / "rootfs/data/big.bin").stat().st_size == BIG_SIZE
+
+
+# -- a second mirror while the first is mid-blob -----------------------------------------
+
+SHARED_SIZE = 16 * 1024 * 1024
+
+
+def test_second_mirror_while_the_first_is_mid_blob(
+    make_registry: Callable[..., RegistryServer],
+    proxy_factory: Callable[[str, str, int], StallingProxy],
+    tmp_path: Path,
+) -> None:
+    """Two mirrors into one root without Redis (nothing shared but the filesystem): the
+    second one's start-up clean-up spares the first one's live temporary, both publish
+    the same blob and merge the same index.json, both exit 0."""
+    server = make_registry()
+    layer = _make_big_layer(tmp_path / "shared-layer.tar.gz", SHARED_SIZE)
+    big = _push_big_image(server.url, layer)
+    proxy = proxy_factory(server.url, layer.digest, STALL_AFTER)
+    root = tmp_path / "store"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    held = write_sync_config(tmp_path / "a", root, [{"urls": [proxy.url]}])
+    direct = write_sync_config(tmp_path / "b", root, [{"urls": [server.url]}])
+
+    first = _start_sync(held, tmp_path / "first.log")
+    try:
+        assert wait_until(
+            lambda: _big_temporary_size(root, layer) >= MID_BLOB,
+            timeout=WAIT_SECONDS,
+            alive=lambda: first.poll() is None,
+        ), (tmp_path / "first.log").read_text()
+        second = run_sync(direct)
+        assert second.code == 0, second.output
+        assert _big_temporary_size(root, layer) >= MID_BLOB, "a live temporary went"
+        proxy.release()
+        assert first.wait(timeout=WAIT_SECONDS) == 0, (tmp_path / "first.log").read_text()
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+    assert temporaries(root) == []
+    assert mirrored_digest(root, BIG_REPO, BIG_TAG) == big.digest
+    assert layer.digest in check_store(root)[BIG_REPO]
 
 
 # -- killed again and again, at whatever it was doing ------------------------------------

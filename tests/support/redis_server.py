@@ -15,12 +15,12 @@ import tempfile
 from pathlib import Path
 
 from tests.support.ports import LOOPBACK, free_port, wait_until
+from tests.support.process import stop_process
 
 __all__ = ["DEFAULT_PORT", "RedisServer", "RedisStartError", "ping", "shared_redis_url"]
 
 DEFAULT_PORT = 6379
 START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 
 
 class RedisStartError(RuntimeError):
@@ -104,14 +104,7 @@ class RedisServer:
 
     def _terminate(self, sig: signal.Signals) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, sig)
 
 
 def shared_redis_url() -> tuple[str, RedisServer | None]:

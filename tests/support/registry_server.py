@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import yaml
 
 from tests.support.ports import LOOPBACK, free_port, wait_until
+from tests.support.process import stop_process
 
 __all__ = [
     "REGISTRY_BINARY",
@@ -47,7 +48,6 @@ __all__ = [
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 # The Go binary starts in well under a second; a loaded 2-core CI box gets generous headroom.
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 # A bind race on a port picked by free_port() is retried this many times on fresh ports.
 START_ATTEMPTS = 3
 _COUNTER = "registry_http_requests_total"
@@ -225,14 +225,7 @@ class RegistryServer:
 
     def _terminate(self, sig: signal.Signals) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, sig)
 
     def _start_on_fresh_ports(self) -> None:
         for attempt in range(START_ATTEMPTS):

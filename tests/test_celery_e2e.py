@@ -355,6 +355,7 @@ def test_sigkilled_worker_mid_run_then_run_completes(
         "a few repositories done", lambda: (s := coord.run(run_id)) is not None and s.done >= 4
     )
     cluster.kill("w1")
+    cluster.worker("w3", wait=False)  # its replacement, as an orchestrator would start
     status = wait_finished(coord, run_id)
     assert (status.total, status.done, status.failures) == (REPOS, REPOS, [])
     assert status.state == "finished"

@@ -18,7 +18,7 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from syncworker.config import Config
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
-from syncworker.errors import ConfigError
+from syncworker.errors import ConfigError, StoreError
 from syncworker.store import Store, open_store
 
 __all__ = ["PAGE_SIZE_ENV", "WorkerState", "close_state", "worker_state"]
@@ -56,11 +56,24 @@ def _page_size() -> int | None:
     return int(raw)
 
 
+def _clean(store: Store) -> None:
+    """Remove what writers killed mid-copy left behind (a SIGKILLed worker's temporaries);
+    the store removes only abandoned ones, never those of a live worker."""
+    try:
+        removed = store.clean_leftovers()
+    except StoreError as exc:
+        log.warning("could not clean the store's leftovers: %s", exc)
+        return
+    if removed:
+        log.info("removed %d leftover temporaries from the store", removed)
+
+
 def _build(config: Config) -> WorkerState:
     url = config.syncworker.redis_url
     if not url:
         raise ConfigError("syncworker.redis", "Celery workers need a Redis URL")
     store = open_store(config.storage.root_directory, config.storage.storage_driver)
+    _clean(store)
     coord = Coordinator.from_url(url)
     return WorkerState(config, store, coord, Mirror(config, store, coord), _page_size())
 

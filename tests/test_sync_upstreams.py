@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.client import registry_session
 from tests.support.images import Manifest, make_image, make_index
 from tests.support.mirror_check import (
     SyncRun,
@@ -197,6 +198,27 @@ def test_tls_upstream_without_cert_dir_fails_clearly(
     assert server.host in failed[0]
     assert any(word in failed[0] for word in ("SSL", "TLS", "certificate")), failed[0]
     assert check_store(tmp_store_root) == {}
+
+
+def test_mutual_tls_upstream_gets_the_client_cert_from_cert_dir(
+    make_registry: Callable[..., RegistryServer],
+    tls_certs: TlsMaterial,
+    tmp_path: Path,
+    tmp_store_root: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = make_registry(tls=tls_certs.server, client_ca=tls_certs.ca_cert)
+    images = _images("mtls")
+    with registry_session(verify=str(tls_certs.ca_cert)) as session:
+        session.cert = (str(tls_certs.client_cert), str(tls_certs.client_key))
+        for (repo, tag), image in images.items():
+            push_image(server.url, repo, tag, image, session=session)
+    entry = {"urls": [server.url], "tlsVerify": True, "certDir": str(tls_certs.cert_dir)}
+    run = _sync(write_sync_config(tmp_path, tmp_store_root, [entry]), caplog)
+    assert run.code == 0, run.output
+    _assert_mirrored(tmp_store_root, images)
+    key = tls_certs.client_key.read_text().strip().splitlines()[1]
+    assert_no_secret([run.output, caplog.text], key)
 
 
 # -- failover --------------------------------------------------------------------------

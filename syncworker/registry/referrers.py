@@ -21,6 +21,9 @@ __all__ = ["fallback_tag", "referrers", "referrers_api", "referrers_tag_schema"]
 
 # Statuses with which registries say "no referrers API here".
 _NO_API_STATUSES = frozenset({400, 404, 405, 406})
+# A registry with the API answers an unknown repository or subject with the spec's error
+# codes; one without it answers its router's bare 404 ("404 page not found" in 2.x).
+_GONE_CODES = frozenset({"NAME_UNKNOWN", "MANIFEST_UNKNOWN"})
 # spec.md "Referrers Tag Schema": algorithm truncated to 32 characters, encoded to 64.
 _ALG_MAX, _HEX_MAX = 32, 64
 # A loop guard; a manifest with 100 pages of referrers is already absurd.
@@ -41,6 +44,8 @@ def referrers_api(t: Transport, repo: str, digest: Digest) -> list[Descriptor] |
     try:
         return _from_api(t, repo, digest)
     except RegistryError as exc:
+        if exc.codes and set(exc.codes) <= _GONE_CODES:
+            return []  # the API answered: this repository or manifest is gone
         if exc.status not in _NO_API_STATUSES:
             raise
         return None

@@ -263,6 +263,33 @@ def assert_store_matches(store: Path, corpus: Corpus, skopeo_sample: int = 3) ->
             assert json.loads(out.stdout)["Digest"] == corpus.tags[repo][tag]
 
 
+def layout_of(root: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """Each repository's index.json entries (order-free) and its blob files."""
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for index in root.rglob("index.json"):
+        repo = index.parent
+        entries = json.loads(index.read_text())["manifests"]
+        blobs = sorted(str(p.relative_to(repo)) for p in (repo / "blobs").rglob("*") if p.is_file())
+        found[str(repo.relative_to(root))] = (
+            sorted(json.dumps(e, sort_keys=True) for e in entries),
+            blobs,
+        )
+    return found
+
+
+def assert_same_as_embedded_sync(cluster: Cluster) -> None:
+    """Issue 3, "Done when": the workers' store is the one `syncworker sync` makes."""
+    config = yaml.safe_load(cluster.config_path.read_text())
+    config["storage"]["rootDirectory"] = str(cluster.workdir / "embedded")
+    embedded_config = cluster.workdir / "embedded.yaml"
+    embedded_config.write_text(yaml.safe_dump(config))
+    command = [*SYNCWORKER, "sync", "-q", "-c", str(embedded_config)]
+    done = subprocess.run(command, cwd=ROOT, env=cluster.env, capture_output=True, text=True,
+                          timeout=DEADLINE)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert layout_of(cluster.store) == layout_of(cluster.workdir / "embedded")
+
+
 def sync_repo_runs(cluster: Cluster, names: list[str]) -> dict[str, int]:
     """How many times each repository's sync_repo ran to its end, from the workers' logs."""
     counts: dict[str, int] = {}
@@ -338,6 +365,7 @@ def test_walk_two_workers_each_repo_and_blob_once_and_second_trigger_noop(
     assert server.blob_gets() - blob_gets == len(unique_blobs(corpus))
     assert "this trigger is a no-op" in cluster.log("w1") + cluster.log("w2")
     assert_store_matches(cluster.store, corpus)
+    assert_same_as_embedded_sync(cluster)
     shown = cluster.cli("status", run_id, "--json")
     assert json.loads(shown.stdout)["state"] == "finished"
     assert cluster.redis_url.split("@")[-1] not in shown.stdout  # nothing of the config

@@ -287,7 +287,9 @@ def assert_same_as_embedded_sync(cluster: Cluster) -> None:
     done = subprocess.run(command, cwd=ROOT, env=cluster.env, capture_output=True, text=True,
                           timeout=DEADLINE)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert layout_of(cluster.store) == layout_of(cluster.workdir / "embedded")
+    ours = layout_of(cluster.store)
+    assert len(ours) == REPOS and all(blobs for _, blobs in ours.values())
+    assert ours == layout_of(cluster.workdir / "embedded")
 
 
 def sync_repo_runs(cluster: Cluster, names: list[str]) -> dict[str, int]:

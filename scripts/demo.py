@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.corpus import seed_many, seed_standard  # noqa: E402
-from tests.support.mirror import write_config  # noqa: E402
+from tests.support.mirror import write_sync_config  # noqa: E402
 from tests.support.registry_server import RegistryServer  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main() -> int:
         print(f"upstream registry on {upstream.url}; seeding...", flush=True)
         corpus = seed_standard(upstream)
         many = seed_many(upstream, repos=args.repos, tags=5, layers=3, layer_size=256 * 1024)
-        config = write_config(work, [upstream.url], root)
+        config = write_sync_config(work, root, [{"urls": [upstream.url]}])
         print(f"config: {config}\nmirror: {root}", flush=True)
         for label in ("cold", "no-op"):
             before = upstream.request_count()

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from tests.support.corpus import Corpus
-from tests.support.mirror import layout_tags, run_sync, skopeo_raw_digest, write_config
+from tests.support.mirror import layout_tags, mirrored_digest, run_sync, write_sync_config
 from tests.support.registry_server import RegistryServer
 from tests.support.s3_server import S3Server, s3_server
 
@@ -24,7 +24,7 @@ Seeded = tuple[RegistryServer, Corpus]
 
 
 def s3_config(tmp_path: Path, upstream: str, driver: dict[str, Any]) -> Path:
-    path = write_config(tmp_path, [upstream], tmp_path / "unused")
+    path = write_sync_config(tmp_path, tmp_path / "unused", [{"urls": [upstream]}])
     doc = yaml.safe_load(path.read_text())
     doc["storage"] = {"rootDirectory": driver["rootdirectory"], "storageDriver": driver}
     path.write_text(yaml.safe_dump(doc))
@@ -65,7 +65,7 @@ def test_mirror_into_s3_equals_mirror_into_a_directory(
             Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
         )
         local = tmp_path / "local"
-        assert run_sync(write_config(tmp_path, [server.url], local)).code == 0
+        assert run_sync(write_sync_config(tmp_path, local, [{"urls": [server.url]}])).code == 0
         config = s3_config(tmp_path, server.url, s3_server.driver(bucket, "/mirror"))
         first = run_sync(config)
         assert first.code == 0, first.err + first.out
@@ -81,11 +81,11 @@ def test_mirror_into_s3_equals_mirror_into_a_directory(
             assert data == expected[name], name
         for repo, tags in corpus.tags.items():
             for tag, digest in tags.items():
-                assert skopeo_raw_digest(copy, repo, tag) == digest, f"{repo}:{tag}"
+                assert mirrored_digest(copy, repo, tag) == digest, f"{repo}:{tag}"
 
         versions = object_versions(s3_server, bucket)
         second = run_sync(config)
-        assert second.code == 0, second.err + second.out
+        assert second.code == 0, second.err + second.stdout
         assert object_versions(s3_server, bucket) == versions, "a no-op run wrote objects"
     finally:
         s3_server.drop(bucket)

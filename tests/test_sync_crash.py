@@ -37,7 +37,7 @@ from tests.support.images import (
     make_image,
     make_index,
 )
-from tests.support.mirror_check import (
+from tests.support.mirror import (
     check_store,
     mirrored_digest,
     run_sync,

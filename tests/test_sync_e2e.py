@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.corpus import Corpus
-from tests.support.mirror import layout_tags, run_sync, skopeo_raw_digest, write_config
+from tests.support.mirror import layout_tags, mirrored_digest, run_sync, write_sync_config
 from tests.support.registry_server import RegistryServer
 
 Seeded = tuple[RegistryServer, Corpus]
@@ -34,12 +34,12 @@ def test_mirror_is_byte_identical_and_readable_by_skopeo(
 ) -> None:
     server, corpus = seeded_registry
     root = tmp_path / "store"
-    run = run_sync(write_config(tmp_path, [server.url], root))
-    assert run.code == 0, run.err + run.out
+    run = run_sync(write_sync_config(tmp_path, root, [{"urls": [server.url]}]))
+    assert run.code == 0, run.stderr + run.stdout
     assert layout_tags(root) == corpus.tags
     for repo, tags in corpus.tags.items():
         for tag, digest in tags.items():
-            assert skopeo_raw_digest(root, repo, tag) == digest, f"{repo}:{tag}"
+            assert mirrored_digest(root, repo, tag) == digest, f"{repo}:{tag}"
     for repo, digests in corpus.manifests.items():
         for digest in digests:  # untagged referrers (the SBOM, its signature) too
             raw = _blob_path(root, repo, digest).read_bytes()
@@ -50,7 +50,7 @@ def test_second_run_asks_one_head_per_tag_and_downloads_nothing(
     seeded_registry: Seeded, tmp_path: Path
 ) -> None:
     server, corpus = seeded_registry
-    config = write_config(tmp_path, [server.url], tmp_path / "store")
+    config = write_sync_config(tmp_path, tmp_path / "store", [{"urls": [server.url]}])
     assert run_sync(config).code == 0
     before = server.metrics()
     second = run_sync(config)
@@ -66,14 +66,14 @@ def test_second_run_asks_one_head_per_tag_and_downloads_nothing(
         ("tags", "get"): len(corpus.tags),
         ("manifest", "head"): tag_count,
     }
-    assert f"0 images copied, {tag_count} unchanged" in second.out
+    assert f"0 images copied, {tag_count} unchanged" in second.stdout
 
 
 def test_shared_blobs_fetched_once_and_hard_linked(seeded_registry: Seeded, tmp_path: Path) -> None:
     server, corpus = seeded_registry
     root = tmp_path / "store"
     before = server.blob_gets()
-    assert run_sync(write_config(tmp_path, [server.url], root)).code == 0
+    assert run_sync(write_sync_config(tmp_path, root, [{"urls": [server.url]}])).code == 0
     fetched = server.blob_gets() - before
     foreign = corpus["foreign"].manifest.json["layers"][0]["digest"]
     unique = set().union(*corpus.blobs.values()) - {foreign}
@@ -89,7 +89,7 @@ def test_shared_blobs_fetched_once_and_hard_linked(seeded_registry: Seeded, tmp_
 def test_foreign_layers_are_not_fetched(seeded_registry: Seeded, tmp_path: Path) -> None:
     server, corpus = seeded_registry
     root = tmp_path / "store"
-    assert run_sync(write_config(tmp_path, [server.url], root)).code == 0
+    assert run_sync(write_sync_config(tmp_path, root, [{"urls": [server.url]}])).code == 0
     layers = corpus["foreign"].manifest.json["layers"]
     assert layers[0]["mediaType"].endswith("foreign.diff.tar.gzip")
     assert not _blob_path(root, "windows/foreign", layers[0]["digest"]).exists()
@@ -112,8 +112,8 @@ def test_content_rules_select_rename_and_filter_tags(
         {"prefix": "team/**", "destination": "/copies"},
         {"prefix": "library/busybox", "tags": {"semver": True}},
     ]
-    run = run_sync(write_config(tmp_path, [server.url], root, content=content))
-    assert run.code == 0, run.out
+    run = run_sync(write_sync_config(tmp_path, root, [{"urls": [server.url], "content": content}]))
+    assert run.code == 0, run.stdout
     tags = layout_tags(root)
     alpine = corpus.tags["library/alpine"]
     kept = {"3.19", "3.20", "1.0.0", "1.2.0", "2.0.0"}
@@ -131,17 +131,15 @@ def test_platform_filter_keeps_index_digest_and_matching_children_only(
 ) -> None:
     server, corpus = seeded_registry
     root = tmp_path / "store"
-    config = write_config(
+    config = write_sync_config(
         tmp_path,
-        [server.url],
         root,
-        platforms=["linux/arm64"],
-        content=[{"prefix": "multi/**"}],
+        [{"urls": [server.url], "platforms": ["linux/arm64"], "content": [{"prefix": "multi/**"}]}],
     )
     assert run_sync(config).code == 0
     for name, repo in (("oci_index", "multi/oci"), ("docker_list", "multi/docker")):
         index = corpus[name].manifest
-        assert skopeo_raw_digest(root, repo, "latest") == index.digest
+        assert mirrored_digest(root, repo, "latest") == index.digest
         for child in index.json["manifests"]:
             present = _blob_path(root, repo, child["digest"]).exists()
             assert present == (child["platform"]["architecture"] == "arm64"), child["platform"]
@@ -153,7 +151,12 @@ def test_referrers_and_signatures_follow_their_images(
     server, corpus = seeded_registry
     root = tmp_path / "store"
     content = [{"prefix": "library/alpine", "tags": {"regex": "^3\\.19$"}}]
-    assert run_sync(write_config(tmp_path, [server.url], root, content=content)).code == 0
+    assert (
+        run_sync(
+            write_sync_config(tmp_path, root, [{"urls": [server.url], "content": content}])
+        ).code
+        == 0
+    )
     signed = corpus["alpine_3.19"].digest
     sbom, sbom_signature = corpus["sbom"].digest, corpus["sbom_signature"].digest
     tags = layout_tags(root)["library/alpine"]
@@ -182,8 +185,10 @@ def test_only_signed_skips_images_without_signature(
 ) -> None:
     server, corpus = seeded_registry
     root = tmp_path / "store"
-    config = write_config(
-        tmp_path, [server.url], root, onlySigned=True, content=[{"prefix": "library/**"}]
+    config = write_sync_config(
+        tmp_path,
+        root,
+        [{"urls": [server.url], "onlySigned": True, "content": [{"prefix": "library/**"}]}],
     )
     assert run_sync(config).code == 0
     tags = layout_tags(root)
@@ -196,7 +201,9 @@ def test_explicit_repo_list_without_catalog(seeded_registry: Seeded, tmp_path: P
     server, corpus = seeded_registry
     root = tmp_path / "store"
     before = server.request_count(handler="catalog")
-    config = write_config(tmp_path, [server.url], root, repos=["docker/hello", "multi/oci"])
+    config = write_sync_config(
+        tmp_path, root, [{"urls": [server.url], "repos": ["docker/hello", "multi/oci"]}]
+    )
     assert run_sync(config).code == 0
     assert server.request_count(handler="catalog") == before
     assert set(layout_tags(root)) == {"docker/hello", "multi/oci"}
@@ -206,12 +213,11 @@ def test_explicit_repo_list_without_catalog(seeded_registry: Seeded, tmp_path: P
 def test_docker_media_types_in_index(seeded_registry: Seeded, tmp_path: Path, mode: str) -> None:
     server, corpus = seeded_registry
     root = tmp_path / "store"
-    config = write_config(
+    config = write_sync_config(
         tmp_path,
-        [server.url],
         root,
-        content=[{"prefix": "docker/**"}],
-        syncworker={"layoutMediaTypes": mode},
+        [{"urls": [server.url], "content": [{"prefix": "docker/**"}]}],
+        settings={"layoutMediaTypes": mode},
     )
     assert run_sync(config).code == 0
     entry = json.loads((root / "docker/hello/index.json").read_text())["manifests"][0]
@@ -224,7 +230,11 @@ def test_docker_media_types_in_index(seeded_registry: Seeded, tmp_path: Path, mo
 def test_sync_disabled_in_config_does_nothing(seeded_registry: Seeded, tmp_path: Path) -> None:
     server, _ = seeded_registry
     before = server.request_count()
-    run = run_sync(write_config(tmp_path, [server.url], tmp_path / "store", sync={"enable": False}))
-    assert run.code == 0 and "enable is false" in run.err
+    run = run_sync(
+        write_sync_config(
+            tmp_path, tmp_path / "store", [{"urls": [server.url]}], sync={"enable": False}
+        )
+    )
+    assert run.code == 0 and "enable is false" in run.stderr
     assert server.request_count() == before
     assert not (tmp_path / "store").exists()

@@ -27,7 +27,7 @@ from tests.support.images import (
     make_image,
     make_index,
 )
-from tests.support.mirror_check import (
+from tests.support.mirror import (
     assert_no_secret,
     check_store,
     mirrored_digest,

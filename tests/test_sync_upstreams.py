@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.client import registry_session
 from tests.support.images import Manifest, make_image, make_index
-from tests.support.mirror_check import (
+from tests.support.mirror import (
     SyncRun,
     assert_no_secret,
     check_store,

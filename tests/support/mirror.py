@@ -1,9 +1,13 @@
-"""Drive ``syncworker sync`` from tests and read its store back with tools we did not write.
+"""Run ``syncworker sync`` from tests and read back, with skopeo, what it left in a store.
 
-    cfg = write_config(tmp_path, [upstream.url], root, content=[{"prefix": "**"}])
-    result = run_sync(cfg)                      # in-process CLI: exit code, stdout, stderr
-    tags = layout_tags(root)                    # {repo: {tag: digest}} from every index.json
-    assert skopeo_raw_digest(root, repo, tag) == upstream_digest
+    config = write_sync_config(tmp_path, root, [{"urls": [server.url]}], credentials=...)
+    run = run_sync(config)                          # in-process: exit code, stdout, stderr
+    assert mirrored_digest(root, "team/app", "v1") == image.digest     # read by skopeo
+    reachable = check_store(root)                   # every index.json -> complete, verified
+    assert_no_secret([run.stdout, run.stderr, caplog.text], password)
+
+``check_store`` is the crash-safety invariant of the store (DESIGN.md "Storage layout"):
+everything reachable from an ``index.json`` is present and hashes to its digest.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,52 +27,106 @@ import yaml
 
 from syncworker.cli import main
 
-__all__ = ["SyncRun", "layout_tags", "run_sync", "skopeo_raw_digest", "write_config"]
+__all__ = [
+    "SyncRun",
+    "assert_no_secret",
+    "check_store",
+    "layout_tags",
+    "mirrored_digest",
+    "run_sync",
+    "skopeo_raw",
+    "temporaries",
+    "write_sync_config",
+]
 
-REF_NAME = "org.opencontainers.image.ref.name"
-
-
-def write_config(
-    directory: Path,
-    urls: Sequence[str],
-    root: Path,
-    *,
-    sync: dict[str, Any] | None = None,
-    syncworker: dict[str, Any] | None = None,
-    **registry: Any,
-) -> Path:
-    """A zot-style config with one upstream; ``registry`` adds keys to its entry."""
-    entry = {"urls": list(urls), "tlsVerify": False, "content": [{"prefix": "**"}], **registry}
-    doc: dict[str, Any] = {
-        "storage": {"rootDirectory": str(root)},
-        "extensions": {"sync": {"enable": True, "registries": [entry], **(sync or {})}},
+# Manifest media types whose children are manifests, not blobs (image-spec image-index.md).
+_INDEX_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
     }
-    if syncworker:
-        doc["syncworker"] = syncworker
-    path = directory / "syncworker.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+)
+REF_NAME = "org.opencontainers.image.ref.name"
+# Fast test retries: a refused connection or TLS failure should not cost seconds.
+TEST_RETRY = {"maxRetries": 1, "retryDelay": "10ms"}
+SKOPEO_TIMEOUT = 60.0
+# Blobs up to this size are returned for parsing (manifests are far smaller).
+MANIFEST_LIMIT = 4 << 20
 
 
 @dataclass(frozen=True)
 class SyncRun:
     code: int
-    out: str
-    err: str
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def write_sync_config(
+    directory: Path,
+    root: Path,
+    registries: Sequence[Mapping[str, Any]],
+    *,
+    credentials: Mapping[str, Mapping[str, str]] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    sync: Mapping[str, Any] | None = None,
+) -> Path:
+    """A zot-style config mirroring ``registries`` (content ``**`` unless given) into
+    ``root``; ``credentials`` are written to a zot credentials file beside it;
+    ``settings`` is our own top-level ``syncworker`` section; ``sync`` adds keys to
+    ``extensions.sync``."""
+    block: dict[str, Any] = {"enable": True, "registries": [], **(sync or {})}
+    for entry in registries:
+        block["registries"].append({"content": [{"prefix": "**"}], **TEST_RETRY, **entry})
+    if credentials is not None:
+        creds = directory / "credentials.json"
+        creds.write_text(json.dumps(credentials), encoding="utf-8")
+        block["credentialsFile"] = str(creds)
+    config = directory / "sync.yaml"
+    doc: dict[str, Any] = {"storage": {"rootDirectory": str(root)}, "extensions": {"sync": block}}
+    if settings is not None:
+        doc["syncworker"] = dict(settings)
+    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return config
 
 
 def run_sync(config: Path, *extra: str) -> SyncRun:
-    """``syncworker sync -c config`` in this process, output captured."""
+    """``syncworker -vv sync -c config`` in this process, output captured."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["sync", "-c", str(config), *extra])
+        code = main(["-vv", "sync", "-c", str(config), *extra])
     return SyncRun(code, out.getvalue(), err.getvalue())
+
+
+def skopeo_raw(root: Path, repo: str, tag: str) -> bytes:
+    """The manifest bytes skopeo reads for ``oci:<root>/<repo>:<tag>``."""
+    done = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{root}/{repo}:{tag}"],
+        capture_output=True,
+        timeout=SKOPEO_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"skopeo cannot read {repo}:{tag}: {done.stderr.decode()}"
+    return done.stdout
+
+
+def mirrored_digest(root: Path, repo: str, tag: str) -> str:
+    return "sha256:" + hashlib.sha256(skopeo_raw(root, repo, tag)).hexdigest()
+
+
+def assert_no_secret(texts: Iterable[str], *secrets: str) -> None:
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, "a secret appears in the output or logs"
 
 
 def layout_tags(root: Path) -> dict[str, dict[str, str]]:
     """Every tag of every OCI layout under ``root``, read from the index.json files."""
     found: dict[str, dict[str, str]] = {}
-    for index in sorted(root.rglob("index.json")):
+    for index in _index_files(root):
         repo = index.parent.relative_to(root).as_posix()
         for entry in json.loads(index.read_text())["manifests"]:
             tag = entry.get("annotations", {}).get(REF_NAME)
@@ -76,11 +135,60 @@ def layout_tags(root: Path) -> dict[str, dict[str, str]]:
     return found
 
 
-def skopeo_raw_digest(root: Path, repo: str, tag: str) -> str:
-    """The digest of the manifest bytes skopeo reads from ``oci:<root>/<repo>:<tag>``."""
-    raw = subprocess.run(
-        ["skopeo", "inspect", "--raw", f"oci:{root}/{repo}:{tag}"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+def temporaries(root: Path) -> list[Path]:
+    """What a writer left in the store's scratch directory (syncworker/store/fs.py)."""
+    tmp = root / ".tmp"
+    return sorted(tmp.iterdir()) if tmp.is_dir() else []
+
+
+def _index_files(root: Path) -> list[Path]:
+    found = []
+    for top, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "blobs"]
+        if "index.json" in files:
+            found.append(Path(top) / "index.json")
+    return found
+
+
+def _verified(repo_dir: Path, digest: str) -> bytes:
+    algorithm, _, hex_ = digest.partition(":")
+    assert algorithm == "sha256", f"{repo_dir}: unexpected algorithm in {digest}"
+    path = repo_dir / "blobs" / algorithm / hex_
+    assert path.is_file(), f"{repo_dir}: {digest} is referenced but absent"
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            sha.update(chunk)
+    assert sha.hexdigest() == hex_, f"{repo_dir}: {digest} does not hash to its name"
+    return path.read_bytes() if path.stat().st_size <= MANIFEST_LIMIT else b""
+
+
+def _walk(repo_dir: Path, desc: Mapping[str, Any], seen: set[str]) -> None:
+    digest = str(desc["digest"])
+    if digest in seen:
+        return
+    seen.add(digest)
+    doc = json.loads(_verified(repo_dir, digest))
+    if desc.get("mediaType") in _INDEX_TYPES or doc.get("mediaType") in _INDEX_TYPES:
+        for child in doc.get("manifests", []):
+            _walk(repo_dir, child, seen)
+        return
+    for blob in [doc["config"], *doc.get("layers", [])]:
+        if blob.get("urls"):  # non-distributable: never fetched (image-spec layer.md)
+            continue
+        if blob["digest"] not in seen:
+            seen.add(blob["digest"])
+            _verified(repo_dir, blob["digest"])
+
+
+def check_store(root: Path) -> dict[str, set[str]]:
+    """Every repository's reachable digests, after checking each is present and verified:
+    every index.json entry, every child of an index, every config and layer."""
+    reachable: dict[str, set[str]] = {}
+    for index in _index_files(root):
+        repo_dir = index.parent
+        seen: set[str] = set()
+        for entry in json.loads(index.read_bytes())["manifests"]:
+            _walk(repo_dir, entry, seen)
+        reachable[repo_dir.relative_to(root).as_posix()] = seen
+    return reachable

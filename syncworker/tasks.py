@@ -24,7 +24,6 @@ from syncworker.celeryapp import (
     config_of,
 )
 from syncworker.engine import RepoResult
-from syncworker.errors import CoordError
 from syncworker.worker.policy import SyncTask, send
 from syncworker.worker.state import WorkerState, worker_state
 from syncworker.worker.sweep import stalled, sweep_seconds
@@ -62,8 +61,6 @@ class _Task(SyncTask):
 
 class _WalkTask(_Task):
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
-        if isinstance(exc, CoordError):
-            return  # our Redis or broker, not the catalog: the run's sweep sends it again
         registry, run_id = _walk_args(args, kwargs, self.request.id)
         coord = self.state.coord
         if coord.current_walk(registry) == run_id:
@@ -72,8 +69,6 @@ class _WalkTask(_Task):
 
 class _RepoTask(_Task):
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
-        if isinstance(exc, CoordError):
-            return  # Redis, not the repository: left uncounted, the run's sweep resends it
         run_id = kwargs.get("run_id", args[2] if len(args) > 2 else None)
         if run_id:
             repo = kwargs.get("repo", args[1] if len(args) > 1 else "?")

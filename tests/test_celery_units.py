@@ -36,6 +36,7 @@ from syncworker.worker.schedule import beat_schedule
 from syncworker.worker.sweep import stalled
 from syncworker.worker.walk import Step, claim_walk, record_repo, record_repo_lost, walk_page
 from tests.support.corpus import Corpus
+from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 
@@ -297,3 +298,21 @@ def test_status_json_output(
     assert main(["status", "-c", str(path), run_id, "--json"]) == 0
     shown = json.load(io.StringIO(capsys.readouterr().out))
     assert shown["id"] == run_id and shown["state"] == "running" and shown["eta_seconds"] is None
+
+
+def test_trigger_whose_broker_is_down_ends_its_walk(
+    tmp_path: Path, private_redis: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    celery = {"broker_url": closed, "task_publish_retry_policy": {"max_retries": 1}}
+    path = write_config(
+        tmp_path,
+        registries=[{"urls": ["http://127.0.0.1:9"], "name": REGISTRY}],
+        syncworker={"redis": private_redis.url, "celery": celery},
+    )
+    assert main(["trigger", "-c", str(path)]) == 1
+    assert "could not send syncworker.walk_catalog to the broker" in capsys.readouterr().err
+    coord = Coordinator.from_url(private_redis.url)
+    assert coord.current_walk(REGISTRY) is None  # the next trigger is not blocked
+    (run,) = coord.runs()
+    assert run.state == "failed" and run.failures[0].repo == "(catalog)"

@@ -20,11 +20,12 @@ from celery import Celery
 from syncworker.celeryapp import TASK_SYNC_IMAGE, TASK_WALK, create_app
 from syncworker.cli.status import coordinator, describe, print_failures
 from syncworker.config import Config, load_config
-from syncworker.coord import RUNNING, Coordinator, RunStatus
-from syncworker.errors import ConfigError
+from syncworker.coord import FAILED, RUNNING, Coordinator, RunStatus
+from syncworker.errors import ConfigError, CoordError
 from syncworker.oci import Reference
 from syncworker.tasks import start_sweep
-from syncworker.worker.walk import claim_walk
+from syncworker.worker.policy import publishing, send
+from syncworker.worker.walk import CATALOG_FAILURE, claim_walk
 
 __all__ = ["add_parser", "run"]
 
@@ -63,9 +64,7 @@ def _trigger_walk(app: Celery, coord: Coordinator, config: Config, registry: str
     config.registry(registry)  # an unknown name is a ConfigError before anything is sent
     claim = claim_walk(coord, registry, str(uuid.uuid4()))
     if claim.started:
-        # The first page's task id is the run id, as for walks triggered by beat.
-        app.send_task(TASK_WALK, args=[registry, claim.run_id], task_id=claim.run_id)
-        start_sweep(app, registry, claim.run_id)
+        _send_walk(app, coord, registry, claim.run_id)
         print(f"started walk of {registry}: run {claim.run_id}", file=sys.stderr)
     else:
         print(
@@ -74,6 +73,20 @@ def _trigger_walk(app: Celery, coord: Coordinator, config: Config, registry: str
             file=sys.stderr,
         )
     return claim.run_id
+
+
+def _send_walk(app: Celery, coord: Coordinator, registry: str, run_id: str) -> None:
+    """Send the walk's first page (its task id is the run id, as for walks triggered by
+    beat) and its sweep; if the broker refuses, end the walk now, or it would block every
+    trigger of this registry until its marker expires."""
+    try:
+        send(app, TASK_WALK, [registry, run_id], task_id=run_id)
+        start_sweep(app, registry, run_id)
+    except CoordError as exc:
+        coord.record_failure(run_id, CATALOG_FAILURE, None, str(exc))
+        coord.finish_run(run_id, FAILED)  # first: ending the walk would finish it as done
+        coord.end_walk(registry, run_id)
+        raise
 
 
 def _wait_runs(coord: Coordinator, run_ids: list[str], timeout: float | None) -> list[RunStatus]:
@@ -122,7 +135,8 @@ def _image_registry(config: Config, name: str | None) -> str:
 def _trigger_image(app: Celery, config: Config, args: argparse.Namespace) -> int:
     registry = _image_registry(config, args.registry)
     ref = Reference.parse(args.image)
-    result = app.send_task(TASK_SYNC_IMAGE, args=[registry, ref.repository, ref.ref])
+    with publishing(TASK_SYNC_IMAGE):
+        result = app.send_task(TASK_SYNC_IMAGE, args=[registry, ref.repository, ref.ref])
     print(result.id, flush=True)
     if not args.wait:
         return EXIT_OK

@@ -1,6 +1,7 @@
-"""The three public Celery tasks (issue 3). Thin: the engine mirrors, ``worker.walk`` walks,
-``worker.policy`` retries. Arguments are plain strings; credentials never travel in a message,
-workers read them from their own config.
+"""The three public Celery tasks (issue 3), and the internal run sweep. Thin: the engine
+mirrors, ``worker.walk`` walks, ``worker.sweep`` sweeps, ``worker.policy`` retries. Arguments
+are plain strings; credentials never travel in a message, workers read them from their own
+config.
 
 Other services call them by name::
 

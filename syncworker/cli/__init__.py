@@ -3,32 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
-from syncworker.cli import beat, status, sync, trigger, validate, worker
 from syncworker.errors import ConfigError, SyncworkerError
 
 __all__ = ["main"]
 
-# Each module gives add_parser(subparsers) and sets `func` on its parser.
-COMMANDS = [sync, validate, worker, beat, trigger, status]
+# Sub-command -> (module, one-line help). Each module gives add_parser(subparsers) and sets
+# `func` on its parser. Only the module of the command being run is imported: Celery alone
+# takes about a second to import, and `sync` and `validate` never need it.
+COMMANDS = {
+    "sync": ("syncworker.cli.sync", "mirror now, in this process"),
+    "validate": ("syncworker.cli.validate", "check a configuration file"),
+    "worker": ("syncworker.cli.worker", "run a Celery worker"),
+    "beat": ("syncworker.cli.beat", "run Celery beat: each registry's walk on its schedule"),
+    "trigger": ("syncworker.cli.trigger", "start a walk or an on-demand image sync"),
+    "status": ("syncworker.cli.status", "runs in progress and recent"),
+}
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The full parser of the command named in ``argv``; the others as stubs that only
+    carry their help line (all of them in full when none is named)."""
+    chosen = next((a for a in argv if a in COMMANDS), None)
     parser = argparse.ArgumentParser(prog="syncworker", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
-        command.add_parser(subparsers)
+    for name, (module, summary) in COMMANDS.items():
+        if chosen is None or name == chosen:
+            importlib.import_module(module).add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -27,7 +27,7 @@ COMMANDS = {
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 
-def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The full parser of the command named in ``argv``; the others as stubs that only
     carry their help line (all of them in full when none is named)."""
     chosen = next((a for a in argv if a in COMMANDS), None)

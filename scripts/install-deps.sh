@@ -11,6 +11,7 @@ declare -A PACKAGES=(
   [umoci]=umoci
   [htpasswd]=apache2-utils
   [redis-server]=redis-server
+  [rabbitmq-server]=rabbitmq-server   # the RabbitMQ-as-broker test starts it if not running
 )
 
 find_python() {

@@ -13,7 +13,7 @@ import sys
 from collections import defaultdict
 from typing import Any, TextIO
 
-from syncworker.cli.sync import _size
+from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.coord import Coordinator, RunStatus
 from syncworker.errors import ConfigError
@@ -72,7 +72,7 @@ def describe(status: RunStatus) -> str:
         f"{status.id} {status.registry} {status.state}:",
         f"{status.done}/{status.total} repos" + (f" ({failed} failed)" if failed else ""),
         f"{c.get('images_copied', 0)} images copied, {c.get('images_skipped', 0)} unchanged,",
-        f"{_size(c.get('bytes', 0))},",
+        f"{human_size(c.get('bytes', 0))},",
         f"{status.rate:.2f} repos/s,",
         f"elapsed {_duration(status.elapsed)}",
     ]

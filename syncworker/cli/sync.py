@@ -7,6 +7,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror, RepoResult, run_registries
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"mirrored {len(summary.results)} repositories in {summary.elapsed:.1f}s: "
         f"{summary.copied} images copied, {summary.skipped} unchanged, "
-        f"{summary.blobs_fetched} blobs fetched ({_size(summary.bytes_copied)}), "
+        f"{summary.blobs_fetched} blobs fetched ({human_size(summary.bytes_copied)}), "
         f"{len(summary.failures)} failures",
         file=out,
     )
@@ -79,16 +80,7 @@ class RepoPrinter:
             print(
                 f"[{self._done:>5}] {result.registry}/{result.repo}: {state}, "
                 f"{len(result.copied)} copied, {len(result.skipped)} unchanged, "
-                f"{_size(result.bytes_copied)}",
+                f"{human_size(result.bytes_copied)}",
                 file=self._stream,
                 flush=True,
             )
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
-        value /= 1024
-    raise AssertionError("unreachable")

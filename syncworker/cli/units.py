@@ -1,0 +1,15 @@
+"""Numbers as the commands print them."""
+
+from __future__ import annotations
+
+__all__ = ["human_size"]
+
+
+def human_size(n: int) -> str:
+    """Bytes for people: ``512 B``, ``3.2 MiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1024
+    raise AssertionError("unreachable")

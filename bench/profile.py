@@ -37,10 +37,32 @@ def _frame_name(frame: str) -> str:
     return f"{match['func']} ({file})"
 
 
+# Buckets for a one-glance breakdown: the first rule whose marker appears in a stack wins.
+_BUCKETS = (
+    ("imports", ("_find_and_load",)),
+    ("coord: locks (redis-py Lock, keeper threads)", ("coord/locks.py",)),
+    ("coord: other (fakeredis, Lua, keys)", ("fakeredis", "coord/", "lupa")),
+    ("store (fs writes, fsync, index.json)", ("store/fs.py", "store/layout.py")),
+    ("digest verification", ("oci/digest.py",)),
+    ("HTTP client (requests/urllib3/http.client)", ("urllib3", "http/client", "requests/")),
+    ("registry client (ours)", ("syncworker/registry/",)),
+    ("engine", ("syncworker/engine/",)),
+    ("config", ("syncworker/config/",)),
+)
+
+
+def _bucket(stack: str) -> str:
+    for name, markers in _BUCKETS:
+        if any(marker in stack for marker in markers):
+            return name
+    return "other (threads, pools, interpreter)"
+
+
 def summarize(raw: Path, title: str) -> str:
     """Top self and inclusive frames of a py-spy raw (collapsed stacks) file, as markdown."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
     total = importing = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -50,6 +72,7 @@ def summarize(raw: Path, title: str) -> str:
         if not frames:
             continue  # a thread with no Python frame (native code only)
         total += count
+        buckets[_bucket(stack)] += count
         if any(f.startswith("_find_and_load ") for f in frames):
             importing += count
         self_time[frames[-1]] += count
@@ -67,6 +90,10 @@ def summarize(raw: Path, title: str) -> str:
             f"### {title}",
             "",
             f"{total} samples at {RATE} Hz; {100 * importing / total:.0f}% in imports.",
+            "",
+            "| share | where |",
+            "|---|---|",
+            *table(buckets),
             "",
             "| self | frame |",
             "|---|---|",

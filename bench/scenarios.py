@@ -196,10 +196,12 @@ class Bench:
             lambda rep: self._sync(config, f"{data.name}-inc-{rep}"),
             prepare=lambda rep: added.append(push_new_tags(upstream, data, rep)),
         )
-        # What each run had to fetch: the newly pushed tags, not the whole data set.
+        # What each run had to fetch: the newly pushed tags, not the whole data set (random
+        # layers compress to slightly different sizes, so each round has its own figures).
         result.unique_blobs = len(added[-1].blobs)
         result.unique_bytes = added[-1].unique_bytes
         result.tags = added[-1].tag_count
+        result.params["expected"] = [[len(a.blobs), a.unique_bytes] for a in added]
 
     # -- Celery workers ----------------------------------------------------------------------
 

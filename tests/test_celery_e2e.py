@@ -27,8 +27,8 @@ from syncworker.celeryapp import TASK_SYNC_IMAGE, TASK_WALK, create_app
 from syncworker.config import load_config
 from syncworker.coord import Coordinator, RunStatus
 from tests.support.corpus import Corpus, seed_many
-from tests.support.ports import LOOPBACK, free_port, wait_until
-from tests.support.redis_server import ping
+from tests.support.ports import wait_until
+from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 
 pytestmark = pytest.mark.slow
@@ -54,40 +54,6 @@ FAST_RESTORE = {
 
 
 # -- services -----------------------------------------------------------------------------
-
-
-class PersistentRedis:
-    """A private redis-server whose data survives a restart (AOF, fsync always), so a
-    restart mid-run loses neither queues nor run state, as with a production Redis."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
-
-    def start(self) -> None:
-        args = ["redis-server", "--bind", LOOPBACK, "--port", str(self.port), "--dir",
-                str(self.workdir), "--appendonly", "yes", "--appendfsync", "always",
-                "--save", ""]  # fmt: skip
-        with (self.workdir / "redis.log").open("ab") as log:
-            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        assert wait_until(lambda: ping(LOOPBACK, self.port), timeout=30), "redis did not start"
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()  # SIGTERM: Redis flushes the AOF and exits
-            self._proc.wait(timeout=30)
-        self._proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 @dataclass
@@ -197,15 +163,15 @@ def upstream() -> Iterator[tuple[RegistryServer, Corpus]]:
 
 
 @pytest.fixture
-def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
-    server = PersistentRedis(tmp_path / "redis")
+def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(persistent=True)
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture
 def cluster(
-    tmp_path: Path, upstream: tuple[RegistryServer, Corpus], persistent_redis: PersistentRedis
+    tmp_path: Path, upstream: tuple[RegistryServer, Corpus], persistent_redis: RedisServer
 ) -> Iterator[Cluster]:
     made = Cluster(tmp_path, upstream[0], persistent_redis.url)
     yield made
@@ -469,7 +435,7 @@ def test_beat_fires_walks_and_only_one_beat_replica_fires(
 def test_redis_restarted_during_run(
     cluster: Cluster,
     upstream: tuple[RegistryServer, Corpus],
-    persistent_redis: PersistentRedis,
+    persistent_redis: RedisServer,
 ) -> None:
     _, corpus = upstream
     cluster.worker("w1")

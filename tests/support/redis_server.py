@@ -38,13 +38,20 @@ def ping(host: str, port: int, timeout: float = 1.0) -> bool:
 
 
 class RedisServer:
-    """A private redis-server on 127.0.0.1 and a free port; no RDB/AOF files."""
+    """A private redis-server on 127.0.0.1 and a free port; no RDB/AOF files unless
+    ``persistent``: then an append-only file synced on every write, so a restart loses
+    neither queues nor run state, as with a production Redis."""
 
-    def __init__(self, binary: str = "redis-server") -> None:
+    def __init__(self, binary: str = "redis-server", *, persistent: bool = False) -> None:
         path = shutil.which(binary)
         if path is None:
             raise RedisStartError(f"{binary} not found: install Debian's redis-server")
         self._binary = path
+        self._persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if persistent
+            else ["--appendonly", "no"]
+        )
         self.workdir = Path(tempfile.mkdtemp(prefix="redis-"))
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -69,7 +76,7 @@ class RedisServer:
             "--bind", LOOPBACK,
             "--port", str(self.port),
             "--save", "",
-            "--appendonly", "no",
+            *self._persistence,
             "--dir", str(self.workdir),
         ]  # fmt: skip
         log = (self.workdir / "redis.log").open("ab")

@@ -71,8 +71,9 @@ class HostileRegistry:
             self.route("HEAD", f"/v2/{repo}/manifests/{name}", head)
 
     def serve_blob(self, repo: str, blob: Blob, *, body: bytes | None = None) -> None:
-        answer = Answer(200, blob.data if body is None else body,
-                        {"Content-Type": "application/octet-stream"})
+        answer = Answer(
+            200, blob.data if body is None else body, {"Content-Type": "application/octet-stream"}
+        )
         self.route("GET", f"/v2/{repo}/blobs/{blob.digest}", answer)
 
     def serve_image(self, repo: str, tag: str, manifest: Manifest) -> None:

@@ -204,6 +204,8 @@ def plot_workers(path: Path, measurements: list[Measurement]) -> bool:
     speedups.plot([1, top], [1, top], linestyle="--", color="grey", label="linear")
     walls.set(xlabel="Celery workers", ylabel="wall time, s (median)", title="small set, cold")
     speedups.set(xlabel="Celery workers", ylabel="speed-up vs 1 worker", title="scaling")
+    walls.set_ylim(bottom=0)
+    speedups.set_ylim(bottom=0)
     for axes in (walls, speedups):
         axes.set_xticks(sorted({c for points in series.values() for c, _ in points}))
         axes.grid(True, alpha=0.3)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import subprocess
 import threading
 import time
@@ -17,13 +16,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Finished", "RssSampler", "run_measured", "stop_process", "tree_cpu", "tree_rss"]
+from tests.support.process import stop_process
+
+__all__ = ["Finished", "RssSampler", "run_measured", "tree_cpu", "tree_rss"]
 
 # 20 Hz: short enough to see the peak of a few-second run, cheap on a 2-core box.
 SAMPLE_INTERVAL = 0.05
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-STOP_TIMEOUT = 15.0
 
 
 def _parents() -> dict[int, int]:
@@ -176,15 +176,3 @@ def run_measured(
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:
-    """Stop `proc` (if still running): `sig`, then SIGKILL after STOP_TIMEOUT."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

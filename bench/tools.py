@@ -16,8 +16,9 @@ from typing import Any
 
 import yaml
 
-from bench.proc import Finished, run_measured, stop_process
+from bench.proc import Finished, run_measured
 from bench.seed import DataSet
+from tests.support.process import stop_process
 
 __all__ = [
     "REPO_ROOT",

@@ -19,12 +19,12 @@ import yaml
 
 from tests.support.corpus import Corpus
 from tests.support.ports import LOOPBACK, wait_until
+from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 from tests.test_celery_e2e import (
     REPOS,
     TAGS,
     Cluster,
-    PersistentRedis,
     assert_store_matches,
     persistent_redis,
     sync_repo_runs,
@@ -69,7 +69,7 @@ def amqp_vhost() -> Iterator[str]:
 def test_walk_over_rabbitmq(
     tmp_path: Path,
     upstream: tuple[RegistryServer, Corpus],
-    persistent_redis: PersistentRedis,
+    persistent_redis: RedisServer,
     amqp_vhost: str,
 ) -> None:
     server, corpus = upstream

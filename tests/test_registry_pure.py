@@ -21,7 +21,7 @@ from syncworker.registry.auth import (
     token_query,
 )
 from syncworker.registry.paths import link_next, link_path, link_query, reference
-from syncworker.registry.redact import redact_url
+from syncworker.redact import redact_http_url as redact_url
 from syncworker.registry.redirects import is_internal_address, origin, redirect_allowed
 from syncworker.registry.retry import parse_retry_after, should_retry
 

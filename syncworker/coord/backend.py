@@ -7,7 +7,6 @@ Every Redis call of ``coord/`` runs inside :func:`redis_errors` (directly, or th
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar, cast
@@ -19,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from syncworker.coord.keys import Keys
 from syncworker.errors import CoordError
+from syncworker.redact import redact_redis_url, redact_text
 
 __all__ = [
     "Backend",
@@ -36,23 +36,9 @@ P = ParamSpec("P")
 LuaArg = str | int | float
 R = TypeVar("R")
 
-# userinfo in any URL (redis://user:pass@host, https://user:token@registry): keep the user.
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@\s:]*):[^/@\s]*@")
-# Authorization header values and key=value secrets that a library may echo in a message.
-_AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
-_SECRET_PARAM = re.compile(r"(?i)\b(password|passwd|token|secret|access_token)=[^&\s]+")
-
-
-def redact(message: str) -> str:
-    """Remove credentials that may appear in a free-form message."""
-    message = _URL_USERINFO.sub(r"\g<scheme>\g<user>:***@", message)
-    message = _AUTH_VALUE.sub(r"\1 ***", message)
-    return _SECRET_PARAM.sub(r"\1=***", message)
-
-
-def redact_url(url: str) -> str:
-    """A Redis URL fit for messages: the password (if any) replaced by ``***``."""
-    return redact(url)
+# Redaction is one module for the whole package; these names are what coord/ calls.
+redact = redact_text
+redact_url = redact_redis_url
 
 
 def describe_client(client: redis.Redis) -> str:

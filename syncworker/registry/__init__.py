@@ -3,7 +3,7 @@
 from syncworker.registry.auth import Credentials
 from syncworker.registry.client import RegistryClient
 from syncworker.registry.options import ClientOptions
-from syncworker.registry.redact import install_log_redaction
+from syncworker.redact import install_log_redaction
 from syncworker.registry.retry import backoff_delay
 from syncworker.registry.stats import ClientStats
 

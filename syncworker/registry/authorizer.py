@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from syncworker.errors import RegistryError
 from syncworker.registry import auth
-from syncworker.registry.redact import redact_url
+from syncworker.redact import redact_http_url
 from syncworker.registry.redirects import origin
 
 __all__ = ["Authorizer", "TokenFetch"]
@@ -81,12 +81,12 @@ class Authorizer:
         # credentials if we have them (sent to the realm only), none for an anonymous token.
         realm = challenge.realm
         if not realm.startswith(("https://", "http://")):
-            raise RegistryError("GET", redact_url(realm), 401, detail="bad token realm")
+            raise RegistryError("GET", redact_http_url(realm), 401, detail="bad token realm")
         creds = self._credentials
         headers = {"Authorization": auth.basic_authorization(creds)} if creds else {}
         now = self._clock()
         body = self._fetch(realm, headers, auth.token_query(challenge, scope))
-        return auth.parse_token_response(body, now, redact_url(realm))
+        return auth.parse_token_response(body, now, redact_http_url(realm))
 
 
 def _token_key(challenge: auth.Challenge, scope: str | None) -> auth.TokenKey:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from syncworker.errors import SizeLimitError
 from syncworker.oci import Descriptor, VerifyingReader
 from syncworker.registry import paths
-from syncworker.registry.redact import redact_url
+from syncworker.redact import redact_http_url
 from syncworker.registry.transport import Transport
 
 __all__ = ["BLOB_CHUNK", "blob"]
@@ -37,7 +37,7 @@ def blob(t: Transport, repo: str, descriptor: Descriptor) -> Iterator[Iterable[b
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) != descriptor.size:
             raise SizeLimitError(
-                f"{descriptor.digest}: {redact_url(response.url)} sends {declared} bytes,"
+                f"{descriptor.digest}: {redact_http_url(response.url)} sends {declared} bytes,"
                 f" declared {descriptor.size}"
             )
         chunks = t.iter_body(response, BLOB_CHUNK)

@@ -36,7 +36,7 @@ from syncworker.errors import (
 from syncworker.registry import auth, redirects
 from syncworker.registry.authorizer import Authorizer
 from syncworker.registry.options import ClientOptions
-from syncworker.registry.redact import redact_url
+from syncworker.redact import redact_http_url
 from syncworker.registry.retry import MAX_RETRY_DELAY, backoff_delay, parse_retry_after
 from syncworker.registry.retry import should_retry as _should_retry
 from syncworker.registry.stats import ClientStats
@@ -173,7 +173,7 @@ class Transport:
         declared = "" if method == "HEAD" else response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             raise SizeLimitError(
-                f"{method} {redact_url(response.url)}: body of {declared} bytes exceeds {cap}"
+                f"{method} {redact_http_url(response.url)}: body of {declared} bytes exceeds {cap}"
             )
         parts: list[bytes] = []
         total = 0
@@ -181,7 +181,7 @@ class Transport:
             total += len(chunk)
             if total > cap:
                 raise SizeLimitError(
-                    f"{method} {redact_url(response.url)}: body exceeds {cap} bytes"
+                    f"{method} {redact_http_url(response.url)}: body exceeds {cap} bytes"
                 )
             parts.append(chunk)
         return b"".join(parts)
@@ -291,16 +291,16 @@ class Transport:
             if not redirects.redirect_allowed(target, upstream, redirects.resolve(target_host)):
                 raise RegistryError(
                     method,
-                    redact_url(url),
+                    redact_http_url(url),
                     response.status_code,
-                    detail=f"redirect to {redact_url(target)} refused (internal address)",
+                    detail=f"redirect to {redact_http_url(target)} refused (internal address)",
                 )
             if redirects.origin(target) != redirects.origin(url):
                 current.pop("Authorization", None)
             if response.status_code == 303 or (response.status_code in (301, 302) and data):
                 method, data = "GET", None
             url, params = target, None
-        raise RegistryError(method, redact_url(url), 310, detail="too many redirects")
+        raise RegistryError(method, redact_http_url(url), 310, detail="too many redirects")
 
     def _send_once(
         self,
@@ -345,7 +345,7 @@ class Transport:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
         kind = NotFoundError if response.status_code == 404 else RegistryError
         return kind(
-            method, redact_url(response.url), response.status_code, codes, detail, retry_after
+            method, redact_http_url(response.url), response.status_code, codes, detail, retry_after
         )
 
 
@@ -407,7 +407,7 @@ def _spec_errors(body: bytes) -> tuple[tuple[str, ...], str]:
 
 def _transport_error(method: str, url: str, exc: requests.RequestException) -> TransportError:
     """A message that names the failure without echoing the URL's query (tokens)."""
-    return TransportError(f"{method} {redact_url(url)}: {type(exc).__name__} ({_reason(exc)})")
+    return TransportError(f"{method} {redact_http_url(url)}: {type(exc).__name__} ({_reason(exc)})")
 
 
 def _reason(exc: BaseException) -> str:

@@ -7,7 +7,10 @@
     ├── RegistryError            the upstream answered with an error status
     │   └── NotFoundError        404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
     ├── TransportError           no answer: connection refused, reset, timeout, TLS failure
+    │   └── DeadlineExceededError  the job's absolute deadline (syncTimeout) passed
     ├── ContentError             the upstream sent something we refuse to store
+    │   ├── MalformedResponseError  an answer the spec does not allow: bad JSON, wrong
+    │   │                           types, bad header values
     │   ├── DigestMismatchError  bytes do not hash to the digest they were asked for by
     │   ├── SizeLimitError       a manifest over the cap, a blob longer/shorter than declared
     │   ├── InvalidNameError     a repository or tag name the distribution spec forbids
@@ -28,8 +31,10 @@ __all__ = [
     "ConfigError",
     "ContentError",
     "CoordError",
+    "DeadlineExceededError",
     "DigestMismatchError",
     "InvalidNameError",
+    "MalformedResponseError",
     "NotFoundError",
     "ReferenceCycleError",
     "RegistryError",
@@ -114,8 +119,19 @@ class TransportError(SyncworkerError):
     temporary = True
 
 
+class DeadlineExceededError(TransportError):
+    """The absolute deadline of the job passed (a slow or stalling upstream); not retried."""
+
+    temporary = False
+
+
 class ContentError(SyncworkerError):
     """The upstream sent content that is refused; nothing of it is stored."""
+
+
+class MalformedResponseError(ContentError):
+    """An answer that is not what the spec says: JSON that does not parse (or nests too
+    deep), values of the wrong type, header values that are not what they claim."""
 
 
 class DigestMismatchError(ContentError):

@@ -1,6 +1,8 @@
-"""The blob copier's retry decision: a stream broken half-way is fetched again from the
-start; refused content is not. The client is scripted (this is a retry decision, not the
-test that copying works: that is tests/test_sync_e2e.py against a real registry)."""
+"""The blob copier's retry decision: a stream broken half-way, or whose bytes arrived
+altered, is fetched again from the start; other refused content is not. First with a
+scripted client (the decision alone), then with the real client against a loopback stub
+that injects failures, counting the requests it receives: one loop, never nested ones.
+(Copying itself is tested against a real registry in tests/test_sync_e2e.py.)"""
 
 from __future__ import annotations
 
@@ -12,10 +14,16 @@ import pytest
 
 from syncworker.coord import Coordinator
 from syncworker.engine.blobs import BlobCopier
-from syncworker.errors import DigestMismatchError, TransportError
+from syncworker.errors import (
+    DigestMismatchError,
+    RegistryError,
+    SizeLimitError,
+    TransportError,
+)
 from syncworker.oci import Descriptor, Digest, VerifyingReader
-from syncworker.registry import ClientOptions
+from syncworker.registry import ClientOptions, RegistryClient
 from syncworker.store.fs import FsStore
+from tests.support.hostile import Answer, HostileRegistry
 
 DATA = b"layer bytes " * 1000
 DESC = Descriptor("application/octet-stream", Digest.of(DATA), len(DATA))
@@ -66,9 +74,73 @@ def test_gives_up_after_max_retries(store: FsStore) -> None:
     assert client.calls == 3 and not store.has_blob("r", DESC.digest)
 
 
-def test_refused_content_is_not_retried(store: FsStore) -> None:
+def test_altered_bytes_are_fetched_again_then_named(store: FsStore) -> None:
     client = ScriptedClient(body=b"X" * len(DATA))
     copier = BlobCopier(store, Coordinator.embedded(), sleep=lambda _: None)
-    with pytest.raises(DigestMismatchError):
+    with pytest.raises(DigestMismatchError, match="the same after 3 fetches"):
+        copier.copy(client, "r", "r", DESC)
+    assert client.calls == 3 and not store.has_blob("r", DESC.digest)
+
+
+def test_refused_content_is_not_retried(store: FsStore) -> None:
+    client = ScriptedClient(body=DATA + b"more than declared")
+    copier = BlobCopier(store, Coordinator.embedded(), sleep=lambda _: None)
+    with pytest.raises(SizeLimitError):
         copier.copy(client, "r", "r", DESC)
     assert client.calls == 1 and not store.has_blob("r", DESC.digest)
+
+
+# -- request counts against a loopback stub ----------------------------------------------
+
+RETRIES = 3
+BLOB_PATH = f"/v2/r/blobs/{DESC.digest}"
+FLIPPED = bytes([DATA[0] ^ 1]) + DATA[1:]
+
+
+@pytest.fixture
+def upstream() -> Iterator[HostileRegistry]:
+    server = HostileRegistry()
+    server.route("GET", BLOB_PATH, Answer(200, DATA))
+    yield server
+    server.close()
+
+
+def _copy(upstream: HostileRegistry, store: FsStore) -> None:
+    options = ClientOptions(max_retries=RETRIES, retry_delay=0.001, timeout=10.0)
+    with RegistryClient([upstream.url], options=options) as client:
+        BlobCopier(store, Coordinator.embedded(), sleep=lambda _: None).copy(client, "r", "r", DESC)
+
+
+@pytest.mark.parametrize(
+    "injected",
+    [
+        Answer(503),
+        Answer(429, headers={"Retry-After": "0"}),
+        Answer(200, FLIPPED),  # a proxy flipped one byte
+        Answer(200, DATA[:100], {"Content-Length": str(len(DATA))}),  # cut short
+    ],
+    ids=["503", "429", "flipped-byte", "short-body"],
+)
+def test_one_transient_failure_costs_one_more_request(
+    upstream: HostileRegistry, store: FsStore, injected: Answer
+) -> None:
+    upstream.first("GET", BLOB_PATH, injected)
+    _copy(upstream, store)
+    assert store.has_blob("r", DESC.digest)
+    assert upstream.count("GET", BLOB_PATH) == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [(Answer(503), RegistryError), (Answer(200, FLIPPED), DigestMismatchError)],
+    ids=["503", "flipped-byte"],
+)
+def test_a_failing_blob_costs_retries_plus_one_requests(
+    upstream: HostileRegistry, store: FsStore, answer: Answer, error: type[Exception]
+) -> None:
+    """Not (retries + 1)²: the stream is opened with one request and retried as a whole."""
+    upstream.route("GET", BLOB_PATH, answer)
+    with pytest.raises(error):
+        _copy(upstream, store)
+    assert upstream.count("GET", BLOB_PATH) == RETRIES + 1
+    assert not store.has_blob("r", DESC.digest)

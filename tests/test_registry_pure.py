@@ -9,8 +9,16 @@ from email.utils import format_datetime
 
 import pytest
 
-from syncworker.errors import ContentError, NotFoundError, RegistryError, TransportError
-from syncworker.registry import Credentials, backoff_delay
+from syncworker.errors import (
+    ContentError,
+    DeadlineExceededError,
+    DigestMismatchError,
+    MalformedResponseError,
+    NotFoundError,
+    RegistryError,
+    TransportError,
+)
+from syncworker.registry import Credentials
 from syncworker.registry.auth import (
     Challenge,
     Token,
@@ -22,8 +30,13 @@ from syncworker.registry.auth import (
 )
 from syncworker.registry.paths import link_next, link_path, link_query, reference
 from syncworker.redact import redact_http_url as redact_url
-from syncworker.registry.redirects import is_internal_address, origin, redirect_allowed
-from syncworker.registry.retry import parse_retry_after, should_retry
+from syncworker.registry.redirects import is_internal_address, origin, target_allowed
+from syncworker.registry.retry import (
+    backoff_delay,
+    is_temporary,
+    parse_retry_after,
+    worth_refetching,
+)
 
 ip = ipaddress.ip_address
 
@@ -72,8 +85,22 @@ def test_token_response_lifetime_defaults_to_60_seconds() -> None:
     assert (token.value, token.expires_at) == ("abc", 1060.0)
     oauth = parse_token_response(b'{"access_token": "x", "expires_in": 300}', 0.0, "u")
     assert (oauth.value, oauth.expires_at) == ("x", 300.0)
-    for bad in (b"not json", b"[]", b'{"token": ""}', b'{"expires_in": 5}'):
-        with pytest.raises(RegistryError):
+    hostile = (
+        b"not json",
+        b"[]",
+        b'{"token": ""}',
+        b'{"expires_in": 5}',
+        b"[" * 100_000 + b"]" * 100_000,  # RecursionError in json.loads
+        '{"token": "caf\u00e9"}'.encode(),  # not encodable in a header
+        b'{"token": "a\r\nX-Injected: 1"}',
+        b'{"token": {"nested": 1}}',
+        b'{"token": "ok", "expires_in": true}',
+        b'{"token": "ok", "expires_in": "300"}',
+        b'{"token": "ok", "expires_in": 1e999}',
+        b'{"token": "ok", "expires_in": -5}',
+    )
+    for bad in hostile:
+        with pytest.raises(MalformedResponseError):
             parse_token_response(bad, 0.0, "u")
 
 
@@ -94,21 +121,35 @@ def test_secrets_stay_out_of_reprs() -> None:
     assert basic_authorization(creds) == "Basic YWxpY2U6czNjcmV0LXB3"
 
 
-def test_backoff_grows_exponentially_with_full_jitter_and_a_cap() -> None:
+def test_backoff_doubles_up_to_the_cap_and_jitter_takes_up_to_half() -> None:
+    assert [backoff_delay(n, base=0.5, cap=10.0) for n in range(7)] == [
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        10.0,
+        10.0,
+    ]
     rng = random.Random(7)
     for attempt in range(12):
         bound = min(10.0, 0.5 * 2**attempt)
-        delays = [backoff_delay(attempt, 0.5, 10.0, None, rng) for _ in range(200)]
-        assert all(0.0 <= d <= bound for d in delays)
-        assert max(delays) > bound / 2  # jitter spreads over the whole range
-    assert backoff_delay(10_000, 1.0, 5.0, None, rng) <= 5.0
+        delays = [
+            backoff_delay(attempt, base=0.5, cap=10.0, jitter=rng.random()) for _ in range(200)
+        ]
+        assert all(bound / 2 <= d <= bound for d in delays)
+        assert max(delays) - min(delays) > bound / 4  # jitter spreads the retries apart
+    assert backoff_delay(10_000, base=1.0, cap=5.0) == 5.0  # no overflow on a long outage
+    with pytest.raises(ValueError):
+        backoff_delay(-1, base=1.0)
 
 
-def test_backoff_honours_retry_after_under_the_cap() -> None:
-    rng = random.Random(1)
-    assert backoff_delay(0, 0.5, 60.0, 7.0, rng) == 7.0
-    assert backoff_delay(0, 0.5, 60.0, 3600.0, rng) == 60.0
-    assert backoff_delay(3, 0.5, 60.0, -4.0, rng) == 0.0
+def test_retry_after_wins_when_longer_never_over_the_cap() -> None:
+    assert backoff_delay(0, base=0.5, cap=60.0, retry_after=7.0) == 7.0
+    assert backoff_delay(0, base=0.5, cap=60.0, retry_after=3600.0) == 60.0
+    # Asking for less than our backoff (or a date in the past) does not shorten it.
+    assert backoff_delay(3, base=0.5, cap=60.0, retry_after=-4.0) == 4.0
+    assert backoff_delay(3, base=0.5, cap=60.0, retry_after=1.0, jitter=0.5) == 3.0
 
 
 def test_retry_after_seconds_and_http_date() -> None:
@@ -119,23 +160,34 @@ def test_retry_after_seconds_and_http_date() -> None:
     past = format_datetime(datetime.fromtimestamp(now - 30, UTC), usegmt=True)
     assert parse_retry_after(past, now) == 0.0
     assert parse_retry_after(None, now) is None
-    assert parse_retry_after("soon", now) is None
+    for garbled in ("soon", "²", "١٢", "Wed, 21 Oct 99999 07:28:00 GMT"):
+        assert parse_retry_after(garbled, now) is None
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
 def test_temporary_statuses_are_retried(status: int) -> None:
-    assert should_retry(RegistryError("GET", "u", status))
+    assert is_temporary(RegistryError("GET", "u", status))
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 405])
 def test_client_errors_are_not_retried(status: int) -> None:
-    assert not should_retry(RegistryError("GET", "u", status))
-    assert not should_retry(NotFoundError("GET", "u", 404))
+    assert not is_temporary(RegistryError("GET", "u", status))
+    assert not is_temporary(NotFoundError("GET", "u", 404))
 
 
 def test_connection_errors_and_toomanyrequests_codes_are_retried() -> None:
-    assert should_retry(TransportError("refused"))
-    assert should_retry(RegistryError("GET", "u", 403, ("TOOMANYREQUESTS",)))
+    assert is_temporary(TransportError("refused"))
+    assert is_temporary(RegistryError("GET", "u", 403, ("TOOMANYREQUESTS",)))
+    assert not is_temporary(DeadlineExceededError("syncTimeout reached"))
+    assert not is_temporary(ValueError("not ours"))
+
+
+def test_altered_bytes_are_worth_another_fetch_other_content_errors_not() -> None:
+    assert worth_refetching(DigestMismatchError("flipped byte"))
+    assert worth_refetching(TransportError("reset"))
+    assert not is_temporary(DigestMismatchError("flipped byte"))
+    assert not worth_refetching(MalformedResponseError("bad JSON"))
+    assert not worth_refetching(RegistryError("GET", "u", 404))
 
 
 def test_redaction_drops_userinfo_and_unknown_query_values() -> None:
@@ -171,6 +223,7 @@ def test_origin_includes_default_ports() -> None:
         "0.0.0.0",
         "::ffff:10.0.0.1",
         "224.0.0.1",
+        "100.100.100.200",
     ],
 )
 def test_internal_addresses(address: str) -> None:
@@ -184,20 +237,26 @@ def test_public_addresses_are_not_internal() -> None:
 
 def test_public_upstream_may_not_redirect_inside() -> None:
     public = [ip("93.184.216.34")]
-    assert redirect_allowed("https://cdn.example/blob", public, [ip("151.101.1.1")])
-    assert not redirect_allowed("http://169.254.169.254/latest", public, [ip("169.254.169.254")])
-    assert not redirect_allowed("http://10.0.0.5/", public, [ip("10.0.0.5")])
+    assert target_allowed("https://cdn.example/blob", public, [ip("151.101.1.1")])
+    assert not target_allowed("http://169.254.169.254/latest", public, [ip("169.254.169.254")])
+    assert not target_allowed("http://10.0.0.5/", public, [ip("10.0.0.5")])
     # One internal address among several is enough to refuse (DNS may answer either).
-    assert not redirect_allowed("http://x/", public, [ip("151.101.1.1"), ip("127.0.0.1")])
-    assert not redirect_allowed("http://unresolvable/", public, [])
-    assert not redirect_allowed("file:///etc/passwd", public, [ip("151.101.1.1")])
+    assert not target_allowed("http://x/", public, [ip("151.101.1.1"), ip("127.0.0.1")])
+    assert not target_allowed("http://unresolvable/", public, [])
+    assert not target_allowed("file:///etc/passwd", public, [ip("151.101.1.1")])
 
 
-def test_internal_upstream_may_redirect_anywhere_over_http() -> None:
+def test_internal_upstream_may_name_private_addresses_never_metadata() -> None:
     lan = [ip("192.168.1.10")]
-    assert redirect_allowed("http://10.0.0.5/blob", lan, [ip("10.0.0.5")])
-    assert redirect_allowed("https://cdn.example/blob", lan, [ip("151.101.1.1")])
-    assert not redirect_allowed("ftp://10.0.0.5/blob", lan, [ip("10.0.0.5")])
+    assert target_allowed("http://10.0.0.5/blob", lan, [ip("10.0.0.5")])
+    assert target_allowed("https://cdn.example/blob", lan, [ip("151.101.1.1")])
+    assert not target_allowed("ftp://10.0.0.5/blob", lan, [ip("10.0.0.5")])
+    loopback = [ip("127.0.0.1")]
+    assert target_allowed("http://127.0.0.2:5000/token", loopback, [ip("127.0.0.2")])
+    # Cloud metadata (link-local, RFC 6598 shared space, AWS's IPv6 one): never.
+    for metadata in ("169.254.169.254", "100.100.100.200", "fd00:ec2::254", "::ffff:100.64.0.1"):
+        assert not target_allowed("http://m/latest", loopback, [ip(metadata)]), metadata
+    assert not target_allowed("http://h:port/x", loopback, [ip("127.0.0.1")])
 
 
 def test_link_header_parsing() -> None:

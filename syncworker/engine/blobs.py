@@ -13,7 +13,7 @@ from syncworker.coord import Coordinator
 from syncworker.errors import SyncworkerError
 from syncworker.oci import Descriptor
 from syncworker.registry import ClientOptions
-from syncworker.registry.retry import backoff_delay
+from syncworker.registry.retry import retrying, worth_refetching
 from syncworker.store import Store
 
 __all__ = ["BlobCopier", "BlobSource", "BlobStats"]
@@ -64,21 +64,26 @@ class BlobCopier:
         return stats
 
     def _fetch(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> int:
-        """Stream the blob into the store. The client retries a request that fails before
-        its body starts; a stream broken half-way (a temporary error) is retried here,
-        from the start, since the store kept nothing of the broken attempt."""
+        """Stream the blob into the store. A stream that breaks, or whose bytes arrive
+        altered, is fetched again from the start (the store kept nothing of it); the client
+        opens each stream with a single request, so this loop is the only retry."""
+
+        def attempt() -> int:
+            with client.blob(repo, desc) as chunks:
+                return self._store.put_blob(dest, desc.digest, desc.size, chunks)
+
+        def note(exc: SyncworkerError, delay: float) -> None:
+            log.warning("%s@%s: %s; fetching again in %.1fs", repo, desc.digest, exc, delay)
+
         options = client.options
-        for attempt in range(options.max_retries + 1):
-            try:
-                with client.blob(repo, desc) as chunks:
-                    return self._store.put_blob(dest, desc.digest, desc.size, chunks)
-            except SyncworkerError as exc:
-                if not exc.temporary or attempt == options.max_retries:
-                    raise
-                delay = backoff_delay(attempt, options.retry_delay)
-                log.warning("%s@%s: %s; retrying in %.1fs", repo, desc.digest, exc, delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        return retrying(
+            attempt,
+            retries=options.max_retries,
+            base=options.retry_delay,
+            sleep=self._sleep,
+            worth=worth_refetching,
+            on_retry=note,
+        )
 
     def _link(self, dest: str, desc: Descriptor, stats: BlobStats) -> bool:
         source = self._store.find_blob(desc.digest)

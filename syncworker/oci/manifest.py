@@ -6,14 +6,14 @@ points at, and the caller stores the bytes exactly as received so the digest is 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncworker.errors import ContentError, SizeLimitError
+from syncworker.errors import ContentError, MalformedResponseError, SizeLimitError
 from syncworker.oci import mediatypes
 from syncworker.oci.digest import Digest
+from syncworker.oci.document import load_json, optional_str, size_field, str_list, str_map
 from syncworker.oci.platform import Platform
 
 __all__ = ["MAX_MANIFEST_BYTES", "Descriptor", "Manifest", "parse_manifest"]
@@ -22,6 +22,12 @@ __all__ = ["MAX_MANIFEST_BYTES", "Descriptor", "Manifest", "parse_manifest"]
 # larger ones; a manifest larger than this from an upstream is refused (a hostile upstream
 # could otherwise make every worker buffer gigabytes).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_IMAGE_CONFIG_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.container.image.v1+json",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,27 +42,28 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, value: Any) -> Descriptor:
+        """A descriptor from upstream JSON; every field's type is checked."""
         if not isinstance(value, Mapping):
-            raise ContentError("descriptor is not an object")
-        try:
-            size = value["size"]
-            media_type = value["mediaType"]
-            digest = Digest.parse(value["digest"])
-        except KeyError as exc:
-            raise ContentError(f"descriptor lacks {exc.args[0]!r}") from None
-        except TypeError:
-            raise ContentError("descriptor has a field of the wrong type") from None
-        if not isinstance(size, int) or size < 0 or not isinstance(media_type, str):
-            raise ContentError(f"descriptor {digest} has a bad size or mediaType")
+            raise MalformedResponseError("descriptor is not an object")
+        digest_text = value.get("digest")
+        if not isinstance(digest_text, str):
+            raise MalformedResponseError("descriptor lacks a string 'digest'")
+        digest = Digest.parse(digest_text)
+        what = f"descriptor {digest}"
+        media_type = optional_str(value, "mediaType", what)
+        if media_type is None:
+            raise MalformedResponseError(f"{what} lacks 'mediaType'")
         platform = value.get("platform")
+        if platform is not None and not isinstance(platform, Mapping):
+            raise MalformedResponseError(f"{what}: 'platform' is not an object")
         return cls(
             media_type=media_type,
             digest=digest,
-            size=size,
-            platform=Platform.from_json(platform) if isinstance(platform, Mapping) else None,
-            annotations=dict(value.get("annotations") or {}),
-            artifact_type=value.get("artifactType"),
-            urls=tuple(value.get("urls") or ()),
+            size=size_field(value, "size", what),
+            platform=Platform.from_json(platform) if platform is not None else None,
+            annotations=str_map(value, "annotations", what),
+            artifact_type=optional_str(value, "artifactType", what),
+            urls=tuple(str_list(value, "urls", what)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -121,27 +128,29 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = N
         digest.verify(raw)
     else:
         digest = Digest.of(raw)
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ContentError(f"manifest {digest} is not JSON: {exc}") from None
+    what = f"manifest {digest}"
+    body = load_json(raw, what)
     if not isinstance(body, dict):
-        raise ContentError(f"manifest {digest} is not a JSON object")
-    kind = body.get("mediaType") or media_type or ""
+        raise MalformedResponseError(f"{what} is not a JSON object")
+    kind = optional_str(body, "mediaType", what) or media_type or ""
     if body.get("schemaVersion") != 2:
-        raise ContentError(f"manifest {digest}: schemaVersion {body.get('schemaVersion')!r}")
+        version = repr(body.get("schemaVersion"))[:40]
+        raise ContentError(f"manifest {digest}: schemaVersion {version}")
     _check_declared_type(body, media_type, digest)
     if kind not in mediatypes.MANIFEST_TYPES:
         kind = mediatypes.OCI_INDEX if "manifests" in body else mediatypes.OCI_MANIFEST
     children: tuple[Descriptor, ...] = ()
     blobs: tuple[Descriptor, ...] = ()
+    config: Descriptor | None = None
     if kind in mediatypes.INDEX_TYPES:
         children = tuple(Descriptor.from_json(d) for d in _list(body, "manifests", digest))
     else:
-        config = body.get("config")
-        head = (Descriptor.from_json(config),) if config is not None else ()
+        if body.get("config") is not None:
+            config = Descriptor.from_json(body["config"])
+        head = (config,) if config is not None else ()
         blobs = head + tuple(Descriptor.from_json(d) for d in _list(body, "layers", digest))
     subject = body.get("subject")
+    artifact_type = optional_str(body, "artifactType", what)
     return Manifest(
         media_type=kind,
         digest=digest,
@@ -149,8 +158,8 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: Digest | None = N
         children=children,
         blobs=blobs,
         subject=Descriptor.from_json(subject) if subject is not None else None,
-        artifact_type=body.get("artifactType") or _config_type(body),
-        annotations=dict(body.get("annotations") or {}),
+        artifact_type=artifact_type or _config_type(config),
+        annotations=str_map(body, "annotations", what),
     )
 
 
@@ -176,13 +185,8 @@ def _list(body: dict[str, Any], key: str, digest: Digest) -> list[Any]:
     return value
 
 
-def _config_type(body: dict[str, Any]) -> str | None:
+def _config_type(config: Descriptor | None) -> str | None:
     # image-spec manifest.md: with no artifactType, the config's mediaType names the artifact.
-    config = body.get("config")
-    if isinstance(config, Mapping) and config.get("mediaType") not in (
-        None,
-        "application/vnd.oci.image.config.v1+json",
-        "application/vnd.docker.container.image.v1+json",
-    ):
-        return str(config["mediaType"])
-    return None
+    if config is None or config.media_type in _IMAGE_CONFIG_TYPES:
+        return None
+    return config.media_type

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from syncworker.oci.document import optional_str
+
 __all__ = ["Platform"]
 
 
@@ -25,10 +27,12 @@ class Platform:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Platform:
+        """An index entry's ``platform``; a field of the wrong type is refused."""
+        what = "platform"
         return cls(
-            str(value.get("os", "")),
-            str(value.get("architecture", "")),
-            value.get("variant") or None,
+            optional_str(value, "os", what) or "",
+            optional_str(value, "architecture", what) or "",
+            optional_str(value, "variant", what) or None,
         )
 
     def matches(self, other: Platform) -> bool:

@@ -1,9 +1,9 @@
 """The distribution-spec HTTP client: auth, retries, failover, pagination, manifests, blobs."""
 
+from syncworker.redact import install_log_redaction
 from syncworker.registry.auth import Credentials
 from syncworker.registry.client import RegistryClient
 from syncworker.registry.options import ClientOptions
-from syncworker.redact import install_log_redaction
 from syncworker.registry.retry import backoff_delay
 from syncworker.registry.stats import ClientStats
 

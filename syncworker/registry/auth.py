@@ -11,13 +11,13 @@ Specs: RFC 7235 (``WWW-Authenticate`` syntax), distribution's token auth
 from __future__ import annotations
 
 import base64
-import json
 import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from syncworker.errors import RegistryError
+from syncworker.errors import MalformedResponseError
+from syncworker.oci.document import load_json
 
 __all__ = [
     "CATALOG_SCOPE",
@@ -39,6 +39,10 @@ TOKEN_EXPIRY_MARGIN = 5.0
 # A token answer is a small JSON object; anything bigger is not a token issuer.
 MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 CATALOG_SCOPE = "registry:catalog:*"
+# Tokens are refreshed at least this often, whatever expires_in says (a day).
+MAX_TOKEN_LIFETIME = 86400.0
+# Visible ASCII, no spaces: what may follow "Bearer " in a header.
+_TOKEN_VALUE = re.compile(r"[\x21-\x7e]{1,65536}")
 
 
 @dataclass(frozen=True)
@@ -123,15 +127,21 @@ def token_query(challenge: Challenge, scope: str | None) -> list[tuple[str, str]
 
 
 def parse_token_response(body: bytes, now: float, url: str) -> Token:
-    """Read ``token`` (or OAuth2's ``access_token``) and ``expires_in`` from a token answer."""
-    try:
-        data = json.loads(body)
-        value = data.get("token") or data.get("access_token")
-        lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
-    except (ValueError, AttributeError, TypeError):
-        raise RegistryError("GET", url, 200, detail="token response is not valid JSON") from None
-    if not isinstance(value, str) or not value:
-        raise RegistryError("GET", url, 200, detail="token response has no token")
+    """Read ``token`` (or OAuth2's ``access_token``) and ``expires_in`` from a token answer.
+
+    The token goes into a header: only visible ASCII is accepted (RFC 6750's b64token is
+    narrower still), so a hostile issuer cannot inject header lines or make the HTTP
+    library fail on bytes it cannot encode.
+    """
+    data = load_json(body, f"token response from {url}")
+    if not isinstance(data, dict):
+        raise MalformedResponseError(f"token response from {url} is not a JSON object")
+    value = data.get("token") or data.get("access_token")
+    if not isinstance(value, str) or not _TOKEN_VALUE.fullmatch(value):
+        raise MalformedResponseError(f"token response from {url} has no usable token")
+    lifetime = data.get("expires_in") or DEFAULT_TOKEN_LIFETIME
+    if type(lifetime) not in (int, float) or not 0 < lifetime <= MAX_TOKEN_LIFETIME:
+        raise MalformedResponseError(f"token response from {url}: bad expires_in")
     return Token(value, now + lifetime)
 
 

@@ -1,8 +1,14 @@
 """The auth state of one registry: the challenge each URL sent, and tokens per scope.
 
 The logic of challenge/response, kept apart from the wire: the transport asks
-:meth:`Authorizer.header` before a request and calls :meth:`Authorizer.learn` on a 401;
-a token request goes out through the ``fetch`` callable it was given.
+:meth:`Authorizer.header` before a request and calls :meth:`Authorizer.learn` on a 401
+from one of the registry's own URLs; a token request goes out through the ``fetch``
+callable it was given.
+
+Credentials belong to one URL: a registry entry with failover URLs sends each URL only
+its own login (never the first URL's to the second), and sends it to a token realm only
+when that URL's challenge named the realm. A realm reached over plain http for an https
+upstream is refused: the login would cross the network in the clear.
 """
 
 from __future__ import annotations
@@ -10,14 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from syncworker.errors import RegistryError
-from syncworker.registry import auth
 from syncworker.redact import redact_http_url
+from syncworker.registry import auth
 from syncworker.registry.redirects import origin
 
-__all__ = ["Authorizer", "TokenFetch"]
+__all__ = ["Authorizer", "Origin", "TokenFetch"]
 
-#: ``fetch(realm, headers, params) -> body``: one GET, raising on any non-2xx answer.
-TokenFetch = Callable[[str, Mapping[str, str], Sequence[tuple[str, str]]], bytes]
+#: ``fetch(realm, headers, params, upstream) -> body``: one GET on behalf of the registry
+#: URL ``upstream``, raising on any non-2xx answer.
+TokenFetch = Callable[[str, Mapping[str, str], Sequence[tuple[str, str]], str], bytes]
 Origin = tuple[str, str, int]
 
 
@@ -27,12 +34,12 @@ class Authorizer:
     def __init__(
         self,
         urls: Iterable[str],
-        credentials: auth.Credentials | None,
+        credentials: Mapping[Origin, auth.Credentials],
         fetch: TokenFetch,
         clock: Callable[[], float],
     ) -> None:
         self._origins = frozenset(origin(u) for u in urls)
-        self._credentials = credentials
+        self._credentials = dict(credentials)
         self._fetch = fetch
         self._clock = clock
         self._challenges: dict[Origin, auth.Challenge] = {}
@@ -45,49 +52,70 @@ class Authorizer:
         if challenge is None or key not in self._origins:
             return None
         if challenge.scheme == "basic":
-            creds = self._credentials
+            creds = self._credentials.get(key)
             return auth.basic_authorization(creds) if creds is not None else None
-        return "Bearer " + self._token(challenge, scope).value
+        return "Bearer " + self._token(key, url, challenge, scope).value
 
     def learn(self, url: str, www_authenticate: str, sent: str | None, scope: str | None) -> bool:
-        """Remember a 401's challenge; True if answering it may change the outcome."""
+        """Remember the challenge of a 401 that ``url`` (one of ours) answered itself;
+        True if answering it may change the outcome."""
+        key = origin(url)
+        if key not in self._origins:
+            return False
         offered = auth.parse_challenges(www_authenticate)
         usable = [c for c in offered if c.scheme == "bearer" and c.realm] or [
-            c for c in offered if c.scheme == "basic" and self._credentials is not None
+            c for c in offered if c.scheme == "basic" and key in self._credentials
         ]
-        if not usable or origin(url) not in self._origins:
+        if not usable:
             return False
         challenge = usable[0]
-        self._challenges[origin(url)] = challenge
+        self._challenges[key] = challenge
         if challenge.scheme == "bearer" and sent is not None:
             # The token we sent was refused (expired early, or too narrow): fetch anew.
-            self._tokens.discard(_token_key(challenge, scope))
+            self._tokens.discard(_token_key(key, challenge, scope))
         return True
 
-    def _token(self, challenge: auth.Challenge, scope: str | None) -> auth.Token:
-        key = _token_key(challenge, scope)
-        token = self._tokens.get(key, self._clock())
+    def _token(
+        self, key: Origin, url: str, challenge: auth.Challenge, scope: str | None
+    ) -> auth.Token:
+        token_key = _token_key(key, challenge, scope)
+        token = self._tokens.get(token_key, self._clock())
         if token is not None:
             return token
-        with self._tokens.lock(key):
-            token = self._tokens.get(key, self._clock())
+        with self._tokens.lock(token_key):
+            token = self._tokens.get(token_key, self._clock())
             if token is None:
-                token = self._fetch_token(challenge, scope)
-                self._tokens.put(key, token)
+                token = self._fetch_token(key, url, challenge, scope)
+                self._tokens.put(token_key, token)
             return token
 
-    def _fetch_token(self, challenge: auth.Challenge, scope: str | None) -> auth.Token:
+    def _fetch_token(
+        self, key: Origin, url: str, challenge: auth.Challenge, scope: str | None
+    ) -> auth.Token:
         # token.md "Requesting a Token": GET realm?service=..&scope=.., with Basic
-        # credentials if we have them (sent to the realm only), none for an anonymous token.
+        # credentials if this URL has them (sent to the realm only), none for anonymous.
         realm = challenge.realm
-        if not realm.startswith(("https://", "http://")):
+        scheme = origin(realm)[0]
+        if scheme not in ("https", "http"):
             raise RegistryError("GET", redact_http_url(realm), 401, detail="bad token realm")
-        creds = self._credentials
+        if key[0] == "https" and scheme != "https":
+            raise RegistryError(
+                "GET",
+                redact_http_url(realm),
+                401,
+                detail="token realm over plain http for an https registry refused",
+            )
+        creds = self._credentials.get(key)
         headers = {"Authorization": auth.basic_authorization(creds)} if creds else {}
         now = self._clock()
-        body = self._fetch(realm, headers, auth.token_query(challenge, scope))
+        body = self._fetch(realm, headers, auth.token_query(challenge, scope), url)
         return auth.parse_token_response(body, now, redact_http_url(realm))
 
 
-def _token_key(challenge: auth.Challenge, scope: str | None) -> auth.TokenKey:
-    return (challenge.realm, challenge.params.get("service", ""), scope or "")
+def _token_key(key: Origin, challenge: auth.Challenge, scope: str | None) -> auth.TokenKey:
+    # Per registry URL too: two URLs of one entry may log in as different users.
+    return (
+        f"{key[0]}://{key[1]}:{key[2]} {challenge.realm}",
+        challenge.params.get("service", ""),
+        scope or "",
+    )

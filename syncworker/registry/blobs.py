@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 from syncworker.errors import SizeLimitError
 from syncworker.oci import Descriptor, VerifyingReader
-from syncworker.registry import paths
 from syncworker.redact import redact_http_url
+from syncworker.registry import answers, paths
 from syncworker.registry.transport import Transport
 
 __all__ = ["BLOB_CHUNK", "blob"]
@@ -34,11 +34,9 @@ def blob(t: Transport, repo: str, descriptor: Descriptor) -> Iterator[Iterable[b
     )
     t.stats.add(blob_gets=1)
     with response:
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) != descriptor.size:
-            raise SizeLimitError(
-                f"{descriptor.digest}: {redact_http_url(response.url)} sends {declared} bytes,"
-                f" declared {descriptor.size}"
-            )
+        where = f"{descriptor.digest}: {redact_http_url(response.url)}"
+        declared = answers.declared_length(response.headers, where)
+        if declared is not None and declared != descriptor.size:
+            raise SizeLimitError(f"{where} sends {declared} bytes, declared {descriptor.size}")
         chunks = t.iter_body(response, BLOB_CHUNK)
         yield VerifyingReader(chunks, descriptor.digest, descriptor.size)

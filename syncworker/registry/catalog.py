@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
-from syncworker.errors import ContentError
+from syncworker.errors import MalformedResponseError
+from syncworker.oci.document import load_json, str_list
 from syncworker.registry import paths
 from syncworker.registry.auth import CATALOG_SCOPE
 from syncworker.registry.transport import Transport
@@ -44,12 +44,8 @@ def catalog(t: Transport) -> Iterator[str]:
 
 def string_list(body: bytes, key: str) -> list[str]:
     """``body[key]`` as a list of strings (``null`` counts as empty, as registries send it)."""
-    try:
-        value = json.loads(body).get(key)
-    except (ValueError, AttributeError):
-        raise ContentError(f"list answer is not a JSON object with {key!r}") from None
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ContentError(f"{key!r} is not a list of strings")
-    return value
+    what = f"{key} list"
+    doc = load_json(body, what)
+    if not isinstance(doc, dict):
+        raise MalformedResponseError(f"{what} is not a JSON object")
+    return str_list(doc, key, what)

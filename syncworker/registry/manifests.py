@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from syncworker.errors import DigestMismatchError
+from syncworker.errors import DigestMismatchError, SizeLimitError
 from syncworker.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Digest, Manifest
 from syncworker.oci import parse_manifest as _parse
-from syncworker.registry import paths
+from syncworker.registry import answers, paths
 from syncworker.registry.transport import Transport
 
 __all__ = ["get_manifest", "head_manifest"]
@@ -29,14 +27,18 @@ def head_manifest(t: Transport, repo: str, ref: str) -> Descriptor:
         headers={"Accept": MANIFEST_ACCEPT},
     )
     digest_text = reply.headers.get(_DIGEST_HEADER, "")
-    length = reply.headers.get("Content-Length", "")
-    media_type = _media_type(reply.headers)
-    if not digest_text or not length.isdigit() or not media_type:
+    length = answers.declared_length(reply.headers, f"HEAD manifest {repo}:{ref}")
+    media_type = answers.media_type(reply.headers)
+    if not digest_text or length is None or not media_type:
         return get_manifest(t, repo, ref)[1].descriptor()
     digest = Digest.parse(digest_text)
     if ":" in ref and digest != Digest.parse(ref):
         raise DigestMismatchError(f"{repo}@{ref}: registry reports digest {digest}")
-    return Descriptor(media_type, digest, int(length))
+    if length > MAX_MANIFEST_BYTES:
+        raise SizeLimitError(
+            f"manifest {repo}:{ref} of {length} bytes exceeds {MAX_MANIFEST_BYTES}"
+        )
+    return Descriptor(media_type, digest, length)
 
 
 def get_manifest(t: Transport, repo: str, ref: str) -> tuple[bytes, Manifest]:
@@ -58,11 +60,7 @@ def get_manifest(t: Transport, repo: str, ref: str) -> tuple[bytes, Manifest]:
         header = reply.headers.get(_DIGEST_HEADER)
         expected = Digest.parse(header) if header else None
     try:
-        manifest = _parse(reply.body, _media_type(reply.headers) or None, expected)
+        manifest = _parse(reply.body, answers.media_type(reply.headers) or None, expected)
     except DigestMismatchError as exc:
         raise DigestMismatchError(f"manifest {repo}:{ref}: {exc}") from None
     return reply.body, manifest
-
-
-def _media_type(headers: Mapping[str, str]) -> str:
-    return headers.get("Content-Type", "").split(";")[0].strip()

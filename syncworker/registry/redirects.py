@@ -1,11 +1,16 @@
-"""Which redirects a client may follow, and where credentials may go.
+"""Where a client may connect besides its upstream, and where credentials may go.
 
-Blob GETs are often redirected to object storage, so redirects are followed; but a
-public upstream must not be able to point the worker at an address inside our own network
-(``169.254.169.254`` cloud metadata, ``10.0.0.0/8`` services): that would be a request
-forgery. An upstream that is itself private (a registry on the LAN, or on loopback in
-tests) may redirect anywhere. The same reasoning as go-containerregistry's
-``transport.checkRedirect``.
+Blob GETs are often redirected to object storage, and a bearer challenge names a token
+realm: both are URLs the upstream chooses. A public upstream must not be able to point the
+worker at an address inside our own network (``10.0.0.0/8`` services, loopback): that
+would be a request forgery. An upstream that is itself private (a registry on the LAN, or
+on loopback in tests) may name private addresses. Link-local and shared addresses, where
+cloud metadata services answer (``169.254.169.254``; Alibaba's ``100.100.100.200`` in
+``100.64.0.0/10``; AWS's ``fd00:ec2::254``), are refused whatever the upstream. The same
+reasoning as go-containerregistry's ``transport.checkRedirect``.
+
+The check resolves the name once; the caller then connects to exactly the address checked
+(:mod:`syncworker.registry.pinning`), so DNS cannot answer differently in between.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from urllib.parse import urlsplit
 __all__ = [
     "MAX_REDIRECTS",
     "REDIRECT_STATUSES",
+    "is_forbidden_address",
     "is_internal_address",
     "origin",
-    "redirect_allowed",
     "resolve",
+    "target_allowed",
 ]
 
 # requests' own default; a chain longer than this is a loop or an attack.
@@ -29,45 +35,74 @@ MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# RFC 6598 shared address space: carrier NAT, and cloud metadata (100.100.100.200).
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+_METADATA_V6 = ipaddress.ip_address("fd00:ec2::254")
 
 
 def origin(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port): credentials are only sent where this matches a registry URL."""
+    """(scheme, host, port): credentials are only sent where this matches a registry URL.
+
+    A port that is not a number (a hostile Location or realm) gives port -1, which
+    matches no registry URL and is refused as a target.
+    """
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = -1
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def is_internal_address(address: IPAddress) -> bool:
-    """Private, loopback, link-local, unspecified, reserved or multicast."""
+def _unmapped(address: IPAddress) -> IPAddress:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return address.ipv4_mapped
+    return address
+
+
+def is_internal_address(address: IPAddress) -> bool:
+    """Private, loopback, link-local, shared, unspecified, reserved or multicast."""
+    address = _unmapped(address)
     return (
         address.is_private
         or address.is_loopback
-        or address.is_link_local
-        or address.is_unspecified
+        or is_forbidden_address(address)
         or address.is_reserved
         or address.is_multicast
     )
 
 
-def redirect_allowed(
+def is_forbidden_address(address: IPAddress) -> bool:
+    """Never a redirect target or token realm: link-local, shared (RFC 6598), metadata,
+    unspecified or multicast."""
+    address = _unmapped(address)
+    return (
+        address.is_link_local
+        or address.is_unspecified
+        or address.is_multicast
+        or address == _METADATA_V6
+        or (isinstance(address, ipaddress.IPv4Address) and address in _SHARED)
+    )
+
+
+def target_allowed(
     target_url: str,
     upstream_addresses: Iterable[IPAddress],
     target_addresses: Iterable[IPAddress],
 ) -> bool:
-    """Whether to follow a redirect to ``target_url`` (pure; addresses resolved by the caller).
-
-    Refused: schemes other than http(s), and internal targets when no upstream address is
-    internal. An unresolvable target is refused too (it has no address to judge).
-    """
-    if urlsplit(target_url).scheme not in ("http", "https"):
+    """Whether to connect to ``target_url`` on behalf of an upstream (pure: addresses
+    resolved by the caller). Refused: schemes other than http(s), an unresolvable target,
+    a forbidden address, and an internal one when no upstream address is internal. One
+    bad address among several is enough: DNS may answer either."""
+    scheme, _, port = origin(target_url)
+    if scheme not in ("http", "https") or port < 0:
+        return False
+    targets = list(target_addresses)
+    if not targets or any(is_forbidden_address(a) for a in targets):
         return False
     if any(is_internal_address(a) for a in upstream_addresses):
         return True
-    targets = list(target_addresses)
-    return bool(targets) and not any(is_internal_address(a) for a in targets)
+    return not any(is_internal_address(a) for a in targets)
 
 
 def resolve(host: str) -> list[IPAddress]:

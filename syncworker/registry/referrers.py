@@ -8,10 +8,9 @@ index is stored under the tag ``<alg>-<hex>``.
 
 from __future__ import annotations
 
-import json
-
-from syncworker.errors import ContentError, NotFoundError, RegistryError
+from syncworker.errors import ContentError, MalformedResponseError, NotFoundError, RegistryError
 from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest
+from syncworker.oci.document import load_json
 from syncworker.oci.mediatypes import OCI_INDEX
 from syncworker.registry import paths
 from syncworker.registry.manifests import get_manifest
@@ -75,9 +74,11 @@ def _from_api(t: Transport, repo: str, digest: Digest) -> list[Descriptor] | Non
 
 
 def _index_entries(body: bytes) -> list[Descriptor] | None:
+    """The descriptors of a referrers index; None if the body is no image index at all
+    (a registry without the API answering its own page)."""
     try:
-        index = json.loads(body)
-    except ValueError:
+        index = load_json(body, "referrers index")
+    except MalformedResponseError:
         return None
     if not isinstance(index, dict) or index.get("schemaVersion") != 2:
         return None

@@ -4,15 +4,17 @@ The protocol modules (catalog, tags, manifests, blobs, ...) only say which path 
 and what scope it needs; everything in between lives here, stacked as in
 go-containerregistry's transport: failover (outermost) → retry with backoff → auth
 challenge/response → redirect policy → one ``requests`` call. This is the one module
-where ``requests`` exceptions become :class:`TransportError` and error statuses become
-:class:`RegistryError` / :class:`NotFoundError`.
+where ``requests`` and ``urllib3`` exceptions become :class:`TransportError` and error
+statuses become :class:`RegistryError` / :class:`NotFoundError`.
+
+A streamed body (:meth:`Transport.open`) is opened with one attempt per URL: its caller
+retries the whole stream (``retry.retrying``), so retries never nest.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
+import copy
 import random
 import threading
 import time
@@ -24,7 +26,6 @@ from urllib.parse import urljoin
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from syncworker.errors import (
     NotFoundError,
@@ -33,15 +34,16 @@ from syncworker.errors import (
     SyncworkerError,
     TransportError,
 )
-from syncworker.registry import auth, redirects
-from syncworker.registry.authorizer import Authorizer
-from syncworker.registry.options import ClientOptions
 from syncworker.redact import redact_http_url
-from syncworker.registry.retry import MAX_RETRY_DELAY, backoff_delay, parse_retry_after
-from syncworker.registry.retry import should_retry as _should_retry
+from syncworker.registry import answers, auth, redirects
+from syncworker.registry.authorizer import Authorizer, Origin
+from syncworker.registry.deadline import Deadline
+from syncworker.registry.options import ClientOptions
+from syncworker.registry.pinning import PinningAdapter, Pins
+from syncworker.registry.retry import is_temporary, parse_retry_after, retrying
 from syncworker.registry.stats import ClientStats
 
-__all__ = ["ERROR_BODY_CAP", "Reply", "Transport"]
+__all__ = ["ERROR_BODY_CAP", "CredentialsArg", "Reply", "Transport"]
 
 # Error bodies are JSON of a few hundred bytes (spec.md "Error Codes"); read no more.
 ERROR_BODY_CAP = 64 * 1024
@@ -51,6 +53,10 @@ POOL_HOSTS = 8
 _READ_CHUNK = 64 * 1024
 _T = TypeVar("_T")
 Params = Sequence[tuple[str, str]]
+#: One login for every URL, or a login per URL (failover URLs get only their own).
+CredentialsArg = auth.Credentials | Mapping[str, auth.Credentials] | None
+# What the wire may raise mid-body: urllib3's own errors when reading the raw stream.
+_BODY_ERRORS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Transport:
     def __init__(
         self,
         urls: Sequence[str],
-        credentials: auth.Credentials | None,
+        credentials: CredentialsArg,
         options: ClientOptions,
         stats: ClientStats,
         *,
@@ -89,8 +95,9 @@ class Transport:
         self._sleep, self._rng, self._clock = sleep, rng or random.Random(), clock
         # One keep-alive pool shared by all threads (urllib3's pools are thread-safe); a
         # Session per thread on top of it, as requests does not promise a shared Session is.
-        self._adapter = HTTPAdapter(
-            pool_connections=POOL_HOSTS, pool_maxsize=options.pool_size, max_retries=0
+        self._pins = Pins()
+        self._adapter = PinningAdapter(
+            self._pins, pool_connections=POOL_HOSTS, pool_maxsize=options.pool_size, max_retries=0
         )
         self._local = threading.local()
         if not options.tls_verify:
@@ -98,9 +105,19 @@ class Transport:
             # per request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._preferred = 0
-        self._auth = Authorizer(self._bases, credentials, self._token_body, clock)
+        self._origins = frozenset(redirects.origin(u) for u in self._bases)
+        logins = _logins(self._bases, credentials)
+        self._auth = Authorizer(self._bases, logins, self._token_body, clock)
         self._upstream_addresses: dict[str, list[redirects.IPAddress]] = {}
         self._lock = threading.Lock()
+        self._deadline: Deadline | None = None
+
+    def bounded(self, deadline: Deadline) -> Transport:
+        """This transport (same pool, tokens, counters) with every request, body and retry
+        wait after ``deadline`` failing with :class:`DeadlineExceededError`."""
+        view = copy.copy(self)
+        view._deadline = deadline
+        return view
 
     @property
     def stats(self) -> ClientStats:
@@ -151,38 +168,44 @@ class Transport:
         params: Params = (),
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        """Send and return the response unread, for streaming. The caller closes it."""
+        """Send and return the response unread, for streaming. The caller closes it.
 
-        def attempt(url: str) -> requests.Response:
-            return self._exchange(method, url, scope, params, headers, None)
-
-        return self._failover(target, lambda url: self._retrying(lambda: attempt(url)))
+        One attempt per URL: the caller retries the whole stream, not this request."""
+        return self._failover(
+            target, lambda url: self._exchange(method, url, scope, params, headers, None)
+        )
 
     def iter_body(self, response: requests.Response, chunk_size: int) -> Iterator[bytes]:
-        """The body's chunks; a broken connection mid-body becomes :class:`TransportError`."""
+        """The body's chunks; a broken connection mid-body becomes :class:`TransportError`.
+
+        Each read returns what one ``recv`` brings (``read1``), so the deadline is checked
+        between reads even when a server sends one byte every few seconds."""
+        method = response.request.method or "GET"
         try:
-            for chunk in response.iter_content(chunk_size):
+            while True:
+                if self._deadline is not None:
+                    self._deadline.check(f"{method} {redact_http_url(response.url)}")
+                chunk = response.raw.read1(chunk_size, decode_content=True)
+                if not chunk:
+                    return
                 self._stats.add(bytes_downloaded=len(chunk))
                 yield chunk
-        except requests.RequestException as exc:
-            raise _transport_error(response.request.method or "GET", response.url, exc) from None
+        except _BODY_ERRORS as exc:
+            raise _transport_error(method, response.url, exc) from None
 
     def read(self, response: requests.Response, cap: int, method: str = "GET") -> bytes:
         """The whole body, refusing (before buffering it) one longer than ``cap``."""
         # A HEAD's Content-Length is the size of the GET's body, not of this (empty) one.
-        declared = "" if method == "HEAD" else response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise SizeLimitError(
-                f"{method} {redact_http_url(response.url)}: body of {declared} bytes exceeds {cap}"
-            )
+        where = f"{method} {redact_http_url(response.url)}"
+        declared = None if method == "HEAD" else answers.declared_length(response.headers, where)
+        if declared is not None and declared > cap:
+            raise SizeLimitError(f"{where}: body of {declared} bytes exceeds {cap}")
         parts: list[bytes] = []
         total = 0
         for chunk in self.iter_body(response, _READ_CHUNK):
             total += len(chunk)
             if total > cap:
-                raise SizeLimitError(
-                    f"{method} {redact_http_url(response.url)}: body exceeds {cap} bytes"
-                )
+                raise SizeLimitError(f"{where}: body exceeds {cap} bytes")
             parts.append(chunk)
         return b"".join(parts)
 
@@ -203,7 +226,7 @@ class Transport:
             try:
                 result = call(self._bases[index] + target)
             except SyncworkerError as exc:
-                if not _should_retry(exc):
+                if not is_temporary(exc):
                     raise
                 failure = exc
                 continue
@@ -214,19 +237,15 @@ class Transport:
         raise failure
 
     def _retrying(self, call: Callable[[], _T]) -> _T:
-        for attempt in itertools.count():
-            try:
-                return call()
-            except SyncworkerError as exc:
-                if attempt >= self._options.max_retries or not _should_retry(exc):
-                    raise
-                retry_after = exc.retry_after if isinstance(exc, RegistryError) else None
-                delay = backoff_delay(
-                    attempt, self._options.retry_delay, MAX_RETRY_DELAY, retry_after, self._rng
-                )
-                self._stats.add(retries=1)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        return retrying(
+            call,
+            retries=self._options.max_retries,
+            base=self._options.retry_delay,
+            sleep=self._sleep,
+            jitter=self._rng.random,
+            on_retry=lambda _exc, _delay: self._stats.add(retries=1),
+            deadline=self._deadline,
+        )
 
     # -- one attempt: auth challenge/response around a send --------------------------------
 
@@ -241,8 +260,10 @@ class Transport:
     ) -> requests.Response:
         """One authorised request; any non-2xx answer is raised as a :class:`RegistryError`."""
         sent = self._auth.header(url, scope)
-        response = self._send(method, url, _with_auth(headers, sent), params, data)
-        if response.status_code == 401:
+        response = self._send(method, url, _with_auth(headers, sent), params, data, url)
+        # A 401 from a redirect target (blob storage, a CDN) is its own business: our
+        # credentials, and a realm it names, are never offered to it.
+        if response.status_code == 401 and redirects.origin(response.url) == redirects.origin(url):
             # Read the 401 first: its connection is then free for the token request.
             with response:
                 refused = self._error(method, response)
@@ -252,16 +273,27 @@ class Transport:
             renewed = self._auth.header(url, scope)
             if renewed is None or renewed == sent:
                 raise refused
-            response = self._send(method, url, _with_auth(headers, renewed), params, data)
+            response = self._send(method, url, _with_auth(headers, renewed), params, data, url)
         if not 200 <= response.status_code < 300:
             with response:
                 raise self._error(method, response)
         return response
 
     def _token_body(
-        self, realm: str, headers: Mapping[str, str], params: Sequence[tuple[str, str]]
+        self,
+        realm: str,
+        headers: Mapping[str, str],
+        params: Sequence[tuple[str, str]],
+        upstream: str,
     ) -> bytes:
-        response = self._send("GET", realm, headers, params, None)
+        if not self._admit(realm, self._addresses_of(upstream)):
+            raise RegistryError(
+                "GET",
+                redact_http_url(realm),
+                401,
+                detail="token realm refused (internal or link-local address)",
+            )
+        response = self._send("GET", realm, headers, params, None, upstream)
         with response:
             if not 200 <= response.status_code < 300:
                 raise self._error("GET", response)
@@ -276,9 +308,13 @@ class Transport:
         headers: Mapping[str, str],
         params: Params | None,
         data: bytes | None,
+        upstream_url: str,
     ) -> requests.Response:
-        """Send, following redirects by our policy; Authorization never leaves its origin."""
-        upstream = self._addresses_of(url)
+        """Send, following redirects by our policy; Authorization never leaves its origin.
+
+        ``upstream_url`` is the registry URL the request is made for: whether it is itself
+        an internal address decides where its redirects may lead."""
+        upstream = self._addresses_of(upstream_url)
         current = dict(headers)
         for _ in range(redirects.MAX_REDIRECTS + 1):
             response = self._send_once(method, url, current, params, data)
@@ -287,8 +323,7 @@ class Transport:
                 return response
             _discard(response)
             target = urljoin(response.url, location)
-            target_host = redirects.origin(target)[1]
-            if not redirects.redirect_allowed(target, upstream, redirects.resolve(target_host)):
+            if not self._admit(target, upstream):
                 raise RegistryError(
                     method,
                     redact_http_url(url),
@@ -310,8 +345,11 @@ class Transport:
         params: Params | None,
         data: bytes | None,
     ) -> requests.Response:
-        self._stats.add(requests=1)
         timeout = self._options.timeout
+        if self._deadline is not None:
+            self._deadline.check(f"{method} {redact_http_url(url)}")
+            timeout = min(timeout, self._deadline.remaining())
+        self._stats.add(requests=1)
         try:
             return self._session.request(
                 method,
@@ -326,6 +364,19 @@ class Transport:
         except requests.RequestException as exc:
             raise _transport_error(method, url, exc) from None
 
+    def _admit(self, url: str, upstream: list[redirects.IPAddress]) -> bool:
+        """Whether ``url`` (a redirect target, a token realm) may be connected to; if it
+        may, its connections are pinned to the address judged. The registry's own URLs
+        are the user's choice and always may."""
+        key = redirects.origin(url)
+        if key in self._origins:
+            return True
+        addresses = redirects.resolve(key[1])
+        if not redirects.target_allowed(url, upstream, addresses):
+            return False
+        self._pins.pin(key[1], str(addresses[0]))
+        return True
+
     def _addresses_of(self, url: str) -> list[redirects.IPAddress]:
         host = redirects.origin(url)[1]
         with self._lock:
@@ -339,9 +390,9 @@ class Transport:
     def _error(self, method: str, response: requests.Response) -> RegistryError:
         try:
             body = _read_prefix(response, ERROR_BODY_CAP)
-        except requests.RequestException:
+        except _BODY_ERRORS:
             body = b""
-        codes, detail = _spec_errors(body)
+        codes, detail = answers.spec_errors(body)
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
         kind = NotFoundError if response.status_code == 404 else RegistryError
         return kind(
@@ -349,7 +400,7 @@ class Transport:
         )
 
 
-def _make_session(options: ClientOptions, adapter: HTTPAdapter) -> requests.Session:
+def _make_session(options: ClientOptions, adapter: PinningAdapter) -> requests.Session:
     session = requests.Session()
     # No environment lookups per request (proxies, netrc credentials): they cost time on
     # every call and could attach credentials we were not given.
@@ -370,6 +421,16 @@ def _make_session(options: ClientOptions, adapter: HTTPAdapter) -> requests.Sess
     return session
 
 
+def _logins(bases: Sequence[str], credentials: CredentialsArg) -> dict[Origin, auth.Credentials]:
+    """The login of each registry URL's origin."""
+    if credentials is None:
+        return {}
+    if isinstance(credentials, auth.Credentials):
+        return {redirects.origin(base): credentials for base in bases}
+    by_url = {url.rstrip("/"): creds for url, creds in credentials.items()}
+    return {redirects.origin(b): by_url[b] for b in bases if b in by_url}
+
+
 def _with_auth(headers: Mapping[str, str] | None, authorization: str | None) -> dict[str, str]:
     out = dict(headers or {})
     if authorization is not None:
@@ -379,7 +440,7 @@ def _with_auth(headers: Mapping[str, str] | None, authorization: str | None) -> 
 
 def _discard(response: requests.Response) -> None:
     """Drain a small unwanted body (a 401, a redirect) so its connection is reused."""
-    with response, contextlib.suppress(requests.RequestException):
+    with response, contextlib.suppress(*_BODY_ERRORS):
         _read_prefix(response, ERROR_BODY_CAP)
 
 
@@ -394,18 +455,7 @@ def _read_prefix(response: requests.Response, cap: int) -> bytes:
     return b"".join(parts)[:cap]
 
 
-def _spec_errors(body: bytes) -> tuple[tuple[str, ...], str]:
-    """spec.md "Error Codes": ``{"errors": [{"code", "message", "detail"}]}``, if that."""
-    try:
-        errors = json.loads(body).get("errors")
-        codes = tuple(str(e["code"]) for e in errors if isinstance(e, dict) and "code" in e)
-        message = next((str(e.get("message", "")) for e in errors if isinstance(e, dict)), "")
-    except (ValueError, AttributeError, TypeError, KeyError):
-        return (), ""
-    return codes, message[:200]
-
-
-def _transport_error(method: str, url: str, exc: requests.RequestException) -> TransportError:
+def _transport_error(method: str, url: str, exc: BaseException) -> TransportError:
     """A message that names the failure without echoing the URL's query (tokens)."""
     return TransportError(f"{method} {redact_http_url(url)}: {type(exc).__name__} ({_reason(exc)})")
 

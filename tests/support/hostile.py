@@ -7,6 +7,7 @@ only way to serve it is to script the answers; everything else in the suite uses
     upstream.route("GET", "/v2/_catalog", json_body({"repositories": ["a"]}))
     upstream.serve_manifest("a", "v1", manifest)          # HEAD and GET, tag and digest
     upstream.serve_blob("a", blob, body=b"other bytes")   # lie about a blob
+    upstream.first("GET", path, Answer(503))             # then fail once before the route
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def json_answer(value: Any, status: int = 200, media_type: str = "application/js
 class HostileRegistry:
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], Answer] = {("GET", "/v2/"): Answer(200, b"{}")}
+        self._once: dict[tuple[str, str], list[Answer]] = {}
+        self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -54,6 +57,24 @@ class HostileRegistry:
         self._routes[(method, path)] = answer
         if method == "GET":
             self._routes.setdefault(("HEAD", path), Answer(answer.status, b"", answer.headers))
+
+    def first(self, method: str, path: str, *answers: Answer) -> None:
+        """Answer the next requests to ``path`` with ``answers``, in order, before its
+        route: a transient failure injected in front of a good answer."""
+        with self._lock:
+            self._once.setdefault((method, path), []).extend(answers)
+
+    def count(self, method: str, path: str) -> int:
+        with self._lock:
+            return sum(1 for seen in self.requests if seen == (method, path))
+
+    def _next(self, method: str, path: str) -> Answer | None:
+        with self._lock:
+            self.requests.append((method, path))
+            queued = self._once.get((method, path))
+            if queued:
+                return queued.pop(0)
+        return self._routes.get((method, path))
 
     def serve_tags(self, repo: str, tags: list[str]) -> None:
         self.route("GET", f"/v2/{repo}/tags/list", json_answer({"name": repo, "tags": tags}))
@@ -88,8 +109,7 @@ class HostileRegistry:
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 path = self.path.split("?", 1)[0]
-                registry.requests.append((self.command, path))
-                answer = registry._routes.get((self.command, path))
+                answer = registry._next(self.command, path)
                 if answer is None:
                     answer = json_answer({"errors": [{"code": "NOT_FOUND"}]}, 404)
                 self.send_response(answer.status)

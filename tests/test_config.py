@@ -272,10 +272,14 @@ def test_credentials_file(tmp_path: Path) -> None:
         )
     )
     config = load_config(write(tmp_path, zot(credentialsFile=str(creds))))
-    assert config.credentials_for(config.registries[0]) == Credentials("user1", "pass1")
-    # Tried in failover order: registry2 has no entry, registry3 has.
-    assert config.credentials_for(config.registries[1]) == Credentials("user3", "pass3")
-    assert config.credentials_for(config.registries[2]) is None
+    assert config.credentials_for(config.registries[0]) == {
+        "https://registry1:5000": Credentials("user1", "pass1")
+    }
+    # Per URL: registry2 has no entry, so the failover URL registry3's login stays its own.
+    assert config.credentials_for(config.registries[1]) == {
+        "https://registry3:5000": Credentials("user3", "pass3")
+    }
+    assert config.credentials_for(config.registries[2]) == {}
 
 
 def test_credentials_file_relative_to_config(tmp_path: Path) -> None:
@@ -283,7 +287,9 @@ def test_credentials_file_relative_to_config(tmp_path: Path) -> None:
         json.dumps({"registry1:5000": {"username": "a", "password": "b"}})
     )
     config = load_config(write(tmp_path, zot(credentialsFile="auth.json")))
-    assert config.credentials_for(config.registries[0]) == Credentials("a", "b")
+    assert config.credentials_for(config.registries[0]) == {
+        "https://registry1:5000": Credentials("a", "b")
+    }
 
 
 def test_docker_config_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -305,12 +311,17 @@ def test_docker_config_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     creds = tmp_path / "creds.json"
     creds.write_text(json.dumps({"registry2:5000": {"username": "file", "password": "wins"}}))
     config = load_config(write(tmp_path, ZOT_CONFIG))
-    assert config.credentials_for(config.registries[2]) == Credentials("hubuser", "hub:pass")
-    assert config.credentials_for(config.registries[1]) == Credentials("u2", "p2")
-    assert config.credentials_for(config.registries[0]) is None
+    hub = "https://index.docker.io"
+    assert config.credentials_for(config.registries[2]) == {hub: Credentials("hubuser", "hub:pass")}
+    assert config.credentials_for(config.registries[1]) == {
+        "https://registry2:5000": Credentials("u2", "p2")
+    }
+    assert config.credentials_for(config.registries[0]) == {}
     # zot's credentials file comes first.
     config = load_config(write(tmp_path, zot(credentialsFile=str(creds))))
-    assert config.credentials_for(config.registries[1]) == Credentials("file", "wins")
+    assert config.credentials_for(config.registries[1]) == {
+        "https://registry2:5000": Credentials("file", "wins")
+    }
 
 
 def test_unknown_registry_name(tmp_path: Path) -> None:

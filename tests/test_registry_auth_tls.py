@@ -33,17 +33,16 @@ def test_bearer_push_and_pull_with_credentials(
 ) -> None:
     server, issuer = token_registry
     image = make_image("bearer-client")
+    push_image(server.url, "team/app", "v1", image, auth=(USER, PASSWORD))
+    issued_to_the_pusher = issuer.issued_to[USER]
     with RegistryClient([server.url], Credentials(USER, PASSWORD), OPTIONS) as client:
         client.ping()
-        for blob in image.blobs:
-            client.push_blob("team/app", Digest.parse(blob.digest), blob.data)
-        client.push_manifest("team/app", "v1", image.raw, image.media_type)
         for _ in range(5):
             assert client.head_manifest("team/app", "v1").digest == Digest.parse(image.digest)
         assert client.tags("team/app") == ["v1"]
         assert "team/app" in list(client.catalog())
-    # ping, push (pull,push), pull, catalog: one token per scope, reused afterwards.
-    assert issuer.issued_to[USER] == 4
+    # ping, pull, catalog: one token per scope, reused afterwards.
+    assert issuer.issued_to[USER] - issued_to_the_pusher == 3
 
 
 def test_bearer_anonymous_pull(token_registry: tuple[RegistryServer, TokenIssuer]) -> None:
@@ -53,9 +52,6 @@ def test_bearer_anonymous_pull(token_registry: tuple[RegistryServer, TokenIssuer
     with RegistryClient([server.url], options=OPTIONS) as client:
         raw, manifest = client.get_manifest("pub/app", "v1")
         assert raw == image.raw and manifest.media_type == OCI_MANIFEST
-        with pytest.raises(RegistryError) as caught:
-            client.push_manifest("pub/app", "v2", image.raw, image.media_type)
-    assert caught.value.status == 401
     assert issuer.issued_to[None] >= 1
 
 
@@ -79,10 +75,8 @@ def test_tls_with_cert_dir(
     assert server.url.startswith("https://")
     image = make_image("tls-client")
     options = ClientOptions(cert_dir=str(tls_certs.cert_dir), max_retries=0)
+    push_image(server.url, "tls/app", "v1", image, verify=str(tls_certs.cert_dir / "ca.crt"))
     with RegistryClient([server.url], options=options) as client:
-        for blob in image.blobs:
-            client.push_blob("tls/app", Digest.parse(blob.digest), blob.data)
-        client.push_manifest("tls/app", "v1", image.raw, image.media_type)
         assert client.get_manifest("tls/app", "v1")[0] == image.raw
     untrusting = RegistryClient([server.url], options=ClientOptions(max_retries=0))
     with untrusting, pytest.raises(TransportError, match="SSLError"):

@@ -26,10 +26,13 @@ from syncworker.oci.mediatypes import (
 )
 from syncworker.registry import ClientOptions, Credentials, RegistryClient
 from syncworker.registry import tags as tags_module
+from tests.support import push as support_push
+from tests.support.images import Blob
 from tests.support.registry_server import RegistryServer
 
 FAST = ClientOptions(max_retries=1, retry_delay=0.01, timeout=10.0)
 USER, PASSWORD = "mirror", "pa55-w0rd-not-in-logs"
+Auth = tuple[str, str] | None
 
 
 # -- fixtures: tests/conftest.py starts the real registries --------------------------------
@@ -76,10 +79,18 @@ class Pushed:
     blobs: dict[Digest, bytes]
 
 
-def push_blob(client: RegistryClient, repo: str, data: bytes, media_type: str) -> dict[str, object]:
-    digest = Digest.of(data)
-    client.push_blob(repo, digest, data)
-    return {"mediaType": media_type, "digest": str(digest), "size": len(data)}
+def push_blob(
+    client: RegistryClient, repo: str, data: bytes, media_type: str, auth: Auth = None
+) -> dict[str, object]:
+    """Upload to the client's last URL (the live one in failover tests)."""
+    support_push.push_blob(client.urls[-1], repo, Blob(data, media_type), auth)
+    return {"mediaType": media_type, "digest": str(Digest.of(data)), "size": len(data)}
+
+
+def push_manifest(
+    client: RegistryClient, repo: str, ref: str, raw: bytes, media_type: str, auth: Auth = None
+) -> None:
+    support_push.push_manifest(client.urls[-1], repo, ref, raw, media_type, auth)
 
 
 def push_image(
@@ -89,6 +100,7 @@ def push_image(
     media_type: str = OCI_MANIFEST,
     seed: str = "",
     layer_size: int = 3000,
+    auth: Auth = None,
 ) -> Pushed:
     config_type, layer_type = LAYER_TYPES[media_type]
     config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
@@ -96,12 +108,12 @@ def push_image(
     body = {
         "schemaVersion": 2,
         "mediaType": media_type,
-        "config": push_blob(client, repo, config, config_type),
-        "layers": [push_blob(client, repo, layer, layer_type)],
+        "config": push_blob(client, repo, config, config_type, auth),
+        "layers": [push_blob(client, repo, layer, layer_type, auth)],
     }
     raw = json.dumps(body, indent=2).encode()
     digest = Digest.of(raw)
-    client.push_manifest(repo, tag or str(digest), raw, media_type)
+    push_manifest(client, repo, tag or str(digest), raw, media_type, auth)
     blobs = {Digest.of(config): config, Digest.of(layer): layer}
     return Pushed(raw, digest, media_type, blobs)
 
@@ -119,7 +131,7 @@ def push_index(
         for c, arch in zip(children, ["amd64", "arm64"], strict=False)
     ]
     raw = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": entries}).encode()
-    client.push_manifest(repo, tag, raw, media_type)
+    push_manifest(client, repo, tag, raw, media_type)
     return Pushed(raw, Digest.of(raw), media_type, {})
 
 
@@ -159,7 +171,7 @@ def test_tags_all_pages(client: RegistryClient) -> None:
     image = push_image(client, "rc/tagged", "v0", seed="tags")
     wanted = {f"v{i}" for i in range(7)}
     for tag in wanted - {"v0"}:
-        client.push_manifest("rc/tagged", tag, image.raw, image.media_type)
+        push_manifest(client, "rc/tagged", tag, image.raw, image.media_type)
     assert set(client.tags("rc/tagged")) == wanted
     # distribution 2.8 ignores n on tag lists (Link pages are tested on a scripted server);
     # asking for small pages must still give every tag.
@@ -252,7 +264,7 @@ def test_referrers_from_the_tag_schema(client: RegistryClient) -> None:
         },
     }
     raw = json.dumps(artifact).encode()
-    client.push_manifest("rc/signed", str(Digest.of(raw)), raw, OCI_MANIFEST)
+    push_manifest(client, "rc/signed", str(Digest.of(raw)), raw, OCI_MANIFEST)
     entry = {
         "mediaType": OCI_MANIFEST,
         "digest": str(Digest.of(raw)),
@@ -260,7 +272,7 @@ def test_referrers_from_the_tag_schema(client: RegistryClient) -> None:
         "artifactType": "application/vnd.example.sbom",
     }
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]})
-    client.push_manifest("rc/signed", f"sha256-{subject.digest.hex}", index.encode(), OCI_INDEX)
+    push_manifest(client, "rc/signed", f"sha256-{subject.digest.hex}", index.encode(), OCI_INDEX)
     [found] = client.referrers("rc/signed", subject.digest)
     assert found.digest == Digest.of(raw)
     assert found.artifact_type == "application/vnd.example.sbom"
@@ -289,7 +301,7 @@ def test_basic_auth(auth_registry: RegistryServer) -> None:
     creds = Credentials(USER, PASSWORD)
     with RegistryClient([auth_registry.url], creds, FAST) as client:
         client.ping()
-        image = push_image(client, "private/app", "v1")
+        image = push_image(client, "private/app", "v1", auth=(USER, PASSWORD))
         assert client.get_manifest("private/app", "v1")[0] == image.raw
         assert "private/app" in list(client.catalog())
 

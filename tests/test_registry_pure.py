@@ -18,6 +18,7 @@ from syncworker.errors import (
     RegistryError,
     TransportError,
 )
+from syncworker.redact import redact_http_url as redact_url
 from syncworker.registry import Credentials
 from syncworker.registry.auth import (
     Challenge,
@@ -29,7 +30,6 @@ from syncworker.registry.auth import (
     token_query,
 )
 from syncworker.registry.paths import link_next, link_path, link_query, reference
-from syncworker.redact import redact_http_url as redact_url
 from syncworker.registry.redirects import is_internal_address, origin, target_allowed
 from syncworker.registry.retry import (
     backoff_delay,

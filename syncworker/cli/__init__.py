@@ -7,8 +7,10 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from syncworker.errors import ConfigError, SyncworkerError
+from syncworker.redact import quiet_library_loggers
 
 __all__ = ["main"]
 
@@ -25,6 +27,9 @@ COMMANDS = {
 }
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# -vv: DEBUG logging and Python tracebacks.
+TRACEBACK_VERBOSITY = 2
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -49,8 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args.verbose)
     try:
         code: int = args.func(args)
     except ConfigError as exc:
@@ -62,7 +66,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("syncworker: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line, the traceback only with -vv
+        if args.verbose >= TRACEBACK_VERBOSITY:
+            raise
+        print(f"syncworker: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURES
     return code
+
+
+class _BriefFormatter(logging.Formatter):
+    """Log lines without tracebacks: those are for ``-vv``, not for the user."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's API
+        return ""
+
+
+def _setup_logging(verbose: int) -> None:
+    """``-v`` INFO, ``-vv`` DEBUG with tracebacks. The HTTP and AWS libraries stay at INFO
+    whatever the level: their DEBUG lines carry request headers and signed URLs."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    handler = logging.StreamHandler()
+    brief = verbose < TRACEBACK_VERBOSITY
+    handler.setFormatter(_BriefFormatter(LOG_FORMAT) if brief else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+    quiet_library_loggers(level)
 
 
 if __name__ == "__main__":

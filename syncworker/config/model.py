@@ -12,6 +12,7 @@ from syncworker.config.storage import StorageConfig
 from syncworker.config.sync import RegistryConfig, SyncConfig
 from syncworker.errors import ConfigError
 from syncworker.registry.auth import Credentials
+from syncworker.registry.options import DEFAULT_MAX_BLOB_SIZE
 
 __all__ = ["Config", "ExtensionsConfig", "SyncworkerSettings"]
 
@@ -39,6 +40,8 @@ class SyncworkerSettings(ConfigModel):
     #: under the OCI types, which OCI-layout readers such as skopeo 1.9 and umoci require;
     #: ``preserve`` keeps Docker's types, as zot's own storage does with preserveDigest.
     layout_media_types: Literal["oci", "preserve"] = "oci"
+    #: A blob larger than this many bytes (declared or streamed) fails its tag.
+    max_blob_size: int = Field(DEFAULT_MAX_BLOB_SIZE, ge=1)
 
     @field_validator("redis")
     @classmethod
@@ -105,11 +108,13 @@ class Config(ConfigModel):
         known = ", ".join(reg.name for reg in self.registries) or "none configured"
         raise ConfigError("extensions.sync.registries", f"no registry named {name!r} ({known})")
 
-    def credentials_for(self, registry: RegistryConfig) -> Credentials | None:
-        """Credentials for ``registry``: zot's credentialsFile entry for the first of its
-        URLs that has one, else the user's docker config.json, else None (anonymous)."""
-        for host in registry.hosts:
-            creds = self._file_credentials.get(host_key(host))
+    def credentials_for(self, registry: RegistryConfig) -> dict[str, Credentials]:
+        """The login of each of ``registry``'s URLs that has one: zot's credentialsFile
+        entry for its host, else the user's docker config.json. A failover URL gets only
+        its own login, never another URL's."""
+        found: dict[str, Credentials] = {}
+        for url, host in zip(registry.urls, registry.hosts, strict=True):
+            creds = self._file_credentials.get(host_key(host)) or docker_config_credentials([host])
             if creds is not None:
-                return creds
-        return docker_config_credentials(registry.hosts)
+                found[url] = creds
+        return found

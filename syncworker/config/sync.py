@@ -26,7 +26,7 @@ from syncworker.config.base import (
 from syncworker.errors import InvalidNameError
 from syncworker.filters import ContentRule, ContentRules, TagRule
 from syncworker.oci import validate_repository
-from syncworker.registry.options import ClientOptions
+from syncworker.registry.options import DEFAULT_MAX_BLOB_SIZE, ClientOptions
 
 __all__ = ["ContentConfig", "RegistryConfig", "SyncConfig", "TagsConfig"]
 
@@ -80,12 +80,13 @@ class RegistryConfig(ConfigModel):
     only_signed: bool = False
     preserve_digest: bool = False  # we always store manifests byte for byte
     sync_legacy_cosign_tags: bool = True
+    # zot's syncTimeout: the deadline of one repository's sync (everything past it fails).
+    sync_timeout: GoDuration | None = None
     # Accepted for zot compatibility, not acted on: syncworker has no on-demand server
-    # (manifestCheckInterval), sizes its own pools and timeouts (syncTimeout,
-    # reqConcurrent, reqPerSec, disableHTTP2) and backs off on its own curve (maxRetryDelay).
+    # (manifestCheckInterval), sizes its own pools and timeouts (reqConcurrent,
+    # reqPerSec, disableHTTP2) and backs off on its own curve (maxRetryDelay).
     manifest_check_interval: GoDuration | None = None
     max_retry_delay: GoDuration | None = None
-    sync_timeout: GoDuration | None = None
     req_concurrent: int | None = Field(None, ge=1)
     req_per_sec: float | None = Field(None, ge=0)
     disable_http2: bool | None = Field(None, alias="disableHTTP2")
@@ -153,9 +154,13 @@ class RegistryConfig(ConfigModel):
     def content_rules(self) -> ContentRules:
         return self._rules
 
-    def client_options(self) -> ClientOptions:
+    def client_options(self, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE) -> ClientOptions:
         """Options for the registry client; unset keys keep the client's defaults."""
-        given: dict[str, Any] = {"tls_verify": self.tls_verify, "cert_dir": self.cert_dir}
+        given: dict[str, Any] = {
+            "tls_verify": self.tls_verify,
+            "cert_dir": self.cert_dir,
+            "max_blob_size": max_blob_size,
+        }
         if self.max_retries is not None:
             given["max_retries"] = self.max_retries
         if self.retry_delay is not None:

@@ -17,7 +17,7 @@ from syncworker.engine.repo import RepoJob
 from syncworker.engine.results import Failure, NullProgress, Progress, RepoResult
 from syncworker.errors import ContentError, SyncworkerError
 from syncworker.oci import Reference, validate_repository
-from syncworker.registry import RegistryClient
+from syncworker.registry import Deadline, RegistryClient
 from syncworker.store import Store
 
 __all__ = ["Mirror"]
@@ -65,9 +65,8 @@ class Mirror:
             client = self._clients.get(registry)
             if client is None:
                 cfg = self.config.registry(registry)
-                client = RegistryClient(
-                    cfg.urls, self.config.credentials_for(cfg), cfg.client_options()
-                )
+                options = cfg.client_options(self.config.syncworker.max_blob_size)
+                client = RegistryClient(cfg.urls, self.config.credentials_for(cfg), options)
                 self._clients[registry] = client
             return client
 
@@ -141,8 +140,12 @@ class Mirror:
 
     def _job(self, cfg: RegistryConfig, repo: str, dest: str) -> RepoJob:
         images = ImageCopier(self.store, self._blobs, self._blob_pool, cfg.platforms)
+        client = self.client(cfg.name)
+        if cfg.sync_timeout is not None:  # zot's syncTimeout: one repository's deadline
+            limit = cfg.sync_timeout.total_seconds()
+            client = client.bounded(Deadline.after(limit, f"syncTimeout ({limit:g}s)"))
         return RepoJob(
-            client=self.client(cfg.name),
+            client=client,
             store=self.store,
             images=images,
             progress=self.progress,

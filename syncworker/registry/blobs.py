@@ -25,6 +25,11 @@ def blob(t: Transport, repo: str, descriptor: Descriptor) -> Iterator[Iterable[b
     The body is never buffered whole. Redirects (to object storage, typically) are
     followed by the transport's policy, without our credentials.
     """
+    limit = t.options.max_blob_size
+    if descriptor.size > limit:
+        raise SizeLimitError(
+            f"blob {descriptor.digest} of {descriptor.size} bytes exceeds maxBlobSize ({limit})"
+        )
     response = t.open(
         "GET",
         paths.repo_path(repo, "blobs", str(descriptor.digest)),

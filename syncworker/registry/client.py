@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 
 from syncworker.errors import RegistryError
 from syncworker.oci import Descriptor, Digest, Manifest
-from syncworker.registry import blobs, catalog, manifests, push, referrers, tags
-from syncworker.registry.auth import Credentials
+from syncworker.registry import blobs, catalog, manifests, referrers, tags
+from syncworker.registry.deadline import Deadline
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.stats import ClientStats
-from syncworker.registry.transport import ERROR_BODY_CAP, Transport
+from syncworker.registry.transport import ERROR_BODY_CAP, CredentialsArg, Transport
 
 __all__ = ["RegistryClient"]
 
@@ -27,7 +28,7 @@ class RegistryClient:
     def __init__(
         self,
         urls: Sequence[str],
-        credentials: Credentials | None = None,
+        credentials: CredentialsArg = None,
         options: ClientOptions = ClientOptions(),  # noqa: B008 - frozen, so shared safely
     ) -> None:
         self.urls = tuple(urls)
@@ -35,8 +36,16 @@ class RegistryClient:
         self.stats = ClientStats()
         self._t = Transport(self.urls, credentials, options, self.stats)
         # Learnt from the first answer: a registry without the referrers API (distribution
-        # 2.x, most mirrors) is not asked again, which saves a request per image.
-        self._referrers_api: bool | None = None
+        # 2.x, most mirrors) is not asked again, which saves a request per image. A dict,
+        # so that bounded views share what was learnt.
+        self._learnt: dict[str, bool] = {}
+
+    def bounded(self, deadline: Deadline) -> RegistryClient:
+        """A view of this client (same connections, tokens, counters) for one job: every
+        request, body and retry wait past ``deadline`` fails with DeadlineExceededError."""
+        view = copy.copy(self)
+        view._t = self._t.bounded(deadline)
+        return view
 
     def ping(self) -> None:
         """``GET /v2/``: the registry speaks the protocol. A 401 counts as an answer."""
@@ -72,17 +81,11 @@ class RegistryClient:
     def referrers_api(self, repo: str, digest: Digest) -> list[Descriptor] | None:
         """Through the API only; None if this registry has no referrers API. A caller
         that has the tag list finds the tag-schema fallback there, without a request."""
-        if self._referrers_api is False:
+        if self._learnt.get("referrers_api") is False:
             return None
         found = referrers.referrers_api(self._t, repo, digest)
-        self._referrers_api = found is not None
+        self._learnt["referrers_api"] = found is not None
         return found
-
-    def push_blob(self, repo: str, digest: Digest, data: bytes) -> None:
-        push.push_blob(self._t, repo, digest, data)
-
-    def push_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> None:
-        push.push_manifest(self._t, repo, ref, raw, media_type)
 
     def close(self) -> None:
         self._t.close()

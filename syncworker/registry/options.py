@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ClientOptions"]
+__all__ = ["DEFAULT_MAX_BLOB_SIZE", "ClientOptions"]
+
+# Larger than any real layer (the largest public ones are a few tens of GiB), small enough
+# that a descriptor claiming petabytes fails at once instead of filling a disk.
+DEFAULT_MAX_BLOB_SIZE = 64 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -23,3 +27,5 @@ class ClientOptions:
     #: Keep-alive connections kept per host; size it to the number of threads using the client.
     pool_size: int = 32
     user_agent: str = "syncworker/0.1"
+    #: A blob declared (or streamed) larger than this fails its tag instead of being copied.
+    max_blob_size: int = DEFAULT_MAX_BLOB_SIZE

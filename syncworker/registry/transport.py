@@ -123,6 +123,10 @@ class Transport:
     def stats(self) -> ClientStats:
         return self._stats
 
+    @property
+    def options(self) -> ClientOptions:
+        return self._options
+
     def close(self) -> None:
         self._adapter.close()
 

@@ -23,6 +23,8 @@ from redis.exceptions import RedisError
 
 from syncworker.coord import LockBusy
 from syncworker.errors import CoordError, RegistryError, SyncworkerError
+from syncworker.registry.retry import backoff_delay as backoff
+from syncworker.registry.retry import is_temporary
 
 __all__ = [
     "BACKOFF_BASE",
@@ -51,27 +53,15 @@ LOCK_RETRY_CAP = 60.0
 LOCK_MAX_RETRIES = 120
 
 
-def backoff(retries: int, *, base: float, cap: float, jitter: float = 0.0) -> float:
-    """Seconds before attempt ``retries + 1``: doubling from ``base`` up to ``cap``.
-
-    ``jitter`` in [0, 1) takes up to half the delay off, so that tasks failed together by
-    one outage do not all come back in the same second (the caller draws it).
-    """
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
-    delay = min(cap, base * 2.0 ** min(retries, 32))
-    return delay * (1.0 - jitter / 2.0)
-
-
 def retry_delay(exc: SyncworkerError, retries: int, jitter: float = 0.0) -> float:
-    """The delay for ``exc``: a lock waits on its own curve; an upstream's ``Retry-After``
-    is honoured when it asks for longer than our backoff."""
+    """The delay for ``exc`` (``registry.retry.backoff_delay``, the one rule): a lock waits
+    on its own curve; an upstream's ``Retry-After`` is honoured when it asks for longer."""
     if isinstance(exc, LockBusy):
         return backoff(retries, base=LOCK_RETRY_BASE, cap=LOCK_RETRY_CAP, jitter=jitter)
-    delay = backoff(retries, base=BACKOFF_BASE, cap=BACKOFF_CAP, jitter=jitter)
-    if isinstance(exc, RegistryError) and exc.retry_after is not None:
-        delay = max(delay, min(exc.retry_after, BACKOFF_CAP))
-    return delay
+    retry_after = exc.retry_after if isinstance(exc, RegistryError) else None
+    return backoff(
+        retries, base=BACKOFF_BASE, cap=BACKOFF_CAP, retry_after=retry_after, jitter=jitter
+    )
 
 
 class SyncTask(Task):  # type: ignore[misc]
@@ -87,7 +77,7 @@ class SyncTask(Task):  # type: ignore[misc]
             log.info("%s%s: %s; retrying later", self.name, _brief(args), exc)
             raise self._retry(exc, LOCK_MAX_RETRIES) from None
         except SyncworkerError as exc:
-            if not exc.temporary:
+            if not is_temporary(exc):
                 raise
             log.warning("%s%s: temporary failure: %s", self.name, _brief(args), exc)
             raise self._retry(exc, self.max_retries) from None

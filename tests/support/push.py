@@ -12,6 +12,7 @@ an OCI index listing the referrers (distribution-spec, "Pushing Manifests with S
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import requests
 from tests.support.client import Credentials, registry_session
 from tests.support.images import OCI_INDEX, Blob, Manifest, canonical_json, referrers_tag
 
-__all__ = ["PushError", "PushResult", "push_image", "referrers_index"]
+__all__ = ["PushError", "PushResult", "push_blob", "push_image", "push_manifest", "referrers_index"]
 
 TIMEOUT = 60.0
 
@@ -66,6 +67,29 @@ def push_image(
         if manifest.subject:
             _add_referrer(http, base, manifest)
     return result
+
+
+def push_blob(registry_url: str, repo: str, blob: Blob, auth: Credentials | None = None) -> bool:
+    """Upload one blob to `repo` unless it is there; True when it was uploaded."""
+    with registry_session(auth) as http:
+        return _push_blob(http, registry_url.rstrip("/") + f"/v2/{repo}", blob)
+
+
+def push_manifest(
+    registry_url: str,
+    repo: str,
+    reference: str,
+    raw: bytes,
+    media_type: str,
+    auth: Credentials | None = None,
+    *,
+    verify: bool | str = True,
+) -> None:
+    """PUT manifest bytes as they are (children and blobs must be there already)."""
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    with registry_session(auth, verify=verify) as http:
+        base = registry_url.rstrip("/") + f"/v2/{repo}"
+        _put_manifest(http, base, reference, raw, media_type, digest)
 
 
 def _check(response: requests.Response, expected: set[int], what: str) -> None:

@@ -54,15 +54,16 @@ class Scripted(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__((host, 0), _Handler)
+        self.host = host
         self.routes: dict[tuple[str, str], Route | list[Answer]] = {}
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://{self.host}:{self.server_address[1]}"
 
     def on(self, method: str, path: str, *answers: Answer | Route) -> None:
         if len(answers) == 1 and callable(answers[0]):
@@ -132,8 +133,14 @@ def other() -> Iterator[Scripted]:
     yield from _serve()
 
 
-def _serve() -> Iterator[Scripted]:
-    scripted = Scripted()
+@pytest.fixture
+def elsewhere() -> Iterator[Scripted]:
+    """On 127.0.0.2: another address than the upstream's, still loopback."""
+    yield from _serve("127.0.0.2")
+
+
+def _serve(host: str = "127.0.0.1") -> Iterator[Scripted]:
+    scripted = Scripted(host)
     thread = threading.Thread(target=scripted.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield scripted
@@ -547,3 +554,84 @@ def test_public_upstream_redirecting_inside_is_refused(
         pass
     assert other.seen == [] and SECRET not in str(caught.value)
     assert client.stats.snapshot().retries == 0
+
+
+# -- where credentials may go ------------------------------------------------------------
+
+
+def test_a_failover_url_never_gets_the_first_urls_login(server: Scripted, other: Scripted) -> None:
+    for scripted in (server, other):
+        scripted.on("GET", "/v2/", Answer(401, headers={"WWW-Authenticate": 'Basic realm="r"'}))
+    server.on("GET", "/v2/r/tags/list", Answer(503))
+    other.on("GET", "/v2/r/tags/list", Answer(401, headers={"WWW-Authenticate": 'Basic realm="r"'}))
+    logins = {server.url: Credentials("alice", SECRET)}
+    with RegistryClient([server.url, other.url], logins, FAST) as client:
+        client.ping()
+        with pytest.raises(RegistryError) as caught:
+            client.tags("r")
+    assert caught.value.status == 401
+    assert any(s.headers.get("Authorization", "").startswith("Basic") for s in server.seen)
+    assert other.seen and not any("Authorization" in s.headers for s in other.seen)
+
+
+def test_a_401_from_a_redirect_target_gets_no_credentials_and_no_realm(
+    server: Scripted, other: Scripted
+) -> None:
+    issuer = TokenIssuer(server)
+    digest = Digest.of(b"abc")
+    location = f"{other.url}/storage/blob"
+    guarded = issuer.guard("repository:r:pull", Answer(307, headers={"Location": location}))
+    server.on("GET", f"/v2/r/blobs/{digest}", guarded)
+    challenge = f'Bearer realm="{other.url}/token",service="cdn"'
+    other.on("GET", "/storage/blob", Answer(401, headers={"WWW-Authenticate": challenge}))
+    client = RegistryClient([server.url], Credentials("alice", SECRET), FAST)
+    descriptor = Descriptor("application/octet-stream", digest, 3)
+    with client, pytest.raises(RegistryError) as caught, client.blob("r", descriptor):
+        pass
+    assert caught.value.status == 401 and "/storage/blob" in caught.value.url
+    assert [urlsplit(s.path).path for s in other.seen] == ["/storage/blob"]
+    assert "Authorization" not in other.seen[0].headers
+    assert len(issuer.requests) == 1  # the upstream's own token, for the upstream only
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "100.100.100.200", "[fd00:ec2::254]"])
+def test_a_realm_at_a_metadata_address_is_refused_before_any_connection(
+    server: Scripted, address: str
+) -> None:
+    challenge = f'Bearer realm="http://{address}/latest/token",service="s"'
+    server.on("GET", "/v2/r/tags/list", Answer(401, headers={"WWW-Authenticate": challenge}))
+    with RegistryClient([server.url], Credentials("alice", SECRET), FAST) as client:
+        with pytest.raises(RegistryError, match="token realm refused") as caught:
+            client.tags("r")
+        # One request, the 401: the realm was judged before a connection was tried.
+        assert client.stats.snapshot().requests == 1
+    assert SECRET not in str(caught.value)
+
+
+def test_a_realm_on_another_loopback_address_is_fine_and_pinned(
+    server: Scripted, elsewhere: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """127.0.0.2 is as internal as the upstream's 127.0.0.1: allowed. The realm's name is
+    resolved once, for the check, and the connection goes to that very address: here a
+    name no DNS knows, resolved by the check alone."""
+    real_resolve = redirects.resolve
+
+    def resolve(host: str) -> list[redirects.IPAddress]:
+        return [ipaddress.ip_address("127.0.0.2")] if host == "rebind.test" else real_resolve(host)
+
+    monkeypatch.setattr(redirects, "resolve", resolve)
+    port = elsewhere.server_address[1]
+    elsewhere.on("GET", "/token", Answer(200, b'{"token": "t0k3n"}'))
+    challenge = f'Bearer realm="http://rebind.test:{port}/token",service="s"'
+
+    def tags(seen: Seen) -> Answer:
+        if seen.headers.get("Authorization") == "Bearer t0k3n":
+            return Answer(200, b'{"tags": ["a"]}')
+        return Answer(401, headers={"WWW-Authenticate": challenge})
+
+    server.on("GET", "/v2/r/tags/list", tags)
+    with RegistryClient([server.url], Credentials("alice", SECRET), FAST) as client:
+        assert client.tags("r") == ["a"]
+    [token_request] = elsewhere.seen
+    assert token_request.headers["Host"] == f"rebind.test:{port}"
+    assert token_request.headers["Authorization"].startswith("Basic ")

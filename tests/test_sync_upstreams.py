@@ -7,11 +7,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.client import registry_session
 from tests.support.images import Manifest, make_image, make_index
@@ -26,8 +30,11 @@ from tests.support.mirror import (
 from tests.support.ports import LOOPBACK, free_port
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
+from tests.support.s3_server import SECRET_KEY, S3Server, s3_server
 from tests.support.tls import TlsMaterial
 from tests.support.token_issuer import TokenIssuer
+
+__all__ = ["s3_server"]  # the session fixture, imported for pytest
 
 USER, PASSWORD = "mirror-bot", "pa55-w0rd-never-printed"
 
@@ -239,3 +246,62 @@ def test_failover_to_the_second_url(
     assert run.code == 0, run.output
     assert mirrored_digest(tmp_store_root, "failover/app", "v1") == image.digest
     assert set(check_store(tmp_store_root)) == {"failover/app"}
+
+
+# -- where credentials may not go ------------------------------------------------------
+
+
+def test_token_realm_over_plain_http_for_an_https_upstream_is_refused(
+    make_token_issuer: Callable[..., TokenIssuer],
+    make_registry: Callable[..., RegistryServer],
+    tls_certs: TlsMaterial,
+    tmp_path: Path,
+    tmp_store_root: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The registry is https, its realm http: the login would cross in the clear."""
+    issuer = make_token_issuer(users={USER: PASSWORD}, anonymous_pull=False)
+    assert issuer.realm.startswith("http://")
+    server = make_registry(tls=tls_certs.server, token_auth=issuer)
+    _push_all(server.url, _images("downgrade"), verify=str(tls_certs.ca_cert))
+    issued_before = issuer.tokens_issued
+    entry = {"urls": [server.url], "certDir": str(tls_certs.cert_dir)}
+    credentials = {server.host: {"username": USER, "password": PASSWORD}}
+    config = write_sync_config(tmp_path, tmp_store_root, [entry], credentials=credentials)
+    run = _sync(config, caplog)
+    assert run.code == 1, run.output
+    assert "plain http" in run.stdout, run.stdout
+    assert issuer.tokens_issued == issued_before and issuer.rejected == 0
+    assert_no_secret([run.output, caplog.text], PASSWORD, _basic_header())
+
+
+def test_no_secret_at_vv_in_a_subprocess_with_s3(
+    make_registry: Callable[..., RegistryServer],
+    s3_server: S3Server,
+    tmp_path: Path,
+) -> None:
+    """``-vv`` is DEBUG for syncworker, but botocore's and urllib3's DEBUG lines (signed
+    headers, presigned queries) stay out: those loggers are kept at INFO."""
+    server = make_registry(htpasswd=(USER, PASSWORD))
+    images = _images("vv")
+    _push_all(server.url, images)
+    credentials = {server.host: {"username": USER, "password": PASSWORD}}
+    config = write_sync_config(
+        tmp_path, tmp_path / "unused", [{"urls": [server.url]}], credentials=credentials
+    )
+    doc = yaml.safe_load(config.read_text())
+    driver = s3_server.driver(s3_server.new_bucket(), "/mirror")
+    doc["storage"] = {"rootDirectory": "/mirror", "storageDriver": driver}
+    config.write_text(yaml.safe_dump(doc))
+    done = subprocess.run(
+        [sys.executable, "-m", "syncworker", "-vv", "sync", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    secrets = [PASSWORD, _basic_header(), SECRET_KEY, "AWS4-HMAC-SHA256", "Signature="]
+    assert_no_secret([output], *secrets)

@@ -375,3 +375,57 @@ def test_presigned_blob_redirect_leaks_no_signature(
     assert mirrored_digest(root, GOOD_REPO, GOOD_TAG) == image.digest
     assert any(path.startswith("/storage/") for _, path in upstream.requests)
     assert_no_secret([run.output, caplog.text], signature)
+
+
+# -- limits: blob size and the repository deadline --------------------------------------
+
+
+def test_a_blob_over_max_blob_size_fails_its_tag_unfetched(
+    upstream: HostileRegistry, tmp_path: Path
+) -> None:
+    """A descriptor may claim any size: over ``maxBlobSize`` the tag fails before a GET,
+    and nothing is allocated for it."""
+    good = make_image("limits-good", layer_size=500)
+    base = make_image("limits-huge", layer_size=500)
+    huge = {**base.json["layers"][0], "size": 2**62}
+    image = Manifest(
+        canonical_json({**base.json, "layers": [huge]}), OCI_MANIFEST, blobs=base.blobs[:1]
+    )
+    upstream.serve_tags("limits/app", ["good", "huge"])
+    upstream.serve_image("limits/app", "good", good)
+    upstream.serve_image("limits/app", "huge", image)
+    upstream.route("GET", "/v2/_catalog", json_answer({"repositories": ["limits/app"]}))
+    root = tmp_path / "store"
+    config = write_sync_config(
+        tmp_path, root, [{"urls": [upstream.url]}], settings={"maxBlobSize": 100_000}
+    )
+    run = run_sync(config)
+    assert run.code == 1, run.output
+    [failure] = _failure_lines(run.stdout)
+    assert "limits/app:huge: " in failure and "maxBlobSize" in failure, failure
+    assert mirrored_digest(root, "limits/app", "good") == good.digest
+    assert upstream.count("GET", f"/v2/limits/app/blobs/{huge['digest']}") == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_trickling_blob_fails_its_repository_at_sync_timeout(
+    upstream: HostileRegistry, tmp_path: Path
+) -> None:
+    """One byte every 0.2 s never trips a read timeout; zot's syncTimeout ends it."""
+    slow, good = make_image("deadline-slow"), make_image("deadline-good")
+    for repo, image in (("slow/app", slow), (GOOD_REPO, good)):
+        upstream.serve_tags(repo, ["v1"])
+        upstream.serve_image(repo, "v1", image)
+    layer = slow.blobs[-1]
+    upstream.route(
+        "GET", f"/v2/slow/app/blobs/{layer.digest}", Answer(200, layer.data, trickle=0.2)
+    )
+    upstream.route("GET", "/v2/_catalog", json_answer({"repositories": ["slow/app", GOOD_REPO]}))
+    root = tmp_path / "store"
+    config = write_sync_config(tmp_path, root, [{"urls": [upstream.url], "syncTimeout": "2s"}])
+    run = run_sync(config)
+    assert run.code == 1, run.output
+    [failure] = _failure_lines(run.stdout)
+    assert "slow/app:v1: " in failure and "syncTimeout" in failure, failure
+    assert mirrored_digest(root, GOOD_REPO, GOOD_TAG) == good.digest
+    assert upstream.count("GET", f"/v2/slow/app/blobs/{layer.digest}") == 1

@@ -12,8 +12,10 @@ only way to serve it is to script the answers; everything else in the suite uses
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,6 +31,9 @@ class Answer:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    #: Seconds between the body's bytes: a server that never stalls long enough for a
+    #: read timeout, yet never finishes.
+    trickle: float = 0.0
 
 
 def json_answer(value: Any, status: int = 200, media_type: str = "application/json") -> Answer:
@@ -118,8 +123,20 @@ class HostileRegistry:
                 if "Content-Length" not in answer.headers:
                     self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command == "HEAD":
+                    return
+                # The client may give up half-way (a deadline): nothing to tell anyone.
+                with contextlib.suppress(OSError):
+                    self._write(answer)
+
+            def _write(self, answer: Answer) -> None:
+                if not answer.trickle:
                     self.wfile.write(answer.body)
+                    return
+                for index in range(len(answer.body)):
+                    self.wfile.write(answer.body[index : index + 1])
+                    self.wfile.flush()
+                    time.sleep(answer.trickle)
 
             do_GET = do_HEAD = _answer
 

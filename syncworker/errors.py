@@ -20,7 +20,7 @@
     └── CoordError               Redis is unreachable or answered with an error
 
 Third-party exceptions are translated into these in exactly one place per dependency:
-``registry/transport.py`` for requests, ``coord/`` for redis-py, ``store/s3.py`` for boto3.
+``registry/wire.py`` for requests and urllib3, ``coord/`` for redis-py, ``store/s3.py`` for boto3.
 """
 
 from __future__ import annotations

@@ -20,12 +20,14 @@ from syncworker.redact import redact_http_url
 from syncworker.registry import auth
 from syncworker.registry.redirects import origin
 
-__all__ = ["Authorizer", "Origin", "TokenFetch"]
+__all__ = ["Authorizer", "CredentialsArg", "Origin", "TokenFetch", "logins_by_origin"]
 
 #: ``fetch(realm, headers, params, upstream) -> body``: one GET on behalf of the registry
 #: URL ``upstream``, raising on any non-2xx answer.
 TokenFetch = Callable[[str, Mapping[str, str], Sequence[tuple[str, str]], str], bytes]
 Origin = tuple[str, str, int]
+#: One login for every URL, or a login per URL (failover URLs get only their own).
+CredentialsArg = auth.Credentials | Mapping[str, auth.Credentials] | None
 
 
 class Authorizer:
@@ -110,6 +112,18 @@ class Authorizer:
         now = self._clock()
         body = self._fetch(realm, headers, auth.token_query(challenge, scope), url)
         return auth.parse_token_response(body, now, redact_http_url(realm))
+
+
+def logins_by_origin(
+    bases: Sequence[str], credentials: CredentialsArg
+) -> dict[Origin, auth.Credentials]:
+    """The login of each registry URL's origin: one for all, or each URL's own."""
+    if credentials is None:
+        return {}
+    if isinstance(credentials, auth.Credentials):
+        return {origin(base): credentials for base in bases}
+    by_url = {url.rstrip("/"): creds for url, creds in credentials.items()}
+    return {origin(b): by_url[b] for b in bases if b in by_url}
 
 
 def _token_key(key: Origin, challenge: auth.Challenge, scope: str | None) -> auth.TokenKey:

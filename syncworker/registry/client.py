@@ -10,10 +10,12 @@ from types import TracebackType
 from syncworker.errors import RegistryError
 from syncworker.oci import Descriptor, Digest, Manifest
 from syncworker.registry import blobs, catalog, manifests, referrers, tags
+from syncworker.registry.authorizer import CredentialsArg
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.stats import ClientStats
-from syncworker.registry.transport import ERROR_BODY_CAP, CredentialsArg, Transport
+from syncworker.registry.transport import Transport
+from syncworker.registry.wire import ERROR_BODY_CAP
 
 __all__ = ["RegistryClient"]
 

@@ -3,9 +3,9 @@
 The protocol modules (catalog, tags, manifests, blobs, ...) only say which path they want
 and what scope it needs; everything in between lives here, stacked as in
 go-containerregistry's transport: failover (outermost) → retry with backoff → auth
-challenge/response → redirect policy → one ``requests`` call. This is the one module
-where ``requests`` and ``urllib3`` exceptions become :class:`TransportError` and error
-statuses become :class:`RegistryError` / :class:`NotFoundError`.
+challenge/response → redirect policy → one ``requests`` call. Error statuses become
+:class:`RegistryError` / :class:`NotFoundError` here; exceptions of the HTTP libraries
+become :class:`TransportError` in :mod:`.wire`.
 
 A streamed body (:meth:`Transport.open`) is opened with one attempt per URL: its caller
 retries the whole stream (``retry.retrying``), so retries never nest.
@@ -13,15 +13,13 @@ retries the whole stream (``retry.retrying``), so retries never nest.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urljoin
 
 import requests
@@ -32,31 +30,31 @@ from syncworker.errors import (
     RegistryError,
     SizeLimitError,
     SyncworkerError,
-    TransportError,
 )
 from syncworker.redact import redact_http_url
 from syncworker.registry import answers, auth, redirects
-from syncworker.registry.authorizer import Authorizer, Origin
+from syncworker.registry.authorizer import Authorizer, CredentialsArg, logins_by_origin
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.pinning import PinningAdapter, Pins
 from syncworker.registry.retry import is_temporary, parse_retry_after, retrying
 from syncworker.registry.stats import ClientStats
+from syncworker.registry.wire import (
+    BODY_ERRORS,
+    ERROR_BODY_CAP,
+    READ_CHUNK,
+    discard,
+    make_session,
+    read_prefix,
+    transport_error,
+)
 
-__all__ = ["ERROR_BODY_CAP", "CredentialsArg", "Reply", "Transport"]
+__all__ = ["Reply", "Transport"]
 
-# Error bodies are JSON of a few hundred bytes (spec.md "Error Codes"); read no more.
-ERROR_BODY_CAP = 64 * 1024
 # Hosts whose pools are kept: the upstream's URLs plus a redirect target or two.
 POOL_HOSTS = 8
-# Read size while buffering small bodies (manifests, lists, error bodies).
-_READ_CHUNK = 64 * 1024
 _T = TypeVar("_T")
 Params = Sequence[tuple[str, str]]
-#: One login for every URL, or a login per URL (failover URLs get only their own).
-CredentialsArg = auth.Credentials | Mapping[str, auth.Credentials] | None
-# What the wire may raise mid-body: urllib3's own errors when reading the raw stream.
-_BODY_ERRORS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ class Transport:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._preferred = 0
         self._origins = frozenset(redirects.origin(u) for u in self._bases)
-        logins = _logins(self._bases, credentials)
+        logins = logins_by_origin(self._bases, credentials)
         self._auth = Authorizer(self._bases, logins, self._token_body, clock)
         self._upstream_addresses: dict[str, list[redirects.IPAddress]] = {}
         self._lock = threading.Lock()
@@ -134,7 +132,7 @@ class Transport:
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = _make_session(self._options, self._adapter)
+            session = make_session(self._options, self._adapter)
             self._local.session = session
         return session
 
@@ -194,8 +192,8 @@ class Transport:
                     return
                 self._stats.add(bytes_downloaded=len(chunk))
                 yield chunk
-        except _BODY_ERRORS as exc:
-            raise _transport_error(method, response.url, exc) from None
+        except BODY_ERRORS as exc:
+            raise transport_error(method, response.url, exc) from None
 
     def read(self, response: requests.Response, cap: int, method: str = "GET") -> bytes:
         """The whole body, refusing (before buffering it) one longer than ``cap``."""
@@ -206,7 +204,7 @@ class Transport:
             raise SizeLimitError(f"{where}: body of {declared} bytes exceeds {cap}")
         parts: list[bytes] = []
         total = 0
-        for chunk in self.iter_body(response, _READ_CHUNK):
+        for chunk in self.iter_body(response, READ_CHUNK):
             total += len(chunk)
             if total > cap:
                 raise SizeLimitError(f"{where}: body exceeds {cap} bytes")
@@ -325,7 +323,7 @@ class Transport:
             location = response.headers.get("Location")
             if response.status_code not in redirects.REDIRECT_STATUSES or not location:
                 return response
-            _discard(response)
+            discard(response)
             target = urljoin(response.url, location)
             if not self._admit(target, upstream):
                 raise RegistryError(
@@ -366,7 +364,7 @@ class Transport:
                 timeout=(timeout, timeout),
             )
         except requests.RequestException as exc:
-            raise _transport_error(method, url, exc) from None
+            raise transport_error(method, url, exc) from None
 
     def _admit(self, url: str, upstream: list[redirects.IPAddress]) -> bool:
         """Whether ``url`` (a redirect target, a token realm) may be connected to; if it
@@ -393,8 +391,8 @@ class Transport:
 
     def _error(self, method: str, response: requests.Response) -> RegistryError:
         try:
-            body = _read_prefix(response, ERROR_BODY_CAP)
-        except _BODY_ERRORS:
+            body = read_prefix(response, ERROR_BODY_CAP)
+        except BODY_ERRORS:
             body = b""
         codes, detail = answers.spec_errors(body)
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
@@ -404,76 +402,8 @@ class Transport:
         )
 
 
-def _make_session(options: ClientOptions, adapter: PinningAdapter) -> requests.Session:
-    session = requests.Session()
-    # No environment lookups per request (proxies, netrc credentials): they cost time on
-    # every call and could attach credentials we were not given.
-    session.trust_env = False
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = options.user_agent
-    if not options.tls_verify:
-        session.verify = False
-    elif options.cert_dir:
-        ca = Path(options.cert_dir, "ca.crt")
-        if ca.is_file():
-            session.verify = str(ca)
-    if options.cert_dir:
-        cert, key = Path(options.cert_dir, "client.cert"), Path(options.cert_dir, "client.key")
-        if cert.is_file() and key.is_file():
-            session.cert = (str(cert), str(key))
-    return session
-
-
-def _logins(bases: Sequence[str], credentials: CredentialsArg) -> dict[Origin, auth.Credentials]:
-    """The login of each registry URL's origin."""
-    if credentials is None:
-        return {}
-    if isinstance(credentials, auth.Credentials):
-        return {redirects.origin(base): credentials for base in bases}
-    by_url = {url.rstrip("/"): creds for url, creds in credentials.items()}
-    return {redirects.origin(b): by_url[b] for b in bases if b in by_url}
-
-
 def _with_auth(headers: Mapping[str, str] | None, authorization: str | None) -> dict[str, str]:
     out = dict(headers or {})
     if authorization is not None:
         out["Authorization"] = authorization
     return out
-
-
-def _discard(response: requests.Response) -> None:
-    """Drain a small unwanted body (a 401, a redirect) so its connection is reused."""
-    with response, contextlib.suppress(*_BODY_ERRORS):
-        _read_prefix(response, ERROR_BODY_CAP)
-
-
-def _read_prefix(response: requests.Response, cap: int) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    for chunk in response.iter_content(_READ_CHUNK):
-        parts.append(chunk)
-        total += len(chunk)
-        if total >= cap:
-            break
-    return b"".join(parts)[:cap]
-
-
-def _transport_error(method: str, url: str, exc: BaseException) -> TransportError:
-    """A message that names the failure without echoing the URL's query (tokens)."""
-    return TransportError(f"{method} {redact_http_url(url)}: {type(exc).__name__} ({_reason(exc)})")
-
-
-def _reason(exc: BaseException) -> str:
-    seen: set[int] = set()
-    pending: list[Any] = [exc]
-    while pending:
-        item = pending.pop()
-        if id(item) in seen or not isinstance(item, BaseException):
-            continue
-        seen.add(id(item))
-        if isinstance(item, OSError) and item.strerror:
-            return item.strerror
-        reason = getattr(item, "reason", None)
-        pending += [item.__cause__, item.__context__, reason, *item.args]
-    return "no answer"

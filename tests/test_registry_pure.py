@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -20,6 +21,7 @@ from syncworker.errors import (
 )
 from syncworker.redact import redact_http_url as redact_url
 from syncworker.registry import Credentials
+from syncworker.registry.answers import declared_length, spec_errors
 from syncworker.registry.auth import (
     Challenge,
     Token,
@@ -280,3 +282,27 @@ def test_references_are_validated_before_they_reach_a_url() -> None:
     for bad in ("../x", "a/b", "sha256:zz", "md5:" + "a" * 32, ""):
         with pytest.raises(ContentError):
             reference(bad)
+
+
+def test_error_bodies_are_read_defensively() -> None:
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl"
+    body = json.dumps(
+        {"errors": [{"code": "DENIED", "message": f"token {jwt} refused\x1b[31m\nforged line"}]}
+    ).encode()
+    codes, detail = spec_errors(body)
+    assert codes == ("DENIED",)
+    assert jwt not in detail and "\n" not in detail and "\x1b" not in detail
+    for garbage in (b"[" * 100_000, b'{"errors": "x"}', b'{"errors": [{"code": {}}]}', b"\xff"):
+        assert spec_errors(garbage)[0] == ()
+    assert spec_errors(json.dumps({"errors": [{"code": "X" * 10_000}] * 50}).encode()) == (
+        ("X" * 40,) * 8,
+        "",
+    )
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "12 34", "-1", "0x10", "1e3"])
+def test_content_length_must_be_ascii_digits(value: str) -> None:
+    with pytest.raises(MalformedResponseError, match="Content-Length"):
+        declared_length({"Content-Length": value}, "GET x")
+    assert declared_length({"Content-Length": " 42 "}, "GET x") == 42
+    assert declared_length({}, "GET x") is None

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from syncworker.errors import MalformedResponseError
 from syncworker.oci.document import load_json
+from syncworker.redact import redact_text
 
 __all__ = ["MAX_DETAIL_CHARS", "declared_length", "media_type", "printable", "spec_errors"]
 
@@ -55,7 +56,8 @@ def spec_errors(body: bytes) -> tuple[tuple[str, ...], str]:
         printable(e["code"], MAX_CODE_CHARS) for e in entries if isinstance(e.get("code"), str)
     )
     message = next((e["message"] for e in entries if isinstance(e.get("message"), str)), "")
-    return codes[:MAX_CODES], printable(message, MAX_DETAIL_CHARS)
+    # An upstream may echo what it was sent (a token, a login) in its message.
+    return codes[:MAX_CODES], printable(redact_text(message), MAX_DETAIL_CHARS)
 
 
 def printable(text: str, limit: int) -> str:

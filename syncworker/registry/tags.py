@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncworker.errors import ContentError
+from syncworker.errors import ContentError, SizeLimitError
 from syncworker.registry import paths
 from syncworker.registry.catalog import MAX_LIST_BYTES, MAX_PAGE_SIZE, string_list
 from syncworker.registry.transport import Transport
@@ -11,6 +11,9 @@ __all__ = ["tags"]
 
 # A loop guard: 10,000 pages of 1000 tags is more than any real repository holds.
 MAX_PAGES = 10_000
+# Memory guard across pages: each page is capped, the whole list is too (about a million
+# tags of typical length).
+MAX_TOTAL_BYTES = 4 * MAX_LIST_BYTES
 
 
 def tags(t: Transport, repo: str, page_size: int = MAX_PAGE_SIZE) -> list[str]:
@@ -19,10 +22,14 @@ def tags(t: Transport, repo: str, page_size: int = MAX_PAGE_SIZE) -> list[str]:
     params: list[tuple[str, str]] = [("n", str(max(1, min(page_size, MAX_PAGE_SIZE))))]
     found: list[str] = []
     seen: set[str] = set()
+    total = 0
     for _ in range(MAX_PAGES):
         reply = t.fetch(
             "GET", target, scope=paths.pull_scope(repo), cap=MAX_LIST_BYTES, params=params
         )
+        total += len(reply.body)
+        if total > MAX_TOTAL_BYTES:
+            raise SizeLimitError(f"tags of {repo}: more than {MAX_TOTAL_BYTES} bytes of lists")
         found += string_list(reply.body, "tags")
         link = paths.link_next(reply.headers.get("Link"))
         if link is None:

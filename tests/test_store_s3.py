@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from syncworker.config.storage import StorageConfig
-from syncworker.errors import DigestMismatchError, StoreError
+from syncworker.config.storage import S3DriverConfig, StorageConfig
+from syncworker.errors import ConfigError, DigestMismatchError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
 from syncworker.store import IndexEntry, open_store
@@ -301,7 +301,8 @@ def test_closed_port_fails_fast_and_names_the_endpoint(s3_server: S3Server) -> N
 def test_bad_driver_values_are_named(
     s3_server: S3Server, change: dict[str, Any], field: str
 ) -> None:
-    with pytest.raises(StoreError, match=field):
+    """The section is parsed by the config model: a bad value is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match=f"storage.storageDriver.{field}"):
         open_store("/mirror", {**s3_server.driver("b"), **change})
 
 
@@ -328,23 +329,23 @@ def test_the_config_models_driver_section_opens_the_store(logged: Logged) -> Non
 def test_driver_settings_follow_distribution() -> None:
     from syncworker.store.s3settings import MAX_PARTS, PART_SIZE, S3Settings
 
-    bare = S3Settings.from_driver(
-        {"bucket": "b", "regionendpoint": "minio:9000", "secure": "false"}
-    )
+    def settings(driver: dict[str, Any], default_root: str = "") -> S3Settings:
+        model = S3DriverConfig.model_validate({"name": "s3", **driver})
+        return S3Settings.from_config(model, default_root)
+
+    bare = settings({"bucket": "b", "regionendpoint": "minio:9000", "secure": "false"})
     assert bare.endpoint == "http://minio:9000" and bare.path_style  # custom endpoint
-    aws = S3Settings.from_driver({"bucket": "b", "region": "eu-west-1"}, default_root="/srv/zot")
+    aws = settings({"bucket": "b", "region": "eu-west-1"}, default_root="/srv/zot")
     assert aws.endpoint is None and not aws.path_style and aws.root == "srv/zot"
-    explicit = S3Settings.from_driver(
+    explicit = settings(
         {"bucket": "b", "regionendpoint": "https://s3.example", "forcepathstyle": False}
     )
     assert not explicit.path_style
     assert aws.part_size_for(None) == PART_SIZE
     assert aws.part_size_for(10 * 1024**4) * MAX_PARTS >= 10 * 1024**4  # 10 TiB still fits
-    assert S3Settings.from_driver({"bucket": "b", "keyid": "k"}).object_args() == {
+    assert settings({"bucket": "b", "keyid": "k"}).object_args() == {
         "ServerSideEncryption": "aws:kms",
         "SSEKMSKeyId": "k",
     }
-    hidden = S3Settings.from_driver(
-        {"bucket": "b", "regionendpoint": "http://user:pw@h:1", "secretkey": "pw"}
-    )
+    hidden = settings({"bucket": "b", "regionendpoint": "http://user:pw@h:1", "secretkey": "pw"})
     assert "pw" not in hidden.where() and "pw" not in repr(hidden)

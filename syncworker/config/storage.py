@@ -30,7 +30,8 @@ class S3DriverConfig(ConfigModel):
     region_endpoint: str | None = Field(None, alias="regionendpoint")
     secure: bool = True
     skip_verify: bool = Field(False, alias="skipverify")
-    force_path_style: bool = Field(False, alias="forcepathstyle")
+    # Unset: path-style addressing exactly when a custom endpoint is given.
+    force_path_style: bool | None = Field(None, alias="forcepathstyle")
     access_key: SecretStr | None = Field(None, alias="accesskey")
     secret_key: SecretStr | None = Field(None, alias="secretkey")
     session_token: SecretStr | None = Field(None, alias="sessiontoken")

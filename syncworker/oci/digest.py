@@ -74,6 +74,16 @@ class VerifyingReader:
         self._size = size
         self.bytes_read = 0
 
+    @property
+    def digest(self) -> Digest:
+        """The digest the chunks must hash to."""
+        return self._digest
+
+    @property
+    def size(self) -> int | None:
+        """The exact length the chunks must have, when declared."""
+        return self._size
+
     def __iter__(self) -> Iterator[bytes]:
         hasher = self._digest.hasher()
         pending: bytes | None = None

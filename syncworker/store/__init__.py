@@ -1,45 +1,60 @@
-"""Where mirrored content lands: an OCI image layout per repository, on disk or in S3."""
+"""Where mirrored content lands: an OCI image layout per repository, written once over small
+object backends (a directory, an S3 bucket)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from syncworker.errors import StoreError
+from syncworker.errors import ConfigError
 from syncworker.store.base import IndexEntry, Store
 from syncworker.store.fs import FsStore
 
+if TYPE_CHECKING:
+    from syncworker.config.storage import S3DriverConfig
+
 __all__ = ["FsStore", "IndexEntry", "Store", "open_store"]
 
+_FILESYSTEM = ("", "filesystem", "local")
 
-def open_store(root_directory: str, driver: Mapping[str, Any] | object | None = None) -> Store:
+
+def open_store(
+    root_directory: str, driver: S3DriverConfig | Mapping[str, Any] | None = None
+) -> Store:
     """The store for zot's ``storage`` section: ``rootDirectory`` and ``storageDriver``.
 
-    ``driver`` is the ``storageDriver`` section as a mapping or as an object with the same
-    attribute names (``name``, ``bucket``, ...); None or an empty section means the local
-    filesystem. The S3 backend is imported only when asked for (boto3 is slow to import).
+    ``driver`` is the parsed ``storageDriver`` section, or the section as a mapping (then
+    parsed here by the same model, its errors a ConfigError naming the key); None or an
+    empty section means the local filesystem. The S3 backend is imported only when asked
+    for (boto3 is slow to import).
     """
-    settings = _as_mapping(driver)
-    name = str(settings.get("name") or "").lower()
-    if not settings or name in ("", "filesystem", "local"):
+    if driver is None or (isinstance(driver, Mapping) and _name(driver) in _FILESYSTEM):
         return FsStore(root_directory)
-    if name == "s3":
-        from syncworker.store.s3 import S3Store
+    model = _parse(driver) if isinstance(driver, Mapping) else driver
+    from syncworker.store.s3 import S3Store
+    from syncworker.store.s3settings import S3Settings
 
-        store: Store = S3Store.from_driver(settings, default_root=root_directory)
-        return store
-    raise StoreError(f"storage.storageDriver.name: unknown driver {name!r} (filesystem, s3)")
+    return S3Store(S3Settings.from_config(model, default_root=root_directory))
 
 
-def _as_mapping(driver: Mapping[str, Any] | object | None) -> dict[str, Any]:
-    """The section as a dict with zot's key spelling (``regionEndpoint``, ``region_endpoint``
-    and ``regionendpoint`` all become ``regionendpoint``)."""
-    if driver is None:
-        return {}
-    if isinstance(driver, Mapping):
-        raw: Mapping[str, Any] = driver
-    elif callable(dump := getattr(driver, "model_dump", None)):  # pydantic, not imported here
-        raw = dump(exclude_unset=True)  # unset keys take distribution's defaults, below
-    else:
-        raw = {k: v for k, v in vars(driver).items() if not k.startswith("_")}
-    return {str(k).replace("_", "").lower(): v for k, v in raw.items() if v is not None}
+def _name(driver: Mapping[str, Any]) -> str:
+    return str(next((v for k, v in driver.items() if str(k).lower() == "name"), "") or "").lower()
+
+
+def _parse(driver: Mapping[str, Any]) -> S3DriverConfig:
+    from pydantic import ValidationError
+
+    from syncworker.config.loader import format_path
+    from syncworker.config.storage import S3DriverConfig
+
+    if _name(driver) != "s3":
+        raise ConfigError(
+            "storage.storageDriver.name", f"unknown driver {_name(driver)!r} (filesystem, s3)"
+        )
+    try:
+        return S3DriverConfig.model_validate(dict(driver))
+    except ValidationError as exc:
+        problems = [
+            (f"storage.storageDriver.{format_path(e['loc'])}", e["msg"]) for e in exc.errors()
+        ]
+        raise ConfigError(*problems[0], problems) from None

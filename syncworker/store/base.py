@@ -1,15 +1,7 @@
-"""The ``Store`` protocol every backend implements, and the entries of an ``index.json``.
+"""The ``Store`` protocol the engine writes through, and the entries of an ``index.json``.
 
-Layout (image-spec image-layout.md), per destination repository ``<repo>``::
-
-    <root>/<repo>/oci-layout          {"imageLayoutVersion": "1.0.0"}
-    <root>/<repo>/index.json          tagged and untagged manifests (see IndexEntry)
-    <root>/<repo>/blobs/<alg>/<hex>   blobs and manifests alike
-
-Order of writes makes a crash harmless: a blob is written under a temporary name, verified,
-then made visible at its final name; manifests are written as blobs after the blobs they
-refer to; ``index.json`` is replaced atomically, last. Nothing half-written is ever
-reachable from an ``index.json``.
+The OCI layout implementation over small backends is :mod:`syncworker.store.layout`; a
+destination that is itself a registry implements this protocol directly.
 """
 
 from __future__ import annotations

@@ -1,423 +1,270 @@
 """The filesystem store: a plain OCI image layout per repository under one root directory.
 
 Nothing but the layout (image-spec image-layout.md) lives in a repository directory, apart
-from the ``.lock`` file that serialises ``index.json`` updates, so skopeo, umoci and zot read
-it as is. Temporaries live in ``<root>/.tmp/``: a name starting with a dot can never be a
-repository (distribution-spec's name grammar), and one directory makes crash clean-up a
-single scan. Every final name appears by ``link``/``rename`` of a complete, fsynced,
-verified temporary, so a crash leaves only files in ``.tmp``.
+from the ``.lock`` file that serialises ``index.json`` replacements between processes, so
+skopeo, umoci and zot read it as is. Blobs are streamed into temporaries (see
+:mod:`syncworker.store.fsfiles`) and appear at their final name by ``link``, complete and
+verified; identical blobs of several repositories share one inode.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
-import threading
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import TypeVar
 
 from syncworker.errors import StoreError
-from syncworker.oci import Digest, VerifyingReader
-from syncworker.store import layout
-from syncworker.store.base import IndexEntry
+from syncworker.store.backend import Listing, Stored
+from syncworker.store.fsfiles import LEFTOVER_GRACE_SECONDS, Durability, Temporaries, fsync_path
+from syncworker.store.layout import LayoutStore
 
-__all__ = ["LEFTOVER_GRACE_SECONDS", "FsStore"]
+__all__ = ["LEFTOVER_GRACE_SECONDS", "FsBackend", "FsStore"]
 
-# A temporary untouched this long belongs to a dead writer: a live put_blob rewrites its
-# file's mtime with every buffer it flushes, and other processes (or machines, on a shared
-# filesystem) may be writing into the same .tmp directory right now.
-LEFTOVER_GRACE_SECONDS = 3600.0
-# Large writes: far fewer syscalls than the registry's chunk size, small enough to not matter.
-WRITE_BUFFER = 1024 * 1024
-TMP_DIR = ".tmp"
-# digest -> first repository holding it, one tiny file per blob: find_blob in O(1) that sees
-# other processes' writes at once (see find_blob). Hidden, so not a repository.
-MARKER_DIR = ".digests"
 LOCK_FILE = ".lock"
-# Temporaries made by _temporary: <label>-<pid>-<uuid4 hex>, the label being
-# blob-<first 12 hex of the digest>, index, layout, marker or link.
-_TEMPORARY = re.compile(r"(blob-[0-9a-f]{12}|index|layout|marker|link)-[0-9]+-[0-9a-f]{32}")
-# Beside .tmp, not in it: see FsStore._tmp_guard.
-TMP_GUARD = ".tmp.lock"
+T = TypeVar("T")
 
 
-class FsStore:
-    """An OCI-layout store under ``root`` (created if missing)."""
+class FsBackend:
+    """The :class:`~syncworker.store.backend.Backend` of a local (or shared) directory."""
+
+    lists_cheaply = True
 
     def __init__(self, root: Path | str) -> None:
         try:
-            self._root = Path(root).resolve()
-            self._tmp = self._root / TMP_DIR
-            self._tmp.mkdir(parents=True, exist_ok=True)
+            self.root = os.path.realpath(root)
+            self._temps = Temporaries(self.root)
         except OSError as exc:
             raise StoreError(f"store root {root}: {exc.strerror or exc}") from None
-        self._guard = threading.Lock()
-        self._repo_locks: dict[str, threading.Lock] = {}
-        self._repo_dirs: dict[str, Path] = {}
-        self._with_layout: set[str] = set()
-        self._found: dict[Digest, str] = {}
-        self._unmarked_lock = threading.Lock()
-        self._unmarked_blobs: dict[str, str] | None = None
-
-    @property
-    def root(self) -> Path:
-        return self._root
+        self._durable = Durability(self.root)
+        self._safe_dirs: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"FsStore({str(self._root)!r})"
+        return repr(self.root)
 
-    # -- blobs --------------------------------------------------------------------------
+    def where(self, key: str) -> str:
+        return f"{self.root}/{key}"
 
-    def has_blob(self, repo: str, digest: Digest) -> bool:
-        return self._blob_path(repo, digest).is_file()
-
-    def find_blob(self, digest: Digest) -> str | None:
-        for hint in (self._found.get(digest), self._read_marker(digest)):
-            if hint is not None and self._holds(hint, digest):
-                self._found[digest] = hint
-                return hint
-        # Content without a marker (written by another tool, or a marker lost in a crash):
-        # listed once per store object, since a stat per repository on every miss cost 43%
-        # of a cold run's time (bench/findings.md). Our own writers always leave a marker.
-        repo = self._unmarked().get(f"{digest.algorithm}:{digest.hex}")
-        if repo is not None and self._holds(repo, digest):
-            self._remember(digest, repo, replace=True)
-            return repo
-        return None
-
-    def _unmarked(self) -> dict[str, str]:
-        """Every blob present when first asked, as ``alg:hex`` -> a repository holding it."""
-        with self._unmarked_lock:
-            if self._unmarked_blobs is None:
-                found: dict[str, str] = {}
-                for repo in self._scan():
-                    blobs = self._root / repo / "blobs"
-                    for entry in _listdir(blobs):
-                        for name in _listdir(blobs / entry):
-                            found.setdefault(f"{entry}:{name}", repo)
-                self._unmarked_blobs = found
-            return self._unmarked_blobs
-
-    def link_blob(self, src_repo: str, repo: str, digest: Digest) -> None:
-        src = self._blob_path(src_repo, digest)
-        dst = self._blob_path(repo, digest)
-        if dst.is_file():
-            return
-        self._ensure_layout(repo)
-        with self._errors(repo, dst):
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dst)
-            except FileExistsError:
-                return
-            except FileNotFoundError:
-                raise StoreError(f"{src_repo}: blob {digest} is absent ({src})") from None
-            except OSError:
-                # Another filesystem, or one without hard links: copy through a temporary.
-                with self._temporary("link") as tmp:
-                    shutil.copyfile(src, tmp)
-                    _fsync_file(tmp)
-                    self._publish(tmp, dst)
-                return
-            _fsync_dir(dst.parent)
-        self._remember(digest, repo)
-
-    def put_blob(self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]) -> int:
-        final = self._blob_path(repo, digest)
-        self._ensure_layout(repo)
-        reader = VerifyingReader(chunks, digest, size)
-        with self._temporary(f"blob-{digest.hex[:12]}") as tmp:
-            with self._errors(repo, tmp):
-                out = open(tmp, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed below)
-            with out:
-                # The reader raises before handing out the last chunk on any mismatch.
-                # Its errors (upstream, content) pass through; only writes become StoreError.
-                for chunk in reader:
-                    with self._errors(repo, tmp):
-                        out.write(chunk)
-                with self._errors(repo, tmp):
-                    _flush_and_sync(out)
-                with self._errors(repo, final):
-                    self._publish(tmp, final)
-        self._remember(digest, repo)
-        return reader.bytes_read
-
-    def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
-        self.put_blob(repo, digest, len(raw), [raw])
-
-    def read_blob(self, repo: str, digest: Digest) -> bytes:
-        path = self._blob_path(repo, digest)
+    def head(self, key: str) -> int | None:
         try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise StoreError(f"{repo}: blob {digest} is absent ({path})") from None
+            found = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
         except OSError as exc:
-            raise StoreError(f"{repo}: cannot read {path}: {exc.strerror or exc}") from None
+            raise self._error(key, exc) from None
+        return found.st_size if stat.S_ISREG(found.st_mode) else None
 
-    # -- index.json -----------------------------------------------------------------------
+    def get(self, key: str) -> Stored | None:
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise self._error(key, exc) from None
+        try:
+            found = os.fstat(fd)
+            return Stored(_read_all(fd, found.st_size), _version(found))
+        except OSError as exc:
+            raise self._error(key, exc) from None
+        finally:
+            os.close(fd)
 
-    def index(self, repo: str) -> list[IndexEntry]:
-        return layout.entries_of(self._read_index(repo), repo)
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        with self._temps.create("put") as (fd, tmp), self._errors(key):
+            _write_all(fd, data)
+            self._in_directory(path, lambda: os.replace(tmp, path))
+        self._durable.written(path)
 
-    def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
-        self._ensure_layout(repo)
-        path = self._repo_dir(repo) / layout.INDEX_FILE
-        with self._repo_lock(repo):
-            merged = layout.merge_index(self._read_index(repo), entries)
-            if merged is None:
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        with self._errors(key):
+            try:
+                fd = self._in_directory(path, lambda: os.open(path, flags, 0o644))
+            except FileExistsError:
                 return False
-            with self._temporary("index") as tmp, self._errors(repo, path):
-                tmp.write_bytes(layout.dump_index(merged))
-                _fsync_file(tmp)
-                os.replace(tmp, path)
-                _fsync_dir(path.parent)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+        self._durable.written(path)
         return True
 
-    def _read_index(self, repo: str) -> dict[str, Any]:
-        path = self._repo_dir(repo) / layout.INDEX_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return layout.new_index()
-        except OSError as exc:
-            raise StoreError(f"{repo}: cannot read {path}: {exc.strerror or exc}") from None
-        return layout.load_index(raw, repo)
+    def put_if_match(self, key: str, data: bytes, version: str | None) -> bool:
+        path = self._path(key)
+        with self._errors(key), self._flock(os.path.join(os.path.dirname(path), LOCK_FILE)):
+            if _version_of(path) != version:
+                return False
+            with self._temps.create("index") as (fd, tmp):
+                _write_all(fd, data)
+                self._durable.commit(fd)
+                os.replace(tmp, path)
+            fsync_path(os.path.dirname(path))
+        return True
 
-    @contextmanager
-    def _repo_lock(self, repo: str) -> Iterator[None]:
-        """This process's threads, then other processes on this filesystem (flock)."""
-        with self._guard:
-            lock = self._repo_locks.setdefault(repo, threading.Lock())
-        path = self._repo_dir(repo) / LOCK_FILE
-        with lock, self._errors(repo, path), open(path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    def write(self, key: str, chunks: Iterable[bytes], size: int | None) -> int:
+        path = self._path(key)
+        written = 0
+        with self._temps.create(_label(key)) as (fd, tmp):
+            # Only our own writes become StoreError; the chunks' errors pass through.
+            for chunk in chunks:
+                with self._errors(key):
+                    _write_all(fd, chunk)
+                written += len(chunk)
+            with self._errors(key):
+                self._publish(tmp, path)
+        return written
+
+    def copy(self, src: str, dst: str) -> bool:
+        source, path = self._path(src), self._path(dst)
+        with self._errors(dst):
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    # -- the whole store --------------------------------------------------------------------
-
-    def repositories(self) -> list[str]:
-        return [r for r in self._scan() if (self._root / r / layout.INDEX_FILE).is_file()]
-
-    def clean_leftovers(self, max_age: float = LEFTOVER_GRACE_SECONDS) -> int:
-        """Remove temporaries untouched for ``max_age`` seconds (0: all of them), and at
-        once those of writers that died (issue 2: a crash's leftovers are cleaned up by
-        the next run)."""
-        try:
-            with self._tmp_guard(fcntl.LOCK_EX):
-                return self._clean(time.time() - max_age)
-        except OSError as exc:
-            raise StoreError(f"cannot lock {self._root / TMP_GUARD}: {exc.strerror}") from None
-
-    def _clean(self, deadline: float) -> int:
-        removed = 0
-        try:
-            entries = list(os.scandir(self._tmp))
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            raise StoreError(f"cannot list {self._tmp}: {exc.strerror or exc}") from None
-        for entry in entries:
-            try:
-                stat = entry.stat(follow_symlinks=False)
-                if stat.st_mtime <= deadline or _abandoned(entry):
-                    os.unlink(entry.path)
-                    removed += 1
+                self._in_directory(path, lambda: os.link(source, path))
+            except FileExistsError:
+                return True
             except FileNotFoundError:
-                continue  # its writer finished, or another cleaner got there first
-            except OSError as exc:
-                raise StoreError(f"cannot remove {entry.path}: {exc.strerror or exc}") from None
-        return removed
+                return False  # the directory exists by now: the source is what is missing
+            except OSError:
+                # Another filesystem, or one without hard links: copy through a temporary.
+                with self._temps.create("link") as (_, tmp):
+                    shutil.copyfile(source, tmp)
+                    self._publish(tmp, path)
+                return True
+        self._durable.written(path)
+        return True
 
-    def _holds(self, repo: str, digest: Digest) -> bool:
+    def list(self, prefix: str) -> Listing:
+        files: set[str] = set()
+        dirs: list[str] = []
         try:
-            return self.has_blob(repo, digest)
-        except StoreError:
-            return False  # a corrupt marker naming no valid repository
+            with os.scandir(self._path(prefix) if prefix else self.root) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.append(entry.name)
+                    elif entry.is_file():
+                        files.add(entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            raise self._error(prefix, exc) from None
+        return Listing(frozenset(files), tuple(sorted(dirs)))
 
-    def _marker_path(self, digest: Digest) -> Path:
-        return self._root / MARKER_DIR / digest.algorithm / digest.hex[:2] / digest.hex
+    def clean_leftovers(self, max_age: float | None) -> int:
+        return self._temps.clean(LEFTOVER_GRACE_SECONDS if max_age is None else max_age)
 
-    def _read_marker(self, digest: Digest) -> str | None:
-        try:
-            return self._marker_path(digest).read_text(encoding="utf-8") or None
-        except (OSError, UnicodeDecodeError):
-            return None
+    # -- paths ----------------------------------------------------------------------------
 
-    def _remember(self, digest: Digest, repo: str, *, replace: bool = False) -> None:
-        """Note where ``digest`` lives, for find_blob in this and every other process.
-
-        Markers are hints, checked against the blob itself before use, so losing or failing
-        to write one costs at most a download: errors here are not worth failing a copy.
-        """
-        self._found[digest] = repo
-        path = self._marker_path(digest)
-        with suppress(OSError, StoreError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if replace:
-                with self._temporary("marker") as tmp:
-                    tmp.write_text(repo, encoding="utf-8")
-                    os.replace(tmp, path)
-            else:
-                # O_EXCL: the first repository to hold a digest stays its marker.
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    out.write(repo)
-
-    def _scan(self) -> list[str]:
-        """Every directory holding an ``oci-layout`` or ``index.json``, as a repo name."""
-        found = []
-        for top, dirs, files in os.walk(self._root, onerror=None):
-            rel = os.path.relpath(top, self._root)
-            is_repo = layout.INDEX_FILE in files or layout.LAYOUT_FILE in files
-            if is_repo and rel != ".":
-                found.append(rel.replace(os.sep, "/"))
-            # Never descend into hidden dirs (.tmp) nor into a repository's blobs.
-            dirs[:] = [d for d in dirs if not d.startswith(".") and not (is_repo and d == "blobs")]
-        return sorted(found)
-
-    # -- paths and files -----------------------------------------------------------------------
-
-    def _repo_dir(self, repo: str) -> Path:
-        known = self._repo_dirs.get(repo)
-        if known is not None:
-            return known
-        path = (self._root / layout.check_repo_name(repo)).resolve()
-        # A symlink inside the root could still point out of it.
-        if path == self._root or not path.is_relative_to(self._root):
-            raise StoreError(f"repository {repo[:300]!r} resolves outside the store root")
-        self._repo_dirs[repo] = path
+    def _path(self, key: str) -> str:
+        """The file of ``key``; its directory checked once to resolve inside the root (a
+        symlink inside the root could point out of it)."""
+        path = f"{self.root}/{key.rstrip('/')}"
+        directory = os.path.dirname(path)
+        if directory not in self._safe_dirs:
+            resolved = os.path.realpath(directory)
+            if resolved != self.root and not resolved.startswith(self.root + os.sep):
+                raise StoreError(f"{key[:300]!r} resolves outside the store root")
+            self._safe_dirs.add(directory)
         return path
 
-    def _blob_path(self, repo: str, digest: Digest) -> Path:
-        return self._repo_dir(repo) / "blobs" / digest.algorithm / digest.hex
+    def _in_directory(self, path: str, make: Callable[[], T]) -> T:
+        """``make()`` a new entry at ``path``, creating its directories when missing (a
+        failure tells, so an existing directory costs no extra call)."""
+        try:
+            return make()
+        except FileNotFoundError:
+            directory = os.path.dirname(path)
+            if os.path.isdir(directory):
+                raise
+        self._makedirs(directory)
+        return make()
 
-    def _ensure_layout(self, repo: str) -> None:
-        """Create ``<repo>/oci-layout`` once; every layout tool checks it first."""
-        if repo in self._with_layout:
+    def _makedirs(self, directory: str) -> None:
+        parent = os.path.dirname(directory)
+        if not os.path.isdir(parent):
+            self._makedirs(parent)
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
             return
-        path = self._repo_dir(repo) / layout.LAYOUT_FILE
-        if not path.is_file():
-            with self._temporary("layout") as tmp, self._errors(repo, path):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_bytes(layout.LAYOUT_BYTES)
-                _fsync_file(tmp)
-                os.replace(tmp, path)
-                _fsync_dir(path.parent)
-        self._with_layout.add(repo)
+        self._durable.created_dir(directory)
 
-    @contextmanager
-    def _temporary(self, label: str) -> Iterator[Path]:
-        """A fresh empty file in ``.tmp``, flocked by us until it is removed on the way out.
-
-        The lock is how clean_leftovers tells a live writer's temporary from a dead one's
-        (the kernel drops it when we die). The file is created and locked under the
-        shared guard, so the cleaner, holding it exclusively, never sees it unlocked.
-        """
-        path = self._tmp / f"{label}-{os.getpid()}-{uuid.uuid4().hex}"
+    def _publish(self, tmp: str, path: str) -> None:
+        """Make a complete, verified temporary visible under its final name. link, not
+        rename: an existing final blob (same digest, same bytes) is kept, so hard links
+        other repositories share with it stay intact."""
         try:
-            with self._tmp_guard(fcntl.LOCK_SH):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                except OSError:
-                    os.close(fd)
-                    raise
-        except OSError as exc:
-            raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from None
-        try:
-            yield path  # what the caller raises passes through untouched
-        finally:
-            # On failure clean_leftovers gets it later; the original error matters more.
-            with suppress(OSError):
-                path.unlink(missing_ok=True)
-            os.close(fd)
-
-    @contextmanager
-    def _tmp_guard(self, mode: int) -> Iterator[None]:
-        """``<root>/.tmp.lock``: writers hold it shared while they create and lock a
-        temporary, clean_leftovers exclusively while it judges them. Its own descriptor
-        each time: flock locks belong to an open file, which threads would share."""
-        fd = os.open(self._root / TMP_GUARD, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, mode)
-            yield
-        finally:
-            os.close(fd)
-
-    def _publish(self, tmp: Path, final: Path) -> None:
-        """Make a complete, verified temporary visible under its final name."""
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # link, not rename: an existing final blob (same digest, same bytes) is kept,
-            # so hard links other repositories share with it stay intact.
-            os.link(tmp, final)
+            self._in_directory(path, lambda: os.link(tmp, path))
         except FileExistsError:
             return
         except OSError:
-            os.replace(tmp, final)  # a filesystem without hard links
-        _fsync_dir(final.parent)
+            self._in_directory(path, lambda: os.replace(tmp, path))  # no hard links here
+        self._durable.written(path)
 
     @contextmanager
-    def _errors(self, repo: str, path: Path) -> Iterator[None]:
-        """Translate OS errors into a StoreError naming the repository and the path."""
+    def _flock(self, path: str) -> Iterator[None]:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """Translate OS errors into a StoreError naming the path (and so the repository)."""
         try:
             yield
         except OSError as exc:
-            raise StoreError(f"{repo}: {path}: {exc.strerror or exc}") from exc
+            raise self._error(key, exc) from exc
+
+    def _error(self, key: str, exc: OSError) -> StoreError:
+        return StoreError(f"{self.where(key)}: {exc.strerror or exc}")
 
 
-def _abandoned(entry: os.DirEntry[str]) -> bool:
-    """A temporary whose writer is gone: nobody holds its flock (see _temporary). Only
-    names _temporary makes are judged this way; another tool's or an older version's
-    files wait for the age limit."""
-    if not _TEMPORARY.fullmatch(entry.name):
-        return False
+class FsStore(LayoutStore):
+    """An OCI-layout store under ``root`` (created if missing)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self._fs = FsBackend(root)
+        super().__init__(self._fs)
+
+    @property
+    def root(self) -> Path:
+        return Path(self._fs.root)
+
+
+def _label(key: str) -> str:
+    """What a temporary's name says it will become: ``blob-<12 hex>`` for a blob."""
+    directory, _, name = key.rpartition("/")
+    return f"blob-{name[:12]}" if "/blobs/" in f"/{directory}/" else "put"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    parts = []
+    while part := os.read(fd, max(size, 65536)):
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _version(found: os.stat_result) -> str:
+    # Every replacement is a rename of a new file: a new inode, or at least a new mtime.
+    return f"{found.st_ino}-{found.st_mtime_ns}-{found.st_size}"
+
+
+def _version_of(path: str) -> str | None:
     try:
-        fd = os.open(entry.path, os.O_RDONLY)
+        return _version(os.stat(path))
     except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False  # a live writer
-    finally:
-        os.close(fd)  # also drops our lock, if we took it
-    return True
-
-
-def _flush_and_sync(out: IO[bytes]) -> None:
-    out.flush()
-    os.fsync(out.fileno())
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    # Without this a power loss may forget the new directory entry (rename(2) durability).
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
+        return None

@@ -1,52 +1,54 @@
-"""The OCI image layout shared by every backend: names inside a repository, and index.json.
+"""The OCI image layout, written once over any :class:`~syncworker.store.backend.Backend`.
 
-image-spec image-layout.md fixes the names (``oci-layout``, ``index.json``,
-``blobs/<alg>/<hex>``); image-spec image-index.md the shape of ``index.json``. Both the
-filesystem and the S3 backend read and merge ``index.json`` through this module, so the
-merge rule lives in one place.
+Per destination repository ``<repo>`` (image-spec image-layout.md)::
 
-``index.json`` is merged at the level of its JSON objects, not re-serialised from
-:class:`Descriptor`: fields we do not model (``platform.os.version``, unknown annotations,
-top-level ``annotations``) written by another tool survive a merge.
+    <repo>/oci-layout          {"imageLayoutVersion": "1.0.0"}
+    <repo>/index.json          tagged and untagged manifests
+    <repo>/blobs/<alg>/<hex>   blobs and manifests alike
+
+and, store-wide, ``.digests/<alg>/<hex>``: a hint naming a repository that holds the
+digest, written as blobs are written, so finding a blob for a cross-repository link costs
+one read and never a scan. Names starting with a dot are never repositories.
+
+Order of writes makes a crash harmless: a blob appears at its final name only once it is
+complete and verified; manifests are written after the blobs they refer to; the backend's
+commit makes all of it durable, then replaces ``index.json`` atomically. Nothing half
+written is ever reachable from an ``index.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from syncworker.errors import ContentError, StoreError
-from syncworker.oci import Descriptor, Digest
-from syncworker.oci.mediatypes import OCI_INDEX
-from syncworker.store.base import REF_NAME, IndexEntry
+from syncworker.errors import StoreError
+from syncworker.oci import Digest, VerifyingReader
+from syncworker.store import indexdoc
+from syncworker.store.backend import Backend
+from syncworker.store.base import IndexEntry
 
-__all__ = [
-    "INDEX_FILE",
-    "LAYOUT_BYTES",
-    "LAYOUT_FILE",
-    "blob_name",
-    "check_repo_name",
-    "dump_index",
-    "entries_of",
-    "load_index",
-    "merge_index",
-    "new_index",
-]
+__all__ = ["HINT_DIR", "INDEX_WRITE_ATTEMPTS", "RESERVED_NAMES", "LayoutStore", "check_repo_name"]
 
-LAYOUT_FILE = "oci-layout"
-INDEX_FILE = "index.json"
-# image-layout.md#oci-layout-file: the only version defined so far.
-LAYOUT_BYTES = b'{"imageLayoutVersion": "1.0.0"}'
+HINT_DIR = ".digests"
+# A repository named like a file of a layout would be written inside its parent's layout
+# (``a/b/blobs`` into repository ``a/b``'s blob directory, ``a/b/index.json`` over its
+# index): refused by name, whatever the upstream calls it.
+RESERVED_NAMES = frozenset({"blobs", indexdoc.INDEX_FILE, indexdoc.LAYOUT_FILE})
+# A lost race of conditional index.json writes is retried this many times (each attempt
+# re-reads and re-merges); the caller's repository lock makes even one retry rare.
+INDEX_WRITE_ATTEMPTS = 8
+_LAYOUT_FILES = frozenset({indexdoc.INDEX_FILE, indexdoc.LAYOUT_FILE})
 
 
 def check_repo_name(repo: str) -> str:
-    """Refuse a name that could leave the store's root or reach its hidden entries.
+    """Refuse a name that could leave the store's root, reach its hidden entries, or land
+    inside another repository's layout.
 
-    Names are validated long before they reach a store (``oci.validate_repository``); this
-    is defence in depth against ``..``, absolute names, empty segments and names starting
-    with a dot (``.tmp``, ``.digests``: the store's own, never a valid repository).
+    Names are validated long before they reach a store (``oci.validate_repository``); the
+    first checks are defence in depth against ``..``, absolute names, empty segments and
+    names starting with a dot (``.tmp``, ``.digests``: the store's own).
     """
     parts = repo.split("/")
     if (
@@ -57,111 +59,219 @@ def check_repo_name(repo: str) -> str:
         or any(p in ("", ".", "..") or p.startswith(".") for p in parts)
     ):
         raise StoreError(f"repository name {repo[:300]!r} escapes the store root")
+    clash = next((p for p in parts if p in RESERVED_NAMES), None)
+    if clash is not None:
+        raise StoreError(
+            f"repository {repo[:300]!r}: {clash!r} names a file of an OCI layout; refused,"
+            " it would write into a parent repository's layout"
+        )
     return repo
 
 
-def blob_name(repo: str, digest: Digest) -> str:
-    """``<repo>/blobs/<alg>/<hex>``, relative to the store's root."""
-    return f"{repo}/blobs/{digest.algorithm}/{digest.hex}"
+class LayoutStore:
+    """A :class:`~syncworker.store.base.Store` of OCI layouts over ``backend``."""
 
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._guard = threading.Lock()
+        self._repo_locks: dict[str, threading.Lock] = {}
+        self._with_layout: set[str] = set()
+        self._checked: set[str] = set()
+        self._hints: dict[Digest, str] = {}
+        self._unmarked: dict[str, str] | None = None
 
-def new_index() -> dict[str, Any]:
-    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.backend!r})"
 
+    # -- blobs --------------------------------------------------------------------------
 
-def load_index(raw: bytes, where: str) -> dict[str, Any]:
-    """Parse ``index.json`` bytes; a StoreError naming ``where`` if it is not an index."""
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise StoreError(f"{where}: index.json is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
-        raise StoreError(f"{where}: index.json is not an OCI image index")
-    doc.setdefault("manifests", [])
-    return doc
+    def has_blob(self, repo: str, digest: Digest) -> bool:
+        return self.backend.head(self._blob_key(repo, digest)) is not None
 
-
-def dump_index(doc: dict[str, Any]) -> bytes:
-    # Compact and stable: the same content always gives the same bytes.
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def entries_of(doc: dict[str, Any], where: str) -> list[IndexEntry]:
-    out = []
-    for raw in doc["manifests"]:
-        entry = _parse_entry(raw)
-        if entry is None:
-            raise StoreError(f"{where}: index.json has a malformed entry")
-        out.append(entry)
-    return out
-
-
-def merge_index(doc: dict[str, Any], entries: Sequence[IndexEntry]) -> dict[str, Any] | None:
-    """``doc`` with ``entries`` merged in, or None when that changes nothing.
-
-    A tagged entry replaces whatever held the tag (in place, keeping the order) and any
-    untagged entry of the same digest; an untagged entry is added unless its digest is
-    already listed.
-    """
-    manifests: list[Any] = list(doc["manifests"])
-    changed = False
-    for entry in entries:
-        if entry.tag is None:
-            if not any(_digest_of(m) == str(entry.descriptor.digest) for m in manifests):
-                manifests.append(_entry_json(entry))
-                changed = True
-        elif _replace_tag(manifests, entry):
-            changed = True
-    if not changed:
+    def find_blob(self, digest: Digest) -> str | None:
+        for hint in (self._hints.get(digest), self._read_hint(digest)):
+            if hint is not None and self._holds(hint, digest):
+                self._hints[digest] = hint
+                return hint
+        repo = self._unmarked_blobs().get(f"{digest.algorithm}/{digest.hex}")
+        if repo is not None and self._holds(repo, digest):
+            self._remember(digest, repo, repair=True)
+            return repo
         return None
-    return {**doc, "manifests": manifests}
+
+    def link_blob(self, src_repo: str, repo: str, digest: Digest) -> None:
+        src, dst = self._blob_key(src_repo, digest), self._blob_key(repo, digest)
+        if self.backend.head(dst) is not None:
+            return
+        self._ensure_layout(repo)
+        if not self.backend.copy(src, dst):
+            raise StoreError(f"{src_repo}: blob {digest} is absent ({self.backend.where(src)})")
+        self._remember(digest, repo)
+
+    def put_blob(self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]) -> int:
+        key = self._blob_key(repo, digest)
+        self._ensure_layout(repo)
+        # The registry client hands out a reader that verifies this very digest and size:
+        # hashing again here would double the CPU spent per byte.
+        reader = (
+            chunks if _verifies(chunks, digest, size) else VerifyingReader(chunks, digest, size)
+        )
+        written = self.backend.write(key, reader, size)
+        self._remember(digest, repo)
+        return written
+
+    def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
+        self.put_blob(repo, digest, len(raw), [raw])
+
+    def read_blob(self, repo: str, digest: Digest) -> bytes:
+        key = self._blob_key(repo, digest)
+        found = self.backend.get(key)
+        if found is None:
+            raise StoreError(f"{repo}: blob {digest} is absent ({self.backend.where(key)})")
+        return found.data
+
+    # -- index.json -----------------------------------------------------------------------
+
+    def index(self, repo: str) -> list[IndexEntry]:
+        found = self.backend.get(self._repo_key(repo, indexdoc.INDEX_FILE))
+        doc = indexdoc.new_index() if found is None else indexdoc.load_index(found.data, repo)
+        return indexdoc.entries_of(doc, repo)
+
+    def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
+        key = self._repo_key(repo, indexdoc.INDEX_FILE)
+        stored = [self._as_stored(repo, entry) for entry in entries]
+        with self._repo_lock(repo):
+            for _ in range(INDEX_WRITE_ATTEMPTS):
+                found = self.backend.get(key)
+                doc = (
+                    indexdoc.new_index() if found is None else indexdoc.load_index(found.data, repo)
+                )
+                merged = indexdoc.merge_index(doc, stored, repo)
+                if merged is None:
+                    return False
+                self._ensure_layout(repo)
+                version = None if found is None else found.version
+                if self.backend.put_if_match(key, indexdoc.dump_index(merged), version):
+                    return True
+        raise StoreError(f"{repo}: index.json kept changing under us ({self.backend.where(key)})")
+
+    def _as_stored(self, repo: str, entry: IndexEntry) -> IndexEntry:
+        """``entry`` with the size of the manifest as stored: readers check the size
+        before the digest, and an upstream may have declared another one."""
+        size = self.backend.head(self._blob_key(repo, entry.descriptor.digest))
+        if size is None or size == entry.descriptor.size:
+            return entry
+        return IndexEntry(dataclasses.replace(entry.descriptor, size=size), entry.tag)
+
+    # -- the whole store --------------------------------------------------------------------
+
+    def repositories(self) -> list[str]:
+        """Every repository with an ``index.json``, sorted."""
+        return sorted(repo for repo, files in self._layouts() if indexdoc.INDEX_FILE in files)
+
+    def clean_leftovers(self, max_age: float | None = None) -> int:
+        """Remove temporaries left by a crash: at once those of writers known dead, others
+        once untouched for ``max_age`` seconds (None: the backend's grace period)."""
+        return self.backend.clean_leftovers(max_age)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def _repo_key(self, repo: str, name: str) -> str:
+        if repo not in self._checked:
+            self._checked.add(check_repo_name(repo))
+        return f"{repo}/{name}"
+
+    def _blob_key(self, repo: str, digest: Digest) -> str:
+        return self._repo_key(repo, f"blobs/{digest.algorithm}/{digest.hex}")
+
+    def _ensure_layout(self, repo: str) -> None:
+        """``<repo>/oci-layout``, once per repository and process; every layout reader
+        checks it first. A crash may leave it empty: then it is written again."""
+        if repo in self._with_layout:
+            return
+        key = self._repo_key(repo, indexdoc.LAYOUT_FILE)
+        if not self.backend.put_if_absent(key, indexdoc.LAYOUT_BYTES):
+            found = self.backend.get(key)
+            if found is None or not found.data.strip():
+                self.backend.put(key, indexdoc.LAYOUT_BYTES)
+        self._with_layout.add(repo)
+
+    def _repo_lock(self, repo: str) -> threading.Lock:
+        """Serialises this process's index.json updates of ``repo``; other processes are
+        kept out by the backend's conditional write."""
+        with self._guard:
+            return self._repo_locks.setdefault(repo, threading.Lock())
+
+    # -- hints: where a digest is held --------------------------------------------------------
+
+    def _hint_key(self, digest: Digest) -> str:
+        return f"{HINT_DIR}/{digest.algorithm}/{digest.hex}"
+
+    def _read_hint(self, digest: Digest) -> str | None:
+        found = self.backend.get(self._hint_key(digest))
+        if found is None:
+            return None
+        return found.data.decode("utf-8", "replace") or None
+
+    def _remember(self, digest: Digest, repo: str, *, repair: bool = False) -> None:
+        """Note where ``digest`` lives, for find_blob in this and every other process.
+
+        Hints are checked against the blob itself before use, so losing or failing to
+        write one costs at most a download: errors here do not fail a copy. The first
+        repository to hold a digest stays its hint unless that one proved stale.
+        """
+        self._hints[digest] = repo
+        try:
+            if repair:
+                self.backend.put(self._hint_key(digest), repo.encode())
+            else:
+                self.backend.put_if_absent(self._hint_key(digest), repo.encode())
+        except StoreError:
+            pass
+
+    def _holds(self, repo: str, digest: Digest) -> bool:
+        try:
+            return self.has_blob(repo, digest)
+        except StoreError:
+            return False  # a corrupt hint naming no valid repository
+
+    def _unmarked_blobs(self) -> dict[str, str]:
+        """Blobs without a hint (written by another tool, or a hint lost in a crash), as
+        ``alg/hex`` -> a repository holding it: listed once per store object, and only on
+        backends where listing is cheap. Our own writers always leave a hint."""
+        with self._guard:
+            if self._unmarked is None:
+                self._unmarked = {}
+                if self.backend.lists_cheaply:
+                    for repo, _ in self._layouts():
+                        self._list_blobs(repo, self._unmarked)
+            return self._unmarked
+
+    def _layouts(self) -> Iterator[tuple[str, frozenset[str]]]:
+        """Every directory holding a layout file, with the names of its files; one listing
+        per level, never descending into a layout's ``blobs``."""
+        todo = [""]
+        while todo:
+            prefix = todo.pop()
+            listing = self.backend.list(prefix)
+            is_layout = not listing.files.isdisjoint(_LAYOUT_FILES)
+            if is_layout and prefix:
+                yield prefix.rstrip("/"), listing.files
+            todo += [
+                f"{prefix}{d}/"
+                for d in listing.dirs
+                if not d.startswith(".") and not (is_layout and d == "blobs")
+            ]
+
+    def _list_blobs(self, repo: str, into: dict[str, str]) -> None:
+        for algorithm in self.backend.list(f"{repo}/blobs/").dirs:
+            for name in self.backend.list(f"{repo}/blobs/{algorithm}/").files:
+                into.setdefault(f"{algorithm}/{name}", repo)
 
 
-def _replace_tag(manifests: list[Any], entry: IndexEntry) -> bool:
-    """Put ``entry`` in ``manifests`` in place; return whether anything changed."""
-    digest = str(entry.descriptor.digest)
-    holders = [i for i, m in enumerate(manifests) if _tag_of(m) == entry.tag]
-    redundant = [
-        i for i, m in enumerate(manifests) if _tag_of(m) is None and _digest_of(m) == digest
-    ]
-    if len(holders) == 1 and not redundant and _parse_entry(manifests[holders[0]]) == entry:
-        return False
-    drop = set(holders) | set(redundant)
-    position = min(drop) if drop else len(manifests)
-    manifests[:] = [m for i, m in enumerate(manifests) if i not in drop]
-    manifests.insert(min(position, len(manifests)), _entry_json(entry))
-    return True
-
-
-def _entry_json(entry: IndexEntry) -> dict[str, Any]:
-    out = entry.descriptor.to_json()
-    annotations = {k: v for k, v in out.get("annotations", {}).items() if k != REF_NAME}
-    if entry.tag is not None:
-        annotations[REF_NAME] = entry.tag
-    if annotations:
-        out["annotations"] = annotations
-    else:
-        out.pop("annotations", None)
-    return out
-
-
-def _parse_entry(raw: Any) -> IndexEntry | None:
-    try:
-        descriptor = Descriptor.from_json(raw)
-    except ContentError:
-        return None
-    tag = descriptor.annotations.get(REF_NAME)
-    if tag is not None:
-        rest = {k: v for k, v in descriptor.annotations.items() if k != REF_NAME}
-        descriptor = dataclasses.replace(descriptor, annotations=rest)
-    return IndexEntry(descriptor, tag)
-
-
-def _tag_of(raw: Any) -> str | None:
-    annotations = raw.get("annotations") if isinstance(raw, dict) else None
-    tag = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
-    return tag if isinstance(tag, str) else None
-
-
-def _digest_of(raw: Any) -> str | None:
-    return raw.get("digest") if isinstance(raw, dict) else None
+def _verifies(chunks: Any, digest: Digest, size: int | None) -> bool:
+    return (
+        isinstance(chunks, VerifyingReader)
+        and chunks.digest == digest
+        and (size is None or chunks.size == size)
+    )

@@ -1,20 +1,20 @@
-"""The S3 store's settings, read from zot's (distribution's) ``storageDriver`` section.
+"""The S3 store's settings, made from the parsed ``storageDriver`` section.
 
-Keys are distribution's s3-aws driver parameters, lower case: ``bucket``, ``rootdirectory``,
-``region``, ``regionendpoint``, ``secure``, ``skipverify``, ``forcepathstyle``,
-``accesskey``/``secretkey``/``sessiontoken`` (else boto3's standard credential chain),
-``chunksize``, ``storageclass``, ``encrypt``, ``keyid``, ``multipartcopythresholdsize``,
-``multipartcopychunksize``, ``useragent``.
+The section is parsed once, by the configuration's pydantic model
+(:class:`syncworker.config.storage.S3DriverConfig`, distribution's s3-aws parameters); this
+module turns that model into what the S3 backend needs, with distribution's defaults.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from syncworker.errors import StoreError
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from syncworker.config.storage import S3DriverConfig
 
 __all__ = ["COPY_THRESHOLD", "MAX_PARTS", "MIN_PART", "PART_SIZE", "S3Settings"]
 
@@ -51,40 +51,33 @@ class S3Settings:
     user_agent: str | None = None
 
     @classmethod
-    def from_driver(cls, driver: Mapping[str, Any], default_root: str = "") -> S3Settings:
-        """Parse a driver section whose keys are already lower case without underscores."""
-        bucket = _text(driver, "bucket")
-        if not bucket:
-            raise StoreError("storage.storageDriver.bucket: required for the s3 driver")
-        secure = _flag(driver, "secure", True)
-        endpoint = _text(driver, "regionendpoint")
-        if endpoint and "://" not in endpoint:
-            # distribution allows a bare host:port; ``secure`` then picks the scheme.
-            endpoint = f"{'https' if secure else 'http'}://{endpoint}"
-        part = _number(driver, "chunksize", PART_SIZE)
-        if part < MIN_PART:
-            raise StoreError(f"storage.storageDriver.chunksize: at least {MIN_PART} bytes")
+    def from_config(cls, driver: S3DriverConfig, default_root: str = "") -> S3Settings:
+        """The settings of a parsed driver section; ``default_root`` is storage's
+        ``rootDirectory``, the key prefix when the driver names none."""
+        endpoint = driver.endpoint_url
         return cls(
-            bucket=bucket,
-            root=(_text(driver, "rootdirectory") or default_root or "").strip("/"),
-            region=_text(driver, "region"),
+            bucket=driver.bucket,
+            root=(driver.root_directory or default_root).strip("/"),
+            region=driver.region,
             endpoint=endpoint,
-            secure=secure,
-            skip_verify=_flag(driver, "skipverify", False),
+            secure=driver.secure,
+            skip_verify=driver.skip_verify,
             # A custom endpoint (MinIO, Ceph, moto) rarely has per-bucket DNS names.
-            path_style=_flag(driver, "forcepathstyle", endpoint is not None),
-            access_key=_text(driver, "accesskey"),
-            secret_key=_text(driver, "secretkey"),
-            session_token=_text(driver, "sessiontoken"),
-            part_size=part,
-            copy_threshold=min(
-                _number(driver, "multipartcopythresholdsize", COPY_THRESHOLD), COPY_THRESHOLD
+            path_style=(
+                endpoint is not None if driver.force_path_style is None else driver.force_path_style
             ),
-            copy_part=max(_number(driver, "multipartcopychunksize", COPY_PART), MIN_PART),
-            storage_class=_text(driver, "storageclass"),
-            encrypt=_flag(driver, "encrypt", False),
-            kms_key_id=_text(driver, "keyid"),
-            user_agent=_text(driver, "useragent"),
+            access_key=_secret(driver.access_key),
+            secret_key=_secret(driver.secret_key),
+            session_token=_secret(driver.session_token),
+            part_size=driver.chunk_size or PART_SIZE,
+            copy_threshold=min(
+                _or(driver.multipart_copy_threshold_size, COPY_THRESHOLD), COPY_THRESHOLD
+            ),
+            copy_part=max(_or(driver.multipart_copy_chunk_size, COPY_PART), MIN_PART),
+            storage_class=driver.storage_class,
+            encrypt=driver.encrypt,
+            kms_key_id=driver.key_id,
+            user_agent=driver.user_agent,
         )
 
     def __repr__(self) -> str:
@@ -117,34 +110,9 @@ class S3Settings:
         return f"bucket {self.bucket!r} at {urlunsplit(url._replace(netloc=host))}"
 
 
-def _text(driver: Mapping[str, Any], key: str) -> str | None:
-    value = driver.get(key)
-    if value is None:
-        return None
-    reveal = getattr(value, "get_secret_value", None)  # pydantic SecretStr, not imported here
-    text = str(reveal() if callable(reveal) else value).strip()
-    return text or None
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value() or None
 
 
-def _flag(driver: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = driver.get(key)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise StoreError(f"storage.storageDriver.{key}: {value!r} is not a boolean")
-
-
-def _number(driver: Mapping[str, Any], key: str, default: int) -> int:
-    value = driver.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise StoreError(f"storage.storageDriver.{key}: {value!r} is not a number") from None
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value

@@ -9,6 +9,7 @@ no temporaries, and produce images that skopeo and umoci read.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import json
@@ -376,3 +377,52 @@ def test_killed_after_each_new_tag_stays_consistent(
     assert temporaries(root) == []
     for (repo, tag), image in images.items():
         assert mirrored_digest(root, repo, tag) == image.digest, f"{repo}:{tag}"
+
+
+# -- killed after the blobs are written, before index.json is replaced --------------------
+
+
+def test_killed_between_blobs_written_and_index_replaced(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """The test holds the repository's index lock (the flock on ``<repo>/.lock`` every
+    index.json replacement takes), so the mirror writes the image's blobs and manifest and
+    then waits to replace index.json: killed there, nothing is reachable, the written
+    blobs are complete, and the next run lists the image without fetching any blob again."""
+    repo, tag = "crash-commit/app", "v1"
+    image = make_image("crash-commit")
+    push_image(registry.url, repo, tag, image)
+    root = tmp_path / "store"
+    entry = {"urls": [registry.url], "content": [{"prefix": "crash-commit/**"}]}
+    config = write_sync_config(tmp_path, root, [entry])
+    repo_dir = root / repo
+    repo_dir.mkdir(parents=True)
+    written = {image.digest} | image.all_blob_digests()
+
+    def all_written() -> bool:
+        return all((repo_dir / "blobs" / d.replace(":", "/")).is_file() for d in written)
+
+    with (repo_dir / ".lock").open("a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        child = _start_sync(config, tmp_path / "held.log")
+        try:
+            reached = wait_until(
+                all_written, timeout=WAIT_SECONDS, alive=lambda: child.poll() is None
+            )
+            assert reached, (tmp_path / "held.log").read_text()
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    assert not (repo_dir / "index.json").exists()
+    assert check_store(root) == {}
+    for digest in written:  # complete and verified at their final names
+        data = (repo_dir / "blobs" / digest.replace(":", "/")).read_bytes()
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+
+    gets = registry.blob_gets()
+    run = run_sync(config)
+    assert run.code == 0, run.output
+    assert registry.blob_gets() == gets, "blobs written before the kill were fetched again"
+    assert temporaries(root) == []
+    assert mirrored_digest(root, repo, tag) == image.digest
+    assert written <= check_store(root)[repo]

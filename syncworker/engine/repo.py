@@ -76,12 +76,12 @@ class RepoJob:
     def run(self, rules: ContentRules) -> RepoResult:
         try:
             upstream_tags = self.client.tags(self.repo)
+            self._load_stored()
         except SyncworkerError as exc:
             self._fail(None, exc)
             return self.result
         tags = self._valid_tags(upstream_tags)
         plan = plan_tags(tags, rules.filter_tags(self.repo, tags))
-        self._load_stored()
         for tag in plan.ordinary:
             self.sync_tag(tag)
         self._sync_special(plan)

@@ -129,7 +129,7 @@ class FsBackend:
             except FileExistsError:
                 return True
             except FileNotFoundError:
-                return False  # the directory exists by now: the source is what is missing
+                return False  # the directory exists by now: the source is missing
             except OSError:
                 # Another filesystem, or one without hard links: copy through a temporary.
                 with self._temps.create("link") as (_, tmp):
@@ -178,10 +178,9 @@ class FsBackend:
         try:
             return make()
         except FileNotFoundError:
-            directory = os.path.dirname(path)
-            if os.path.isdir(directory):
-                raise
-        self._makedirs(directory)
+            # The directory is missing, or was just made by another thread: a second
+            # attempt tells (then the missing one is a source).
+            self._makedirs(os.path.dirname(path))
         return make()
 
     def _makedirs(self, directory: str) -> None:

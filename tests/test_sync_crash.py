@@ -2,7 +2,7 @@
 
 The upstream sits behind a tiny proxy that stops the large blob's body part-way until
 released, so the process is reliably killed while the blob is half written (store writes
-go to ``<root>/.tmp`` first, see syncworker/store/fs.py). Then every ``index.json`` must
+go to ``<root>/.tmp`` first, see syncworker/store/fsfiles.py). Then every ``index.json`` must
 reference only complete, verified content; a second run must finish the job, exit 0, leave
 no temporaries, and produce images that skopeo and umoci read.
 """

@@ -2,7 +2,9 @@
 
 zot validates this section itself and keeps adding keys to it, so keys we do not use are
 ignored here rather than refused. The S3 driver takes distribution's lower-case keys
-(``rootdirectory``, ``regionendpoint``, ``skipverify``...), matched in any case.
+(``rootdirectory``, ``regionendpoint``, ``skipverify``...), matched in any case. This model
+is the one parser of the driver section: the S3 store's settings are made from it
+(``syncworker.store.s3settings.S3Settings.from_config``).
 """
 
 from __future__ import annotations

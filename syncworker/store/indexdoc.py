@@ -127,13 +127,13 @@ def _schema_valid(entry: IndexEntry, where: str) -> IndexEntry:
     right type (else a StoreError, nothing is written), optional ones of the wrong type
     dropped. Descriptors come from upstream manifests, which may say anything."""
     desc, tag = entry.descriptor, entry.tag
-    size = desc.size
-    if not _media_type(desc.media_type) or type(size) is not int or size < 0:
-        raise StoreError(
-            f"{where}: refusing an index entry for {desc.digest} (bad mediaType or size)"
-        )
+    refused = f"{where}: refusing an index.json entry for {desc.digest}"
+    if not _media_type(desc.media_type):
+        raise StoreError(f"{refused}: mediaType {str(desc.media_type)[:100]!r} is not a media type")
+    if type(desc.size) is not int or desc.size < 0:
+        raise StoreError(f"{refused}: size {str(desc.size)[:30]!r} is not a byte count")
     if tag is not None and (type(tag) is not str or not tag):
-        raise StoreError(f"{where}: refusing an index entry for {desc.digest} (bad tag)")
+        raise StoreError(f"{refused}: the tag is not a string")
     annotations = desc.annotations if isinstance(desc.annotations, Mapping) else {}
     clean = dataclasses.replace(
         desc,

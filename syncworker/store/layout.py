@@ -78,6 +78,7 @@ class LayoutStore:
         self._with_layout: set[str] = set()
         self._checked: set[str] = set()
         self._hints: dict[Digest, str] = {}
+        self._scan_lock = threading.Lock()
         self._unmarked: dict[str, str] | None = None
 
     def __repr__(self) -> str:
@@ -239,7 +240,7 @@ class LayoutStore:
         """Blobs without a hint (written by another tool, or a hint lost in a crash), as
         ``alg/hex`` -> a repository holding it: listed once per store object, and only on
         backends where listing is cheap. Our own writers always leave a hint."""
-        with self._guard:
+        with self._scan_lock:
             if self._unmarked is None:
                 self._unmarked = {}
                 if self.backend.lists_cheaply:

@@ -40,7 +40,7 @@ class FsBackend:
             self._temps = Temporaries(self.root)
         except OSError as exc:
             raise StoreError(f"store root {root}: {exc.strerror or exc}") from None
-        self._durable = Durability(self.root)
+        self._durable = Durability()
         self._safe_dirs: set[str] = set()
 
     def __repr__(self) -> str:

@@ -119,8 +119,7 @@ class Temporaries:
 class Durability:
     """What was written since the last commit, and the commit that makes it durable."""
 
-    def __init__(self, root: str) -> None:
-        self._root = root
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._files: set[str] = set()
         self._dirs: set[str] = set()

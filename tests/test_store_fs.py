@@ -14,6 +14,7 @@ from syncworker.errors import StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
 from syncworker.store import FsStore, IndexEntry
+from syncworker.store.backend import Listing
 from syncworker.store.fs import LEFTOVER_GRACE_SECONDS
 
 
@@ -104,3 +105,27 @@ def test_unwritable_root_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="file"):
         FsStore(blocker / "root")
+
+
+def test_find_blob_lists_the_store_once(tmp_path: Path) -> None:
+    """Misses cost no scan: blobs without a hint are listed once per store object, and
+    every later miss is a lookup (one read of the digest's hint)."""
+    for repo in ("one", "two/three"):
+        put(FsStore(tmp_path), repo, repo.encode())
+    store = FsStore(tmp_path)
+    listed: list[str] = []
+    real_list = store.backend.list
+
+    def counting_list(prefix: str) -> Listing:
+        listed.append(prefix)
+        return real_list(prefix)
+
+    store.backend.list = counting_list  # type: ignore[method-assign]
+    assert store.find_blob(Digest.of(b"absent 0")) is None
+    first = len(listed)
+    assert first > 0
+    for i in range(1, 50):
+        assert store.find_blob(Digest.of(f"absent {i}".encode())) is None
+    assert len(listed) == first
+    digest = put(store, "four", b"written here")
+    assert FsStore(tmp_path).find_blob(digest) == "four"

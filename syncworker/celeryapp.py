@@ -83,16 +83,6 @@ REDBEAT_PREFIX = "syncworker:redbeat"
 REDBEAT_LOCK_TIMEOUT = 60
 
 
-def _redis_url(config: Config) -> str:
-    url = config.syncworker.redis_url
-    if not url:
-        raise ConfigError(
-            "syncworker.redis",
-            "Celery workers need a Redis URL (or set SYNCWORKER_REDIS_URL)",
-        )
-    return url
-
-
 def _queue(name: str) -> Queue:
     """A durable queue behind a direct exchange of the same name (RabbitMQ and Redis alike)."""
     return Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
@@ -100,7 +90,7 @@ def _queue(name: str) -> Queue:
 
 def celery_settings(config: Config) -> dict[str, Any]:
     """Our Celery configuration, with ``syncworker.celery`` merged over it."""
-    url = _redis_url(config)
+    url = config.syncworker.require_redis_url("a Celery worker")
     transport = {"visibility_timeout": VISIBILITY_TIMEOUT}
     settings: dict[str, Any] = {
         "broker_url": url,

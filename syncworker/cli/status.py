@@ -16,7 +16,6 @@ from typing import Any, TextIO
 from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.coord import Coordinator, RunStatus
-from syncworker.errors import ConfigError
 
 __all__ = ["add_parser", "coordinator", "describe", "print_failures", "run"]
 
@@ -36,10 +35,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def coordinator(config: Config) -> Coordinator:
-    url = config.syncworker.redis_url
-    if not url:
-        raise ConfigError("syncworker.redis", "runs are kept in Redis: set a Redis URL")
-    return Coordinator.from_url(url)
+    return Coordinator.from_url(config.syncworker.require_redis_url("run state (status, trigger)"))
 
 
 def run(args: argparse.Namespace) -> int:

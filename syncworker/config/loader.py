@@ -18,13 +18,11 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from syncworker.config.credentials import parse_credentials_file
-from syncworker.config.model import Config
+from syncworker.config.model import REDIS_URL_ENV, Config
 from syncworker.errors import ConfigError
 
 __all__ = ["REDIS_URL_ENV", "format_path", "load_config", "validate"]
 
-#: Environment variable that replaces ``syncworker.redis`` (containers set it at deploy).
-REDIS_URL_ENV = "SYNCWORKER_REDIS_URL"
 _CREDENTIALS_PATH = "extensions.sync.credentialsFile"
 
 Problem = tuple[str, str]

@@ -14,7 +14,10 @@ from syncworker.errors import ConfigError
 from syncworker.registry.auth import Credentials
 from syncworker.registry.options import DEFAULT_MAX_BLOB_SIZE
 
-__all__ = ["Config", "ExtensionsConfig", "SyncworkerSettings"]
+__all__ = ["REDIS_URL_ENV", "Config", "ExtensionsConfig", "SyncworkerSettings"]
+
+#: Environment variable that replaces ``syncworker.redis`` (containers set it at deploy).
+REDIS_URL_ENV = "SYNCWORKER_REDIS_URL"
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # Opaque zot sections may hold secrets (LDAP bind passwords, API keys): never in a repr.
@@ -53,6 +56,16 @@ class SyncworkerSettings(ConfigModel):
     @property
     def redis_url(self) -> str | None:
         return self.redis.get_secret_value() if self.redis is not None else None
+
+    def require_redis_url(self, purpose: str) -> str:
+        """The Redis URL; :class:`ConfigError` saying that ``purpose`` needs one if unset."""
+        url = self.redis_url
+        if not url:
+            raise ConfigError(
+                "syncworker.redis",
+                f"{purpose} needs a Redis URL: set syncworker.redis or {REDIS_URL_ENV}",
+            )
+        return url
 
 
 class ExtensionsConfig(ConfigModel):

@@ -69,12 +69,9 @@ def _clean(store: Store) -> None:
 
 
 def _build(config: Config) -> WorkerState:
-    url = config.syncworker.redis_url
-    if not url:
-        raise ConfigError("syncworker.redis", "Celery workers need a Redis URL")
+    coord = Coordinator.from_url(config.syncworker.require_redis_url("a Celery worker"))
     store = open_store(config.storage.root_directory, config.storage.storage_driver)
     _clean(store)
-    coord = Coordinator.from_url(url)
     return WorkerState(config, store, coord, Mirror(config, store, coord), _page_size())
 
 

@@ -12,7 +12,6 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 
-from croniter import croniter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainValidator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -129,6 +128,9 @@ _CRON_EXTENSIONS = re.compile(r"[#?]|\bLW\b|(?<![a-z])[LW]\b|\d[LW]\b", re.IGNOR
 
 
 def _cron(value: Any) -> str:
+    # Imported here: only a config with a schedule pays for it.
+    from croniter import croniter
+
     # Five fields, as Celery's crontab and every cron take; croniter alone would also
     # accept a sixth (seconds) field that beat cannot honour.
     if not isinstance(value, str) or len(value.split()) != 5 or not croniter.is_valid(value):

@@ -17,7 +17,8 @@
     │   ├── UnsupportedDigestError  an algorithm we do not know
     │   └── ReferenceCycleError  a manifest that (transitively) refers to itself
     ├── StoreError               the destination store failed (disk, bucket)
-    └── CoordError               Redis is unreachable or answered with an error
+    ├── CoordError               Redis is unreachable or answered with an error
+    └── LockBusy                 a lock stayed held by another holder past the caller's wait
 
 Third-party exceptions are translated into these in exactly one place per dependency:
 ``registry/wire.py`` for requests and urllib3, ``coord/`` for redis-py, ``store/s3.py`` for boto3.
@@ -34,6 +35,7 @@ __all__ = [
     "DeadlineExceededError",
     "DigestMismatchError",
     "InvalidNameError",
+    "LockBusy",
     "MalformedResponseError",
     "NotFoundError",
     "ReferenceCycleError",
@@ -162,3 +164,13 @@ class CoordError(SyncworkerError):
     """The coordination backend (Redis) is unreachable or failed."""
 
     temporary = True
+
+
+class LockBusy(SyncworkerError):
+    """The lock was held by someone else for longer than the caller was willing to wait."""
+
+    temporary = True
+
+    def __init__(self, key: str, waited: float | None) -> None:
+        super().__init__(f"lock {key} is held by another worker (waited {waited or 0:g}s)")
+        self.key = key

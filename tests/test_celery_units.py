@@ -27,6 +27,7 @@ from syncworker.celeryapp import (
 )
 from syncworker.cli import build_parser, main
 from syncworker.config import Config, load_config
+from syncworker.config.engine import build_mirror
 from syncworker.coord import Coordinator, LockBusy, RunStatus
 from syncworker.engine import Failure, Mirror, RepoResult
 from syncworker.errors import ConfigError, RegistryError, TransportError
@@ -192,7 +193,7 @@ def mirror(
     server, _ = seeded_registry
     config = config_with(tmp_path, registries=[{"urls": [server.url], "name": REGISTRY}])
     store = open_store(config.storage.root_directory, config.storage.storage_driver)
-    with Mirror(config, store, coord) as made:
+    with build_mirror(config, store, coord) as made:
         yield made
 
 

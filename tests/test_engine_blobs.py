@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syncworker.coord import Coordinator
+from syncworker.engine import LocalLocks
 from syncworker.engine.blobs import BlobCopier
 from syncworker.errors import (
     DigestMismatchError,
@@ -61,14 +61,14 @@ def store(tmp_path: Path) -> FsStore:
 def test_stream_broken_half_way_is_fetched_again(store: FsStore) -> None:
     sleeps: list[float] = []
     client = ScriptedClient(breaks=2)
-    BlobCopier(store, Coordinator.embedded(), sleep=sleeps.append).copy(client, "r", "r", DESC)
+    BlobCopier(store, LocalLocks(), sleep=sleeps.append).copy(client, "r", "r", DESC)
     assert client.calls == 3 and len(sleeps) == 2
     assert store.has_blob("r", DESC.digest)
 
 
 def test_gives_up_after_max_retries(store: FsStore) -> None:
     client = ScriptedClient(breaks=10)
-    copier = BlobCopier(store, Coordinator.embedded(), sleep=lambda _: None)
+    copier = BlobCopier(store, LocalLocks(), sleep=lambda _: None)
     with pytest.raises(TransportError):
         copier.copy(client, "r", "r", DESC)
     assert client.calls == 3 and not store.has_blob("r", DESC.digest)
@@ -76,7 +76,7 @@ def test_gives_up_after_max_retries(store: FsStore) -> None:
 
 def test_altered_bytes_are_fetched_again_then_named(store: FsStore) -> None:
     client = ScriptedClient(body=b"X" * len(DATA))
-    copier = BlobCopier(store, Coordinator.embedded(), sleep=lambda _: None)
+    copier = BlobCopier(store, LocalLocks(), sleep=lambda _: None)
     with pytest.raises(DigestMismatchError, match="the same after 3 fetches"):
         copier.copy(client, "r", "r", DESC)
     assert client.calls == 3 and not store.has_blob("r", DESC.digest)
@@ -84,7 +84,7 @@ def test_altered_bytes_are_fetched_again_then_named(store: FsStore) -> None:
 
 def test_refused_content_is_not_retried(store: FsStore) -> None:
     client = ScriptedClient(body=DATA + b"more than declared")
-    copier = BlobCopier(store, Coordinator.embedded(), sleep=lambda _: None)
+    copier = BlobCopier(store, LocalLocks(), sleep=lambda _: None)
     with pytest.raises(SizeLimitError):
         copier.copy(client, "r", "r", DESC)
     assert client.calls == 1 and not store.has_blob("r", DESC.digest)
@@ -108,7 +108,7 @@ def upstream() -> Iterator[HostileRegistry]:
 def _copy(upstream: HostileRegistry, store: FsStore) -> None:
     options = ClientOptions(max_retries=RETRIES, retry_delay=0.001, timeout=10.0)
     with RegistryClient([upstream.url], options=options) as client:
-        BlobCopier(store, Coordinator.embedded(), sleep=lambda _: None).copy(client, "r", "r", DESC)
+        BlobCopier(store, LocalLocks(), sleep=lambda _: None).copy(client, "r", "r", DESC)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from typing import Any, TextIO
 
 from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
-from syncworker.coord import Coordinator
-from syncworker.engine import Mirror, RepoResult, run_registries
+from syncworker.config.engine import build_mirror
+from syncworker.engine import LocalLocks, Locks, RepoResult, run_registries
 from syncworker.store import open_store
 
 __all__ = ["add_parser"]
@@ -38,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or config.syncworker.concurrency
     store = open_store(config.storage.root_directory, config.storage.storage_driver)
     store.clean_leftovers()
-    coord = _coordinator(config)
     printer = RepoPrinter(sys.stderr, quiet=args.quiet)
-    with Mirror(config, store, coord) as mirror:
+    with build_mirror(config, store, _locks(config)) as mirror:
         summary = run_registries(mirror, registries, concurrency, on_repo_done=printer)
     out = sys.stdout
     print(
@@ -55,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
-def _coordinator(config: Config) -> Coordinator:
-    """Redis when configured (several `sync` processes then share locks and single-flight),
-    otherwise in-process: the same code paths with nothing to start."""
+def _locks(config: Config) -> Locks:
+    """Redis when configured (several `sync` processes then share locks and single-flights),
+    otherwise threading locks in this process, with nothing of Redis loaded."""
     url = config.syncworker.redis_url
-    return Coordinator.from_url(url) if url else Coordinator.embedded()
+    if not url:
+        return LocalLocks()
+    from syncworker.coord import Coordinator  # redis-py, only when it is used
+
+    return Coordinator.from_url(url)
 
 
 class RepoPrinter:

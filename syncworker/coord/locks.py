@@ -21,7 +21,7 @@ from redis.lock import Lock
 
 from syncworker.coord.backend import Backend, redis_errors, text
 from syncworker.coord.keys import FLIGHT_OK_TTL
-from syncworker.errors import SyncworkerError
+from syncworker.errors import LockBusy
 
 __all__ = ["LockBusy", "LocksMixin"]
 
@@ -33,16 +33,6 @@ EXTEND_PER_TTL = 3
 # How often a waiter asks again. Waiters of a blob or image wait for a whole download, so a
 # tenth of a second costs nothing in latency and little in Redis load.
 POLL_SECONDS = 0.1
-
-
-class LockBusy(SyncworkerError):
-    """The lock was held by someone else for longer than the caller was willing to wait."""
-
-    temporary = True
-
-    def __init__(self, key: str, waited: float | None) -> None:
-        super().__init__(f"lock {key} is held by another worker (waited {waited or 0:g}s)")
-        self.key = key
 
 
 class _Keeper(threading.Thread):
@@ -137,7 +127,7 @@ class LocksMixin(Backend):
 
     @contextmanager
     def blob_flight(
-        self, digest: str, *, ttl: float = 60.0, blocking_timeout: float = 3600.0
+        self, digest: str, *, ttl: float = 60.0, blocking_timeout: float | None = 3600.0
     ) -> Iterator[None]:
         """One holder per blob digest in the cluster; the holder re-checks the store inside,
         so each unique blob is fetched once (issue 3, "each unique blob ... once")."""
@@ -152,12 +142,13 @@ class LocksMixin(Backend):
         reference: str,
         *,
         ttl: float = 60.0,
-        blocking_timeout: float = 3600.0,
+        blocking_timeout: float | None = 3600.0,
     ) -> Iterator[bool]:
         """Coalesce identical on-demand requests: True for the one that copies, False for the
         others once it has finished. If the copier fails or dies, a waiter takes over."""
         key = self._keys.image_flight(registry, repo, reference)
-        deadline = time.monotonic() + blocking_timeout
+        wait = float("inf") if blocking_timeout is None else blocking_timeout
+        deadline = time.monotonic() + wait
         while True:
             lock = self._lock(key, ttl, blocking_timeout)
             token = uuid.uuid4().hex
@@ -176,7 +167,9 @@ class LocksMixin(Backend):
                 return
             # The holder just left (or failed): try to become the copier ourselves.
 
-    def _wait_for_flight(self, key: str, holder: str, deadline: float, waited: float) -> bool:
+    def _wait_for_flight(
+        self, key: str, holder: str, deadline: float, waited: float | None
+    ) -> bool:
         """Wait while ``holder`` owns the flight; True if it finished its copy successfully."""
         while True:
             with redis_errors(self._where):

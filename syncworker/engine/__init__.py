@@ -1,15 +1,20 @@
 """The mirror itself: plan what a repository lacks, then copy it in a crash-safe order."""
 
+from syncworker.engine.locks import LocalLocks, Locks
 from syncworker.engine.mirror import Mirror
 from syncworker.engine.results import Failure, NullProgress, Progress, RepoResult
 from syncworker.engine.runner import RunSummary, run_registries
+from syncworker.engine.upstream import Upstream
 
 __all__ = [
     "Failure",
+    "LocalLocks",
+    "Locks",
     "Mirror",
     "NullProgress",
     "Progress",
     "RepoResult",
     "RunSummary",
+    "Upstream",
     "run_registries",
 ]

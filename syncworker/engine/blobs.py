@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from syncworker.coord import Coordinator
+from syncworker.engine.locks import Locks
 from syncworker.errors import SyncworkerError
 from syncworker.oci import Descriptor
 from syncworker.registry import ClientOptions
@@ -42,10 +42,10 @@ class BlobStats:
 
 class BlobCopier:
     def __init__(
-        self, store: Store, coord: Coordinator, sleep: Callable[[float], None] = time.sleep
+        self, store: Store, locks: Locks, sleep: Callable[[float], None] = time.sleep
     ) -> None:
         self._store = store
-        self._coord = coord
+        self._locks = locks
         self._sleep = sleep
 
     def copy(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> BlobStats:
@@ -56,7 +56,7 @@ class BlobCopier:
         if self._link(dest, desc, stats):
             return stats
         # Another worker may be fetching this digest right now: wait for it, then link.
-        with self._coord.blob_flight(str(desc.digest)):
+        with self._locks.blob_flight(str(desc.digest)):
             if self._store.has_blob(dest, desc.digest) or self._link(dest, desc, stats):
                 return stats
             stats.bytes = self._fetch(client, repo, dest, desc)

@@ -1,53 +1,61 @@
-"""The engine's facade: ``sync_repo``, ``sync_image`` and catalog pages for one config.
+"""The engine's facade: ``sync_repo``, ``sync_image`` and catalog pages for a set of upstreams.
 
-It knows nothing of Celery: the embedded ``syncworker sync``, the Celery tasks and tests
-all drive this same object.
+It knows nothing of Celery, Redis or the configuration file: the embedded ``syncworker sync``,
+the Celery tasks and the tests build it from plain values (:class:`Upstream` per registry, a
+store, a :class:`Locks`) and drive this same object.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Container, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from syncworker.config import Config, RegistryConfig
-from syncworker.coord import Coordinator
 from syncworker.engine.blobs import BlobCopier
 from syncworker.engine.images import ImageCopier
+from syncworker.engine.locks import Locks
 from syncworker.engine.repo import RepoJob
 from syncworker.engine.results import Failure, NullProgress, Progress, RepoResult
-from syncworker.errors import ContentError, SyncworkerError
+from syncworker.engine.upstream import Upstream
+from syncworker.errors import ConfigError, ContentError, SyncworkerError
 from syncworker.oci import Reference, validate_repository
 from syncworker.registry import Deadline, RegistryClient
+from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.store import Store
 
 __all__ = ["Mirror"]
 
-# distribution-spec: registries may cap n; ECR rejects n > 1000, so never ask for more.
-CATALOG_PAGE_SIZE = 1000
 # How long sync_repo waits for another holder of the same destination's lock before it
 # gives up (the Celery task then retries later). None: wait as long as it takes.
 DEFAULT_LOCK_WAIT: float | None = None
+# Blob copies in flight at once in the whole process (the config sets it from its
+# concurrency settings).
+DEFAULT_BLOB_THREADS = 32
 
 
 class Mirror:
+    """Mirrors repositories and images of ``upstreams`` (keyed by registry name) into
+    ``store``; thread-safe, one per process. ``oci_index_types``: see ``index_descriptor``."""
+
     def __init__(
         self,
-        config: Config,
+        upstreams: Mapping[str, Upstream],
         store: Store,
-        coord: Coordinator,
+        locks: Locks,
+        *,
+        blob_threads: int = DEFAULT_BLOB_THREADS,
+        oci_index_types: bool = True,
         progress: Progress | None = None,
     ) -> None:
-        self.config = config
+        self.upstreams = dict(upstreams)
         self.store = store
-        self.coord = coord
+        self.locks = locks
         self.progress: Progress = progress or NullProgress()
+        self._oci_index_types = oci_index_types
         self._clients: dict[str, RegistryClient] = {}
         self._clients_lock = threading.Lock()
-        self._blob_pool = ThreadPoolExecutor(
-            max_workers=config.syncworker.blob_concurrency * config.syncworker.concurrency,
-            thread_name_prefix="blob",
-        )
-        self._blobs = BlobCopier(store, coord)
+        self._blob_pool = ThreadPoolExecutor(max_workers=blob_threads, thread_name_prefix="blob")
+        self._blobs = BlobCopier(store, locks)
 
     def close(self) -> None:
         self._blob_pool.shutdown(wait=True)
@@ -60,45 +68,62 @@ class Mirror:
 
     # -- upstreams ---------------------------------------------------------------------
 
+    def upstream(self, registry: str) -> Upstream:
+        """The upstream named ``registry``; :class:`ConfigError` for an unknown name."""
+        found = self.upstreams.get(registry)
+        if found is None:
+            known = ", ".join(self.upstreams) or "none configured"
+            raise ConfigError(
+                "extensions.sync.registries", f"no registry named {registry!r} ({known})"
+            )
+        return found
+
     def client(self, registry: str) -> RegistryClient:
         with self._clients_lock:
             client = self._clients.get(registry)
             if client is None:
-                cfg = self.config.registry(registry)
-                options = cfg.client_options(self.config.syncworker.max_blob_size)
-                client = RegistryClient(cfg.urls, self.config.credentials_for(cfg), options)
+                up = self.upstream(registry)
+                client = RegistryClient(up.urls, up.credentials, up.options)
                 self._clients[registry] = client
             return client
 
     def destination(self, registry: str, repo: str) -> str | None:
         """The store repository for upstream ``repo``, or None if no content rule takes it."""
         validate_repository(repo)
-        return self.config.registry(registry).content_rules().destination(repo)
+        return self.upstream(registry).rules.destination(repo)
 
     def list_page(
-        self, registry: str, last: str | None = None, n: int = CATALOG_PAGE_SIZE
+        self,
+        registry: str,
+        last: str | None = None,
+        n: int = MAX_PAGE_SIZE,
+        *,
+        visited: Container[str] = (),
     ) -> tuple[list[str], str | None]:
         """One page of the repositories to mirror (the configured ``repos`` or the
-        upstream catalog), after ``last``; with the ``last`` for the next page, or None."""
-        cfg = self.config.registry(registry)
-        if cfg.repos:
-            names = sorted(cfg.repos)
+        upstream catalog), after ``last``; with the ``last`` for the next page, or None.
+
+        A next ``last`` equal to ``last`` or to one of ``visited`` (the cursors a walk
+        already used) is a :class:`ContentError`: the upstream ignores ``last``, or its
+        ``Link`` goes back, and asking again would return the same pages forever.
+        """
+        up = self.upstream(registry)
+        if up.repos:
+            names = up.repos
             start = (
                 0
                 if last is None
                 else next((i for i, r in enumerate(names) if r > last), len(names))
             )
-            page = names[start : start + n]
+            page = list(names[start : start + n])
             more = start + n < len(names)
         else:
             page, next_last = self.client(registry).catalog_page(last, n)
             more = next_last is not None
         following = page[-1] if more and page else None
-        if following is not None and following == last:
-            # The upstream ignored ``last``: asking again would return this page forever.
-            raise ContentError(f"catalog pagination does not advance past {last[:200]!r}")
-        rules = cfg.content_rules()
-        return [r for r in page if rules.match(r) is not None], following
+        if following is not None and (following == last or following in visited):
+            raise ContentError(f"catalog pagination does not advance: {following[:200]!r} again")
+        return [r for r in page if up.rules.match(r) is not None], following
 
     # -- work --------------------------------------------------------------------------
 
@@ -106,20 +131,19 @@ class Mirror:
         self, registry: str, repo: str, *, lock_wait: float | None = DEFAULT_LOCK_WAIT
     ) -> RepoResult:
         """Mirror every kept tag of ``repo``; failures are in the result, never raised,
-        except :class:`~syncworker.coord.LockBusy` when ``lock_wait`` runs out."""
-        cfg = self.config.registry(registry)
+        except :class:`~syncworker.errors.LockBusy` when ``lock_wait`` runs out."""
+        up = self.upstream(registry)
         dest = self._destination_or_failure(registry, repo)
         if isinstance(dest, RepoResult):
             return dest
-        with self.coord.repo_lock(dest, blocking_timeout=lock_wait):
-            job = self._job(cfg, repo, dest)
-            return job.run(cfg.content_rules())
+        with self.locks.repo_lock(dest, blocking_timeout=lock_wait):
+            return self._job(up, repo, dest).run(up.rules)
 
     def sync_image(
         self, registry: str, repo: str, reference: str, *, lock_wait: float | None = None
     ) -> RepoResult:
         """Mirror one tag or digest of ``repo`` with its referrers."""
-        cfg = self.config.registry(registry)
+        up = self.upstream(registry)
         dest = self._destination_or_failure(registry, repo)
         if isinstance(dest, RepoResult):
             return dest
@@ -129,8 +153,8 @@ class Mirror:
             )
         except ContentError as exc:
             return self._failed(registry, repo, reference, exc)
-        with self.coord.repo_lock(dest, blocking_timeout=lock_wait):
-            job = self._job(cfg, repo, dest)
+        with self.locks.repo_lock(dest, blocking_timeout=lock_wait):
+            job = self._job(up, repo, dest)
             if ref.tag is not None:
                 job.run_single_tag(ref.tag)
             else:
@@ -138,22 +162,22 @@ class Mirror:
                 job.run_single_digest(ref.digest)
             return job.result
 
-    def _job(self, cfg: RegistryConfig, repo: str, dest: str) -> RepoJob:
-        images = ImageCopier(self.store, self._blobs, self._blob_pool, cfg.platforms)
-        client = self.client(cfg.name)
-        if cfg.sync_timeout is not None:  # zot's syncTimeout: one repository's deadline
-            limit = cfg.sync_timeout.total_seconds()
+    def _job(self, up: Upstream, repo: str, dest: str) -> RepoJob:
+        images = ImageCopier(self.store, self._blobs, self._blob_pool, up.platforms)
+        client = self.client(up.name)
+        if up.sync_timeout is not None:  # zot's syncTimeout: one repository's deadline
+            limit = up.sync_timeout
             client = client.bounded(Deadline.after(limit, f"syncTimeout ({limit:g}s)"))
         return RepoJob(
             client=client,
             store=self.store,
             images=images,
             progress=self.progress,
-            registry=cfg.name,
+            registry=up.name,
             repo=repo,
             dest=dest,
-            only_signed=cfg.only_signed,
-            oci_index_types=self.config.syncworker.layout_media_types == "oci",
+            only_signed=up.only_signed,
+            oci_index_types=self._oci_index_types,
         )
 
     def _destination_or_failure(self, registry: str, repo: str) -> str | RepoResult:

@@ -73,27 +73,20 @@ def run_registries(
 
 
 def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[str]:
-    """Repositories page by page, so copying starts before a long catalog is read.
-
-    An upstream whose next page starts where an earlier one did (it ignores ``last``, or
-    its ``Link`` goes back) would keep this loop, and the same repositories, going forever.
-    """
+    """Repositories page by page, so copying starts before a long catalog is read. Every
+    cursor used is passed back to ``list_page``, which refuses a page that goes back."""
     last: str | None = None
-    seen: set[str] = set()
+    visited: set[str] = set()
     while True:
         try:
-            page, last = mirror.list_page(registry, last)
+            page, last = mirror.list_page(registry, last, visited=visited)
         except SyncworkerError as exc:
             summary.failures.append(Failure(registry, "(catalog)", None, str(exc)))
             return
         yield from page
         if last is None:
             return
-        if last in seen:
-            reason = f"catalog pagination loops: a second page after {last[:200]!r}"
-            summary.failures.append(Failure(registry, "(catalog)", None, reason))
-            return
-        seen.add(last)
+        visited.add(last)
 
 
 def _report(

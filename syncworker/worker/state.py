@@ -16,6 +16,7 @@ from typing import Any
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from syncworker.config import Config
+from syncworker.config.engine import build_mirror
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.errors import ConfigError, StoreError
@@ -72,7 +73,7 @@ def _build(config: Config) -> WorkerState:
     coord = Coordinator.from_url(config.syncworker.require_redis_url("a Celery worker"))
     store = open_store(config.storage.root_directory, config.storage.storage_driver)
     _clean(store)
-    return WorkerState(config, store, coord, Mirror(config, store, coord), _page_size())
+    return WorkerState(config, store, coord, build_mirror(config, store, coord), _page_size())
 
 
 def worker_state(config: Config) -> WorkerState:

@@ -1,0 +1,42 @@
+"""The engine's plain values built from a :class:`Config`: one :class:`Upstream` per
+registry, and the :class:`Mirror` over them (the engine never reads the config models)."""
+
+from __future__ import annotations
+
+from syncworker.config.model import Config
+from syncworker.config.sync import RegistryConfig
+from syncworker.engine import Locks, Mirror, Progress, Upstream
+from syncworker.store import Store
+
+__all__ = ["build_mirror", "upstream"]
+
+
+def upstream(config: Config, registry: RegistryConfig) -> Upstream:
+    """``registry`` with its credentials resolved (credentialsFile, else docker's config)."""
+    return Upstream(
+        name=registry.name,
+        urls=tuple(registry.urls),
+        credentials=config.credentials_for(registry),
+        options=registry.client_options(config.syncworker.max_blob_size),
+        rules=registry.content_rules(),
+        platforms=tuple(registry.platforms),
+        repos=tuple(sorted(registry.repos)),
+        only_signed=registry.only_signed,
+        sync_timeout=timeout.total_seconds() if (timeout := registry.sync_timeout) else None,
+    )
+
+
+def build_mirror(
+    config: Config, store: Store, locks: Locks, progress: Progress | None = None
+) -> Mirror:
+    """The Mirror of every configured registry; its blob pool serves ``concurrency``
+    repositories of ``blob_concurrency`` blobs each."""
+    settings = config.syncworker
+    return Mirror(
+        {reg.name: upstream(config, reg) for reg in config.registries},
+        store,
+        locks,
+        blob_threads=settings.blob_concurrency * settings.concurrency,
+        oci_index_types=settings.layout_media_types == "oci",
+        progress=progress,
+    )

@@ -1,0 +1,159 @@
+"""The engine alone: ``Mirror`` (and the ``RepoJob`` behind it) and ``ImageCopier`` against
+a real registry, with in-process locks and a filesystem store. No Redis, no config file:
+the engine is built from plain values, as the config layer builds it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from syncworker.engine import LocalLocks, Mirror, Upstream
+from syncworker.engine.blobs import BlobCopier
+from syncworker.engine.images import ImageCopier
+from syncworker.errors import ConfigError, LockBusy
+from syncworker.filters import ContentRule, ContentRules
+from syncworker.oci import Digest, Platform
+from syncworker.registry import ClientOptions, RegistryClient
+from syncworker.store.fs import FsStore
+from tests.support.images import cosign_signature_tag, make_cosign_signature, make_image, make_index
+from tests.support.push import push_image
+from tests.support.registry_server import RegistryServer
+
+NAME = "upstream"
+FAST = ClientOptions(max_retries=1, retry_delay=0.01)
+
+
+def _upstream(server: RegistryServer, **extra: object) -> Upstream:
+    rules = ContentRules([ContentRule("engine/**")])
+    return Upstream(NAME, (server.url,), None, FAST, rules, **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FsStore:
+    return FsStore(tmp_path / "store")
+
+
+@pytest.fixture
+def mirror(registry: RegistryServer, store: FsStore) -> Iterator[Mirror]:
+    with Mirror({NAME: _upstream(registry)}, store, LocalLocks(), blob_threads=4) as made:
+        yield made
+
+
+def _tags(store: FsStore, repo: str) -> dict[str, str]:
+    return {e.tag: str(e.descriptor.digest) for e in store.index(repo) if e.tag}
+
+
+def test_sync_repo_copies_tags_and_signatures_then_only_heads(
+    registry: RegistryServer, mirror: Mirror, store: FsStore
+) -> None:
+    repo = "engine/app"
+    index, image = make_index("engine-app-v1"), make_image("engine-app-v2")
+    signature = make_cosign_signature(image, reference=f"{registry.host}/{repo}:v2")
+    push_image(registry.url, repo, "v1", index)
+    push_image(registry.url, repo, "v2", image)
+    push_image(registry.url, repo, cosign_signature_tag(image.digest), signature)
+    unique = index.all_blob_digests() | image.all_blob_digests() | signature.all_blob_digests()
+
+    gets_before = registry.blob_gets()
+    first = mirror.sync_repo(NAME, repo)
+    assert first.ok, first.failures
+    assert sorted(first.copied) == sorted(["v1", "v2", cosign_signature_tag(image.digest)])
+    assert first.blobs_fetched == len(unique) == registry.blob_gets() - gets_before
+    assert _tags(store, repo) == {
+        "v1": index.digest,
+        "v2": image.digest,
+        cosign_signature_tag(image.digest): signature.digest,
+    }
+
+    manifest_gets = registry.request_count(handler="manifest", method="get")
+    second = mirror.sync_repo(NAME, repo)
+    assert second.ok and second.copied == [] and len(second.skipped) == 3
+    assert registry.request_count(handler="manifest", method="get") == manifest_gets
+    assert registry.blob_gets() - gets_before == len(unique)
+
+
+def test_sync_image_by_tag_and_by_digest(mirror: Mirror, registry: RegistryServer) -> None:
+    repo = "engine/ondemand"
+    tagged, untagged = make_image("engine-od-tag"), make_image("engine-od-digest")
+    push_image(registry.url, repo, "v1", tagged)
+    push_image(registry.url, repo, None, untagged)
+    assert mirror.sync_image(NAME, repo, "v1").copied == ["v1"]
+    by_digest = mirror.sync_image(NAME, repo, untagged.digest)
+    assert by_digest.copied == [untagged.digest]
+    assert mirror.store.has_blob(repo, Digest.parse(untagged.digest))
+    assert mirror.sync_image(NAME, repo, untagged.digest).skipped == [untagged.digest]
+
+
+def test_repository_outside_the_rules_and_unknown_registry(mirror: Mirror) -> None:
+    refused = mirror.sync_repo(NAME, "elsewhere/app")
+    assert not refused.ok and "no content rule" in refused.failures[0].reason
+    with pytest.raises(ConfigError, match="no registry named 'nope'"):
+        mirror.sync_repo("nope", "engine/app")
+
+
+def test_sync_repo_gives_up_when_the_repository_stays_locked(
+    registry: RegistryServer, store: FsStore
+) -> None:
+    locks = LocalLocks()
+    with Mirror({NAME: _upstream(registry)}, store, locks) as mirror:
+        held = threading.Event()
+        done = threading.Event()
+
+        def holder() -> None:
+            with locks.repo_lock("engine/busy"):
+                held.set()
+                done.wait(60)
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        try:
+            assert held.wait(60)
+            with pytest.raises(LockBusy):
+                mirror.sync_repo(NAME, "engine/busy", lock_wait=0)
+        finally:
+            done.set()
+            thread.join(60)
+
+
+def test_configured_repos_are_listed_in_pages_instead_of_the_catalog(
+    registry: RegistryServer, store: FsStore
+) -> None:
+    repos = ("engine/c", "engine/a", "engine/b")
+    upstream = _upstream(registry, repos=tuple(sorted(repos)))
+    with Mirror({NAME: upstream}, store, LocalLocks()) as mirror:
+        catalog_before = registry.request_count(handler="catalog")
+        assert mirror.list_page(NAME, None, 2) == (["engine/a", "engine/b"], "engine/b")
+        assert mirror.list_page(NAME, "engine/b", 2) == (["engine/c"], None)
+        assert registry.request_count(handler="catalog") == catalog_before
+
+
+def test_image_copier_keeps_wanted_platforms_and_fetches_shared_blobs_once(
+    registry: RegistryServer, store: FsStore
+) -> None:
+    """Two repositories copied at once, with the same layers: the blob single-flight (here
+    in-process) lets one copy fetch each blob while the other links it."""
+    index = make_index("engine-shared")
+    repos = ["engine/shared-a", "engine/shared-b"]
+    for repo in repos:
+        push_image(registry.url, repo, "v1", index)
+    arm64 = next(c for c in index.children if c.platform and c.platform["architecture"] == "arm64")
+    client = RegistryClient((registry.url,), None, FAST)
+    with ThreadPoolExecutor(8) as pool:
+        copier = ImageCopier(
+            store, BlobCopier(store, LocalLocks()), pool, [Platform.parse("linux/arm64/v8")]
+        )
+        gets_before = registry.blob_gets()
+        descs = [client.head_manifest(repo, "v1") for repo in repos]
+        with ThreadPoolExecutor(2) as callers:
+            trees = list(callers.map(lambda r, d: copier.copy(client, r, r, d), repos, descs))
+    assert registry.blob_gets() - gets_before == len(arm64.all_blob_digests())
+    assert sum(t.stats.fetched for t in trees) == len(arm64.all_blob_digests())
+    assert sum(t.stats.linked for t in trees) == len(arm64.all_blob_digests())
+    for repo in repos:
+        assert store.has_blob(repo, Digest.parse(index.digest))
+        for child in index.children:
+            assert store.has_blob(repo, Digest.parse(child.digest)) == (child is arm64)

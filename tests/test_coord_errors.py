@@ -27,7 +27,6 @@ def down() -> Coordinator:
 CALLS: dict[str, Callable[[Coordinator], object]] = {
     "ping": lambda c: c.ping(),
     "start_run": lambda c: c.start_run("docker"),
-    "last_digest": lambda c: c.last_digest("docker", "a/b", "v1"),
     "begin_walk": lambda c: c.begin_walk("docker", "run-1"),
     "repo_lock": lambda c: c.repo_lock("a/b").__enter__(),
     "image_flight": lambda c: c.image_flight("docker", "a/b", "v1").__enter__(),

@@ -1,4 +1,6 @@
-"""Locks and single-flights, on a real Redis (and the embedded fakeredis where in-process)."""
+"""Locks and single-flights: one contract suite run against every implementation of the
+engine's ``Locks`` (in-process threading, real Redis, fakeredis), then what only Redis has:
+TTLs, the keeper thread, other processes, a killed holder."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from syncworker.coord import Coordinator, LockBusy
+from syncworker.engine import LocalLocks, Locks
 
-# The shared fixtures: coord (real Redis and embedded), real_coord.
+# The shared fixtures: coord (real Redis and fakeredis), real_coord.
 pytest_plugins = ["tests.test_coord_support"]
 
 DIGEST = "sha256:" + "ab" * 32
@@ -63,17 +67,64 @@ class _Occupancy:
             self.inside -= 1
 
 
-def test_repo_lock_excludes_threads(coord: Coordinator) -> None:
+@pytest.fixture(params=["local", "redis", "fakeredis"])
+def locks(request: pytest.FixtureRequest) -> Locks:
+    """Each implementation of the engine's Locks protocol in turn."""
+    if request.param == "local":
+        return LocalLocks()
+    coordinator: Coordinator = request.getfixturevalue(
+        "real_coord" if request.param == "redis" else "fake_coord"
+    )
+    return coordinator
+
+
+class _Waiters(logging.Handler):
+    """Counts callers that start waiting for someone else's flight (both implementations
+    log it at debug level), so a test knows every request is in before the copier finishes,
+    without timing guesses."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.waiting = threading.Semaphore(0)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("waiting for"):
+            self.waiting.release()
+
+
+@pytest.fixture
+def waiters() -> Iterator[_Waiters]:
+    handler = _Waiters()
+    logger = logging.getLogger("syncworker")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_repo_lock_excludes_threads(locks: Locks) -> None:
     occupancy = _Occupancy()
 
     def worker(_: int) -> None:
         for _round in range(3):
-            with coord.repo_lock("library/alpine", blocking_timeout=60), occupancy:
+            with locks.repo_lock("library/alpine", blocking_timeout=60), occupancy:
                 time.sleep(0.01)
 
     _run_threads(6, worker)
     assert occupancy.entries == 18
     assert occupancy.most == 1
+
+
+def test_repo_lock_busy_after_blocking_timeout(locks: Locks) -> None:
+    with locks.repo_lock("library/alpine"):
+        with pytest.raises(LockBusy), locks.repo_lock("library/alpine", blocking_timeout=0):
+            pass
+        with locks.repo_lock("library/other", blocking_timeout=0):  # other repos are free
+            pass
+    with locks.repo_lock("library/alpine", blocking_timeout=0):  # and it was released
+        pass
 
 
 def _hold_and_log(url: str, prefix: str, rounds: int) -> None:
@@ -175,13 +226,13 @@ def test_killed_holders_lock_expires(real_coord: Coordinator, redis_url: str) ->
             child.stdout.close()
 
 
-def test_blob_flight_fetches_each_blob_once(coord: Coordinator) -> None:
+def test_blob_flight_fetches_each_blob_once(locks: Locks) -> None:
     store: set[str] = set()
     fetches: list[int] = []
     occupancy = _Occupancy()
 
     def worker(i: int) -> None:
-        with coord.blob_flight(DIGEST), occupancy:
+        with locks.blob_flight(DIGEST), occupancy:
             if DIGEST not in store:  # the engine re-checks the store inside the flight
                 fetches.append(i)
                 time.sleep(0.05)
@@ -192,60 +243,94 @@ def test_blob_flight_fetches_each_blob_once(coord: Coordinator) -> None:
     assert occupancy.most == 1 and occupancy.entries == 8
 
 
-class _ObservedCoordinator(Coordinator):
-    """Signals when a caller starts waiting for someone else's image flight, so the test
-    knows every request is in before the copier finishes (no timing guesses)."""
-
-    def __init__(self, base: Coordinator) -> None:
-        super().__init__(base.client, base.prefix)
-        self.waiting = threading.Semaphore(0)
-
-    def _wait_for_flight(self, key: str, holder: str, deadline: float, waited: float) -> bool:
-        self.waiting.release()
-        return super()._wait_for_flight(key, holder, deadline, waited)
-
-
-def test_image_flight_coalesces_identical_requests(coord: Coordinator) -> None:
+def test_image_flight_coalesces_identical_requests(locks: Locks, waiters: _Waiters) -> None:
     callers = 5
-    observed = _ObservedCoordinator(coord)
     results: list[bool] = []
 
     def worker(_: int) -> None:
-        with observed.image_flight("docker", "library/alpine", "3.20") as copier:
+        with locks.image_flight("docker", "library/alpine", "3.20") as copier:
             if copier:
                 for _other in range(callers - 1):
-                    assert observed.waiting.acquire(timeout=60)  # the others wait on us
+                    assert waiters.waiting.acquire(timeout=60)  # the others wait on us
             results.append(copier)
 
     _run_threads(callers, worker)
     assert sorted(results) == [False] * (callers - 1) + [True]
+    with locks.image_flight("docker", "library/alpine", "3.20") as copier:
+        assert copier  # a request after the flight ended is a new flight
 
 
-def test_image_flight_waiter_takes_over_from_a_failed_copier(coord: Coordinator) -> None:
+def test_image_flight_waiter_takes_over_from_a_failed_copier(
+    locks: Locks, waiters: _Waiters
+) -> None:
     started = threading.Event()
     outcome: list[bool] = []
 
     def failing_copier() -> None:
-        with pytest.raises(RuntimeError), coord.image_flight("docker", "x/y", "latest") as first:
+        with pytest.raises(RuntimeError), locks.image_flight("docker", "x/y", "latest") as first:
             assert first
             started.set()
-            time.sleep(0.5)
+            assert waiters.waiting.acquire(timeout=60)  # the second request waits on us
             raise RuntimeError("upstream broke")
 
     thread = threading.Thread(target=failing_copier)
     thread.start()
     assert started.wait(30)
-    with coord.image_flight("docker", "x/y", "latest", blocking_timeout=60) as copier:
+    with locks.image_flight("docker", "x/y", "latest", blocking_timeout=60) as copier:
         outcome.append(copier)
     thread.join(30)
     assert outcome == [True]
 
 
-def test_image_flight_times_out_with_lock_busy(coord: Coordinator) -> None:
-    with coord.image_flight("docker", "x/z", "v1") as first:
+def test_image_flight_times_out_with_lock_busy(locks: Locks) -> None:
+    with locks.image_flight("docker", "x/z", "v1") as first:
         assert first
         with (
             pytest.raises(LockBusy),
-            coord.image_flight("docker", "x/z", "v1", blocking_timeout=0.3),
+            locks.image_flight("docker", "x/z", "v1", blocking_timeout=0.3),
         ):
             pass
+
+
+def test_local_locks_forget_keys_nobody_uses() -> None:
+    """The in-process map holds only what is in flight, not every digest ever copied."""
+    local = LocalLocks()
+
+    def worker(i: int) -> None:
+        with local.blob_flight(f"sha256:{i % 3:064x}"), local.repo_lock("a/b"):
+            time.sleep(0.01)
+
+    _run_threads(6, worker)
+    assert local._entries == {}
+
+
+def test_one_keeper_thread_keeps_every_held_lock(real_coord: Coordinator) -> None:
+    """Ten locks held at once, past their TTL: one keeper thread re-arms them all."""
+    ttl, holders = 1.0, 10
+    inside = threading.Barrier(holders + 1)
+    leave = threading.Event()
+
+    def holder(i: int) -> None:
+        with real_coord.blob_flight(f"sha256:{i:064x}", ttl=ttl):
+            inside.wait(timeout=60)
+            assert leave.wait(timeout=60)
+
+    def keepers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "lock-keeper"}
+
+    others = keepers()  # of Coordinators that earlier tests left open
+    threads = [threading.Thread(target=holder, args=(i,)) for i in range(holders)]
+    for thread in threads:
+        thread.start()
+    try:
+        inside.wait(timeout=60)
+        time.sleep(ttl * 2.5)
+        assert len(keepers() - others) == 1
+        for i in range(holders):
+            assert real_coord.client.pttl(f"{real_coord.prefix}:flight:blob:sha256:{i:064x}") > 0
+    finally:
+        leave.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    for i in range(holders):
+        assert not real_coord.client.exists(f"{real_coord.prefix}:flight:blob:sha256:{i:064x}")

@@ -12,7 +12,7 @@ from syncworker.coord import FAILED, FINISHED, RUNNING, Coordinator, Failure, Ru
 from syncworker.coord.keys import RUN_RETENTION
 from syncworker.coord.runs import MAX_REASON_CHARS
 
-# The shared fixtures: coord (real Redis and embedded), real_coord.
+# The shared fixtures: coord (real Redis and fakeredis), real_coord.
 pytest_plugins = ["tests.test_coord_support"]
 
 
@@ -77,7 +77,8 @@ def test_runs_newest_first_and_idempotent_start(coord: Coordinator) -> None:
 
 def test_expired_runs_vanish_from_the_list(coord: Coordinator) -> None:
     run_id = coord.start_run("docker")
-    coord.expire_run_keys(run_id, ttl=0.05)
+    for key in coord._keys.run_keys(run_id):
+        coord.client.pexpire(key, 50)
     time.sleep(0.2)
     assert coord.run(run_id) is None
     assert coord.runs() == []
@@ -125,16 +126,6 @@ def test_status_properties_without_redis() -> None:
     assert ended.rate == pytest.approx(1.0)
     assert ended.eta_seconds == 0.0
     assert RunStatus("r", "docker", RUNNING, time.time()).eta_seconds is None
-
-
-def test_last_digest_cache(coord: Coordinator) -> None:
-    digest = "sha256:" + "0f" * 32
-    assert coord.last_digest("docker", "library/alpine", "3.20") is None
-    coord.set_last_digest("docker", "library/alpine", "3.20", digest)
-    assert coord.last_digest("docker", "library/alpine", "3.20") == digest
-    assert coord.last_digest("quay", "library/alpine", "3.20") is None
-    key = f"{coord.prefix}:tag:docker:library/alpine:3.20"
-    assert coord.client.ttl(key) > 0
 
 
 def test_concurrent_counts_add_up(coord: Coordinator) -> None:

@@ -6,7 +6,7 @@ import threading
 
 from syncworker.coord import FINISHED, RUNNING, Coordinator
 
-# The shared fixtures: coord (real Redis and embedded), real_coord.
+# The shared fixtures: coord (real Redis and fakeredis), real_coord.
 pytest_plugins = ["tests.test_coord_support"]
 
 

@@ -1,8 +1,8 @@
 """Everything kept in Redis: key schema, catalog cursor, locks, blob single-flight, run state."""
 
 from syncworker.coord.coordinator import Coordinator
-from syncworker.coord.locks import LockBusy
 from syncworker.coord.runs import COUNTERS, FAILED, FINISHED, RUNNING, Failure, RunStatus
+from syncworker.errors import LockBusy
 
 __all__ = [
     "COUNTERS",

@@ -1,4 +1,5 @@
-"""The one place where redis-py exceptions become :class:`CoordError`, and the shared state.
+"""The one place where redis-py exceptions become :class:`CoordError`, and the state that
+the Coordinator's parts share (:class:`Part`: client, key schema, location).
 
 Every Redis call of ``coord/`` runs inside :func:`redis_errors` (directly, or through the
 :func:`translated` method decorator), so callers only ever see ``syncworker.errors``.
@@ -21,8 +22,8 @@ from syncworker.errors import CoordError
 from syncworker.redact import redact_redis_url, redact_text
 
 __all__ = [
-    "Backend",
     "LuaArg",
+    "Part",
     "describe_client",
     "redact",
     "redact_url",
@@ -61,27 +62,23 @@ def redis_errors(where: str) -> Iterator[None]:
         raise CoordError(f"Redis at {where} failed: {redact(str(exc))}") from exc
 
 
-class Backend:
-    """State shared by the Coordinator's parts: the client, the key schema, its description."""
+class Part:
+    """One part of the Coordinator (locks, runs, walks): the client, the key schema, and
+    where Redis is (password redacted) for error messages."""
 
-    def __init__(self, client: redis.Redis, prefix: str, where: str | None = None) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, where: str) -> None:
         self._client = client
-        self._keys = Keys(prefix)
-        self._where = where if where is not None else describe_client(client)
-
-    @property
-    def where(self) -> str:
-        """The Redis location (password redacted) that error messages name."""
-        return self._where
+        self._keys = keys
+        self._where = where
 
 
 def translated(method: Callable[P, R]) -> Callable[P, R]:
-    """Decorator for :class:`Backend` methods: run the whole call under :func:`redis_errors`."""
+    """Decorator for :class:`Part` methods: run the whole call under :func:`redis_errors`."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        backend = cast(Backend, args[0])
-        with redis_errors(backend.where):
+        part = cast(Part, args[0])
+        with redis_errors(part._where):
             return method(*args, **kwargs)
 
     return wrapper

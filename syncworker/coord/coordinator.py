@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import threading
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from syncworker.coord.backend import redact_url, redis_errors, text, translated
-from syncworker.coord.keys import TAG_CACHE_TTL
-from syncworker.coord.locks import LocksMixin
-from syncworker.coord.runs import RunsMixin
-from syncworker.coord.walk import WalkMixin
-from syncworker.errors import ConfigError, CoordError
+from syncworker.coord.backend import describe_client, redact_url, redis_errors
+from syncworker.coord.keys import Keys
+from syncworker.coord.locks import DEFAULT_TTL, FLIGHT_WAIT, RedisLocks
+from syncworker.coord.runs import FINISHED, Runs, RunStatus
+from syncworker.coord.walk import Walks
+from syncworker.errors import ConfigError
 
 __all__ = ["Coordinator"]
 
@@ -29,43 +28,24 @@ RETRY_BACKOFF = ExponentialBackoff(cap=2.0, base=0.2)
 # Ping idle pooled connections before use so that one dropped by a restart is replaced.
 HEALTH_CHECK_INTERVAL = 30
 
-_embedded_server: Any = None
-_embedded_guard = threading.Lock()
 
+class Coordinator:
+    """Locks and single-flights (the engine's ``Locks``), catalog walks and run state, in
+    Redis: three parts sharing one client and key schema, each method delegated to one.
 
-def _embedded_client() -> Any:
-    """A client of the process's one in-memory Redis, shared by every embedded Coordinator
-    and thread. fakeredis is imported only here: workers on a real Redis never load it."""
-    global _embedded_server
-    # redis-py's Lock and our scripts are Lua; without lupa fakeredis answers "unknown
-    # command evalsha" at the first lock, so say what is missing up front.
-    if importlib.util.find_spec("lupa") is None:
-        raise CoordError("embedded coordination needs Lua: pip install 'fakeredis[lua]'")
-    import fakeredis
-
-    with _embedded_guard:
-        if _embedded_server is None:
-            _embedded_server = fakeredis.FakeServer()
-        return fakeredis.FakeRedis(server=_embedded_server)
-
-
-class Coordinator(LocksMixin, RunsMixin, WalkMixin):
-    """Locks, single-flights, walk cursor, run state and the last-digest cache, in Redis.
-
-    Thread-safe (redis-py's client pools its connections): share one per process.
+    Thread-safe (redis-py's client pools its connections): share one per process; its one
+    keeper thread re-arms every lock the process holds.
     """
 
     def __init__(
         self, client: redis.Redis, prefix: str = "syncworker", *, where: str | None = None
     ) -> None:
-        super().__init__(client, prefix, where)
-        self._register_runs()
-        self._register_walk()
-
-    @classmethod
-    def embedded(cls, prefix: str = "syncworker") -> Coordinator:
-        """In-process Redis (fakeredis) for ``syncworker sync`` with nothing to start."""
-        return cls(_embedded_client(), prefix, where="embedded (in-process fakeredis)")
+        self._client = client
+        self._keys = Keys(prefix)
+        self._where = where if where is not None else describe_client(client)
+        self._locks = RedisLocks(client, self._keys, self._where)
+        self._runs = Runs(client, self._keys, self._where)
+        self._walks = Walks(client, self._keys, self._where)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "syncworker") -> Coordinator:
@@ -97,18 +77,105 @@ class Coordinator(LocksMixin, RunsMixin, WalkMixin):
             self._client.ping()
 
     def close(self) -> None:
-        """Close pooled connections (the Coordinator reconnects if used again)."""
+        """Stop the keeper and close pooled connections (both come back if used again).
+        Call it with no lock held."""
+        self._locks.keeper.stop()
         self._client.close()
-
-    @translated
-    def last_digest(self, registry: str, repo: str, tag: str) -> str | None:
-        """The digest last synced for ``repo:tag`` (a cache: index.json is the truth)."""
-        return text(self._client.get(self._keys.last_digest(registry, repo, tag)))
-
-    @translated
-    def set_last_digest(self, registry: str, repo: str, tag: str, digest: str) -> None:
-        key = self._keys.last_digest(registry, repo, tag)
-        self._client.set(key, digest, ex=int(TAG_CACHE_TTL))
 
     def __repr__(self) -> str:
         return f"Coordinator({self._where!r}, prefix={self.prefix!r})"
+
+    # -- locks and single-flights (coord/locks.py) -------------------------------------
+
+    @contextmanager
+    def repo_lock(
+        self, dest_repo: str, *, ttl: float = DEFAULT_TTL, blocking_timeout: float | None = None
+    ) -> Iterator[None]:
+        """Hold the destination repository's lock; :class:`LockBusy` after ``blocking_timeout``."""
+        with self._locks.repo_lock(dest_repo, ttl=ttl, blocking_timeout=blocking_timeout):
+            yield
+
+    @contextmanager
+    def blob_flight(
+        self, digest: str, *, ttl: float = DEFAULT_TTL, blocking_timeout: float | None = FLIGHT_WAIT
+    ) -> Iterator[None]:
+        """One holder per blob digest in the cluster."""
+        with self._locks.blob_flight(digest, ttl=ttl, blocking_timeout=blocking_timeout):
+            yield
+
+    @contextmanager
+    def image_flight(
+        self,
+        registry: str,
+        repo: str,
+        reference: str,
+        *,
+        ttl: float = DEFAULT_TTL,
+        blocking_timeout: float | None = FLIGHT_WAIT,
+    ) -> Iterator[bool]:
+        """Coalesce identical on-demand requests (True: this caller copies)."""
+        with self._locks.image_flight(
+            registry, repo, reference, ttl=ttl, blocking_timeout=blocking_timeout
+        ) as copier:
+            yield copier
+
+    # -- runs (coord/runs.py) ----------------------------------------------------------
+
+    def start_run(self, registry: str, run_id: str | None = None) -> str:
+        """Create a run (idempotent for an existing ``run_id``) and return its id."""
+        return self._runs.start_run(registry, run_id)
+
+    def incr(self, run_id: str, once_for: str | None = None, **counters: int) -> bool:
+        """Add to the run's counters; see :meth:`Runs.incr`."""
+        return self._runs.incr(run_id, once_for, **counters)
+
+    def record_failure(self, run_id: str, repo: str, tag: str | None, reason: str) -> None:
+        """Keep why ``repo`` (or ``repo:tag``) failed; the reason is redacted and capped."""
+        self._runs.record_failure(run_id, repo, tag, reason)
+
+    def finish_run(self, run_id: str, state: str = FINISHED) -> None:
+        """End the run (the first call decides the state) and keep it RUN_RETENTION."""
+        self._runs.finish_run(run_id, state)
+
+    def run(self, run_id: str) -> RunStatus | None:
+        """The run's status, or None if there is no such run (or it expired)."""
+        return self._runs.run(run_id)
+
+    def runs(self, limit: int = 20) -> list[RunStatus]:
+        """Recent runs, newest first."""
+        return self._runs.recent(limit)
+
+    # -- catalog walks (coord/walk.py) -------------------------------------------------
+
+    def begin_walk(self, registry: str, run_id: str) -> bool:
+        """Claim the registry's walk for ``run_id``; False if a walk is already in progress."""
+        return self._walks.begin_walk(registry, run_id)
+
+    def current_walk(self, registry: str) -> str | None:
+        """The run id of the walk in progress for ``registry``, if any."""
+        return self._walks.current_walk(registry)
+
+    def cursor(self, registry: str) -> str | None:
+        """The last catalog entry whose page was fully enqueued; None at the start."""
+        return self._walks.cursor(registry)
+
+    def advance_cursor(self, registry: str, expected: str | None, new: str | None) -> bool:
+        """Compare-and-set the cursor; see :meth:`Walks.advance_cursor`."""
+        return self._walks.advance_cursor(registry, expected, new)
+
+    def mark_enqueued(self, run_id: str, repo: str) -> bool:
+        """True the first time ``repo`` is fanned out in ``run_id`` (and counted in its total)."""
+        return self._walks.mark_enqueued(run_id, repo)
+
+    def was_enqueued(self, run_id: str, repo: str) -> bool:
+        """Whether ``repo`` was already marked by :meth:`mark_enqueued` in ``run_id``."""
+        return self._walks.was_enqueued(run_id, repo)
+
+    def uncounted(self, run_id: str) -> list[str]:
+        """Repositories fanned out in ``run_id`` and not yet counted done or failed."""
+        return self._walks.uncounted(run_id)
+
+    def end_walk(self, registry: str, run_id: str) -> bool:
+        """The catalog is done: clear the walk if ``run_id`` still owns it; see
+        :meth:`Walks.end_walk`."""
+        return self._walks.end_walk(registry, run_id)

@@ -1,4 +1,4 @@
-"""The Redis key schema of syncworker: every key, in one place (DESIGN.md "Redis", issue 3).
+"""The Redis key schema of syncworker: every key, in one place (DESIGN.md "Redis").
 
 Every key starts with the prefix (``syncworker`` unless configured), written ``{p}`` below.
 Names are used verbatim: registry names come from the configuration, repository names and
@@ -14,9 +14,6 @@ key                                        type    owner       TTL
 ``{p}:flight:image:{reg}:{repo}:{ref}``    string  locks.py    lock ttl, extended while held
 ``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    FLIGHT_OK_TTL (token of the
                                                                holder that finished the copy)
-``{p}:tag:{reg}:{repo}:{tag}``             string  coordinator   TAG_CACHE_TTL (a cache of the
-                                                               last digest synced; the store's
-                                                               index.json is the truth)
 ``{p}:runs``                               zset    runs.py     none; members are run ids scored
                                                                by start time, pruned past
                                                                RUN_TTL on each start_run
@@ -51,30 +48,26 @@ __all__ = [
     "RUN_KEY_COUNT",
     "RUN_RETENTION",
     "RUN_TTL",
-    "TAG_CACHE_TTL",
     "WALK_TTL",
     "Keys",
 ]
 
 DAY = 24 * 3600.0
 # Finished runs stay visible to `syncworker status` for a week, then Redis drops them, so
-# the keyspace does not grow with every nightly run (issue 3: status of recent runs).
+# the keyspace does not grow with every nightly run.
 RUN_RETENTION = 7 * DAY
 # A run that never calls finish_run (its walk died for good) still expires eventually.
 RUN_TTL = 14 * DAY
 # A walk whose every task was lost unblocks the next trigger after this long; a live walk
 # refreshes it on every page, so only an abandoned one ever reaches it.
 WALK_TTL = 1 * DAY
-# The last-digest cache is only a shortcut for the "unchanged, skip" check; a month without
-# a sync of that tag means the tag is probably gone, let the entry go too.
-TAG_CACHE_TTL = 30 * DAY
 # Waiters of an image flight read the finisher's marker right after the lock disappears;
 # they poll every few tenths of a second, so minutes are plenty.
 FLIGHT_OK_TTL = 300.0
 # Failures kept per run: enough to show every failing repo of a large catalog, bounded so a
 # registry that fails everything cannot fill Redis.
 MAX_FAILURES = 1000
-# How many keys Keys.run_keys returns (the Lua scripts loop over them).
+# How many keys Keys.run_keys returns (lua/run_helpers.lua loops over them).
 RUN_KEY_COUNT = 5
 
 
@@ -101,9 +94,6 @@ class Keys:
         return f"{flight_key}:ok"
 
     # runs.py
-    def last_digest(self, registry: str, repo: str, tag: str) -> str:
-        return self._key("tag", registry, repo, tag)
-
     def runs(self) -> str:
         return self._key("runs")
 

@@ -1,67 +1,40 @@
 """Distributed locks on redis-py's :class:`redis.lock.Lock`, kept alive while held.
 
-A lock has a TTL so that a worker killed with SIGKILL does not hold it forever (issue 3:
-"nothing lost when a worker dies"); a daemon thread re-arms the TTL every ``ttl / 3`` while
-the holder works, so a long copy keeps its lock. If the lock is lost anyway (Redis restarted,
-the process was paused past the TTL), exiting the block logs a warning instead of raising:
-the work is done, and the next holder re-checks the store before writing.
+This is the engine's ``Locks`` protocol for a cluster. A lock has a TTL so that a worker
+killed with SIGKILL does not hold it forever; the Coordinator's :class:`Keeper` re-arms it
+while the holder works. If the lock is lost anyway (Redis restarted, the process was paused
+past the TTL), exiting the block logs a warning instead of raising: the work is done, and
+the next holder re-checks the store before writing.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import redis
 from redis.exceptions import LockNotOwnedError, RedisError
 from redis.lock import Lock
 
-from syncworker.coord.backend import Backend, redis_errors, text
-from syncworker.coord.keys import FLIGHT_OK_TTL
+from syncworker.coord.backend import Part, redis_errors, text
+from syncworker.coord.keeper import Keeper
+from syncworker.coord.keys import FLIGHT_OK_TTL, Keys
 from syncworker.errors import LockBusy
 
-__all__ = ["LockBusy", "LocksMixin"]
+__all__ = ["DEFAULT_TTL", "FLIGHT_WAIT", "RedisLocks"]
 
 log = logging.getLogger(__name__)
 
-# Re-arm the TTL three times per period: two extensions can fail (a Redis blip) before the
-# lock expires under a live holder.
-EXTEND_PER_TTL = 3
 # How often a waiter asks again. Waiters of a blob or image wait for a whole download, so a
 # tenth of a second costs nothing in latency and little in Redis load.
 POLL_SECONDS = 0.1
-
-
-class _Keeper(threading.Thread):
-    """Re-arms a held lock's TTL until stopped, or until it finds the lock lost."""
-
-    def __init__(self, lock: Lock, interval: float) -> None:
-        super().__init__(name=f"lock-keeper {lock.name}", daemon=True)
-        self._lock = lock
-        self._interval = interval
-        self._stopped = threading.Event()
-        self.lost = False
-
-    def run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            try:
-                self._lock.reacquire()
-            except LockNotOwnedError:
-                self.lost = True
-                log.warning(
-                    "lock %s expired while held; another worker may take it", self._lock.name
-                )
-                return
-            except RedisError as exc:
-                # A blip: the TTL still has two periods left, try again next period.
-                log.warning("could not extend lock %s: %s", self._lock.name, exc)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self.join()
+# A killed holder's lock frees itself this long after its last extension.
+DEFAULT_TTL = 60.0
+# A single-flight waiter gives up (LockBusy, the task retries later) after this long.
+FLIGHT_WAIT = 3600.0
 
 
 def _release(lock: Lock, lost: bool) -> None:
@@ -76,20 +49,64 @@ def _release(lock: Lock, lost: bool) -> None:
         log.warning("could not release lock %s (it expires by its TTL): %s", lock.name, exc)
 
 
-@contextmanager
-def _held(lock: Lock, ttl: float) -> Iterator[None]:
-    """Keep an acquired lock alive for the duration of the block, then release it."""
-    keeper = _Keeper(lock, ttl / EXTEND_PER_TTL)
-    keeper.start()
-    try:
-        yield
-    finally:
-        keeper.stop()
-        _release(lock, keeper.lost)
-
-
-class LocksMixin(Backend):
+class RedisLocks(Part):
     """Repository locks and the blob / image single-flights."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, where: str) -> None:
+        super().__init__(client, keys, where)
+        self.keeper = Keeper()
+
+    @contextmanager
+    def repo_lock(
+        self, dest_repo: str, *, ttl: float = DEFAULT_TTL, blocking_timeout: float | None = None
+    ) -> Iterator[None]:
+        """Hold the destination repository's lock; :class:`LockBusy` after ``blocking_timeout``.
+
+        ``blocking_timeout=None`` waits as long as it takes; ``0`` tries once.
+        """
+        with self._hold(self._keys.repo_lock(dest_repo), ttl, blocking_timeout):
+            yield
+
+    @contextmanager
+    def blob_flight(
+        self, digest: str, *, ttl: float = DEFAULT_TTL, blocking_timeout: float | None = FLIGHT_WAIT
+    ) -> Iterator[None]:
+        """One holder per blob digest in the cluster; the holder re-checks the store inside,
+        so each unique blob is fetched once."""
+        with self._hold(self._keys.blob_flight(digest), ttl, blocking_timeout):
+            yield
+
+    @contextmanager
+    def image_flight(
+        self,
+        registry: str,
+        repo: str,
+        reference: str,
+        *,
+        ttl: float = DEFAULT_TTL,
+        blocking_timeout: float | None = FLIGHT_WAIT,
+    ) -> Iterator[bool]:
+        """Coalesce identical on-demand requests: True for the one that copies, False for the
+        others once it has finished. If the copier fails or dies, a waiter takes over."""
+        key = self._keys.image_flight(registry, repo, reference)
+        deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
+        while True:
+            lock = self._lock(key, ttl, blocking_timeout)
+            token = uuid.uuid4().hex
+            with redis_errors(self._where):
+                acquired = lock.acquire(blocking=False, token=token)
+                holder = None if acquired else text(self._client.get(key))
+            if acquired:
+                with self._kept(lock, ttl):
+                    yield True
+                    self._mark_flight_done(key, token)
+                return
+            if holder is not None and self._wait_for_flight(
+                key, holder, deadline, blocking_timeout
+            ):
+                yield False
+                return
+            # The holder just left (or failed): try to become the copier ourselves.
 
     def _lock(self, key: str, ttl: float, blocking_timeout: float | None) -> Lock:
         if ttl <= 0:
@@ -111,72 +128,30 @@ class LocksMixin(Backend):
             acquired = lock.acquire()
         if not acquired:
             raise LockBusy(key, blocking_timeout)
-        with _held(lock, ttl):
+        with self._kept(lock, ttl):
             yield
 
     @contextmanager
-    def repo_lock(
-        self, dest_repo: str, *, ttl: float = 60.0, blocking_timeout: float | None = None
-    ) -> Iterator[None]:
-        """Hold the destination repository's lock; :class:`LockBusy` after ``blocking_timeout``.
-
-        ``blocking_timeout=None`` waits as long as it takes; ``0`` tries once.
-        """
-        with self._hold(self._keys.repo_lock(dest_repo), ttl, blocking_timeout):
-            yield
-
-    @contextmanager
-    def blob_flight(
-        self, digest: str, *, ttl: float = 60.0, blocking_timeout: float | None = 3600.0
-    ) -> Iterator[None]:
-        """One holder per blob digest in the cluster; the holder re-checks the store inside,
-        so each unique blob is fetched once (issue 3, "each unique blob ... once")."""
-        with self._hold(self._keys.blob_flight(digest), ttl, blocking_timeout):
-            yield
-
-    @contextmanager
-    def image_flight(
-        self,
-        registry: str,
-        repo: str,
-        reference: str,
-        *,
-        ttl: float = 60.0,
-        blocking_timeout: float | None = 3600.0,
-    ) -> Iterator[bool]:
-        """Coalesce identical on-demand requests: True for the one that copies, False for the
-        others once it has finished. If the copier fails or dies, a waiter takes over."""
-        key = self._keys.image_flight(registry, repo, reference)
-        wait = float("inf") if blocking_timeout is None else blocking_timeout
-        deadline = time.monotonic() + wait
-        while True:
-            lock = self._lock(key, ttl, blocking_timeout)
-            token = uuid.uuid4().hex
-            with redis_errors(self._where):
-                acquired = lock.acquire(blocking=False, token=token)
-                holder = None if acquired else text(self._client.get(key))
-            if acquired:
-                with _held(lock, ttl):
-                    yield True
-                    self._mark_flight_done(key, token)
-                return
-            if holder is not None and self._wait_for_flight(
-                key, holder, deadline, blocking_timeout
-            ):
-                yield False
-                return
-            # The holder just left (or failed): try to become the copier ourselves.
+    def _kept(self, lock: Lock, ttl: float) -> Iterator[None]:
+        """Keep an acquired lock alive for the duration of the block, then release it."""
+        held = None
+        try:
+            with self.keeper.keep(lock, ttl) as held:
+                yield
+        finally:
+            _release(lock, held is not None and held.lost)
 
     def _wait_for_flight(
-        self, key: str, holder: str, deadline: float, waited: float | None
+        self, key: str, holder: str, deadline: float | None, waited: float | None
     ) -> bool:
         """Wait while ``holder`` owns the flight; True if it finished its copy successfully."""
+        log.debug("waiting for %s, held by another worker", key)
         while True:
             with redis_errors(self._where):
                 current = text(self._client.get(key))
                 if current != holder:
                     return text(self._client.get(self._keys.flight_ok(key))) == holder
-            if time.monotonic() + POLL_SECONDS > deadline:
+            if deadline is not None and time.monotonic() + POLL_SECONDS > deadline:
                 raise LockBusy(key, waited)
             time.sleep(POLL_SECONDS)
 

@@ -1,6 +1,6 @@
-"""Run state in Redis: id, state, timestamps, counters and failures (issue 3, "status").
+"""Run state in Redis: id, state, timestamps, counters and failures.
 
-A walk's run ends by itself: :meth:`WalkMixin.end_walk` marks the catalog walked, and the
+A walk's run ends by itself: :meth:`Walks.end_walk` marks the catalog walked, and the
 run becomes ``finished`` at the moment the last fanned-out repository is counted done or
 failed (whichever of the two comes last), in the same Lua script as that count, so
 ``syncworker status`` and ``trigger --wait`` see the truth without polling the queues.
@@ -15,19 +15,21 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from syncworker.coord.backend import Backend, LuaArg, redact, text, translated
-from syncworker.coord.keys import MAX_FAILURES, RUN_KEY_COUNT, RUN_RETENTION, RUN_TTL
+import redis
+
+from syncworker.coord.backend import LuaArg, Part, redact, text, translated
+from syncworker.coord.keys import MAX_FAILURES, RUN_RETENTION, RUN_TTL, Keys
+from syncworker.coord.scripts import register
 
 __all__ = [
     "COUNTERS",
     "FAILED",
     "FINISHED",
-    "LUA_RUN_PRELUDE",
     "MAX_REASON_CHARS",
     "RUNNING",
     "Failure",
     "RunStatus",
-    "RunsMixin",
+    "Runs",
 ]
 
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
@@ -46,87 +48,6 @@ COUNTERS = (
 MAX_REASON_CHARS = 500
 # Run ids go into keys and into `syncworker status RUN`: keep them plain.
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-# Lua shared by the run scripts. KEYS[1..RUN_KEYS] are Keys.run_keys(run_id), in its order.
-LUA_RUN_PRELUDE = f"""
-local RUN_KEYS = {RUN_KEY_COUNT}
-local function expire_run(ttl_ms)
-  for i = 1, RUN_KEYS do redis.call('pexpire', KEYS[i], ttl_ms) end
-end
-local function follow_run_ttl(key)
-  local ttl = redis.call('pttl', KEYS[1])
-  if ttl > 0 then redis.call('pexpire', key, ttl) end
-end
-local function finish(state, now, retention_ms)
-  redis.call('hset', KEYS[1], 'state', state, 'finished', now)
-  expire_run(retention_ms)
-end
-local function complete_if_done(now, retention_ms)
-  if redis.call('hget', KEYS[1], 'walked') ~= '1' then return end
-  if redis.call('hget', KEYS[1], 'state') ~= 'running' then return end
-  local c = redis.call('hmget', KEYS[2], 'repos_total', 'repos_done', 'repos_failed')
-  local total = tonumber(c[1] or 0)
-  if tonumber(c[2] or 0) + tonumber(c[3] or 0) >= total then
-    finish('finished', now, retention_ms)
-  end
-end
-"""
-
-# KEYS: the run's keys, then the runs zset (last). ARGV: registry, started, ttl_ms, prune_before,
-# run id, counter names... Returns 0 if the run existed already (a retried trigger).
-_LUA_START = """
-if redis.call('exists', KEYS[1]) == 1 then return 0 end
-redis.call('hset', KEYS[1], 'registry', ARGV[1], 'state', 'running', 'started', ARGV[2])
-for i = 6, #ARGV do redis.call('hset', KEYS[2], ARGV[i], 0) end
-redis.call('pexpire', KEYS[1], ARGV[3])
-redis.call('pexpire', KEYS[2], ARGV[3])
-redis.call('zadd', KEYS[#KEYS], ARGV[2], ARGV[5])
-redis.call('zremrangebyscore', KEYS[#KEYS], '-inf', ARGV[4])
-return 1
-"""
-
-# ARGV: now, retention_ms, once ('' for none), then name, amount pairs. A run that is gone
-# is left gone; a `once` token already counted in this run counts nothing (a redelivery).
-_LUA_INCR = (
-    LUA_RUN_PRELUDE
-    + """
-if redis.call('exists', KEYS[1]) == 0 then return 0 end
-if ARGV[3] ~= '' then
-  if redis.call('sadd', KEYS[5], ARGV[3]) == 0 then return 0 end
-  follow_run_ttl(KEYS[5])
-end
-for i = 4, #ARGV, 2 do redis.call('hincrby', KEYS[2], ARGV[i], ARGV[i + 1]) end
-complete_if_done(ARGV[1], ARGV[2])
-return 1
-"""
-)
-
-# ARGV: failure JSON, max failures kept.
-_LUA_FAILURE = (
-    LUA_RUN_PRELUDE
-    + """
-if redis.call('exists', KEYS[1]) == 0 then return 0 end
-if redis.call('llen', KEYS[3]) < tonumber(ARGV[2]) then
-  redis.call('rpush', KEYS[3], ARGV[1])
-  follow_run_ttl(KEYS[3])
-end
-return 1
-"""
-)
-
-# ARGV: state, now, retention_ms. The first finish wins; later ones only re-arm the TTL.
-_LUA_FINISH = (
-    LUA_RUN_PRELUDE
-    + """
-if redis.call('exists', KEYS[1]) == 0 then return 0 end
-if redis.call('hget', KEYS[1], 'state') == 'running' then
-  finish(ARGV[1], ARGV[2], ARGV[3])
-else
-  expire_run(ARGV[3])
-end
-return 1
-"""
-)
 
 
 def _ms(seconds: float) -> int:
@@ -224,15 +145,15 @@ def _parse_run(
     )
 
 
-class RunsMixin(Backend):
+class Runs(Part):
     """Runs: start, count, record failures, finish, read back."""
 
-    def _register_runs(self) -> None:
-        register = self._client.register_script
-        self._lua_start = register(_LUA_START)
-        self._lua_incr = register(_LUA_INCR)
-        self._lua_failure = register(_LUA_FAILURE)
-        self._lua_finish = register(_LUA_FINISH)
+    def __init__(self, client: redis.Redis, keys: Keys, where: str) -> None:
+        super().__init__(client, keys, where)
+        self._lua_start = register(self._client, "run_start")
+        self._lua_incr = register(self._client, "run_incr")
+        self._lua_failure = register(self._client, "run_failure")
+        self._lua_finish = register(self._client, "run_finish")
 
     @translated
     def start_run(self, registry: str, run_id: str | None = None) -> str:
@@ -278,14 +199,6 @@ class RunsMixin(Backend):
         self._lua_finish(keys=list(self._keys.run_keys(run_id)), args=args)
 
     @translated
-    def expire_run_keys(self, run_id: str, ttl: float = RUN_RETENTION) -> None:
-        """Let every key of the run expire ``ttl`` seconds from now."""
-        with self._client.pipeline(transaction=True) as pipe:
-            for key in self._keys.run_keys(run_id):
-                pipe.pexpire(key, _ms(ttl))
-            pipe.execute()
-
-    @translated
     def run(self, run_id: str) -> RunStatus | None:
         """The run's status, or None if there is no such run (or it expired)."""
         if not _RUN_ID.match(run_id):
@@ -298,7 +211,7 @@ class RunsMixin(Backend):
         return _parse_run(run_id, meta, counters, failures)
 
     @translated
-    def runs(self, limit: int = 20) -> list[RunStatus]:
+    def recent(self, limit: int = 20) -> list[RunStatus]:
         """Recent runs, newest first."""
         ids = [str(text(i)) for i in self._client.zrevrange(self._keys.runs(), 0, limit - 1)]
         found = [self.run(run_id) for run_id in ids]

@@ -1,10 +1,10 @@
-"""Catalog walk state per registry: who is walking, and the cursor (issue 3, ``walk_catalog``).
+"""Catalog walk state per registry: who is walking, and the cursor.
 
 One page per task: the task reads the cursor, lists the page after it, fans out ``sync_repo``
-(each repo at most once per run: :meth:`WalkMixin.mark_enqueued`), then moves the cursor with
+(each repo at most once per run: :meth:`Walks.mark_enqueued`), then moves the cursor with
 a compare-and-set, so a duplicate delivery of the same page cannot move it twice and a walk
 whose worker died resumes from the last page that was fully enqueued. At the end of the
-catalog, :meth:`WalkMixin.end_walk` clears cursor and walk marker in one step (prefer it to
+catalog, :meth:`Walks.end_walk` clears cursor and walk marker in one step (prefer it to
 ``advance_cursor(..., None)``, which leaves a moment where the cursor reads as "start").
 """
 
@@ -12,69 +12,13 @@ from __future__ import annotations
 
 import time
 
-from syncworker.coord.backend import Backend, LuaArg, text, translated
-from syncworker.coord.keys import RUN_RETENTION, RUN_TTL, WALK_TTL
-from syncworker.coord.runs import LUA_RUN_PRELUDE
+import redis
 
-__all__ = ["WalkMixin"]
+from syncworker.coord.backend import LuaArg, Part, text, translated
+from syncworker.coord.keys import RUN_RETENTION, RUN_TTL, WALK_TTL, Keys
+from syncworker.coord.scripts import register
 
-# KEYS: walk, cursor. ARGV: run id, ttl_ms. A new walk starts from the top of the catalog.
-_LUA_BEGIN = """
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('del', KEYS[2])
-  return 1
-end
-return 0
-"""
-
-# KEYS: cursor, walk. ARGV: has_expected, expected, has_new, new, ttl_ms.
-# A missing key stands for "no cursor" (start of the catalog, or its end).
-_LUA_ADVANCE = """
-local current = redis.call('get', KEYS[1])
-if ARGV[1] == '1' then
-  if current ~= ARGV[2] then return 0 end
-elseif current then
-  return 0
-end
-if ARGV[3] == '1' then
-  redis.call('set', KEYS[1], ARGV[4], 'PX', ARGV[5])
-else
-  redis.call('del', KEYS[1])
-end
-redis.call('pexpire', KEYS[2], ARGV[5])
-return 1
-"""
-
-# KEYS: run, enqueued, counters. ARGV: repo, ttl_ms if the run has none. The set lives as long as
-# its run.
-_LUA_MARK = """
-local added = redis.call('sadd', KEYS[2], ARGV[1])
--- counted in the same step, so a crash cannot leave a repo marked but not in the total
-if added == 1 and redis.call('exists', KEYS[1]) == 1 then
-  redis.call('hincrby', KEYS[3], 'repos_total', 1)
-end
-local ttl = redis.call('pttl', KEYS[1])
-if ttl <= 0 then ttl = ARGV[2] end
-redis.call('pexpire', KEYS[2], ttl)
-return added
-"""
-
-# KEYS: the run's keys, walk, cursor. ARGV: run id, now, retention_ms.
-# The run is marked walked even if the marker was lost, so it can still complete.
-_LUA_END = (
-    LUA_RUN_PRELUDE
-    + """
-local walk, cursor = KEYS[RUN_KEYS + 1], KEYS[RUN_KEYS + 2]
-local owned = redis.call('get', walk) == ARGV[1]
-if owned then redis.call('del', walk, cursor) end
-if redis.call('exists', KEYS[1]) == 1 then
-  redis.call('hset', KEYS[1], 'walked', '1')
-  complete_if_done(ARGV[2], ARGV[3])
-end
-if owned then return 1 end
-return 0
-"""
-)
+__all__ = ["Walks"]
 
 
 def _flag(value: str | None) -> tuple[str, str]:
@@ -82,15 +26,15 @@ def _flag(value: str | None) -> tuple[str, str]:
     return ("0", "") if value is None else ("1", value)
 
 
-class WalkMixin(Backend):
+class Walks(Part):
     """The catalog walk of each registry."""
 
-    def _register_walk(self) -> None:
-        register = self._client.register_script
-        self._lua_begin = register(_LUA_BEGIN)
-        self._lua_advance = register(_LUA_ADVANCE)
-        self._lua_mark = register(_LUA_MARK)
-        self._lua_end = register(_LUA_END)
+    def __init__(self, client: redis.Redis, keys: Keys, where: str) -> None:
+        super().__init__(client, keys, where)
+        self._lua_begin = register(self._client, "walk_begin")
+        self._lua_advance = register(self._client, "walk_advance")
+        self._lua_mark = register(self._client, "walk_mark")
+        self._lua_end = register(self._client, "walk_end")
 
     @translated
     def begin_walk(self, registry: str, run_id: str) -> bool:

@@ -1,0 +1,119 @@
+"""One thread per Coordinator that keeps every lock held through it alive.
+
+A Redis lock has a TTL so that a worker killed with SIGKILL does not hold it forever; while
+its holder works, the keeper re-arms the TTL every ``ttl / EXTEND_PER_TTL``, so a long copy
+keeps its lock. One thread serves all the locks of the process (a worker holds one per blob
+in flight), started on the first lock, ended when idle or by :meth:`Keeper.stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from redis.exceptions import LockNotOwnedError, RedisError
+from redis.lock import Lock
+
+__all__ = ["EXTEND_PER_TTL", "Held", "Keeper"]
+
+log = logging.getLogger(__name__)
+
+# Re-arm the TTL three times per period: two extensions can fail (a Redis blip) before the
+# lock expires under a live holder.
+EXTEND_PER_TTL = 3
+# A keeper with nothing to keep for this long ends; the next lock starts another. A busy
+# worker keeps its one thread, an idle or forgotten Coordinator holds none.
+IDLE_EXIT = 30.0
+
+
+@dataclass(eq=False, slots=True)
+class Held:
+    """A lock in the keeper's care; ``lost`` once found expired under its holder."""
+
+    lock: Lock
+    interval: float
+    due: float
+    lost: bool = False
+
+
+class Keeper:
+    """Re-arms the TTL of every lock registered with :meth:`keep` until it is released."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held: set[Held] = set()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    @contextmanager
+    def keep(self, lock: Lock, ttl: float) -> Iterator[Held]:
+        """Keep ``lock`` (acquired, ``ttl`` seconds) alive for the duration of the block."""
+        interval = ttl / EXTEND_PER_TTL
+        held = Held(lock, interval, time.monotonic() + interval)
+        with self._cond:
+            self._held.add(held)
+            self._start()
+            self._cond.notify()
+        try:
+            yield held
+        finally:
+            with self._cond:
+                self._held.discard(held)
+
+    def stop(self) -> None:
+        """End the thread (a later :meth:`keep` starts a new one)."""
+        with self._cond:
+            thread, self._stopping = self._thread, True
+            self._cond.notify()
+        if thread is not None:
+            thread.join()
+        with self._cond:
+            self._thread, self._stopping = None, False
+
+    def _start(self) -> None:
+        # Also after a fork: the child inherits the thread object, not the thread.
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="lock-keeper", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while (due := self._next_due()) is not None:
+            for held in due:
+                self._rearm(held)
+
+    def _next_due(self) -> list[Held] | None:
+        """Wait until some locks are due (returned, rescheduled) or the keeper stops (None)."""
+        with self._cond:
+            while not self._stopping:
+                if not self._held:
+                    if not self._cond.wait(IDLE_EXIT) and not self._held:
+                        self._thread = None
+                        return None
+                    continue
+                now = time.monotonic()
+                due = [held for held in self._held if held.due <= now]
+                if due:
+                    for held in due:
+                        held.due = now + held.interval
+                    return due
+                self._cond.wait(min(held.due for held in self._held) - now)
+            return None
+
+    def _rearm(self, held: Held) -> None:
+        name = held.lock.name
+        try:
+            held.lock.reacquire()
+        except LockNotOwnedError:
+            with self._cond:
+                if held not in self._held:
+                    return  # released while this extension was on its way
+                held.lost = True
+                self._held.discard(held)
+            log.warning("lock %s expired while held; another worker may take it", name)
+        except RedisError as exc:
+            # A blip: the TTL still has two periods left, try again next period.
+            log.warning("could not extend lock %s: %s", name, exc)

@@ -52,3 +52,20 @@ def test_filesystem_sync_imports_no_distributed_machinery(
         assert code == 0
         assert "syncworker" in modules and "requests" in modules  # the probe saw the run
         assert sorted(modules.intersection(FORBIDDEN)) == []
+
+
+def test_the_engine_imports_neither_coordination_nor_config_models() -> None:
+    """The engine depends on its Locks protocol and plain values, not on coord/ or config/."""
+    probe = (
+        "import json, sys, syncworker.engine; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('syncworker.') "
+        "or m.split('.')[0] in ('pydantic', 'redis', 'celery', 'fakeredis'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    modules = json.loads(done.stdout)
+    assert "syncworker.engine.mirror" in modules
+    outside = [m for m in modules if not m.startswith("syncworker.")]
+    ours = [m for m in modules if m.startswith(("syncworker.config", "syncworker.coord"))]
+    assert outside == [] and ours == []

@@ -20,14 +20,15 @@ from syncworker.config.engine import build_mirror
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.errors import ConfigError, StoreError
+from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.store import Store, open_store
 
 __all__ = ["PAGE_SIZE_ENV", "WorkerState", "close_state", "worker_state"]
 
 log = logging.getLogger(__name__)
 
-# Catalog entries per walk_catalog execution. The engine's default (1000, the most any
-# registry allows) suits production; tests and slow upstreams set it lower.
+# Catalog entries per walk_catalog execution. The engine's default (MAX_PAGE_SIZE, the most
+# any registry allows) suits production; tests and slow upstreams set it lower.
 PAGE_SIZE_ENV = "SYNCWORKER_CATALOG_PAGE_SIZE"
 
 
@@ -52,8 +53,9 @@ def _page_size() -> int | None:
     raw = os.environ.get(PAGE_SIZE_ENV)
     if not raw:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise ConfigError(PAGE_SIZE_ENV, f"must be an integer from 1 to 1000, got {raw!r}")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        message = f"must be an integer from 1 to {MAX_PAGE_SIZE}, got {raw!r}"
+        raise ConfigError(PAGE_SIZE_ENV, message)
     return int(raw)
 
 

@@ -32,7 +32,8 @@ class SyncworkerSettings(ConfigModel):
     #: Blobs copied in parallel within one repository.
     blob_concurrency: int = Field(4, ge=1)
     #: Redis for coordination (and Celery's broker unless ``celery`` says otherwise); none
-    #: means the embedded in-process backend. ``SYNCWORKER_REDIS_URL`` overrides it.
+    #: means ``syncworker sync`` coordinates its threads in-process, with nothing of Redis
+    #: loaded. ``SYNCWORKER_REDIS_URL`` overrides it.
     redis: SecretStr | None = None
     #: Merged into Celery's configuration (``broker_url``, ``worker_prefetch_multiplier``...).
     celery: dict[str, Any] = Field(default_factory=dict, repr=False)

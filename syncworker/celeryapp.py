@@ -27,6 +27,7 @@ __all__ = [
     "QUEUE_REPO",
     "QUEUE_WALK",
     "REDBEAT_PREFIX",
+    "RESTORE_SECONDS",
     "SOFT_TIME_LIMIT",
     "TASK_SWEEP",
     "TASK_SYNC_IMAGE",
@@ -67,6 +68,18 @@ HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 600
 # the longest task, or a running sync_repo is handed to a second worker; the price is that
 # a SIGKILLed worker's task waits this long before it is redone.
 VISIBILITY_TIMEOUT = HARD_TIME_LIMIT + 600
+# kombu's Redis transport looks for messages unacknowledged past the visibility timeout only
+# every unacked_restore_interval x unacked_restore_throttle seconds (10 x 10 by default), so
+# a killed worker's task came back up to 100 s after its timeout. Every RESTORE_SECONDS
+# instead (a ZRANGE on the unacked index per worker). A worker killed while holding the
+# restore mutex blocks restores for RESTORE_MUTEX_SECONDS (kombu's default: 300).
+RESTORE_SECONDS = 5
+RESTORE_MUTEX_SECONDS = 30
+REDIS_RESTORE = {
+    "unacked_restore_interval": RESTORE_SECONDS,
+    "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": RESTORE_MUTEX_SECONDS,
+}
 # Publishing retries for about 15 s (a Redis restart or failover), then the sending task
 # is retried by its own policy.
 PUBLISH_RETRY_POLICY = {
@@ -95,7 +108,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "broker_url": url,
         "result_backend": url,
-        "broker_transport_options": transport,
+        "broker_transport_options": {**transport, **REDIS_RESTORE},
         "result_backend_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         # A task that sends the next page or a fan-out rides out a broker restart.

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from syncworker.celeryapp import CONFIG_ENV, create_app
+from syncworker.cli.status import coordinator
 from syncworker.config import load_config
 
 __all__ = ["add_parser", "run"]
@@ -25,6 +26,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    coordinator(config).close()  # an unreachable Redis fails here, not after Celery's retries
     app = create_app(config)
     app.set_current()
     code = app.start(["beat", f"--loglevel={args.loglevel}", *args.extra])

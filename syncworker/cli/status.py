@@ -35,7 +35,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def coordinator(config: Config) -> Coordinator:
-    return Coordinator.from_url(config.syncworker.require_redis_url("run state (status, trigger)"))
+    """The configured Redis, checked: one that does not answer is a CoordError now, not
+    minutes of a client's (or Celery's) reconnection attempts later."""
+    coord = Coordinator.from_url(config.syncworker.require_redis_url("run state (status, trigger)"))
+    coord.ping()
+    return coord
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,7 +62,9 @@ def _locks(config: Config) -> Locks:
         return LocalLocks()
     from syncworker.coord import Coordinator  # redis-py, only when it is used
 
-    return Coordinator.from_url(url)
+    coord = Coordinator.from_url(url)
+    coord.ping()  # a configured Redis that does not answer fails the command at once
+    return coord
 
 
 class RepoPrinter:

@@ -32,6 +32,8 @@ __all__ = ["add_parser", "run"]
 # How often --wait reads the run state; progress is printed only when it changes.
 POLL_SECONDS = 0.5
 EXIT_OK, EXIT_FAILED = 0, 1
+# The state of a run whose record is no longer in Redis.
+MISSING = "missing"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -46,10 +48,10 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    coord = coordinator(config)  # an unreachable Redis fails here, before anything is sent
     app = create_app(config)
     if args.image:
         return _trigger_image(app, config, args)
-    coord = coordinator(config)
     names = [args.registry] if args.registry else [r.name for r in config.registries]
     run_ids = [_trigger_walk(app, coord, config, name) for name in names]
     for run_id in run_ids:
@@ -95,7 +97,7 @@ def _wait_runs(coord: Coordinator, run_ids: list[str], timeout: float | None) ->
     while True:
         statuses = [_run_or_missing(coord, run_id) for run_id in run_ids]
         for status in statuses:
-            line = describe(status)
+            line = describe(status) if status.state != MISSING else _lost(status.id)
             if shown.get(status.id) != line.split(", elapsed")[0]:
                 shown[status.id] = line.split(", elapsed")[0]
                 print(line, file=sys.stderr, flush=True)
@@ -112,8 +114,17 @@ def _wait_runs(coord: Coordinator, run_ids: list[str], timeout: float | None) ->
 def _run_or_missing(coord: Coordinator, run_id: str) -> RunStatus:
     status = coord.run(run_id)
     if status is None:  # expired, or Redis lost it: not a success
-        return RunStatus(id=run_id, registry="?", state="missing", started=time.time())
+        return RunStatus(id=run_id, registry="?", state=MISSING, started=time.time())
     return status
+
+
+def _lost(run_id: str) -> str:
+    return (
+        f"run {run_id}: its state is gone from Redis (Redis restarted empty or lost its data,"
+        " or the run expired), so it can neither finish nor be swept. What it copied stays in"
+        " the store: trigger again (or wait for the next scheduled walk) and the new run"
+        " copies only what is missing."
+    )
 
 
 def _succeeded(status: RunStatus) -> bool:

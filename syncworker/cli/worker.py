@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from syncworker.celeryapp import CONFIG_ENV, create_app
+from syncworker.cli.status import coordinator
 from syncworker.config import load_config
 
 __all__ = ["add_parser", "run"]
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # a bad file fails here, before Celery starts
     # Prefork children and `celery inspect` re-read the config through this variable.
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    coordinator(config).close()  # an unreachable Redis fails here, not after Celery's retries
     app = create_app(config)
     app.set_current()
     code = app.start(["worker", f"--loglevel={args.loglevel}", *args.extra])

@@ -22,6 +22,7 @@ import yaml
 from syncworker.celeryapp import QUEUE_REPO, RESTORE_SECONDS, TASK_SYNC_REPO, create_app
 from syncworker.config import load_config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
+from syncworker.errors import CoordError
 from tests.support.chaos import report, verified_tags
 from tests.support.corpus import Corpus, seed_many
 from tests.support.mirror import layout_tags
@@ -29,7 +30,15 @@ from tests.support.ports import wait_until
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 from tests.support.stalling_proxy import StallingProxy
-from tests.test_celery_e2e import REGISTRY, ROOT, SYNCWORKER, Cluster, broker_state, trigger
+from tests.test_celery_e2e import (
+    REGISTRY,
+    ROOT,
+    SYNCWORKER,
+    Cluster,
+    broker_state,
+    trigger,
+    unique_blobs,
+)
 
 pytestmark = pytest.mark.chaos
 
@@ -101,8 +110,13 @@ def wait_for(what: str, ready: Any, timeout: float, cluster: Cluster) -> None:
 def run_status(coord: Coordinator, run_id: str) -> RunStatus | None:
     try:
         return coord.run(run_id)
-    except Exception:  # Redis down for a moment: not finished
+    except CoordError:  # Redis down for a moment: not finished
         return None
+
+
+def done_count(coord: Coordinator, run_id: str) -> int:
+    status = run_status(coord, run_id)
+    return status.done if status is not None else 0
 
 
 def finished(coord: Coordinator, run_id: str) -> bool:
@@ -110,14 +124,21 @@ def finished(coord: Coordinator, run_id: str) -> bool:
     return status is not None and status.state != RUNNING
 
 
-def unique_blobs(corpus: Corpus) -> set[str]:
-    return set().union(*corpus.blobs.values())
-
-
 def own_blob(corpus: Corpus, repo: str) -> str:
     """A blob of ``repo`` that no other repository has (fetched only by its sync)."""
     others = set().union(*(b for r, b in corpus.blobs.items() if r != repo))
     return sorted(corpus.blobs[repo] - others)[0]
+
+
+def complete_repos(cluster: Cluster) -> dict[str, Any]:
+    """Repositories of the store holding all their tags."""
+    tags = layout_tags(cluster.store)
+    return {repo: t for repo, t in tags.items() if len(t) == TAGS}
+
+
+def consuming(cluster: Cluster, names: list[str]) -> list[str]:
+    """The workers of ``names`` that consume (a replacement may still be starting)."""
+    return [name for name in names if " ready." in cluster.log(name)]
 
 
 def test_killed_workers_message_comes_back_at_visibility_timeout_plus_restore(
@@ -152,18 +173,15 @@ def test_killed_workers_message_comes_back_at_visibility_timeout_plus_restore(
             back_after = time.monotonic() - killed
             proxy.release()
             cluster.worker("w2", "-Q", QUEUE_REPO)
-            wait_for("the repository mirrored", lambda: repo in _tagged(cluster), 120, cluster)
+            wait_for(
+                "the repository mirrored", lambda: repo in complete_repos(cluster), 120, cluster
+            )
         finally:
             cluster.stop_all()
     tags = {repo: corpus.tags[repo]}
     assert verified_tags(cluster.store, tags) == TAGS
     report(capsys, "redelivery after SIGKILL", visibility_timeout=VISIBILITY_TIMEOUT,
            restore_every=RESTORE_SECONDS, back_after_s=round(back_after, 1))  # fmt: skip
-
-
-def _tagged(cluster: Cluster) -> dict[str, Any]:
-    tags = layout_tags(cluster.store)
-    return {repo: t for repo, t in tags.items() if len(t) == TAGS}
 
 
 def test_ten_sigkills_of_random_workers_during_one_run(
@@ -184,12 +202,12 @@ def test_ten_sigkills_of_random_workers_during_one_run(
     kills: list[tuple[str, int]] = []
     for threshold in sorted(rng.sample(range(1, REPOS - 6), KILLS)):
         wait_for(f"{threshold} repositories done",
-                 lambda t=threshold: (run_status(coord, run_id) or _NONE).done >= t,  # type: ignore[misc]
+                 lambda t=threshold: done_count(coord, run_id) >= t,
                  RUN_DEADLINE, cluster)  # fmt: skip
         time.sleep(rng.uniform(0.0, 0.5))
         # A worker that is consuming (a replacement still starting up would be no test).
-        wait_for("a worker up", lambda: bool(_ready(cluster, live)), 120, cluster)
-        victim = rng.choice(_ready(cluster, live))
+        wait_for("a worker up", lambda: bool(consuming(cluster, live)), 120, cluster)
+        victim = rng.choice(consuming(cluster, live))
         live.remove(victim)
         status = run_status(coord, run_id)
         assert status is not None and status.state == RUNNING, "a kill after the run ended"
@@ -215,13 +233,6 @@ def test_ten_sigkills_of_random_workers_during_one_run(
            blob_gets=f"{fetched} for {unique} unique", run_s=round(seconds, 1))  # fmt: skip
 
 
-def _ready(cluster: Cluster, names: list[str]) -> list[str]:
-    return [name for name in names if " ready." in cluster.log(name)]
-
-
-_NONE = RunStatus(id="", registry="", state=RUNNING, started=0.0)
-
-
 def test_redis_lost_mid_run_then_a_second_trigger_completes(
     cluster: ChaosCluster,
     upstream: tuple[RegistryServer, Corpus],
@@ -242,8 +253,8 @@ def test_redis_lost_mid_run_then_a_second_trigger_completes(
     wait_for("a run", lambda: bool(coord.runs()), 60, cluster)
     run_id = coord.runs()[0].id
     wait_for("a few repositories done",
-             lambda: (run_status(coord, run_id) or _NONE).done >= 3, 120, cluster)  # fmt: skip
-    done_before = (run_status(coord, run_id) or _NONE).done
+             lambda: done_count(coord, run_id) >= 3, 120, cluster)  # fmt: skip
+    done_before = done_count(coord, run_id)
     redis_server.kill()
     redis_server.start()  # empty: no persistence
 

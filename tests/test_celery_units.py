@@ -90,6 +90,9 @@ def test_settings_defaults_and_config_merged_over_them(tmp_path: Path) -> None:
     assert settings["worker_prefetch_multiplier"] == 1
     assert settings["accept_content"] == ["json"] and settings["task_serializer"] == "json"
     assert settings["broker_transport_options"]["visibility_timeout"] == VISIBILITY_TIMEOUT
+    # kombu looks for expired unacknowledged messages every interval x throttle seconds.
+    restore = settings["broker_transport_options"]
+    assert restore["unacked_restore_interval"] * restore["unacked_restore_throttle"] == 5
     assert VISIBILITY_TIMEOUT > settings["task_time_limit"] > settings["task_soft_time_limit"]
     assert {q.name for q in settings["task_queues"]} == {QUEUE_WALK, QUEUE_REPO, QUEUE_ONDEMAND}
     assert settings["task_routes"][TASK_SYNC_IMAGE] == {"queue": QUEUE_ONDEMAND}
@@ -105,7 +108,12 @@ def test_settings_defaults_and_config_merged_over_them(tmp_path: Path) -> None:
     assert settings["result_backend"] == "redis://r:6379/1"  # coordination stays on Redis
     assert settings["worker_prefetch_multiplier"] == 4
     transport = settings["broker_transport_options"]
-    assert transport == {"visibility_timeout": VISIBILITY_TIMEOUT, "unacked_restore_interval": 1}
+    assert transport == {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 30,
+    }
 
 
 def test_celery_needs_a_redis_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

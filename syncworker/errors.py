@@ -18,7 +18,8 @@
     │   └── ReferenceCycleError  a manifest that (transitively) refers to itself
     ├── StoreError               the destination store failed (disk, bucket)
     ├── CoordError               Redis is unreachable or answered with an error
-    └── LockBusy                 a lock stayed held by another holder past the caller's wait
+    ├── LockBusy                 a lock stayed held by another holder past the caller's wait
+    └── RequestError             an HTTP API request we refuse (malformed, unknown registry)
 
 Third-party exceptions are translated into these in exactly one place per dependency:
 ``registry/wire.py`` for requests and urllib3, ``coord/`` for redis-py, ``store/s3.py`` for boto3.
@@ -40,6 +41,7 @@ __all__ = [
     "NotFoundError",
     "ReferenceCycleError",
     "RegistryError",
+    "RequestError",
     "SizeLimitError",
     "StoreError",
     "SyncworkerError",
@@ -174,3 +176,7 @@ class LockBusy(SyncworkerError):
     def __init__(self, key: str, waited: float | None) -> None:
         super().__init__(f"lock {key} is held by another worker (waited {waited or 0:g}s)")
         self.key = key
+
+
+class RequestError(SyncworkerError):
+    """A request to ``syncworker api`` that is refused as it stands (answered 400)."""

@@ -24,6 +24,7 @@ COMMANDS = {
     "beat": ("syncworker.cli.beat", "run Celery beat: each registry's walk on its schedule"),
     "trigger": ("syncworker.cli.trigger", "start a walk or an on-demand image sync"),
     "status": ("syncworker.cli.status", "runs in progress and recent"),
+    "api": ("syncworker.cli.api", "serve registry webhooks and sync requests over HTTP"),
 }
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2

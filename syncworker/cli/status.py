@@ -17,7 +17,7 @@ from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.coord import Coordinator, RunStatus
 
-__all__ = ["add_parser", "coordinator", "describe", "print_failures", "run"]
+__all__ = ["RECENT_RUNS", "add_parser", "coordinator", "describe", "print_failures", "run"]
 
 # Recent runs listed without a RUN argument.
 RECENT_RUNS = 10

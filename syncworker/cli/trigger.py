@@ -25,9 +25,9 @@ from syncworker.errors import ConfigError, CoordError
 from syncworker.oci import Reference
 from syncworker.tasks import start_sweep
 from syncworker.worker.policy import publishing, send
-from syncworker.worker.walk import CATALOG_FAILURE, claim_walk
+from syncworker.worker.walk import CATALOG_FAILURE, Claim, claim_walk
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "start_walk"]
 
 # How often --wait reads the run state; progress is printed only when it changes.
 POLL_SECONDS = 0.5
@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _trigger_walk(app: Celery, coord: Coordinator, config: Config, registry: str) -> str:
     config.registry(registry)  # an unknown name is a ConfigError before anything is sent
-    claim = claim_walk(coord, registry, str(uuid.uuid4()))
+    claim = start_walk(app, coord, registry)
     if claim.started:
-        _send_walk(app, coord, registry, claim.run_id)
         print(f"started walk of {registry}: run {claim.run_id}", file=sys.stderr)
     else:
         print(
@@ -75,6 +74,15 @@ def _trigger_walk(app: Celery, coord: Coordinator, config: Config, registry: str
             file=sys.stderr,
         )
     return claim.run_id
+
+
+def start_walk(app: Celery, coord: Coordinator, registry: str) -> Claim:
+    """Start a walk of ``registry`` unless one is in progress (whose run it then names);
+    the CLI and ``syncworker api`` trigger walks through this."""
+    claim = claim_walk(coord, registry, str(uuid.uuid4()))
+    if claim.started:
+        _send_walk(app, coord, registry, claim.run_id)
+    return claim
 
 
 def _send_walk(app: Celery, coord: Coordinator, registry: str, run_id: str) -> None:

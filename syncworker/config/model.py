@@ -14,7 +14,7 @@ from syncworker.errors import ConfigError
 from syncworker.registry.auth import Credentials
 from syncworker.registry.options import DEFAULT_MAX_BLOB_SIZE
 
-__all__ = ["REDIS_URL_ENV", "Config", "ExtensionsConfig", "SyncworkerSettings"]
+__all__ = ["REDIS_URL_ENV", "ApiSettings", "Config", "ExtensionsConfig", "SyncworkerSettings"]
 
 #: Environment variable that replaces ``syncworker.redis`` (containers set it at deploy).
 REDIS_URL_ENV = "SYNCWORKER_REDIS_URL"
@@ -22,6 +22,13 @@ REDIS_URL_ENV = "SYNCWORKER_REDIS_URL"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # Opaque zot sections may hold secrets (LDAP bind passwords, API keys): never in a repr.
 _Opaque = dict[str, Any] | None
+
+
+class ApiSettings(ConfigModel):
+    """``syncworker api``: the bearer token its callers present (``SYNCWORKER_API_TOKEN``
+    in the environment wins over it)."""
+
+    token: SecretStr | None = None
 
 
 class SyncworkerSettings(ConfigModel):
@@ -46,6 +53,8 @@ class SyncworkerSettings(ConfigModel):
     layout_media_types: Literal["oci", "preserve"] = "oci"
     #: A blob larger than this many bytes (declared or streamed) fails its tag.
     max_blob_size: int = Field(DEFAULT_MAX_BLOB_SIZE, ge=1)
+    #: The HTTP API (``syncworker api``).
+    api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))
 
     @field_validator("redis")
     @classmethod

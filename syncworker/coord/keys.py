@@ -35,6 +35,9 @@ key                                        type    owner       TTL
                                                                the walk in progress
 ``{p}:cursor:{reg}``                       string  walk.py     WALK_TTL; the last catalog
                                                                entry enqueued by the walk
+``{p}:api:image:{reg}:{repo}:{ref}``       string  api/        COALESCE_TTL (api/coalesce.py);
+                                                               ``{digest} {task id}`` of the
+                                                               last sync_image it enqueued
 =========================================  ======  ==========  ===============================
 """
 
@@ -129,3 +132,7 @@ class Keys:
 
     def cursor(self, registry: str) -> str:
         return self._key("cursor", registry)
+
+    # api/coalesce.py
+    def api_image(self, registry: str, repo: str, reference: str) -> str:
+        return self._key("api", "image", registry, repo, reference)

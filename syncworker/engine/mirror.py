@@ -148,9 +148,7 @@ class Mirror:
         if isinstance(dest, RepoResult):
             return dest
         try:
-            ref = Reference.parse(
-                f"{repo}@{reference}" if ":" in reference else f"{repo}:{reference}"
-            )
+            ref = Reference.of(repo, reference)
         except ContentError as exc:
             return self._failed(registry, repo, reference, exc)
         with self.locks.repo_lock(dest, blocking_timeout=lock_wait):

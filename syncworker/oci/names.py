@@ -54,6 +54,13 @@ class Reference:
             return cls(validate_repository(repo[:colon]), validate_tag(repo[colon + 1 :]))
         return cls(validate_repository(repo), "latest")
 
+    @classmethod
+    def of(cls, repository: str, reference: str) -> Reference:
+        """``repository`` with ``reference``, a tag or an ``alg:hex`` digest (a digest is
+        the only reference with a colon)."""
+        sep = "@" if ":" in reference else ":"
+        return cls.parse(f"{repository}{sep}{reference}")
+
     @property
     def ref(self) -> str:
         """The path component for ``/v2/<name>/manifests/<ref>``."""

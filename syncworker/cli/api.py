@@ -1,0 +1,91 @@
+"""``syncworker api -c FILE [--listen HOST:PORT] [--ssl-certfile F --ssl-keyfile F]``: serve
+registry webhooks and sync requests over HTTP (uvicorn), next to the workers.
+
+Stateless: run as many as you like behind one address. The bearer token comes from
+``SYNCWORKER_API_TOKEN``, else ``syncworker.api.token`` in the config; without one the
+command refuses to start. With ``--ssl-certfile``/``--ssl-keyfile`` it serves HTTPS itself;
+behind a TLS-terminating proxy, leave them out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+from typing import Any
+
+import uvicorn
+
+from syncworker.api.app import build_api
+from syncworker.api.dispatch import Dispatcher
+from syncworker.celeryapp import create_app
+from syncworker.cli.status import coordinator
+from syncworker.config import Config, load_config
+from syncworker.errors import ConfigError
+
+__all__ = ["MIN_TOKEN_CHARS", "TOKEN_ENV", "add_parser", "api_token", "parse_listen", "run"]
+
+TOKEN_ENV = "SYNCWORKER_API_TOKEN"
+# A token is the only thing between the network and the broker: refuse one short enough
+# to guess (`openssl rand -hex 32` makes a good one).
+MIN_TOKEN_CHARS = 16
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("api", help="serve registry webhooks and sync requests")
+    parser.add_argument("-c", "--config", required=True, help="YAML or JSON config file")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"address to serve on (default {DEFAULT_LISTEN})")  # fmt: skip
+    parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
+    parser.add_argument("--ssl-ca-certs", help="require client certificates signed by this CA")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    token = api_token(config)
+    host, port = parse_listen(args.listen)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise ConfigError("--ssl-certfile", "HTTPS needs both --ssl-certfile and --ssl-keyfile")
+    dispatcher = Dispatcher(config, create_app(config), coordinator(config))
+    uvicorn.run(
+        build_api(dispatcher, token),
+        host=host,
+        port=port,
+        log_config=None,  # our logging (-v), set up by the syncworker command
+        server_header=False,
+        **_tls(args),
+    )
+    return 0
+
+
+def api_token(config: Config) -> str:
+    """The bearer token: the environment's, else the config's (surrounding whitespace, such
+    as a Secret file's newline, removed)."""
+    configured = config.syncworker.api.token
+    token = os.environ.get(TOKEN_ENV) or (configured.get_secret_value() if configured else "")
+    token = token.strip()
+    if len(token) < MIN_TOKEN_CHARS:
+        state = "is shorter than" if token else "is not set; it needs at least"
+        reason = f"the API token ({TOKEN_ENV}) {state} {MIN_TOKEN_CHARS} characters"
+        raise ConfigError("syncworker.api.token", reason)
+    return token
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT``."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("--listen", f"expected HOST:PORT, got {listen!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _tls(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.ssl_certfile:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
+    if args.ssl_ca_certs:
+        options.update(ssl_ca_certs=args.ssl_ca_certs, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options

@@ -25,9 +25,15 @@ from syncworker.oci import validate_repository
 from syncworker.worker.policy import publishing, send
 from syncworker.worker.walk import Claim
 
-__all__ = ["Accepted", "Dispatcher", "Outcome"]
+__all__ = ["PUBLISH_RETRY_POLICY", "Accepted", "Dispatcher", "Outcome"]
 
 log = logging.getLogger(__name__)
+
+# Publishing is retried for under a second, then the request is answered 503 and its
+# sender retries: a registry gives up on an answer after its endpoint timeout (1 s by
+# default in distribution) and sends again anyway.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2,
+                        "interval_max": 0.3}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,8 @@ class Dispatcher:
         validate_repository(repo)
         _refuse_untaken(entry, repo, None)
         task_id = str(uuid.uuid4())
-        send(self.app, TASK_SYNC_REPO, [registry, repo], task_id=task_id)
+        send(self.app, TASK_SYNC_REPO, [registry, repo], task_id=task_id,
+             retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
         log.info("sync_repo(%s, %s) sent as task %s", registry, repo, task_id)
         return task_id
 
@@ -131,7 +138,8 @@ class Dispatcher:
                          registry, repo, reference, claimed)  # fmt: skip
                 return Accepted(registry, repo, reference, claimed, coalesced=True)
         try:
-            send(self.app, TASK_SYNC_IMAGE, [registry, repo, reference], task_id=task_id)
+            send(self.app, TASK_SYNC_IMAGE, [registry, repo, reference], task_id=task_id,
+                 retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
         except CoordError:
             if digest is not None:
                 self._coalescer.release(registry, repo, reference, digest, task_id)

@@ -15,6 +15,7 @@ import ssl
 from typing import Any
 
 import uvicorn
+from celery import Celery
 
 from syncworker.api.app import build_api
 from syncworker.api.dispatch import Dispatcher
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise ConfigError("--ssl-certfile", "HTTPS needs both --ssl-certfile and --ssl-keyfile")
-    dispatcher = Dispatcher(config, create_app(config), coordinator(config))
+    dispatcher = Dispatcher(config, _sending_app(config), coordinator(config))
     uvicorn.run(
         build_api(dispatcher, token),
         host=host,
@@ -59,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
         **_tls(args),
     )
     return 0
+
+
+def _sending_app(config: Config) -> Celery:
+    """The Celery app, without a result backend: the API never waits on a task, and
+    Celery's Redis backend would otherwise subscribe to the result of every task it sends,
+    for the life of the process. (Workers still store sync_image's results.)"""
+    app = create_app(config)
+    app.conf.result_backend = None
+    return app
 
 
 def api_token(config: Config) -> str:

@@ -17,6 +17,7 @@ Prometheus `registry_http_requests_total` labels seen on distribution 2.8.2 (ver
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -114,7 +115,9 @@ class RegistryServer:
     Options: `htpasswd=(user, password)` for basic auth, `token_auth=` an object with
     realm/service/issuer/rootcertbundle (a TokenIssuer) for bearer auth, `tls=(certfile,
     keyfile)` to serve HTTPS, plus `client_ca=` a CA file to require client certificates
-    signed by it (mutual TLS). `workdir` holds config, storage and the log (a fresh temporary
+    signed by it (mutual TLS), `notifications=` a list of distribution
+    `notifications.endpoints` entries (name, url, headers, timeout, threshold, backoff,
+    ignoredmediatypes). `workdir` holds config, storage and the log (a fresh temporary
     directory when omitted, removed by `stop()`).
     """
 
@@ -126,6 +129,7 @@ class RegistryServer:
         token_auth: TokenAuthConfig | None = None,
         tls: tuple[Path | str, Path | str] | None = None,
         client_ca: Path | str | None = None,
+        notifications: list[Mapping[str, Any]] | None = None,
         binary: str = REGISTRY_BINARY,
     ) -> None:
         if not Path(binary).is_file():
@@ -141,6 +145,7 @@ class RegistryServer:
         self._token_auth = token_auth
         self._tls = (Path(tls[0]), Path(tls[1])) if tls else None
         self._client_ca = Path(client_ca) if client_ca else None
+        self._notifications = notifications
         if self._client_ca and not self._tls:
             raise ValueError("client_ca needs tls")
         self._proc: subprocess.Popen[bytes] | None = None
@@ -196,6 +201,19 @@ class RegistryServer:
     def blob_gets(self) -> int:
         """GET requests on blobs (any status): what a mirror must not repeat."""
         return self.request_count(handler="blob", method="get")
+
+    def notification_metrics(self, endpoint: str) -> dict[str, Any]:
+        """What distribution counts for notification endpoint ``endpoint`` (expvar on the
+        debug server): Pending, Events, Successes, Failures, Errors and Statuses, the last
+        keyed by status line, e.g. ``{"401 Unauthorized": 3}``."""
+        url = f"http://{LOOPBACK}:{self.debug_port}/debug/vars"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            data = json.loads(response.read())
+        for entry in data["registry"]["notifications"]["endpoints"]:
+            if entry["name"] == endpoint:
+                metrics: dict[str, Any] = entry["Metrics"]
+                return metrics
+        raise KeyError(f"no notification endpoint {endpoint!r}")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -317,6 +335,8 @@ class RegistryServer:
         auth = self._auth_config()
         if auth:
             config["auth"] = auth
+        if self._notifications:
+            config["notifications"] = {"endpoints": self._notifications}
         return config
 
     def _auth_config(self) -> Mapping[str, Any] | None:

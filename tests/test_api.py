@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +222,18 @@ def test_readiness_and_openapi(api: Api) -> None:
             "/v1/webhooks/harbor", "/healthz", "/readyz"} <= set(schema["paths"])  # fmt: skip
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert schema["paths"]["/healthz"]["get"]["security"] == []
+
+
+def test_the_kubernetes_readiness_probe_command(api: Api) -> None:
+    """deploy/kubernetes/api.yaml's exec probe, run against this API (its port swapped in)."""
+    deployment = next(yaml.safe_load_all((ROOT / "deploy/kubernetes/api.yaml").read_text()))
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    command = [part.replace("127.0.0.1:8080", api.server.host) for part in probe["exec"]["command"]]
+    python = [sys.executable, *command[1:]]
+    env = {**os.environ, "SYNCWORKER_API_TOKEN": api.token + "\n"}
+    assert subprocess.run(python, env=env, capture_output=True, timeout=60).returncode == 0
+    env["SYNCWORKER_API_TOKEN"] = "wrong-token-0123456789"
+    assert subprocess.run(python, env=env, capture_output=True, timeout=60).returncode != 0
 
 
 def test_readyz_is_503_when_redis_is_down(tmp_path: Path) -> None:

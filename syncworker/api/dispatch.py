@@ -88,9 +88,9 @@ class Dispatcher:
         """``sync_image`` for an explicit request: its repository must be mirrored by the
         entry; its tag is taken as asked, as ``syncworker trigger --image`` does."""
         entry = registry_entry(self.config, registry)
-        validate_image(repo, reference)
+        ref = validate_image(repo, reference)
         _refuse_untaken(entry, repo, None)
-        digest = reference if ":" in reference else None
+        digest = str(ref.digest) if ref.digest is not None else None
         return self._send_image(registry, repo, reference, digest)
 
     # -- notifications -----------------------------------------------------------------------

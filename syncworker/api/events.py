@@ -29,6 +29,7 @@ from syncworker.errors import RequestError
 __all__ = [
     "DISTRIBUTION_EVENTS_TYPE",
     "HARBOR_PUSH_TYPES",
+    "Item",
     "Push",
     "Skipped",
     "distribution_pushes",
@@ -66,6 +67,7 @@ class Skipped:
     reason: str
 
 
+#: What one event (or Harbor resource) of a notification reads as.
 Item = Push | Skipped
 
 

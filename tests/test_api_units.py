@@ -3,6 +3,8 @@ and the listen address. (tests/test_api.py and test_api_e2e.py run the real thin
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -141,3 +143,16 @@ def test_listen_addresses() -> None:
     for bad in ("8080", ":8080", "host:", "host:99999", "host:http"):
         with pytest.raises(ConfigError):
             parse_listen(bad)
+
+
+def test_other_commands_never_import_the_web_stack() -> None:
+    """FastAPI and uvicorn take a while to import: only `syncworker api` loads them."""
+    code = (
+        "import sys; from syncworker.cli import build_parser; build_parser(['sync']); "
+        "import syncworker.cli.sync, syncworker.cli.trigger, syncworker.cli.status; "
+        "web = {'fastapi', 'starlette', 'uvicorn'}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & web))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

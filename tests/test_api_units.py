@@ -126,6 +126,7 @@ def test_the_environment_token_wins_and_short_ones_are_refused(
 ) -> None:
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     assert api_token(config(token="from-the-config-file")) == "from-the-config-file"
+    assert "from-the-config-file" not in repr(config(token="from-the-config-file"))
     monkeypatch.setenv(TOKEN_ENV, "  from-the-environment\n")
     assert api_token(config(token="from-the-config-file")) == "from-the-environment"
     monkeypatch.setenv(TOKEN_ENV, "short")

@@ -222,6 +222,9 @@ def test_readiness_and_openapi(api: Api) -> None:
             "/v1/webhooks/harbor", "/healthz", "/readyz"} <= set(schema["paths"])  # fmt: skip
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert schema["paths"]["/healthz"]["get"]["security"] == []
+    assert {"202", "400", "401", "413", "503"} <= set(
+        schema["paths"]["/v1/sync"]["post"]["responses"]
+    )
 
 
 def test_the_kubernetes_readiness_probe_command(api: Api) -> None:

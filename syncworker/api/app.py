@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from syncworker.api.dispatch import Dispatcher, Outcome
 from syncworker.api.events import DISTRIBUTION_EVENTS_TYPE, Item, distribution_pushes, harbor_pushes
-from syncworker.api.guard import Guard
+from syncworker.api.guard import MAX_BODY_BYTES, Guard
 from syncworker.api.schemas import Ready, SyncAccepted, SyncRequest, WebhookAnswer
 from syncworker.cli.status import RECENT_RUNS
 from syncworker.errors import ContentError, CoordError, RequestError, SyncworkerError
@@ -199,7 +199,29 @@ def _openapi(api: FastAPI) -> Callable[[], dict[str, Any]]:
                 "bearer": {"type": "http", "scheme": "bearer"}
             }
             doc["security"] = [{"bearer": []}]
+            _document_refusals(doc)
             api.openapi_schema = doc
         return api.openapi_schema
 
     return schema
+
+
+# The answers every guarded operation may give besides its own (POST ones have a body).
+_REFUSALS = {
+    "401": "missing or wrong bearer token; nothing was sent",
+    "503": "Redis or the broker is unreachable: try again",
+}
+_BODY_REFUSALS = {
+    "400": "malformed JSON, unknown registry or invalid name (the reason is in detail)",
+    "413": f"the body is over {MAX_BODY_BYTES} bytes",
+}
+
+
+def _document_refusals(doc: dict[str, Any]) -> None:
+    for operations in doc["paths"].values():
+        for method, operation in operations.items():
+            if operation.get("security") == []:
+                continue
+            refusals = {**_REFUSALS, **(_BODY_REFUSALS if method == "post" else {})}
+            for status, description in refusals.items():
+                operation["responses"].setdefault(status, {"description": description})

@@ -166,6 +166,17 @@ def test_malformed_webhooks_are_400_and_odd_events_are_skipped(api: Api) -> None
     assert api.queued() == []
 
 
+def test_registry_parameter_names_the_entry_whatever_the_host(api: Api) -> None:
+    url = f"http://registry.internal:5000/v2/team/app/manifests/{DIGEST}"
+    target = {"repository": "team/app", "tag": "v2", "digest": DIGEST, "url": url}
+    event = {"action": "push", "request": {"host": "registry.internal:5000"}, "target": target}
+    by_host = api.call("POST", "/v1/webhooks/distribution", json={"events": [event]}).json()
+    assert by_host["accepted"] == [] and "no registry entry" in by_host["skipped"][0]["reason"]
+    named = api.call("POST", "/v1/webhooks/distribution?registry=up", json={"events": [event]})
+    assert [a["registry"] for a in named.json()["accepted"]] == ["up"]
+    assert api.queued() == [("syncworker.sync_image", ["up", "team/app", "v2"])]
+
+
 def test_sync_walk_and_runs_show_what_status_json_shows(api: Api) -> None:
     first = api.call("POST", "/v1/sync", json={"registry": "up"})
     assert first.status_code == 202 and first.json()["started"] is True

@@ -24,6 +24,7 @@ import yaml
 
 from tests.support.api_server import ROOT, SYNCWORKER, ApiServer
 from tests.support.redis_server import RedisServer
+from tests.support.tls import TlsMaterial
 from tests.test_celery_e2e import queued_args, queued_task
 
 pytestmark = pytest.mark.slow
@@ -266,6 +267,25 @@ def test_readyz_is_503_when_redis_is_down(tmp_path: Path) -> None:
         assert answer.json()["redis"] != "ok" and answer.json()["broker"] != "ok"
         body = {"registry": "up", "repo": "team/app", "reference": "v1"}
         assert api_server.request("POST", "/v1/sync", token="t" * 16, json=body).status_code == 503
+
+
+def test_api_serves_https_with_a_certificate(tmp_path: Path, tls_certs: TlsMaterial) -> None:
+    server = RedisServer()
+    config_path = tmp_path / "mirror.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "storage": {"rootDirectory": str(tmp_path / "store")},
+        "extensions": {"sync": {"registries": [{"urls": [UPSTREAM], "name": "up"}]}},
+        "syncworker": {"redis": server.url},
+    }))  # fmt: skip
+    token = secrets.token_hex(16)
+    tls = (tls_certs.server_cert, tls_certs.server_key, tls_certs.ca_cert)
+    try:
+        with ApiServer(config_path, tmp_path / "api.log", token=token, tls=tls) as api_server:
+            assert api_server.url.startswith("https://")
+            assert api_server.request("GET", "/readyz", token=token).status_code == 200
+            assert api_server.request("GET", "/readyz").status_code == 401
+    finally:
+        server.close()
 
 
 def test_api_refuses_to_start_without_a_token(tmp_path: Path) -> None:

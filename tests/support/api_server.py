@@ -36,13 +36,19 @@ class ApiServer:
         token: str | None,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """``tls``: (certificate, key, CA that signed it): serve HTTPS, trusted via the CA."""
         self.port = port or free_port()
         self.log_path = log_path
+        self.scheme = "https" if tls else "http"
+        self.verify: bool | str = str(tls[2]) if tls else True
         environment = {k: v for k, v in (env or os.environ).items() if k != "SYNCWORKER_API_TOKEN"}
         if token is not None:
             environment["SYNCWORKER_API_TOKEN"] = token
         command = [*SYNCWORKER, "-v", "api", "-c", str(config), "--listen", self.host]
+        if tls:
+            command += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
         with log_path.open("ab") as log:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
@@ -58,7 +64,7 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -73,7 +79,9 @@ class ApiServer:
         headers = dict(kwargs.pop("headers", {}))
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return requests.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+        return requests.request(
+            method, self.url + path, headers=headers, timeout=30, verify=self.verify, **kwargs
+        )
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -87,6 +95,7 @@ class ApiServer:
 
     def _healthy(self) -> bool:
         try:
-            return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+            answer = requests.get(self.url + "/healthz", timeout=2, verify=self.verify)
+            return answer.status_code == 200
         except requests.RequestException:
             return False

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 import yaml
 
 from tests.support.api_server import ROOT, SYNCWORKER, ApiServer
@@ -269,7 +270,7 @@ def test_readyz_is_503_when_redis_is_down(tmp_path: Path) -> None:
         assert api_server.request("POST", "/v1/sync", token="t" * 16, json=body).status_code == 503
 
 
-def test_api_serves_https_with_a_certificate(tmp_path: Path, tls_certs: TlsMaterial) -> None:
+def test_api_serves_https_and_mutual_tls(tmp_path: Path, tls_certs: TlsMaterial) -> None:
     server = RedisServer()
     config_path = tmp_path / "mirror.yaml"
     config_path.write_text(yaml.safe_dump({
@@ -279,11 +280,19 @@ def test_api_serves_https_with_a_certificate(tmp_path: Path, tls_certs: TlsMater
     }))  # fmt: skip
     token = secrets.token_hex(16)
     tls = (tls_certs.server_cert, tls_certs.server_key, tls_certs.ca_cert)
+    client = (tls_certs.client_cert, tls_certs.client_key)
     try:
         with ApiServer(config_path, tmp_path / "api.log", token=token, tls=tls) as api_server:
             assert api_server.url.startswith("https://")
             assert api_server.request("GET", "/readyz", token=token).status_code == 200
             assert api_server.request("GET", "/readyz").status_code == 401
+        with ApiServer(config_path, tmp_path / "mtls.log", token=token, tls=tls,
+                       client_cert=client) as mutual:  # fmt: skip
+            assert mutual.request("GET", "/readyz", token=token).status_code == 200
+            # Without a client certificate the handshake fails (TLS 1.3 reports it as a
+            # connection closed; SSLError is a ConnectionError too).
+            with pytest.raises(requests.exceptions.ConnectionError):
+                requests.get(mutual.url + "/healthz", verify=str(tls_certs.ca_cert), timeout=30)
     finally:
         server.close()
 

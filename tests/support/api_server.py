@@ -37,8 +37,10 @@ class ApiServer:
         port: int | None = None,
         env: dict[str, str] | None = None,
         tls: tuple[Path, Path, Path] | None = None,
+        client_cert: tuple[Path, Path] | None = None,
     ) -> None:
-        """``tls``: (certificate, key, CA that signed it): serve HTTPS, trusted via the CA."""
+        """``tls``: (certificate, key, CA that signed it): serve HTTPS, trusted via the CA;
+        ``client_cert`` (certificate, key, signed by that CA): require and send it."""
         self.port = port or free_port()
         self.log_path = log_path
         self.scheme = "https" if tls else "http"
@@ -49,6 +51,9 @@ class ApiServer:
         command = [*SYNCWORKER, "-v", "api", "-c", str(config), "--listen", self.host]
         if tls:
             command += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
+        if tls and client_cert:
+            command += ["--ssl-ca-certs", str(tls[2])]
+        self.client_cert = (str(client_cert[0]), str(client_cert[1])) if client_cert else None
         with log_path.open("ab") as log:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
@@ -80,8 +85,9 @@ class ApiServer:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         return requests.request(
-            method, self.url + path, headers=headers, timeout=30, verify=self.verify, **kwargs
-        )
+            method, self.url + path, headers=headers, timeout=30, verify=self.verify,
+            cert=self.client_cert, **kwargs,
+        )  # fmt: skip
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -95,7 +101,8 @@ class ApiServer:
 
     def _healthy(self) -> bool:
         try:
-            answer = requests.get(self.url + "/healthz", timeout=2, verify=self.verify)
+            answer = requests.get(self.url + "/healthz", timeout=2, verify=self.verify,
+                                  cert=self.client_cert)  # fmt: skip
             return answer.status_code == 200
         except requests.RequestException:
             return False

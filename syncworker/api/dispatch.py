@@ -77,7 +77,7 @@ class Dispatcher:
         """Send ``sync_repo(registry, repo)``; its task id."""
         entry = registry_entry(self.config, registry)
         validate_repository(repo)
-        _refuse_untaken(entry, repo, None)
+        _refuse_untaken(entry, repo)
         task_id = str(uuid.uuid4())
         send(self.app, TASK_SYNC_REPO, [registry, repo], task_id=task_id,
              retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
@@ -89,7 +89,7 @@ class Dispatcher:
         entry; its tag is taken as asked, as ``syncworker trigger --image`` does."""
         entry = registry_entry(self.config, registry)
         ref = validate_image(repo, reference)
-        _refuse_untaken(entry, repo, None)
+        _refuse_untaken(entry, repo)
         digest = str(ref.digest) if ref.digest is not None else None
         return self._send_image(registry, repo, reference, digest)
 
@@ -101,30 +101,30 @@ class Dispatcher:
         named = [registry_entry(self.config, registry)] if registry else None
         outcome = Outcome()
         for item in items:
-            if isinstance(item, Skipped):
+            if isinstance(item, Push):
+                self._push(item, named, outcome)
+            else:
                 outcome.skipped.append(item)
-                continue
-            entries = named or entries_for_hosts(self.config, item.hosts)
-            if not entries:
-                outcome.skipped.append(Skipped(_label(item), "no registry entry for its host"))
-            for entry in entries:
-                self._push(entry, item, outcome)
         for skipped in outcome.skipped:
-            log.info("notification skipped: %s: %s", skipped.what, skipped.reason)
+            log.info("notification skipped: %r: %s", skipped.what, skipped.reason)
         return outcome
 
-    def _push(self, entry: RegistryConfig, push: Push, outcome: Outcome) -> None:
+    def _push(self, push: Push, named: list[RegistryConfig] | None, outcome: Outcome) -> None:
         try:
             validate_image(push.repo, push.reference, push.digest)
         except ContentError as exc:
             outcome.skipped.append(Skipped(_label(push), str(exc)))
             return
-        reason = refusal(entry, push.repo, push.tag)
-        if reason is not None:
-            outcome.skipped.append(Skipped(f"{entry.name}/{_label(push)}", reason))
-            return
-        accepted = self._send_image(entry.name, push.repo, push.reference, push.digest)
-        outcome.accepted.append(accepted)
+        entries = named or entries_for_hosts(self.config, push.hosts)
+        if not entries:
+            outcome.skipped.append(Skipped(_label(push), "no registry entry for its host"))
+        for entry in entries:
+            reason = refusal(entry, push.repo, push.tag)
+            if reason is not None:
+                outcome.skipped.append(Skipped(f"{entry.name}/{_label(push)}", reason))
+                continue
+            accepted = self._send_image(entry.name, push.repo, push.reference, push.digest)
+            outcome.accepted.append(accepted)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -159,8 +159,9 @@ class Dispatcher:
             conn.ensure_connection(max_retries=1)
 
 
-def _refuse_untaken(entry: RegistryConfig, repo: str, tag: str | None) -> None:
-    reason = refusal(entry, repo, tag)
+def _refuse_untaken(entry: RegistryConfig, repo: str) -> None:
+    """An explicit request names a repository its entry mirrors (any tag of it)."""
+    reason = refusal(entry, repo, None)
     if reason is not None:
         raise RequestError(f"registry {entry.name!r} does not mirror {repo!r}: {reason}")
 

@@ -20,7 +20,7 @@ coalesces those that overlap.
 from __future__ import annotations
 
 from syncworker.coord import Coordinator
-from syncworker.coord.backend import redis_errors, text
+from syncworker.coord.backend import describe_client, redis_errors, text
 from syncworker.coord.keys import Keys
 
 __all__ = ["COALESCE_TTL", "Coalescer"]
@@ -54,7 +54,7 @@ class Coalescer:
 
     def __init__(self, coord: Coordinator, ttl: int = COALESCE_TTL) -> None:
         self._client = coord.client
-        self._where = coord.where
+        self._where = describe_client(coord.client)
         self._keys = Keys(coord.prefix)
         self._ttl = ttl
         self._claim = self._client.register_script(_LUA_CLAIM)

@@ -6,7 +6,7 @@ from syncworker.errors import DigestMismatchError, SizeLimitError
 from syncworker.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Digest, Manifest
 from syncworker.oci import parse_manifest as _parse
 from syncworker.registry import answers, paths
-from syncworker.registry.transport import Transport
+from syncworker.registry.transport import Reply, Transport
 
 __all__ = ["get_manifest", "head_manifest"]
 
@@ -47,20 +47,25 @@ def get_manifest(t: Transport, repo: str, ref: str) -> tuple[bytes, Manifest]:
     Verified against ``ref`` when it is a digest, else against the digest header if sent.
     """
     ref = paths.reference(ref)
-    reply = t.fetch(
+
+    def verified(reply: Reply) -> tuple[bytes, Manifest]:
+        if ":" in ref:
+            expected: Digest | None = Digest.parse(ref)
+        else:
+            header = reply.headers.get(_DIGEST_HEADER)
+            expected = Digest.parse(header) if header else None
+        try:
+            manifest = _parse(reply.body, answers.media_type(reply.headers) or None, expected)
+        except DigestMismatchError as exc:
+            raise DigestMismatchError(f"manifest {repo}:{ref}: {exc}") from None
+        return reply.body, manifest
+
+    # Verified inside the retry loop: bytes altered on the way are fetched again.
+    return t.fetch_checked(
         "GET",
         paths.repo_path(repo, "manifests", ref),
+        verified,
         scope=paths.pull_scope(repo),
         cap=MAX_MANIFEST_BYTES,
         headers={"Accept": MANIFEST_ACCEPT},
     )
-    if ":" in ref:
-        expected: Digest | None = Digest.parse(ref)
-    else:
-        header = reply.headers.get(_DIGEST_HEADER)
-        expected = Digest.parse(header) if header else None
-    try:
-        manifest = _parse(reply.body, answers.media_type(reply.headers) or None, expected)
-    except DigestMismatchError as exc:
-        raise DigestMismatchError(f"manifest {repo}:{ref}: {exc}") from None
-    return reply.body, manifest

@@ -8,9 +8,10 @@ attempt and retried only as a whole, so ``n`` retries cost at most ``n + 1`` req
 - What is temporary is decided by the error itself (``errors.py``: a table of HTTP statuses
   and spec error codes for :class:`RegistryError`, a class attribute for the others);
   :func:`is_temporary` is the one predicate every caller asks.
-- A blob whose bytes arrived altered (a flipped byte from a proxy or CDN) is worth another
-  fetch too (:func:`worth_refetching`); when the last fetch is altered as well, the error
-  names the digest and how many fetches were made.
+- A blob or manifest whose bytes arrived altered (a flipped byte from a proxy or CDN) is
+  worth another fetch too (:func:`worth_refetching`: the client's own requests and the blob
+  copier both use it); when the last fetch is altered as well, the error names the digest
+  and how many fetches were made.
 - :func:`backoff_delay` is pure: doubling from ``base`` up to ``cap``, a random ``jitter``
   taking up to half off (so that clients failed together by one outage come back apart),
   and a server's ``Retry-After`` honoured when it asks for longer, still under the cap.
@@ -52,7 +53,8 @@ def is_temporary(error: BaseException) -> bool:
 
 
 def worth_refetching(error: BaseException) -> bool:
-    """For a blob stream: temporary, or bytes that did not hash to their digest."""
+    """For content checked against its digest (blob streams, manifests): temporary, or
+    bytes that did not hash to their digest."""
     return is_temporary(error) or isinstance(error, DigestMismatchError)
 
 

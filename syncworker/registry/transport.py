@@ -37,7 +37,12 @@ from syncworker.registry.authorizer import Authorizer, CredentialsArg, logins_by
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.pinning import PinningAdapter, Pins
-from syncworker.registry.retry import is_temporary, parse_retry_after, retrying
+from syncworker.registry.retry import (
+    is_temporary,
+    parse_retry_after,
+    retrying,
+    worth_refetching,
+)
 from syncworker.registry.stats import ClientStats
 from syncworker.registry.wire import (
     BODY_ERRORS,
@@ -150,14 +155,32 @@ class Transport:
         data: bytes | None = None,
     ) -> Reply:
         """Send and read the whole body (at most ``cap`` bytes) inside the retry loop."""
+        return self.fetch_checked(
+            method, target, _as_is, scope=scope, cap=cap, params=params, headers=headers, data=data
+        )
 
-        def attempt(url: str) -> Reply:
+    def fetch_checked(
+        self,
+        method: str,
+        target: str,
+        check: Callable[[Reply], _T],
+        *,
+        scope: str | None,
+        cap: int,
+        params: Params = (),
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> _T:
+        """:meth:`fetch`, with ``check(reply)`` run inside the retry loop: bytes it finds
+        altered (:class:`DigestMismatchError`) are fetched again like a temporary error."""
+
+        def attempt(url: str) -> _T:
             response = self._exchange(method, url, scope, params, headers, data)
             with response:
                 # Read even a HEAD's empty body: only a consumed response gives its
                 # connection back to the pool (closing an unread one drops it).
                 body = self.read(response, cap, method)
-            return Reply(response.status_code, response.headers, body, response.url)
+            return check(Reply(response.status_code, response.headers, body, response.url))
 
         return self._failover(target, lambda url: self._retrying(lambda: attempt(url)))
 
@@ -244,6 +267,7 @@ class Transport:
             retries=self._options.max_retries,
             base=self._options.retry_delay,
             sleep=self._sleep,
+            worth=worth_refetching,
             jitter=self._rng.random,
             on_retry=lambda _exc, _delay: self._stats.add(retries=1),
             deadline=self._deadline,
@@ -400,6 +424,10 @@ class Transport:
         return kind(
             method, redact_http_url(response.url), response.status_code, codes, detail, retry_after
         )
+
+
+def _as_is(reply: Reply) -> Reply:
+    return reply
 
 
 def _with_auth(headers: Mapping[str, str] | None, authorization: str | None) -> dict[str, str]:

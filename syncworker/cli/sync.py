@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
-from syncworker.engine import LocalLocks, Locks, RepoResult, run_registries
+from syncworker.engine import LocalLocks, RepoResult, run_registries
 from syncworker.store import open_store
+
+if TYPE_CHECKING:
+    from syncworker.coord import Coordinator
 
 __all__ = ["add_parser"]
 
@@ -39,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(config.storage.root_directory, config.storage.storage_driver)
     store.clean_leftovers()
     printer = RepoPrinter(sys.stderr, quiet=args.quiet)
-    with build_mirror(config, store, _locks(config)) as mirror:
+    locks = _locks(config)
+    limiters = None if isinstance(locks, LocalLocks) else locks  # Redis: the cluster's
+    with build_mirror(config, store, locks, limiters=limiters) as mirror:
         summary = run_registries(mirror, registries, concurrency, on_repo_done=printer)
     out = sys.stdout
     print(
@@ -54,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
-def _locks(config: Config) -> Locks:
-    """Redis when configured (several `sync` processes then share locks and single-flights),
-    otherwise threading locks in this process, with nothing of Redis loaded."""
+def _locks(config: Config) -> LocalLocks | Coordinator:
+    """Redis when configured (several `sync` processes then share locks, single-flights and
+    upstream rate limits), otherwise threading locks in this process, with nothing of Redis
+    loaded."""
     url = config.syncworker.redis_url
     if not url:
         return LocalLocks()

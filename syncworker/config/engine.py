@@ -6,6 +6,7 @@ from __future__ import annotations
 from syncworker.config.model import Config
 from syncworker.config.sync import RegistryConfig
 from syncworker.engine import Locks, Mirror, Progress, Upstream
+from syncworker.registry.limits import Limiters
 from syncworker.store import Store
 
 __all__ = ["build_mirror", "upstream"]
@@ -27,10 +28,15 @@ def upstream(config: Config, registry: RegistryConfig) -> Upstream:
 
 
 def build_mirror(
-    config: Config, store: Store, locks: Locks, progress: Progress | None = None
+    config: Config,
+    store: Store,
+    locks: Locks,
+    progress: Progress | None = None,
+    limiters: Limiters | None = None,
 ) -> Mirror:
     """The Mirror of every configured registry; its blob pool serves ``concurrency``
-    repositories of ``blob_concurrency`` blobs each."""
+    repositories of ``blob_concurrency`` blobs each. ``limiters``: where the upstreams'
+    rate limits are held (the Coordinator for a cluster; this process when None)."""
     settings = config.syncworker
     return Mirror(
         {reg.name: upstream(config, reg) for reg in config.registries},
@@ -39,4 +45,5 @@ def build_mirror(
         blob_threads=settings.blob_concurrency * settings.concurrency,
         oci_index_types=settings.layout_media_types == "oci",
         progress=progress,
+        limiters=limiters,
     )

@@ -82,13 +82,15 @@ class RegistryConfig(ConfigModel):
     sync_legacy_cosign_tags: bool = True
     # zot's syncTimeout: the deadline of one repository's sync (everything past it fails).
     sync_timeout: GoDuration | None = None
+    # zot's (regclient's) per-upstream limits, held for the whole cluster: requests per
+    # second and requests in flight. 0 (zot's default) or absent: no limit.
+    req_per_sec: float | None = Field(None, ge=0, allow_inf_nan=False)
+    req_concurrent: int | None = Field(None, ge=0)
     # Accepted for zot compatibility, not acted on: syncworker has no on-demand server
-    # (manifestCheckInterval), sizes its own pools and timeouts (reqConcurrent,
-    # reqPerSec, disableHTTP2) and backs off on its own curve (maxRetryDelay).
+    # (manifestCheckInterval), sizes its own pools and timeouts (disableHTTP2) and backs
+    # off on its own curve (maxRetryDelay).
     manifest_check_interval: GoDuration | None = None
     max_retry_delay: GoDuration | None = None
-    req_concurrent: int | None = Field(None, ge=1)
-    req_per_sec: float | None = Field(None, ge=0)
     disable_http2: bool | None = Field(None, alias="disableHTTP2")
     max_idle_conns_per_host: int | None = Field(None, ge=1)
     credential_helper: str | None = None
@@ -167,6 +169,10 @@ class RegistryConfig(ConfigModel):
             given["retry_delay"] = self.retry_delay / timedelta(seconds=1)
         if self.max_idle_conns_per_host is not None:
             given["pool_size"] = self.max_idle_conns_per_host
+        if self.req_per_sec:
+            given["req_per_sec"] = self.req_per_sec
+        if self.req_concurrent:
+            given["req_concurrent"] = self.req_concurrent
         return ClientOptions(**given)
 
 

@@ -11,6 +11,7 @@ from redis.retry import Retry
 
 from syncworker.coord.backend import describe_client, redact_url, redis_errors
 from syncworker.coord.keys import Keys
+from syncworker.coord.limits import RedisLimiter, RedisLimits
 from syncworker.coord.locks import DEFAULT_TTL, FLIGHT_WAIT, RedisLocks
 from syncworker.coord.runs import FINISHED, Runs, RunStatus
 from syncworker.coord.walk import Walks
@@ -30,8 +31,9 @@ HEALTH_CHECK_INTERVAL = 30
 
 
 class Coordinator:
-    """Locks and single-flights (the engine's ``Locks``), catalog walks and run state, in
-    Redis: three parts sharing one client and key schema, each method delegated to one.
+    """Locks and single-flights (the engine's ``Locks``), catalog walks, run state and
+    upstream rate budgets (the registry client's ``Limiters``), in Redis: four parts
+    sharing one client and key schema, each method delegated to one.
 
     Thread-safe (redis-py's client pools its connections): share one per process; its one
     keeper thread re-arms every lock the process holds.
@@ -46,6 +48,7 @@ class Coordinator:
         self._locks = RedisLocks(client, self._keys, self._where)
         self._runs = Runs(client, self._keys, self._where)
         self._walks = Walks(client, self._keys, self._where)
+        self._limits = RedisLimits(client, self._keys, self._where)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "syncworker") -> Coordinator:
@@ -179,3 +182,11 @@ class Coordinator:
         """The catalog is done: clear the walk if ``run_id`` still owns it; see
         :meth:`Walks.end_walk`."""
         return self._walks.end_walk(registry, run_id)
+
+    # -- upstream rate budgets (coord/limits.py) ---------------------------------------
+
+    def limiter(
+        self, registry: str, req_per_sec: float | None, max_concurrent: int | None
+    ) -> RedisLimiter:
+        """The cluster-wide budget of upstream ``registry``; see :class:`RedisLimiter`."""
+        return self._limits.limiter(registry, req_per_sec, max_concurrent)

@@ -38,6 +38,13 @@ key                                        type    owner       TTL
 ``{p}:api:image:{reg}:{repo}:{ref}``       string  api/        COALESCE_TTL (api/coalesce.py);
                                                                ``{digest} {task id}`` of the
                                                                last sync_image it enqueued
+``{p}:limit:{reg}:pause``                  string  limits.py   the pause; Redis-time ms until
+                                                               which no request goes out
+``{p}:limit:{reg}:next``                   string  limits.py   one turn + 1 s; Redis-time ms
+                                                               of the next free turn
+``{p}:limit:{reg}:slots``                  zset    limits.py   SLOT_LEASE, set on each take;
+                                                               a member per request in flight,
+                                                               scored by its lease's end (ms)
 =========================================  ======  ==========  ===============================
 """
 
@@ -136,3 +143,13 @@ class Keys:
     # api/coalesce.py
     def api_image(self, registry: str, repo: str, reference: str) -> str:
         return self._key("api", "image", registry, repo, reference)
+
+    # limits.py
+    def limit_pause(self, registry: str) -> str:
+        return self._key("limit", registry, "pause")
+
+    def limit_next(self, registry: str) -> str:
+        return self._key("limit", registry, "next")
+
+    def limit_slots(self, registry: str) -> str:
+        return self._key("limit", registry, "slots")

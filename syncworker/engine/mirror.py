@@ -21,6 +21,7 @@ from syncworker.errors import ConfigError, ContentError, SyncworkerError
 from syncworker.oci import Reference, validate_repository
 from syncworker.registry import Deadline, RegistryClient
 from syncworker.registry.catalog import MAX_PAGE_SIZE
+from syncworker.registry.limits import Limiters, LocalLimiters
 from syncworker.store import Store
 
 __all__ = ["Mirror"]
@@ -35,7 +36,8 @@ DEFAULT_BLOB_THREADS = 32
 
 class Mirror:
     """Mirrors repositories and images of ``upstreams`` (keyed by registry name) into
-    ``store``; thread-safe, one per process. ``oci_index_types``: see ``index_descriptor``."""
+    ``store``; thread-safe, one per process. ``oci_index_types``: see ``index_descriptor``.
+    ``limiters`` holds the upstreams' rate limits (in this process unless given)."""
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class Mirror:
         blob_threads: int = DEFAULT_BLOB_THREADS,
         oci_index_types: bool = True,
         progress: Progress | None = None,
+        limiters: Limiters | None = None,
     ) -> None:
         self.upstreams = dict(upstreams)
         self.store = store
@@ -56,6 +59,7 @@ class Mirror:
         self._clients_lock = threading.Lock()
         self._blob_pool = ThreadPoolExecutor(max_workers=blob_threads, thread_name_prefix="blob")
         self._blobs = BlobCopier(store, locks)
+        self._limiters = limiters or LocalLimiters()
 
     def close(self) -> None:
         self._blob_pool.shutdown(wait=True)
@@ -83,7 +87,13 @@ class Mirror:
             client = self._clients.get(registry)
             if client is None:
                 up = self.upstream(registry)
-                client = RegistryClient(up.urls, up.credentials, up.options)
+                opts = up.options
+                limiter = None
+                if opts.limited:
+                    limiter = self._limiters.limiter(
+                        registry, opts.req_per_sec, opts.req_concurrent
+                    )
+                client = RegistryClient(up.urls, up.credentials, opts, limiter=limiter)
                 self._clients[registry] = client
             return client
 

@@ -12,6 +12,7 @@ from syncworker.oci import Descriptor, Digest, Manifest
 from syncworker.registry import blobs, catalog, manifests, referrers, tags
 from syncworker.registry.authorizer import CredentialsArg
 from syncworker.registry.deadline import Deadline
+from syncworker.registry.limits import Limiter
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.stats import ClientStats
 from syncworker.registry.transport import Transport
@@ -23,8 +24,10 @@ __all__ = ["RegistryClient"]
 class RegistryClient:
     """A distribution-spec client for one registry reachable at ``urls`` (failover order).
 
-    Thread-safe. Auth, retries, failover and redirects are the transport's business; each
-    method here is one protocol operation (see the module of the same name).
+    ``limiter``: the upstream's rate budget, shared with every other client of it (none:
+    no limit, and no cost). Thread-safe. Auth, retries, failover, limits and redirects
+    are the transport's business; each method here is one protocol operation (see the
+    module of the same name).
     """
 
     def __init__(
@@ -32,11 +35,13 @@ class RegistryClient:
         urls: Sequence[str],
         credentials: CredentialsArg = None,
         options: ClientOptions = ClientOptions(),  # noqa: B008 - frozen, so shared safely
+        *,
+        limiter: Limiter | None = None,
     ) -> None:
         self.urls = tuple(urls)
         self.options = options
         self.stats = ClientStats()
-        self._t = Transport(self.urls, credentials, options, self.stats)
+        self._t = Transport(self.urls, credentials, options, self.stats, limiter=limiter)
         # Learnt from the first answer: a registry without the referrers API (distribution
         # 2.x, most mirrors) is not asked again, which saves a request per image. A dict,
         # so that bounded views share what was learnt.

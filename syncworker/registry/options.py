@@ -29,3 +29,14 @@ class ClientOptions:
     user_agent: str = "syncworker/0.1"
     #: A blob declared (or streamed) larger than this fails its tag instead of being copied.
     max_blob_size: int = DEFAULT_MAX_BLOB_SIZE
+    #: zot's reqPerSec: requests per second to this upstream, for all its senders together
+    #: (see ``limits``); None: no limit.
+    req_per_sec: float | None = None
+    #: zot's reqConcurrent: requests in flight to this upstream, for all its senders
+    #: together; None: no limit.
+    req_concurrent: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        """Whether requests to this upstream go through a limiter at all."""
+        return self.req_per_sec is not None or self.req_concurrent is not None

@@ -3,7 +3,8 @@
 The protocol modules (catalog, tags, manifests, blobs, ...) only say which path they want
 and what scope it needs; everything in between lives here, stacked as in
 go-containerregistry's transport: failover (outermost) → retry with backoff → auth
-challenge/response → redirect policy → one ``requests`` call. Error statuses become
+challenge/response → redirect policy → the upstream's rate limit (``limits``, when one is
+configured) → one ``requests`` call. Error statuses become
 :class:`RegistryError` / :class:`NotFoundError` here; exceptions of the HTTP libraries
 become :class:`TransportError` in :mod:`.wire`.
 
@@ -14,6 +15,7 @@ retries the whole stream (``retry.retrying``), so retries never nest.
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import threading
 import time
@@ -35,6 +37,7 @@ from syncworker.redact import redact_http_url
 from syncworker.registry import answers, auth, redirects
 from syncworker.registry.authorizer import Authorizer, CredentialsArg, logins_by_origin
 from syncworker.registry.deadline import Deadline
+from syncworker.registry.limits import Limiter, limited, pause_for
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.pinning import PinningAdapter, Pins
 from syncworker.registry.retry import (
@@ -89,6 +92,7 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        limiter: Limiter | None = None,
     ) -> None:
         if not urls:
             raise ValueError("a registry needs at least one URL")
@@ -114,6 +118,7 @@ class Transport:
         self._upstream_addresses: dict[str, list[redirects.IPAddress]] = {}
         self._lock = threading.Lock()
         self._deadline: Deadline | None = None
+        self._limiter = limiter
 
     def bounded(self, deadline: Deadline) -> Transport:
         """This transport (same pool, tokens, counters) with every request, body and retry
@@ -375,6 +380,21 @@ class Transport:
         if self._deadline is not None:
             self._deadline.check(f"{method} {redact_http_url(url)}")
             timeout = min(timeout, self._deadline.remaining())
+        send = functools.partial(self._request, method, url, headers, params, data, timeout)
+        if self._limiter is None or redirects.origin(url) not in self._origins:
+            return send()
+        what = f"{method} {redact_http_url(url)}"
+        return limited(self._limiter, send, sleep=self._sleep, deadline=self._deadline, what=what)
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Params | None,
+        data: bytes | None,
+        timeout: float,
+    ) -> requests.Response:
         self._stats.add(requests=1)
         try:
             return self._session.request(
@@ -420,10 +440,16 @@ class Transport:
             body = b""
         codes, detail = answers.spec_errors(body)
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        retry_after = self._paused(response, retry_after)
         kind = NotFoundError if response.status_code == 404 else RegistryError
         return kind(
             method, redact_http_url(response.url), response.status_code, codes, detail, retry_after
         )
+
+    def _paused(self, response: requests.Response, retry_after: float | None) -> float | None:
+        if self._limiter is None or redirects.origin(response.url) not in self._origins:
+            return retry_after
+        return pause_for(self._limiter, response.status_code, retry_after)
 
 
 def _as_is(reply: Reply) -> Reply:

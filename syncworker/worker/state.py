@@ -75,7 +75,8 @@ def _build(config: Config) -> WorkerState:
     coord = Coordinator.from_url(config.syncworker.require_redis_url("a Celery worker"))
     store = open_store(config.storage.root_directory, config.storage.storage_driver)
     _clean(store)
-    return WorkerState(config, store, coord, build_mirror(config, store, coord), _page_size())
+    mirror = build_mirror(config, store, coord, limiters=coord)
+    return WorkerState(config, store, coord, mirror, _page_size())
 
 
 def worker_state(config: Config) -> WorkerState:

@@ -1,0 +1,214 @@
+"""One rate budget per upstream: requests per second, requests in flight, and pauses.
+
+zot's ``reqPerSec`` and our ``maxConcurrentRequests`` hold for every request sent to one
+upstream's own URLs, whoever sends it: a :class:`Limiter` is shared by every thread of a
+process (:class:`LocalLimiters`) or, through Redis, by every worker of a cluster
+(``syncworker.coord``'s ``Coordinator.limiter``). A ``429`` (or a ``503`` with
+``Retry-After``) seen by one sender pauses the upstream for all of them.
+
+The protocol lives here, below the engine, because the transport is what asks it before
+each request; the engine only picks which implementation a client gets. Each
+implementation answers in one atomic step (one Lua call in Redis); the waiting loop is
+:func:`take_turn`, the same for both. An upstream with no limit configured gets no
+limiter at all, so its requests pay nothing.
+
+Requests to a redirect target (blob storage, a CDN) or to a token realm are not counted:
+they are not the upstream's own traffic, and its rate limiter does not see them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import requests
+
+from syncworker.registry.deadline import Deadline
+from syncworker.registry.retry import MAX_RETRY_DELAY
+
+__all__ = [
+    "DEFAULT_PAUSE",
+    "LocalLimiter",
+    "LocalLimiters",
+    "Limiter",
+    "Limiters",
+    "SLOT_POLL",
+    "limited",
+    "new_token",
+    "pause_for",
+    "take_turn",
+]
+
+# A 429 without Retry-After still means "slow down": everyone waits this long.
+DEFAULT_PAUSE = 1.0
+# How often a sender waiting for a free concurrency slot asks again: slots free up when a
+# request ends, which no one announces, so waiters poll.
+SLOT_POLL = 0.05
+_tokens = itertools.count()
+
+
+def new_token() -> str:
+    """A name for one request's turn, unique in the cluster (host-independent enough:
+    pid, thread and a counter, prefixed by a random per-process part)."""
+    return f"{_PROCESS}:{threading.get_ident()}:{next(_tokens)}"
+
+
+_PROCESS = f"{os.getpid()}-{os.urandom(4).hex()}"
+
+
+class Limiter(Protocol):
+    """One upstream's budget. Every method is one atomic step; none blocks."""
+
+    def acquire(self, token: str) -> float:
+        """Take a turn for the request named ``token``: 0 when taken, else the seconds to
+        wait before asking again (a pause, an empty bucket), or a negative number when
+        every concurrency slot is taken (the caller polls: slots free up unannounced)."""
+        ...
+
+    def release(self, token: str) -> None:
+        """The request named ``token`` has ended (its body read or dropped)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """No turn for anyone during the next ``seconds`` (a pause never shortens one)."""
+        ...
+
+
+class Limiters(Protocol):
+    """Makes the limiter of each upstream; the same name gets the same shared budget."""
+
+    def limiter(
+        self, registry: str, req_per_sec: float | None, max_concurrent: int | None
+    ) -> Limiter: ...
+
+
+def limited(
+    limiter: Limiter,
+    send: Callable[[], requests.Response],
+    *,
+    sleep: Callable[[float], None],
+    deadline: Deadline | None,
+    what: str,
+) -> requests.Response:
+    """``send()`` once ``limiter`` gives it a turn; the turn ends when the response is
+    closed (a streamed blob holds its slot while it streams), or at once if it fails."""
+    token = new_token()
+    take_turn(limiter, token, sleep=sleep, deadline=deadline, what=what)
+    try:
+        response = send()
+    except BaseException:
+        limiter.release(token)
+        raise
+    _release_on_close(response, lambda: limiter.release(token))
+    return response
+
+
+def pause_for(limiter: Limiter, status: int, retry_after: float | None) -> float | None:
+    """A ``429`` (or a ``503`` naming a ``Retry-After``) from the upstream itself pauses it
+    for every sender sharing ``limiter``; returns the ``Retry-After`` left for the retry
+    loop. After a pause that is None: the pause is the wait (the retry's next request
+    waits out the rest of it in :func:`take_turn`), so nobody waits twice."""
+    if status != 429 and (status != 503 or retry_after is None):
+        return retry_after
+    seconds = DEFAULT_PAUSE if retry_after is None else retry_after
+    limiter.pause(min(seconds, MAX_RETRY_DELAY))
+    return None
+
+
+def take_turn(
+    limiter: Limiter,
+    token: str,
+    *,
+    sleep: Callable[[float], None],
+    deadline: Deadline | None,
+    what: str,
+) -> None:
+    """Wait until ``limiter`` gives ``token`` a turn; a wait past ``deadline`` is not
+    started (:class:`~syncworker.errors.DeadlineExceededError` instead)."""
+    while wait := limiter.acquire(token):
+        wait = SLOT_POLL if wait < 0 else wait
+        if deadline is not None:
+            deadline.check_wait(wait, f"{what}: waiting for the upstream's rate limit")
+        sleep(wait)
+
+
+def _release_on_close(response: requests.Response, release: Callable[[], None]) -> None:
+    """Call ``release`` once, when ``response`` is closed. Every path of the transport and
+    of its callers closes what it opened (``with response``)."""
+    close = response.close
+    released = False
+
+    def closing() -> None:
+        nonlocal released
+        try:
+            close()
+        finally:
+            if not released:
+                released = True
+                release()
+
+    response.close = closing  # type: ignore[method-assign]
+
+
+@dataclass
+class LocalLimiter:
+    """:class:`Limiter` for one process: a token bucket of one (requests are spaced
+    ``1/req_per_sec`` apart, never bunched), a counter of requests in flight, a pause."""
+
+    req_per_sec: float | None = None
+    max_concurrent: int | None = None
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _next_free: float = 0.0
+    _paused_until: float = 0.0
+    _in_flight: int = 0
+
+    def acquire(self, token: str) -> float:
+        with self._lock:
+            now = self.clock()
+            if self._paused_until > now:
+                return self._paused_until - now
+            if self.max_concurrent is not None and self._in_flight >= self.max_concurrent:
+                return -1.0
+            if self.req_per_sec is not None:
+                if self._next_free > now:
+                    return self._next_free - now
+                self._next_free = max(self._next_free, now) + 1.0 / self.req_per_sec
+            if self.max_concurrent is not None:
+                self._in_flight += 1
+            return 0.0
+
+    def release(self, token: str) -> None:
+        if self.max_concurrent is None:
+            return
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+
+    def pause(self, seconds: float) -> None:
+        if not math.isfinite(seconds) or seconds <= 0:
+            return
+        with self._lock:
+            self._paused_until = max(self._paused_until, self.clock() + seconds)
+
+
+class LocalLimiters:
+    """:class:`Limiters` for one process (``syncworker sync`` without Redis)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._made: dict[str, LocalLimiter] = {}
+
+    def limiter(
+        self, registry: str, req_per_sec: float | None, max_concurrent: int | None
+    ) -> Limiter:
+        with self._guard:
+            found = self._made.get(registry)
+            if found is None:
+                found = self._made[registry] = LocalLimiter(req_per_sec, max_concurrent)
+            return found

@@ -396,7 +396,7 @@ BAD_FIELDS = [
         "invalid repository name",
     ),
     (
-        _registry0(credentialHelper="ecr"),
+        _registry0(credentialHelper="gcp"),
         R0 + "credentialHelper",
         "not supported",
     ),

@@ -1,4 +1,5 @@
-"""Where upstream credentials come from: zot's credentialsFile, then docker's config.json.
+"""Where upstream credentials come from: zot's credentialHelper (``ecr``), else zot's
+credentialsFile, then docker's config.json.
 
 zot's file maps ``host[:port]`` (the URL's host, as written) to a username and password::
 
@@ -8,6 +9,14 @@ docker's ``config.json`` (``$DOCKER_CONFIG/config.json``, else ``~/.docker/confi
 keeps ``auths`` keyed by host or URL, each with a base64 ``auth`` of ``user:password`` or
 with ``username`` and ``password``. Credential stores and helpers (``credsStore``,
 ``credHelpers``) run external programs and are not consulted.
+
+zot's ``credentialHelper: ecr`` logs in to Amazon ECR with the AWS SDK's own credentials
+(environment, shared config, instance role): :class:`EcrLogin` asks
+``ecr:GetAuthorizationToken`` for a 12-hour password and asks again an hour before it
+expires, as zot does. The account and region come from the URL
+(``<account>.dkr.ecr.<region>.amazonaws.com``); any other host (a proxy, a VPC endpoint
+name) uses the SDK's default account and region. boto3 is imported on the first login,
+so a configuration without the helper never loads it.
 """
 
 from __future__ import annotations
@@ -16,14 +25,20 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Mapping
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from syncworker.errors import ConfigError, TransportError
 from syncworker.registry.auth import Credentials
 
 __all__ = [
+    "ECR_HELPER",
+    "EcrLogin",
     "docker_config_credentials",
     "docker_config_path",
     "host_key",
@@ -93,3 +108,76 @@ def _docker_entry(entry: Mapping[str, Any]) -> Credentials | None:
     if isinstance(user, str) and isinstance(secret, str):
         return Credentials(user, secret)
     return None
+
+
+#: zot's ``credentialHelper`` value for Amazon ECR.
+ECR_HELPER = "ecr"
+# zot's window: a token with less than an hour left is renewed (ECR's last 12 hours).
+ECR_RENEW_BEFORE = 3600.0
+# However short-lived (or already expired) a token is said to be, AWS is asked at most this
+# often per URL: a clock skew must not turn every request into an AWS call.
+ECR_MIN_REUSE = 60.0
+_ECR_HOST = re.compile(r"(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
+# AWS error codes that say "later", not "never".
+_AWS_TEMPORARY = frozenset(
+    {
+        "ThrottlingException",
+        "ServiceUnavailableException",
+        "ServerException",
+        "RequestLimitExceeded",
+    }
+)
+
+
+class EcrLogin:
+    """The ECR login of one registry URL (a ``CredentialSource``); thread-safe."""
+
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._host = urlsplit(url).hostname or url
+        found = _ECR_HOST.fullmatch(self._host)
+        self._account: str | None = found[1] if found else None
+        self._region: str | None = found[2] if found else None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._login: Credentials | None = None
+        self._renew_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"EcrLogin({self._host!r})"
+
+    def current(self) -> Credentials:
+        with self._lock:
+            now = self._clock()
+            if self._login is None or now >= self._renew_at:
+                self._login, expires = self._fetch()
+                self._renew_at = max(expires - ECR_RENEW_BEFORE, now + ECR_MIN_REUSE)
+            return self._login
+
+    def _fetch(self) -> tuple[Credentials, float]:
+        """One GetAuthorizationToken: the login and when it expires (a Unix time)."""
+        import boto3  # only a registry with the helper pays for it
+        import botocore.exceptions
+
+        try:
+            client = boto3.client("ecr", region_name=self._region)
+            ids = {"registryIds": [self._account]} if self._account else {}
+            data = client.get_authorization_token(**ids)["authorizationData"][0]
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            raise self._failed(code, str(exc), code in _AWS_TEMPORARY) from None
+        except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
+            raise self._failed(type(exc).__name__, str(exc), temporary=True) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._failed(type(exc).__name__, str(exc), temporary=False) from None
+        username, sep, password = (
+            base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        )
+        if not sep:
+            raise self._failed("InvalidToken", "not a user:password pair", temporary=False)
+        return Credentials(username, password), data["expiresAt"].timestamp()
+
+    def _failed(self, code: str, message: str, temporary: bool) -> TransportError | ConfigError:
+        what = f"ECR login for {self._host} (credentialHelper: ecr) failed: {code}: {message}"
+        if temporary:
+            return TransportError(what)
+        return ConfigError("extensions.sync.registries[].credentialHelper", what)

@@ -7,11 +7,16 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
 from syncworker.config.base import ConfigModel
-from syncworker.config.credentials import docker_config_credentials, host_key
+from syncworker.config.credentials import (
+    ECR_HELPER,
+    EcrLogin,
+    docker_config_credentials,
+    host_key,
+)
 from syncworker.config.storage import StorageConfig
 from syncworker.config.sync import RegistryConfig, SyncConfig
 from syncworker.errors import ConfigError
-from syncworker.registry.auth import Credentials
+from syncworker.registry.auth import Credentials, Login
 from syncworker.registry.options import DEFAULT_MAX_BLOB_SIZE
 
 __all__ = ["REDIS_URL_ENV", "ApiSettings", "Config", "ExtensionsConfig", "SyncworkerSettings"]
@@ -131,11 +136,13 @@ class Config(ConfigModel):
         known = ", ".join(reg.name for reg in self.registries) or "none configured"
         raise ConfigError("extensions.sync.registries", f"no registry named {name!r} ({known})")
 
-    def credentials_for(self, registry: RegistryConfig) -> dict[str, Credentials]:
-        """The login of each of ``registry``'s URLs that has one: zot's credentialsFile
-        entry for its host, else the user's docker config.json. A failover URL gets only
-        its own login, never another URL's."""
-        found: dict[str, Credentials] = {}
+    def credentials_for(self, registry: RegistryConfig) -> dict[str, Login]:
+        """The login of each of ``registry``'s URLs that has one: its credential helper's
+        (zot's ``credentialHelper: ecr``), else zot's credentialsFile entry for its host,
+        else the user's docker config.json. A failover URL gets only its own login."""
+        if registry.credential_helper == ECR_HELPER:
+            return {url: EcrLogin(url) for url in registry.urls}
+        found: dict[str, Login] = {}
         for url, host in zip(registry.urls, registry.hosts, strict=True):
             creds = self._file_credentials.get(host_key(host)) or docker_config_credentials([host])
             if creds is not None:

@@ -23,6 +23,7 @@ from syncworker.config.base import (
     PlatformField,
     RepositoryName,
 )
+from syncworker.config.credentials import ECR_HELPER
 from syncworker.errors import InvalidNameError
 from syncworker.filters import ContentRule, ContentRules, TagRule
 from syncworker.oci import validate_repository
@@ -123,15 +124,15 @@ class RegistryConfig(ConfigModel):
 
     @field_validator("credential_helper")
     @classmethod
-    def _no_helper(cls, value: str | None) -> str | None:
-        # zot's helpers (ecr, gcp, oauth2) fetch cloud tokens; without them the upstream
-        # would answer 401 to every request, so say so now rather than mid-run.
-        if value:
+    def _known_helper(cls, value: str | None) -> str | None:
+        # zot's other helpers (gcp, oauth2) fetch cloud tokens we cannot; without them the
+        # upstream would answer 401 to every request, so say so now rather than mid-run.
+        if value and value != ECR_HELPER:
             raise ValueError(
-                f"credential helper {value!r} is not supported by syncworker; "
-                "use credentialsFile or a docker config.json"
+                f"credential helper {value!r} is not supported by syncworker (only "
+                f"{ECR_HELPER!r}); use credentialsFile or a docker config.json"
             )
-        return value
+        return value or None
 
     @field_validator("name")
     @classmethod

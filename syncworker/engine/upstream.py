@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from syncworker.filters import ContentRules
 from syncworker.oci import Platform
-from syncworker.registry import ClientOptions, Credentials
+from syncworker.registry import ClientOptions
+from syncworker.registry.auth import Login
 
 __all__ = ["Upstream"]
 
@@ -20,8 +21,9 @@ class Upstream:
     name: str
     #: Base URLs, in failover order.
     urls: tuple[str, ...]
-    #: The login of each URL that has one (a failover URL gets only its own).
-    credentials: Mapping[str, Credentials]
+    #: The login of each URL that has one (a failover URL gets only its own); fixed, or
+    #: renewed by a credential helper.
+    credentials: Mapping[str, Login]
     options: ClientOptions
     rules: ContentRules
     #: Platforms kept of multi-platform indexes; empty keeps them all.

@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from syncworker.errors import MalformedResponseError
 from syncworker.oci.document import load_json
@@ -22,13 +23,16 @@ from syncworker.oci.document import load_json
 __all__ = [
     "CATALOG_SCOPE",
     "Challenge",
+    "CredentialSource",
     "Credentials",
+    "Login",
     "Token",
     "TokenCache",
     "basic_authorization",
     "parse_challenges",
     "parse_token_response",
     "repository_scope",
+    "resolve",
     "token_query",
 ]
 
@@ -51,6 +55,26 @@ class Credentials:
 
     username: str
     password: str = field(repr=False)
+
+
+class CredentialSource(Protocol):
+    """Credentials that change over time: a cloud registry's short-lived login (zot's
+    ``credentialHelper``). Asked before every request that sends them, so it caches."""
+
+    def current(self) -> Credentials:
+        """The login to send now (renewed by the source before it expires)."""
+        ...
+
+
+#: A fixed login, or a source of short-lived ones.
+Login = Credentials | CredentialSource
+
+
+def resolve(login: Login | None) -> Credentials | None:
+    """The credentials to send now for ``login``."""
+    if login is None or isinstance(login, Credentials):
+        return login
+    return login.current()
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ __all__ = ["Authorizer", "CredentialsArg", "Origin", "TokenFetch", "logins_by_or
 TokenFetch = Callable[[str, Mapping[str, str], Sequence[tuple[str, str]], str], bytes]
 Origin = tuple[str, str, int]
 #: One login for every URL, or a login per URL (failover URLs get only their own).
-CredentialsArg = auth.Credentials | Mapping[str, auth.Credentials] | None
+CredentialsArg = auth.Credentials | Mapping[str, auth.Login] | None
 
 
 class Authorizer:
@@ -36,7 +36,7 @@ class Authorizer:
     def __init__(
         self,
         urls: Iterable[str],
-        credentials: Mapping[Origin, auth.Credentials],
+        credentials: Mapping[Origin, auth.Login],
         fetch: TokenFetch,
         clock: Callable[[], float],
     ) -> None:
@@ -54,7 +54,7 @@ class Authorizer:
         if challenge is None or key not in self._origins:
             return None
         if challenge.scheme == "basic":
-            creds = self._credentials.get(key)
+            creds = auth.resolve(self._credentials.get(key))
             return auth.basic_authorization(creds) if creds is not None else None
         return "Bearer " + self._token(key, url, challenge, scope).value
 
@@ -107,16 +107,14 @@ class Authorizer:
                 401,
                 detail="token realm over plain http for an https registry refused",
             )
-        creds = self._credentials.get(key)
+        creds = auth.resolve(self._credentials.get(key))
         headers = {"Authorization": auth.basic_authorization(creds)} if creds else {}
         now = self._clock()
         body = self._fetch(realm, headers, auth.token_query(challenge, scope), url)
         return auth.parse_token_response(body, now, redact_http_url(realm))
 
 
-def logins_by_origin(
-    bases: Sequence[str], credentials: CredentialsArg
-) -> dict[Origin, auth.Credentials]:
+def logins_by_origin(bases: Sequence[str], credentials: CredentialsArg) -> dict[Origin, auth.Login]:
     """The login of each registry URL's origin: one for all, or each URL's own."""
     if credentials is None:
         return {}

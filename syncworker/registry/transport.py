@@ -1,8 +1,8 @@
-"""HTTP for one upstream: session, auth, retries, failover, redirects, error translation.
+"""HTTP for one upstream: auth, retries, failover, error translation, over :mod:`.sender`.
 
 The protocol modules (catalog, tags, manifests, blobs, ...) only say which path they want
-and what scope it needs; everything in between lives here, stacked as in
-go-containerregistry's transport: failover (outermost) → retry with backoff → auth
+and what scope it needs; everything in between lives here and in :mod:`.sender`, stacked as
+in go-containerregistry's transport: failover (outermost) → retry with backoff → auth
 challenge/response → redirect policy → the upstream's rate limit (``limits``, when one is
 configured) → one ``requests`` call. Error statuses become
 :class:`RegistryError` / :class:`NotFoundError` here; exceptions of the HTTP libraries
@@ -15,14 +15,12 @@ retries the whole stream (``retry.retrying``), so retries never nest.
 from __future__ import annotations
 
 import copy
-import functools
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -37,32 +35,27 @@ from syncworker.redact import redact_http_url
 from syncworker.registry import answers, auth, redirects
 from syncworker.registry.authorizer import Authorizer, CredentialsArg, logins_by_origin
 from syncworker.registry.deadline import Deadline
-from syncworker.registry.limits import Limiter, limited, pause_for
+from syncworker.registry.limits import Limiter, pause_for
 from syncworker.registry.options import ClientOptions
-from syncworker.registry.pinning import PinningAdapter, Pins
 from syncworker.registry.retry import (
     is_temporary,
     parse_retry_after,
     retrying,
     worth_refetching,
 )
+from syncworker.registry.sender import Params, Sender
 from syncworker.registry.stats import ClientStats
 from syncworker.registry.wire import (
     BODY_ERRORS,
     ERROR_BODY_CAP,
     READ_CHUNK,
-    discard,
-    make_session,
     read_prefix,
     transport_error,
 )
 
 __all__ = ["Reply", "Transport"]
 
-# Hosts whose pools are kept: the upstream's URLs plus a redirect target or two.
-POOL_HOSTS = 8
 _T = TypeVar("_T")
-Params = Sequence[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -78,7 +71,7 @@ class Reply:
 class Transport:
     """Sends requests to a registry reachable at one or more equivalent base URLs.
 
-    Thread-safe: the session's pool, the token cache and the learned challenges are shared
+    Thread-safe: the sender's pools, the token cache and the learned challenges are shared
     by every thread; the per-request state lives on the stack.
     """
 
@@ -100,13 +93,6 @@ class Transport:
         self._options = options
         self._stats = stats
         self._sleep, self._rng, self._clock = sleep, rng or random.Random(), clock
-        # One keep-alive pool shared by all threads (urllib3's pools are thread-safe); a
-        # Session per thread on top of it, as requests does not promise a shared Session is.
-        self._pins = Pins()
-        self._adapter = PinningAdapter(
-            self._pins, pool_connections=POOL_HOSTS, pool_maxsize=options.pool_size, max_retries=0
-        )
-        self._local = threading.local()
         if not options.tls_verify:
             # The user asked for no verification (zot's tlsVerify: false); not a warning
             # per request.
@@ -115,10 +101,10 @@ class Transport:
         self._origins = frozenset(redirects.origin(u) for u in self._bases)
         logins = logins_by_origin(self._bases, credentials)
         self._auth = Authorizer(self._bases, logins, self._token_body, clock)
-        self._upstream_addresses: dict[str, list[redirects.IPAddress]] = {}
         self._lock = threading.Lock()
         self._deadline: Deadline | None = None
         self._limiter = limiter
+        self._wire = Sender(self._origins, options, stats, limiter, sleep)
 
     def bounded(self, deadline: Deadline) -> Transport:
         """This transport (same pool, tokens, counters) with every request, body and retry
@@ -136,15 +122,7 @@ class Transport:
         return self._options
 
     def close(self) -> None:
-        self._adapter.close()
-
-    @property
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = make_session(self._options, self._adapter)
-            self._local.session = session
-        return session
+        self._wire.close()
 
     # -- the public surface used by the protocol modules ---------------------------------
 
@@ -291,7 +269,9 @@ class Transport:
     ) -> requests.Response:
         """One authorised request; any non-2xx answer is raised as a :class:`RegistryError`."""
         sent = self._auth.header(url, scope)
-        response = self._send(method, url, _with_auth(headers, sent), params, data, url)
+        response = self._wire.send(
+            method, url, _with_auth(headers, sent), params, data, url, self._deadline
+        )
         # A 401 from a redirect target (blob storage, a CDN) is its own business: our
         # credentials, and a realm it names, are never offered to it.
         if response.status_code == 401 and redirects.origin(response.url) == redirects.origin(url):
@@ -304,7 +284,9 @@ class Transport:
             renewed = self._auth.header(url, scope)
             if renewed is None or renewed == sent:
                 raise refused
-            response = self._send(method, url, _with_auth(headers, renewed), params, data, url)
+            response = self._wire.send(
+                method, url, _with_auth(headers, renewed), params, data, url, self._deadline
+            )
         if not 200 <= response.status_code < 300:
             with response:
                 raise self._error(method, response)
@@ -317,121 +299,20 @@ class Transport:
         params: Sequence[tuple[str, str]],
         upstream: str,
     ) -> bytes:
-        if not self._admit(realm, self._addresses_of(upstream)):
+        if not self._wire.admit(realm, self._wire.addresses_of(upstream)):
             raise RegistryError(
                 "GET",
                 redact_http_url(realm),
                 401,
                 detail="token realm refused (internal or link-local address)",
             )
-        response = self._send("GET", realm, headers, params, None, upstream)
+        response = self._wire.send("GET", realm, headers, params, None, upstream, self._deadline)
         with response:
             if not 200 <= response.status_code < 300:
                 raise self._error("GET", response)
             return self.read(response, auth.MAX_TOKEN_RESPONSE_BYTES)
 
     # -- the wire: redirects and exception translation -----------------------------------
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        params: Params | None,
-        data: bytes | None,
-        upstream_url: str,
-    ) -> requests.Response:
-        """Send, following redirects by our policy; Authorization never leaves its origin.
-
-        ``upstream_url`` is the registry URL the request is made for: whether it is itself
-        an internal address decides where its redirects may lead."""
-        upstream = self._addresses_of(upstream_url)
-        current = dict(headers)
-        for _ in range(redirects.MAX_REDIRECTS + 1):
-            response = self._send_once(method, url, current, params, data)
-            location = response.headers.get("Location")
-            if response.status_code not in redirects.REDIRECT_STATUSES or not location:
-                return response
-            discard(response)
-            target = urljoin(response.url, location)
-            if not self._admit(target, upstream):
-                raise RegistryError(
-                    method,
-                    redact_http_url(url),
-                    response.status_code,
-                    detail=f"redirect to {redact_http_url(target)} refused (internal address)",
-                )
-            if redirects.origin(target) != redirects.origin(url):
-                current.pop("Authorization", None)
-            if response.status_code == 303 or (response.status_code in (301, 302) and data):
-                method, data = "GET", None
-            url, params = target, None
-        raise RegistryError(method, redact_http_url(url), 310, detail="too many redirects")
-
-    def _send_once(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        params: Params | None,
-        data: bytes | None,
-    ) -> requests.Response:
-        timeout = self._options.timeout
-        if self._deadline is not None:
-            self._deadline.check(f"{method} {redact_http_url(url)}")
-            timeout = min(timeout, self._deadline.remaining())
-        send = functools.partial(self._request, method, url, headers, params, data, timeout)
-        if self._limiter is None or redirects.origin(url) not in self._origins:
-            return send()
-        what = f"{method} {redact_http_url(url)}"
-        return limited(self._limiter, send, sleep=self._sleep, deadline=self._deadline, what=what)
-
-    def _request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        params: Params | None,
-        data: bytes | None,
-        timeout: float,
-    ) -> requests.Response:
-        self._stats.add(requests=1)
-        try:
-            return self._session.request(
-                method,
-                url,
-                headers=dict(headers),
-                params=list(params or ()),
-                data=data,
-                stream=True,
-                allow_redirects=False,
-                timeout=(timeout, timeout),
-            )
-        except requests.RequestException as exc:
-            raise transport_error(method, url, exc) from None
-
-    def _admit(self, url: str, upstream: list[redirects.IPAddress]) -> bool:
-        """Whether ``url`` (a redirect target, a token realm) may be connected to; if it
-        may, its connections are pinned to the address judged. The registry's own URLs
-        are the user's choice and always may."""
-        key = redirects.origin(url)
-        if key in self._origins:
-            return True
-        addresses = redirects.resolve(key[1])
-        if not redirects.target_allowed(url, upstream, addresses):
-            return False
-        self._pins.pin(key[1], str(addresses[0]))
-        return True
-
-    def _addresses_of(self, url: str) -> list[redirects.IPAddress]:
-        host = redirects.origin(url)[1]
-        with self._lock:
-            cached = self._upstream_addresses.get(host)
-        if cached is None:
-            cached = redirects.resolve(host)
-            with self._lock:
-                self._upstream_addresses[host] = cached
-        return cached
 
     def _error(self, method: str, response: requests.Response) -> RegistryError:
         try:

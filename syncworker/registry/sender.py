@@ -120,9 +120,9 @@ class Sender:
         if deadline is not None:
             deadline.check(f"{method} {redact_http_url(url)}")
             timeout = min(timeout, deadline.remaining())
-        send = functools.partial(self._request, method, url, headers, params, data, timeout)
         if self._limiter is None or redirects.origin(url) not in self._origins:
-            return send()
+            return self._request(method, url, headers, params, data, timeout)
+        send = functools.partial(self._request, method, url, headers, params, data, timeout)
         what = f"{method} {redact_http_url(url)}"
         return limited(self._limiter, send, sleep=self._sleep, deadline=deadline, what=what)
 

@@ -18,11 +18,10 @@ they are not the upstream's own traffic, and its rate limiter does not see them.
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -50,16 +49,12 @@ DEFAULT_PAUSE = 1.0
 # How often a sender waiting for a free concurrency slot asks again: slots free up when a
 # request ends, which no one announces, so waiters poll.
 SLOT_POLL = 0.05
-_tokens = itertools.count()
 
 
 def new_token() -> str:
-    """A name for one request's turn, unique in the cluster (host-independent enough:
-    pid, thread and a counter, prefixed by a random per-process part)."""
-    return f"{_PROCESS}:{threading.get_ident()}:{next(_tokens)}"
-
-
-_PROCESS = f"{os.getpid()}-{os.urandom(4).hex()}"
+    """A name for one request's turn, unique in the cluster (a forked pool child shares
+    its parent's counters and thread idents, so nothing derived from them would do)."""
+    return uuid.uuid4().hex
 
 
 class Limiter(Protocol):

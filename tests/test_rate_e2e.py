@@ -1,13 +1,15 @@
 """One rate budget per upstream, end to end: the real registry's own request counters,
 sampled every second, while `syncworker sync` (4 threads) or 4 Celery workers mirror it
-with ``reqPerSec: 20``; and a 429 with ``Retry-After: 3`` seen by one worker stops every
-worker's requests, as the upstream's own clock sees them.
+with ``reqPerSec: 20``; 4 workers with ``reqConcurrent: 2`` never have more than two blob
+downloads open at the upstream; and a 429 with ``Retry-After: 3`` seen by one worker stops
+every worker's requests, as the upstream's own clock sees them.
 
 Nothing here asserts on how long a run took: only on what the upstream saw.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ import yaml
 
 from syncworker.coord import RunStatus
 from tests.support.corpus import Corpus, seed_many
-from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.fault_proxy import CHUNK, Fault, FaultProxy
 from tests.support.mirror import run_sync, write_sync_config
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
@@ -147,6 +149,64 @@ def test_four_celery_workers_share_one_req_per_sec(
     finally:
         cluster.stop_all()
     assert_within_budget(sampler)
+
+
+class SlowBlobs(FaultProxy):
+    """Forwards everything; each blob body stops half-way for ``stall`` seconds, and the
+    blob downloads open at once (request received, body not yet all sent) are counted."""
+
+    def __init__(self, upstream: str, stall: float) -> None:
+        super().__init__(upstream)
+        self._stall = stall
+        self._open = 0
+        self.peak = 0
+        self.blob_gets = 0
+
+    def draw(self, method: str, path: str) -> Fault | None:
+        super().draw(method, path)
+        if method == "GET" and "/blobs/" in path:
+            with self._lock:
+                self._open += 1
+                self.blob_gets += 1
+                self.peak = max(self.peak, self._open)
+        return None
+
+    def send_body(
+        self,
+        path: str,
+        source: io.BufferedIOBase,
+        sink: io.BufferedIOBase,
+        fault: Fault | None,
+        length: int,
+    ) -> bool:
+        if "/blobs/" not in path:
+            return super().send_body(path, source, sink, fault, length)
+        try:
+            sink.write(source.read(length // 2))
+            sink.flush()
+            time.sleep(self._stall)
+            while chunk := source.read(CHUNK):
+                sink.write(chunk)
+            return True
+        finally:
+            with self._lock:
+                self._open -= 1
+
+
+def test_four_celery_workers_share_one_req_concurrent(
+    upstream: tuple[RegistryServer, Corpus], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    server, _ = upstream
+    with SlowBlobs(server.url, stall=0.2) as stub:
+        cluster = RateCluster(tmp_path, server, redis_server.url, upstream_url=stub.url)
+        try:
+            cluster.write_config(reqConcurrent=2)
+            run_workers(cluster)
+        finally:
+            cluster.stop_all()
+    # 4 workers x 4 blob threads would open up to 16 at once; the budget is 2 in all.
+    assert stub.blob_gets > 0 and stub.peak <= 2, (stub.blob_gets, stub.peak)
+    print(f"\n[rate] {stub.blob_gets} blob GETs, at most {stub.peak} open at once")
 
 
 class ThrottleOnce(FaultProxy):

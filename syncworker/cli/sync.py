@@ -11,7 +11,7 @@ from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
 from syncworker.engine import LocalLocks, RepoResult, run_registries
-from syncworker.store import open_store
+from syncworker.store import store_for
 
 if TYPE_CHECKING:
     from syncworker.coord import Coordinator
@@ -39,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
     for name in registries:
         config.registry(name)  # an unknown name is a ConfigError before any traffic
     concurrency = args.concurrency or config.syncworker.concurrency
-    store = open_store(config.storage.root_directory, config.storage.storage_driver)
+    locks = _locks(config)
+    coord = None if isinstance(locks, LocalLocks) else locks  # Redis: shared by processes
+    store = store_for(config, hints=coord)  # where a registry destination holds each blob
     store.clean_leftovers()
     printer = RepoPrinter(sys.stderr, quiet=args.quiet)
-    locks = _locks(config)
-    limiters = None if isinstance(locks, LocalLocks) else locks  # Redis: the cluster's
+    limiters = coord  # the upstreams' rate budgets, cluster-wide
     with build_mirror(config, store, locks, limiters=limiters) as mirror:
         summary = run_registries(mirror, registries, concurrency, on_repo_done=printer)
     out = sys.stdout

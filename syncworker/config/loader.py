@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from syncworker.config.credentials import parse_credentials_file
+from syncworker.config.destination import destination_problems
 from syncworker.config.model import REDIS_URL_ENV, Config
 from syncworker.errors import ConfigError
 
@@ -44,6 +45,7 @@ def load_config(path: str | Path) -> Config:
         raise _config_error(_problem(err) for err in exc.errors()) from None
     problems = _duplicate_names(config)
     problems += _load_credentials(config, path.parent)
+    problems += destination_problems(config)
     if problems:
         raise _config_error(problems)
     return config

@@ -13,6 +13,7 @@ from syncworker.config.credentials import (
     docker_config_credentials,
     host_key,
 )
+from syncworker.config.destination import DestinationConfig
 from syncworker.config.storage import StorageConfig
 from syncworker.config.sync import RegistryConfig, SyncConfig
 from syncworker.errors import ConfigError
@@ -60,6 +61,8 @@ class SyncworkerSettings(ConfigModel):
     max_blob_size: int = Field(DEFAULT_MAX_BLOB_SIZE, ge=1)
     #: The HTTP API (``syncworker api``).
     api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))
+    #: A registry to push into instead of OCI layouts (config/destination.py).
+    destination: DestinationConfig | None = None
 
     @field_validator("redis")
     @classmethod

@@ -10,6 +10,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from syncworker.coord.backend import describe_client, redact_url, redis_errors
+from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
 from syncworker.coord.limits import RedisLimiter, RedisLimits
 from syncworker.coord.locks import DEFAULT_TTL, FLIGHT_WAIT, RedisLocks
@@ -31,9 +32,10 @@ HEALTH_CHECK_INTERVAL = 30
 
 
 class Coordinator:
-    """Locks and single-flights (the engine's ``Locks``), catalog walks, run state and
-    upstream rate budgets (the registry client's ``Limiters``), in Redis: four parts
-    sharing one client and key schema, each method delegated to one.
+    """Locks and single-flights (the engine's ``Locks``), catalog walks, run state,
+    upstream rate budgets (the registry client's ``Limiters``) and a registry destination's
+    blob hints, in Redis: five parts sharing one client and key schema, each method
+    delegated to one.
 
     Thread-safe (redis-py's client pools its connections): share one per process; its one
     keeper thread re-arms every lock the process holds.
@@ -49,6 +51,7 @@ class Coordinator:
         self._runs = Runs(client, self._keys, self._where)
         self._walks = Walks(client, self._keys, self._where)
         self._limits = RedisLimits(client, self._keys, self._where)
+        self._hints = Hints(client, self._keys, self._where)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "syncworker") -> Coordinator:
@@ -190,3 +193,12 @@ class Coordinator:
     ) -> RedisLimiter:
         """The cluster-wide budget of upstream ``registry``; see :class:`RedisLimiter`."""
         return self._limits.limiter(registry, req_per_sec, max_concurrent)
+
+    # -- blob hints of a registry destination (coord/hints.py) -------------------------
+
+    def blob_hint(self, registry: str, digest: str) -> str | None:
+        """A repository of the destination ``registry`` (host:port) holding ``digest``."""
+        return self._hints.blob_hint(registry, digest)
+
+    def set_blob_hint(self, registry: str, digest: str, repo: str) -> None:
+        self._hints.set_blob_hint(registry, digest, repo)

@@ -14,6 +14,11 @@ key                                        type    owner       TTL
 ``{p}:flight:image:{reg}:{repo}:{ref}``    string  locks.py    lock ttl, extended while held
 ``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    FLIGHT_OK_TTL (token of the
                                                                holder that finished the copy)
+``{p}:hint:blob:{host:port}:{alg:hex}``   string  hints.py    BLOB_HINT_TTL; a repository of
+                                                               the destination registry
+                                                               holding the blob (a hint for
+                                                               mounts; the registry is the
+                                                               truth)
 ``{p}:runs``                               zset    runs.py     none; members are run ids scored
                                                                by start time, pruned past
                                                                RUN_TTL on each start_run
@@ -53,6 +58,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BLOB_HINT_TTL",
     "FLIGHT_OK_TTL",
     "MAX_FAILURES",
     "RUN_KEY_COUNT",
@@ -71,6 +77,9 @@ RUN_TTL = 14 * DAY
 # A walk whose every task was lost unblocks the next trigger after this long; a live walk
 # refreshes it on every page, so only an abandoned one ever reaches it.
 WALK_TTL = 1 * DAY
+# A blob hint names where to mount a blob from; a wrong one costs a refused mount, so it
+# may live long, but a registry garbage-collects, so not forever.
+BLOB_HINT_TTL = 30 * DAY
 # Waiters of an image flight read the finisher's marker right after the lock disappears;
 # they poll every few tenths of a second, so minutes are plenty.
 FLIGHT_OK_TTL = 300.0
@@ -102,6 +111,11 @@ class Keys:
 
     def flight_ok(self, flight_key: str) -> str:
         return f"{flight_key}:ok"
+
+    # runs.py
+    # hints.py
+    def blob_hint(self, registry: str, digest: str) -> str:
+        return self._key("hint", "blob", registry, digest)
 
     # runs.py
     def runs(self) -> str:

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from syncworker.engine.locks import Locks
-from syncworker.errors import SyncworkerError
+from syncworker.errors import StoreError, SyncworkerError
 from syncworker.oci import Descriptor
 from syncworker.registry import ClientOptions
 from syncworker.registry.retry import retrying, worth_refetching
@@ -89,6 +89,11 @@ class BlobCopier:
         source = self._store.find_blob(desc.digest)
         if source is None:
             return False
-        self._store.link_blob(source, dest, desc.digest)
+        try:
+            self._store.link_blob(source, dest, desc.digest)
+        except StoreError as exc:
+            # A stale hint, or a registry refusing the mount: copying still works.
+            log.info("%s: cannot link %s from %s (%s); copying it", dest, desc.digest, source, exc)
+            return False
         stats.linked = 1
         return True

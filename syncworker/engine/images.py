@@ -84,7 +84,7 @@ class ImageCopier:
             chain = " -> ".join(str(d) for d in (*parents, digest))
             raise ReferenceCycleError(f"manifest refers back to itself: {chain}")
         tree.digests.add(digest)
-        if self._store.has_blob(dest, digest):
+        if self._store.has_manifest(dest, digest):
             if desc.is_index:
                 self._note_children(dest, digest, tree)
             return

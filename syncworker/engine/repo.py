@@ -99,7 +99,7 @@ class RepoJob:
         """On demand: one manifest by digest, kept untagged, with its signatures."""
         try:
             desc = self.client.head_manifest(self.repo, str(digest))
-            if not self.store.has_blob(self.dest, digest):
+            if not self.store.has_manifest(self.dest, digest):
                 self.copy(desc, None)
             else:
                 self.result.skipped.append(str(digest))

@@ -1,6 +1,6 @@
 """Pure OCI values: digests, names and references, media types, platforms, manifests."""
 
-from syncworker.oci.digest import Digest, VerifyingReader
+from syncworker.oci.digest import Digest, VerifyingReader, verifying
 from syncworker.oci.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from syncworker.oci.mediatypes import MANIFEST_ACCEPT
 from syncworker.oci.names import Reference, validate_repository, validate_tag
@@ -18,4 +18,5 @@ __all__ = [
     "parse_manifest",
     "validate_repository",
     "validate_tag",
+    "verifying",
 ]

@@ -14,7 +14,7 @@ from syncworker.errors import (
     UnsupportedDigestError,
 )
 
-__all__ = ["Digest", "VerifyingReader"]
+__all__ = ["Digest", "VerifyingReader", "verifying"]
 
 # Registered algorithms and the exact length of their hex encoding.
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
@@ -108,3 +108,15 @@ class VerifyingReader:
             )
         if pending is not None:
             yield pending
+
+
+def verifying(chunks: Iterable[bytes], digest: Digest, size: int | None) -> VerifyingReader:
+    """``chunks`` as a reader that verifies ``digest`` and ``size``: itself when it already
+    is one (the registry client's blob reader), since hashing twice doubles the CPU."""
+    if (
+        isinstance(chunks, VerifyingReader)
+        and chunks.digest == digest
+        and (size is None or chunks.size == size)
+    ):
+        return chunks
+    return VerifyingReader(chunks, digest, size)

@@ -139,12 +139,14 @@ def basic_authorization(credentials: Credentials) -> str:
 def token_query(challenge: Challenge, scope: str | None) -> list[tuple[str, str]]:
     """Query parameters of a token request for ``scope`` (token.md, "Requesting a Token").
 
-    The challenge's own scope is asked for too: the registry named what it wants.
+    The challenge's own scope is asked for too: the registry named what it wants. Several
+    scopes in one string (space-separated, as in an OAuth2 scope) become one parameter
+    each, as token.md asks (a cross-repository mount needs two).
     """
     query: list[tuple[str, str]] = []
     if "service" in challenge.params:
         query.append(("service", challenge.params["service"]))
-    scopes = [s for s in (scope, challenge.params.get("scope")) if s]
+    scopes = [s for given in (scope, challenge.params.get("scope")) if given for s in given.split()]
     for item in dict.fromkeys(scopes):
         query.append(("scope", item))
     return query

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import urljoin
 
 import requests
@@ -26,11 +26,13 @@ from syncworker.registry.pinning import PinningAdapter, Pins
 from syncworker.registry.stats import ClientStats
 from syncworker.registry.wire import discard, make_session, transport_error
 
-__all__ = ["POOL_HOSTS", "Params", "Sender"]
+__all__ = ["POOL_HOSTS", "Body", "Params", "Sender", "spent"]
 
 # Hosts whose pools are kept: the upstream's URLs plus a redirect target or two.
 POOL_HOSTS = 8
 Params = Sequence[tuple[str, str]]
+#: A request body: bytes (resent as needed), or chunks streamed once (an upload).
+Body = bytes | Iterable[bytes] | None
 
 
 class Sender:
@@ -76,7 +78,7 @@ class Sender:
         url: str,
         headers: Mapping[str, str],
         params: Params | None,
-        data: bytes | None,
+        data: Body,
         upstream_url: str,
         deadline: Deadline | None,
     ) -> requests.Response:
@@ -93,6 +95,13 @@ class Sender:
                 return response
             discard(response)
             target = urljoin(response.url, location)
+            if spent(data) and response.status_code in (307, 308):
+                raise RegistryError(
+                    method,
+                    redact_http_url(url),
+                    response.status_code,
+                    detail="redirected a streamed upload, whose body cannot be sent again",
+                )
             if not self.admit(target, upstream):
                 raise RegistryError(
                     method,
@@ -113,7 +122,7 @@ class Sender:
         url: str,
         headers: Mapping[str, str],
         params: Params | None,
-        data: bytes | None,
+        data: Body,
         deadline: Deadline | None,
     ) -> requests.Response:
         timeout = self._options.timeout
@@ -132,7 +141,7 @@ class Sender:
         url: str,
         headers: Mapping[str, str],
         params: Params | None,
-        data: bytes | None,
+        data: Body,
         timeout: float,
     ) -> requests.Response:
         self._stats.add(requests=1)
@@ -172,3 +181,8 @@ class Sender:
             with self._lock:
                 self._upstream_addresses[host] = cached
         return cached
+
+
+def spent(data: Body) -> bool:
+    """Whether ``data`` was a stream, consumed by the request that carried it."""
+    return data is not None and not isinstance(data, bytes)

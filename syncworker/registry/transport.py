@@ -43,7 +43,7 @@ from syncworker.registry.retry import (
     retrying,
     worth_refetching,
 )
-from syncworker.registry.sender import Params, Sender
+from syncworker.registry.sender import Body, Params, Sender, spent
 from syncworker.registry.stats import ClientStats
 from syncworker.registry.wire import (
     BODY_ERRORS,
@@ -175,12 +175,14 @@ class Transport:
         scope: str | None,
         params: Params = (),
         headers: Mapping[str, str] | None = None,
+        data: Body = None,
     ) -> requests.Response:
         """Send and return the response unread, for streaming. The caller closes it.
 
-        One attempt per URL: the caller retries the whole stream, not this request."""
+        One attempt per URL: the caller retries the whole stream, not this request. A
+        streamed ``data`` is sent once; its caller authorises ``scope`` beforehand."""
         return self._failover(
-            target, lambda url: self._exchange(method, url, scope, params, headers, None)
+            target, lambda url: self._exchange(method, url, scope, params, headers, data)
         )
 
     def iter_body(self, response: requests.Response, chunk_size: int) -> Iterator[bytes]:
@@ -265,7 +267,7 @@ class Transport:
         scope: str | None,
         params: Params,
         headers: Mapping[str, str] | None,
-        data: bytes | None,
+        data: Body,
     ) -> requests.Response:
         """One authorised request; any non-2xx answer is raised as a :class:`RegistryError`."""
         sent = self._auth.header(url, scope)
@@ -279,7 +281,8 @@ class Transport:
             with response:
                 refused = self._error(method, response)
             challenge = response.headers.get("WWW-Authenticate", "")
-            if not self._auth.learn(url, challenge, sent, scope):
+            # A streamed body is spent: it cannot be sent again with the new credentials.
+            if not self._auth.learn(url, challenge, sent, scope) or spent(data):
                 raise refused
             renewed = self._auth.header(url, scope)
             if renewed is None or renewed == sent:

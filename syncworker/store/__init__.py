@@ -1,5 +1,5 @@
 """Where mirrored content lands: an OCI image layout per repository, written once over small
-object backends (a directory, an S3 bucket)."""
+object backends (a directory, an S3 bucket), or a registry that everything is pushed to."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from syncworker.errors import ConfigError
-from syncworker.store.base import IndexEntry, Store
+from syncworker.store.base import BlobHints, IndexEntry, Store
 from syncworker.store.fs import FsStore
 
 if TYPE_CHECKING:
+    from syncworker.config import Config
     from syncworker.config.storage import S3DriverConfig
 
-__all__ = ["FsStore", "IndexEntry", "Store", "open_store"]
+__all__ = ["BlobHints", "FsStore", "IndexEntry", "Store", "open_store", "store_for"]
 
 _FILESYSTEM = ("", "filesystem", "local")
 
@@ -35,6 +36,20 @@ def open_store(
     from syncworker.store.s3settings import S3Settings
 
     return S3Store(S3Settings.from_config(model, default_root=root_directory))
+
+
+def store_for(config: Config, hints: BlobHints | None = None) -> Store:
+    """The store ``config`` names: ``syncworker.destination`` (a registry) if set, else
+    ``storage``. ``hints`` (a Coordinator) shares where blobs are among processes, so a
+    registry destination mounts a blob another worker pushed instead of fetching it."""
+    dest = config.syncworker.destination
+    if dest is None:
+        return open_store(config.storage.root_directory, config.storage.storage_driver)
+    from syncworker.config.destination import destination_credentials
+    from syncworker.store.registry import Destination, RegistryStore
+
+    options = dest.client_options(config.syncworker.max_blob_size)
+    return RegistryStore(Destination(dest.url, destination_credentials(config), options), hints)
 
 
 def _name(driver: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from syncworker.oci import Descriptor, Digest
 
-__all__ = ["REF_NAME", "IndexEntry", "Store"]
+__all__ = ["REF_NAME", "BlobHints", "IndexEntry", "Store"]
 
 #: image-spec annotations.md: the annotation that carries a tag in an OCI layout's index.
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -31,6 +31,16 @@ class IndexEntry:
 
 
 @runtime_checkable
+class BlobHints(Protocol):
+    """Digest -> a destination repository holding it, shared by every process that
+    writes the destination, so that a blob is mounted rather than fetched again."""
+
+    def blob_hint(self, registry: str, digest: str) -> str | None: ...
+
+    def set_blob_hint(self, registry: str, digest: str, repo: str) -> None: ...
+
+
+@runtime_checkable
 class Store(Protocol):
     """A destination for mirrored repositories. Every method is safe to call from threads.
 
@@ -39,6 +49,11 @@ class Store(Protocol):
 
     def has_blob(self, repo: str, digest: Digest) -> bool:
         """Whether ``repo`` already holds the complete, verified blob."""
+        ...
+
+    def has_manifest(self, repo: str, digest: Digest) -> bool:
+        """Whether ``repo`` holds the manifest ``digest`` (and so its whole tree). In a
+        layout a manifest is a blob; a registry keeps them apart."""
         ...
 
     def find_blob(self, digest: Digest) -> str | None:

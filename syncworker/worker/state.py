@@ -21,7 +21,7 @@ from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.errors import ConfigError, StoreError
 from syncworker.registry.catalog import MAX_PAGE_SIZE
-from syncworker.store import Store, open_store
+from syncworker.store import Store, store_for
 
 __all__ = ["PAGE_SIZE_ENV", "WorkerState", "close_state", "worker_state"]
 
@@ -73,7 +73,7 @@ def _clean(store: Store) -> None:
 
 def _build(config: Config) -> WorkerState:
     coord = Coordinator.from_url(config.syncworker.require_redis_url("a Celery worker"))
-    store = open_store(config.storage.root_directory, config.storage.storage_driver)
+    store = store_for(config, hints=coord)
     _clean(store)
     mirror = build_mirror(config, store, coord, limiters=coord)
     return WorkerState(config, store, coord, mirror, _page_size())

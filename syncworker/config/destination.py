@@ -1,0 +1,97 @@
+"""``syncworker.destination``: mirror into a registry instead of OCI layouts.
+
+::
+
+    syncworker:
+      destination:
+        url: https://registry.internal:5000   # or http://... for a local registry
+        tlsVerify: true
+        certDir: /etc/syncworker/certs/dest     # zot's certDir: ca.crt, client.cert/.key
+
+Its login is looked up by ``host:port`` in ``credentialsFile``, then in docker's
+config.json, exactly as an upstream's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from pydantic import field_validator
+
+from syncworker.config.base import ConfigModel
+from syncworker.config.credentials import docker_config_credentials, host_key
+from syncworker.registry.auth import Credentials
+from syncworker.registry.options import DEFAULT_MAX_BLOB_SIZE, ClientOptions
+
+if TYPE_CHECKING:
+    from syncworker.config.model import Config
+
+__all__ = ["DestinationConfig", "destination_credentials", "destination_problems"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class DestinationConfig(ConfigModel):
+    """The registry that mirrored repositories are pushed to."""
+
+    url: str
+    tls_verify: bool = True
+    cert_dir: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _registry_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            # Not echoed: the URL holds a secret.
+            raise ValueError("a URL must not hold credentials; use credentialsFile")
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            # The distribution API lives at /v2/ of the host; a path cannot be honoured.
+            raise ValueError(f"{url!r}: a registry URL has no path, query or fragment")
+        return url.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` as written: the key of its login in the credentials file."""
+        return urlsplit(self.url).netloc
+
+    def client_options(self, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE) -> ClientOptions:
+        return ClientOptions(
+            tls_verify=self.tls_verify, cert_dir=self.cert_dir, max_blob_size=max_blob_size
+        )
+
+
+def destination_credentials(config: Config) -> Credentials | None:
+    """The destination's login: the credentials file's entry for its host, else docker's."""
+    dest = config.syncworker.destination
+    if dest is None:
+        return None
+    from_file = config._file_credentials.get(host_key(dest.host))
+    return from_file or docker_config_credentials([dest.host])
+
+
+def destination_problems(config: Config) -> list[tuple[str, str]]:
+    """A destination that is one of the upstreams would mirror a registry into itself."""
+    dest = config.syncworker.destination
+    if dest is None:
+        return []
+    here = _endpoint(dest.url)
+    return [
+        (
+            "syncworker.destination.url",
+            f"is the upstream registry {reg.name!r} itself; mirroring into it is refused",
+        )
+        for reg in config.registries
+        if any(_endpoint(url) == here for url in reg.urls)
+    ]
+
+
+def _endpoint(url: str) -> tuple[str, int]:
+    """Host and port, with the scheme's default port filled in: what is connected to."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    host = {"localhost": "127.0.0.1", "::1": "127.0.0.1"}.get(host, host)
+    return host, parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)

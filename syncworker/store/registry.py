@@ -1,0 +1,315 @@
+"""A :class:`~syncworker.store.base.Store` that is itself a registry: everything is pushed.
+
+Store operations map to the distribution API (regclient's one scheme interface for a
+registry and a layout is the model):
+
+- ``has_blob``, ``has_manifest``: ``HEAD`` the blob, the manifest;
+- ``link_blob``: a cross-repository mount; refused, it raises and the engine uploads;
+- ``put_blob``: ``POST`` then one streamed ``PUT``, the digest verified on both ends;
+- ``put_manifest``: ``PUT`` by digest, bytes unchanged, so a tag never precedes its tree;
+- ``index``: the tag list, and one ``GET`` per tag (its digest, and an index's children);
+- ``update_index``: tags pushed last; a referrer listed untagged is added to its subject's
+  referrers tag-schema index when the registry has no referrers API (spec.md "Pushing
+  Manifests with Subject": then the client maintains it).
+
+Nothing is written beside the registry; an upload session a crash abandons is the
+registry's to expire, and the next run opens a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from syncworker.errors import (
+    InvalidNameError,
+    NotFoundError,
+    RegistryError,
+    StoreError,
+    SyncworkerError,
+    TransportError,
+)
+from syncworker.oci import (
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    Digest,
+    Manifest,
+    parse_manifest,
+    validate_repository,
+    verifying,
+)
+from syncworker.oci.mediatypes import OCI_INDEX
+from syncworker.registry import ClientOptions, Credentials
+from syncworker.registry.pushclient import PushClient
+from syncworker.registry.referrers import fallback_tag
+from syncworker.store.base import BlobHints, IndexEntry
+
+__all__ = ["Destination", "MemoryHints", "RegistryStore"]
+
+# Tags read in parallel by ``index``: a no-op run's cost is one request per tag, and
+# their latency, not their count, would otherwise dominate it.
+INDEX_READERS = 8
+# Manifests kept in memory per process (a few KiB each), for the tag pushed after its
+# tree and for the index walks of the engine, which would otherwise GET them again.
+MANIFEST_CACHE = 4096
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where to push: the registry's base URL, its login and client options."""
+
+    url: str
+    credentials: Credentials | None = None
+    options: ClientOptions = ClientOptions()  # noqa: RUF009 - frozen, so shared safely
+
+    @property
+    def client(self) -> PushClient:
+        return PushClient([self.url], self.credentials, self.options)
+
+
+class MemoryHints:
+    """This process's hints only: enough for ``syncworker sync``."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str], str] = {}
+
+    def blob_hint(self, registry: str, digest: str) -> str | None:
+        return self._found.get((registry, digest))
+
+    def set_blob_hint(self, registry: str, digest: str, repo: str) -> None:
+        self._found[registry, digest] = repo
+
+
+class RegistryStore:
+    """Pushes into the registry at ``destination``. Thread-safe."""
+
+    def __init__(self, destination: Destination, hints: BlobHints | None = None) -> None:
+        self.destination = destination
+        self.client = destination.client
+        self._hints = hints or MemoryHints()
+        self._local = MemoryHints()
+        self._guard = threading.Lock()
+        self._repo_locks: dict[str, threading.Lock] = {}
+        self._manifests: OrderedDict[Digest, bytes] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"RegistryStore({self.destination.url!r})"
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    def has_blob(self, repo: str, digest: Digest) -> bool:
+        with self._errors(repo):
+            if self.client.head_blob(repo, digest) is None:
+                return False
+        self._remember(digest, repo)
+        return True
+
+    def has_manifest(self, repo: str, digest: Digest) -> bool:
+        with self._errors(repo):
+            try:
+                self.client.head_manifest(repo, str(digest))
+            except NotFoundError:
+                return False
+        return True
+
+    def find_blob(self, digest: Digest) -> str | None:
+        key = str(digest)
+        found = self._local.blob_hint(self._host, key)
+        if found is None:
+            try:
+                found = self._hints.blob_hint(self._host, key)
+            except SyncworkerError:
+                return None  # without a hint the blob is fetched: slower, still right
+        return found
+
+    def link_blob(self, src_repo: str, repo: str, digest: Digest) -> None:
+        with self._errors(repo):
+            source = self._name(src_repo)
+            if not self.client.mount_blob(repo, digest, source):
+                raise StoreError(
+                    f"destination {self._host}: {repo}: mounting blob {digest} from"
+                    f" {source} was refused (it lacks the blob, or we lack pull on it)"
+                )
+        self._remember(digest, repo)
+
+    def put_blob(self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]) -> int:
+        with self._errors(repo):
+            sent = self.client.upload_blob(repo, digest, size, verifying(chunks, digest, size))
+        self._remember(digest, repo, uploaded=True)
+        return sent
+
+    def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
+        manifest = parse_manifest(raw, None, digest)
+        with self._errors(repo):
+            self.client.put_manifest(repo, str(digest), raw, manifest.media_type)
+        self._cache(digest, raw)
+
+    def read_blob(self, repo: str, digest: Digest) -> bytes:
+        cached = self._manifests.get(digest)
+        if cached is not None:
+            return cached
+        with self._errors(repo):
+            try:
+                raw, _ = self.client.get_manifest(repo, str(digest))
+            except NotFoundError:
+                return self._read_small_blob(repo, digest)
+        self._cache(digest, raw)
+        return raw
+
+    # -- tags: the index ------------------------------------------------------------------
+
+    def index(self, repo: str) -> list[IndexEntry]:
+        """Every tag with the manifest it names, read in parallel (one GET each)."""
+        with self._errors(repo):
+            try:
+                tags = self.client.tags(repo)
+            except NotFoundError:
+                return []
+        with ThreadPoolExecutor(INDEX_READERS, thread_name_prefix="dest-index") as pool:
+            found = list(pool.map(lambda tag: self._tagged(repo, tag), tags))
+        return [entry for entry in found if entry is not None]
+
+    def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
+        """Push each tag (its tree is already there); list each untagged referrer in its
+        subject's tag-schema index where the registry has no referrers API."""
+        changed = False
+        with self._repo_lock(repo), self._errors(repo):
+            for entry in entries:
+                if entry.tag is not None:
+                    changed |= self._push_tag(repo, entry.tag, entry.descriptor.digest)
+            for entry in entries:
+                if entry.tag is None:
+                    changed |= self._list_referrer(repo, entry.descriptor.digest)
+        return changed
+
+    def repositories(self) -> list[str]:
+        """Repositories of the registry's catalog that hold at least one tag."""
+        with self._errors(None):
+            names = list(self.client.catalog())
+            return sorted(name for name in names if self._has_tags(name))
+
+    def clean_leftovers(self, max_age: float | None = None) -> int:
+        """Nothing to clean: an abandoned upload session is the registry's to expire."""
+        return 0
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _read_small_blob(self, repo: str, digest: Digest) -> bytes:
+        size = self.client.head_blob(repo, digest)
+        if size is None:
+            raise StoreError(f"destination {self._host}: {repo}: blob {digest} is absent")
+        if not 0 <= size <= MAX_MANIFEST_BYTES:
+            raise StoreError(f"{repo}: blob {digest} of {size} bytes is too large to read whole")
+        with self.client.blob(repo, Descriptor("application/octet-stream", digest, size)) as body:
+            return b"".join(body)
+
+    def _tagged(self, repo: str, tag: str) -> IndexEntry | None:
+        try:
+            raw, manifest = self.client.get_manifest(repo, tag)
+        except (NotFoundError, InvalidNameError):
+            return None  # deleted meanwhile, or a name we never write
+        if manifest.is_index:
+            self._cache(manifest.digest, raw)
+        return IndexEntry(manifest.descriptor(), tag)
+
+    def _push_tag(self, repo: str, tag: str, digest: Digest) -> bool:
+        try:
+            if self.client.head_manifest(repo, tag).digest == digest:
+                return False
+        except NotFoundError:
+            pass
+        raw = self.read_blob(repo, digest)
+        self.client.put_manifest(repo, tag, raw, parse_manifest(raw, None, digest).media_type)
+        return True
+
+    def _list_referrer(self, repo: str, digest: Digest) -> bool:
+        manifest = parse_manifest(self.read_blob(repo, digest), None, digest)
+        subject = manifest.subject
+        if subject is None or self.client.referrers_api(repo, subject.digest) is not None:
+            return False
+        tag = fallback_tag(subject.digest)
+        listed = self._fallback_index(repo, tag)
+        if any(d.get("digest") == str(digest) for d in listed["manifests"]):
+            return False
+        listed["manifests"].append(_referrer_descriptor(manifest))
+        raw = json.dumps(listed, separators=(",", ":")).encode()
+        self.client.put_manifest(repo, tag, raw, OCI_INDEX)
+        return True
+
+    def _fallback_index(self, repo: str, tag: str) -> dict[str, Any]:
+        try:
+            raw, _ = self.client.get_manifest(repo, tag)
+        except NotFoundError:
+            return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        doc: dict[str, Any] = json.loads(raw)
+        return doc
+
+    def _has_tags(self, repo: str) -> bool:
+        try:
+            return bool(self.client.tags(repo))
+        except NotFoundError:
+            return False
+
+    def _remember(self, digest: Digest, repo: str, *, uploaded: bool = False) -> None:
+        """Note where ``digest`` lives, here and for other processes. An upload replaces a
+        hint (the one it had may have been stale). A lost hint costs at most a download:
+        errors writing it do not fail a copy."""
+        key = str(digest)
+        if uploaded or self._local.blob_hint(self._host, key) is None:
+            self._local.set_blob_hint(self._host, key, repo)
+            with contextlib.suppress(SyncworkerError):
+                self._hints.set_blob_hint(self._host, key, repo)
+
+    def _cache(self, digest: Digest, raw: bytes) -> None:
+        with self._guard:
+            self._manifests[digest] = raw
+            self._manifests.move_to_end(digest)
+            while len(self._manifests) > MANIFEST_CACHE:
+                self._manifests.popitem(last=False)
+
+    def _repo_lock(self, repo: str) -> threading.Lock:
+        with self._guard:
+            return self._repo_locks.setdefault(repo, threading.Lock())
+
+    def _name(self, repo: str) -> str:
+        try:
+            return validate_repository(repo)
+        except InvalidNameError as exc:
+            raise StoreError(f"destination {self._host}: {exc}") from None
+
+    @property
+    def _host(self) -> str:
+        return self.destination.url.split("://", 1)[-1]
+
+    @contextmanager
+    def _errors(self, repo: str | None) -> Iterator[None]:
+        """Refuse invalid names before any request; name the destination in its errors
+        (keeping whether they are temporary, which decides retries)."""
+        if repo is not None:
+            self._name(repo)
+        try:
+            yield
+        except (RegistryError, TransportError) as exc:
+            error = StoreError(f"destination {self._host}: {exc}")
+            error.temporary = exc.temporary
+            raise error from exc
+
+
+def _referrer_descriptor(manifest: Manifest) -> dict[str, Any]:
+    """spec.md "Referrers Tag Schema": the referrer's type, digest, size, artifactType
+    and annotations."""
+    desc = Descriptor(
+        manifest.media_type,
+        manifest.digest,
+        manifest.size,
+        annotations=manifest.annotations,
+        artifact_type=manifest.artifact_type,
+    )
+    return desc.to_json()

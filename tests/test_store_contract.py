@@ -24,11 +24,14 @@ from typing import Any
 
 import pytest
 
+from syncworker.coord import Coordinator
 from syncworker.errors import DigestMismatchError, SizeLimitError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from syncworker.store import IndexEntry, Store, open_store
 from syncworker.store.base import REF_NAME
+from syncworker.store.registry import BlobHints, Destination, RegistryStore
+from tests.support.registry_server import RegistryServer
 from tests.support.s3_server import S3Server, s3_server
 
 __all__ = ["s3_server"]  # the session fixture, imported for pytest
@@ -44,6 +47,7 @@ class Backend:
     driver: dict[str, Any] | None = None
     child_env: dict[str, str] = {}
     reports_upload_times = True
+    keeps_failed_uploads = False
     # fs: put_blob holds an flock on its temporary, so a dead writer's is known at once.
     detects_dead_writers = False
 
@@ -71,6 +75,10 @@ class Backend:
     def materialise(self, target: Path) -> Path:
         """A local directory with the store's layout, for skopeo and umoci."""
         raise NotImplementedError
+
+    def reopen(self) -> Store:
+        """Another store object on the same destination, as another process opens it."""
+        return open_store(self.root_directory, self.driver)
 
 
 class FsBackend(Backend):
@@ -168,6 +176,39 @@ class S3Backend(Backend):
         return target
 
 
+class RegistryBackend(Backend):
+    """A fresh distribution registry as the destination; underneath are its storage
+    directory (upload sessions, blob links) and its request counters."""
+
+    # A cut upload leaves its session in the registry, which expires it (distribution:
+    # storage.maintenance.uploadpurging); no client can cancel it, so none is counted.
+    keeps_failed_uploads = True
+
+    def __init__(self, server: RegistryServer, hints: BlobHints) -> None:
+        self.server = server
+        self.hints = hints
+        self.root_directory = server.url
+        self.store = self.reopen()
+        self.repos = server.storage_dir / "docker/registry/v2/repositories"
+
+    def reopen(self) -> Store:
+        return RegistryStore(Destination(self.server.url), self.hints)
+
+    def leftovers(self) -> list[str]:
+        return sorted(str(p) for p in self.repos.glob("**/_uploads/*"))
+
+    def find_blob_anywhere(self, digest: Digest) -> list[str]:
+        link = f"_layers/{digest.algorithm}/{digest.hex}/link"
+        return sorted(str(p) for p in self.repos.glob(f"**/{link}"))
+
+    def assert_shared(self, src: str, dst: str, digest: Digest) -> None:
+        # Mounted: one upload in all (src's), one mount, the blob's data stored once.
+        assert self.server.request_count("blob_upload_chunk", "put") == 1
+        assert self.server.request_count("blob_upload", "post", "201") >= 1
+        data = self.server.storage_dir / "docker/registry/v2/blobs"
+        assert len(list(data.glob(f"{digest.algorithm}/*/{digest.hex}/data"))) == 1
+
+
 def _fs_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return FsBackend(tmp_path / "store")
 
@@ -178,7 +219,22 @@ def _s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return backend
 
 
-BACKENDS = {"fs": _fs_backend, "s3": _s3_backend}
+def _registry_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    server = request.getfixturevalue("make_registry")()
+    # Blob hints shared the way workers share them: through Redis, nothing in memory.
+    coord = Coordinator.from_url(
+        request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    )
+    request.addfinalizer(coord.close)
+    return RegistryBackend(server, coord)
+
+
+LAYOUTS = ["fs", "s3"]
+BACKENDS = {"fs": _fs_backend, "s3": _s3_backend, "registry": _registry_backend}
+# index.json's own rules (annotations, untagged entries of any manifest, other tools'
+# fields, made-up manifests) and the files of a layout: the layout stores only. What a
+# registry destination does instead is in tests/test_dest_store.py.
+layouts_only = pytest.mark.parametrize("backend", LAYOUTS, indirect=True)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -202,6 +258,15 @@ def manifest_entry(raw: bytes, tag: str | None = None, **annotations: str) -> In
 
 
 # -- blobs --------------------------------------------------------------------------------
+
+
+def assert_no_leftovers(backend: Backend, digest: Digest) -> None:
+    """Nothing of a failed write remains, except on a registry its one upload session,
+    which the registry expires (tests/test_dest_store.py: it hinders no later write)."""
+    if backend.keeps_failed_uploads:
+        assert len(backend.leftovers()) == 1
+    else:
+        assert backend.leftovers() == []
 
 
 def test_put_has_read_blob(store: Store) -> None:
@@ -234,7 +299,7 @@ def test_digest_mismatch_leaves_nothing(backend: Backend) -> None:
         backend.store.put_blob("r", digest, None, [b"what ", b"was sent"])
     assert not backend.store.has_blob("r", digest)
     assert backend.find_blob_anywhere(digest) == []
-    assert backend.leftovers() == []
+    assert_no_leftovers(backend, digest)
 
 
 @pytest.mark.parametrize("declared", [5, 100])
@@ -244,7 +309,7 @@ def test_size_mismatch_leaves_nothing(backend: Backend, declared: int) -> None:
         backend.store.put_blob("r", digest, declared, [data])
     assert not backend.store.has_blob("r", digest)
     assert backend.find_blob_anywhere(digest) == []
-    assert backend.leftovers() == []
+    assert_no_leftovers(backend, digest)
 
 
 def test_source_failing_half_way_leaves_nothing(backend: Backend) -> None:
@@ -259,9 +324,10 @@ def test_source_failing_half_way_leaves_nothing(backend: Backend) -> None:
         backend.store.put_blob("r", digest, 40 * MIB, chunks())
     assert not backend.store.has_blob("r", digest)
     assert backend.find_blob_anywhere(digest) == []
-    assert backend.leftovers() == []
+    assert_no_leftovers(backend, digest)
 
 
+@layouts_only
 def test_killed_writer_leaves_only_removable_leftovers(backend: Backend) -> None:
     """SIGKILL a process in the middle of put_blob: nothing reachable, clean-up removes it."""
     size = 64 * MIB
@@ -307,6 +373,7 @@ store.put_blob("victim", Digest.of(b"k" * size), size, chunks())
 """
 
 
+@layouts_only
 def test_put_manifest_preserves_bytes(store: Store) -> None:
     raw = (
         b'{ "schemaVersion" : 2,\n\t"mediaType":"' + OCI_MANIFEST.encode() + b'", "layers": [] }\n'
@@ -356,7 +423,7 @@ def test_find_blob_misses(store: Store) -> None:
 def test_find_blob_sees_other_processes_writes(backend: Backend) -> None:
     digest, data = blob(b"written by another store instance")
     assert backend.store.find_blob(digest) is None
-    other = open_store(backend.root_directory, backend.driver)
+    other = backend.reopen()
     other.put_blob("elsewhere", digest, len(data), [data])
     assert backend.store.find_blob(digest) == "elsewhere"
 
@@ -368,6 +435,7 @@ def test_index_of_a_new_repository_is_empty(store: Store) -> None:
     assert store.index("fresh") == []
 
 
+@layouts_only
 def test_update_index_merge_rules(store: Store) -> None:
     one, two, three = b'{"m":1}', b'{"m":2}', b'{"m":3}'
     assert store.update_index("r", [manifest_entry(one, "v1"), manifest_entry(two, "v2")])
@@ -396,12 +464,14 @@ def test_update_index_merge_rules(store: Store) -> None:
     }
 
 
+@layouts_only
 def test_index_entries_round_trip(store: Store) -> None:
     entry = manifest_entry(b'{"m":1}', "v1", **{"org.example.note": "kept"})
     store.update_index("r", [entry])
     assert store.index("r") == [entry]
 
 
+@layouts_only
 def test_noop_update_writes_nothing(backend: Backend) -> None:
     store = backend.store
     entries = [manifest_entry(b'{"m":1}', "v1"), manifest_entry(b'{"m":2}')]
@@ -412,6 +482,7 @@ def test_noop_update_writes_nothing(backend: Backend) -> None:
     assert backend.index_fingerprint("r") == before
 
 
+@layouts_only
 def test_update_keeps_fields_written_by_other_tools(backend: Backend) -> None:
     child = {
         "mediaType": OCI_MANIFEST,
@@ -437,6 +508,7 @@ def test_update_keeps_fields_written_by_other_tools(backend: Backend) -> None:
     assert written["annotations"] == {"org.example.owner": "someone"}
 
 
+@layouts_only
 def test_concurrent_updates_lose_nothing(store: Store) -> None:
     """8 threads each add tags; a lost read-modify-write would drop some of them."""
     threads_n, tags_n = 8, 12
@@ -463,6 +535,7 @@ def test_concurrent_updates_lose_nothing(store: Store) -> None:
     assert tags == {f"t{t}-{i}" for t in range(threads_n) for i in range(tags_n)}
 
 
+@layouts_only
 def test_repositories_lists_nested_names(store: Store) -> None:
     for repo in ["b", "a/b/c", "a/b", "a"]:
         store.update_index(repo, [manifest_entry(b'{"m":1}', "v1")])
@@ -520,6 +593,7 @@ def tiny_image() -> dict[str, Any]:
     return {"config": config, "layer": layer, "manifest": manifest}
 
 
+@layouts_only
 def test_skopeo_and_umoci_read_the_layout(backend: Backend, tmp_path: Path) -> None:
     store, image = backend.store, tiny_image()
     for part in ("config", "layer"):

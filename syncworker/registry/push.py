@@ -14,7 +14,12 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-from syncworker.errors import DigestMismatchError, MalformedResponseError, RegistryError
+from syncworker.errors import (
+    DigestMismatchError,
+    MalformedResponseError,
+    RegistryError,
+    SyncworkerError,
+)
 from syncworker.oci import Digest, validate_repository
 from syncworker.redact import redact_http_url
 from syncworker.registry import answers, paths
@@ -79,16 +84,18 @@ def upload_blob(
         cap=ERROR_BODY_CAP,
     )
     body = _Body(chunks, size)
-    target = _with_query(_location(start), digest=str(digest))
+    session = _location(start)
     try:
         response = t.open(
             "PUT",
-            target,
+            _with_query(session, digest=str(digest)),
             scope=paths.push_scope(repo),
             headers={"Content-Type": "application/octet-stream"},
             data=b"" if size == 0 else body,
         )
     except Exception:
+        # The session is left to the registry to expire: a cut upload moved its state on,
+        # so distribution refuses to cancel it with the Location we hold.
         if body.failure is not None:
             raise body.failure from None
         raise
@@ -100,7 +107,7 @@ def upload_blob(
 def delete_upload(t: Transport, repo: str, location: str) -> None:
     """Cancel an upload session (spec.md "Canceling an upload"); the registry expires
     abandoned ones anyway, so a failure here is ignored."""
-    with contextlib.suppress(RegistryError):
+    with contextlib.suppress(SyncworkerError):
         t.fetch("DELETE", location, scope=paths.push_scope(repo), cap=ERROR_BODY_CAP)
 
 
@@ -133,6 +140,9 @@ class _Body:
 
     def __len__(self) -> int:
         return self._size or 0
+
+    def __bool__(self) -> bool:
+        return True  # requests sends no body at all for a falsy ``data`` (its ``data or {}``)
 
     def __iter__(self) -> Iterator[bytes]:
         try:

@@ -152,14 +152,22 @@ class RegistryStore:
         self._cache(digest, raw)
 
     def read_blob(self, repo: str, digest: Digest) -> bytes:
+        """A manifest (what the engine reads: from memory when this process pushed or
+        listed it), else a blob of at most a manifest's size."""
         cached = self._manifests.get(digest)
         if cached is not None:
             return cached
         with self._errors(repo):
+            # Blob first: distribution answers a manifest GET for a blob's digest with 500.
+            size = self.client.head_blob(repo, digest)
+            if size is not None:
+                return self._read_small_blob(repo, digest, size)
             try:
                 raw, _ = self.client.get_manifest(repo, str(digest))
             except NotFoundError:
-                return self._read_small_blob(repo, digest)
+                raise StoreError(
+                    f"destination {self._host}: {repo}: blob {digest} is absent"
+                ) from None
         self._cache(digest, raw)
         return raw
 
@@ -201,10 +209,7 @@ class RegistryStore:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _read_small_blob(self, repo: str, digest: Digest) -> bytes:
-        size = self.client.head_blob(repo, digest)
-        if size is None:
-            raise StoreError(f"destination {self._host}: {repo}: blob {digest} is absent")
+    def _read_small_blob(self, repo: str, digest: Digest, size: int) -> bytes:
         if not 0 <= size <= MAX_MANIFEST_BYTES:
             raise StoreError(f"{repo}: blob {digest} of {size} bytes is too large to read whole")
         with self.client.blob(repo, Descriptor("application/octet-stream", digest, size)) as body:
@@ -303,13 +308,14 @@ class RegistryStore:
 
 
 def _referrer_descriptor(manifest: Manifest) -> dict[str, Any]:
-    """spec.md "Referrers Tag Schema": the referrer's type, digest, size, artifactType
-    and annotations."""
+    """spec.md "Listing Referrers": the referrer's type, digest, size, annotations, and
+    its artifactType, or failing that its config's mediaType (whatever it is)."""
+    config = manifest.blobs[0].media_type if manifest.blobs else None
     desc = Descriptor(
         manifest.media_type,
         manifest.digest,
         manifest.size,
         annotations=manifest.annotations,
-        artifact_type=manifest.artifact_type,
+        artifact_type=manifest.artifact_type or config,
     )
     return desc.to_json()

@@ -28,9 +28,9 @@ from syncworker.coord import Coordinator
 from syncworker.errors import DigestMismatchError, SizeLimitError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
-from syncworker.store import IndexEntry, Store, open_store
+from syncworker.store import BlobHints, IndexEntry, Store, open_store
 from syncworker.store.base import REF_NAME
-from syncworker.store.registry import BlobHints, Destination, RegistryStore
+from syncworker.store.registry import Destination, RegistryStore
 from tests.support.registry_server import RegistryServer
 from tests.support.s3_server import S3Server, s3_server
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,17 @@ import requests
 
 from syncworker.oci import MANIFEST_ACCEPT
 from tests.support.corpus import Corpus
-from tests.support.images import make_image
+from tests.support.images import make_image, make_layer
 from tests.support.mirror import run_sync, write_sync_config
+from tests.support.ports import wait_until
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
+from tests.support.stalling_proxy import StallingProxy
+from tests.support.token_issuer import TokenIssuer
 
 Seeded = tuple[RegistryServer, Corpus]
 SKOPEO_TIMEOUT = 60.0
+MIB = 1 << 20
 
 
 def dest_config(
@@ -33,6 +39,7 @@ def dest_config(
     dest: dict[str, Any] | None = None,
     credentials: dict[str, dict[str, str]] | None = None,
     content: list[dict[str, Any]] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
     entry: dict[str, Any] = {"urls": [upstream.url]}
     if content is not None:
@@ -41,7 +48,7 @@ def dest_config(
         tmp_path,
         tmp_path / "unused-root",
         [entry],
-        settings={"destination": {"url": dest_url, **(dest or {})}},
+        settings={"destination": {"url": dest_url, **(dest or {})}, **(settings or {})},
         credentials=credentials,
     )
 
@@ -246,3 +253,98 @@ def test_bad_destination_fields_are_named(tmp_path: Path) -> None:
     assert any(p.startswith("syncworker.destination.url:") for p in problems), problems
     assert any(p.startswith("syncworker.destination.tlsVerify:") for p in problems), problems
     assert any(p.startswith("syncworker.destination.certDirr:") for p in problems), problems
+
+
+def test_killed_mid_push_leaves_no_tag_and_the_next_run_finishes(
+    registry: RegistryServer, make_registry: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    """SIGKILL ``syncworker sync`` while a large layer is half uploaded to the destination:
+    no tag there points at the incomplete tree; the next run completes it."""
+    repo = "dest/crash"
+    big = make_layer("dest-crash-big", size=16 * MIB, compresslevel=0)
+    image = make_image("dest-crash", base=[big])
+    push_image(registry.url, repo, "v1", image)
+    dest = make_registry()
+    with StallingProxy(registry.url, big.digest, after=4 * MIB) as proxy:
+        config = dest_config(tmp_path, registry, dest.url, content=[{"prefix": repo}])
+        config.write_text(config.read_text().replace(registry.url, proxy.url))
+        code = "import sys; from syncworker.cli import main; sys.exit(main())"
+        with (tmp_path / "first-run.log").open("wb") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-c", code, "sync", "-c", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        uploads = dest.storage_dir / f"docker/registry/v2/repositories/{repo}/_uploads"
+        try:
+            reached = wait_until(
+                lambda: any(p.stat().st_size >= MIB for p in uploads.glob("*/data")),
+                timeout=120,
+                alive=lambda: child.poll() is None,
+            )
+            assert reached, (tmp_path / "first-run.log").read_text()
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        tags = requests.get(f"{dest.url}/v2/{repo}/tags/list", timeout=30)
+        assert tags.status_code == 404 or "v1" not in (tags.json()["tags"] or []), tags.text
+        proxy.release()
+        run = run_sync(config)
+    assert run.code == 0, run.output
+    assert skopeo_digest(dest.url, repo, "v1") == image.digest
+
+
+def test_bearer_tokens_carry_push_and_the_mount_source_pull(
+    registry: RegistryServer,
+    make_registry: Callable[..., RegistryServer],
+    make_token_issuer: Callable[..., TokenIssuer],
+    tmp_path: Path,
+) -> None:
+    base = make_layer("dest-bearer-base")
+    for repo in ("dest-bearer/a", "dest-bearer/b"):
+        push_image(registry.url, repo, "v1", make_image(repo, base=[base]))
+    issuer = make_token_issuer(users={"pusher": "t0ken-pw"}, anonymous_pull=False)
+    dest = make_registry(token_auth=issuer)
+    config = dest_config(
+        tmp_path,
+        registry,
+        dest.url,
+        credentials={dest.host: {"username": "pusher", "password": "t0ken-pw"}},
+        content=[{"prefix": "dest-bearer/*"}],
+        settings={"concurrency": 1},
+    )
+    spent = counters(dest)
+    run = run_sync(config)
+    assert run.code == 0, run.output
+    assert "t0ken-pw" not in run.output
+    # The base layer went up once; the second repository mounted it from the first.
+    assert spent()[("blob_upload", "post", "201")] == 1
+    assert "repository:dest-bearer/b:pull,push" in issuer.scopes_requested
+    assert "repository:dest-bearer/a:pull" in issuer.scopes_requested
+
+
+def test_a_pull_only_login_fails_the_repository_naming_the_destination(
+    registry: RegistryServer,
+    make_registry: Callable[..., RegistryServer],
+    make_token_issuer: Callable[..., TokenIssuer],
+    tmp_path: Path,
+) -> None:
+    repo = "dest-bearer/denied"
+    push_image(registry.url, repo, "v1", make_image(repo))
+    issuer = make_token_issuer(
+        users={"reader": "r3ad-pw"}, anonymous_pull=False, users_pull_only=frozenset({"reader"})
+    )
+    dest = make_registry(token_auth=issuer)
+    config = dest_config(
+        tmp_path,
+        registry,
+        dest.url,
+        credentials={dest.host: {"username": "reader", "password": "r3ad-pw"}},
+        content=[{"prefix": repo}],
+    )
+    run = run_sync(config)
+    assert run.code == 1
+    failed = [line for line in run.stdout.splitlines() if "FAILED" in line]
+    assert failed and all(repo in line for line in failed), run.output
+    assert any(f"destination {dest.host}" in line and "401" in line for line in failed), failed
+    assert "r3ad-pw" not in run.output

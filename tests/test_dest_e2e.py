@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from syncworker.config import load_config, validate
 from syncworker.oci import MANIFEST_ACCEPT
 from tests.support.corpus import Corpus
 from tests.support.images import make_image, make_layer
@@ -247,8 +248,6 @@ def test_bad_destination_fields_are_named(tmp_path: Path) -> None:
             }
         )
     )
-    from syncworker.config import validate
-
     problems = validate(config)
     assert any(p.startswith("syncworker.destination.url:") for p in problems), problems
     assert any(p.startswith("syncworker.destination.tlsVerify:") for p in problems), problems
@@ -348,3 +347,15 @@ def test_a_pull_only_login_fails_the_repository_naming_the_destination(
     assert failed and all(repo in line for line in failed), run.output
     assert any(f"destination {dest.host}" in line and "401" in line for line in failed), failed
     assert "r3ad-pw" not in run.output
+
+
+def test_the_example_loads_with_its_destination() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples/mirror-to-registry.yaml"
+    dest = load_config(example).syncworker.destination
+    assert dest is not None
+    assert (dest.url, dest.host, dest.tls_verify, dest.cert_dir) == (
+        "https://registry.internal:5000",
+        "registry.internal:5000",
+        True,
+        "/etc/syncworker/certs/dest",
+    )

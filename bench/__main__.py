@@ -29,7 +29,9 @@ def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement")
     parser.add_argument("--sets", default=",".join(SETS), help="comma list of: small,big,huge")
-    parser.add_argument("--skip", default="", help="comma list of: skopeo,workers,incremental")
+    parser.add_argument(
+        "--skip", default="", help="comma list of: skopeo,registry,workers,incremental"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny data sets: a smoke test")
     parser.add_argument("--workdir", type=Path, default=BENCH_DIR / "out" / "run")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
@@ -86,6 +88,8 @@ def _small(bench: Bench, skip: set[str]) -> None:
     if "skopeo" not in skip:
         bench.skopeo(data, upstream)
     config = bench.sync(data, upstream)
+    if "registry" not in skip:
+        bench.sync_to_registry(data, upstream)
     if "workers" not in skip:
         bench.workers(data, upstream)
     if "incremental" not in skip:

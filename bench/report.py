@@ -69,6 +69,18 @@ def _targets_for(ix: _Index, data: str) -> Iterator[Target]:
         f"skopeo {skopeo_noop:.2f}s / syncworker {noop:.2f}s",
     )  # fmt: skip
     yield _noop_requests(ix.get(f"{data}.sync.noop"), data)
+    yield from _registry_targets(ix, data)
+
+
+def _registry_targets(ix: _Index, data: str) -> Iterator[Target]:
+    """Into a registry, against skopeo sync into a registry (the same kind of destination)."""
+    for run, wanted, factor in (("cold", "≥ 2× faster", 2), ("noop", "≥ 5× faster", 5)):
+        ours, skopeo = ix.wall(f"{data}.registry.{run}"), ix.wall(f"{data}.skopeo.{run}")
+        r = skopeo / ours
+        yield _ratio_target(
+            f"{data}: → registry {run} vs skopeo → registry", wanted, r, r >= factor,
+            f"skopeo {skopeo:.2f}s / syncworker {ours:.2f}s",
+        )  # fmt: skip
 
 
 def _noop_requests(m: Measurement | None, data: str) -> Target:
@@ -86,7 +98,8 @@ def _noop_requests(m: Measurement | None, data: str) -> Target:
 
 def _blobs_once(measurements: list[Measurement]) -> Iterator[Target]:
     for m in measurements:
-        if ".sync.cold" not in m.key and ".workers." not in m.key and ".incremental" not in m.key:
+        copies = (".sync.cold", ".registry.cold", ".workers.", ".incremental")
+        if not any(kind in m.key for kind in copies):
             continue
         gets = [s.traffic.blob_gets for s in m.samples]
         got = [s.traffic.blob_bytes for s in m.samples]

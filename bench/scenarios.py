@@ -180,6 +180,34 @@ class Bench:
             )
         return config
 
+    def sync_to_registry(self, data: DataSet, upstream: RegistryServer) -> None:
+        """`syncworker sync` into a registry: cold runs into fresh destination registries
+        (on tmpfs, as skopeo's), then no-op runs on the last one."""
+        name = data.name
+        targets: list[RegistryServer] = []
+
+        def config() -> Path:
+            path = self.workdir / f"sync-registry-{name}.yaml"
+            unused = self.workdir / f"store-{name}-unused"
+            return write_sync_config(path, upstream.url, unused, destination=targets[-1].url)
+
+        def cold(rep: int) -> Any:
+            for old in targets:
+                old.stop()  # keep only the newest destination
+            targets.append(self.registry())
+            return self._sync(config(), f"{name}-registry-cold-{rep}")
+
+        self.measure(
+            f"{name}.registry.cold", "syncworker sync → registry (cold)", data, upstream, cold
+        )
+        self.measure(
+            f"{name}.registry.noop",
+            "syncworker sync → registry (no-op)",
+            data,
+            upstream,
+            lambda rep: self._sync(config(), f"{name}-registry-noop-{rep}"),
+        )
+
     def _sync(self, config: Path, tag: str) -> Any:
         done = run_sync(config, self.workdir / f"sync-{tag}.log")
         check_ok(done, "syncworker sync")

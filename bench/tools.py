@@ -84,11 +84,15 @@ def write_sync_config(
     *,
     redis_url: str | None = None,
     concurrency: int = 8,
+    destination: str | None = None,
 ) -> Path:
-    """A zot-style config mirroring every repository of `upstream_url` into `root`."""
+    """A zot-style config mirroring every repository of `upstream_url` into `root`, or into
+    the registry at `destination`."""
     settings: dict[str, Any] = {"concurrency": concurrency}
     if redis_url:
         settings["redis"] = redis_url
+    if destination:
+        settings["destination"] = {"url": destination}
     config = {
         "storage": {"rootDirectory": str(root)},
         "extensions": {

@@ -69,8 +69,8 @@ class Destination:
     credentials: Credentials | None = None
     options: ClientOptions = ClientOptions()  # noqa: RUF009 - frozen, so shared safely
 
-    @property
-    def client(self) -> PushClient:
+    def connect(self) -> PushClient:
+        """A client for it (nothing is sent yet)."""
         return PushClient([self.url], self.credentials, self.options)
 
 
@@ -92,7 +92,7 @@ class RegistryStore:
 
     def __init__(self, destination: Destination, hints: BlobHints | None = None) -> None:
         self.destination = destination
-        self.client = destination.client
+        self.client = destination.connect()
         self._hints = hints or MemoryHints()
         self._local = MemoryHints()
         self._guard = threading.Lock()

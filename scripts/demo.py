@@ -2,7 +2,10 @@
 with generated images, mirror it with ``syncworker sync``, run again (a no-op), and check
 every mirrored tag with skopeo against the upstream's digest.
 
-    python scripts/demo.py [--repos 50] [--keep DIR]
+    python scripts/demo.py [--repos 50] [--keep DIR] [--into-registry]
+
+``--into-registry`` mirrors into a second local registry (``syncworker.destination``)
+instead of OCI layouts, and skopeo reads the tags back from it.
 
 Run by ``scripts/demo.sh``, which installs what is missing first.
 """
@@ -29,16 +32,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repos", type=int, default=50, help="generated repositories")
     parser.add_argument("--keep", type=Path, help="mirror into this directory and keep it")
+    parser.add_argument(
+        "--into-registry", action="store_true", help="mirror into a second local registry"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="syncworker-demo-"))
     root = args.keep or work / "mirror"
     upstream = RegistryServer()
+    dest = RegistryServer() if args.into_registry else None
     try:
         print(f"upstream registry on {upstream.url}; seeding...", flush=True)
         corpus = seed_standard(upstream)
         many = seed_many(upstream, repos=args.repos, tags=5, layers=3, layer_size=256 * 1024)
-        config = write_sync_config(work, root, [{"urls": [upstream.url]}])
-        print(f"config: {config}\nmirror: {root}", flush=True)
+        settings = {"destination": {"url": dest.url}} if dest else None
+        config = write_sync_config(work, root, [{"urls": [upstream.url]}], settings=settings)
+        print(f"config: {config}\nmirror: {dest.url if dest else root}", flush=True)
         for label in ("cold", "no-op"):
             before = upstream.request_count()
             started = time.monotonic()
@@ -53,18 +61,23 @@ def main() -> int:
             )
             if code != 0:
                 return code
-        return _verify(root, {**corpus.tags, **many.tags})
+        where = f"docker://{dest.host}" if dest else f"oci:{root}"
+        return _verify(where, {**corpus.tags, **many.tags})
     finally:
         upstream.stop()
+        if dest:
+            dest.stop()
 
 
-def _verify(root: Path, tags: dict[str, dict[str, str]]) -> int:
-    """skopeo reads every tag from the mirror, with the upstream's exact digest."""
+def _verify(where: str, tags: dict[str, dict[str, str]]) -> int:
+    """skopeo reads every tag from the mirror (``oci:<root>`` or ``docker://<host>``), with
+    the upstream's exact digest."""
     bad = 0
+    tls = ["--tls-verify=false"] if where.startswith("docker:") else []
     for repo, repo_tags in sorted(tags.items()):
         for tag, digest in sorted(repo_tags.items()):
             raw = subprocess.run(
-                ["skopeo", "inspect", "--raw", f"oci:{root}/{repo}:{tag}"], capture_output=True
+                ["skopeo", "inspect", "--raw", *tls, f"{where}/{repo}:{tag}"], capture_output=True
             ).stdout
             if "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
                 print(f"MISMATCH {repo}:{tag}", file=sys.stderr)

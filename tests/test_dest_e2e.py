@@ -17,7 +17,10 @@ import pytest
 import requests
 
 from syncworker.config import load_config, validate
+from syncworker.config.engine import build_mirror
+from syncworker.engine import LocalLocks
 from syncworker.oci import MANIFEST_ACCEPT
+from syncworker.store import store_for
 from tests.support.corpus import Corpus
 from tests.support.images import make_image, make_layer
 from tests.support.mirror import run_sync, write_sync_config
@@ -359,3 +362,31 @@ def test_the_example_loads_with_its_destination() -> None:
         True,
         "/etc/syncworker/certs/dest",
     )
+
+
+def test_on_demand_image_reads_only_its_own_tags_on_the_destination(
+    registry: RegistryServer, make_registry: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    """sync_image asks the destination about its tag and that tag's cosign tags, never
+    for the repository's whole tag list."""
+    repo = "dest/on-demand"
+    images = {f"v{i}": make_image(f"{repo}-{i}") for i in range(6)}
+    for tag, image in images.items():
+        push_image(registry.url, repo, tag, image)
+    dest = make_registry()
+    path = dest_config(tmp_path, registry, dest.url, content=[{"prefix": repo}])
+    assert run_sync(path).code == 0
+    config = load_config(path)
+    spent = counters(dest)
+    with build_mirror(config, store_for(config), LocalLocks()) as mirror:
+        unchanged = mirror.sync_image(registry.host, repo, "v3")
+    assert (unchanged.failures, unchanged.skipped, unchanged.copied) == ([], ["v3"], [])
+    # v3 itself, then its .sig/.att/.sbom tags (absent): four GETs, no tag list.
+    assert spent() == {("manifest", "get", "200"): 1, ("manifest", "get", "404"): 3}
+
+    deleted = requests.delete(f"{dest.url}/v2/{repo}/manifests/{images['v3'].digest}", timeout=30)
+    assert deleted.status_code == 202
+    with build_mirror(config, store_for(config), LocalLocks()) as mirror:
+        repaired = mirror.sync_image(registry.host, repo, "v3")
+    assert (repaired.failures, repaired.copied) == ([], ["v3"])
+    assert skopeo_digest(dest.url, repo, "v3") == images["v3"].digest

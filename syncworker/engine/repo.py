@@ -88,10 +88,12 @@ class RepoJob:
         return self.result
 
     def run_single_tag(self, tag: str) -> RepoResult:
-        """On demand: one tag, its cosign tags and its referrers (no tag listing)."""
-        self._load_stored()
+        """On demand: one tag, its cosign tags and its referrers (no tag listing, on
+        either side)."""
+        self._load_stored([tag])
         desc = self.sync_tag(tag)
         if desc is not None:
+            self._load_stored(_cosign_tags(desc.digest))
             self._sync_cosign_tags(desc.digest)
         return self.result
 
@@ -110,8 +112,7 @@ class RepoJob:
         return self.result
 
     def _sync_cosign_tags(self, digest: Digest) -> None:
-        for suffix in COSIGN_SUFFIXES:
-            tag = f"{digest.algorithm}-{digest.hex}{suffix}"
+        for tag in _cosign_tags(digest):
             try:
                 desc = self.client.head_manifest(self.repo, tag)
             except NotFoundError:
@@ -132,8 +133,10 @@ class RepoJob:
         self._tags_listed = True
         return valid
 
-    def _load_stored(self) -> None:
-        self._stored = {e.tag: e.descriptor.digest for e in self.store.index(self.dest) if e.tag}
+    def _load_stored(self, tags: list[str] | None = None) -> None:
+        """What the store holds for every tag, or for ``tags`` only."""
+        entries = self.store.index(self.dest, tags)
+        self._stored.update({e.tag: e.descriptor.digest for e in entries if e.tag})
 
     def _sync_special(self, plan: TagPlan) -> None:
         """Take special tags whose subject was mirrored, until no more become eligible
@@ -289,3 +292,8 @@ def index_descriptor(desc: Descriptor, oci_types: bool) -> Descriptor:
         annotations=annotations,
         artifact_type=desc.artifact_type,
     )
+
+
+def _cosign_tags(digest: Digest) -> list[str]:
+    """cosign's tags for what it attaches to ``digest``: signature, attestation, SBOM."""
+    return [f"{digest.algorithm}-{digest.hex}{suffix}" for suffix in COSIGN_SUFFIXES]

@@ -6,7 +6,7 @@ destination that is itself a registry implements this protocol directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -86,8 +86,11 @@ class Store(Protocol):
         """Read a small blob (a manifest) whole. Raises StoreError if it is absent."""
         ...
 
-    def index(self, repo: str) -> list[IndexEntry]:
-        """The entries of ``repo``'s ``index.json``; empty if the repository is new."""
+    def index(self, repo: str, tags: Collection[str] | None = None) -> list[IndexEntry]:
+        """The entries of ``repo``'s ``index.json``; empty if the repository is new.
+
+        With ``tags``, only the entries of those tags: all a single-image sync needs, and
+        on a registry a read per tag instead of one per tag of the repository."""
         ...
 
     def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from syncworker.errors import StoreError
 from syncworker.oci import Digest, verifying
@@ -130,10 +130,11 @@ class LayoutStore:
 
     # -- index.json -----------------------------------------------------------------------
 
-    def index(self, repo: str) -> list[IndexEntry]:
+    def index(self, repo: str, tags: Collection[str] | None = None) -> list[IndexEntry]:
         found = self.backend.get(self._repo_key(repo, indexdoc.INDEX_FILE))
         doc = indexdoc.new_index() if found is None else indexdoc.load_index(found.data, repo)
-        return indexdoc.entries_of(doc, repo)
+        entries = indexdoc.entries_of(doc, repo)
+        return entries if tags is None else [e for e in entries if e.tag in tags]
 
     def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
         key = self._repo_key(repo, indexdoc.INDEX_FILE)

@@ -22,7 +22,7 @@ import contextlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -173,11 +173,12 @@ class RegistryStore:
 
     # -- tags: the index ------------------------------------------------------------------
 
-    def index(self, repo: str) -> list[IndexEntry]:
-        """Every tag with the manifest it names, read in parallel (one GET each)."""
+    def index(self, repo: str, tags: Collection[str] | None = None) -> list[IndexEntry]:
+        """Every tag (or those of ``tags``) with the manifest it names, read in parallel,
+        one GET each; the tag list is read only when no ``tags`` are given."""
         with self._errors(repo):
             try:
-                tags = self.client.tags(repo)
+                tags = self.client.tags(repo) if tags is None else list(tags)
             except NotFoundError:
                 return []
         with ThreadPoolExecutor(INDEX_READERS, thread_name_prefix="dest-index") as pool:

@@ -97,7 +97,7 @@ class RegistryStore:
         self._local = MemoryHints()
         self._guard = threading.Lock()
         self._repo_locks: dict[str, threading.Lock] = {}
-        self._manifests: OrderedDict[Digest, bytes] = OrderedDict()
+        self._manifests: OrderedDict[tuple[str, Digest], bytes] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"RegistryStore({self.destination.url!r})"
@@ -149,12 +149,12 @@ class RegistryStore:
         manifest = parse_manifest(raw, None, digest)
         with self._errors(repo):
             self.client.put_manifest(repo, str(digest), raw, manifest.media_type)
-        self._cache(digest, raw)
+        self._cache(repo, digest, raw)
 
     def read_blob(self, repo: str, digest: Digest) -> bytes:
         """A manifest (what the engine reads: from memory when this process pushed or
         listed it), else a blob of at most a manifest's size."""
-        cached = self._manifests.get(digest)
+        cached = self._manifests.get((repo, digest))
         if cached is not None:
             return cached
         with self._errors(repo):
@@ -168,7 +168,7 @@ class RegistryStore:
                 raise StoreError(
                     f"destination {self._host}: {repo}: blob {digest} is absent"
                 ) from None
-        self._cache(digest, raw)
+        self._cache(repo, digest, raw)
         return raw
 
     # -- tags: the index ------------------------------------------------------------------
@@ -181,8 +181,8 @@ class RegistryStore:
                 tags = self.client.tags(repo) if tags is None else list(tags)
             except NotFoundError:
                 return []
-        with ThreadPoolExecutor(INDEX_READERS, thread_name_prefix="dest-index") as pool:
-            found = list(pool.map(lambda tag: self._tagged(repo, tag), tags))
+            with ThreadPoolExecutor(INDEX_READERS, thread_name_prefix="dest-index") as pool:
+                found = list(pool.map(lambda tag: self._tagged(repo, tag), tags))
         return [entry for entry in found if entry is not None]
 
     def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
@@ -212,7 +212,10 @@ class RegistryStore:
 
     def _read_small_blob(self, repo: str, digest: Digest, size: int) -> bytes:
         if not 0 <= size <= MAX_MANIFEST_BYTES:
-            raise StoreError(f"{repo}: blob {digest} of {size} bytes is too large to read whole")
+            raise StoreError(
+                f"destination {self._host}: {repo}: blob {digest} of {size} bytes is too"
+                " large to read whole"
+            )
         with self.client.blob(repo, Descriptor("application/octet-stream", digest, size)) as body:
             return b"".join(body)
 
@@ -222,7 +225,7 @@ class RegistryStore:
         except (NotFoundError, InvalidNameError):
             return None  # deleted meanwhile, or a name we never write
         if manifest.is_index:
-            self._cache(manifest.digest, raw)
+            self._cache(repo, manifest.digest, raw)
         return IndexEntry(manifest.descriptor(), tag)
 
     def _push_tag(self, repo: str, tag: str, digest: Digest) -> bool:
@@ -250,11 +253,16 @@ class RegistryStore:
         return True
 
     def _fallback_index(self, repo: str, tag: str) -> dict[str, Any]:
+        """The subject's tag-schema index as it is (other tools' entries kept), or a new
+        one if the tag is absent or holds something that is no index."""
         try:
-            raw, _ = self.client.get_manifest(repo, tag)
+            raw, manifest = self.client.get_manifest(repo, tag)
         except NotFoundError:
+            manifest = None
+        if manifest is None or not manifest.is_index:
             return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
         doc: dict[str, Any] = json.loads(raw)
+        doc.setdefault("manifests", [])
         return doc
 
     def _has_tags(self, repo: str) -> bool:
@@ -273,10 +281,10 @@ class RegistryStore:
             with contextlib.suppress(SyncworkerError):
                 self._hints.set_blob_hint(self._host, key, repo)
 
-    def _cache(self, digest: Digest, raw: bytes) -> None:
+    def _cache(self, repo: str, digest: Digest, raw: bytes) -> None:
         with self._guard:
-            self._manifests[digest] = raw
-            self._manifests.move_to_end(digest)
+            self._manifests[repo, digest] = raw
+            self._manifests.move_to_end((repo, digest))
             while len(self._manifests) > MANIFEST_CACHE:
                 self._manifests.popitem(last=False)
 

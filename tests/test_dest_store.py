@@ -23,6 +23,9 @@ from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from syncworker.store import IndexEntry
 from syncworker.store.registry import Destination, RegistryStore
 from tests.support.registry_server import RegistryServer
+from tests.test_registry_faults import FAST, Answer, Scripted, server
+
+__all__ = ["server"]  # the stub registry fixture, imported for pytest
 
 MIB = 1 << 20
 # Peak RSS of a process holding Python, requests and a few 1 MiB chunks, with a wide margin.
@@ -287,3 +290,29 @@ print(json.dumps({
     "mib_per_s": round(TOTAL / MIB / seconds, 1), "peak_rss_mib": round(rss_peak(), 1),
 }))
 """
+
+
+# -- answers no real registry gives on demand (a scripted stub) ---------------------------
+
+
+def test_a_throttled_push_is_retried_and_a_refused_one_named(server: Scripted) -> None:
+    store = RegistryStore(Destination(server.url, options=FAST))
+    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []}).encode()
+    digest = Digest.of(raw)
+    throttled, refused = f"/v2/ok/manifests/{digest}", f"/v2/full/manifests/{digest}"
+    server.on(
+        "PUT",
+        throttled,
+        Answer(429, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}', {"Retry-After": "0"}),
+        Answer(201, headers={"Docker-Content-Digest": str(digest)}),
+    )
+    store.put_manifest("ok", digest, raw)
+    assert server.count("PUT", throttled) == 2
+    quota = b'{"errors":[{"code":"DENIED","message":"storage quota exceeded"}]}'
+    server.on("PUT", refused, Answer(403, quota))
+    host = server.url.split("://", 1)[1]
+    with pytest.raises(StoreError, match=f"destination {host}: PUT .*403 DENIED") as caught:
+        store.put_manifest("full", digest, raw)
+    assert "storage quota exceeded" in str(caught.value)
+    assert not caught.value.temporary
+    assert server.count("PUT", refused) == 1, "a refusal is not retried"

@@ -141,6 +141,8 @@ def test_zot_config_loads_unchanged(tmp_path: Path, name: str) -> None:
     assert config.http is not None and config.http["port"] == "8080"
     assert config.syncworker.concurrency == 8
     assert config.syncworker.blob_concurrency == 4
+    assert config.syncworker.tag_concurrency == 4
+    assert config.syncworker.layout_media_types == "preserve"
     assert config.syncworker.redis_url is None
 
 
@@ -151,7 +153,6 @@ def test_content_rules_from_config(tmp_path: Path) -> None:
     assert rules.destination("elsewhere") is None
     assert rules.filter_tags("repo1/repo", ["4.1.0", "v14", "latest", "3.0"]) == ["4.1.0", "v14"]
     assert rules.filter_tags("repo4/x", ["1-amd64", "1"]) == ["1"]
-    assert rules.upstream_name("repo") == "repo2/repo"
 
 
 def test_client_options(tmp_path: Path) -> None:
@@ -177,6 +178,8 @@ def test_our_additions(tmp_path: Path) -> None:
     data["syncworker"] = {
         "concurrency": 2,
         "blobConcurrency": 3,
+        "tagConcurrency": 16,
+        "layoutMediaTypes": "oci",
         "redis": "redis://:secret@127.0.0.1:6379/0",
         "celery": {"broker_url": "amqp://guest:guest@127.0.0.1:5672//"},
         "runsKept": 5,
@@ -188,6 +191,8 @@ def test_our_additions(tmp_path: Path) -> None:
     assert hub.schedule == "*/15 * * * *"
     assert config.syncworker.concurrency == 2
     assert config.syncworker.blob_concurrency == 3
+    assert config.syncworker.tag_concurrency == 16
+    assert config.syncworker.layout_media_types == "oci"
     assert config.syncworker.redis_url == "redis://:secret@127.0.0.1:6379/0"
     assert config.syncworker.celery["broker_url"].startswith("amqp://")
     assert config.syncworker.runs_kept == 5
@@ -411,6 +416,21 @@ BAD_FIELDS = [
         {**ZOT_CONFIG, "syncworker": {"concurrency": 0}},
         "syncworker.concurrency",
         "greater than or equal to 1",
+    ),
+    (
+        {**ZOT_CONFIG, "syncworker": {"tagConcurrency": 0}},
+        "syncworker.tagConcurrency",
+        "greater than or equal to 1",
+    ),
+    (
+        {**ZOT_CONFIG, "syncworker": {"tagConcurrency": 65}},
+        "syncworker.tagConcurrency",
+        "less than or equal to 64",
+    ),
+    (
+        {**ZOT_CONFIG, "syncworker": {"layoutMediaTypes": "docker"}},
+        "syncworker.layoutMediaTypes",
+        "'preserve' or 'oci'",
     ),
     ({**ZOT_CONFIG, "syncworker": {"redis": "http://x"}}, "syncworker.redis", "redis://"),
     ({**ZOT_CONFIG, "extension": {}}, "extension", "unknown key"),

@@ -13,11 +13,12 @@ from syncworker.filters import (
     TagRule,
     compile_glob,
     compile_go_regex,
-    is_cosign_tag,
     is_semver,
+    special_tag,
+    special_tag_subject,
     wants_platform,
 )
-from syncworker.oci import Platform
+from syncworker.oci import Digest, Platform
 
 # (pattern, name, matches) — doublestar v4's documented behaviour.
 GLOB_CASES = [
@@ -91,7 +92,6 @@ def test_no_rules_means_everything_under_its_own_name() -> None:
     rules = ContentRules([])
     assert rules.match("any/thing") is not None
     assert rules.destination("any/thing") == "any/thing"
-    assert rules.upstream_name("any/thing") == "any/thing"
     assert rules.filter_tags("any/thing", ["latest", "v1"]) == ["latest", "v1"]
 
 
@@ -115,10 +115,8 @@ DESTINATION_CASES = [
 
 
 @pytest.mark.parametrize(("upstream", "rule", "local"), DESTINATION_CASES)
-def test_destination_and_its_inverse(upstream: str, rule: ContentRule, local: str) -> None:
-    rules = ContentRules([rule])
-    assert rules.destination(upstream) == local
-    assert rules.upstream_name(local) == upstream
+def test_destination(upstream: str, rule: ContentRule, local: str) -> None:
+    assert ContentRules([rule]).destination(upstream) == local
 
 
 def test_destination_must_be_a_repository_name() -> None:
@@ -128,56 +126,6 @@ def test_destination_must_be_a_repository_name() -> None:
 
 
 # zot's TestGetContentByLocalRepo: which rule maps an upstream name onto a local one.
-@pytest.mark.parametrize(
-    ("local", "rules", "upstream"),
-    [
-        (
-            "alpine/zot-fold/alpine",
-            [
-                ContentRule("zot-fold/alpine/", None, "/alpine", True),
-                ContentRule("zot-fold/alpine", None, "/alpine", False),
-            ],
-            "zot-fold/alpine",
-        ),
-        (
-            "alpine/zot-fold/alpine",
-            [
-                ContentRule("zot-fold/*", None, "/alpine", False),
-                ContentRule("zot-fold/alpine", None, "/alpine", True),
-            ],
-            "zot-fold/alpine",
-        ),
-        (
-            "alpine",
-            [
-                ContentRule("zot-fold/*", None, "/alpine", True),
-                ContentRule("zot-fold/alpine", None, "/", True),
-            ],
-            None,
-        ),
-        (
-            "alpine",
-            [
-                ContentRule("zot-fold/*", None, "/alpine", True),
-                ContentRule("zot-fold/*", None, "/", True),
-            ],
-            "zot-fold/alpine",
-        ),
-        (
-            "alpine/alpine",
-            [
-                ContentRule("zot-fold/*", None, "/alpine", True),
-                ContentRule("zot-fold/*", None, "/", True),
-            ],
-            "zot-fold/alpine",
-        ),
-        ("other", [ContentRule("repo", None, "/mirror")], None),
-    ],
-)
-def test_upstream_name(local: str, rules: list[ContentRule], upstream: str | None) -> None:
-    assert ContentRules(rules).upstream_name(local) == upstream
-
-
 def _tags(rule: TagRule | None, tags: list[str]) -> list[str]:
     return ContentRules([ContentRule("**", rule)]).filter_tags("alpine", tags)
 
@@ -279,8 +227,17 @@ HEX = "a" * 64
         ("latest", False),
     ],
 )
-def test_cosign_tags(tag: str, expected: bool) -> None:
-    assert is_cosign_tag(tag) is expected
+def test_special_tags(tag: str, expected: bool) -> None:
+    subject = special_tag_subject(tag)
+    assert (subject is not None) is expected
+    if subject is not None:
+        assert special_tag(subject, tag[len(special_tag(subject)) :]) == tag
+
+
+def test_special_tag_names_its_subject() -> None:
+    subject = Digest("sha256", HEX)
+    assert special_tag_subject(special_tag(subject, ".sig")) == subject
+    assert special_tag(subject) == f"sha256-{HEX}"
 
 
 def test_wants_platform() -> None:

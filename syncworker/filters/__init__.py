@@ -1,0 +1,26 @@
+"""Content rules (which repositories and tags, under what name), with the glob, Go regex,
+tag classes and platform matching they are built from."""
+
+from syncworker.filters.globs import compile_glob
+from syncworker.filters.goregex import compile_go_regex
+from syncworker.filters.platforms import wants_platform
+from syncworker.filters.rules import ContentRule, ContentRules, TagRule
+from syncworker.filters.tags import (
+    SPECIAL_SUFFIXES,
+    is_semver,
+    special_tag,
+    special_tag_subject,
+)
+
+__all__ = [
+    "SPECIAL_SUFFIXES",
+    "ContentRule",
+    "ContentRules",
+    "TagRule",
+    "compile_glob",
+    "compile_go_regex",
+    "is_semver",
+    "special_tag",
+    "special_tag_subject",
+    "wants_platform",
+]

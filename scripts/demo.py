@@ -44,7 +44,8 @@ def main() -> int:
         print(f"upstream registry on {upstream.url}; seeding...", flush=True)
         corpus = seed_standard(upstream)
         many = seed_many(upstream, repos=args.repos, tags=5, layers=3, layer_size=256 * 1024)
-        settings = {"destination": {"url": dest.url}} if dest else None
+        # skopeo 1.9, which checks a layout below, skips index entries of Docker types.
+        settings = {"destination": {"url": dest.url}} if dest else {"layoutMediaTypes": "oci"}
         config = write_sync_config(work, root, [{"urls": [upstream.url]}], settings=settings)
         print(f"config: {config}\nmirror: {dest.url if dest else root}", flush=True)
         for label in ("cold", "no-op"):

@@ -186,8 +186,8 @@ def summarize(result: RepoResult) -> dict[str, Any]:
     """A task's JSON result: counts and failure causes (already redacted by the engine)."""
     return {
         "registry": result.registry,
-        "repo": result.repo,
-        "destination": result.destination,
+        "repo": result.upstream_repo,
+        "destination": result.dest_repo,
         "coalesced": False,
         "copied": len(result.copied),
         "skipped": len(result.skipped),

@@ -90,7 +90,7 @@ class RepoPrinter:
                 return
             state = "FAILED" if result.failures else "ok"
             print(
-                f"[{self._done:>5}] {result.registry}/{result.repo}: {state}, "
+                f"[{self._done:>5}] {result.registry}/{result.upstream_repo}: {state}, "
                 f"{len(result.copied)} copied, {len(result.skipped)} unchanged, "
                 f"{human_size(result.bytes_copied)}",
                 file=self._stream,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from syncworker.config.model import Config
 from syncworker.config.sync import RegistryConfig
-from syncworker.engine import Locks, Mirror, Progress, Upstream
+from syncworker.engine import Locks, Mirror, Upstream
 from syncworker.registry.limits import Limiters
 from syncworker.store import Store
 
@@ -28,11 +28,7 @@ def upstream(config: Config, registry: RegistryConfig) -> Upstream:
 
 
 def build_mirror(
-    config: Config,
-    store: Store,
-    locks: Locks,
-    progress: Progress | None = None,
-    limiters: Limiters | None = None,
+    config: Config, store: Store, locks: Locks, limiters: Limiters | None = None
 ) -> Mirror:
     """The Mirror of every configured registry; its blob pool serves ``concurrency``
     repositories of ``blob_concurrency`` blobs each. ``limiters``: where the upstreams'
@@ -43,7 +39,10 @@ def build_mirror(
         store,
         locks,
         blob_threads=settings.blob_concurrency * settings.concurrency,
-        oci_index_types=settings.layout_media_types == "oci",
-        progress=progress,
+        # index.json's entry types: a registry destination has no index.json to name them in
+        layout_media_types=settings.layout_media_types
+        if settings.destination is None
+        else "preserve",
+        tag_concurrency=settings.tag_concurrency,
         limiters=limiters,
     )

@@ -44,6 +44,8 @@ class SyncworkerSettings(ConfigModel):
     concurrency: int = Field(8, ge=1)
     #: Blobs copied in parallel within one repository.
     blob_concurrency: int = Field(4, ge=1)
+    #: Tags of one repository mirrored in parallel (their blobs share the blob pool).
+    tag_concurrency: int = Field(4, ge=1, le=64)
     #: Redis for coordination (and Celery's broker unless ``celery`` says otherwise); none
     #: means ``syncworker sync`` coordinates its threads in-process, with nothing of Redis
     #: loaded. ``SYNCWORKER_REDIS_URL`` overrides it.
@@ -53,10 +55,12 @@ class SyncworkerSettings(ConfigModel):
     #: Finished runs whose stats and failures are kept in Redis.
     runs_kept: int = Field(20, ge=1)
     #: Media types written in ``index.json`` for Docker schema-2 manifests and lists (the
-    #: manifest bytes, and so digests, are the upstream's either way). ``oci`` lists them
-    #: under the OCI types, which OCI-layout readers such as skopeo 1.9 and umoci require;
-    #: ``preserve`` keeps Docker's types, as zot's own storage does with preserveDigest.
-    layout_media_types: Literal["oci", "preserve"] = "oci"
+    #: manifest bytes, and so digests, are the upstream's either way). ``preserve`` names
+    #: the type of the bytes, as zot's storage does: a registry serving the layout sends it
+    #: as ``Content-Type``, which clients check against the body. ``oci`` lists them under
+    #: their OCI twin types for layout readers that skip Docker types (skopeo 1.9, umoci),
+    #: at the price of that mismatch when a registry serves the layout.
+    layout_media_types: Literal["preserve", "oci"] = "preserve"
     #: A blob larger than this many bytes (declared or streamed) fails its tag.
     max_blob_size: int = Field(DEFAULT_MAX_BLOB_SIZE, ge=1)
     #: The HTTP API (``syncworker api``).

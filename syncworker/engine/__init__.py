@@ -2,7 +2,7 @@
 
 from syncworker.engine.locks import LocalLocks, Locks
 from syncworker.engine.mirror import Mirror
-from syncworker.engine.results import Failure, NullProgress, Progress, RepoResult
+from syncworker.engine.results import Failure, RepoResult
 from syncworker.engine.runner import RunSummary, run_registries
 from syncworker.engine.upstream import Upstream
 
@@ -11,8 +11,6 @@ __all__ = [
     "LocalLocks",
     "Locks",
     "Mirror",
-    "NullProgress",
-    "Progress",
     "RepoResult",
     "RunSummary",
     "Upstream",

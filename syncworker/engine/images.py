@@ -33,7 +33,6 @@ class CopiedTree:
     """What one copy did, and every manifest digest in the tree (to match special tags)."""
 
     digests: set[Digest] = field(default_factory=set)
-    fetched_manifests: int = 0
     stats: BlobStats = field(default_factory=BlobStats)
 
     def add(self, blob: BlobStats) -> None:
@@ -58,22 +57,22 @@ class ImageCopier:
     def copy(
         self,
         client: RegistryClient,
-        repo: str,
-        dest: str,
+        upstream_repo: str,
+        dest_repo: str,
         desc: Descriptor,
         fetched: Fetched | None = None,
     ) -> CopiedTree:
-        """Copy the tree of ``desc``; ``fetched`` is its manifest when already in hand
-        (a new tag is fetched by tag directly, saving the HEAD)."""
+        """Copy the tree of ``desc`` from ``upstream_repo`` into ``dest_repo``; ``fetched``
+        is its manifest when already in hand (a new tag is fetched by tag, saving the HEAD)."""
         tree = CopiedTree()
-        self._copy(client, repo, dest, desc, (), tree, fetched)
+        self._copy(client, upstream_repo, dest_repo, desc, (), tree, fetched)
         return tree
 
     def _copy(
         self,
         client: RegistryClient,
-        repo: str,
-        dest: str,
+        upstream_repo: str,
+        dest_repo: str,
         desc: Descriptor,
         parents: tuple[Digest, ...],
         tree: CopiedTree,
@@ -84,27 +83,31 @@ class ImageCopier:
             chain = " -> ".join(str(d) for d in (*parents, digest))
             raise ReferenceCycleError(f"manifest refers back to itself: {chain}")
         tree.digests.add(digest)
-        if self._store.has_manifest(dest, digest):
+        if self._store.has_manifest(dest_repo, digest):
             if desc.is_index:
-                self._note_children(dest, digest, tree)
+                self._note_children(dest_repo, digest, tree)
             return
         if len(parents) >= MAX_DEPTH:
             raise ContentError(f"manifest {digest} is nested more than {MAX_DEPTH} deep")
-        raw, manifest = fetched or client.get_manifest(repo, str(digest))
-        tree.fetched_manifests += 1
+        raw, manifest = fetched or client.get_manifest(upstream_repo, str(digest))
         _check_type(desc, manifest)
         if manifest.is_index:
             for child in children_to_copy(manifest, self._platforms):
-                self._copy(client, repo, dest, child, (*parents, digest), tree)
+                self._copy(client, upstream_repo, dest_repo, child, (*parents, digest), tree)
         else:
-            self._copy_blobs(client, repo, dest, manifest, tree)
-        self._store.put_manifest(dest, digest, raw)
+            self._copy_blobs(client, upstream_repo, dest_repo, manifest, tree)
+        self._store.put_manifest(dest_repo, digest, raw)
 
     def _copy_blobs(
-        self, client: RegistryClient, repo: str, dest: str, manifest: Manifest, tree: CopiedTree
+        self,
+        client: RegistryClient,
+        upstream_repo: str,
+        dest_repo: str,
+        manifest: Manifest,
+        tree: CopiedTree,
     ) -> None:
         futures = [
-            self._pool.submit(self._blobs.copy, client, repo, dest, blob)
+            self._pool.submit(self._blobs.copy, client, upstream_repo, dest_repo, blob)
             for blob in blobs_to_copy(manifest)
         ]
         # Wait for all before raising, so no copy is still writing when the error surfaces.
@@ -117,9 +120,9 @@ class ImageCopier:
         if errors:
             raise errors[0]
 
-    def _note_children(self, dest: str, digest: Digest, tree: CopiedTree) -> None:
+    def _note_children(self, dest_repo: str, digest: Digest, tree: CopiedTree) -> None:
         """An index already in the store: record its children's digests without a GET."""
-        raw = self._store.read_blob(dest, digest)
+        raw = self._store.read_blob(dest_repo, digest)
         manifest = parse_manifest(raw, None, digest)
         tree.digests.update(child.digest for child in manifest.children)
 

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from syncworker.engine.blobs import BlobCopier
 from syncworker.engine.images import ImageCopier
 from syncworker.engine.locks import Locks
-from syncworker.engine.repo import RepoJob
-from syncworker.engine.results import Failure, NullProgress, Progress, RepoResult
+from syncworker.engine.plan import LayoutMediaTypes
+from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY, RepoJob
+from syncworker.engine.results import Failure, RepoResult
 from syncworker.engine.upstream import Upstream
 from syncworker.errors import ConfigError, ContentError, SyncworkerError
 from syncworker.oci import Reference, validate_repository
@@ -36,7 +37,8 @@ DEFAULT_BLOB_THREADS = 32
 
 class Mirror:
     """Mirrors repositories and images of ``upstreams`` (keyed by registry name) into
-    ``store``; thread-safe, one per process. ``oci_index_types``: see ``index_descriptor``.
+    ``store``; thread-safe, one per process. ``layout_media_types``: see
+    ``index_descriptor``; ``tag_concurrency``: tags of one repository at a time.
     ``limiters`` holds the upstreams' rate limits (in this process unless given)."""
 
     def __init__(
@@ -46,15 +48,15 @@ class Mirror:
         locks: Locks,
         *,
         blob_threads: int = DEFAULT_BLOB_THREADS,
-        oci_index_types: bool = True,
-        progress: Progress | None = None,
+        layout_media_types: LayoutMediaTypes = "preserve",
+        tag_concurrency: int = DEFAULT_TAG_CONCURRENCY,
         limiters: Limiters | None = None,
     ) -> None:
         self.upstreams = dict(upstreams)
         self.store = store
         self.locks = locks
-        self.progress: Progress = progress or NullProgress()
-        self._oci_index_types = oci_index_types
+        self._layout_media_types: LayoutMediaTypes = layout_media_types
+        self._tag_concurrency = tag_concurrency
         self._clients: dict[str, RegistryClient] = {}
         self._clients_lock = threading.Lock()
         self._blob_pool = ThreadPoolExecutor(max_workers=blob_threads, thread_name_prefix="blob")
@@ -180,12 +182,12 @@ class Mirror:
             client=client,
             store=self.store,
             images=images,
-            progress=self.progress,
             registry=up.name,
-            repo=repo,
-            dest=dest,
+            upstream_repo=repo,
+            dest_repo=dest,
             only_signed=up.only_signed,
-            oci_index_types=self._oci_index_types,
+            layout_media_types=self._layout_media_types,
+            tag_concurrency=self._tag_concurrency,
         )
 
     def _destination_or_failure(self, registry: str, repo: str) -> str | RepoResult:
@@ -202,7 +204,5 @@ class Mirror:
         self, registry: str, repo: str, tag: str | None, exc: SyncworkerError
     ) -> RepoResult:
         result = RepoResult(registry, repo, None)
-        failure = Failure(registry, repo, tag, str(exc))
-        result.failures.append(failure)
-        self.progress.failed(failure)
+        result.failures.append(Failure(registry, repo, tag, str(exc)))
         return result

@@ -1,34 +1,34 @@
-"""Pure decisions: which tags are special, which children and blobs an image needs."""
+"""Pure decisions: which tags are special, which children and blobs an image needs, and
+what ``index.json`` records for a manifest."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
 
+from syncworker.filters import special_tag_subject, wants_platform
 from syncworker.oci import Descriptor, Digest, Manifest, Platform
+from syncworker.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 __all__ = [
+    "UPSTREAM_MEDIA_TYPE",
+    "LayoutMediaTypes",
     "TagPlan",
     "blobs_to_copy",
     "children_to_copy",
+    "index_descriptor",
     "plan_tags",
-    "special_tag_subject",
-    "unchanged",
+    "relisted",
 ]
 
-# cosign's legacy tags (sha256-<hex>.sig|.att|.sbom) and the OCI referrers tag schema
-# (distribution-spec spec.md#referrers-tag-schema: sha256-<hex>) name the image they are
-# about; they are mirrored with that image, whatever the tag rules say.
-_SPECIAL_TAG = re.compile(r"^(sha256|sha512)-([a-f0-9]{64}|[a-f0-9]{128})(\.sig|\.att|\.sbom)?$")
-
-
-def special_tag_subject(tag: str) -> str | None:
-    """The ``alg:hex`` digest a signature/attestation/referrers tag is about, else None."""
-    match = _SPECIAL_TAG.match(tag)
-    if match is None:
-        return None
-    return f"{match.group(1)}:{match.group(2)}"
+#: How ``index.json`` names Docker schema-2 manifests and lists (``layout_media_types``):
+#: ``preserve`` lists the type of the bytes; ``oci`` lists their OCI twin type instead.
+LayoutMediaTypes = Literal["preserve", "oci"]
+# OCI-layout readers such as skopeo 1.9 and umoci skip index.json entries of Docker types;
+# the structures match, so ``oci`` lists the OCI type and keeps Docker's in an annotation.
+_OCI_TWIN = {DOCKER_MANIFEST: OCI_MANIFEST, DOCKER_MANIFEST_LIST: OCI_INDEX}
+UPSTREAM_MEDIA_TYPE = "io.syncworker.upstream.mediaType"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class TagPlan:
     """Upstream tags split into ordinary tags (already filtered) and special ones."""
 
     ordinary: list[str]
-    special: dict[str, str]  # tag -> digest of the image it is about
+    special: dict[str, Digest]  # tag -> digest of the image it is about
 
 
 def plan_tags(all_tags: Iterable[str], kept: Iterable[str]) -> TagPlan:
@@ -48,20 +48,8 @@ def plan_tags(all_tags: Iterable[str], kept: Iterable[str]) -> TagPlan:
 
 
 def children_to_copy(index: Manifest, platforms: Sequence[Platform]) -> list[Descriptor]:
-    """Children of an index to mirror: all of them, or those matching ``platforms``.
-
-    A child with no platform (an attestation, an artifact) is kept: filtering is about
-    architectures, and such children are not images of another architecture.
-    """
-    if not platforms:
-        return list(index.children)
-    return [
-        child
-        for child in index.children
-        if child.platform is None
-        or child.platform.os == "unknown"
-        or any(want.matches(child.platform) for want in platforms)
-    ]
+    """Children of an index to mirror: those whose platform ``platforms`` wants."""
+    return [child for child in index.children if wants_platform(platforms, child.platform)]
 
 
 def blobs_to_copy(manifest: Manifest) -> list[Descriptor]:
@@ -76,6 +64,41 @@ def blobs_to_copy(manifest: Manifest) -> list[Descriptor]:
     return out
 
 
-def unchanged(stored: Mapping[str, Digest], tag: str, upstream: Digest) -> bool:
-    """Whether the store already holds ``tag`` at the upstream digest (the no-op test)."""
-    return stored.get(tag) == upstream
+def index_descriptor(desc: Descriptor, layout_media_types: LayoutMediaTypes) -> Descriptor:
+    """What index.json records for ``desc``: media type, digest, size, platform (for
+    children listed untagged) and artifactType.
+
+    The media type is the one of the bytes: a registry serving the layout (zot) sends it as
+    ``Content-Type``, and clients refuse a body whose ``mediaType`` differs (distribution's
+    ``ocischema``; CVE-2021-41190). ``oci`` trades that for layout readers that skip Docker
+    types, keeping the type of the bytes in an annotation.
+    """
+    media_type, annotations = desc.media_type, {}
+    if layout_media_types == "oci" and media_type in _OCI_TWIN:
+        annotations = {UPSTREAM_MEDIA_TYPE: media_type}
+        media_type = _OCI_TWIN[media_type]
+    return Descriptor(
+        media_type,
+        desc.digest,
+        desc.size,
+        platform=desc.platform,
+        annotations=annotations,
+        artifact_type=desc.artifact_type,
+    )
+
+
+def relisted(stored: Descriptor, layout_media_types: LayoutMediaTypes) -> Descriptor | None:
+    """The entry ``index.json`` should hold instead of ``stored`` (one this engine wrote)
+    under ``layout_media_types``; None if it is right as it is. No download is needed: an
+    entry listed under a twin type keeps the type of its bytes in an annotation."""
+    original = stored.annotations.get(UPSTREAM_MEDIA_TYPE)
+    of_bytes = stored.media_type
+    if original is not None and _OCI_TWIN.get(original) == stored.media_type:
+        of_bytes = original
+    wanted = index_descriptor(replace(stored, media_type=of_bytes), layout_media_types)
+    if (wanted.media_type, wanted.annotations.get(UPSTREAM_MEDIA_TYPE)) == (
+        stored.media_type,
+        original,
+    ):
+        return None
+    return wanted

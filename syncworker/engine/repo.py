@@ -2,34 +2,43 @@
 
 For every tag the rules keep, HEAD the manifest; if the store has that tag at that digest,
 that is all (a no-op run costs one request per tag plus the tag list). Otherwise copy the
-tree and only then move the tag. Signature, attestation and referrers-fallback tags follow
-the images they are about, whatever the tag rules say; referrers found through the API are
-stored untagged, recursively, with cycles refused.
+tree and only then move the tag. Tags run ``tag_concurrency`` at a time, so a far-away
+upstream is not paid one round trip per tag in series; their blobs go to the process's
+shared blob pool. Special tags follow the images they are about, whatever the tag rules
+say, once those are mirrored; referrers found through the API are stored untagged,
+recursively, each digest visited once, with cycles refused.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
 from syncworker.engine.images import CopiedTree, Fetched, ImageCopier
-from syncworker.engine.plan import TagPlan, plan_tags, special_tag_subject
-from syncworker.engine.results import Failure, Progress, RepoResult
+from syncworker.engine.index import IndexWriter
+from syncworker.engine.plan import LayoutMediaTypes, TagPlan, index_descriptor, plan_tags
+from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import (
     InvalidNameError,
     NotFoundError,
     ReferenceCycleError,
     SyncworkerError,
 )
-from syncworker.filters import ContentRules
+from syncworker.filters import (
+    SPECIAL_SUFFIXES,
+    ContentRules,
+    special_tag,
+    special_tag_subject,
+)
 from syncworker.oci import Descriptor, Digest, parse_manifest, validate_tag
-from syncworker.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from syncworker.registry import RegistryClient
 from syncworker.store import IndexEntry, Store
 
-__all__ = ["RepoJob", "SIGNATURE_ARTIFACT_TYPES"]
+__all__ = ["DEFAULT_TAG_CONCURRENCY", "SIGNATURE_ARTIFACT_TYPES", "RepoJob"]
 
 log = logging.getLogger(__name__)
 
@@ -39,82 +48,87 @@ SIGNATURE_ARTIFACT_TYPES = frozenset(
         "application/vnd.cncf.notary.signature",
     }
 )
-COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
-# OCI-layout readers (skopeo 1.9, umoci) skip index.json entries of Docker types; the
-# structures are the same, so the entry may name the OCI type while the bytes stay Docker's.
-OCI_TWIN = {DOCKER_MANIFEST: OCI_MANIFEST, DOCKER_MANIFEST_LIST: OCI_INDEX}
-UPSTREAM_MEDIA_TYPE = "io.syncworker.upstream.mediaType"
 # Referrers of referrers (a signature on an SBOM on an image) are followed this deep; a
 # hostile upstream cannot make a worker walk forever.
 MAX_REFERRER_DEPTH = 8
+# Tags of one repository in flight at once: enough to hide an upstream's round trip, few
+# enough that one repository does not take every connection to its registry.
+DEFAULT_TAG_CONCURRENCY = 4
 
 
 @dataclass
 class RepoJob:
-    """One synchronisation of ``repo`` (upstream) into ``dest`` (store)."""
+    """One synchronisation of ``upstream_repo`` (on ``registry``) into ``dest_repo``."""
 
     client: RegistryClient
     store: Store
     images: ImageCopier
-    progress: Progress
     registry: str
-    repo: str
-    dest: str
+    upstream_repo: str
+    dest_repo: str
     only_signed: bool = False
-    oci_index_types: bool = True
+    layout_media_types: LayoutMediaTypes = "preserve"
+    tag_concurrency: int = DEFAULT_TAG_CONCURRENCY
     result: RepoResult = field(init=False)
+    _index: IndexWriter = field(init=False)
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
-    _synced: set[str] = field(init=False, default_factory=set)
+    _synced: set[Digest] = field(init=False, default_factory=set)
     _all_tags: set[str] = field(init=False, default_factory=set)
     _tags_listed: bool = field(init=False, default=False)
+    _walked: set[Digest] = field(init=False, default_factory=set)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.result = RepoResult(self.registry, self.repo, self.dest)
+        self.result = RepoResult(self.registry, self.upstream_repo, self.dest_repo)
+        self._index = IndexWriter(self.store, self.dest_repo, self._fail)
 
     # -- whole repository -------------------------------------------------------------
 
     def run(self, rules: ContentRules) -> RepoResult:
         try:
-            upstream_tags = self.client.tags(self.repo)
+            upstream_tags = self.client.tags(self.upstream_repo)
             self._load_stored()
         except SyncworkerError as exc:
             self._fail(None, exc)
             return self.result
         tags = self._valid_tags(upstream_tags)
-        plan = plan_tags(tags, rules.filter_tags(self.repo, tags))
-        for tag in plan.ordinary:
-            self.sync_tag(tag)
-        self._sync_special(plan)
+        plan = plan_tags(tags, rules.filter_tags(self.upstream_repo, tags))
+        pool = ThreadPoolExecutor(self.tag_concurrency, thread_name_prefix="tag")
+        with self._index, pool:
+            self._sync_tags(pool, plan.ordinary)
+            self._sync_special(plan, pool)
         return self.result
 
     def run_single_tag(self, tag: str) -> RepoResult:
-        """On demand: one tag, its cosign tags and its referrers (no tag listing, on
+        """On demand: one tag, its special tags and its referrers (no tag listing, on
         either side)."""
-        self._load_stored([tag])
-        desc = self.sync_tag(tag)
-        if desc is not None:
-            self._load_stored(_cosign_tags(desc.digest))
-            self._sync_cosign_tags(desc.digest)
+        with self._index:
+            self._load_stored([tag])
+            desc = self.sync_tag(tag)
+            if desc is not None:
+                self._load_stored(_special_tags_of(desc.digest))
+                self._sync_special_tags_of(desc.digest)
         return self.result
 
     def run_single_digest(self, digest: Digest) -> RepoResult:
-        """On demand: one manifest by digest, kept untagged, with its signatures."""
-        try:
-            desc = self.client.head_manifest(self.repo, str(digest))
-            if not self.store.has_manifest(self.dest, digest):
-                self.copy(desc, None)
-            else:
-                self.result.skipped.append(str(digest))
-        except SyncworkerError as exc:
-            self._fail(str(digest), exc)
-            return self.result
-        self._sync_cosign_tags(digest)
+        """On demand: one manifest by digest, kept untagged, with its special tags."""
+        with self._index:
+            try:
+                desc = self.client.head_manifest(self.upstream_repo, str(digest))
+                if not self.store.has_manifest(self.dest_repo, digest):
+                    self.copy(desc, None)
+                else:
+                    self.result.skipped.append(str(digest))
+            except SyncworkerError as exc:
+                self._fail(str(digest), exc)
+                return self.result
+            self._sync_special_tags_of(digest)
         return self.result
 
-    def _sync_cosign_tags(self, digest: Digest) -> None:
-        for tag in _cosign_tags(digest):
+    def _sync_special_tags_of(self, digest: Digest) -> None:
+        for tag in _special_tags_of(digest):
             try:
-                desc = self.client.head_manifest(self.repo, tag)
+                desc = self.client.head_manifest(self.upstream_repo, tag)
             except NotFoundError:
                 continue
             except SyncworkerError as exc:
@@ -134,18 +148,32 @@ class RepoJob:
         return valid
 
     def _load_stored(self, tags: list[str] | None = None) -> None:
-        """What the store holds for every tag, or for ``tags`` only."""
-        entries = self.store.index(self.dest, tags)
+        """What the store holds for every tag, or for ``tags`` only. Entries written under
+        another ``layout_media_types`` are listed again under the current one (from the
+        entry alone, no download)."""
+        entries = self.store.index(self.dest_repo, tags)
         self._stored.update({e.tag: e.descriptor.digest for e in entries if e.tag})
+        self._index.relist(entries, self.layout_media_types)
 
-    def _sync_special(self, plan: TagPlan) -> None:
+    def _sync_special(self, plan: TagPlan, pool: ThreadPoolExecutor) -> None:
         """Take special tags whose subject was mirrored, until no more become eligible
         (a signature on an SBOM only becomes eligible once the SBOM is in)."""
         pending = dict(plan.special)
-        while ready := [t for t, subject in pending.items() if subject in self._synced]:
-            for tag in sorted(ready):
+        while ready := sorted(t for t, subject in pending.items() if subject in self._synced):
+            for tag in ready:
                 del pending[tag]
-                self.sync_tag(tag)
+            self._sync_tags(pool, ready)
+
+    def _sync_tags(self, pool: ThreadPoolExecutor, tags: list[str]) -> None:
+        """``tags``, ``tag_concurrency`` at a time; index entries in the order given."""
+        self._index.expect(tags)
+        list(pool.map(self._sync_in_order, tags))
+
+    def _sync_in_order(self, tag: str) -> None:
+        try:
+            self.sync_tag(tag)
+        finally:
+            self._index.done(tag)
 
     # -- one tag ----------------------------------------------------------------------
 
@@ -159,8 +187,8 @@ class RepoJob:
 
     def _fetch_and_apply(self, tag: str) -> Descriptor | None:
         if tag in self._stored:
-            return self._apply(tag, self.client.head_manifest(self.repo, tag))
-        fetched = self.client.get_manifest(self.repo, tag)
+            return self._apply(tag, self.client.head_manifest(self.upstream_repo, tag))
+        fetched = self.client.get_manifest(self.upstream_repo, tag)
         return self._apply(tag, fetched[1].descriptor(), fetched)
 
     def _guarded(self, tag: str, step: Callable[[], Descriptor | None]) -> Descriptor | None:
@@ -176,10 +204,14 @@ class RepoJob:
         if self._stored.get(tag) == desc.digest:
             self._note_synced(desc)
             self.result.skipped.append(tag)
-            self.progress.image_done(self.registry, self.repo, tag, copied=False)
             return desc
         if self.only_signed and special_tag_subject(tag) is None and not self._signed(desc):
-            log.info("%s/%s:%s is not signed; skipped (onlySigned)", self.registry, self.repo, tag)
+            log.info(
+                "%s/%s:%s is not signed; skipped (onlySigned)",
+                self.registry,
+                self.upstream_repo,
+                tag,
+            )
             self.result.skipped.append(tag)
             return None
         self.copy(desc, tag, fetched)
@@ -188,51 +220,54 @@ class RepoJob:
     def copy(self, desc: Descriptor, tag: str | None, fetched: Fetched | None = None) -> None:
         """Copy the tree of ``desc`` and what refers to it, then record it in the index.
 
-        The index entry is written last: if a referrer is refused (a cycle, bad content),
+        The index entry is recorded last: if a referrer is refused (a cycle, bad content),
         the image stays unreachable rather than half-mirrored.
         """
-        tree = self.images.copy(self.client, self.repo, self.dest, desc, fetched)
-        entries = [IndexEntry(self._index_descriptor(desc), tag)]
-        if tag is not None and special_tag_subject(tag) is not None and desc.is_index:
+        tree = self.images.copy(self.client, self.upstream_repo, self.dest_repo, desc, fetched)
+        special = tag is not None and special_tag_subject(tag) is not None
+        entries = [] if special else self._follow_referrers(desc.digest, (desc.digest,))
+        entries.append(IndexEntry(self._index_descriptor(desc), tag))
+        if special and desc.is_index:
             entries += self._fallback_referrers(desc)
-        if tag is None or special_tag_subject(tag) is None:
-            self._follow_referrers(desc.digest, (desc.digest,))
-        self.store.update_index(self.dest, entries)
+        self._index.add(entries, tag)
         if tag is not None:
             self._stored[tag] = desc.digest
         self._account(tree, tag or str(desc.digest))
 
     def _account(self, tree: CopiedTree, name: str) -> None:
-        self.result.copied.append(name)
-        self.result.bytes_copied += tree.stats.bytes
-        self.result.blobs_fetched += tree.stats.fetched
-        self.result.blobs_linked += tree.stats.linked
-        self._synced.update(str(d) for d in tree.digests)
-        self.progress.image_done(self.registry, self.repo, name, copied=True)
+        with self._lock:  # tags finish on several threads
+            self.result.copied.append(name)
+            self.result.bytes_copied += tree.stats.bytes
+            self.result.blobs_fetched += tree.stats.fetched
+            self.result.blobs_linked += tree.stats.linked
+            self._synced.update(tree.digests)
 
     def _note_synced(self, desc: Descriptor) -> None:
         """An unchanged tag: its digest (and an index's children) may be the subject of
         special tags, read from the store without asking the upstream."""
-        self._synced.add(str(desc.digest))
+        self._synced.add(desc.digest)
         if desc.is_index:
-            raw = self.store.read_blob(self.dest, desc.digest)
-            children = parse_manifest(raw, None, desc.digest).children
-            self._synced.update(str(c.digest) for c in children)
+            self._synced.update(c.digest for c in self._stored_children(desc))
+
+    def _stored_children(self, desc: Descriptor) -> tuple[Descriptor, ...]:
+        raw = self.store.read_blob(self.dest_repo, desc.digest)
+        return parse_manifest(raw, None, desc.digest).children
 
     # -- referrers --------------------------------------------------------------------
 
     def _fallback_referrers(self, desc: Descriptor) -> list[IndexEntry]:
-        """A referrers-fallback index: list its manifests untagged as well, so a registry
+        """A referrers-tag-schema index: list its manifests untagged as well, so a registry
         serving this layout (zot) answers the referrers API for them."""
-        raw = self.store.read_blob(self.dest, desc.digest)
-        children = parse_manifest(raw, None, desc.digest).children
-        return [IndexEntry(self._index_descriptor(c)) for c in children]
+        return [IndexEntry(self._index_descriptor(c)) for c in self._stored_children(desc)]
 
-    def _follow_referrers(self, subject: Digest, chain: tuple[Digest, ...]) -> None:
+    def _follow_referrers(self, subject: Digest, chain: tuple[Digest, ...]) -> list[IndexEntry]:
         """Referrers through the API, when the upstream's tag list did not already carry
-        them as a fallback tag; recursively, refusing cycles."""
-        if f"{subject.algorithm}-{subject.hex}" in self._all_tags:
-            return
+        them as a special tag; recursively, refusing cycles. Each subject is listed once
+        per job: a lattice of referrers costs requests per manifest, not per path. Returns
+        their index entries, deepest first."""
+        entries: list[IndexEntry] = []
+        if special_tag(subject) in self._all_tags or not self._first_walk(subject):
+            return entries
         if len(chain) > MAX_REFERRER_DEPTH:
             raise ReferenceCycleError(f"referrers nested deeper than {MAX_REFERRER_DEPTH}")
         for referrer in self._list_referrers(subject):
@@ -240,60 +275,50 @@ class RepoJob:
                 raise ReferenceCycleError(
                     f"referrer {referrer.digest} of {subject} is also its ancestor"
                 )
+            if referrer.digest in self._walked:
+                continue
             # Copied even when present: cheap then (no GET), and it lists a referrer that a
             # crash left unlisted.
-            tree = self.images.copy(self.client, self.repo, self.dest, referrer)
-            self._follow_referrers(referrer.digest, (*chain, referrer.digest))
-            self.store.update_index(self.dest, [IndexEntry(self._index_descriptor(referrer))])
+            tree = self.images.copy(self.client, self.upstream_repo, self.dest_repo, referrer)
+            entries += self._follow_referrers(referrer.digest, (*chain, referrer.digest))
+            entries.append(IndexEntry(self._index_descriptor(referrer)))
             self._account(tree, str(referrer.digest))
+        return entries
+
+    def _first_walk(self, subject: Digest) -> bool:
+        with self._lock:
+            first = subject not in self._walked
+            self._walked.add(subject)
+            return first
 
     def _list_referrers(self, subject: Digest) -> list[Descriptor]:
         """With the tag list in hand, a registry without the referrers API costs nothing
-        here: its fallback tags are in the list and handled as special tags."""
+        here: its special tags are in the list and handled as such."""
         if not self._tags_listed:
-            return self.client.referrers(self.repo, subject)
-        return self.client.referrers_api(self.repo, subject) or []
+            return self.client.referrers(self.upstream_repo, subject)
+        return self.client.referrers_api(self.upstream_repo, subject) or []
 
     def _signed(self, desc: Descriptor) -> bool:
-        prefix = f"{desc.digest.algorithm}-{desc.digest.hex}"
-        if f"{prefix}.sig" in self._all_tags:
+        if special_tag(desc.digest, ".sig") in self._all_tags:
             return True
-        if prefix in self._all_tags:
-            referrers = self.client.referrers(self.repo, desc.digest)
+        if special_tag(desc.digest) in self._all_tags:
+            referrers = self.client.referrers(self.upstream_repo, desc.digest)
         else:
             referrers = self._list_referrers(desc.digest)
         return any(r.artifact_type in SIGNATURE_ARTIFACT_TYPES for r in referrers)
 
     def _index_descriptor(self, desc: Descriptor) -> Descriptor:
-        return index_descriptor(desc, self.oci_index_types)
+        return index_descriptor(desc, self.layout_media_types)
 
     # -- failures ---------------------------------------------------------------------
 
     def _fail(self, tag: str | None, exc: SyncworkerError) -> None:
-        failure = Failure(self.registry, self.repo, tag, str(exc))
+        failure = Failure(self.registry, self.upstream_repo, tag, str(exc))
         log.warning("%s", failure)
         self.result.failures.append(failure)
-        self.progress.failed(failure)
 
 
-def index_descriptor(desc: Descriptor, oci_types: bool) -> Descriptor:
-    """What index.json records: media type, digest, size (and artifactType for artifacts).
-    Platform is kept for children listed untagged. With ``oci_types``, a Docker type is
-    listed as its OCI twin and kept in an annotation (see ``layout_media_types``)."""
-    media_type, annotations = desc.media_type, {}
-    if oci_types and desc.media_type in OCI_TWIN:
-        media_type = OCI_TWIN[desc.media_type]
-        annotations = {UPSTREAM_MEDIA_TYPE: desc.media_type}
-    return Descriptor(
-        media_type,
-        desc.digest,
-        desc.size,
-        platform=desc.platform,
-        annotations=annotations,
-        artifact_type=desc.artifact_type,
-    )
-
-
-def _cosign_tags(digest: Digest) -> list[str]:
-    """cosign's tags for what it attaches to ``digest``: signature, attestation, SBOM."""
-    return [f"{digest.algorithm}-{digest.hex}{suffix}" for suffix in COSIGN_SUFFIXES]
+def _special_tags_of(digest: Digest) -> list[str]:
+    """cosign's special tags for what it attaches to ``digest``: signature, attestation,
+    SBOM."""
+    return [special_tag(digest, suffix) for suffix in SPECIAL_SUFFIXES]

@@ -1,11 +1,10 @@
-"""What the engine reports: per-image and per-repository outcomes, and progress events."""
+"""What the engine reports: per-image and per-repository outcomes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
-__all__ = ["Failure", "NullProgress", "Progress", "RepoResult"]
+__all__ = ["Failure", "RepoResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,22 +12,23 @@ class Failure:
     """One thing that could not be mirrored, and why (never a secret: errors redact URLs)."""
 
     registry: str
-    repo: str
+    upstream_repo: str
     tag: str | None
     reason: str
 
     def __str__(self) -> str:
-        where = f"{self.repo}:{self.tag}" if self.tag else self.repo
+        where = f"{self.upstream_repo}:{self.tag}" if self.tag else self.upstream_repo
         return f"{self.registry}/{where}: {self.reason}"
 
 
 @dataclass(slots=True)
 class RepoResult:
-    """The outcome of one ``sync_repo`` or ``sync_image``."""
+    """The outcome of one ``sync_repo`` or ``sync_image``: ``upstream_repo`` on
+    ``registry``, stored as ``dest_repo`` (None when no content rule names one)."""
 
     registry: str
-    repo: str
-    destination: str | None
+    upstream_repo: str
+    dest_repo: str | None
     copied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -39,24 +39,3 @@ class RepoResult:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-class Progress(Protocol):
-    """Receives events as work happens (the CLI prints them, Celery tasks count them)."""
-
-    def image_done(self, registry: str, repo: str, tag: str, copied: bool) -> None: ...
-
-    def blob_done(self, digest: str, size: int, fetched: bool) -> None: ...
-
-    def failed(self, failure: Failure) -> None: ...
-
-
-class NullProgress:
-    def image_done(self, registry: str, repo: str, tag: str, copied: bool) -> None:
-        pass
-
-    def blob_done(self, digest: str, size: int, fetched: bool) -> None:
-        pass
-
-    def failed(self, failure: Failure) -> None:
-        pass

@@ -113,10 +113,10 @@ def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
     """Count one finished repository into its run (failures first: the last count may
     finish the run, and whoever waits on it then reads complete failures)."""
     for failure in result.failures:
-        coord.record_failure(run_id, failure.repo, failure.tag, failure.reason)
+        coord.record_failure(run_id, failure.upstream_repo, failure.tag, failure.reason)
     coord.incr(
         run_id,
-        once_for=result.repo,
+        once_for=result.upstream_repo,
         repos_done=int(result.ok),
         repos_failed=int(not result.ok),
         images_copied=len(result.copied),

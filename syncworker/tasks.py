@@ -1,5 +1,5 @@
-"""The three public Celery tasks (issue 3), and the internal run sweep. Thin: the engine
-mirrors, ``worker.walk`` walks, ``worker.sweep`` sweeps, ``worker.policy`` retries. Arguments
+"""The three public Celery tasks, and the internal run sweep. Thin: the engine mirrors,
+``runs.walk`` walks, ``runs.sweep`` sweeps, ``worker.policy`` retries. Arguments
 are plain strings; credentials never travel in a message, workers read them from their own
 config.
 
@@ -16,19 +16,9 @@ from typing import Any
 
 from celery import shared_task
 
-from syncworker.celeryapp import (
-    TASK_SWEEP,
-    TASK_SYNC_IMAGE,
-    TASK_SYNC_REPO,
-    TASK_WALK,
-    VISIBILITY_TIMEOUT,
-    config_of,
-)
 from syncworker.engine import RepoResult
-from syncworker.worker.policy import SyncTask, send
-from syncworker.worker.state import WorkerState, worker_state
-from syncworker.worker.sweep import stalled, sweep_seconds
-from syncworker.worker.walk import (
+from syncworker.runs.sweep import stalled
+from syncworker.runs.walk import (
     Step,
     claim_walk,
     record_catalog_failure,
@@ -36,10 +26,13 @@ from syncworker.worker.walk import (
     record_repo_lost,
     walk_page,
 )
+from syncworker.worker.names import TASK_SWEEP, TASK_SYNC_IMAGE, TASK_SYNC_REPO, TASK_WALK
+from syncworker.worker.policy import SyncTask
+from syncworker.worker.send import send, start_sweep, sweep_interval
+from syncworker.worker.state import WorkerState, config_of, worker_state
 
 __all__ = [
     "REPO_LOCK_WAIT",
-    "start_sweep",
     "summarize",
     "sweep_run",
     "sync_image",
@@ -118,18 +111,6 @@ def sync_repo(
     if run_id:
         record_repo(state.coord, run_id, result)
     return summarize(result)
-
-
-def start_sweep(app: Any, registry: str, run_id: str, previous: str | None = None) -> None:
-    """Look at ``run_id`` again in one sweep interval (worker/sweep.py)."""
-    send(app, TASK_SWEEP, [registry, run_id, previous], countdown=sweep_interval(app))
-
-
-def sweep_interval(app: Any) -> float:
-    """The sweep interval, kept under half the visibility timeout: a countdown message waits
-    unacknowledged in a worker, and one held past that timeout would be handed out again."""
-    visibility = app.conf.broker_transport_options.get("visibility_timeout", VISIBILITY_TIMEOUT)
-    return min(sweep_seconds(), float(visibility) / 2)
 
 
 @shared_task(bind=True, base=_Task, name=TASK_SWEEP)  # type: ignore[untyped-decorator]

@@ -23,9 +23,10 @@ import pytest
 import redis
 import yaml
 
-from syncworker.celeryapp import TASK_SYNC_IMAGE, TASK_WALK, create_app
+from syncworker.celeryapp import create_app
 from syncworker.config import load_config
 from syncworker.coord import Coordinator, RunStatus
+from syncworker.worker.names import TASK_SYNC_IMAGE, TASK_WALK
 from tests.support.corpus import Corpus, seed_many
 from tests.support.ports import wait_until
 from tests.support.redis_server import RedisServer

@@ -14,28 +14,27 @@ import pytest
 import yaml
 from celery.schedules import crontab
 
-from syncworker.celeryapp import (
-    QUEUE_ONDEMAND,
-    QUEUE_REPO,
-    QUEUE_WALK,
-    TASK_SYNC_IMAGE,
-    TASK_SYNC_REPO,
-    TASK_WALK,
-    VISIBILITY_TIMEOUT,
-    celery_settings,
-    create_app,
-)
+from syncworker.celeryapp import create_app
 from syncworker.cli import build_parser, main
 from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
 from syncworker.coord import Coordinator, LockBusy, RunStatus
 from syncworker.engine import Failure, Mirror, RepoResult
 from syncworker.errors import ConfigError, RegistryError, TransportError
+from syncworker.runs.sweep import stalled
+from syncworker.runs.walk import Step, claim_walk, record_repo, record_repo_lost, walk_page
 from syncworker.store import open_store
+from syncworker.worker.names import (
+    QUEUE_ONDEMAND,
+    QUEUE_REPO,
+    QUEUE_WALK,
+    TASK_SYNC_IMAGE,
+    TASK_SYNC_REPO,
+    TASK_WALK,
+)
 from syncworker.worker.policy import BACKOFF_BASE, BACKOFF_CAP, backoff, retry_delay
 from syncworker.worker.schedule import beat_schedule
-from syncworker.worker.sweep import stalled
-from syncworker.worker.walk import Step, claim_walk, record_repo, record_repo_lost, walk_page
+from syncworker.worker.settings import VISIBILITY_TIMEOUT, celery_settings
 from tests.support.corpus import Corpus
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer

@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
-from syncworker.celeryapp import QUEUE_REPO, RESTORE_SECONDS, TASK_SYNC_REPO, create_app
+from syncworker.celeryapp import create_app
 from syncworker.config import load_config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.errors import CoordError
+from syncworker.worker.names import QUEUE_REPO, TASK_SYNC_REPO
+from syncworker.worker.settings import RESTORE_SECONDS
 from tests.support.chaos import report, verified_tags
 from tests.support.corpus import Corpus, seed_many
 from tests.support.mirror import layout_tags

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from syncworker import celeryapp
-from syncworker.celeryapp import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK, create_app
+from syncworker.celeryapp import create_app
 from syncworker.cli import build_parser
 from syncworker.config import REDIS_URL_ENV, load_config
+from syncworker.worker import names
+from syncworker.worker.names import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK
 from syncworker.worker.schedule import beat_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,6 +172,6 @@ def test_readme_commands_exist() -> None:
     for line in lines:
         assert line.split()[1] in subcommands(), line
     for name in re.findall(r"(?<![/\w])syncworker\.[a-z_]+", section):
-        tasks = {v for k, v in vars(celeryapp).items() if k.startswith("TASK_")}
+        tasks = {v for k, v in vars(names).items() if k.startswith("TASK_")}
         known = tasks | QUEUES | {"syncworker.celery", "syncworker.redis"}
         assert name in known or importlib.util.find_spec(name) is not None, name

@@ -16,14 +16,14 @@ from celery import Celery
 from syncworker.api.coalesce import Coalescer
 from syncworker.api.events import Item, Push, Skipped
 from syncworker.api.routing import entries_for_hosts, refusal, registry_entry, validate_image
-from syncworker.celeryapp import TASK_SYNC_IMAGE, TASK_SYNC_REPO
 from syncworker.cli.trigger import start_walk
 from syncworker.config import Config, RegistryConfig
 from syncworker.coord import Coordinator
 from syncworker.errors import ContentError, CoordError, RequestError
 from syncworker.oci import validate_repository
-from syncworker.worker.policy import publishing, send
-from syncworker.worker.walk import Claim
+from syncworker.runs.walk import Claim
+from syncworker.worker.names import TASK_SYNC_IMAGE, TASK_SYNC_REPO
+from syncworker.worker.send import publishing, send
 
 __all__ = ["PUBLISH_RETRY_POLICY", "Accepted", "Dispatcher", "Outcome"]
 

@@ -7,9 +7,10 @@ import argparse
 import os
 from typing import Any
 
-from syncworker.celeryapp import CONFIG_ENV, create_app
+from syncworker.celeryapp import create_app
 from syncworker.cli.status import coordinator
 from syncworker.config import load_config
+from syncworker.worker.names import CONFIG_ENV
 
 __all__ = ["add_parser", "run"]
 

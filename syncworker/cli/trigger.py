@@ -17,15 +17,15 @@ from typing import Any
 
 from celery import Celery
 
-from syncworker.celeryapp import TASK_SYNC_IMAGE, TASK_WALK, create_app
+from syncworker.celeryapp import create_app
 from syncworker.cli.status import coordinator, describe, print_failures
 from syncworker.config import Config, load_config
 from syncworker.coord import FAILED, RUNNING, Coordinator, RunStatus
 from syncworker.errors import ConfigError, CoordError
 from syncworker.oci import Reference
-from syncworker.tasks import start_sweep
-from syncworker.worker.policy import publishing, send
-from syncworker.worker.walk import CATALOG_FAILURE, Claim, claim_walk
+from syncworker.runs.walk import CATALOG_FAILURE, Claim, claim_walk
+from syncworker.worker.names import TASK_SYNC_IMAGE, TASK_WALK
+from syncworker.worker.send import publishing, send, start_sweep
 
 __all__ = ["add_parser", "run", "start_walk"]
 

@@ -2,9 +2,9 @@
 
 Task bodies stay thin (dramatiq's middleware idea): they call the engine and let errors
 out. :class:`SyncTask` turns a temporary :class:`~syncworker.errors.SyncworkerError` into a
-Celery retry with :func:`backoff`, a busy repository lock into a later retry (issue 3: "a
-duplicate delivery that finds the lock held by a live worker is retried later, not
-dropped"), and gives each task a ``give_up`` hook for when it will not be retried again.
+Celery retry with :func:`backoff`, a busy repository lock into a later retry (a duplicate
+delivery that finds the lock held by a live worker is retried later, not dropped), and
+gives each task a ``give_up`` hook for when it will not be retried again.
 """
 
 from __future__ import annotations
@@ -12,19 +12,16 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from celery import Celery, Task
+from celery import Task
 from celery.exceptions import Retry
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
 
 from syncworker.coord import LockBusy
-from syncworker.errors import CoordError, RegistryError, SyncworkerError
+from syncworker.errors import RegistryError, SyncworkerError
 from syncworker.registry.retry import backoff_delay as backoff
 from syncworker.registry.retry import is_temporary
+from syncworker.worker.send import publishing
 
 __all__ = [
     "BACKOFF_BASE",
@@ -33,9 +30,7 @@ __all__ = [
     "MAX_RETRIES",
     "SyncTask",
     "backoff",
-    "publishing",
     "retry_delay",
-    "send",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,25 +97,6 @@ class SyncTask(Task):  # type: ignore[misc]
 
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
         """Called once when the task failed and will not be retried; tasks override it."""
-
-
-@contextmanager
-def publishing(task: str) -> Iterator[None]:
-    """The one place where publishing errors are translated: a broker that cannot take a
-    message is a temporary :class:`CoordError`, so the sending task is retried later (or
-    its run's sweep sends the work again) instead of failing for good."""
-    try:
-        yield
-    # AttributeError: kombu's Redis channel, publishing while it reconnects after the
-    # server restarted, reaches for a connection it has already dropped.
-    except (KombuError, RedisError, OSError, AttributeError) as exc:
-        raise CoordError(f"could not send {task} to the broker: {type(exc).__name__}") from exc
-
-
-def send(app: Celery, task: str, args: list[Any], **options: Any) -> None:
-    """Publish ``task`` with ``args`` (see :func:`publishing`)."""
-    with publishing(task):
-        app.send_task(task, args=args, **options)
 
 
 def _brief(args: Any) -> str:

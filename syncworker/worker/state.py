@@ -13,17 +13,26 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from syncworker.config import Config
+from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.errors import ConfigError, StoreError
 from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.store import Store, store_for
+from syncworker.worker.names import CONFIG_ENV
 
-__all__ = ["PAGE_SIZE_ENV", "WorkerState", "close_state", "worker_state"]
+__all__ = [
+    "PAGE_SIZE_ENV",
+    "WorkerState",
+    "close_state",
+    "config_of",
+    "env_config",
+    "worker_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +106,23 @@ def close_state() -> None:
         state, _state = _state, None
     if state is not None:
         state.close()
+
+
+def config_of(app: Celery) -> Config:
+    """The syncworker configuration ``app`` was built from."""
+    config = getattr(app, "syncworker_config", None)
+    if config is None:  # an app not made by create_app (e.g. the default app)
+        return env_config()
+    assert isinstance(config, Config)
+    return config
+
+
+def env_config() -> Config:
+    """The configuration in the file named by ``SYNCWORKER_CONFIG``."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(CONFIG_ENV, "not set: run `syncworker worker -c FILE`")
+    return load_config(path)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

@@ -1,4 +1,4 @@
-"""The catalog walk, one page per call, and the run's accounting (issue 3, ``walk_catalog``).
+"""The catalog walk, one page per call, and the run's accounting (``walk_catalog``).
 
 Celery-free: the task passes ``enqueue`` (which sends ``sync_repo``), so this is the whole
 logic of a walk and of counting a repository into its run.

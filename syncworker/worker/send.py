@@ -1,0 +1,49 @@
+"""Sending tasks: the one place where broker errors are translated, and the sweep's timer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
+from syncworker.errors import CoordError
+from syncworker.runs.sweep import sweep_seconds
+from syncworker.worker.names import TASK_SWEEP
+from syncworker.worker.settings import VISIBILITY_TIMEOUT
+
+__all__ = ["publishing", "send", "start_sweep", "sweep_interval"]
+
+
+@contextmanager
+def publishing(task: str) -> Iterator[None]:
+    """The one place where publishing errors are translated: a broker that cannot take a
+    message is a temporary :class:`CoordError`, so the sending task is retried later (or
+    its run's sweep sends the work again) instead of failing for good."""
+    try:
+        yield
+    # AttributeError: kombu's Redis channel, publishing while it reconnects after the
+    # server restarted, reaches for a connection it has already dropped.
+    except (KombuError, RedisError, OSError, AttributeError) as exc:
+        raise CoordError(f"could not send {task} to the broker: {type(exc).__name__}") from exc
+
+
+def send(app: Celery, task: str, args: list[Any], **options: Any) -> None:
+    """Publish ``task`` with ``args`` (see :func:`publishing`)."""
+    with publishing(task):
+        app.send_task(task, args=args, **options)
+
+
+def start_sweep(app: Celery, registry: str, run_id: str, previous: str | None = None) -> None:
+    """Look at ``run_id`` again in one sweep interval (runs/sweep.py)."""
+    send(app, TASK_SWEEP, [registry, run_id, previous], countdown=sweep_interval(app))
+
+
+def sweep_interval(app: Celery) -> float:
+    """The sweep interval, kept under half the visibility timeout: a countdown message waits
+    unacknowledged in a worker, and one held past that timeout would be handed out again."""
+    visibility = app.conf.broker_transport_options.get("visibility_timeout", VISIBILITY_TIMEOUT)
+    return min(sweep_seconds(), float(visibility) / 2)

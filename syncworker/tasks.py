@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import shared_task
 
-from syncworker.engine import RepoResult
+from syncworker.engine import Failure, RepoResult
 from syncworker.runs.sweep import stalled
 from syncworker.runs.walk import (
     Step,
@@ -52,21 +52,47 @@ class _Task(SyncTask):
     def state(self) -> WorkerState:
         return worker_state(config_of(self.app))
 
+    def deliveries(self) -> int:
+        if self.request.id is None:  # called directly, not from a message
+            return 1
+        # A retry is a new message with the same id: count each attempt on its own.
+        return self.state.coord.count_delivery(f"{self.request.id}:{self.request.retries}")
+
 
 class _WalkTask(_Task):
-    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
+    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         registry, run_id = _walk_args(args, kwargs, self.request.id)
         coord = self.state.coord
         if coord.current_walk(registry) == run_id:
-            record_catalog_failure(coord, registry, run_id, str(exc))
+            record_catalog_failure(coord, registry, run_id, reason)
+        return {"registry": registry, "run_id": run_id, "failures": [reason]}
 
 
 class _RepoTask(_Task):
-    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
+    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
+        registry, repo = _repo_args(args, kwargs)
         run_id = kwargs.get("run_id", args[2] if len(args) > 2 else None)
         if run_id:
-            repo = kwargs.get("repo", args[1] if len(args) > 1 else "?")
-            record_repo_lost(self.state.coord, run_id, repo, f"{type(exc).__name__}: {exc}")
+            record_repo_lost(self.state.coord, run_id, repo, reason)
+        return _failed(registry, repo, None, reason)
+
+
+class _ImageTask(_Task):
+    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
+        registry, repo = _repo_args(args, kwargs)
+        reference = kwargs.get("reference", args[2] if len(args) > 2 else None)
+        return _failed(registry, repo, reference, reason)
+
+
+def _repo_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
+    registry = kwargs.get("registry", args[0] if args else "?")
+    return registry, kwargs.get("repo", args[1] if len(args) > 1 else "?")
+
+
+def _failed(registry: str, repo: str, tag: str | None, reason: str) -> dict[str, Any]:
+    result = RepoResult(registry, repo, None)
+    result.failures.append(Failure(registry, repo, tag, reason))
+    return summarize(result)
 
 
 def _walk_args(args: tuple[Any, ...], kwargs: dict[str, Any], task_id: str) -> tuple[str, str]:
@@ -146,8 +172,8 @@ class _CopyFailed(Exception):
         self.result = result
 
 
-@shared_task(bind=True, base=_Task, name=TASK_SYNC_IMAGE, ignore_result=False)  # type: ignore[untyped-decorator]
-def sync_image(self: _Task, registry: str, repo: str, reference: str) -> dict[str, Any]:
+@shared_task(bind=True, base=_ImageTask, name=TASK_SYNC_IMAGE, ignore_result=False)  # type: ignore[untyped-decorator]
+def sync_image(self: _ImageTask, registry: str, repo: str, reference: str) -> dict[str, Any]:
     """Mirror one tag or digest of ``repo`` with its referrers; identical requests in
     flight across the cluster make one copy (the others wait for it and return coalesced)."""
     state = self.state

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import redis
@@ -57,15 +57,21 @@ FAST_RESTORE = {
 # -- services -----------------------------------------------------------------------------
 
 
+class Upstream(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
 @dataclass
 class Cluster:
     """A config file and the worker/beat processes started on it."""
 
     workdir: Path
-    upstream: RegistryServer
+    upstream: Upstream
     redis_url: str
     page_size: int = PAGE_SIZE
     sweep_seconds: float = SWEEP_SECONDS
+    extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     config_path: Path = field(init=False)
     store: Path = field(init=False)
@@ -99,7 +105,7 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWORKER_")}
         env["SYNCWORKER_CATALOG_PAGE_SIZE"] = str(self.page_size)
         env["SYNCWORKER_SWEEP_SECONDS"] = str(self.sweep_seconds)
-        return env
+        return {**env, **self.extra_env}
 
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")

@@ -186,6 +186,14 @@ class Coordinator:
         :meth:`Walks.end_walk`."""
         return self._walks.end_walk(registry, run_id)
 
+    def note_cursor(self, run_id: str, previous: str | None, cursor: str) -> bool:
+        """See :meth:`Walks.note_cursor`."""
+        return self._walks.note_cursor(run_id, previous, cursor)
+
+    def count_delivery(self, message_id: str) -> int:
+        """See :meth:`Walks.count_delivery`."""
+        return self._walks.count_delivery(message_id)
+
     # -- upstream rate budgets (coord/limits.py) ---------------------------------------
 
     def limiter(

@@ -40,6 +40,11 @@ key                                        type    owner       TTL
                                                                the walk in progress
 ``{p}:cursor:{reg}``                       string  walk.py     WALK_TTL; the last catalog
                                                                entry enqueued by the walk
+``{p}:run:{id}:cursors``                   hash    walk.py     same as the run hash; each
+                                                               cursor reached in this run ->
+                                                               the cursor it was reached from
+``{p}:delivery:{message}``                 string  walk.py     DELIVERY_TTL; how many times a
+                                                               task message was started
 ``{p}:api:image:{reg}:{repo}:{ref}``       string  api/        COALESCE_TTL (api/coalesce.py);
                                                                ``{digest} {task id}`` of the
                                                                last sync_image it enqueued
@@ -59,6 +64,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BLOB_HINT_TTL",
+    "DELIVERY_TTL",
     "FLIGHT_OK_TTL",
     "MAX_FAILURES",
     "RUN_KEY_COUNT",
@@ -83,6 +89,9 @@ BLOB_HINT_TTL = 30 * DAY
 # Waiters of an image flight read the finisher's marker right after the lock disappears;
 # they poll every few tenths of a second, so minutes are plenty.
 FLIGHT_OK_TTL = 300.0
+# A message started again and again (its worker killed each time) is counted over this long:
+# longer than several redeliveries a visibility timeout apart.
+DELIVERY_TTL = 2 * DAY
 # Failures kept per run: enough to show every failing repo of a large catalog, bounded so a
 # registry that fails everything cannot fill Redis.
 MAX_FAILURES = 1000
@@ -153,6 +162,12 @@ class Keys:
 
     def cursor(self, registry: str) -> str:
         return self._key("cursor", registry)
+
+    def run_cursors(self, run_id: str) -> str:
+        return self._key("run", run_id, "cursors")
+
+    def delivery(self, message_id: str) -> str:
+        return self._key("delivery", message_id)
 
     # api/coalesce.py
     def api_image(self, registry: str, repo: str, reference: str) -> str:

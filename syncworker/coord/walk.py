@@ -15,7 +15,7 @@ import time
 import redis
 
 from syncworker.coord.backend import LuaArg, Part, text, translated
-from syncworker.coord.keys import RUN_RETENTION, RUN_TTL, WALK_TTL, Keys
+from syncworker.coord.keys import DELIVERY_TTL, RUN_RETENTION, RUN_TTL, WALK_TTL, Keys
 from syncworker.coord.scripts import register
 
 __all__ = ["Walks"]
@@ -83,6 +83,29 @@ class Walks(Part):
         keys = [self._keys.run_enqueued(run_id), self._keys.run_counted(run_id)]
         found = self._client.sdiff(keys)
         return sorted(str(text(repo)) for repo in found)
+
+    @translated
+    def note_cursor(self, run_id: str, previous: str | None, cursor: str) -> bool:
+        """Record that ``run_id``'s walk moved from ``previous`` to ``cursor``; False if it
+        reached ``cursor`` before from elsewhere (the catalog's pages loop). The same move
+        again (a redelivered page) is True."""
+        key = self._keys.run_cursors(run_id)
+        if self._client.hsetnx(key, cursor, previous or ""):
+            ttl = self._client.pttl(self._keys.run(run_id))
+            self._client.pexpire(key, ttl if ttl > 0 else int(RUN_TTL * 1000))
+            return True
+        return text(self._client.hget(key, cursor)) == (previous or "")
+
+    @translated
+    def count_delivery(self, message_id: str) -> int:
+        """How many times the task message ``message_id`` has been started, this time
+        included."""
+        key = self._keys.delivery(message_id)
+        pipe = self._client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, int(DELIVERY_TTL))
+        count, _ = pipe.execute()
+        return int(count)
 
     @translated
     def end_walk(self, registry: str, run_id: str) -> bool:

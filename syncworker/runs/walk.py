@@ -46,6 +46,7 @@ class Step(enum.Enum):
     DONE = "done"  # end of the catalog: the walk is over
     RACED = "raced"  # another delivery of this page moved the cursor first
     STALE = "stale"  # this run is no longer the registry's walk
+    LOOPED = "looped"  # the catalog's pages lead back to one already walked: the walk ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,12 @@ def walk_page(
         coord.end_walk(registry, run_id)
         log.info("walk %s of %s: end of the catalog", run_id, registry)
         return Step.DONE
+    if not coord.note_cursor(run_id, cursor, next_last):
+        # An upstream whose next page starts where an earlier one did (it ignores ``last``,
+        # or its ``Link`` goes back) would keep the walk, and its repositories, going forever.
+        reason = f"catalog pagination loops: a second page after {next_last[:200]!r}"
+        record_catalog_failure(coord, registry, run_id, reason)
+        return Step.LOOPED
     if coord.advance_cursor(registry, cursor, next_last):
         return Step.MORE
     return Step.RACED

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Retry
+from celery.exceptions import Ignore, Reject, Retry
 
 from syncworker.coord import LockBusy
 from syncworker.errors import RegistryError, SyncworkerError
@@ -27,6 +27,7 @@ __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_CAP",
     "LOCK_RETRY_BASE",
+    "MAX_DELIVERIES",
     "MAX_RETRIES",
     "SyncTask",
     "backoff",
@@ -46,6 +47,9 @@ LOCK_RETRY_BASE = 5.0
 LOCK_RETRY_CAP = 60.0
 # A held lock is waited for this many times before the repository is counted failed.
 LOCK_MAX_RETRIES = 120
+# A message whose worker dies under it (OOM-killed, say) is redelivered; past this many
+# starts it is recorded as failed instead of taking a worker down again and again.
+MAX_DELIVERIES = 5
 
 
 def retry_delay(exc: SyncworkerError, retries: int, jitter: float = 0.0) -> float:
@@ -60,43 +64,79 @@ def retry_delay(exc: SyncworkerError, retries: int, jitter: float = 0.0) -> floa
 
 
 class SyncTask(Task):  # type: ignore[misc]
-    """Base of syncworker's tasks: retries, give-up accounting and one log line each."""
+    """Base of syncworker's tasks: retries, give-up accounting and one log line each.
+
+    A task never ends with an exception of its own: whatever its body raises is either a
+    retry, or a failure recorded by :meth:`give_up` (a bug's exception type named in it),
+    after which the task returns and its message is acknowledged.
+    """
 
     max_retries = MAX_RETRIES
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
         try:
+            deliveries = self.deliveries()
+            if deliveries > MAX_DELIVERIES:
+                return self._failed(args, kwargs, _too_many(deliveries))
             result = super().__call__(*args, **kwargs)
-        except LockBusy as exc:
-            log.info("%s%s: %s; retrying later", self.name, _brief(args), exc)
-            raise self._retry(exc, LOCK_MAX_RETRIES) from None
+        except (Retry, Ignore, Reject):
+            raise
         except SyncworkerError as exc:
-            if not is_temporary(exc):
-                raise
-            log.warning("%s%s: temporary failure: %s", self.name, _brief(args), exc)
-            raise self._retry(exc, self.max_retries) from None
+            return self._retry_or_fail(args, kwargs, exc)
+        except Exception as exc:  # a bug: logged with its traceback, recorded by name
+            log.exception("%s%s: unexpected error", self.name, _brief(args))
+            return self._failed(args, kwargs, f"unexpected {type(exc).__name__}: {exc}")
         log.info("%s%s done in %.1fs", self.name, _brief(args), time.monotonic() - started)
         return result
 
-    def _retry(self, exc: SyncworkerError, max_retries: int) -> Retry:
+    def deliveries(self) -> int:
+        """How many times this message has been started, this time included; tasks that can
+        count it (in Redis) override this."""
+        return 1
+
+    def _retry_or_fail(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: SyncworkerError
+    ) -> dict[str, Any]:
+        limit = LOCK_MAX_RETRIES if isinstance(exc, LockBusy) else self.max_retries
+        if not (is_temporary(exc) or isinstance(exc, LockBusy)) or self.request.retries >= limit:
+            return self._failed(args, kwargs, f"{type(exc).__name__}: {exc}")
+        log.warning("%s%s: %s; retrying later", self.name, _brief(args), exc)
         delay = retry_delay(exc, self.request.retries, jitter=random.random())
-        # retry() raises exc itself once max_retries is reached; on_failure follows.
         with publishing(self.name):
-            retry: Retry = self.retry(exc=exc, countdown=delay, max_retries=max_retries)
-        return retry
+            raise self.retry(exc=exc, countdown=delay, max_retries=limit)
+
+    def _failed(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
+        log.error("%s%s failed for good: %s", self.name, _brief(args), reason)
+        return self._give_up(args, kwargs, reason)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
+        """What still escapes (a hard time limit kills the task outside ``__call__``)."""
         log.error("%s%s failed for good: %s", self.name, _brief(args), exc)
+        self._give_up(tuple(args), dict(kwargs), f"{type(exc).__name__}: {exc}")
+
+    def _give_up(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str
+    ) -> dict[str, Any]:
         try:
-            self.give_up(tuple(args), dict(kwargs), exc)
+            return self.give_up(args, kwargs, reason)
         except SyncworkerError as error:
             log.error("%s%s: could not record the failure: %s", self.name, _brief(args), error)
+            return {"failures": [reason]}
 
-    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException) -> None:
-        """Called once when the task failed and will not be retried; tasks override it."""
+    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
+        """Called once when the task failed and will not be retried: record ``reason``
+        where the task's caller looks, and return the task's result. Tasks override it."""
+        return {"failures": [reason]}
+
+
+def _too_many(deliveries: int) -> str:
+    return (
+        f"started {deliveries} times without finishing (its worker died each time,"
+        " e.g. killed for memory): given up"
+    )
 
 
 def _brief(args: Any) -> str:

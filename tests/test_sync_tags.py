@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from syncworker.engine.plan import index_descriptor
+from syncworker.oci import Descriptor
+from syncworker.store import IndexEntry, open_store
 from tests.support.hostile import Answer, HostileRegistry, json_answer
 from tests.support.images import (
     DOCKER_MANIFEST,
@@ -37,16 +40,20 @@ def upstream() -> Iterator[HostileRegistry]:
     server.close()
 
 
-def _entries(root: Path, repo: str) -> dict[str, tuple[str, str | None]]:
-    """tag -> (media type of its index.json entry, the upstream type annotation)."""
-    doc = json.loads((root / repo / "index.json").read_text())
-    out = {}
-    for entry in doc["manifests"]:
+def _listed(root: Path, repo: str) -> Iterator[tuple[str | None, str, tuple[str, str | None]]]:
+    """(tag, digest, (media type, upstream type annotation)) of each index.json entry."""
+    for entry in json.loads((root / repo / "index.json").read_text())["manifests"]:
         annotations = entry.get("annotations", {})
         tag = annotations.get("org.opencontainers.image.ref.name")
-        if tag is not None:
-            out[tag] = (entry["mediaType"], annotations.get(UPSTREAM_MEDIA_TYPE))
-    return out
+        yield tag, entry["digest"], (entry["mediaType"], annotations.get(UPSTREAM_MEDIA_TYPE))
+
+
+def _entries(root: Path, repo: str) -> dict[str, tuple[str, str | None]]:
+    return {tag: types for tag, _, types in _listed(root, repo) if tag is not None}
+
+
+def _untagged(root: Path, repo: str) -> dict[str, tuple[str, str | None]]:
+    return {digest: types for tag, digest, types in _listed(root, repo) if tag is None}
 
 
 def _downloads(server: RegistryServer) -> int:
@@ -57,7 +64,8 @@ def test_layout_media_types_switch_rewrites_the_index_without_a_download(
     registry: RegistryServer, tmp_path: Path
 ) -> None:
     push_image(registry.url, "relist/app", "image", make_image("relist", fmt="docker"))
-    push_image(registry.url, "relist/app", "list", make_index("relist", fmt="docker"))
+    docker_list = make_index("relist-list", fmt="docker")
+    push_image(registry.url, "relist/app", "list", docker_list)
     root = tmp_path / "store"
     entry = {"urls": [registry.url], "content": [{"prefix": "relist/**"}]}
 
@@ -66,11 +74,17 @@ def test_layout_media_types_switch_rewrites_the_index_without_a_download(
         assert run.code == 0, run.output
 
     sync({"layoutMediaTypes": "oci"})
+    # An image synced by digest is listed untagged: one of the list's children, as the
+    # ``oci`` setting lists it.
+    child = Descriptor.from_json(docker_list.json["manifests"][0])
+    store = open_store(str(root))
+    store.update_index("relist/app", [IndexEntry(index_descriptor(child, "oci"))])
     twins = {
         "image": (OCI_MANIFEST, DOCKER_MANIFEST),
         "list": (OCI_INDEX, DOCKER_MANIFEST_LIST),
     }
     assert _entries(root, "relist/app") == twins
+    assert _untagged(root, "relist/app") == {str(child.digest): (OCI_MANIFEST, DOCKER_MANIFEST)}
     tags = layout_tags(root)
 
     before = _downloads(registry)
@@ -79,11 +93,13 @@ def test_layout_media_types_switch_rewrites_the_index_without_a_download(
         "image": (DOCKER_MANIFEST, None),
         "list": (DOCKER_MANIFEST_LIST, None),
     }
+    assert _untagged(root, "relist/app") == {str(child.digest): (DOCKER_MANIFEST, None)}
     assert _downloads(registry) == before
     assert layout_tags(root) == tags
 
     sync({"layoutMediaTypes": "oci"})
     assert _entries(root, "relist/app") == twins
+    assert _untagged(root, "relist/app") == {str(child.digest): (OCI_MANIFEST, DOCKER_MANIFEST)}
     assert _downloads(registry) == before
 
 

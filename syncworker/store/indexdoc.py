@@ -83,20 +83,33 @@ def merge_index(
 
     A tagged entry replaces whatever held the tag (in place, keeping the order) and any
     untagged entry of the same digest; an untagged entry is added unless its digest is
-    already listed.
+    already listed, and replaces an untagged entry of its digest listed under another
+    media type.
     """
     manifests: list[Any] = list(doc["manifests"])
     changed = False
     for entry in (_schema_valid(e, where) for e in entries):
         if entry.tag is None:
-            if not any(_digest_of(m) == str(entry.descriptor.digest) for m in manifests):
-                manifests.append(_entry_json(entry))
-                changed = True
+            changed |= _put_untagged(manifests, entry)
         elif _replace_tag(manifests, entry):
             changed = True
     if not changed:
         return None
     return {**doc, "manifests": manifests}
+
+
+def _put_untagged(manifests: list[Any], entry: IndexEntry) -> bool:
+    """Put untagged ``entry`` in ``manifests``; return whether anything changed. A digest
+    has one media type: another one listed for it is the other ``layoutMediaTypes``."""
+    digest = str(entry.descriptor.digest)
+    for i, m in enumerate(manifests):
+        if _digest_of(m) == digest:
+            retyped = _tag_of(m) is None and m.get("mediaType") != entry.descriptor.media_type
+            if retyped:
+                manifests[i] = _entry_json(entry)
+            return retyped
+    manifests.append(_entry_json(entry))
+    return True
 
 
 def _replace_tag(manifests: list[Any], entry: IndexEntry) -> bool:

@@ -86,7 +86,7 @@ def _duration(value: Any) -> timedelta:
 
 def _regex(value: Any) -> re.Pattern[str] | None:
     if value is None or value == "":
-        return None  # filters.py: an empty regex keeps every tag
+        return None  # filters/rules.py: an empty regex keeps every tag
     if not isinstance(value, str):
         raise ValueError("a regular expression must be a string")
     try:

@@ -228,7 +228,7 @@ class RepoJob:
         entries = [] if special else self._follow_referrers(desc.digest, (desc.digest,))
         entries.append(IndexEntry(self._index_descriptor(desc), tag))
         if special and desc.is_index:
-            entries += self._fallback_referrers(desc)
+            entries += self._special_index_entries(desc)
         self._index.add(entries, tag)
         if tag is not None:
             self._stored[tag] = desc.digest
@@ -255,7 +255,7 @@ class RepoJob:
 
     # -- referrers --------------------------------------------------------------------
 
-    def _fallback_referrers(self, desc: Descriptor) -> list[IndexEntry]:
+    def _special_index_entries(self, desc: Descriptor) -> list[IndexEntry]:
         """A referrers-tag-schema index: list its manifests untagged as well, so a registry
         serving this layout (zot) answers the referrers API for them."""
         return [IndexEntry(self._index_descriptor(c)) for c in self._stored_children(desc)]

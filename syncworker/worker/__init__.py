@@ -1,1 +1,2 @@
-"""What runs inside Celery workers and beat: task policy, per-process state, the walk."""
+"""The Celery side: task and queue names, Celery settings, retry policy, sending, the beat
+schedule and the state each worker process builds once."""

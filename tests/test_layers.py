@@ -1,9 +1,10 @@
 """The import graph of the package: no cycle, and no arrow up the layers.
 
 Layers as in the design's table: each package imports only the layers listed for it (and
-``errors``, the one exception tree), and third-party frameworks stay in their layer (the
-engine knows neither Celery, Redis nor pydantic). Every import counts, also one inside a
-function: deferring an import hides a dependency, it does not remove it.
+the leaves ``errors``, the one exception tree, and ``redact``), and third-party frameworks
+stay in their layer (the engine knows neither Celery, Redis nor pydantic). Every import
+counts, also one inside a function: deferring an import hides a dependency, it does not
+remove it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ PACKAGE = Path(syncworker.__file__).parent
 # Layer -> the layers of ours it may import, lowest first.
 ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
+    "redact": frozenset(),
     "oci": frozenset(),
     "registry": frozenset({"oci"}),
     "filters": frozenset({"oci"}),
@@ -32,7 +34,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cli": frozenset({"oci", "store", "engine", "coord", "config", "runs", "worker", "celeryapp"}),
     "__main__": frozenset({"cli"}),
 }
-ALWAYS = frozenset({"errors"})
+# The exception tree and the redaction of secrets: leaves every layer may use.
+ALWAYS = frozenset({"errors", "redact"})
 # Arrows the design forbids that the code still has: the engine's facade takes the Redis
 # Coordinator and the pydantic Config instead of a small Locks protocol and plain values.
 # Listed exactly, so that each one fails this test once it is gone and is removed here.

@@ -277,6 +277,20 @@ def test_failures_are_recorded_and_a_lost_repo_counts_once(coord: Coordinator) -
     assert [(f.repo, f.tag) for f in status.failures] == [("lib/a", "v1"), ("lib/b", None)]
 
 
+def test_a_cursor_reached_again_from_elsewhere_is_a_loop(coord: Coordinator) -> None:
+    run_id = claim_walk(coord, REGISTRY, "run-c").run_id
+    assert coord.note_cursor(run_id, None, "lib/a")
+    assert coord.note_cursor(run_id, None, "lib/a")  # the same page delivered again
+    assert coord.note_cursor(run_id, "lib/a", "lib/b")
+    assert not coord.note_cursor(run_id, "lib/b", "lib/a")
+    assert coord.note_cursor("run-other", "lib/b", "lib/a")  # each run its own
+
+
+def test_starts_are_counted_per_message(coord: Coordinator) -> None:
+    assert [coord.count_delivery("task-1:0") for _ in range(3)] == [1, 2, 3]
+    assert coord.count_delivery("task-1:1") == 1
+
+
 def test_sweep_resends_only_when_the_run_stopped_moving(coord: Coordinator) -> None:
     run_id = claim_walk(coord, REGISTRY, "run-s").run_id
     coord.mark_enqueued(run_id, "lib/a")

@@ -37,12 +37,18 @@ ALLOWED: dict[str, frozenset[str]] = {
 # The exception tree and the redaction of secrets: leaves every layer may use.
 ALWAYS = frozenset({"errors", "redact"})
 # Arrows the design forbids that the code still has: the engine's facade takes the Redis
-# Coordinator and the pydantic Config instead of a small Locks protocol and plain values.
-# Listed exactly, so that each one fails this test once it is gone and is removed here.
+# Coordinator and the pydantic Config instead of a small Locks protocol and plain values;
+# the store opens itself from the pydantic storage model. Listed exactly, so that each one
+# fails this test once it is gone and is removed here.
 NOT_YET = [
     "syncworker.engine.blobs -> syncworker.coord",
     "syncworker.engine.mirror -> syncworker.config",
     "syncworker.engine.mirror -> syncworker.coord",
+    "syncworker.store -> pydantic",
+    "syncworker.store -> syncworker.config.loader",
+    "syncworker.store -> syncworker.config.storage",
+    "syncworker.store.s3settings -> pydantic",
+    "syncworker.store.s3settings -> syncworker.config.storage",
 ]
 # Third-party frameworks -> the layers that may use them.
 FRAMEWORKS: dict[str, frozenset[str]] = {

@@ -71,9 +71,10 @@ def test_a_message_whose_worker_dies_every_time_is_failed_after_a_few_starts(
     assert failure.repo == deadly
     started = re.search(r"started (\d+) times without finishing", failure.reason)
     assert started is not None and int(started.group(1)) > MAX_DELIVERIES, failure.reason
-    # Each start killed the pool process running it, up to the limit (a redelivery after
-    # the visibility timeout may count as a start too, which only brings the end closer).
-    assert 1 <= len(POOL_PROCESS_KILLED.findall(cluster.log("w1"))) <= MAX_DELIVERIES
+    # The pool process running it was killed, start after start. How many times is not
+    # fixed: a redelivery after the visibility timeout counts as a start too, and the run's
+    # sweep may send the repository again as a new message with its own count.
+    assert POOL_PROCESS_KILLED.search(cluster.log("w1"))
 
 
 class Pages(dict[tuple[str, str], Answer]):

@@ -1,15 +1,12 @@
-"""The tag planner and the other pure decisions of the engine (engine/plan.py)."""
+"""The tag planner and the other pure decisions of the engine (engine/plan.py), with the
+special tags it sets aside (filters/tags.py)."""
 
 from __future__ import annotations
 
 import json
 
-from syncworker.engine.plan import (
-    blobs_to_copy,
-    children_to_copy,
-    plan_tags,
-    special_tag_subject,
-)
+from syncworker.engine.plan import blobs_to_copy, children_to_copy, plan_tags
+from syncworker.filters import special_tag_subject
 from syncworker.oci import Digest, Platform, parse_manifest
 from tests.support.images import make_foreign_layer_image, make_image, make_index
 
@@ -20,15 +17,16 @@ def test_special_tags_are_set_aside_whatever_the_rules_keep() -> None:
     tags = ["v1", "v2", f"sha256-{HEX}.sig", f"sha256-{HEX}", f"sha256-{HEX}.att", "latest"]
     plan = plan_tags(tags, kept=["v2", "v1", f"sha256-{HEX}.sig"])
     assert plan.ordinary == ["v1", "v2"]  # sorted; the rules dropped "latest"
+    subject = Digest.parse(f"sha256:{HEX}")
     assert plan.special == {
-        f"sha256-{HEX}.sig": f"sha256:{HEX}",
-        f"sha256-{HEX}": f"sha256:{HEX}",
-        f"sha256-{HEX}.att": f"sha256:{HEX}",
+        f"sha256-{HEX}.sig": subject,
+        f"sha256-{HEX}": subject,
+        f"sha256-{HEX}.att": subject,
     }
 
 
 def test_only_well_formed_digest_tags_are_special() -> None:
-    assert special_tag_subject(f"sha512-{'cd' * 64}.sbom") == f"sha512:{'cd' * 64}"
+    assert special_tag_subject(f"sha512-{'cd' * 64}.sbom") == Digest.parse(f"sha512:{'cd' * 64}")
     for tag in (f"sha256-{HEX[:-2]}.sig", f"md5-{HEX}.sig", f"sha256-{HEX}.txt", "sha256-v1"):
         assert special_tag_subject(tag) is None, tag
 

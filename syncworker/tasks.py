@@ -52,11 +52,21 @@ class _Task(SyncTask):
     def state(self) -> WorkerState:
         return worker_state(config_of(self.app))
 
-    def deliveries(self) -> int:
-        if self.request.id is None:  # called directly, not from a message
-            return 1
-        # A retry is a new message with the same id: count each attempt on its own.
-        return self.state.coord.count_delivery(f"{self.request.id}:{self.request.retries}")
+    def started(self) -> int:
+        message = self._message()
+        return 1 if message is None else self.state.coord.delivery_started(message)
+
+    def ended(self) -> None:
+        message = self._message()
+        if message is not None:
+            self.state.coord.delivery_ended(message)
+
+    def _message(self) -> str | None:
+        """This message's name; a retry is a new message with the same task id. None when
+        the task is called directly, not from a message."""
+        if self.request.id is None:
+            return None
+        return f"{self.request.id}:{self.request.retries}"
 
 
 class _WalkTask(_Task):

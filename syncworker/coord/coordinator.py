@@ -190,9 +190,13 @@ class Coordinator:
         """See :meth:`Walks.note_cursor`."""
         return self._walks.note_cursor(run_id, previous, cursor)
 
-    def count_delivery(self, message_id: str) -> int:
-        """See :meth:`Walks.count_delivery`."""
-        return self._walks.count_delivery(message_id)
+    def delivery_started(self, message_id: str) -> int:
+        """See :meth:`Walks.delivery_started`."""
+        return self._walks.delivery_started(message_id)
+
+    def delivery_ended(self, message_id: str) -> None:
+        """See :meth:`Walks.delivery_ended`."""
+        self._walks.delivery_ended(message_id)
 
     # -- upstream rate budgets (coord/limits.py) ---------------------------------------
 

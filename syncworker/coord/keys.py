@@ -43,8 +43,9 @@ key                                        type    owner       TTL
 ``{p}:run:{id}:cursors``                   hash    walk.py     same as the run hash; each
                                                                cursor reached in this run ->
                                                                the cursor it was reached from
-``{p}:delivery:{message}``                 string  walk.py     DELIVERY_TTL; how many times a
-                                                               task message was started
+``{p}:delivery:{message}``                 string  walk.py     DELIVERY_TTL; how many starts of
+                                                               a task message did not end
+                                                               (its worker died under it)
 ``{p}:api:image:{reg}:{repo}:{ref}``       string  api/        COALESCE_TTL (api/coalesce.py);
                                                                ``{digest} {task id}`` of the
                                                                last sync_image it enqueued

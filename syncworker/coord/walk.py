@@ -97,15 +97,21 @@ class Walks(Part):
         return text(self._client.hget(key, cursor)) == (previous or "")
 
     @translated
-    def count_delivery(self, message_id: str) -> int:
-        """How many times the task message ``message_id`` has been started, this time
-        included."""
+    def delivery_started(self, message_id: str) -> int:
+        """Count a start of the task message ``message_id``: how many of its starts have
+        not ended (:meth:`delivery_ended`), this one included; more than one means its
+        worker died under it before."""
         key = self._keys.delivery(message_id)
         pipe = self._client.pipeline()
         pipe.incr(key)
         pipe.expire(key, int(DELIVERY_TTL))
         count, _ = pipe.execute()
         return int(count)
+
+    @translated
+    def delivery_ended(self, message_id: str) -> None:
+        """The task of ``message_id`` ended (whatever its outcome): forget its starts."""
+        self._client.delete(self._keys.delivery(message_id))
 
     @translated
     def end_walk(self, registry: str, run_id: str) -> bool:

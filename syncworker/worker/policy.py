@@ -48,7 +48,8 @@ LOCK_RETRY_CAP = 60.0
 # A held lock is waited for this many times before the repository is counted failed.
 LOCK_MAX_RETRIES = 120
 # A message whose worker dies under it (OOM-killed, say) is redelivered; past this many
-# starts it is recorded as failed instead of taking a worker down again and again.
+# starts that never ended it is recorded as failed instead of taking a worker down again
+# and again.
 MAX_DELIVERIES = 5
 
 
@@ -75,10 +76,12 @@ class SyncTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
+        counted = False
         try:
-            deliveries = self.deliveries()
-            if deliveries > MAX_DELIVERIES:
-                return self._failed(args, kwargs, _too_many(deliveries))
+            starts = self.started()
+            counted = True
+            if starts > MAX_DELIVERIES:
+                return self._failed(args, kwargs, _too_many(starts))
             result = super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
             raise
@@ -87,13 +90,26 @@ class SyncTask(Task):  # type: ignore[misc]
         except Exception as exc:  # a bug: logged with its traceback, recorded by name
             log.exception("%s%s: unexpected error", self.name, _brief(args))
             return self._failed(args, kwargs, f"unexpected {type(exc).__name__}: {exc}")
+        finally:
+            if counted:
+                self._ended(args)
         log.info("%s%s done in %.1fs", self.name, _brief(args), time.monotonic() - started)
         return result
 
-    def deliveries(self) -> int:
-        """How many times this message has been started, this time included; tasks that can
-        count it (in Redis) override this."""
+    def started(self) -> int:
+        """Count this start of the message: how many of its starts have not ended, this one
+        included. Tasks that can count it (in Redis) override this and :meth:`ended`."""
         return 1
+
+    def ended(self) -> None:
+        """This start of the message ended, whatever its outcome: only a worker that dies
+        under a message leaves its start counted."""
+
+    def _ended(self, args: tuple[Any, ...]) -> None:
+        try:
+            self.ended()
+        except SyncworkerError as error:
+            log.warning("%s%s: could not count its end: %s", self.name, _brief(args), error)
 
     def _retry_or_fail(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: SyncworkerError

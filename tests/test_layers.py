@@ -64,8 +64,9 @@ FRAMEWORKS: dict[str, frozenset[str]] = {
     "fastapi": frozenset({"api"}),
     "starlette": frozenset({"api"}),
     "uvicorn": frozenset({"api", "cli"}),
-    "boto3": frozenset({"store"}),
-    "botocore": frozenset({"store"}),
+    # the S3 store, and zot's ecr credential helper (config/credentials.py)
+    "boto3": frozenset({"store", "config"}),
+    "botocore": frozenset({"store", "config"}),
 }
 
 

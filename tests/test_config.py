@@ -346,12 +346,12 @@ BAD_FIELDS = [
     (
         _registry0(content=[{"prefix": "a"}, {"prefix": "b", "tags": {"regex": "[*"}}]),
         R0 + "content[1].tags.regex",
-        "invalid regular expression: unterminated character set",
+        "invalid regular expression: missing ]: [*",
     ),
     (
-        _registry0(content=[{"prefix": "a", "tags": {"excludeRegex": "(?U)x"}}]),
+        _registry0(content=[{"prefix": "a", "tags": {"excludeRegex": "(?<!-)rc"}}]),
         R0 + "content[0].tags.excludeRegex",
-        "invalid regular expression: the U (ungreedy) flag",
+        "invalid regular expression: invalid perl operator: (?<!",
     ),
     (_registry0(tlsverfy=True), R0 + "tlsverfy", "unknown key"),
     (

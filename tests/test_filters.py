@@ -10,6 +10,7 @@ from syncworker.errors import InvalidNameError
 from syncworker.filters import (
     ContentRule,
     ContentRules,
+    GoRegex,
     TagRule,
     compile_glob,
     compile_go_regex,
@@ -130,7 +131,7 @@ def _tags(rule: TagRule | None, tags: list[str]) -> list[str]:
     return ContentRules([ContentRule("**", rule)]).filter_tags("alpine", tags)
 
 
-def _rx(pattern: str) -> re.Pattern[str]:
+def _rx(pattern: str) -> GoRegex:
     return compile_go_regex(pattern)
 
 
@@ -189,20 +190,40 @@ def test_semver_as_masterminds_v1(tag: str, expected: bool) -> None:
         (r"\x{41}", "A", True),
         (r"(?i)ABC", "abc", True),
         (r"^\w+$", "é", False),  # RE2's \w is ASCII
+        (r"^\d+$", "١٢", False),  # and so is \d
+        (r"^\pL+$", "é", True),  # \p{...} are Unicode classes
+        (r"^[[:^alpha:]]+$", "12", True),
+        (r"^[[:^alpha:]]+$", "a2", False),
+        (r"a(?i)b", "aB", True),
+        (r"a(?i)b", "AB", False),
     ],
 )
 def test_go_regex_syntax(pattern: str, tag: str, expected: bool) -> None:
     assert bool(compile_go_regex(pattern).search(tag)) is expected
 
 
+def test_ungreedy_flag_is_gos() -> None:
+    # Go's (?U) swaps greediness; Python would have read U as Unicode.
+    match = compile_go_regex(r"(?U)v(\d+)")
+    assert re.fullmatch(r"v\d", _group(match, "v123"))
+    assert _group(compile_go_regex(r"v\d+"), "v123") == "v123"
+
+
+def _group(pattern: GoRegex, text: str) -> str:
+    found = pattern.search(text)
+    assert found is not None
+    return found.group(0)
+
+
 @pytest.mark.parametrize(
     ("pattern", "message"),
     [
-        ("[*", "unterminated character set"),
-        (r"\pL", "Unicode classes"),
-        ("(?U)a+", "ungreedy"),
-        ("[[:^alpha:]]", "negated POSIX class"),
-        ("[[:nope:]]", "unknown POSIX class"),
+        ("[*", "missing ]: [*"),
+        ("(unclosed", "missing ): (unclosed"),
+        ("(?<=v)1", "invalid perl operator: (?<="),  # lookbehind: zot refuses it too
+        ("(?=v)", "invalid perl operator: (?="),
+        (r"(a)\1", "invalid escape sequence: \\1"),  # backreference
+        ("x{1001}", "invalid repetition size: {1001}"),
     ],
 )
 def test_go_regex_refused(pattern: str, message: str) -> None:

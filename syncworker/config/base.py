@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from syncworker.config.durations import parse_duration
 from syncworker.errors import InvalidNameError
+from syncworker.filters import GoRegex as CompiledGoRegex
 from syncworker.filters import compile_glob, compile_go_regex
 from syncworker.oci import Platform, validate_repository
 
@@ -84,7 +85,7 @@ def _duration(value: Any) -> timedelta:
     raise ValueError("a duration is a string with a unit, such as 90s, 1h30m or 500ms")
 
 
-def _regex(value: Any) -> re.Pattern[str] | None:
+def _regex(value: Any) -> CompiledGoRegex | None:
     if value is None or value == "":
         return None  # filters/rules.py: an empty regex keeps every tag
     if not isinstance(value, str):
@@ -144,7 +145,7 @@ def _cron(value: Any) -> str:
 
 
 GoDuration = Annotated[timedelta, PlainValidator(_duration)]
-GoRegex = Annotated[re.Pattern[str] | None, PlainValidator(_regex)]
+GoRegex = Annotated[CompiledGoRegex | None, PlainValidator(_regex)]
 Glob = Annotated[str, PlainValidator(_glob)]
 PlatformField = Annotated[Platform, PlainValidator(_platform)]
 RepositoryName = Annotated[str, PlainValidator(_repository)]

@@ -2,7 +2,7 @@
 tag classes and platform matching they are built from."""
 
 from syncworker.filters.globs import compile_glob
-from syncworker.filters.goregex import compile_go_regex
+from syncworker.filters.goregex import GoRegex, compile_go_regex
 from syncworker.filters.platforms import wants_platform
 from syncworker.filters.rules import ContentRule, ContentRules, TagRule
 from syncworker.filters.tags import (
@@ -16,6 +16,7 @@ __all__ = [
     "SPECIAL_SUFFIXES",
     "ContentRule",
     "ContentRules",
+    "GoRegex",
     "TagRule",
     "compile_glob",
     "compile_go_regex",

@@ -1,87 +1,51 @@
-r"""Go (RE2) regular expressions, as zot compiles ``tags.regex`` and ``tags.excludeRegex``.
+"""Go regular expressions, as zot compiles ``tags.regex`` and ``tags.excludeRegex``.
 
-Python's ``re`` reads most of RE2 the same way; the differences a zot config can hit are
-translated: ``\z`` (end of text) is Python's ``\Z``; ``\Q...\E`` quotes literally;
-``\x{263a}`` is a hex code point; ``(?<name>...)`` is ``(?P<name>...)``; ``[[:alpha:]]``
-POSIX classes become ASCII ranges; ``\d \w \s \b`` are ASCII-only in RE2, hence
-``re.ASCII``.
-
-Refused with a clear message instead of silently meaning something else: the ``U`` flag
-(ungreedy in Go, Unicode in Python), ``\p{...}`` classes, negated POSIX classes. Python
-accepts a few things RE2 refuses (backreferences, lookarounds); those are left alone.
-Flags set mid-pattern (``a(?i)b``) are refused by Python 3.11 with its own message.
+Go's ``regexp`` package implements RE2, so the patterns are compiled by RE2 itself (the
+``google-re2`` package): a pattern zot refuses (lookarounds, backreferences, repetitions over
+1000) is refused here, and one zot accepts matches the same tags (``\\d`` and ``\\w`` are
+ASCII, ``(?U)`` is ungreedy, ``\\pL`` and ``[[:^alpha:]]`` are Unicode and POSIX classes).
 """
 
 from __future__ import annotations
 
-import re
-import warnings
+from typing import Protocol
 
-__all__ = ["compile_go_regex"]
+import re2
 
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7f",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
-_GO_TOKEN = re.compile(
-    r"\\Q(?P<quoted>.*?)(?:\\E|$)"
-    r"|\\x\{(?P<hex>[0-9A-Fa-f]{1,6})\}"
-    r"|\\z"
-    r"|\\[pP]"
-    r"|\\."
-    r"|\(\?<(?P<name>[A-Za-z_][A-Za-z0-9_]*)>"
-    r"|\(\?(?P<flags>[a-zA-Z-]*)[:)]"
-    r"|\[:(?P<posix>\^?[a-z]+):\]",
-    re.DOTALL,
-)
+__all__ = ["GoMatch", "GoRegex", "compile_go_regex"]
 
 
-def compile_go_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a Go (RE2) regular expression with Go's meaning; ``ValueError`` if bad."""
+class GoMatch(Protocol):
+    """A match of a :class:`GoRegex`."""
+
+    def group(self, index: int = 0, /) -> str: ...
+
+
+class GoRegex(Protocol):
+    """A compiled pattern, as the content rules use it."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    def search(self, text: str) -> GoMatch | None: ...
+
+
+def _options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # the refusal is raised, named by its config field
+    return options
+
+
+_OPTIONS = _options()
+
+
+def compile_go_regex(pattern: str) -> GoRegex:
+    """Compile ``pattern`` with RE2; ``ValueError`` with RE2's reason if it refuses it."""
     try:
-        with warnings.catch_warnings():
-            # Python warns about `[[`, `--`, `&&` in classes, which RE2 reads literally too.
-            warnings.simplefilter("ignore", FutureWarning)
-            return re.compile(_GO_TOKEN.sub(_go_token, pattern), re.ASCII)
-    except re.error as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _go_token(m: re.Match[str]) -> str:
-    text = m.group(0)
-    if m.group("quoted") is not None:
-        return re.escape(m.group("quoted"))
-    if m.group("hex") is not None:
-        return f"\\U{int(m.group('hex'), 16):08x}"
-    if m.group("name") is not None:
-        return f"(?P<{m.group('name')}>"
-    if m.group("flags") is not None and "U" in m.group("flags"):
-        raise ValueError("the U (ungreedy) flag of Go regular expressions is not supported")
-    if m.group("posix") is not None:
-        return _posix_class(m.group("posix"))
-    if text == "\\z":
-        return "\\Z"
-    if text in ("\\p", "\\P"):
-        raise ValueError("Unicode classes (\\p{...}) are not supported")
-    return text
-
-
-def _posix_class(name: str) -> str:
-    if name.startswith("^"):
-        raise ValueError(f"negated POSIX class [:{name}:] is not supported")
-    try:
-        return _POSIX_CLASSES[name]
-    except KeyError:
-        raise ValueError(f"unknown POSIX class [:{name}:]") from None
+        compiled: GoRegex = re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(str(reason)) from None
+    return compiled

@@ -22,11 +22,11 @@ segments (zot trims characters: ``prefix: "team*/**"`` turns ``team-a/app`` into
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from syncworker.filters.globs import compile_glob
+from syncworker.filters.goregex import GoRegex
 from syncworker.filters.tags import is_semver
 from syncworker.oci import validate_repository
 
@@ -35,8 +35,8 @@ __all__ = ["ContentRule", "ContentRules", "TagRule"]
 
 @dataclass(frozen=True)
 class TagRule:
-    regex: re.Pattern[str] | None = None
-    exclude_regex: re.Pattern[str] | None = None
+    regex: GoRegex | None = None
+    exclude_regex: GoRegex | None = None
     semver: bool = False
 
     def keep(self, tag: str) -> bool:

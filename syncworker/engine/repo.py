@@ -72,6 +72,7 @@ class RepoJob:
     result: RepoResult = field(init=False)
     _index: IndexWriter = field(init=False)
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
+    _listed: set[Digest] = field(init=False, default_factory=set)
     _synced: set[Digest] = field(init=False, default_factory=set)
     _all_tags: set[str] = field(init=False, default_factory=set)
     _tags_listed: bool = field(init=False, default=False)
@@ -153,6 +154,7 @@ class RepoJob:
         entry alone, no download)."""
         entries = self.store.index(self.dest_repo, tags)
         self._stored.update({e.tag: e.descriptor.digest for e in entries if e.tag})
+        self._listed.update(e.descriptor.digest for e in entries)
         self._index.relist(entries, self.layout_media_types)
 
     def _sync_special(self, plan: TagPlan, pool: ThreadPoolExecutor) -> None:
@@ -203,6 +205,8 @@ class RepoJob:
     ) -> Descriptor | None:
         if self._stored.get(tag) == desc.digest:
             self._note_synced(desc)
+            if special_tag_subject(tag) is None:
+                self._refresh_referrers(tag, desc.digest)
             self.result.skipped.append(tag)
             return desc
         if self.only_signed and special_tag_subject(tag) is None and not self._signed(desc):
@@ -265,12 +269,30 @@ class RepoJob:
         them as a special tag; recursively, refusing cycles. Each subject is listed once
         per job: a lattice of referrers costs requests per manifest, not per path. Returns
         their index entries, deepest first."""
-        entries: list[IndexEntry] = []
         if special_tag(subject) in self._all_tags or not self._first_walk(subject):
-            return entries
+            return []
+        return self._copy_referrers(subject, self._list_referrers(subject), chain)
+
+    def _refresh_referrers(self, tag: str, subject: Digest) -> None:
+        """An unchanged image: copy the referrers attached upstream since it was mirrored
+        (a signature, an SBOM), listed with ``tag``. One request, on upstreams with the
+        referrers API only: the client learns once that a registry has none, and then the
+        fallback tag in the tag list brings them as a special tag. Referrers the index
+        already lists are not walked again."""
+        if special_tag(subject) in self._all_tags or not self._first_walk(subject):
+            return
+        found = self.client.referrers_api(self.upstream_repo, subject) or []
+        new = [r for r in found if r.digest not in self._listed]
+        if new:
+            self._index.add(self._copy_referrers(subject, new, (subject,)), tag)
+
+    def _copy_referrers(
+        self, subject: Digest, referrers: list[Descriptor], chain: tuple[Digest, ...]
+    ) -> list[IndexEntry]:
+        entries: list[IndexEntry] = []
         if len(chain) > MAX_REFERRER_DEPTH:
             raise ReferenceCycleError(f"referrers nested deeper than {MAX_REFERRER_DEPTH}")
-        for referrer in self._list_referrers(subject):
+        for referrer in referrers:
             if referrer.digest in chain:
                 raise ReferenceCycleError(
                     f"referrer {referrer.digest} of {subject} is also its ancestor"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -46,6 +47,8 @@ class RegistryClient:
         # 2.x, most mirrors) is not asked again, which saves a request per image. A dict,
         # so that bounded views share what was learnt.
         self._learnt: dict[str, bool] = {}
+        # Threads asking before the first answer wait for it instead of asking too.
+        self._learning = threading.Lock()
 
     def bounded(self, deadline: Deadline) -> RegistryClient:
         """A view of this client (same connections, tokens, counters) for one job: every
@@ -90,6 +93,14 @@ class RegistryClient:
         that has the tag list finds the tag-schema fallback there, without a request."""
         if self._learnt.get("referrers_api") is False:
             return None
+        if "referrers_api" in self._learnt:
+            return self._ask_referrers_api(repo, digest)
+        with self._learning:
+            if "referrers_api" not in self._learnt:
+                return self._ask_referrers_api(repo, digest)
+        return self.referrers_api(repo, digest)
+
+    def _ask_referrers_api(self, repo: str, digest: Digest) -> list[Descriptor] | None:
         found = referrers.referrers_api(self._t, repo, digest)
         self._learnt["referrers_api"] = found is not None
         return found

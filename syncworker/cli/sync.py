@@ -7,6 +7,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
+from syncworker.cli.plans import print_plan, print_pruned
 from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
@@ -27,6 +28,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--concurrency", type=int, help="repositories in parallel")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be copied, pruned or left, and the bytes to fetch; write nothing",
+    )
     parser.set_defaults(func=run)
 
 
@@ -42,12 +48,17 @@ def run(args: argparse.Namespace) -> int:
     locks = _locks(config)
     coord = None if isinstance(locks, LocalLocks) else locks  # Redis: shared by processes
     store = store_for(config, hints=coord)  # where a registry destination holds each blob
-    store.clean_leftovers()
+    if not args.dry_run:
+        store.clean_leftovers()
     printer = RepoPrinter(sys.stderr, quiet=args.quiet)
     limiters = coord  # the upstreams' rate budgets, cluster-wide
     with build_mirror(config, store, locks, limiters=limiters) as mirror:
-        summary = run_registries(mirror, registries, concurrency, on_repo_done=printer)
+        summary = run_registries(
+            mirror, registries, concurrency, on_repo_done=printer, dry_run=args.dry_run
+        )
     out = sys.stdout
+    if args.dry_run:
+        return print_plan(summary, out)
     print(
         f"mirrored {len(summary.results)} repositories in {summary.elapsed:.1f}s: "
         f"{summary.copied} images copied, {summary.skipped} unchanged, "
@@ -57,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for failure in summary.failures:
         print(f"  FAILED {failure}", file=out)
+    print_pruned(summary.results, out)
     return 1 if summary.failures else 0
 
 

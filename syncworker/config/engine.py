@@ -24,6 +24,7 @@ def upstream(config: Config, registry: RegistryConfig) -> Upstream:
         repos=tuple(sorted(registry.repos)),
         only_signed=registry.only_signed,
         sync_timeout=timeout.total_seconds() if (timeout := registry.sync_timeout) else None,
+        prune=registry.prune,
     )
 
 

@@ -3,7 +3,7 @@
 zot's keys and meanings (``pkg/extensions/config/sync/config.go``) are accepted unchanged.
 Keys zot has that syncworker does not act on are accepted and ignored, each noted below,
 so a zot config loads as it is. Ours, under the same registry entry: ``name``, ``repos``,
-``platforms``, ``schedule``.
+``platforms``, ``schedule``, ``prune``.
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ class RegistryConfig(ConfigModel):
     repos: list[RepositoryName] = []
     platforms: list[PlatformField] = []
     schedule: CronSchedule | None = None
+    # Remove from the mirror the tags this upstream no longer lists (engine/prune.py).
+    prune: bool = False
 
     _rules: ContentRules = PrivateAttr()
 

@@ -12,6 +12,7 @@ from collections.abc import Container, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from syncworker.engine.blobs import BlobCopier
+from syncworker.engine.dryrun import RepoPlanner
 from syncworker.engine.images import ImageCopier
 from syncworker.engine.locks import Locks
 from syncworker.engine.plan import LayoutMediaTypes
@@ -188,7 +189,26 @@ class Mirror:
             only_signed=up.only_signed,
             layout_media_types=self._layout_media_types,
             tag_concurrency=self._tag_concurrency,
+            prune=up.prune,
         )
+
+    def plan_repo(self, registry: str, repo: str) -> RepoResult:
+        """What ``sync_repo`` would do, without writing (a :class:`RepoPlan`); no lock."""
+        up = self.upstream(registry)
+        dest = self._destination_or_failure(registry, repo)
+        if isinstance(dest, RepoResult):
+            return dest
+        planner = RepoPlanner(
+            self.client(up.name),
+            self.store,
+            up.name,
+            repo,
+            dest,
+            platforms=up.platforms,
+            prune=up.prune,
+            tag_concurrency=self._tag_concurrency,
+        )
+        return planner.run(up.rules)
 
     def _destination_or_failure(self, registry: str, repo: str) -> str | RepoResult:
         try:

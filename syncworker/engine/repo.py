@@ -21,6 +21,7 @@ from functools import partial
 from syncworker.engine.images import CopiedTree, Fetched, ImageCopier
 from syncworker.engine.index import IndexWriter
 from syncworker.engine.plan import LayoutMediaTypes, TagPlan, index_descriptor, plan_tags
+from syncworker.engine.prune import plan_prune
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import (
     InvalidNameError,
@@ -69,6 +70,7 @@ class RepoJob:
     only_signed: bool = False
     layout_media_types: LayoutMediaTypes = "preserve"
     tag_concurrency: int = DEFAULT_TAG_CONCURRENCY
+    prune: bool = False
     result: RepoResult = field(init=False)
     _index: IndexWriter = field(init=False)
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
@@ -98,7 +100,21 @@ class RepoJob:
         with self._index, pool:
             self._sync_tags(pool, plan.ordinary)
             self._sync_special(plan, pool)
+        if self.prune:
+            self._prune()
         return self.result
+
+    def _prune(self) -> None:
+        """Remove what the upstream no longer lists (``plan_prune``); only ever reached
+        with the complete tag list of this run in hand."""
+        try:
+            entries = self.store.index(self.dest_repo)
+            prune = plan_prune(self.store, self.dest_repo, entries, self._all_tags)
+            if prune and self.store.remove_from_index(self.dest_repo, prune.tags, prune.untagged):
+                self.result.pruned, self.result.pruned_bytes = prune.names, prune.size
+                log.info("%s: pruned %s", self.dest_repo, ", ".join(prune.names))
+        except SyncworkerError as exc:
+            self._fail(None, exc)
 
     def run_single_tag(self, tag: str) -> RepoResult:
         """On demand: one tag, its special tags and its referrers (no tag listing, on

@@ -35,6 +35,10 @@ class RepoResult:
     bytes_copied: int = 0
     blobs_fetched: int = 0
     blobs_linked: int = 0
+    #: Tags (and untagged digests) removed by a prune, and the bytes of their trees: what
+    #: ``syncworker gc`` may reclaim, if nothing else refers to it.
+    pruned: list[str] = field(default_factory=list)
+    pruned_bytes: int = 0
 
     @property
     def ok(self) -> bool:

@@ -53,16 +53,20 @@ def run_registries(
     registries: Sequence[str],
     concurrency: int,
     on_repo_done: Callable[[RepoResult], None] | None = None,
+    *,
+    dry_run: bool = False,
 ) -> RunSummary:
     """Mirror every repository of ``registries``, ``concurrency`` repositories at a time.
-    One repository's failure never stops the others."""
+    One repository's failure never stops the others. ``dry_run``: plan each repository
+    instead (``Mirror.plan_repo``), writing nothing."""
+    work = mirror.plan_repo if dry_run else mirror.sync_repo
     started = time.monotonic()
     summary = RunSummary()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="repo") as pool:
         futures: list[tuple[str, str, Future[RepoResult]]] = []
         for registry in registries:
             for repo in _walk(mirror, registry, summary):
-                future = pool.submit(mirror.sync_repo, registry, repo)
+                future = pool.submit(work, registry, repo)
                 if on_repo_done is not None:
                     future.add_done_callback(partial(_report, on_repo_done, registry, repo))
                 futures.append((registry, repo, future))

@@ -34,3 +34,5 @@ class Upstream:
     only_signed: bool = False
     #: Seconds one repository's sync may take (zot's ``syncTimeout``); None: no limit.
     sync_timeout: float | None = None
+    #: Remove from the mirror the tags the upstream no longer lists (our ``prune``).
+    prune: bool = False

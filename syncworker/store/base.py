@@ -103,6 +103,14 @@ class Store(Protocol):
         """
         ...
 
+    def remove_from_index(
+        self, repo: str, tags: Collection[str], untagged: Collection[Digest]
+    ) -> bool:
+        """Remove the entries of ``tags`` and the untagged entries of ``untagged`` from
+        ``index.json`` (a prune); False, writing nothing, if none is listed. Blobs stay. A
+        store that cannot remove tags raises StoreError saying so."""
+        ...
+
     def repositories(self) -> list[str]:
         """Every repository with an ``index.json``, sorted."""
         ...

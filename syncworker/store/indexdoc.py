@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from syncworker.errors import ContentError, StoreError
@@ -32,6 +32,7 @@ __all__ = [
     "load_index",
     "merge_index",
     "new_index",
+    "remove_entries",
 ]
 
 LAYOUT_FILE = "oci-layout"
@@ -94,6 +95,21 @@ def merge_index(
         elif _replace_tag(manifests, entry):
             changed = True
     if not changed:
+        return None
+    return {**doc, "manifests": manifests}
+
+
+def remove_entries(
+    doc: dict[str, Any], tags: Collection[str], untagged: Collection[str]
+) -> dict[str, Any] | None:
+    """``doc`` without the entries of ``tags`` and the untagged entries of the digests
+    ``untagged``, or None when none of them is listed."""
+    manifests = [
+        m
+        for m in doc["manifests"]
+        if not (_tag_of(m) in tags or (_tag_of(m) is None and _digest_of(m) in untagged))
+    ]
+    if len(manifests) == len(doc["manifests"]):
         return None
     return {**doc, "manifests": manifests}
 

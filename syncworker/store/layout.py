@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from typing import Any
 
 from syncworker.errors import StoreError
 from syncworker.oci import Digest, verifying
@@ -137,15 +138,28 @@ class LayoutStore:
         return entries if tags is None else [e for e in entries if e.tag in tags]
 
     def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
-        key = self._repo_key(repo, indexdoc.INDEX_FILE)
         stored = [self._as_stored(repo, entry) for entry in entries]
+        return self._rewrite_index(repo, lambda doc: indexdoc.merge_index(doc, stored, repo))
+
+    def remove_from_index(
+        self, repo: str, tags: Collection[str], untagged: Collection[Digest]
+    ) -> bool:
+        digests = {str(d) for d in untagged}
+        return self._rewrite_index(repo, lambda doc: indexdoc.remove_entries(doc, tags, digests))
+
+    def _rewrite_index(
+        self, repo: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> bool:
+        """Apply ``change`` to ``index.json`` and replace it if it changed anything; a
+        conditional write, re-read and re-applied when another writer got there first."""
+        key = self._repo_key(repo, indexdoc.INDEX_FILE)
         with self._repo_lock(repo):
             for _ in range(INDEX_WRITE_ATTEMPTS):
                 found = self.backend.get(key)
                 doc = (
                     indexdoc.new_index() if found is None else indexdoc.load_index(found.data, repo)
                 )
-                merged = indexdoc.merge_index(doc, stored, repo)
+                merged = change(doc)
                 if merged is None:
                     return False
                 self._ensure_layout(repo)

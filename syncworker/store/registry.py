@@ -198,6 +198,16 @@ class RegistryStore:
                     changed |= self._list_referrer(repo, entry.descriptor.digest)
         return changed
 
+    def remove_from_index(
+        self, repo: str, tags: Collection[str], untagged: Collection[Digest]
+    ) -> bool:
+        """Refused: distribution 2.x deletes manifests by digest only, which would take
+        every other tag of the same image with it."""
+        raise StoreError(
+            f"destination {self._host}: {repo}: prune is not supported when the destination"
+            " is a registry (it cannot remove one tag alone); set prune: false"
+        )
+
     def repositories(self) -> list[str]:
         """Repositories of the registry's catalog that hold at least one tag."""
         with self._errors(None):

@@ -1,0 +1,188 @@
+"""Registry option ``prune: true``: a tag the upstream no longer lists leaves the mirror's
+index, only after a complete tag listing in that run, and never a referrer whose subject is
+still there. Against the real ``docker-registry`` (deleting manifests by digest), and a
+stub where an answer no registry sends is needed (a listing failing half-way, the
+referrers API)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from syncworker.cli.units import human_size
+from tests.support.hostile import Answer, HostileRegistry, json_answer
+from tests.support.images import OCI_INDEX, Manifest, make_artifact, make_image
+from tests.support.mirror import layout_tags, run_sync, write_sync_config
+from tests.support.push import push_image
+from tests.support.registry_server import RegistryServer
+
+COSIGN_SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
+PAGE_ONE = Answer(
+    200,
+    json.dumps({"name": "prune/paged", "tags": ["v1"]}).encode(),
+    {"Content-Type": "application/json", "Link": '</v2/prune/paged/p2>; rel="next"'},
+)
+
+
+@pytest.fixture
+def upstream() -> Iterator[HostileRegistry]:
+    server = HostileRegistry()
+    yield server
+    server.close()
+
+
+def _config(tmp_path: Path, url: str, prefix: str, **entry: Any) -> Path:
+    registries = [{"urls": [url], "content": [{"prefix": prefix}], **entry}]
+    return write_sync_config(tmp_path, tmp_path / "store", registries)
+
+
+def _delete(registry: RegistryServer, repo: str, image: Manifest) -> None:
+    url = f"{registry.url}/v2/{repo}/manifests/{image.digest}"
+    assert requests.delete(url, timeout=10).status_code == 202
+
+
+def _sig_tag(image: Manifest) -> str:
+    return image.digest.replace(":", "-") + ".sig"
+
+
+def test_a_tag_deleted_upstream_is_pruned_only_when_asked(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo = "prune/app"
+    images = {tag: make_image(("prune", tag), layers=1) for tag in ("v1", "v2", "v3")}
+    for tag, image in images.items():
+        push_image(registry.url, repo, tag, image)
+    root = tmp_path / "store"
+    assert run_sync(_config(tmp_path, registry.url, "prune/**")).code == 0
+    _delete(registry, repo, images["v2"])
+
+    run = run_sync(_config(tmp_path, registry.url, "prune/**"))  # prune is opt-in
+    assert run.code == 0, run.output
+    assert sorted(layout_tags(root)[repo]) == ["v1", "v2", "v3"]
+    assert "PRUNED" not in run.stdout
+
+    index_before = (root / repo / "index.json").read_bytes()
+    run = run_sync(_config(tmp_path, registry.url, "prune/**", prune=True))
+    assert run.code == 0, run.output
+    assert sorted(layout_tags(root)[repo]) == ["v1", "v3"]
+    size = images["v2"].size + sum(b.size for b in images["v2"].blobs)
+    assert f"  PRUNED {registry.host}/{repo}: v2 ({human_size(size)})" in run.stdout
+    assert f"pruned 1 entries ({human_size(size)};" in run.stdout
+    # Blobs stay (gc's business); the index lost exactly one entry.
+    assert (root / repo / "blobs" / "sha256" / images["v2"].digest.split(":")[1]).exists()
+    entries = json.loads(index_before)["manifests"]
+    assert json.loads((root / repo / "index.json").read_bytes())["manifests"] == [
+        e for e in entries if e["digest"] != images["v2"].digest
+    ]
+
+
+def test_a_signature_tag_stays_while_its_image_does(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo = "prune/signed"
+    kept, dropped = make_image(("prune", "kept")), make_image(("prune", "dropped"))
+    signatures = {
+        image.digest: make_artifact(None, artifact_type=COSIGN_SIG, payload=image.digest.encode())
+        for image in (kept, dropped)
+    }
+    for tag, image in (("kept", kept), ("dropped", dropped)):
+        push_image(registry.url, repo, tag, image)
+        push_image(registry.url, repo, _sig_tag(image), signatures[image.digest])
+    root = tmp_path / "store"
+    config = _config(tmp_path, registry.url, "prune/**", prune=True)
+    assert run_sync(config).code == 0
+    assert len(layout_tags(root)[repo]) == 4
+    # Upstream: the kept image's signature is deleted (it is still signed here, its
+    # subject is present); the dropped image is deleted, its signature tag left behind.
+    _delete(registry, repo, signatures[kept.digest])
+    _delete(registry, repo, dropped)
+    run = run_sync(config)
+    assert run.code == 0, run.output
+    assert sorted(layout_tags(root)[repo]) == sorted(["kept", _sig_tag(kept), _sig_tag(dropped)])
+    assert f"{repo}: dropped (" in run.stdout
+
+
+def _referrers(upstream: HostileRegistry, repo: str, subject: Manifest, *found: Manifest) -> None:
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX}
+    index["manifests"] = [r.referrer_descriptor() for r in found]  # type: ignore[assignment]
+    upstream.route(
+        "GET", f"/v2/{repo}/referrers/{subject.digest}", json_answer(index, media_type=OCI_INDEX)
+    )
+
+
+def test_referrers_go_with_their_subject(upstream: HostileRegistry, tmp_path: Path) -> None:
+    repo = "prune/referred"
+    images = {tag: make_image(("referred", tag), layers=1) for tag in ("v1", "v2")}
+    signatures = {
+        tag: make_artifact(image, artifact_type=COSIGN_SIG, payload=tag.encode())
+        for tag, image in images.items()
+    }
+    upstream.serve_tags(repo, ["v1", "v2"])
+    for tag, image in images.items():
+        upstream.serve_image(repo, tag, image)
+        upstream.serve_image(repo, signatures[tag].digest, signatures[tag])
+        _referrers(upstream, repo, image, signatures[tag])
+        _referrers(upstream, repo, signatures[tag])
+    root = tmp_path / "store"
+    config = _config(tmp_path, upstream.url, "**", repos=[repo], prune=True)
+    assert run_sync(config).code == 0
+    upstream.serve_tags(repo, ["v2"])
+    run = run_sync(config)
+    assert run.code == 0, run.output
+    index = json.loads((root / repo / "index.json").read_text())["manifests"]
+    assert sorted(e["digest"] for e in index) == sorted(
+        [images["v2"].digest, signatures["v2"].digest]
+    )
+    assert f"{repo}: v1, {signatures['v1'].digest} (" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param([Answer(500, b"down")] * 10, id="listing-fails"),
+        pytest.param([PAGE_ONE], id="second-page-fails"),
+    ],
+)
+def test_an_incomplete_listing_prunes_nothing(
+    upstream: HostileRegistry, tmp_path: Path, broken: list[Answer]
+) -> None:
+    repo = "prune/paged"
+    images = {tag: make_image(("paged", tag), layers=1) for tag in ("v1", "v2")}
+    upstream.serve_tags(repo, list(images))
+    for tag, image in images.items():
+        upstream.serve_image(repo, tag, image)
+    root = tmp_path / "store"
+    config = _config(tmp_path, upstream.url, "**", repos=[repo], prune=True)
+    assert run_sync(config).code == 0
+    index = (root / repo / "index.json").read_bytes()
+    upstream.route("GET", f"/v2/{repo}/p2", Answer(500, b"down"))
+    upstream.first("GET", f"/v2/{repo}/tags/list", *broken)
+    run = run_sync(config)
+    assert run.code == 1 and "PRUNED" not in run.stdout, run.output
+    assert (root / repo / "index.json").read_bytes() == index
+
+
+def test_a_registry_destination_refuses_prune(
+    registry: RegistryServer, make_registry: Any, tmp_path: Path
+) -> None:
+    repo = "prune/dest"
+    push_image(registry.url, repo, "v1", make_image(("prune", "dest")))
+    push_image(registry.url, repo, "v2", make_image(("prune", "dest", 2)))
+    dest = make_registry()
+    entry = {"urls": [registry.url], "content": [{"prefix": "prune/dest"}], "prune": True}
+    settings = {"destination": {"url": dest.url}}
+    config = write_sync_config(tmp_path, tmp_path / "unused", [entry], settings=settings)
+    assert run_sync(config).code == 0  # nothing to prune: nothing refused
+    requests.delete(
+        f"{registry.url}/v2/{repo}/manifests/{make_image(('prune', 'dest', 2)).digest}",
+        timeout=10,
+    )
+    run = run_sync(config)
+    assert run.code == 1
+    assert "prune is not supported when the destination is a registry" in run.stdout
+    assert dest.host in run.stdout

@@ -25,6 +25,7 @@ COMMANDS = {
     "trigger": ("syncworker.cli.trigger", "start a walk or an on-demand image sync"),
     "status": ("syncworker.cli.status", "runs in progress and recent"),
     "api": ("syncworker.cli.api", "serve registry webhooks and sync requests over HTTP"),
+    "gc": ("syncworker.cli.gc", "remove blobs that no index.json reaches"),
 }
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2

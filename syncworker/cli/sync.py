@@ -17,7 +17,7 @@ from syncworker.store import store_for
 if TYPE_CHECKING:
     from syncworker.coord import Coordinator
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "locks_for"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     for name in registries:
         config.registry(name)  # an unknown name is a ConfigError before any traffic
     concurrency = args.concurrency or config.syncworker.concurrency
-    locks = _locks(config)
+    locks = locks_for(config)
     coord = None if isinstance(locks, LocalLocks) else locks  # Redis: shared by processes
     store = store_for(config, hints=coord)  # where a registry destination holds each blob
     if not args.dry_run:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
-def _locks(config: Config) -> LocalLocks | Coordinator:
+def locks_for(config: Config) -> LocalLocks | Coordinator:
     """Redis when configured (several `sync` processes then share locks, single-flights and
     upstream rate limits), otherwise threading locks in this process, with nothing of Redis
     loaded."""

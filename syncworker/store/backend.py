@@ -83,6 +83,15 @@ class Backend(Protocol):
         """The level below ``prefix`` (``""`` for the root, else ending in ``/``)."""
         ...
 
+    def aged(self, prefix: str) -> dict[str, tuple[int, float]]:
+        """The objects one level below ``prefix``: name -> (size, seconds since it was
+        last written or linked). For garbage collection, which spares young objects."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens if it is already gone."""
+        ...
+
     def clean_leftovers(self, max_age: float | None) -> int:
         """Remove temporaries of writers that died, or untouched for ``max_age`` seconds
         (None: the backend's grace period); return how many were removed."""

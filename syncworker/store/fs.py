@@ -13,8 +13,9 @@ import fcntl
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -154,6 +155,24 @@ class FsBackend:
         except OSError as exc:
             raise self._error(prefix, exc) from None
         return Listing(frozenset(files), tuple(sorted(dirs)))
+
+    def aged(self, prefix: str) -> dict[str, tuple[int, float]]:
+        """A hard link makes an old file present somewhere new: it changes the file's
+        ctime, not its mtime, so the younger of the two is the age."""
+        now = time.time()
+        found: dict[str, tuple[int, float]] = {}
+        with self._errors(prefix):
+            for name in self.list(prefix).files:
+                try:
+                    info = os.stat(self._path(prefix + name))
+                except FileNotFoundError:
+                    continue
+                found[name] = (info.st_size, now - max(info.st_mtime, info.st_ctime))
+        return found
+
+    def delete(self, key: str) -> None:
+        with self._errors(key), suppress(FileNotFoundError):
+            os.unlink(self._path(key))
 
     def clean_leftovers(self, max_age: float | None) -> int:
         return self._temps.clean(LEFTOVER_GRACE_SECONDS if max_age is None else max_age)

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
-from syncworker.errors import StoreError
+from syncworker.errors import ContentError, StoreError
 from syncworker.oci import Digest, verifying
 from syncworker.store import indexdoc
 from syncworker.store.backend import Backend
@@ -175,6 +175,27 @@ class LayoutStore:
         if size is None or size == entry.descriptor.size:
             return entry
         return IndexEntry(dataclasses.replace(entry.descriptor, size=size), entry.tag)
+
+    # -- garbage collection --------------------------------------------------------------
+
+    def blob_ages(self, repo: str) -> list[tuple[Digest, int, float]]:
+        """Every blob (manifests too) of ``repo``: digest, size, and seconds since it was
+        written or linked there."""
+        found = []
+        for algorithm in self.backend.list(self._repo_key(repo, "blobs/")).dirs:
+            prefix = self._repo_key(repo, f"blobs/{algorithm}/")
+            for name, (size, age) in self.backend.aged(prefix).items():
+                try:
+                    found.append((Digest.parse(f"{algorithm}:{name}"), size, age))
+                except ContentError:
+                    continue  # not a blob of ours: left alone
+        return found
+
+    def delete_blob(self, repo: str, digest: Digest) -> None:
+        """Remove a blob of ``repo``. Only garbage collection calls this, holding the
+        repository's lock, for a blob its ``index.json`` does not reach."""
+        self.backend.delete(self._blob_key(repo, digest))
+        self._hints.pop(digest, None)
 
     # -- the whole store --------------------------------------------------------------------
 

@@ -158,6 +158,26 @@ class S3Backend:
                 ]
         return Listing(frozenset(files), tuple(sorted(dirs)))
 
+    def aged(self, prefix: str) -> dict[str, tuple[int, float]]:
+        """A server-side copy is a new object: LastModified is when it was linked too."""
+        prefix = self._prefix + prefix
+        now = datetime.now(UTC)
+        found: dict[str, tuple[int, float]] = {}
+        with self._errors("ListObjectsV2", prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    age = (now - item["LastModified"]).total_seconds()
+                    found[item["Key"][len(prefix) :]] = (int(item["Size"]), age)
+        return found
+
+    def delete(self, key: str) -> None:
+        key = self._prefix + key
+        with self._errors("DeleteObject", key):
+            self.client.delete_object(Bucket=self._bucket, Key=key)
+
     def clean_leftovers(self, max_age: float | None) -> int:
         """Abort multipart uploads under the root initiated ``max_age`` seconds ago or more."""
         age = LEFTOVER_GRACE_SECONDS if max_age is None else max_age

@@ -1,0 +1,163 @@
+"""``syncworker gc``: blobs no ``index.json`` reaches are removed, on a directory and on S3
+(moto), sparing young blobs and repositories a sync holds; ``--dry-run`` removes nothing.
+The garbage is made the way it appears in production: a tag deleted upstream and pruned."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+import syncworker.cli.gc
+from syncworker.cli import main
+from syncworker.cli.units import human_size
+from syncworker.coord import Coordinator
+from tests.support.images import Manifest, make_image, make_layer
+from tests.support.mirror import SyncRun, check_store, layout_tags, run_sync, write_sync_config
+from tests.support.push import push_image
+from tests.support.redis_server import RedisServer
+from tests.support.registry_server import RegistryServer
+from tests.support.s3_server import S3Server, s3_server
+
+__all__ = ["s3_server"]  # the session fixture, imported for pytest
+
+REPO = "gc/app"
+
+
+def run_gc(config: Path, *extra: str) -> SyncRun:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["gc", "-c", str(config), *extra])
+    return SyncRun(code, out.getvalue(), err.getvalue())
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        os.path.relpath(os.path.join(d, n), root): (s.st_size, s.st_mtime_ns)
+        for d, _, names in os.walk(root)
+        for n in names
+        if (s := os.stat(os.path.join(d, n)))
+    }
+
+
+def _garbage(registry: RegistryServer, config: Path) -> tuple[Manifest, Manifest, int]:
+    """Mirror two images sharing a layer, delete one upstream, prune it: its manifest,
+    config and own layer are garbage; the shared layer is not."""
+    base = [make_layer(("gc", "shared"))]
+    kept = make_image(("gc", "kept", str(config)), base=base, layers=1)
+    gone = make_image(("gc", "gone", str(config)), base=base, layers=1)
+    push_image(registry.url, REPO, "kept", kept)
+    push_image(registry.url, REPO, "gone", gone)
+    assert run_sync(config).code == 0
+    url = f"{registry.url}/v2/{REPO}/manifests/{gone.digest}"
+    assert requests.delete(url, timeout=10).status_code == 202
+    run = run_sync(config)
+    assert run.code == 0 and f"{REPO}: gone (" in run.stdout, run.output
+    size = gone.size + sum(b.size for b in gone.blobs if b not in base)
+    return kept, gone, size
+
+
+def _registries(registry: RegistryServer) -> list[dict[str, Any]]:
+    return [{"urls": [registry.url], "content": [{"prefix": "gc/**"}], "prune": True}]
+
+
+def test_gc_removes_what_no_index_reaches(registry: RegistryServer, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    config = write_sync_config(tmp_path, root, _registries(registry))
+    kept, gone, size = _garbage(registry, config)
+    garbage = {gone.digest, *(b.digest for b in gone.blobs)} - {b.digest for b in kept.blobs}
+
+    young = run_gc(config)  # the default grace (24h) spares blobs written just now
+    assert young.code == 0 and "gc: removed 0 blobs" in young.stdout, young.output
+
+    files = _files(root)
+    dry = run_gc(config, "--dry-run", "--grace", "0s")
+    assert dry.code == 0, dry.output
+    assert _files(root) == files
+    listed = {line.split("@")[1].split(" ")[0] for line in dry.stdout.splitlines() if "@" in line}
+    assert listed == garbage
+    assert f"gc: would remove 3 blobs ({human_size(size)}) of 1 repositories" in dry.stdout
+
+    run = run_gc(config, "--grace", "0s")
+    assert run.code == 0, run.output
+    assert f"gc: removed 3 blobs ({human_size(size)}) of 1 repositories" in run.stdout
+    blobs = root / REPO / "blobs" / "sha256"
+    assert {f"sha256:{p.name}" for p in blobs.iterdir()} == {kept.digest} | {
+        b.digest for b in kept.blobs
+    }
+    assert check_store(root)[REPO] >= {kept.digest}  # what is left reads whole
+    assert layout_tags(root)[REPO] == {"kept": kept.digest}
+    assert "gc: removed 0 blobs" in run_gc(config, "--grace", "0s").stdout
+
+
+def test_gc_leaves_a_repository_a_sync_holds(
+    registry: RegistryServer, private_redis: RedisServer, tmp_path: Path, monkeypatch: Any
+) -> None:
+    root = tmp_path / "store"
+    settings = {"redis": private_redis.url}
+    config = write_sync_config(tmp_path, root, _registries(registry), settings=settings)
+    _garbage(registry, config)
+    files = _files(root)
+    monkeypatch.setattr(syncworker.cli.gc, "LOCK_WAIT_SECONDS", 0.2)
+    coord = Coordinator.from_url(private_redis.url)
+    with coord.repo_lock(REPO):  # as a sync of this repository, on any worker, holds it
+        run = run_gc(config, "--grace", "0s")
+    assert run.code == 1
+    assert f"SKIPPED {REPO}:" in run.stdout and "gc: removed 0 blobs" in run.stdout
+    assert _files(root) == files
+    assert "gc: removed 3 blobs" in run_gc(config, "--grace", "0s").stdout
+
+
+def test_gc_skips_a_repository_it_cannot_read_whole(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "store"
+    config = write_sync_config(tmp_path, root, _registries(registry))
+    kept, _, _ = _garbage(registry, config)
+    manifest = root / REPO / "blobs" / "sha256" / kept.digest.split(":")[1]
+    manifest.unlink()  # the kept image's manifest: its blobs can no longer be known
+    files = _files(root)
+    run = run_gc(config, "--grace", "0s")
+    assert run.code == 1 and f"SKIPPED {REPO}:" in run.stdout
+    assert _files(root) == files
+
+
+def test_gc_refuses_a_short_grace_and_a_registry_destination(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    entry = {**_registries(registry)[0], "syncTimeout": "2h"}
+    config = write_sync_config(tmp_path, tmp_path / "store", [entry])
+    run = run_gc(config, "--grace", "1h")
+    assert run.code == 2 and "shorter than the longest syncTimeout" in run.stderr
+    settings = {"destination": {"url": "http://127.0.0.1:1"}}  # never reached
+    config = write_sync_config(tmp_path, tmp_path / "x", [entry], settings=settings)
+    run = run_gc(config)
+    assert run.code == 2 and "gc applies to OCI-layout stores" in run.stderr
+
+
+def test_gc_on_s3(registry: RegistryServer, s3_server: S3Server, tmp_path: Path) -> None:
+    bucket = s3_server.new_bucket()
+    try:
+        config = write_sync_config(tmp_path, tmp_path / "unused", _registries(registry))
+        doc = yaml.safe_load(config.read_text())
+        driver = s3_server.driver(bucket, "/mirror")
+        doc["storage"] = {"rootDirectory": "/mirror", "storageDriver": driver}
+        config.write_text(yaml.safe_dump(doc))
+        kept, gone, size = _garbage(registry, config)
+        dry = run_gc(config, "--dry-run", "--grace", "0s")
+        assert f"gc: would remove 3 blobs ({human_size(size)})" in dry.stdout, dry.output
+        run = run_gc(config, "--grace", "0s")
+        assert f"gc: removed 3 blobs ({human_size(size)})" in run.stdout, run.output
+        client = s3_server.client()
+        prefix = f"mirror/{REPO}/blobs/sha256/"
+        keys = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        left = {f"sha256:{k['Key'][len(prefix) :]}" for k in keys}
+        assert left == {kept.digest} | {b.digest for b in kept.blobs}
+        assert gone.digest not in left
+    finally:
+        s3_server.drop(bucket)

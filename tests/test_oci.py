@@ -73,17 +73,22 @@ def test_valid_repository_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["../etc", "a/../b", "/abs", "a//b", "Upper", "a/", "", "a/.", "x" * 300]
+    "name", ["../etc", "a/../b", "/abs", "a//b", "Upper", "a/", "", "a/.", "x" * 300, "a/b\n"]
 )
 def test_invalid_repository_names(name: str) -> None:
     with pytest.raises(InvalidNameError):
         validate_repository(name)
 
 
-@pytest.mark.parametrize("tag", ["..", ".hidden", "-x", "a" * 129, "a/b", ""])
+@pytest.mark.parametrize("tag", ["..", ".hidden", "-x", "a" * 129, "a/b", "", "v1\n", "v1\nv2"])
 def test_invalid_tags(tag: str) -> None:
     with pytest.raises(InvalidNameError):
         validate_tag(tag)
+
+
+def test_a_digest_is_validated_as_a_whole_string() -> None:
+    with pytest.raises(ContentError):
+        Digest.parse(f"{HELLO}\n")
 
 
 def test_references() -> None:

@@ -18,7 +18,7 @@ __all__ = ["Digest", "VerifyingReader", "verifying"]
 
 # Registered algorithms and the exact length of their hex encoding.
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
-_GRAMMAR = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_GRAMMAR = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        match = _GRAMMAR.match(text)
+        match = _GRAMMAR.fullmatch(text)
         if match is None:
             raise ContentError(f"malformed digest {text[:100]!r}")
         algorithm, encoded = match.groups()

@@ -12,8 +12,8 @@ __all__ = ["Reference", "validate_repository", "validate_tag"]
 
 # distribution-spec spec.md#pulling-manifests: <name> and <reference> grammars.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 # Not in the grammar, but a conservative cap keeps paths and Redis keys bounded.
 MAX_REPOSITORY_LENGTH = 255
 
@@ -24,13 +24,13 @@ def validate_repository(name: str) -> str:
     The grammar already forbids ``..``, absolute paths and empty segments; this is what
     keeps a hostile catalog from writing outside the store.
     """
-    if len(name) > MAX_REPOSITORY_LENGTH or not _REPOSITORY.match(name):
+    if len(name) > MAX_REPOSITORY_LENGTH or not _REPOSITORY.fullmatch(name):
         raise InvalidNameError(f"invalid repository name {name[:300]!r}")
     return name
 
 
 def validate_tag(tag: str) -> str:
-    if not _TAG.match(tag):
+    if not _TAG.fullmatch(tag):
         raise InvalidNameError(f"invalid tag {tag[:200]!r}")
     return tag
 

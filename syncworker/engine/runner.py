@@ -64,8 +64,12 @@ def run_registries(
     summary = RunSummary()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="repo") as pool:
         futures: list[tuple[str, str, Future[RepoResult]]] = []
+        claims: dict[str, str] = {}
         for registry in registries:
             for repo in _walk(mirror, registry, summary):
+                if (refusal := _claim(mirror, claims, registry, repo)) is not None:
+                    summary.failures.append(Failure(registry, repo, None, refusal))
+                    continue
                 future = pool.submit(work, registry, repo)
                 if on_repo_done is not None:
                     future.add_done_callback(partial(_report, on_repo_done, registry, repo))
@@ -91,6 +95,23 @@ def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[str]:
         if last is None:
             return
         visited.add(last)
+
+
+def _claim(mirror: Mirror, claims: dict[str, str], registry: str, repo: str) -> str | None:
+    """Take ``repo``'s destination for this run; why not, if another upstream repository
+    already took it (two repositories' tags interleaved in one destination would make a
+    mirror of neither). A name the mirror refuses is left for ``sync_repo`` to report."""
+    try:
+        dest = mirror.destination(registry, repo)
+    except SyncworkerError:
+        return None
+    if dest is None:
+        return None
+    source = f"{registry}/{repo}"
+    holder = claims.setdefault(dest, source)
+    if holder == source:
+        return None
+    return f"its destination {dest!r} is already mirrored from {holder} in this run"
 
 
 def _report(

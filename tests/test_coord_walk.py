@@ -81,7 +81,7 @@ def test_mark_enqueued_at_most_once(coord: Coordinator) -> None:
     for column in zip(*marks, strict=True):  # type: ignore[call-overload]
         assert list(column).count(True) == 1
     assert coord.mark_enqueued("another-run", "library/repo0")  # per run, not forever
-    assert coord.client.ttl(f"{coord.prefix}:run:{run_id}:enqueued") > 0
+    assert coord.client.ttl(f"{coord.prefix}:run:{run_id}:repos") > 0
 
 
 def test_walked_run_finishes_when_last_repo_is_counted(coord: Coordinator) -> None:
@@ -123,4 +123,8 @@ def test_a_redelivered_count_cannot_finish_the_run_early(coord: Coordinator) -> 
     assert coord.incr(run_id, once_for="library/b", repos_failed=1)
     status = coord.run(run_id)
     assert status is not None and status.state == FINISHED
-    assert coord.client.ttl(f"{coord.prefix}:run:{run_id}:counted") > 0
+    # A finished run keeps no per-repository marks, and a late redelivery counts nothing.
+    assert not coord.client.exists(f"{coord.prefix}:run:{run_id}:repos")
+    assert not coord.incr(run_id, once_for="library/b", repos_failed=1)
+    status = coord.run(run_id)
+    assert status is not None and status.done == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import redis
@@ -14,7 +14,7 @@ from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
 from syncworker.coord.limits import RedisLimiter, RedisLimits
 from syncworker.coord.locks import DEFAULT_TTL, FLIGHT_WAIT, RedisLocks
-from syncworker.coord.runs import FINISHED, Runs, RunStatus
+from syncworker.coord.runs import FINISHED, Failure, Runs, RunStatus
 from syncworker.coord.walk import Walks
 from syncworker.errors import ConfigError
 
@@ -131,9 +131,15 @@ class Coordinator:
         """Create a run (idempotent for an existing ``run_id``) and return its id."""
         return self._runs.start_run(registry, run_id)
 
-    def incr(self, run_id: str, once_for: str | None = None, **counters: int) -> bool:
-        """Add to the run's counters; see :meth:`Runs.incr`."""
-        return self._runs.incr(run_id, once_for, **counters)
+    def incr(
+        self,
+        run_id: str,
+        once_for: str | None = None,
+        failures: Sequence[Failure] = (),
+        **counters: int,
+    ) -> bool:
+        """Add to the run's counters and keep ``failures``; see :meth:`Runs.incr`."""
+        return self._runs.incr(run_id, once_for, failures, **counters)
 
     def record_failure(self, run_id: str, repo: str, tag: str | None, reason: str) -> None:
         """Keep why ``repo`` (or ``repo:tag``) failed; the reason is redacted and capped."""
@@ -169,13 +175,14 @@ class Coordinator:
         """Compare-and-set the cursor; see :meth:`Walks.advance_cursor`."""
         return self._walks.advance_cursor(registry, expected, new)
 
-    def mark_enqueued(self, run_id: str, repo: str) -> bool:
-        """True the first time ``repo`` is fanned out in ``run_id`` (and counted in its total)."""
-        return self._walks.mark_enqueued(run_id, repo)
+    def mark_enqueued(self, run_id: str, *repos: str) -> int:
+        """Mark ``repos`` fanned out in ``run_id``; how many were new (each new one is counted
+        in the run's total)."""
+        return self._walks.mark_enqueued(run_id, *repos)
 
-    def was_enqueued(self, run_id: str, repo: str) -> bool:
-        """Whether ``repo`` was already marked by :meth:`mark_enqueued` in ``run_id``."""
-        return self._walks.was_enqueued(run_id, repo)
+    def not_enqueued(self, run_id: str, repos: Sequence[str]) -> list[str]:
+        """Those of ``repos`` not yet marked by :meth:`mark_enqueued` in ``run_id``."""
+        return self._walks.not_enqueued(run_id, repos)
 
     def uncounted(self, run_id: str) -> list[str]:
         """Repositories fanned out in ``run_id`` and not yet counted done or failed."""

@@ -23,7 +23,7 @@ key                                        type    owner       TTL
                                                                by start time, pruned past
                                                                RUN_TTL on each start_run
 ``{p}:run:{id}``                           hash    runs.py     RUN_TTL from start, then
-                                                               RUN_RETENTION from finish_run;
+                                                               RUN_RETENTION from its finish;
                                                                fields registry, state, started,
                                                                finished
 ``{p}:run:{id}:counters``                  hash    runs.py     same as the run hash; field per
@@ -31,10 +31,11 @@ key                                        type    owner       TTL
 ``{p}:run:{id}:failures``                  list    runs.py     same as the run hash; JSON
                                                                ``{repo, tag, reason}``, at most
                                                                MAX_FAILURES
-``{p}:run:{id}:enqueued``                  set     walk.py     same as the run hash; repos
-                                                               already fanned out in this run
-``{p}:run:{id}:counted``                   set     runs.py     same as the run hash; repos
-                                                               already counted done/failed
+``{p}:run:{id}:repos``                     hash    walk.py     the run hash's while it runs;
+                                                               deleted when it finishes.
+                                                               ``sent:{repo}`` (fanned out)
+                                                               and ``done:{repo}`` (counted,
+                                                               runs.py), value 1
 ``{p}:walk:{reg}``                         string  walk.py     WALK_TTL, refreshed on each
                                                                cursor advance; the run id of
                                                                the walk in progress
@@ -97,7 +98,7 @@ DELIVERY_TTL = 2 * DAY
 # registry that fails everything cannot fill Redis.
 MAX_FAILURES = 1000
 # How many keys Keys.run_keys returns (lua/run_helpers.lua loops over them).
-RUN_KEY_COUNT = 5
+RUN_KEY_COUNT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,6 @@ class Keys:
     def flight_ok(self, flight_key: str) -> str:
         return f"{flight_key}:ok"
 
-    # runs.py
     # hints.py
     def blob_hint(self, registry: str, digest: str) -> str:
         return self._key("hint", "blob", registry, digest)
@@ -140,21 +140,17 @@ class Keys:
     def run_failures(self, run_id: str) -> str:
         return self._key("run", run_id, "failures")
 
-    def run_enqueued(self, run_id: str) -> str:
-        return self._key("run", run_id, "enqueued")
-
-    def run_counted(self, run_id: str) -> str:
-        return self._key("run", run_id, "counted")
+    def run_repos(self, run_id: str) -> str:
+        return self._key("run", run_id, "repos")
 
     def run_keys(self, run_id: str) -> tuple[str, ...]:
         """Every key of one run, RUN_KEY_COUNT of them: they share one TTL. The Lua scripts
-        rely on this order (run hash, counters, failures, enqueued, counted)."""
+        rely on this order (run hash, counters, failures, repos)."""
         return (
             self.run(run_id),
             self.run_counters(run_id),
             self.run_failures(run_id),
-            self.run_enqueued(run_id),
-            self.run_counted(run_id),
+            self.run_repos(run_id),
         )
 
     # walk.py

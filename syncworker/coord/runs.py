@@ -12,6 +12,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,6 +65,13 @@ def _cap_reason(reason: str) -> str:
     if len(reason) > MAX_REASON_CHARS:
         reason = reason[: MAX_REASON_CHARS - 1] + "…"
     return reason
+
+
+def _failure_json(failure: Failure) -> str:
+    """A failure as the run keeps it: its reason redacted and capped."""
+    return json.dumps(
+        {"repo": failure.repo, "tag": failure.tag, "reason": _cap_reason(failure.reason)}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,26 +176,43 @@ class Runs(Part):
         return run_id
 
     @translated
-    def incr(self, run_id: str, once_for: str | None = None, **counters: int) -> bool:
-        """Add to the run's counters (names from COUNTERS); ends a fully walked run when the
-        last repository is counted. With ``once_for`` (e.g. the repository), counts only the
-        first time that token is seen in this run, so a task redelivered after it counted
-        (killed before its ack) cannot finish the run early. False when nothing was counted.
+    def incr(
+        self,
+        run_id: str,
+        once_for: str | None = None,
+        failures: Sequence[Failure] = (),
+        **counters: int,
+    ) -> bool:
+        """Add to the running run's counters (names from COUNTERS) and keep ``failures``, in
+        one step that touches only the counters that change; ends a fully walked run when
+        the last repository is counted. With ``once_for`` (e.g. the repository), counts only
+        the first time that token is seen in this run, so a task redelivered after it
+        counted (killed before its ack) cannot finish the run early. False when nothing was
+        counted (that, or the run is over or gone).
         """
         unknown = set(counters) - set(COUNTERS)
         if unknown:
             raise ValueError(f"unknown run counters: {sorted(unknown)}")
         if once_for == "":
             raise ValueError("once_for must be a non-empty token")
-        pairs = [item for name, amount in counters.items() for item in (name, int(amount))]
-        args: list[LuaArg] = [time.time(), _ms(RUN_RETENTION), once_for or "", *pairs]
+        pairs = [
+            item for name, amount in counters.items() if amount for item in (name, int(amount))
+        ]
+        args: list[LuaArg] = [
+            time.time(),
+            _ms(RUN_RETENTION),
+            once_for or "",
+            MAX_FAILURES,
+            len(failures),
+            *(_failure_json(failure) for failure in failures),
+            *pairs,
+        ]
         return bool(self._lua_incr(keys=list(self._keys.run_keys(run_id)), args=args))
 
     @translated
     def record_failure(self, run_id: str, repo: str, tag: str | None, reason: str) -> None:
         """Keep why ``repo`` (or ``repo:tag``) failed; the reason is redacted and capped."""
-        failure = Failure(repo=repo, tag=tag, reason=_cap_reason(reason))
-        args: list[LuaArg] = [json.dumps(asdict(failure)), MAX_FAILURES]
+        args: list[LuaArg] = [_failure_json(Failure(repo, tag, reason)), MAX_FAILURES]
         self._lua_failure(keys=list(self._keys.run_keys(run_id)), args=args)
 
     @translated
@@ -203,18 +228,23 @@ class Runs(Part):
         """The run's status, or None if there is no such run (or it expired)."""
         if not _RUN_ID.match(run_id):
             return None
+        return self._read([run_id])[0]
+
+    def _read(self, run_ids: Sequence[str]) -> list[RunStatus | None]:
+        """Several runs in one round trip."""
         with self._client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self._keys.run(run_id))
-            pipe.hgetall(self._keys.run_counters(run_id))
-            pipe.lrange(self._keys.run_failures(run_id), 0, -1)
-            meta, counters, failures = pipe.execute()
-        return _parse_run(run_id, meta, counters, failures)
+            for run_id in run_ids:
+                pipe.hgetall(self._keys.run(run_id))
+                pipe.hgetall(self._keys.run_counters(run_id))
+                pipe.lrange(self._keys.run_failures(run_id), 0, -1)
+            replies = pipe.execute()
+        return [_parse_run(run_id, *replies[3 * i : 3 * i + 3]) for i, run_id in enumerate(run_ids)]
 
     @translated
     def recent(self, limit: int = 20) -> list[RunStatus]:
         """Recent runs, newest first."""
         ids = [str(text(i)) for i in self._client.zrevrange(self._keys.runs(), 0, limit - 1)]
-        found = [self.run(run_id) for run_id in ids]
+        found = self._read(ids)
         gone = [run_id for run_id, status in zip(ids, found, strict=True) if status is None]
         if gone:
             self._client.zrem(self._keys.runs(), *gone)

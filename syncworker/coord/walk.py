@@ -11,6 +11,7 @@ catalog, :meth:`Walks.end_walk` clears cursor and walk marker in one step (prefe
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import redis
 
@@ -18,7 +19,10 @@ from syncworker.coord.backend import LuaArg, Part, text, translated
 from syncworker.coord.keys import DELIVERY_TTL, RUN_RETENTION, RUN_TTL, WALK_TTL, Keys
 from syncworker.coord.scripts import register
 
-__all__ = ["Walks"]
+__all__ = ["DONE", "SENT", "Walks"]
+
+# Field prefixes in the run's repos hash (keys.py): fanned out, and counted (lua/run_incr.lua).
+SENT, DONE = "sent:", "done:"
 
 
 def _flag(value: str | None) -> tuple[str, str]:
@@ -61,28 +65,37 @@ class Walks(Part):
         return bool(self._lua_advance(keys=keys, args=args))
 
     @translated
-    def mark_enqueued(self, run_id: str, repo: str) -> bool:
-        """True the first time ``repo`` is fanned out in ``run_id``: at most one sync_repo.
-        That first time also adds one to the run's ``repos_total``."""
-        keys = [
-            self._keys.run(run_id),
-            self._keys.run_enqueued(run_id),
-            self._keys.run_counters(run_id),
-        ]
-        return bool(self._lua_mark(keys=keys, args=[repo, int(RUN_TTL * 1000)]))
+    def mark_enqueued(self, run_id: str, *repos: str) -> int:
+        """Mark ``repos`` fanned out in ``run_id`` (one step for a whole page); how many were
+        not marked before. Each of those also adds one to the run's ``repos_total``."""
+        if not repos:
+            return 0
+        keys = list(self._keys.run_keys(run_id))
+        return int(self._lua_mark(keys=keys, args=[int(RUN_TTL * 1000), *repos]))
 
     @translated
-    def was_enqueued(self, run_id: str, repo: str) -> bool:
-        """Whether ``repo`` was already marked by :meth:`mark_enqueued` in ``run_id``."""
-        return bool(self._client.sismember(self._keys.run_enqueued(run_id), repo))
+    def not_enqueued(self, run_id: str, repos: Sequence[str]) -> list[str]:
+        """Those of ``repos`` not yet marked by :meth:`mark_enqueued` in ``run_id`` (one
+        command for a whole page)."""
+        if not repos:
+            return []
+        fields = [f"{SENT}{repo}" for repo in repos]
+        marks = self._client.hmget(self._keys.run_repos(run_id), fields)
+        return [repo for repo, mark in zip(repos, marks, strict=True) if mark is None]
 
     @translated
     def uncounted(self, run_id: str) -> list[str]:
         """Repositories fanned out in ``run_id`` and not yet counted done or failed (by
         ``incr(once_for=repo)``): in the queues, in progress, or lost with a message."""
-        keys = [self._keys.run_enqueued(run_id), self._keys.run_counted(run_id)]
-        found = self._client.sdiff(keys)
-        return sorted(str(text(repo)) for repo in found)
+        sent: set[str] = set()
+        done: set[str] = set()
+        for field, _ in self._client.hscan_iter(self._keys.run_repos(run_id), count=1000):
+            name = str(text(field))
+            if name.startswith(SENT):
+                sent.add(name.removeprefix(SENT))
+            else:
+                done.add(name.removeprefix(DONE))
+        return sorted(sent - done)
 
     @translated
     def note_cursor(self, run_id: str, previous: str | None, cursor: str) -> bool:

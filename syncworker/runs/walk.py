@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncworker.coord import Coordinator
+from syncworker.coord import Coordinator, Failure
 from syncworker.engine import Mirror, RepoResult
 
 __all__ = [
@@ -92,15 +92,14 @@ def walk_page(
         repos, next_last = mirror.list_page(registry, cursor)
     else:
         repos, next_last = mirror.list_page(registry, cursor, page_size)
-    for repo in repos:
-        # Marked only once sent, so "marked" means "sent": a redelivered page skips what
-        # its first delivery sent. A crash between send and mark makes the redelivered
-        # page send that one again: a duplicate that the repository lock and the counting
-        # once per repository absorb. Marking first would lose it instead.
-        if coord.was_enqueued(run_id, repo):
-            continue
+    # Marked only once sent, so "marked" means "sent": a redelivered page skips what its
+    # first delivery sent. A crash between sending and marking makes the redelivered page
+    # send those again: duplicates that the repository lock and the counting once per
+    # repository absorb. Marking first would lose them instead.
+    fresh = coord.not_enqueued(run_id, repos)
+    for repo in fresh:
         enqueue(registry, repo, run_id)
-        coord.mark_enqueued(run_id, repo)  # also counts it into repos_total
+    coord.mark_enqueued(run_id, *fresh)  # also counts them into repos_total
     if next_last is None:
         coord.end_walk(registry, run_id)
         log.info("walk %s of %s: end of the catalog", run_id, registry)
@@ -117,13 +116,12 @@ def walk_page(
 
 
 def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
-    """Count one finished repository into its run (failures first: the last count may
-    finish the run, and whoever waits on it then reads complete failures)."""
-    for failure in result.failures:
-        coord.record_failure(run_id, failure.upstream_repo, failure.tag, failure.reason)
+    """Count one finished repository into its run, with its failures, in one step."""
+    failures = [Failure(f.upstream_repo, f.tag, f.reason) for f in result.failures]
     coord.incr(
         run_id,
         once_for=result.upstream_repo,
+        failures=failures,
         repos_done=int(result.ok),
         repos_failed=int(not result.ok),
         images_copied=len(result.copied),
@@ -137,8 +135,7 @@ def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
 
 def record_repo_lost(coord: Coordinator, run_id: str, repo: str, reason: str) -> None:
     """A sync_repo that failed for good outside the engine (retries exhausted, time limit)."""
-    if coord.incr(run_id, once_for=repo, repos_failed=1):
-        coord.record_failure(run_id, repo, None, reason)
+    coord.incr(run_id, once_for=repo, failures=[Failure(repo, None, reason)], repos_failed=1)
 
 
 def record_catalog_failure(coord: Coordinator, registry: str, run_id: str, reason: str) -> None:

@@ -1,11 +1,14 @@
--- KEYS: the run's keys. ARGV: now, retention_ms, once ('' for none), then name, amount
--- pairs. A run that is gone is left gone; a `once` token already counted in this run counts
--- nothing (a redelivery).
-if redis.call('exists', KEYS[1]) == 0 then return 0 end
-if ARGV[3] ~= '' then
-  if redis.call('sadd', KEYS[5], ARGV[3]) == 0 then return 0 end
-  follow_run_ttl(KEYS[5])
+-- KEYS: the run's keys. ARGV: now, retention_ms, once ('' for none), max failures, n, then
+-- n failure JSONs, then name, amount pairs (only counters that change). Counts nothing in
+-- a run that is gone or over, nor for a `once` token already counted in this run (a
+-- redelivery). Failures go first: whoever sees the run finished reads them all.
+local meta = redis.call('hmget', KEYS[1], 'state', 'walked')
+if meta[1] ~= 'running' then return 0 end
+if ARGV[3] ~= '' and redis.call('hsetnx', KEYS[4], 'done:' .. ARGV[3], 1) == 0 then
+  return 0
 end
-for i = 4, #ARGV, 2 do redis.call('hincrby', KEYS[2], ARGV[i], ARGV[i + 1]) end
-complete_if_done(ARGV[1], ARGV[2])
+local last_failure = 5 + tonumber(ARGV[5])
+for i = 6, last_failure do add_failure(ARGV[i], ARGV[4]) end
+for i = last_failure + 1, #ARGV, 2 do redis.call('hincrby', KEYS[2], ARGV[i], ARGV[i + 1]) end
+if meta[2] == '1' then complete(ARGV[1], ARGV[2]) end
 return 1

@@ -19,6 +19,8 @@ from typing import Any
 from bench import seed
 from bench.report import BENCH_DIR, plot_workers, write_report
 from bench.results import save_results
+from bench.scale import SCALE_QUICK_REPOS, SCALE_REPOS, measure_scale
+from bench.scale_report import scale_section, splice_scale_section
 from bench.scenarios import Bench
 from bench.tools import REPO_ROOT, snapshot_code
 
@@ -28,7 +30,9 @@ SETS = ("small", "big", "huge")
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement")
-    parser.add_argument("--sets", default=",".join(SETS), help="comma list of: small,big,huge")
+    parser.add_argument(
+        "--sets", default=",".join(SETS), help="comma list of: small,big,huge,scale"
+    )
     parser.add_argument(
         "--skip", default="", help="comma list of: skopeo,registry,workers,incremental"
     )
@@ -143,6 +147,9 @@ def main() -> int:
             _big(bench, skip, cache)
         if "huge" in sets:
             _huge(bench, cache)
+        if "scale" in sets:
+            repos = SCALE_QUICK_REPOS if args.quick else SCALE_REPOS
+            bench.measurements += measure_scale(args.workdir, bench.log, repos)
     finally:
         bench.close()
         meta.update(
@@ -155,8 +162,13 @@ def main() -> int:
         )
         out = args.results.parent
         save_results(args.workdir.parent / "results.json", meta, bench.measurements)
-        plot_workers(out / "workers.png", bench.measurements)
-        write_report(args.results, meta, bench.measurements)
+        if sets == {"scale"}:  # the other sets' figures stay as they are
+            text = args.results.read_text() if args.results.exists() else ""
+            section = scale_section(bench.measurements)
+            args.results.write_text(splice_scale_section(text, section))
+        else:
+            plot_workers(out / "workers.png", bench.measurements)
+            write_report(args.results, meta, bench.measurements)
         print(f"[bench] wrote {args.results}", flush=True)
     return 0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import Measurement, load_results
+from bench.scale_report import existing_section, scale_section
 
 __all__ = ["Target", "evaluate_targets", "plot_workers", "write_report"]
 
@@ -185,6 +186,7 @@ def write_report(path: Path, meta: dict[str, Any], measurements: list[Measuremen
         lines += ["## Worker scaling", "", "![worker scaling](workers.png)", ""]
     if FINDINGS.exists():
         lines += [FINDINGS.read_text().rstrip(), ""]
+    lines += scale_section(measurements) or existing_section(path)
     path.write_text("\n".join(lines))
 
 

@@ -148,8 +148,9 @@ def run_skopeo(source: Path, dest_kind: str, destination: str, log: Path) -> Fin
 class CeleryWorkers:
     """`count` worker processes on one config; started on enter, stopped on exit."""
 
-    def __init__(self, config: Path, count: int, logdir: Path) -> None:
+    def __init__(self, config: Path, count: int, logdir: Path, concurrency: int = 1) -> None:
         self._config, self._count, self._logdir = config, count, logdir
+        self._options = ("--concurrency", str(concurrency), *WORKER_OPTIONS[2:])
         self._procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Path] = []
 
@@ -176,7 +177,7 @@ class CeleryWorkers:
         log = self._logdir / f"worker-{number}.log"
         argv = syncworker_argv(
             "worker", "-c", str(self._config), "-l", "INFO", "-n", f"bench{number}@%h",
-            *WORKER_OPTIONS,
+            *self._options,
         )  # fmt: skip
         with log.open("wb") as sink:
             proc = subprocess.Popen(

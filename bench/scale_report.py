@@ -1,0 +1,133 @@
+"""The scale set's section of bench/RESULTS.md, between two markers.
+
+A run of the scale set alone (``--sets scale``) replaces only that section, so the other
+sets' figures stay; a run without it keeps the section that is there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.results import Measurement
+
+__all__ = ["SECTION_END", "SECTION_START", "scale_section", "splice_scale_section"]
+
+SECTION_START = "<!-- scale set: start -->"
+SECTION_END = "<!-- scale set: end -->"
+# The targets of the scale set, as (what, wanted, measured value, met).
+WALK_PAGE_TARGET = 0.5
+CPU_MS_TARGET = 5.0
+COMMANDS_TARGET = 12.0
+RETAINED_TARGET = 60.0
+STATUS_TARGET = 1.0
+
+
+def _get(measurements: list[Measurement], key: str) -> Measurement | None:
+    return next((m for m in measurements if m.key == key), None)
+
+
+def _param(m: Measurement | None, name: str) -> Any:
+    return None if m is None else m.params.get(name)
+
+
+def _full_pages(m: Measurement | None) -> list[float]:
+    pages: list[float] = list(_param(m, "walk_pages") or [])
+    return pages[:-1] or pages  # the last page is the short one
+
+
+def _target(what: str, wanted: str, value: float | None, limit: float, unit: str) -> str:
+    if value is None:
+        return f"| {what} | {wanted} | — | — |"
+    met = "**met**" if value <= limit else "**not met**"
+    return f"| {what} | {wanted} | {value:.2f}{unit} | {met} |"
+
+
+def _targets(ms: list[Measurement]) -> list[str]:
+    noop = _get(ms, "scale.workers.noop")
+    pages = _full_pages(_get(ms, "scale.workers.cold")) + _full_pages(noop)
+    worst_page = max(pages) if pages else None
+    retained = _get(ms, "scale.retained")
+    status = _get(ms, "scale.status")
+    status_wall = status.samples[0].wall if status and status.samples else None
+    return [
+        "| target | wanted | measured | |",
+        "|---|---|---|---|",
+        _target("walk: s to fan out 1,000 repositories (slowest page)", "≤ 0.5 s",
+                worst_page, WALK_PAGE_TARGET, " s"),
+        _target("worker CPU per repository, no-op", "≤ 5 ms",
+                _param(noop, "cpu_ms_per_repo"), CPU_MS_TARGET, " ms"),
+        _target("Redis commands per repository, no-op", "≤ 12",
+                _param(noop, "commands_per_repo"), COMMANDS_TARGET, ""),
+        _target(f"Redis bytes per repository after {_param(retained, 'runs')} runs", "≤ 60",
+                _param(retained, "per_repo"), RETAINED_TARGET, " B"),
+        _target(f"`status` with {_param(status, 'runs')} finished runs", "≤ 1 s",
+                status_wall, STATUS_TARGET, " s"),
+    ]  # fmt: skip
+
+
+def _row(m: Measurement) -> str:
+    sample = m.samples[0]
+    pages = _full_pages(m)
+    page = f"{max(pages):.2f}" if pages else "—"
+    commands = m.params.get("commands_per_repo") or 0
+    redis_us = m.params.get("redis_us_per_repo") or 0
+    return (
+        f"| `{m.key}` | {m.label} | {sample.wall:.1f} | {m.params['cpu_ms_per_repo']:.2f} "
+        f"| {sample.traffic.requests / m.params['repos']:.2f} "
+        f"| {commands:.1f} | {redis_us:.0f} | {page} |"
+    )
+
+
+def _commands(m: Measurement) -> str:
+    counts = sorted((m.params.get("by_command") or {}).items(), key=lambda kv: -kv[1])
+    repos = m.params["repos"]
+    return f"- `{m.key}`: " + ", ".join(f"{name} {n / repos:.2f}" for name, n in counts)
+
+
+def scale_section(measurements: list[Measurement]) -> list[str]:
+    """The section's lines, markers included; empty without scale measurements."""
+    runs = [m for m in measurements if m.key.startswith(("scale.sync.", "scale.workers."))]
+    if not runs:
+        return []
+    repos = runs[0].params["repos"]
+    return [
+        SECTION_START,
+        f"## Scale set: {repos} one-tag repositories of one 4 KiB layer (synthetic registry)",
+        "",
+        *_targets(measurements),
+        "",
+        "| key | what | wall s | CPU ms / repo | upstream requests / repo "
+        "| Redis commands / repo | Redis CPU µs / repo | slowest walk page s |",
+        "|---|---|---|---|---|---|---|---|",
+        *(_row(m) for m in runs),
+        "",
+        "Redis commands per repository, by command (Lua scripts' own included):",
+        "",
+        *(_commands(m) for m in runs if m.params.get("by_command")),
+        "",
+        SECTION_END,
+    ]
+
+
+def splice_scale_section(text: str, section: list[str]) -> str:
+    """``text`` with its scale section replaced by ``section`` (appended if it had none;
+    kept as it is if ``section`` is empty)."""
+    if not section:
+        return text
+    block = "\n".join(section)
+    start, end = text.find(SECTION_START), text.find(SECTION_END)
+    if start < 0 or end < start:
+        return text.rstrip("\n") + "\n\n" + block + "\n"
+    return text[:start] + block + text[end + len(SECTION_END) :]
+
+
+def existing_section(path: Path) -> list[str]:
+    """The scale section of the report at ``path``, to keep across a run without it."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    start, end = text.find(SECTION_START), text.find(SECTION_END)
+    if start < 0 or end < start:
+        return []
+    return text[start : end + len(SECTION_END)].splitlines()

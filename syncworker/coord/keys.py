@@ -41,9 +41,9 @@ key                                        type    owner       TTL
                                                                the walk in progress
 ``{p}:cursor:{reg}``                       string  walk.py     WALK_TTL; the last catalog
                                                                entry enqueued by the walk
-``{p}:run:{id}:cursors``                   hash    walk.py     same as the run hash; each
-                                                               cursor reached in this run ->
-                                                               the cursor it was reached from
+``{p}:run:{id}:cursors``                   hash    walk.py     as the repos hash; each cursor
+                                                               reached in this run -> the
+                                                               cursor it was reached from
 ``{p}:delivery:{message}``                 string  walk.py     DELIVERY_TTL; how many starts of
                                                                a task message did not end
                                                                (its worker died under it)
@@ -98,7 +98,7 @@ DELIVERY_TTL = 2 * DAY
 # registry that fails everything cannot fill Redis.
 MAX_FAILURES = 1000
 # How many keys Keys.run_keys returns (lua/run_helpers.lua loops over them).
-RUN_KEY_COUNT = 4
+RUN_KEY_COUNT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +145,13 @@ class Keys:
 
     def run_keys(self, run_id: str) -> tuple[str, ...]:
         """Every key of one run, RUN_KEY_COUNT of them: they share one TTL. The Lua scripts
-        rely on this order (run hash, counters, failures, repos)."""
+        rely on this order (run hash, counters, failures, repos, cursors)."""
         return (
             self.run(run_id),
             self.run_counters(run_id),
             self.run_failures(run_id),
             self.run_repos(run_id),
+            self.run_cursors(run_id),
         )
 
     # walk.py

@@ -115,7 +115,8 @@ class Walks(Part):
         not ended (:meth:`delivery_ended`), this one included; more than one means its
         worker died under it before."""
         key = self._keys.delivery(message_id)
-        pipe = self._client.pipeline()
+        # One round trip, no MULTI/EXEC: both commands arrive in one write.
+        pipe = self._client.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, int(DELIVERY_TTL))
         count, _ = pipe.execute()

@@ -1,6 +1,6 @@
 -- Shared by the scripts that may end a run; prepended to them, after
 -- `local RUN_KEYS = <n>` (coord/scripts.py). KEYS[1..RUN_KEYS] are Keys.run_keys(run_id),
--- in its order: run hash, counters, failures, repos (the per-repository marks).
+-- in its order: run hash, counters, failures, repos (the per-repository marks), cursors.
 local function expire_run(ttl_ms)
   for i = 1, RUN_KEYS do redis.call('pexpire', KEYS[i], ttl_ms) end
 end
@@ -15,11 +15,11 @@ local function add_failure(failure, max_failures)
   end
 end
 -- A finished run keeps its summary (hash, counters, failures) for the retention; its
--- per-repository marks only served the run while it went on, so they go at once, and what
--- finished runs hold does not grow with the catalog.
+-- per-repository marks and walked cursors only served the run while it went on, so they go
+-- at once, and what finished runs hold does not grow with the catalog.
 local function finish(state, now, retention_ms)
   redis.call('hset', KEYS[1], 'state', state, 'finished', now)
-  redis.call('del', KEYS[4])
+  redis.call('del', KEYS[4], KEYS[5])
   expire_run(retention_ms)
 end
 -- For a running, walked run: finish it once every repository fanned out is counted.

@@ -12,6 +12,7 @@ Other services call them by name::
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from celery import shared_task
@@ -28,7 +29,7 @@ from syncworker.runs.walk import (
 )
 from syncworker.worker.names import TASK_SWEEP, TASK_SYNC_IMAGE, TASK_SYNC_REPO, TASK_WALK
 from syncworker.worker.policy import SyncTask
-from syncworker.worker.send import send, start_sweep, sweep_interval
+from syncworker.worker.send import send, send_each, start_sweep, sweep_interval
 from syncworker.worker.state import WorkerState, config_of, worker_state
 
 __all__ = [
@@ -53,13 +54,21 @@ class _Task(SyncTask):
         return worker_state(config_of(self.app))
 
     def started(self) -> int:
+        """A first delivery is one start and costs nothing to count; only a redelivered
+        message (the broker marks it so: its worker died, or lost the connection, under it)
+        counts its starts in Redis, plus the first start, which was not counted."""
         message = self._message()
-        return 1 if message is None else self.state.coord.delivery_started(message)
+        if message is None or not self._redelivered():
+            return 1
+        return self.state.coord.delivery_started(message) + 1
 
     def ended(self) -> None:
         message = self._message()
-        if message is not None:
+        if message is not None and self._redelivered():
             self.state.coord.delivery_ended(message)
+
+    def _redelivered(self) -> bool:
+        return bool((self.request.delivery_info or {}).get("redelivered"))
 
     def _message(self) -> str | None:
         """This message's name; a retry is a new message with the same task id. None when
@@ -128,8 +137,8 @@ def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> d
         run_id = claim.run_id
         start_sweep(self.app, registry, run_id)
 
-    def enqueue(registry: str, repo: str, run_id: str) -> None:
-        send(self.app, TASK_SYNC_REPO, [registry, repo, run_id])
+    def enqueue(registry: str, repos: Sequence[str], run_id: str) -> None:
+        send_each(self.app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in repos])
 
     step = walk_page(state.coord, state.mirror, registry, run_id, enqueue, state.page_size)
     if step is Step.MORE:
@@ -168,8 +177,7 @@ def sweep_run(
         )
     if resend.walk:
         send(self.app, TASK_WALK, [registry, run_id])
-    for repo in resend.repos:
-        send(self.app, TASK_SYNC_REPO, [registry, repo, run_id])
+    send_each(self.app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in resend.repos])
     start_sweep(self.app, registry, run_id, mark)
     return {"run_id": run_id, "over": False, "resent": len(resend.repos) + resend.walk}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -207,9 +207,9 @@ def mirror(
 def walk_all(coord: Coordinator, mirror: Mirror, run_id: str, page: int) -> list[str]:
     sent: list[str] = []
 
-    def enqueue(registry: str, repo: str, run: str) -> None:
+    def enqueue(registry: str, repos: Sequence[str], run: str) -> None:
         assert (registry, run) == (REGISTRY, run_id)
-        sent.append(repo)
+        sent.extend(repos)
 
     while (step := walk_page(coord, mirror, REGISTRY, run_id, enqueue, page)) is Step.MORE:
         pass
@@ -247,13 +247,13 @@ def test_a_redelivered_page_sends_only_what_its_first_delivery_did_not(
     assert claim_walk(coord, REGISTRY, "run-r").started
     first: list[str] = []
     assert (
-        walk_page(coord, mirror, REGISTRY, "run-r", lambda g, r, i: first.append(r), 3) is Step.MORE
+        walk_page(coord, mirror, REGISTRY, "run-r", lambda g, r, i: first.extend(r), 3) is Step.MORE
     )
     # The same page again, as if its worker died before moving the cursor.
     assert coord.advance_cursor(REGISTRY, coord.cursor(REGISTRY), None)
     again: list[str] = []
     assert (
-        walk_page(coord, mirror, REGISTRY, "run-r", lambda g, r, i: again.append(r), 3) is Step.MORE
+        walk_page(coord, mirror, REGISTRY, "run-r", lambda g, r, i: again.extend(r), 3) is Step.MORE
     )
     assert first == corpus.repositories[:3] and again == []
     rest = walk_all(coord, mirror, "run-r", page=3)

@@ -1,7 +1,8 @@
 """The catalog walk, one page per call, and the run's accounting (``walk_catalog``).
 
-Celery-free: the task passes ``enqueue`` (which sends ``sync_repo``), so this is the whole
-logic of a walk and of counting a repository into its run.
+Celery-free: the task passes ``enqueue`` (which sends ``sync_repo`` for each repository of
+a page, in one batch), so this is the whole logic of a walk and of counting a repository
+into its run.
 
 A page is processed as: is this run still the registry's walk? → read the cursor → list
 the page after it → fan out each matching repository not yet enqueued in this run →
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from syncworker.coord import Coordinator, Failure
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 # The "repository" a failure to list the catalog is filed under in the run's failures.
 CATALOG_FAILURE = "(catalog)"
 
-Enqueue = Callable[[str, str, str], None]  # registry, repo, run id
+Enqueue = Callable[[str, Sequence[str], str], None]  # registry, repos of a page, run id
 
 
 class Step(enum.Enum):
@@ -95,10 +96,10 @@ def walk_page(
     # Marked only once sent, so "marked" means "sent": a redelivered page skips what its
     # first delivery sent. A crash between sending and marking makes the redelivered page
     # send those again: duplicates that the repository lock and the counting once per
-    # repository absorb. Marking first would lose them instead.
+    # repository absorb. Marking first would lose them instead. The page goes out as one
+    # batch, and is checked and marked in one step each.
     fresh = coord.not_enqueued(run_id, repos)
-    for repo in fresh:
-        enqueue(registry, repo, run_id)
+    enqueue(registry, fresh, run_id)
     coord.mark_enqueued(run_id, *fresh)  # also counts them into repos_total
     if next_last is None:
         coord.end_walk(registry, run_id)

@@ -86,8 +86,14 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": SOFT_TIME_LIMIT,
         "task_time_limit": HARD_TIME_LIMIT,
+        # Nobody waits on a walk page's or a repository's result (runs are counted in
+        # Redis), so none is stored; sync_image, which callers wait on, asks for its own.
         "task_ignore_result": True,
         "result_expires": RESULT_EXPIRES,
+        # Task events cost the broker a message per task state: only when asked for
+        # (``worker_send_task_events: true`` in ``syncworker.celery``, or ``-E``, for Flower).
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
         "task_queues": [_queue(name) for name in (QUEUE_WALK, QUEUE_REPO, QUEUE_ONDEMAND)],
         "task_default_queue": QUEUE_REPO,
         "task_routes": ROUTES,

@@ -7,7 +7,8 @@ a cold run then a no-op run:
 
 - CPU seconds of the workers' process trees per repository, and upstream requests;
 - Redis commands per repository (``INFO commandstats``, which counts the commands Lua
-  scripts run as well as the clients' own);
+  scripts run as well as the clients' own), of the coordination and of the broker apart:
+  each has a Redis of its own here, as with a separate broker (or RabbitMQ) in production;
 - seconds each ``walk_catalog`` page took (the workers' ``succeeded in`` log lines): the
   fan-out of one catalog page;
 - bytes the run keys hold once both runs finished (``MEMORY USAGE`` of every
@@ -78,8 +79,10 @@ class ScaleFigures:
     wall: float
     cpu: float  # CPU seconds of the measured trees
     requests: int  # upstream requests
-    commands: int = 0  # Redis commands, Lua scripts' own included
+    commands: int = 0  # coordination Redis commands, Lua scripts' own included
     by_command: dict[str, int] | None = None
+    broker_commands: int = 0  # the broker's Redis
+    broker_by_command: dict[str, int] | None = None
     walk_pages: list[float] | None = None  # seconds per walk_catalog task
     redis_cpu: float = 0.0  # CPU seconds of the Redis server
 
@@ -90,6 +93,10 @@ class ScaleFigures:
     @property
     def commands_per_repo(self) -> float:
         return self.commands / self.repos
+
+    @property
+    def broker_commands_per_repo(self) -> float:
+        return self.broker_commands / self.repos
 
     @property
     def redis_us_per_repo(self) -> float:
@@ -126,26 +133,9 @@ def _walk_pages(logdir: Path, seen: int) -> list[float]:
     return times[seen:]
 
 
-def _figures(
-    repos: int,
-    done: Finished,
-    registry: SyntheticRegistry,
-    requests_before: int,
-    commands: Counter[str] | None = None,
-    pages: list[float] | None = None,
-    server_cpu: float = 0.0,
-) -> ScaleFigures:
-    check_ok(done, "scale run")
-    return ScaleFigures(
-        repos,
-        done.wall,
-        done.cpu,
-        registry.total_requests() - requests_before,
-        sum(commands.values()) if commands else 0,
-        dict(commands) if commands else None,
-        pages,
-        server_cpu,
-    )
+def _embedded(repos: int, done: Finished, registry: SyntheticRegistry, before: int) -> ScaleFigures:
+    check_ok(done, "syncworker sync")
+    return ScaleFigures(repos, done.wall, done.cpu, registry.total_requests() - before)
 
 
 class ScaleBench:
@@ -165,12 +155,15 @@ class ScaleBench:
             by_command=figures.by_command,
             walk_pages=figures.walk_pages,
             redis_us_per_repo=figures.redis_us_per_repo,
+            broker_commands_per_repo=figures.broker_commands_per_repo,
+            broker_by_command=figures.broker_by_command,
         )
         measurement = Measurement(key, label, self.repos * 2, 0, self.repos, [sample], params)
         self.measurements.append(measurement)
         self.log(
             f"{key}: {figures.wall:.1f}s, {figures.cpu_ms_per_repo:.2f} ms CPU/repo, "
-            f"{figures.commands_per_repo:.1f} Redis commands/repo, "
+            f"{figures.commands_per_repo:.1f} + {figures.broker_commands_per_repo:.1f} (broker) "
+            "Redis commands/repo, "
             f"{figures.redis_us_per_repo:.0f} µs Redis CPU/repo, {figures.requests} requests"
         )
 
@@ -181,7 +174,7 @@ class ScaleBench:
         for case in ("cold", "noop"):
             before = registry.total_requests()
             done = run_sync(config, self.workdir / f"scale-sync-{case}.log")
-            figures = _figures(self.repos, done, registry, before)
+            figures = _embedded(self.repos, done, registry, before)
             self._record(f"scale.sync.{case}", f"syncworker sync ({case})", figures)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -191,15 +184,17 @@ class ScaleBench:
         for path in (root, logs):
             shutil.rmtree(path, ignore_errors=True)
         logs.mkdir(parents=True)
-        with RedisServer() as server:
-            client = redis.Redis.from_url(server.url)
+        with RedisServer() as server, RedisServer() as broker:
             config = write_sync_config(
-                logs / "config.yaml", registry.url, root, redis_url=server.url
-            )
+                logs / "config.yaml", registry.url, root,
+                redis_url=server.url, broker_url=broker.url,
+            )  # fmt: skip
+            client = redis.Redis.from_url(server.url)
+            redises = (client, redis.Redis.from_url(broker.url))
             workers = CeleryWorkers(config, SCALE_WORKERS, logs, concurrency=SCALE_PROCESSES)
             with workers:
                 for case in ("cold", "noop"):
-                    self._workers_case(case, registry, client, workers, logs)
+                    self._workers_case(case, registry, redises, workers, logs)
             self._retained(client)
             self._status(client, config, logs)
         shutil.rmtree(root, ignore_errors=True)
@@ -208,20 +203,37 @@ class ScaleBench:
         self,
         case: str,
         registry: SyntheticRegistry,
-        client: redis.Redis,
+        redises: tuple[redis.Redis, redis.Redis],
         workers: CeleryWorkers,
         logs: Path,
     ) -> None:
+        client, broker = redises
         pages_before = len(_walk_pages(logs, 0))
-        requests_before, commands_before = registry.total_requests(), redis_commands(client)
-        cpu_before = redis_cpu(client)
+        requests_before = registry.total_requests()
+        before = (
+            redis_commands(client),
+            redis_commands(broker),
+            redis_cpu(client) + redis_cpu(broker),
+        )
         done = workers.trigger(logs / f"trigger-{case}.log")
         time.sleep(1)  # the last acks and counts land after the run reads as finished
-        commands = redis_commands(client) - commands_before
-        commands -= Counter({"info": 2})  # our own two reads
-        pages = _walk_pages(logs, pages_before)
-        server_cpu = redis_cpu(client) - cpu_before
-        figures = _figures(self.repos, done, registry, requests_before, commands, pages, server_cpu)
+        ours = Counter({"info": 2})  # our own reads: commandstats and cpu
+        commands = redis_commands(client) - before[0] - ours
+        broker_commands = redis_commands(broker) - before[1] - ours
+        server_cpu = redis_cpu(client) + redis_cpu(broker) - before[2]
+        figures = ScaleFigures(
+            self.repos,
+            done.wall,
+            done.cpu,
+            registry.total_requests() - requests_before,
+            sum(commands.values()),
+            dict(commands),
+            sum(broker_commands.values()),
+            dict(broker_commands),
+            _walk_pages(logs, pages_before),
+            server_cpu,
+        )
+        check_ok(done, f"scale run ({case})")
         label = f"{SCALE_WORKERS} workers × {SCALE_PROCESSES} processes ({case})"
         self._record(f"scale.workers.{case}", label, figures)
 

@@ -85,6 +85,7 @@ def write_sync_config(
     redis_url: str | None = None,
     concurrency: int = 8,
     destination: str | None = None,
+    broker_url: str | None = None,
 ) -> Path:
     """A zot-style config mirroring every repository of `upstream_url` into `root`, or into
     the registry at `destination`."""
@@ -93,6 +94,8 @@ def write_sync_config(
         settings["redis"] = redis_url
     if destination:
         settings["destination"] = {"url": destination}
+    if broker_url:
+        settings["celery"] = {"broker_url": broker_url}
     config = {
         "storage": {"rootDirectory": str(root)},
         "extensions": {

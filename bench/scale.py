@@ -261,6 +261,9 @@ class ScaleBench:
             coord.start_run("upstream", run_id)
             coord.incr(run_id, repos_total=self.repos, repos_done=self.repos)
             coord.finish_run(run_id)
+        started = time.perf_counter()
+        assert len(coord.runs(STATUS_RUNS)) == STATUS_RUNS
+        read = time.perf_counter() - started
         argv = syncworker_argv("status", "-c", str(config), "-n", str(STATUS_RUNS))
         done = run_measured(
             argv, env=child_env(), cwd=code_root(), timeout=RUN_TIMEOUT, log=logs / "status.log"
@@ -269,9 +272,11 @@ class ScaleBench:
         sample = Sample(done.wall, done.peak_rss, Traffic(0, 0, 0), done.cpu)
         label = f"syncworker status, {STATUS_RUNS} finished runs kept"
         self.measurements.append(
-            Measurement("scale.status", label, 0, 0, 0, [sample], {"runs": STATUS_RUNS})
+            Measurement(
+                "scale.status", label, 0, 0, 0, [sample], {"runs": STATUS_RUNS, "read_s": read}
+            )
         )
-        self.log(f"scale.status: {done.wall:.2f}s, {done.cpu:.2f} CPU s")
+        self.log(f"scale.status: {done.wall:.2f}s, {done.cpu:.2f} CPU s; reading: {read:.3f}s")
 
 
 def measure_scale(workdir: Path, log: Callable[[str], None], repos: int) -> list[Measurement]:

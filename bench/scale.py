@@ -9,8 +9,10 @@ a cold run then a no-op run:
 - Redis commands per repository (``INFO commandstats``, which counts the commands Lua
   scripts run as well as the clients' own), of the coordination and of the broker apart:
   each has a Redis of its own here, as with a separate broker (or RabbitMQ) in production;
-- seconds each ``walk_catalog`` page took (the workers' ``succeeded in`` log lines): the
-  fan-out of one catalog page;
+- the fan-out of a catalog page of 1,000: each page of the walk run in this process alone
+  (``runs.walk.walk_page`` sending as ``walk_catalog`` does), wall and CPU seconds; and, for
+  the runs, each ``walk_catalog`` the workers logged (``succeeded in``), slower as it
+  shares the box with the repositories being synced;
 - bytes the run keys hold once both runs finished (``MEMORY USAGE`` of every
   ``{prefix}:run:*`` key), per repository;
 - ``syncworker status`` with ``STATUS_RUNS`` finished runs kept.
@@ -23,12 +25,13 @@ import shutil
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
+from celery import Celery
 
 from bench.metrics import Traffic
 from bench.proc import Finished, run_measured
@@ -43,7 +46,15 @@ from bench.tools import (
     syncworker_argv,
     write_sync_config,
 )
+from syncworker.celeryapp import create_app
+from syncworker.config import load_config
+from syncworker.config.engine import build_mirror
 from syncworker.coord import Coordinator
+from syncworker.engine import Mirror
+from syncworker.runs.walk import Step, claim_walk, walk_page
+from syncworker.store import store_for
+from syncworker.worker.names import TASK_SYNC_REPO
+from syncworker.worker.send import send_each
 from tests.support.redis_server import RedisServer
 from tests.support.synthetic_registry import SyntheticRegistry
 
@@ -68,6 +79,8 @@ SCALE_PROCESSES = 2
 STATUS_RUNS = 100
 LAYER_SIZE = 4096
 PREFIX = "syncworker"
+REGISTRY = "upstream"  # the registry's name in write_sync_config's config
+PAGE = 1000
 _WALK_DONE = re.compile(r"Task syncworker\.walk_catalog\[[^\]]+\] succeeded in ([0-9.]+)s")
 
 
@@ -178,6 +191,28 @@ class ScaleBench:
             self._record(f"scale.sync.{case}", f"syncworker sync ({case})", figures)
         shutil.rmtree(root, ignore_errors=True)
 
+    def fanout(self, registry: SyntheticRegistry) -> None:
+        """Walk the whole catalog in this process, nothing consuming: seconds per page."""
+        with RedisServer() as server:
+            path = write_sync_config(
+                self.workdir / "scale-fanout.yaml", registry.url,
+                self.workdir / "scale-store-fanout", redis_url=server.url,
+            )  # fmt: skip
+            config = load_config(str(path))
+            coord = Coordinator.from_url(server.url)
+            mirror = build_mirror(config, store_for(config), coord, limiters=coord)
+            try:
+                pages = _walk_alone(create_app(config), coord, mirror)
+            finally:
+                mirror.close()
+                coord.close()
+        walls, cpus = [wall for wall, _ in pages], [cpu for _, cpu in pages]
+        params = {"repos": self.repos, "walk_pages": walls, "walk_cpu": cpus}
+        label = f"walk alone: {len(pages)} pages of {PAGE}"
+        sample = Sample(sum(walls), 0, Traffic(0, 0, 0), sum(cpus))
+        self.measurements.append(Measurement("scale.walk", label, 0, 0, 0, [sample], params))
+        self.log(f"scale.walk: pages {[round(w, 3) for w in walls]} s, CPU {sum(cpus):.2f} s")
+
     def workers(self, registry: SyntheticRegistry) -> None:
         root = self.workdir / "scale-store-workers"
         logs = self.workdir / "scale-workers"
@@ -279,10 +314,27 @@ class ScaleBench:
         self.log(f"scale.status: {done.wall:.2f}s, {done.cpu:.2f} CPU s; reading: {read:.3f}s")
 
 
+def _walk_alone(app: Celery, coord: Coordinator, mirror: Mirror) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each page of a walk of the whole catalog."""
+    run_id = claim_walk(coord, REGISTRY, "scale-fanout").run_id
+
+    def enqueue(registry: str, repos: Sequence[str], run: str) -> None:
+        send_each(app, TASK_SYNC_REPO, [[registry, repo, run] for repo in repos])
+
+    pages = []
+    while True:
+        wall, cpu = time.perf_counter(), time.process_time()
+        step = walk_page(coord, mirror, REGISTRY, run_id, enqueue, PAGE)
+        pages.append((time.perf_counter() - wall, time.process_time() - cpu))
+        if step is not Step.MORE:
+            return pages
+
+
 def measure_scale(workdir: Path, log: Callable[[str], None], repos: int) -> list[Measurement]:
     """Every scale measurement, against one synthetic registry."""
     bench = ScaleBench(workdir, log, repos)
     with SyntheticRegistry(repos, layer_size=LAYER_SIZE) as registry:
+        bench.fanout(registry)
         bench.embedded(registry)
         bench.workers(registry)
     return bench.measurements

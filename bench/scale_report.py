@@ -6,6 +6,7 @@ sets' figures stay; a run without it keeps the section that is there.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def _param(m: Measurement | None, name: str) -> Any:
 
 def _full_pages(m: Measurement | None) -> list[float]:
     pages: list[float] = list(_param(m, "walk_pages") or [])
-    return pages[:-1] or pages  # the last page is the short one
+    return pages[:-1] or pages  # the last page is the short one (or empty: the catalog's end)
 
 
 def _total_commands(m: Measurement | None) -> float | None:
@@ -51,16 +52,18 @@ def _target(what: str, wanted: str, value: float | None, limit: float, unit: str
 
 def _targets(ms: list[Measurement]) -> list[str]:
     noop = _get(ms, "scale.workers.noop")
-    pages = _full_pages(_get(ms, "scale.workers.cold")) + _full_pages(noop)
-    worst_page = max(pages) if pages else None
+    alone = _full_pages(_get(ms, "scale.walk"))
+    in_runs = _full_pages(_get(ms, "scale.workers.cold")) + _full_pages(noop)
     retained = _get(ms, "scale.retained")
     status = _get(ms, "scale.status")
     status_wall = status.samples[0].wall if status and status.samples else None
     return [
         "| target | wanted | measured | |",
         "|---|---|---|---|",
-        _target("walk: s to fan out 1,000 repositories (slowest page)", "≤ 0.5 s",
-                worst_page, WALK_PAGE_TARGET, " s"),
+        _target("walk: s to fan out 1,000 repositories (slowest page, walk alone)", "≤ 0.5 s",
+                max(alone) if alone else None, WALK_PAGE_TARGET, " s"),
+        _target("… the same in the runs, sharing 2 cores with 4 syncing processes", "≤ 0.5 s",
+                statistics.median(in_runs) if in_runs else None, WALK_PAGE_TARGET, " s"),
         _target("worker CPU per repository, no-op", "≤ 5 ms",
                 _param(noop, "cpu_ms_per_repo"), CPU_MS_TARGET, " ms"),
         _target("Redis commands per repository, no-op: coordination and broker in one Redis",
@@ -98,6 +101,14 @@ def _commands(m: Measurement, which: str) -> str:
     return f"- `{m.key}`, {what}: {listed}"
 
 
+def _walk_lines(m: Measurement | None) -> list[str]:
+    if m is None:
+        return []
+    walls, cpus = m.params["walk_pages"], m.params["walk_cpu"]
+    listed = ", ".join(f"{w:.2f} s ({c:.2f} s CPU)" for w, c in zip(walls, cpus, strict=True))
+    return [f"The walk alone, page after page of {m.label.split()[-1]}: {listed}.", ""]
+
+
 def scale_section(measurements: list[Measurement]) -> list[str]:
     """The section's lines, markers included; empty without scale measurements."""
     runs = [m for m in measurements if m.key.startswith(("scale.sync.", "scale.workers."))]
@@ -116,6 +127,7 @@ def scale_section(measurements: list[Measurement]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
         *(_row(m) for m in runs),
         "",
+        *_walk_lines(_get(measurements, "scale.walk")),
         "Redis commands per repository, by command (Lua scripts' own included; 0.01 and up):",
         "",
         *(

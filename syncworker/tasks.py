@@ -142,7 +142,7 @@ def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> d
 
     step = walk_page(state.coord, state.mirror, registry, run_id, enqueue, state.page_size)
     if step is Step.MORE:
-        send(self.app, TASK_WALK, [registry, run_id])
+        send(self.app, TASK_WALK, [registry, run_id], ignore_result=True)
     return {"registry": registry, "run_id": run_id, "step": step.value}
 
 

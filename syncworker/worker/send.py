@@ -45,7 +45,9 @@ def send_each(app: Celery, task: str, arg_lists: Sequence[list[Any]], **options:
     """Publish ``task`` once per argument list, over one producer connection, pipelined in
     batches of PUBLISH_BATCH (kombu's ``Producer.batch``; a transport that cannot batch
     publishes them one by one on that connection). Every message is with the broker when
-    this returns; an error means some may not be (see :func:`publishing`)."""
+    this returns; an error means some may not be (see :func:`publishing`). Nobody waits on
+    these results (runs count in Redis): none is stored, and the sender does not subscribe
+    to each one's result channel."""
     if not arg_lists:
         return
     with (
@@ -54,12 +56,13 @@ def send_each(app: Celery, task: str, arg_lists: Sequence[list[Any]], **options:
         producer.batch(max_size=PUBLISH_BATCH),
     ):
         for args in arg_lists:
-            app.send_task(task, args=args, producer=producer, **options)
+            app.send_task(task, args=args, producer=producer, ignore_result=True, **options)
 
 
 def start_sweep(app: Celery, registry: str, run_id: str, previous: str | None = None) -> None:
     """Look at ``run_id`` again in one sweep interval (runs/sweep.py)."""
-    send(app, TASK_SWEEP, [registry, run_id, previous], countdown=sweep_interval(app))
+    args = [registry, run_id, previous]
+    send(app, TASK_SWEEP, args, countdown=sweep_interval(app), ignore_result=True)
 
 
 def sweep_interval(app: Celery) -> float:

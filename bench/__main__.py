@@ -20,7 +20,7 @@ from bench import seed
 from bench.report import BENCH_DIR, plot_workers, write_report
 from bench.results import save_results
 from bench.scale import SCALE_QUICK_REPOS, SCALE_REPOS, measure_scale
-from bench.scale_report import scale_section, splice_scale_section
+from bench.scale_report import run_note, scale_section, splice_scale_section
 from bench.scenarios import Bench
 from bench.tools import REPO_ROOT, snapshot_code
 
@@ -164,7 +164,7 @@ def main() -> int:
         save_results(args.workdir.parent / "results.json", meta, bench.measurements)
         if sets == {"scale"}:  # the other sets' figures stay as they are
             text = args.results.read_text() if args.results.exists() else ""
-            section = scale_section(bench.measurements)
+            section = scale_section(bench.measurements, run_note(meta))
             args.results.write_text(splice_scale_section(text, section))
         else:
             plot_workers(out / "workers.png", bench.measurements)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from syncworker.config.model import Config
 from syncworker.config.sync import RegistryConfig
-from syncworker.engine import Locks, Mirror, Upstream
+from syncworker.engine import NO_EVENTS, Events, Locks, Mirror, Upstream
 from syncworker.registry.limits import Limiters
 from syncworker.store import Store
 
@@ -29,7 +29,11 @@ def upstream(config: Config, registry: RegistryConfig) -> Upstream:
 
 
 def build_mirror(
-    config: Config, store: Store, locks: Locks, limiters: Limiters | None = None
+    config: Config,
+    store: Store,
+    locks: Locks,
+    limiters: Limiters | None = None,
+    events: Events = NO_EVENTS,
 ) -> Mirror:
     """The Mirror of every configured registry; its blob pool serves ``concurrency``
     repositories of ``blob_concurrency`` blobs each. ``limiters``: where the upstreams'
@@ -46,4 +50,5 @@ def build_mirror(
         else "preserve",
         tag_concurrency=settings.tag_concurrency,
         limiters=limiters,
+        events=events,
     )

@@ -41,15 +41,31 @@ class BlobStats:
 
 
 class BlobCopier:
+    """``on_done``, if given, is told of each blob fetched or linked and the seconds it took."""
+
     def __init__(
-        self, store: Store, locks: Locks, sleep: Callable[[float], None] = time.sleep
+        self,
+        store: Store,
+        locks: Locks,
+        sleep: Callable[[float], None] = time.sleep,
+        on_done: Callable[[BlobStats, float], None] | None = None,
     ) -> None:
         self._store = store
         self._locks = locks
         self._sleep = sleep
+        self._on_done = on_done
 
     def copy(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> BlobStats:
         """Make ``desc`` present in ``dest``; ``repo`` is its upstream repository."""
+        if self._on_done is None:
+            return self._copy(client, repo, dest, desc)
+        started = time.monotonic()
+        stats = self._copy(client, repo, dest, desc)
+        if stats.fetched or stats.linked:
+            self._on_done(stats, time.monotonic() - started)
+        return stats
+
+    def _copy(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> BlobStats:
         stats = BlobStats()
         if self._store.has_blob(dest, desc.digest):
             return stats

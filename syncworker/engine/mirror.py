@@ -8,11 +8,14 @@ store, a :class:`Locks`) and drive this same object.
 from __future__ import annotations
 
 import threading
-from collections.abc import Container, Mapping
+import time
+from collections.abc import Callable, Container, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
-from syncworker.engine.blobs import BlobCopier
+from syncworker.engine.blobs import BlobCopier, BlobStats
 from syncworker.engine.dryrun import RepoPlanner
+from syncworker.engine.events import NO_EVENTS, BlobOutcome, Events
 from syncworker.engine.images import ImageCopier
 from syncworker.engine.locks import Locks
 from syncworker.engine.plan import LayoutMediaTypes
@@ -40,7 +43,8 @@ class Mirror:
     """Mirrors repositories and images of ``upstreams`` (keyed by registry name) into
     ``store``; thread-safe, one per process. ``layout_media_types``: see
     ``index_descriptor``; ``tag_concurrency``: tags of one repository at a time.
-    ``limiters`` holds the upstreams' rate limits (in this process unless given)."""
+    ``limiters`` holds the upstreams' rate limits (in this process unless given);
+    ``events`` is told of requests, blobs, waits and finished repositories."""
 
     def __init__(
         self,
@@ -52,6 +56,7 @@ class Mirror:
         layout_media_types: LayoutMediaTypes = "preserve",
         tag_concurrency: int = DEFAULT_TAG_CONCURRENCY,
         limiters: Limiters | None = None,
+        events: Events = NO_EVENTS,
     ) -> None:
         self.upstreams = dict(upstreams)
         self.store = store
@@ -63,6 +68,7 @@ class Mirror:
         self._blob_pool = ThreadPoolExecutor(max_workers=blob_threads, thread_name_prefix="blob")
         self._blobs = BlobCopier(store, locks)
         self._limiters = limiters or LocalLimiters()
+        self._events = events
 
     def close(self) -> None:
         self._blob_pool.shutdown(wait=True)
@@ -96,7 +102,8 @@ class Mirror:
                     limiter = self._limiters.limiter(
                         registry, opts.req_per_sec, opts.req_concurrent
                     )
-                client = RegistryClient(up.urls, up.credentials, opts, limiter=limiter)
+                hook = self._events.requests(registry)
+                client = RegistryClient(up.urls, up.credentials, opts, limiter=limiter, hook=hook)
                 self._clients[registry] = client
             return client
 
@@ -145,11 +152,18 @@ class Mirror:
     ) -> RepoResult:
         """Mirror every kept tag of ``repo``; failures are in the result, never raised,
         except :class:`~syncworker.errors.LockBusy` when ``lock_wait`` runs out."""
+        started = time.monotonic()
+        self._events.repo_started(registry, repo)
+        result = self._sync_repo(registry, repo, lock_wait)
+        self._events.repo_done(result, time.monotonic() - started)
+        return result
+
+    def _sync_repo(self, registry: str, repo: str, lock_wait: float | None) -> RepoResult:
         up = self.upstream(registry)
         dest = self._destination_or_failure(registry, repo)
         if isinstance(dest, RepoResult):
             return dest
-        with self.locks.repo_lock(dest, blocking_timeout=lock_wait):
+        with self._repo_lock(registry, dest, lock_wait):
             return self._job(up, repo, dest).run(up.rules)
 
     def sync_image(
@@ -164,7 +178,7 @@ class Mirror:
             ref = Reference.of(repo, reference)
         except ContentError as exc:
             return self._failed(registry, repo, reference, exc)
-        with self.locks.repo_lock(dest, blocking_timeout=lock_wait):
+        with self._repo_lock(registry, dest, lock_wait):
             job = self._job(up, repo, dest)
             if ref.tag is not None:
                 job.run_single_tag(ref.tag)
@@ -173,8 +187,19 @@ class Mirror:
                 job.run_single_digest(ref.digest)
             return job.result
 
+    @contextmanager
+    def _repo_lock(self, registry: str, dest: str, wait: float | None) -> Iterator[None]:
+        """``dest``'s lock, telling the events how long another holder kept us waiting."""
+        asked = time.monotonic()
+        with self.locks.repo_lock(dest, blocking_timeout=wait):
+            self._events.waited(registry, "lock", time.monotonic() - asked)
+            yield
+
     def _job(self, up: Upstream, repo: str, dest: str) -> RepoJob:
-        images = ImageCopier(self.store, self._blobs, self._blob_pool, up.platforms)
+        blobs = self._blobs
+        if self._events is not NO_EVENTS:
+            blobs = BlobCopier(self.store, self.locks, on_done=self._blob_reporter(up.name))
+        images = ImageCopier(self.store, blobs, self._blob_pool, up.platforms)
         client = self.client(up.name)
         if up.sync_timeout is not None:  # zot's syncTimeout: one repository's deadline
             limit = up.sync_timeout
@@ -209,6 +234,13 @@ class Mirror:
             tag_concurrency=self._tag_concurrency,
         )
         return planner.run(up.rules)
+
+    def _blob_reporter(self, registry: str) -> Callable[[BlobStats, float], None]:
+        def report(stats: BlobStats, seconds: float) -> None:
+            outcome: BlobOutcome = "fetched" if stats.fetched else "linked"
+            self._events.blob_done(registry, outcome, stats.bytes, seconds)
+
+        return report
 
     def _destination_or_failure(self, registry: str, repo: str) -> str | RepoResult:
         try:

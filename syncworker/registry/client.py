@@ -15,7 +15,7 @@ from syncworker.registry.authorizer import CredentialsArg
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.limits import Limiter
 from syncworker.registry.options import ClientOptions
-from syncworker.registry.stats import ClientStats
+from syncworker.registry.stats import ClientStats, RequestHook
 from syncworker.registry.transport import Transport
 from syncworker.registry.wire import ERROR_BODY_CAP
 
@@ -38,10 +38,11 @@ class RegistryClient:
         options: ClientOptions = ClientOptions(),  # noqa: B008 - frozen, so shared safely
         *,
         limiter: Limiter | None = None,
+        hook: RequestHook | None = None,
     ) -> None:
         self.urls = tuple(urls)
         self.options = options
-        self.stats = ClientStats()
+        self.stats = ClientStats(hook)
         self._t = Transport(self.urls, credentials, options, self.stats, limiter=limiter)
         # Learnt from the first answer: a registry without the referrers API (distribution
         # 2.x, most mirrors) is not asked again, which saves a request per image. A dict,

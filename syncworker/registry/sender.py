@@ -133,7 +133,13 @@ class Sender:
             return self._request(method, url, headers, params, data, timeout)
         send = functools.partial(self._request, method, url, headers, params, data, timeout)
         what = f"{method} {redact_http_url(url)}"
-        return limited(self._limiter, send, sleep=self._sleep, deadline=deadline, what=what)
+        return limited(self._limiter, send, sleep=self._wait, deadline=deadline, what=what)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep out the rate limit, telling the hook how long it held us back."""
+        if self._stats.hook is not None:
+            self._stats.hook.waited(seconds)
+        self._sleep(seconds)
 
     def _request(
         self,
@@ -145,8 +151,9 @@ class Sender:
         timeout: float,
     ) -> requests.Response:
         self._stats.add(requests=1)
+        hook = self._stats.hook
         try:
-            return self._session.request(
+            response = self._session.request(
                 method,
                 url,
                 headers=dict(headers),
@@ -157,7 +164,12 @@ class Sender:
                 timeout=(timeout, timeout),
             )
         except requests.RequestException as exc:
+            if hook is not None:
+                hook.response(method, "timeout" if isinstance(exc, requests.Timeout) else "error")
             raise transport_error(method, url, exc) from None
+        if hook is not None:
+            hook.response(method, str(response.status_code))
+        return response
 
     def admit(self, url: str, upstream: list[redirects.IPAddress]) -> bool:
         """Whether ``url`` (a redirect target, a token realm) may be connected to; if it

@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["ClientStats", "StatsSnapshot"]
+__all__ = ["ClientStats", "RequestHook", "StatsSnapshot"]
+
+
+class RequestHook(Protocol):
+    """Told of every answer and retry of one upstream (metrics; see ``engine.events``)."""
+
+    def response(self, method: str, code: str) -> None:
+        """One answer: ``code`` is the HTTP status, or ``timeout``/``error`` for none."""
+        ...
+
+    def retried(self) -> None: ...
+
+    def waited(self, seconds: float) -> None:
+        """The upstream's rate limit held a request back for ``seconds``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -17,9 +32,11 @@ class StatsSnapshot:
 
 
 class ClientStats:
-    """Counters shared by every thread using one client."""
+    """Counters shared by every thread using one client; ``hook``, if any, is told of each
+    answer, retry and rate-limit wait as well."""
 
-    def __init__(self) -> None:
+    def __init__(self, hook: RequestHook | None = None) -> None:
+        self.hook = hook
         self._lock = threading.Lock()
         self.requests = 0
         self.retries = 0

@@ -254,9 +254,14 @@ class Transport:
             sleep=self._sleep,
             worth=worth_refetching,
             jitter=self._rng.random,
-            on_retry=lambda _exc, _delay: self._stats.add(retries=1),
+            on_retry=lambda _exc, _delay: self._retried(),
             deadline=self._deadline,
         )
+
+    def _retried(self) -> None:
+        self._stats.add(retries=1)
+        if self._stats.hook is not None:
+            self._stats.hook.retried()
 
     # -- one attempt: auth challenge/response around a send --------------------------------
 

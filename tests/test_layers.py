@@ -29,13 +29,29 @@ ALLOWED: dict[str, frozenset[str]] = {
     # config builds the engine's plain values from the models (config/engine.py)
     "config": frozenset({"oci", "registry", "store", "filters", "engine"}),
     "runs": frozenset({"oci", "engine", "coord"}),
-    "worker": frozenset({"oci", "registry", "store", "engine", "coord", "config", "runs"}),
+    # metrics, progress and logs: implementations of the engine's Events, with the runs
+    # gauges read through coord
+    "observe": frozenset({"oci", "registry", "engine", "coord"}),
+    "worker": frozenset(
+        {"oci", "registry", "store", "engine", "coord", "config", "runs", "observe"}
+    ),
     "tasks": frozenset({"engine", "coord", "config", "runs", "worker"}),
     "celeryapp": frozenset({"config", "worker", "tasks"}),
     # the HTTP service: webhooks and a REST API that send the public tasks
     "api": frozenset({"oci", "coord", "config", "runs", "worker", "celeryapp"}),
     "cli": frozenset(
-        {"oci", "store", "engine", "coord", "config", "runs", "worker", "celeryapp", "api"}
+        {
+            "oci",
+            "store",
+            "engine",
+            "coord",
+            "config",
+            "runs",
+            "worker",
+            "celeryapp",
+            "api",
+            "observe",
+        }
     ),
     "__main__": frozenset({"cli"}),
 }
@@ -69,6 +85,9 @@ FRAMEWORKS: dict[str, frozenset[str]] = {
     # the S3 store, and zot's ecr credential helper (config/credentials.py)
     "boto3": frozenset({"store", "config"}),
     "botocore": frozenset({"store", "config"}),
+    # metrics and the live display of `sync`: above the engine, which only calls its Events
+    "prometheus_client": frozenset({"observe"}),
+    "rich": frozenset({"observe"}),
 }
 
 

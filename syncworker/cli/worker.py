@@ -9,6 +9,7 @@ from typing import Any
 from syncworker.celeryapp import create_app
 from syncworker.cli.status import coordinator
 from syncworker.config import load_config
+from syncworker.coord import Coordinator
 from syncworker.worker.names import CONFIG_ENV
 
 __all__ = ["add_parser", "run"]
@@ -23,6 +24,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("-c", "--config", required=True, help="YAML or JSON config file")
     parser.add_argument("-l", "--loglevel", default="INFO", help="worker log level")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (the sum of every pool process)",
+    )
     parser.set_defaults(func=run, accepts_extra=True)
 
 
@@ -30,8 +36,21 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # a bad file fails here, before Celery starts
     # Prefork children and `celery inspect` re-read the config through this variable.
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    coordinator(config).close()  # an unreachable Redis fails here, not after Celery's retries
+    coord = coordinator(config)  # an unreachable Redis fails here, not after Celery's retries
+    if args.metrics_port is None:
+        coord.close()
+    else:
+        _serve_metrics(args.metrics_port, coord)
     app = create_app(config)
     app.set_current()
     code = app.start(["worker", f"--loglevel={args.loglevel}", *args.extra])
     return int(code or 0)
+
+
+def _serve_metrics(port: int, coord: Coordinator) -> None:
+    """Metrics from every pool process (multiprocess mode, set before the children fork),
+    with the cluster's runs read through ``coord`` at each scrape."""
+    from syncworker.observe.serve import enable_multiprocess, serve_workers
+
+    enable_multiprocess()
+    serve_workers(port, coord.runs)

@@ -21,6 +21,7 @@ from syncworker.config.engine import build_mirror
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.errors import ConfigError, StoreError
+from syncworker.observe.serve import worker_events
 from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.store import Store, store_for
 from syncworker.worker.names import CONFIG_ENV
@@ -84,7 +85,7 @@ def _build(config: Config) -> WorkerState:
     coord = Coordinator.from_url(config.syncworker.require_redis_url("a Celery worker"))
     store = store_for(config, hints=coord)
     _clean(store)
-    mirror = build_mirror(config, store, coord, limiters=coord)
+    mirror = build_mirror(config, store, coord, limiters=coord, events=worker_events())
     return WorkerState(config, store, coord, mirror, _page_size())
 
 

@@ -11,21 +11,24 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import test_celery_e2e as e2e
 from tests.support.corpus import Corpus
 from tests.support.ports import free_port
 from tests.support.registry_server import RegistryServer
-from tests.test_celery_e2e import (  # noqa: F401 - fixtures, used by name
+from tests.test_celery_e2e import (
     REGISTRY,
     REPOS,
     TAGS,
     Cluster,
-    cluster,
-    persistent_redis,
     trigger,
     unique_blobs,
-    upstream,
     wait_finished,
 )
+
+# The end-to-end harness's fixtures: a seeded upstream, a private Redis, a cluster on them.
+upstream = e2e.upstream
+persistent_redis = e2e.persistent_redis
+cluster = e2e.cluster
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
 
 # Top-level packages a filesystem `sync` must never import.
-FORBIDDEN = ("celery", "kombu", "redis", "fakeredis", "lupa", "boto3", "botocore", "croniter")
+FORBIDDEN = ("celery", "kombu", "redis", "fakeredis", "lupa", "boto3", "botocore", "croniter",
+             "prometheus_client", "rich")  # fmt: skip
 
 # Runs the real command in a fresh interpreter, then reports what it imported.
 _PROBE = """

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, TextIO
 
 from syncworker.cli.plans import print_plan, print_pruned
 from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
-from syncworker.engine import LocalLocks, RepoResult, run_registries
+from syncworker.engine import NO_EVENTS, Events, LocalLocks, RepoResult, RunSummary, run_registries
+from syncworker.observe.fanout import Fanout
 from syncworker.store import store_for
 
 if TYPE_CHECKING:
     from syncworker.coord import Coordinator
+    from syncworker.observe.progress import LiveDisplay
 
 __all__ = ["add_parser", "locks_for"]
 
@@ -32,6 +36,17 @@ def add_parser(subparsers: Any) -> None:
         "--dry-run",
         action="store_true",
         help="print what would be copied, pruned or left, and the bytes to fetch; write nothing",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="the summary as one JSON object on stdout"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port during the run"
+    )
+    parser.add_argument(
+        "--metrics-file",
+        help="write Prometheus metrics to this file at the end (node_exporter's textfile "
+        "collector)",
     )
     parser.set_defaults(func=run)
 
@@ -50,15 +65,25 @@ def run(args: argparse.Namespace) -> int:
     store = store_for(config, hints=coord)  # where a registry destination holds each blob
     if not args.dry_run:
         store.clean_leftovers()
-    printer = RepoPrinter(sys.stderr, quiet=args.quiet)
     limiters = coord  # the upstreams' rate budgets, cluster-wide
-    with build_mirror(config, store, locks, limiters=limiters) as mirror:
+    watch = Watch(args, registries)
+    mirror = build_mirror(config, store, locks, limiters=limiters, events=watch.events)
+    with mirror, watch.display or nullcontext():
         summary = run_registries(
-            mirror, registries, concurrency, on_repo_done=printer, dry_run=args.dry_run
+            mirror, registries, concurrency, on_repo_done=watch.printer, dry_run=args.dry_run
         )
-    out = sys.stdout
+    watch.finish(summary)
     if args.dry_run:
-        return print_plan(summary, out)
+        return print_plan(summary, sys.stdout)
+    if args.json:
+        json.dump(summary_json(summary), sys.stdout)
+        print()
+    else:
+        print_summary(summary, sys.stdout)
+    return 1 if summary.failures else 0
+
+
+def print_summary(summary: RunSummary, out: TextIO) -> None:
     print(
         f"mirrored {len(summary.results)} repositories in {summary.elapsed:.1f}s: "
         f"{summary.copied} images copied, {summary.skipped} unchanged, "
@@ -69,7 +94,80 @@ def run(args: argparse.Namespace) -> int:
     for failure in summary.failures:
         print(f"  FAILED {failure}", file=out)
     print_pruned(summary.results, out)
-    return 1 if summary.failures else 0
+
+
+def summary_json(summary: RunSummary) -> dict[str, Any]:
+    """What another service reads: the counts, each failure with its cause, the duration."""
+    return {
+        "repositories": len(summary.results),
+        "repositories_failed": sum(1 for r in summary.results if not r.ok),
+        "images_copied": summary.copied,
+        "images_unchanged": summary.skipped,
+        "blobs_fetched": summary.blobs_fetched,
+        "bytes_fetched": summary.bytes_copied,
+        "duration_seconds": round(summary.elapsed, 3),
+        "failures": [
+            {
+                "registry": f.registry,
+                "repository": f.upstream_repo,
+                "tag": f.tag,
+                "reason": f.reason,
+            }
+            for f in summary.failures
+        ],
+    }
+
+
+class Watch:
+    """How this run is watched: a live display on a terminal, else a line per repository
+    (none with ``--quiet`` or ``--json``); Prometheus metrics when a metrics flag asks. Only
+    what is used is imported (rich, prometheus-client)."""
+
+    def __init__(self, args: argparse.Namespace, registries: list[str]) -> None:
+        self._args = args
+        self._registries = registries
+        observers: list[Events] = []
+        self.display: LiveDisplay | None = None
+        self.printer: RepoPrinter | None = None
+        if sys.stderr.isatty() and not (args.quiet or args.json):
+            self.display = _live_display()
+            observers.append(self.display.progress)
+        elif not (args.quiet or args.json):
+            self.printer = RepoPrinter(sys.stderr)
+        if args.metrics_port is not None or args.metrics_file:
+            observers.append(self._start_metrics())
+        self.events: Events = Fanout(observers) if observers else NO_EVENTS
+
+    def _start_metrics(self) -> Events:
+        from syncworker.observe.metrics import MetricsEvents, RunMetrics
+        from syncworker.observe.serve import serve_own
+
+        if self._args.metrics_port is not None:
+            serve_own(self._args.metrics_port)
+        for registry in self._registries:
+            RunMetrics(registry).started()
+        return MetricsEvents()
+
+    def finish(self, summary: RunSummary) -> None:
+        """Count the run's end per registry; write the metrics file if asked."""
+        if self._args.metrics_port is None and not self._args.metrics_file:
+            return
+        from syncworker.observe.metrics import RunMetrics
+        from syncworker.observe.serve import write_textfile
+
+        failed = {f.registry for f in summary.failures}
+        for registry in self._registries:
+            RunMetrics(registry).finished(ok=registry not in failed)
+        if self._args.metrics_file:
+            write_textfile(self._args.metrics_file)
+
+
+def _live_display() -> LiveDisplay:
+    from rich.console import Console
+
+    from syncworker.observe.progress import LiveDisplay
+
+    return LiveDisplay(Console(file=sys.stderr), human_size)
 
 
 def locks_for(config: Config) -> LocalLocks | Coordinator:
@@ -87,19 +185,16 @@ def locks_for(config: Config) -> LocalLocks | Coordinator:
 
 
 class RepoPrinter:
-    """One line per finished repository, numbered, to stderr."""
+    """One line per finished repository, numbered, to stderr (grep-able logs)."""
 
-    def __init__(self, stream: TextIO, quiet: bool) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._quiet = quiet
         self._done = 0
         self._lock = threading.Lock()
 
     def __call__(self, result: RepoResult) -> None:
         with self._lock:
             self._done += 1
-            if self._quiet:
-                return
             state = "FAILED" if result.failures else "ok"
             print(
                 f"[{self._done:>5}] {result.registry}/{result.upstream_repo}: {state}, "

@@ -163,11 +163,9 @@ class Watch:
 
 
 def _live_display() -> LiveDisplay:
-    from rich.console import Console
+    from syncworker.observe.progress import LiveDisplay  # rich: only for a terminal
 
-    from syncworker.observe.progress import LiveDisplay
-
-    return LiveDisplay(Console(file=sys.stderr), human_size)
+    return LiveDisplay(sys.stderr, human_size)
 
 
 def locks_for(config: Config) -> LocalLocks | Coordinator:

@@ -7,14 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from syncworker.engine import Failure, RepoResult
 from syncworker.engine.events import BlobOutcome, WaitKind
 from syncworker.registry.stats import RequestHook
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import RenderableType
     from rich.live import Live
 
 __all__ = ["LiveDisplay", "Progress", "RegistryProgress"]
@@ -85,13 +85,15 @@ class Progress:
 
 
 class LiveDisplay:
-    """One table, redrawn in place on ``console``: per registry the repositories done, the
-    images copied/unchanged/failed, bytes fetched and their rate, and the repositories in
+    """One table, redrawn in place on the terminal ``stream``: per registry the repositories
+    done, the images copied/unchanged/failed, bytes fetched and their rate, and those in
     flight (``size`` writes bytes for people). Failures are printed above it as they come."""
 
-    def __init__(self, console: Console, size: Callable[[int], str]) -> None:
+    def __init__(self, stream: TextIO, size: Callable[[int], str]) -> None:
+        from rich.console import Console
         from rich.live import Live
 
+        console = Console(file=stream)
         self._console = console
         self._size = size
         self.progress = Progress(on_failure=self._failed)

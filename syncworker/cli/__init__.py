@@ -1,15 +1,22 @@
-"""The ``syncworker`` command: one sub-command per module of this package."""
+"""syncworker: a distributed mirror for OCI container registries.
+
+Copies manifests, indexes, blobs, signatures and referrers from upstream registries into
+OCI image layouts (a filesystem or S3) or another registry: now, in this process (`sync`),
+or on a schedule with Celery workers coordinated through Redis (`worker`, `beat`,
+`trigger`, `status`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from syncworker.errors import ConfigError, SyncworkerError
+from syncworker.observe.logs import JsonFormatter, TextFormatter, redact_handlers
 from syncworker.redact import quiet_library_loggers
 
 __all__ = ["main"]
@@ -32,21 +39,45 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # -vv: DEBUG logging and Python tracebacks.
 TRACEBACK_VERBOSITY = 2
+#: `text` or `json` when --log-format is not given.
+LOG_FORMAT_ENV = "SYNCWORKER_LOG_FORMAT"
+LOG_FORMATS = ("text", "json")
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The full parser of the command named in ``argv``; the others as stubs that only
     carry their help line (all of them in full when none is named)."""
     chosen = next((a for a in argv if a in COMMANDS), None)
-    parser = argparse.ArgumentParser(prog="syncworker", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser = argparse.ArgumentParser(
+        prog="syncworker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_logging_options(parser)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, (module, summary) in COMMANDS.items():
         if chosen is None or name == chosen:
             importlib.import_module(module).add_parser(subparsers)
         else:
             subparsers.add_parser(name, help=summary)
+    for sub in subparsers.choices.values():
+        _add_logging_options(sub)
     return parser
+
+
+def _add_logging_options(parser: argparse.ArgumentParser) -> None:
+    """``-v`` and ``--log-format``, accepted before and after the sub-command (their
+    defaults are suppressed, so a sub-command's parser never resets what came before)."""
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=argparse.SUPPRESS,
+        help=f"log lines as text or one JSON object per line (default: ${LOG_FORMAT_ENV}, "
+        "else text)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    _setup_logging(args.verbose)
+    args.verbose = getattr(args, "verbose", 0)
+    args.log_format = getattr(args, "log_format", None) or _env_log_format(parser)
+    _setup_logging(args.verbose, args.log_format)
     try:
         code: int = args.func(args)
     except ConfigError as exc:
@@ -76,21 +109,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-class _BriefFormatter(logging.Formatter):
-    """Log lines without tracebacks: those are for ``-vv``, not for the user."""
+def _env_log_format(parser: argparse.ArgumentParser) -> str:
+    chosen = os.environ.get(LOG_FORMAT_ENV) or "text"
+    if chosen not in LOG_FORMATS:
+        parser.error(f"{LOG_FORMAT_ENV}={chosen!r}: expected one of {', '.join(LOG_FORMATS)}")
+    return chosen
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's API
-        return ""
 
-
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int, log_format: str) -> None:
     """``-v`` INFO, ``-vv`` DEBUG with tracebacks. The HTTP and AWS libraries stay at INFO
     whatever the level: their DEBUG lines carry request headers and signed URLs."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    tracebacks = verbose >= TRACEBACK_VERBOSITY
     handler = logging.StreamHandler()
-    brief = verbose < TRACEBACK_VERBOSITY
-    handler.setFormatter(_BriefFormatter(LOG_FORMAT) if brief else logging.Formatter(LOG_FORMAT))
+    formatter: logging.Formatter = (
+        JsonFormatter(tracebacks=tracebacks)
+        if log_format == "json"
+        else TextFormatter(LOG_FORMAT, tracebacks=tracebacks)
+    )
+    handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler])
+    redact_handlers(logging.getLogger())
     quiet_library_loggers(level)
 
 

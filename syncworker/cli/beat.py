@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from syncworker.celeryapp import create_app
+from syncworker.cli.celerylogs import celery_log_format
 from syncworker.cli.status import coordinator
 from syncworker.config import load_config
 from syncworker.worker.names import CONFIG_ENV
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     coordinator(config).close()  # an unreachable Redis fails here, not after Celery's retries
+    celery_log_format(args.log_format)
     app = create_app(config)
     app.set_current()
     code = app.start(["beat", f"--loglevel={args.loglevel}", *args.extra])

@@ -15,6 +15,7 @@ from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
 from syncworker.engine import NO_EVENTS, Events, LocalLocks, RepoResult, RunSummary, run_registries
 from syncworker.observe.fanout import Fanout
+from syncworker.observe.logs import LogContext
 from syncworker.store import store_for
 
 if TYPE_CHECKING:
@@ -136,6 +137,8 @@ class Watch:
             self.printer = RepoPrinter(sys.stderr)
         if args.metrics_port is not None or args.metrics_file:
             observers.append(self._start_metrics())
+        if args.log_format == "json":  # lines name the registry and repository
+            observers.append(LogContext())
         self.events: Events = Fanout(observers) if observers else NO_EVENTS
 
     def _start_metrics(self) -> Events:

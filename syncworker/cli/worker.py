@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from syncworker.celeryapp import create_app
+from syncworker.cli.celerylogs import celery_log_format
 from syncworker.cli.status import coordinator
 from syncworker.config import load_config
 from syncworker.coord import Coordinator
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         coord.close()
     else:
         _serve_metrics(args.metrics_port, coord)
+    celery_log_format(args.log_format)
     app = create_app(config)
     app.set_current()
     code = app.start(["worker", f"--loglevel={args.loglevel}", *args.extra])

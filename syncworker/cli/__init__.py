@@ -129,6 +129,9 @@ def _setup_logging(verbose: int, log_format: str) -> None:
     )
     handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler])
+    # Python's warnings (a library's deprecation, Celery's root warning) as log lines too:
+    # printed raw, they would break a JSON stream.
+    logging.captureWarnings(log_format == "json")
     redact_handlers(logging.getLogger())
     quiet_library_loggers(level)
 

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from syncworker.celeryapp import create_app
-from syncworker.cli.celerylogs import celery_log_format
+from syncworker.cli.celerylogs import celery_log_format, quiet_banner
 from syncworker.cli.status import coordinator
 from syncworker.config import load_config
 from syncworker.worker.names import CONFIG_ENV
@@ -32,5 +32,7 @@ def run(args: argparse.Namespace) -> int:
     celery_log_format(args.log_format)
     app = create_app(config)
     app.set_current()
-    code = app.start(["beat", f"--loglevel={args.loglevel}", *args.extra])
+    code = app.start(
+        [*quiet_banner(args.log_format), "beat", f"--loglevel={args.loglevel}", *args.extra]
+    )
     return int(code or 0)

@@ -16,7 +16,7 @@ from celery.signals import (
 
 from syncworker.observe.logs import JsonFormatter, bind_context, clear_context, redact_handlers
 
-__all__ = ["celery_log_format"]
+__all__ = ["celery_log_format", "quiet_banner"]
 
 # Task arguments -> the context fields they fill.
 _TASK_FIELDS = {"registry": "registry", "repo": "repository", "run_id": "run_id"}
@@ -37,6 +37,12 @@ def celery_log_format(log_format: str) -> None:
     if log_format == "json":
         task_prerun.connect(_bind_task, weak=False)
         task_postrun.connect(_unbind_task, weak=False)
+
+
+def quiet_banner(log_format: str) -> list[str]:
+    """Celery's options before the sub-command: no start-up banner (printed, not logged)
+    when every line must be JSON."""
+    return ["--quiet"] if log_format == "json" else []
 
 
 def _bind_task(task_id: str, task: Any, args: Any = (), kwargs: Any = None, **_: Any) -> None:

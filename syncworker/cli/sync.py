@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 from contextlib import nullcontext
@@ -15,7 +16,7 @@ from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
 from syncworker.engine import NO_EVENTS, Events, LocalLocks, RepoResult, RunSummary, run_registries
 from syncworker.observe.fanout import Fanout
-from syncworker.observe.logs import LogContext
+from syncworker.observe.logs import JsonFormatter, LogContext, bind_context, clear_context
 from syncworker.store import store_for
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from syncworker.observe.progress import LiveDisplay
 
 __all__ = ["add_parser", "locks_for"]
+
+# The logger named in the JSON form of the per-repository lines.
+PRINTER_LOGGER = "syncworker.sync"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -134,7 +138,7 @@ class Watch:
             self.display = _live_display()
             observers.append(self.display.progress)
         elif not (args.quiet or args.json):
-            self.printer = RepoPrinter(sys.stderr)
+            self.printer = RepoPrinter(sys.stderr, as_json=args.log_format == "json")
         if args.metrics_port is not None or args.metrics_file:
             observers.append(self._start_metrics())
         if args.log_format == "json":  # lines name the registry and repository
@@ -186,10 +190,12 @@ def locks_for(config: Config) -> LocalLocks | Coordinator:
 
 
 class RepoPrinter:
-    """One line per finished repository, numbered, to stderr (grep-able logs)."""
+    """One line per finished repository, numbered, to stderr (grep-able logs); ``as_json``:
+    as a JSON log line naming the registry and repository."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, as_json: bool = False) -> None:
         self._stream = stream
+        self._json = JsonFormatter() if as_json else None
         self._done = 0
         self._lock = threading.Lock()
 
@@ -197,10 +203,21 @@ class RepoPrinter:
         with self._lock:
             self._done += 1
             state = "FAILED" if result.failures else "ok"
-            print(
+            line = (
                 f"[{self._done:>5}] {result.registry}/{result.upstream_repo}: {state}, "
                 f"{len(result.copied)} copied, {len(result.skipped)} unchanged, "
-                f"{human_size(result.bytes_copied)}",
-                file=self._stream,
-                flush=True,
+                f"{human_size(result.bytes_copied)}"
             )
+            if self._json is not None:
+                line = self._as_json(result, line)
+            print(line, file=self._stream, flush=True)
+
+    def _as_json(self, result: RepoResult, line: str) -> str:
+        assert self._json is not None
+        level = logging.WARNING if result.failures else logging.INFO
+        record = logging.LogRecord(PRINTER_LOGGER, level, __file__, 0, line, None, None)
+        bind_context(registry=result.registry, repository=result.upstream_repo)
+        try:
+            return self._json.format(record)
+        finally:
+            clear_context()

@@ -4,6 +4,7 @@ place where ``requests`` and ``urllib3`` exceptions become :class:`TransportErro
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,21 @@ def read_prefix(response: requests.Response, cap: int) -> bytes:
     return b"".join(parts)[:cap]
 
 
+# Exceptions that mean "the answer was too slow", wherever in the chain they are: requests
+# wraps a read timeout in the middle of a body as a ConnectionError.
+_TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+
+
 def transport_error(method: str, url: str, exc: BaseException) -> TransportError:
-    """A message that names the failure without echoing the URL's query (tokens)."""
-    return TransportError(f"{method} {redact_http_url(url)}: {type(exc).__name__} ({_reason(exc)})")
+    """A message that names the failure (a timeout as one) without echoing the URL's query
+    (tokens)."""
+    kind = "timed out" if any(isinstance(e, _TIMEOUTS) for e in _chain(exc)) else None
+    what = kind or type(exc).__name__
+    return TransportError(f"{method} {redact_http_url(url)}: {what} ({_reason(exc)})")
 
 
-def _reason(exc: BaseException) -> str:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: causes, contexts, ``reason`` and exception arguments."""
     seen: set[int] = set()
     pending: list[Any] = [exc]
     while pending:
@@ -85,9 +95,13 @@ def _reason(exc: BaseException) -> str:
         if id(item) in seen or not isinstance(item, BaseException):
             continue
         seen.add(id(item))
+        yield item
+        pending += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+
+
+def _reason(exc: BaseException) -> str:
+    for item in _chain(exc):
         if isinstance(item, OSError) and item.strerror:
             return item.strerror
-        reason = getattr(item, "reason", None)
-        pending += [item.__cause__, item.__context__, reason, *item.args]
     # No OS-level cause (a body cut short, a garbled status line): the library's words.
     return printable(str(exc), 160) or "no answer"

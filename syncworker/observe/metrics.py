@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from syncworker.engine import RepoResult
 from syncworker.engine.events import BlobOutcome, WaitKind
 from syncworker.registry.stats import RequestHook
 
-__all__ = ["METRICS", "MetricsEvents", "RunMetrics"]
+__all__ = ["METRICS", "MetricsEvents", "RunMetrics", "markdown_table"]
 
 # Per-blob transfers: a manifest-sized blob in milliseconds up to a multi-GB layer.
 BLOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
@@ -156,3 +157,21 @@ class RunMetrics:
         RUNS_FINISHED.labels(self._registry, "ok" if ok else "failed").inc()
         if ok:
             LAST_SUCCESS.labels(self._registry).set(time.time())
+
+
+def _exposed(metric: MetricWrapperBase) -> str:
+    """The name a scrape shows: a counter's with its ``_total``."""
+    return str(metric._name) + ("_total" if metric._type == "counter" else "")
+
+
+def markdown_table() -> str:
+    """The README's list of metrics: ``python -m syncworker.observe.metrics``."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for m in METRICS:
+        labels = ", ".join(f"`{label}`" for label in m._labelnames)
+        rows.append(f"| `{_exposed(m)}` | {m._type} | {labels} | {m._documentation} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

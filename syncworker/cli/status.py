@@ -1,4 +1,4 @@
-"""``syncworker status -c FILE [RUN] [--json]``: runs in progress and recent ones.
+"""``syncworker status -c FILE [RUN] [--json] [--watch]``: runs in progress and recent ones.
 
 Counts, rate, ETA, and failures grouped by repository with their causes. Everything shown
 comes from the run state in Redis, whose failure reasons are redacted when recorded, and no
@@ -23,6 +23,9 @@ __all__ = ["RECENT_RUNS", "add_parser", "coordinator", "describe", "print_failur
 RECENT_RUNS = 10
 # Failures printed per run in the text form (--json has them all).
 FAILURES_SHOWN = 50
+# --watch: seconds between refreshes, and failed repositories shown per run.
+WATCH_SECONDS = 2.0
+FAILURES_WATCHED = 10
 
 
 def add_parser(subparsers: Any) -> None:
@@ -31,6 +34,21 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("run", nargs="?", help="one run id (default: recent runs)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("-n", "--limit", type=int, default=RECENT_RUNS, help="runs listed")
+    parser.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=WATCH_SECONDS,
+        metavar="SECONDS",
+        help=f"refresh in place every SECONDS (default {WATCH_SECONDS:g}) with workers, "
+        "queues and next scheduled walks; with --json, a JSON line per refresh",
+    )
+    parser.add_argument(
+        "--failures",
+        type=int,
+        default=FAILURES_WATCHED,
+        help="failed repositories per run (--watch)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -43,7 +61,12 @@ def coordinator(config: Config) -> Coordinator:
 
 
 def run(args: argparse.Namespace) -> int:
-    coord = coordinator(load_config(args.config))
+    config = load_config(args.config)
+    coord = coordinator(config)
+    if args.watch is not None:
+        from syncworker.cli.watch import watch  # Celery: only for --watch
+
+        return watch(args, config, coord)
     if args.run:
         found = coord.run(args.run)
         if found is None:

@@ -12,12 +12,25 @@ from celery.schedules import crontab
 
 from syncworker.config import Config, RegistryConfig
 
-__all__ = ["beat_schedule", "entry_name", "registry_schedule"]
+__all__ = ["beat_schedule", "entry_name", "next_run", "registry_schedule"]
 
 
 def entry_name(registry: str) -> str:
     """The beat entry of ``registry`` (RedBeat keeps it in Redis under this name)."""
     return f"syncworker.walk:{registry}"
+
+
+def next_run(app: Any, registry: str) -> float | None:
+    """When beat next fires ``registry``'s walk (Unix time), from RedBeat's entry in Redis;
+    None when beat has not stored one (no schedule, or beat never ran)."""
+    from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf
+
+    key = f"{ensure_conf(app).key_prefix}{entry_name(registry)}"
+    try:
+        entry = RedBeatSchedulerEntry.from_key(key, app=app)
+    except KeyError:
+        return None
+    return float(entry.due_at.timestamp()) if entry.due_at is not None else None
 
 
 def registry_schedule(registry: RegistryConfig) -> crontab | timedelta | None:

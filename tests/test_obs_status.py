@@ -1,0 +1,80 @@
+"""`syncworker status --watch`: a real worker and Redis (harness of test_celery_e2e); what
+the watch shows is checked against Redis and the workers themselves."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import pytest
+
+from tests import test_celery_e2e as e2e
+from tests.support.corpus import Corpus
+from tests.support.registry_server import RegistryServer
+from tests.test_celery_e2e import DEADLINE, REGISTRY, REPOS, ROOT, SYNCWORKER, Cluster, trigger
+
+upstream = e2e.upstream
+persistent_redis = e2e.persistent_redis
+cluster = e2e.cluster
+
+pytestmark = pytest.mark.slow
+
+
+def test_watch_json_follows_the_run_to_its_end(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    cluster.worker("w1")
+    run_id, _ = trigger(cluster)
+    views: list[dict[str, Any]] = []
+    with watching(cluster, "--json") as lines:
+        deadline = time.monotonic() + DEADLINE
+        for line in lines:
+            views.append(json.loads(line))
+            runs = views[-1]["runs"]
+            if (runs and runs[0]["state"] == "finished") or time.monotonic() > deadline:
+                break
+
+    last = views[-1]
+    run = cluster.coord().run(run_id)
+    assert run is not None and last["runs"][0] == run.to_dict()
+    assert last["runs"][0]["counters"]["repos_done"] == REPOS
+    assert [w.split("@")[0] for w in last["workers"]] == ["w1"]
+    assert set(last["queues"]) == {"syncworker.walk", "syncworker.repo", "syncworker.ondemand"}
+    assert last["queues"]["syncworker.repo"] == 0  # the run is over: nothing waits
+    assert last["next_runs"] == {REGISTRY: None}  # no schedule in this config, no beat
+
+
+def test_watch_text_names_workers_queues_and_runs(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    cluster.worker("w1")
+    shown = ""
+    with watching(cluster) as lines:
+        for line in lines:
+            shown += line
+            if line.startswith("next walk of"):
+                break
+    assert "workers: w1@" in shown
+    assert "queues: syncworker.walk 0, syncworker.repo 0, syncworker.ondemand 0" in shown
+    assert f"next walk of {REGISTRY}: not scheduled" in shown
+
+
+@contextmanager
+def watching(cluster: Cluster, *options: str) -> Iterator[IO[str]]:
+    """`status --watch 0.2` running; its output lines; ended by Ctrl-C, which exits 0."""
+    with subprocess.Popen(
+        [*SYNCWORKER, "status", "--watch", "0.2", *options, "-c", str(cluster.config_path)],
+        cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as watcher:  # fmt: skip
+        assert watcher.stdout is not None and watcher.stderr is not None
+        try:
+            yield watcher.stdout
+        finally:
+            watcher.send_signal(signal.SIGINT)
+            code = watcher.wait(timeout=DEADLINE)
+        assert code == 0, watcher.stderr.read()

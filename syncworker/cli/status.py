@@ -10,19 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
-from typing import Any, TextIO
+from typing import Any
 
-from syncworker.cli.units import human_size
+from syncworker.cli.runtext import describe, print_failures
 from syncworker.config import Config, load_config
-from syncworker.coord import Coordinator, RunStatus
+from syncworker.coord import Coordinator
 
 __all__ = ["RECENT_RUNS", "add_parser", "coordinator", "describe", "print_failures", "run"]
 
 # Recent runs listed without a RUN argument.
 RECENT_RUNS = 10
-# Failures printed per run in the text form (--json has them all).
-FAILURES_SHOWN = 50
 # --watch: seconds between refreshes, and failed repositories shown per run.
 WATCH_SECONDS = 2.0
 FAILURES_WATCHED = 10
@@ -85,45 +82,3 @@ def run(args: argparse.Namespace) -> int:
         print(describe(status))
         print_failures(status, sys.stdout)
     return 0
-
-
-def describe(status: RunStatus) -> str:
-    """One line: id, registry, state, counts, rate and ETA."""
-    c = status.counters
-    failed = c.get("repos_failed", 0)
-    parts = [
-        f"{status.id} {status.registry} {status.state}:",
-        f"{status.done}/{status.total} repos" + (f" ({failed} failed)" if failed else ""),
-        f"{c.get('images_copied', 0)} images copied, {c.get('images_skipped', 0)} unchanged,",
-        f"{human_size(c.get('bytes', 0))},",
-        f"{status.rate:.2f} repos/s,",
-        f"elapsed {_duration(status.elapsed)}",
-    ]
-    eta = status.eta_seconds
-    if status.state == "running":
-        parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA unknown")
-    return " ".join(parts)
-
-
-def print_failures(status: RunStatus, out: TextIO, limit: int = FAILURES_SHOWN) -> None:
-    """Failures grouped by repository, each cause once per tag."""
-    by_repo: dict[str, list[str]] = defaultdict(list)
-    for failure in status.failures:
-        where = f"{failure.tag}: " if failure.tag else ""
-        by_repo[failure.repo].append(f"{where}{failure.reason}")
-    for shown, (repo, causes) in enumerate(sorted(by_repo.items())):
-        if shown >= limit:
-            print(f"  ... and {len(by_repo) - limit} more repositories", file=out)
-            return
-        print(f"  FAILED {repo}", file=out)
-        for cause in causes:
-            print(f"    {cause}", file=out)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

@@ -14,7 +14,7 @@ from io import StringIO
 from typing import Any
 
 from syncworker.celeryapp import create_app
-from syncworker.cli.status import describe, print_failures
+from syncworker.cli.runtext import describe, print_failures
 from syncworker.config import Config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.worker.names import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK

@@ -57,6 +57,8 @@ def test_compose_has_the_whole_cluster(compose: dict[str, Any]) -> None:
     assert "mc mb" in " ".join(services["minio-init"]["command"])
     # `--scale worker=4` needs no fixed name and no host port on the worker.
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
+    # beat exits when Redis loses its data (RedBeat's lock is gone); workers can die too.
+    assert services["beat"]["restart"] == services["worker"]["restart"] == "unless-stopped"
 
 
 def test_compose_commands_and_config_exist(

@@ -244,18 +244,30 @@ def test_blob_flight_fetches_each_blob_once(locks: Locks) -> None:
 
 
 def test_image_flight_coalesces_identical_requests(locks: Locks, waiters: _Waiters) -> None:
-    callers = 5
+    """Requests that arrive while a copy runs are not coalesced into it: it may have read the
+    tag before a newer push. One of them copies again, and the others share that copy."""
+    callers = 4
+    running = threading.Event()
     results: list[bool] = []
 
-    def worker(_: int) -> None:
+    def first_copy() -> None:
         with locks.image_flight("docker", "library/alpine", "3.20") as copier:
-            if copier:
-                for _other in range(callers - 1):
-                    assert waiters.waiting.acquire(timeout=60)  # the others wait on us
+            results.append(copier)
+            running.set()
+            for _other in range(callers):
+                assert waiters.waiting.acquire(timeout=60)  # the others arrive while we copy
+
+    def later(_: int) -> None:
+        with locks.image_flight("docker", "library/alpine", "3.20") as copier:
             results.append(copier)
 
-    _run_threads(callers, worker)
-    assert sorted(results) == [False] * (callers - 1) + [True]
+    thread = threading.Thread(target=first_copy)
+    thread.start()
+    assert running.wait(30)
+    _run_threads(callers, later)
+    thread.join(30)
+    assert results[0] is True
+    assert sorted(results[1:]) == [False] * (callers - 1) + [True]
     with locks.image_flight("docker", "library/alpine", "3.20") as copier:
         assert copier  # a request after the flight ended is a new flight
 

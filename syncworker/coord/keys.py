@@ -12,8 +12,9 @@ key                                        type    owner       TTL
 ``{p}:lock:repo:{dest_repo}``              string  locks.py    lock ttl, extended while held
 ``{p}:flight:blob:{alg:hex}``              string  locks.py    lock ttl, extended while held
 ``{p}:flight:image:{reg}:{repo}:{ref}``    string  locks.py    lock ttl, extended while held
-``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    FLIGHT_OK_TTL (token of the
-                                                               holder that finished the copy)
+``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    FLIGHT_OK_TTL (Redis TIME in
+                                                               microseconds at which the last
+                                                               successful copy began)
 ``{p}:hint:blob:{host:port}:{alg:hex}``   string  hints.py    BLOB_HINT_TTL; a repository of
                                                                the destination registry
                                                                holding the blob (a hint for

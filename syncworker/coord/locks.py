@@ -87,26 +87,30 @@ class RedisLocks(Part):
         blocking_timeout: float | None = FLIGHT_WAIT,
     ) -> Iterator[bool]:
         """Coalesce identical on-demand requests: True for the one that copies, False for the
-        others once it has finished. If the copier fails or dies, a waiter takes over."""
+        others once it has finished. A request is coalesced only into a copy that began after
+        it arrived (one already running may have read the tag before a newer push), so those
+        arriving during a copy share the next one. If the copier fails or dies, a waiter
+        takes over."""
         key = self._keys.image_flight(registry, repo, reference)
         deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
+        arrived = self._now()
         while True:
             lock = self._lock(key, ttl, blocking_timeout)
-            token = uuid.uuid4().hex
             with redis_errors(self._where):
-                acquired = lock.acquire(blocking=False, token=token)
+                acquired = lock.acquire(blocking=False, token=uuid.uuid4().hex)
                 holder = None if acquired else text(self._client.get(key))
             if acquired:
                 with self._kept(lock, ttl):
+                    began = self._now()
                     yield True
-                    self._mark_flight_done(key, token)
+                    self._mark_flight_done(key, began)
                 return
             if holder is not None and self._wait_for_flight(
-                key, holder, deadline, blocking_timeout
+                key, holder, arrived, deadline, blocking_timeout
             ):
                 yield False
                 return
-            # The holder just left (or failed): try to become the copier ourselves.
+            # The holder left having failed, or began before we arrived: copy ourselves.
 
     def _lock(self, key: str, ttl: float, blocking_timeout: float | None) -> Lock:
         if ttl <= 0:
@@ -142,23 +146,31 @@ class RedisLocks(Part):
             _release(lock, held is not None and held.lost)
 
     def _wait_for_flight(
-        self, key: str, holder: str, deadline: float | None, waited: float | None
+        self, key: str, holder: str, arrived: int, deadline: float | None, waited: float | None
     ) -> bool:
-        """Wait while ``holder`` owns the flight; True if it finished its copy successfully."""
+        """Wait while ``holder`` owns the flight; True if, once it left, the last successful
+        copy is one that began after ``arrived``."""
         log.debug("waiting for %s, held by another worker", key)
         while True:
             with redis_errors(self._where):
                 current = text(self._client.get(key))
                 if current != holder:
-                    return text(self._client.get(self._keys.flight_ok(key))) == holder
+                    done = text(self._client.get(self._keys.flight_ok(key)))
+                    return done is not None and int(done) > arrived
             if deadline is not None and time.monotonic() + POLL_SECONDS > deadline:
                 raise LockBusy(key, waited)
             time.sleep(POLL_SECONDS)
 
-    def _mark_flight_done(self, key: str, token: str) -> None:
-        """Tell the waiters this holder's copy succeeded (before the lock is released)."""
+    def _now(self) -> int:
+        """Redis's clock in microseconds: the one clock every worker's flight is compared on."""
+        with redis_errors(self._where):
+            seconds, micros = self._client.time()
+        return int(seconds) * 1_000_000 + int(micros)
+
+    def _mark_flight_done(self, key: str, began: int) -> None:
+        """Tell the waiters when the copy that succeeded began (before the lock is released)."""
         try:
-            self._client.set(self._keys.flight_ok(key), token, ex=int(FLIGHT_OK_TTL))
+            self._client.set(self._keys.flight_ok(key), str(began), ex=int(FLIGHT_OK_TTL))
         except RedisError as exc:
             # Waiters then take over and find everything in place: slower, still correct.
             log.warning("could not mark flight %s done: %s", key, exc)

@@ -47,18 +47,22 @@ class Locks(Protocol):
         self, registry: str, repo: str, reference: str, *, blocking_timeout: float | None = ...
     ) -> AbstractContextManager[bool]:
         """Coalesce identical on-demand requests: True for the one that copies, False for
-        the others once it has finished. If the copier fails, a waiter takes over (True)."""
+        the others once it has finished. A request is coalesced only into a copy that began
+        after the request arrived: one already running may have read the tag before a newer
+        push. If the copier fails, a waiter takes over (True)."""
         ...
 
 
 @dataclass(slots=True)
 class _Entry:
-    """One key's lock, how many callers hold or wait on it, and how many copies through it
-    finished (an image flight's waiters compare it to know the copy they waited for)."""
+    """One key's lock and how many callers hold or wait on it. For an image flight also how
+    many copies began and the number of the last one that succeeded: a waiter compares that
+    with the count it saw on arrival, to know whether a copy began after it arrived."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     users: int = 0
-    finished: int = 0
+    started: int = 0
+    last_ok: int = 0
 
 
 class LocalLocks:
@@ -85,13 +89,17 @@ class LocalLocks:
     ) -> Iterator[bool]:
         name = f"{registry}/{repo}:{reference}"
         with self._entry(("image", registry, repo, reference)) as entry:
-            seen = entry.finished
+            with self._guard:
+                arrived_after = entry.started
             with _held(entry, name, blocking_timeout):
-                if entry.finished == seen:
+                if entry.last_ok <= arrived_after:
+                    with self._guard:
+                        entry.started += 1
+                        number = entry.started
                     yield True
-                    entry.finished += 1
+                    entry.last_ok = number
                     return
-            # A copy that held the flight while this request waited has finished it.
+            # A copy that began after this request arrived has finished it.
             yield False
 
     @contextmanager

@@ -1,1 +1,2 @@
-"""The benchmark: syncworker against skopeo sync and the read limit, on loopback (issue #5)."""
+"""The benchmark: syncworker against skopeo sync and the read limit, on loopback, measured
+against the speed and memory targets."""

@@ -41,7 +41,7 @@ def _frame_name(frame: str) -> str:
 _BUCKETS = (
     ("imports", ("_find_and_load",)),
     ("coord: locks (redis-py Lock, keeper threads)", ("coord/locks.py",)),
-    ("coord: other (fakeredis, Lua, keys)", ("fakeredis", "coord/", "lupa")),
+    ("coord: other (Redis client, Lua, keys)", ("redis/", "coord/", "lupa")),
     ("store (fs writes, fsync, index.json)", ("store/fs.py", "store/layout.py")),
     ("digest verification", ("oci/digest.py",)),
     ("HTTP client (requests/urllib3/http.client)", ("urllib3", "http/client", "requests/")),

@@ -42,7 +42,7 @@ RUN_TIMEOUT = 1800.0  # one measured command; generous for a loaded 2-core box
 WORKER_READY_TIMEOUT = 120.0
 # One Celery worker = one process taking one task (one repository) at a time; parallelism
 # inside a repository is the engine's blob_concurrency. Scaling then shows what more workers
-# (more machines) buy, which is the question of issue #5.
+# (more machines) buy.
 WORKER_OPTIONS = ("--concurrency", "1", "-P", "prefork", "--without-gossip", "--without-mingle")
 
 

@@ -1,4 +1,4 @@
-"""Celery end to end (issue 3): real redis-server, real `syncworker worker` processes, the
+"""Celery end to end: real redis-server, real `syncworker worker` processes, the
 real registry upstream, a filesystem store checked with skopeo.
 
 Every wait polls with a deadline (DEADLINE) and never asserts on elapsed time. Each test
@@ -251,7 +251,7 @@ def layout_of(root: Path) -> dict[str, tuple[list[str], list[str]]]:
 
 
 def assert_same_as_embedded_sync(cluster: Cluster) -> None:
-    """Issue 3, "Done when": the workers' store is the one `syncworker sync` makes."""
+    """The workers' store is the one `syncworker sync` makes from the same config."""
     config = yaml.safe_load(cluster.config_path.read_text())
     config["storage"]["rootDirectory"] = str(cluster.workdir / "embedded")
     embedded_config = cluster.workdir / "embedded.yaml"

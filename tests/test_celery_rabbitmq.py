@@ -1,4 +1,4 @@
-"""RabbitMQ as the broker (issue 3: "RabbitMQ must work too, by URL"): the same walk, with
+"""RabbitMQ as the broker, chosen by URL: the same walk, with
 `broker_url: amqp://...` in `syncworker.celery` and Redis kept for coordination.
 
 Each test gets its own RabbitMQ virtual host (created and deleted with rabbitmqctl), so its

@@ -1,5 +1,5 @@
 """The Celery side without Celery processes: policy, settings, schedule, and the walk logic
-against a real Redis and the real registry (issue 3). End to end: test_celery_e2e.py."""
+against a real Redis and the real registry. End to end: test_celery_e2e.py."""
 
 from __future__ import annotations
 

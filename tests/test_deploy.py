@@ -1,5 +1,5 @@
 """docker-compose.yml, the Dockerfile and deploy/kubernetes: parsed, and every command, queue,
-task, file and name they refer to checked against the package (issue 3, "Deployment")."""
+task, file and name they refer to checked against the package."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What only the S3 store has to prove (issue 4), against a real moto_server on loopback.
+"""What only the S3 store has to prove, against a real moto_server on loopback.
 
 The backend-neutral behaviour is in test_store_contract.py, which runs on S3 too.
 """

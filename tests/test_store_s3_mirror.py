@@ -1,4 +1,4 @@
-"""``syncworker sync`` into S3 (issue 4): the same result as into a directory, and a no-op
+"""``syncworker sync`` into S3: the same result as into a directory, and a no-op
 re-run that creates or rewrites no object.
 
 The bucket has versioning on, so every PutObject, CopyObject or completed upload adds an

@@ -1,4 +1,4 @@
-"""The Redis key schema of syncworker: every key, in one place (DESIGN.md "Redis").
+"""The Redis key schema of syncworker: every key, in one place (docs/ARCHITECTURE.md "Redis").
 
 Every key starts with the prefix (``syncworker`` unless configured), written ``{p}`` below.
 Names are used verbatim: registry names come from the configuration, repository names and

@@ -80,7 +80,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         # A killed worker's task is redelivered, and a worker holds one message at a time
-        # so a long repo does not sit on others' work (DESIGN.md "Delivery guarantees").
+        # so a long repo does not sit on others' work (docs/ARCHITECTURE.md "Delivery guarantees").
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,

@@ -6,7 +6,7 @@
     reachable = check_store(root)                   # every index.json -> complete, verified
     assert_no_secret([run.stdout, run.stderr, caplog.text], password)
 
-``check_store`` is the crash-safety invariant of the store (DESIGN.md "Storage layout"):
+``check_store`` is the crash-safety invariant of the store (docs/ARCHITECTURE.md "Crash safety"):
 everything reachable from an ``index.json`` is present and hashes to its digest.
 """
 

@@ -194,12 +194,12 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float = DEADLINE) ->
 
 def wait_finished(coord: Coordinator, run_id: str) -> RunStatus:
     def finished() -> bool:
-        status = coord.run(run_id)
+        status = coord.run_status(run_id)
         return status is not None and status.state != "running"
 
     if not wait_until(finished, timeout=DEADLINE, interval=0.1):
         pytest.fail(f"run {run_id} did not finish: {broker_state(coord)}")
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None
     return status
 
@@ -330,7 +330,7 @@ def test_walk_two_workers_each_repo_and_blob_once_and_second_trigger_noop(
     assert second.returncode == 0, err_path.read_text()
     assert out.strip() == run_id
 
-    status = cluster.coord().run(run_id)
+    status = cluster.coord().run_status(run_id)
     assert status is not None and status.state == "finished"
     assert (status.total, status.done, status.failures) == (REPOS, REPOS, [])
     assert status.counters["images_copied"] == REPOS * TAGS
@@ -355,7 +355,8 @@ def test_sigkilled_worker_mid_run_then_run_completes(
     coord = cluster.coord()
     run_id, _ = trigger(cluster)
     wait_for(
-        "a few repositories done", lambda: (s := coord.run(run_id)) is not None and s.done >= 4
+        "a few repositories done",
+        lambda: (s := coord.run_status(run_id)) is not None and s.done >= 4,
     )
     cluster.kill("w1")
     cluster.worker("w3", wait=False)  # its replacement, as an orchestrator would start
@@ -394,7 +395,7 @@ def test_walk_worker_killed_mid_walk_resumes_from_cursor(
     # top would have read the nine pages before the kill again.
     pages = len(corpus.repositories)
     assert server.request_count("catalog", "get") - catalog_gets <= pages + 3
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None and status.total == REPOS
 
 
@@ -450,7 +451,8 @@ def test_redis_restarted_during_run(
     coord = cluster.coord()
     run_id, _ = trigger(cluster)
     wait_for(
-        "a few repositories done", lambda: (s := coord.run(run_id)) is not None and s.done >= 3
+        "a few repositories done",
+        lambda: (s := coord.run_status(run_id)) is not None and s.done >= 3,
     )
     persistent_redis.restart()
     status = wait_finished(coord, run_id)

@@ -86,7 +86,7 @@ def test_walk_over_rabbitmq(
         done = cluster.cli("trigger", "--wait")
         assert done.returncode == 0, done.stderr
         run_id = done.stdout.strip()
-        status = cluster.coord().run(run_id)
+        status = cluster.coord().run_status(run_id)
         assert status is not None and status.state == "finished"
         assert (status.total, status.done, status.failures) == (REPOS, REPOS, [])
         assert status.counters["images_copied"] == REPOS * TAGS

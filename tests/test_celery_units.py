@@ -228,12 +228,12 @@ def test_walk_pages_fan_out_each_repo_once_then_the_run_finishes(
     assert sent == corpus.repositories
     assert coord.current_walk(REGISTRY) is None and coord.cursor(REGISTRY) is None
     assert walk_page(coord, mirror, REGISTRY, "run-1", lambda *a: None, 2) is Step.STALE
-    status = coord.run("run-1")
+    status = coord.run_status("run-1")
     assert status is not None and status.total == len(sent) and status.state == "running"
     for repo in sent:
         record_repo(coord, "run-1", RepoResult(REGISTRY, repo, repo, copied=["t"]))
     record_repo(coord, "run-1", RepoResult(REGISTRY, sent[0], sent[0], copied=["t"]))  # again
-    status = coord.run("run-1")
+    status = coord.run_status("run-1")
     assert status is not None and status.state == "finished" and status.done == len(sent)
     assert status.counters["images_copied"] == len(sent)
     # A redelivered trigger of a walk that already ended does not start it again.
@@ -258,7 +258,7 @@ def test_a_redelivered_page_sends_only_what_its_first_delivery_did_not(
     assert first == corpus.repositories[:3] and again == []
     rest = walk_all(coord, mirror, "run-r", page=3)
     assert first + rest == corpus.repositories
-    status = coord.run("run-r")
+    status = coord.run_status("run-r")
     assert status is not None and status.total == len(corpus.repositories)
 
 
@@ -271,7 +271,7 @@ def test_failures_are_recorded_and_a_lost_repo_counts_once(coord: Coordinator) -
     record_repo(coord, run_id, result)
     record_repo_lost(coord, run_id, "lib/b", "SoftTimeLimitExceeded")
     record_repo_lost(coord, run_id, "lib/b", "SoftTimeLimitExceeded")
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert isinstance(status, RunStatus) and status.state == "finished"
     assert status.counters["repos_failed"] == 2 and status.counters["images_failed"] == 1
     assert [(f.repo, f.tag) for f in status.failures] == [("lib/a", "v1"), ("lib/b", None)]

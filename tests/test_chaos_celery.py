@@ -111,7 +111,7 @@ def wait_for(what: str, ready: Any, timeout: float, cluster: Cluster) -> None:
 
 def run_status(coord: Coordinator, run_id: str) -> RunStatus | None:
     try:
-        return coord.run(run_id)
+        return coord.run_status(run_id)
     except CoordError:  # Redis down for a moment: not finished
         return None
 

@@ -81,7 +81,7 @@ def test_redis_restart_mid_lock(
         private_redis.start()
     assert caplog.records, "losing the lock must be logged"
     coordinator.ping()
-    assert coordinator.run(run_id) is None  # state without persistence is gone, not an error
+    assert coordinator.run_status(run_id) is None  # state without persistence is gone, not an error
     with coordinator.repo_lock("library/alpine", blocking_timeout=0):
         pass
     coordinator.close()

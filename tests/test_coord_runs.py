@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from syncworker.coord import FAILED, FINISHED, RUNNING, Coordinator, Failure, RunStatus
+from syncworker.coord import FAILED, FINISHED, RUNNING, Coordinator, RunFailure, RunStatus
 from syncworker.coord.keys import RUN_RETENTION
 from syncworker.coord.runs import MAX_REASON_CHARS
 
@@ -24,7 +24,7 @@ def test_counters_failures_and_status_round_trip(coord: Coordinator) -> None:
     coord.record_failure(run_id, "library/alpine", "3.20", "HTTP 500 from upstream")
     coord.record_failure(run_id, "library/busybox", None, "no such repository")
 
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None
     assert (status.id, status.registry, status.state, status.finished) == (
         run_id,
@@ -38,8 +38,8 @@ def test_counters_failures_and_status_round_trip(coord: Coordinator) -> None:
     assert status.rate > 0
     assert status.eta_seconds is not None and status.eta_seconds >= 0
     assert status.failures == [
-        Failure("library/alpine", "3.20", "HTTP 500 from upstream"),
-        Failure("library/busybox", None, "no such repository"),
+        RunFailure("library/alpine", "3.20", "HTTP 500 from upstream"),
+        RunFailure("library/busybox", None, "no such repository"),
     ]
     as_json = json.loads(status.to_json())
     assert as_json["id"] == run_id and as_json["done"] == 2
@@ -54,7 +54,7 @@ def test_finish_run_keeps_first_state_and_sets_retention(coord: Coordinator) -> 
     run_id = coord.start_run("docker")
     coord.finish_run(run_id, FAILED)
     coord.finish_run(run_id)  # a late duplicate does not rewrite history
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None and status.state == FAILED and status.finished is not None
     assert status.eta_seconds == 0.0
     for key in coord._keys.run_keys(run_id)[:2]:
@@ -71,7 +71,7 @@ def test_runs_newest_first_and_idempotent_start(coord: Coordinator) -> None:
     assert coord.start_run("docker", run_id="run-a") == "run-a"  # retried trigger: same run
     assert [s.id for s in coord.runs()] == [second, first]
     assert [s.id for s in coord.runs(limit=1)] == [second]
-    status = coord.run(first)
+    status = coord.run_status(first)
     assert status is not None and status.counters["repos_total"] == 1
 
 
@@ -80,7 +80,7 @@ def test_expired_runs_vanish_from_the_list(coord: Coordinator) -> None:
     for key in coord._keys.run_keys(run_id):
         coord.client.pexpire(key, 50)
     time.sleep(0.2)
-    assert coord.run(run_id) is None
+    assert coord.run_status(run_id) is None
     assert coord.runs() == []
 
 
@@ -89,7 +89,7 @@ def test_reasons_are_redacted_and_capped(coord: Coordinator) -> None:
     secret = "hunter2-s3cret"
     reason = f"GET https://bob:{secret}@upstream/v2/ failed; Authorization: Bearer {secret}\n"
     coord.record_failure(run_id, "a/b", "v1", reason + "x" * 5000)
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None
     (failure,) = status.failures
     assert secret not in failure.reason and "bob" in failure.reason
@@ -102,13 +102,13 @@ def test_unknown_counter_and_bad_run_id_are_refused(coord: Coordinator) -> None:
         coord.incr(run_id, repos_dnoe=1)
     with pytest.raises(ValueError):
         coord.start_run("docker", run_id="../../etc")
-    assert coord.run("no such run") is None
+    assert coord.run_status("no such run") is None
 
 
 def test_writes_to_a_vanished_run_do_not_resurrect_it(coord: Coordinator) -> None:
     coord.incr("gone", repos_done=1)
     coord.record_failure("gone", "a/b", None, "late")
-    assert coord.run("gone") is None
+    assert coord.run_status("gone") is None
     assert coord.client.exists(*coord._keys.run_keys("gone")) == 0
 
 
@@ -140,6 +140,6 @@ def test_concurrent_counts_add_up(coord: Coordinator) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None
     assert status.counters["images_copied"] == 400 and status.counters["bytes"] == 4000

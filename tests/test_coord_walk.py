@@ -90,10 +90,10 @@ def test_walked_run_finishes_when_last_repo_is_counted(coord: Coordinator) -> No
     coord.incr(run_id, repos_total=2)
     coord.incr(run_id, repos_done=1)
     assert coord.end_walk("docker", run_id)
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None and status.state == RUNNING  # one repo still syncing
     coord.incr(run_id, repos_failed=1)
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None and status.state == FINISHED and status.finished is not None
 
 
@@ -102,10 +102,10 @@ def test_run_whose_repos_finish_before_the_walk_ends(coord: Coordinator) -> None
     assert coord.begin_walk("docker", run_id)
     coord.incr(run_id, repos_total=1)
     coord.incr(run_id, repos_done=1)
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None and status.state == RUNNING  # more pages may come
     coord.end_walk("docker", run_id)
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None and status.state == FINISHED
 
 
@@ -117,11 +117,11 @@ def test_a_redelivered_count_cannot_finish_the_run_early(coord: Coordinator) -> 
     assert coord.incr(run_id, once_for="library/a", repos_done=1, images_copied=3)
     # The same sync_repo redelivered after it counted (killed before its ack).
     assert not coord.incr(run_id, once_for="library/a", repos_done=1, images_copied=3)
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None and status.state == RUNNING and status.done == 1
     assert status.counters["images_copied"] == 3
     assert coord.incr(run_id, once_for="library/b", repos_failed=1)
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None and status.state == FINISHED
     # A finished run keeps no per-repository marks, and a late redelivery counts nothing.
     assert not coord.client.exists(f"{coord.prefix}:run:{run_id}:repos")

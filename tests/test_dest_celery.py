@@ -71,7 +71,7 @@ def test_two_workers_push_each_blob_once_and_mount_the_rest(
     done = cluster.cli("trigger", "--wait")
     assert done.returncode == 0, done.stderr + cluster.log("w1") + cluster.log("w2")
     run_id = done.stdout.strip()
-    status = cluster.coord().run(run_id)
+    status = cluster.coord().run_status(run_id)
     assert status is not None and (status.done, status.failures) == (REPOS, [])
 
     unique = unique_blobs(corpus)

@@ -144,7 +144,7 @@ def _rest(api: FastAPI, dispatcher: Dispatcher) -> None:
     @api.get("/v1/runs/{run_id}", tags=["runs"], responses={404: {"description": "no such run"}})
     def run(run_id: str) -> RunDocument:
         """One run, as ``syncworker status RUN --json`` shows it."""
-        status = dispatcher.coord.run(run_id)
+        status = dispatcher.coord.run_status(run_id)
         if status is None:
             raise HTTPException(404, f"no run {run_id[:100]!r} (unknown or expired)")
         return status.to_dict()

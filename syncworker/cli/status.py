@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
         return watch(args, config, coord)
     if args.run:
-        found = coord.run(args.run)
+        found = coord.run_status(args.run)
         if found is None:
             print(f"syncworker: no run {args.run!r} (unknown or expired)", file=sys.stderr)
             return 1

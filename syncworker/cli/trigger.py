@@ -120,7 +120,7 @@ def _wait_runs(coord: Coordinator, run_ids: list[str], timeout: float | None) ->
 
 
 def _run_or_missing(coord: Coordinator, run_id: str) -> RunStatus:
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     if status is None:  # expired, or Redis lost it: not a success
         return RunStatus(id=run_id, registry="?", state=MISSING, started=time.time())
     return status

@@ -1,7 +1,7 @@
 """Everything kept in Redis: key schema, catalog cursor, locks, blob single-flight, run state."""
 
 from syncworker.coord.coordinator import Coordinator
-from syncworker.coord.runs import COUNTERS, FAILED, FINISHED, RUNNING, Failure, RunStatus
+from syncworker.coord.runs import COUNTERS, FAILED, FINISHED, RUNNING, RunFailure, RunStatus
 from syncworker.errors import LockBusy
 
 __all__ = [
@@ -10,7 +10,7 @@ __all__ = [
     "FINISHED",
     "RUNNING",
     "Coordinator",
-    "Failure",
+    "RunFailure",
     "LockBusy",
     "RunStatus",
 ]

@@ -141,17 +141,17 @@ class Coordinator:
         """Add to the run's counters and keep ``failures``; see :meth:`Runs.incr`."""
         return self._runs.incr(run_id, once_for, failures, **counters)
 
-    def record_failure(self, run_id: str, repo: str, tag: str | None, reason: str) -> None:
-        """Keep why ``repo`` (or ``repo:tag``) failed; the reason is redacted and capped."""
-        self._runs.record_failure(run_id, repo, tag, reason)
+    def record_failure(self, run_id: str, upstream_repo: str, tag: str | None, reason: str) -> None:
+        """Keep why ``upstream_repo`` (or one tag of it) failed; redacted and capped."""
+        self._runs.record_failure(run_id, upstream_repo, tag, reason)
 
     def finish_run(self, run_id: str, state: str = FINISHED) -> None:
         """End the run (the first call decides the state) and keep it RUN_RETENTION."""
         self._runs.finish_run(run_id, state)
 
-    def run(self, run_id: str) -> RunStatus | None:
+    def run_status(self, run_id: str) -> RunStatus | None:
         """The run's status, or None if there is no such run (or it expired)."""
-        return self._runs.run(run_id)
+        return self._runs.run_status(run_id)
 
     def runs(self, limit: int = 20) -> list[RunStatus]:
         """Recent runs, newest first."""

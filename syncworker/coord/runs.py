@@ -28,7 +28,7 @@ __all__ = [
     "FINISHED",
     "MAX_REASON_CHARS",
     "RUNNING",
-    "Failure",
+    "RunFailure",
     "RunStatus",
     "Runs",
 ]
@@ -67,7 +67,7 @@ def _cap_reason(reason: str) -> str:
     return reason
 
 
-def _failure_json(failure: Failure) -> str:
+def _failure_json(failure: RunFailure) -> str:
     """A failure as the run keeps it: its reason redacted and capped."""
     return json.dumps(
         {"repo": failure.repo, "tag": failure.tag, "reason": _cap_reason(failure.reason)}
@@ -75,8 +75,10 @@ def _failure_json(failure: Failure) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
-    """Why one repository (or one tag of it) failed in a run."""
+class RunFailure:
+    """Why one upstream repository (or one tag of it) failed in a run. ``repo`` is the
+    upstream repository, or ``(catalog)`` when listing failed; the field keeps the name it
+    has in ``syncworker status --json`` and the REST API's run documents."""
 
     repo: str
     tag: str | None
@@ -93,7 +95,7 @@ class RunStatus:
     started: float
     finished: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
-    failures: list[Failure] = field(default_factory=list)
+    failures: list[RunFailure] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -149,7 +151,7 @@ def _parse_run(
         started=float(fields["started"] or 0),
         finished=float(finished) if finished else None,
         counters={str(text(k)): int(v) for k, v in counters.items()},
-        failures=[Failure(**json.loads(raw)) for raw in failures],
+        failures=[RunFailure(**json.loads(raw)) for raw in failures],
     )
 
 
@@ -180,7 +182,7 @@ class Runs(Part):
         self,
         run_id: str,
         once_for: str | None = None,
-        failures: Sequence[Failure] = (),
+        failures: Sequence[RunFailure] = (),
         **counters: int,
     ) -> bool:
         """Add to the running run's counters (names from COUNTERS) and keep ``failures``, in
@@ -210,9 +212,11 @@ class Runs(Part):
         return bool(self._lua_incr(keys=list(self._keys.run_keys(run_id)), args=args))
 
     @translated
-    def record_failure(self, run_id: str, repo: str, tag: str | None, reason: str) -> None:
-        """Keep why ``repo`` (or ``repo:tag``) failed; the reason is redacted and capped."""
-        args: list[LuaArg] = [_failure_json(Failure(repo, tag, reason)), MAX_FAILURES]
+    def record_failure(self, run_id: str, upstream_repo: str, tag: str | None, reason: str) -> None:
+        """Keep why ``upstream_repo`` (or one tag of it) failed; the reason is redacted and
+        capped."""
+        failure = RunFailure(upstream_repo, tag, reason)
+        args: list[LuaArg] = [_failure_json(failure), MAX_FAILURES]
         self._lua_failure(keys=list(self._keys.run_keys(run_id)), args=args)
 
     @translated
@@ -224,7 +228,7 @@ class Runs(Part):
         self._lua_finish(keys=list(self._keys.run_keys(run_id)), args=args)
 
     @translated
-    def run(self, run_id: str) -> RunStatus | None:
+    def run_status(self, run_id: str) -> RunStatus | None:
         """The run's status, or None if there is no such run (or it expired)."""
         if not _RUN_ID.match(run_id):
             return None

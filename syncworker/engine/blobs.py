@@ -55,41 +55,49 @@ class BlobCopier:
         self._sleep = sleep
         self._on_done = on_done
 
-    def copy(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> BlobStats:
-        """Make ``desc`` present in ``dest``; ``repo`` is its upstream repository."""
+    def copy(
+        self, client: BlobSource, upstream_repo: str, dest_repo: str, desc: Descriptor
+    ) -> BlobStats:
+        """Make ``desc`` present in ``dest_repo``; the bytes come from ``upstream_repo``."""
         if self._on_done is None:
-            return self._copy(client, repo, dest, desc)
+            return self._copy(client, upstream_repo, dest_repo, desc)
         started = time.monotonic()
-        stats = self._copy(client, repo, dest, desc)
+        stats = self._copy(client, upstream_repo, dest_repo, desc)
         if stats.fetched or stats.linked:
             self._on_done(stats, time.monotonic() - started)
         return stats
 
-    def _copy(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> BlobStats:
+    def _copy(
+        self, client: BlobSource, upstream_repo: str, dest_repo: str, desc: Descriptor
+    ) -> BlobStats:
         stats = BlobStats()
-        if self._store.has_blob(dest, desc.digest):
+        if self._store.has_blob(dest_repo, desc.digest):
             return stats
-        if self._link(dest, desc, stats):
+        if self._link(dest_repo, desc, stats):
             return stats
         # Another worker may be fetching this digest right now: wait for it, then link.
         with self._locks.blob_flight(str(desc.digest)):
-            if self._store.has_blob(dest, desc.digest) or self._link(dest, desc, stats):
+            if self._store.has_blob(dest_repo, desc.digest) or self._link(dest_repo, desc, stats):
                 return stats
-            stats.bytes = self._fetch(client, repo, dest, desc)
+            stats.bytes = self._fetch(client, upstream_repo, dest_repo, desc)
             stats.fetched = 1
         return stats
 
-    def _fetch(self, client: BlobSource, repo: str, dest: str, desc: Descriptor) -> int:
+    def _fetch(
+        self, client: BlobSource, upstream_repo: str, dest_repo: str, desc: Descriptor
+    ) -> int:
         """Stream the blob into the store. A stream that breaks, or whose bytes arrive
         altered, is fetched again from the start (the store kept nothing of it); the client
         opens each stream with a single request, so this loop is the only retry."""
 
         def attempt() -> int:
-            with client.blob(repo, desc) as chunks:
-                return self._store.put_blob(dest, desc.digest, desc.size, chunks)
+            with client.blob(upstream_repo, desc) as chunks:
+                return self._store.put_blob(dest_repo, desc.digest, desc.size, chunks)
 
         def note(exc: SyncworkerError, delay: float) -> None:
-            log.warning("%s@%s: %s; fetching again in %.1fs", repo, desc.digest, exc, delay)
+            log.warning(
+                "%s@%s: %s; fetching again in %.1fs", upstream_repo, desc.digest, exc, delay
+            )
 
         options = client.options
         return retrying(
@@ -101,15 +109,17 @@ class BlobCopier:
             on_retry=note,
         )
 
-    def _link(self, dest: str, desc: Descriptor, stats: BlobStats) -> bool:
+    def _link(self, dest_repo: str, desc: Descriptor, stats: BlobStats) -> bool:
         source = self._store.find_blob(desc.digest)
         if source is None:
             return False
         try:
-            self._store.link_blob(source, dest, desc.digest)
+            self._store.link_blob(source, dest_repo, desc.digest)
         except StoreError as exc:
             # A stale hint, or a registry refusing the mount: copying still works.
-            log.info("%s: cannot link %s from %s (%s); copying it", dest, desc.digest, source, exc)
+            log.info(
+                "%s: cannot link %s from %s (%s); copying it", dest_repo, desc.digest, source, exc
+            )
             return False
         stats.linked = 1
         return True

@@ -107,10 +107,10 @@ class Mirror:
                 self._clients[registry] = client
             return client
 
-    def destination(self, registry: str, repo: str) -> str | None:
-        """The store repository for upstream ``repo``, or None if no content rule takes it."""
-        validate_repository(repo)
-        return self.upstream(registry).rules.destination(repo)
+    def destination(self, registry: str, upstream_repo: str) -> str | None:
+        """The store repository for ``upstream_repo``, or None if no content rule takes it."""
+        validate_repository(upstream_repo)
+        return self.upstream(registry).rules.destination(upstream_repo)
 
     def list_page(
         self,
@@ -148,38 +148,38 @@ class Mirror:
     # -- work --------------------------------------------------------------------------
 
     def sync_repo(
-        self, registry: str, repo: str, *, lock_wait: float | None = DEFAULT_LOCK_WAIT
+        self, registry: str, upstream_repo: str, *, lock_wait: float | None = DEFAULT_LOCK_WAIT
     ) -> RepoResult:
-        """Mirror every kept tag of ``repo``; failures are in the result, never raised,
+        """Mirror every kept tag of ``upstream_repo``; failures are in the result, never raised,
         except :class:`~syncworker.errors.LockBusy` when ``lock_wait`` runs out."""
         started = time.monotonic()
-        self._events.repo_started(registry, repo)
-        result = self._sync_repo(registry, repo, lock_wait)
+        self._events.repo_started(registry, upstream_repo)
+        result = self._sync_repo(registry, upstream_repo, lock_wait)
         self._events.repo_done(result, time.monotonic() - started)
         return result
 
-    def _sync_repo(self, registry: str, repo: str, lock_wait: float | None) -> RepoResult:
+    def _sync_repo(self, registry: str, upstream_repo: str, lock_wait: float | None) -> RepoResult:
         up = self.upstream(registry)
-        dest = self._destination_or_failure(registry, repo)
-        if isinstance(dest, RepoResult):
-            return dest
-        with self._repo_lock(registry, dest, lock_wait):
-            return self._job(up, repo, dest).run(up.rules)
+        dest_repo = self._destination_or_failure(registry, upstream_repo)
+        if isinstance(dest_repo, RepoResult):
+            return dest_repo
+        with self._repo_lock(registry, dest_repo, lock_wait):
+            return self._job(up, upstream_repo, dest_repo).run(up.rules)
 
     def sync_image(
-        self, registry: str, repo: str, reference: str, *, lock_wait: float | None = None
+        self, registry: str, upstream_repo: str, reference: str, *, lock_wait: float | None = None
     ) -> RepoResult:
-        """Mirror one tag or digest of ``repo`` with its referrers."""
+        """Mirror one tag or digest of ``upstream_repo`` with its referrers."""
         up = self.upstream(registry)
-        dest = self._destination_or_failure(registry, repo)
-        if isinstance(dest, RepoResult):
-            return dest
+        dest_repo = self._destination_or_failure(registry, upstream_repo)
+        if isinstance(dest_repo, RepoResult):
+            return dest_repo
         try:
-            ref = Reference.of(repo, reference)
+            ref = Reference.of(upstream_repo, reference)
         except ContentError as exc:
-            return self._failed(registry, repo, reference, exc)
-        with self._repo_lock(registry, dest, lock_wait):
-            job = self._job(up, repo, dest)
+            return self._failed(registry, upstream_repo, reference, exc)
+        with self._repo_lock(registry, dest_repo, lock_wait):
+            job = self._job(up, upstream_repo, dest_repo)
             if ref.tag is not None:
                 job.run_single_tag(ref.tag)
             else:
@@ -188,14 +188,14 @@ class Mirror:
             return job.result
 
     @contextmanager
-    def _repo_lock(self, registry: str, dest: str, wait: float | None) -> Iterator[None]:
-        """``dest``'s lock, telling the events how long another holder kept us waiting."""
+    def _repo_lock(self, registry: str, dest_repo: str, wait: float | None) -> Iterator[None]:
+        """``dest_repo``'s lock, telling the events how long another holder kept us waiting."""
         asked = time.monotonic()
-        with self.locks.repo_lock(dest, blocking_timeout=wait):
+        with self.locks.repo_lock(dest_repo, blocking_timeout=wait):
             self._events.waited(registry, "lock", time.monotonic() - asked)
             yield
 
-    def _job(self, up: Upstream, repo: str, dest: str) -> RepoJob:
+    def _job(self, up: Upstream, upstream_repo: str, dest_repo: str) -> RepoJob:
         blobs = self._blobs
         if self._events is not NO_EVENTS:
             blobs = BlobCopier(self.store, self.locks, on_done=self._blob_reporter(up.name))
@@ -209,26 +209,26 @@ class Mirror:
             store=self.store,
             images=images,
             registry=up.name,
-            upstream_repo=repo,
-            dest_repo=dest,
+            upstream_repo=upstream_repo,
+            dest_repo=dest_repo,
             only_signed=up.only_signed,
             layout_media_types=self._layout_media_types,
             tag_concurrency=self._tag_concurrency,
             prune=up.prune,
         )
 
-    def plan_repo(self, registry: str, repo: str) -> RepoResult:
+    def plan_repo(self, registry: str, upstream_repo: str) -> RepoResult:
         """What ``sync_repo`` would do, without writing (a :class:`RepoPlan`); no lock."""
         up = self.upstream(registry)
-        dest = self._destination_or_failure(registry, repo)
-        if isinstance(dest, RepoResult):
-            return dest
+        dest_repo = self._destination_or_failure(registry, upstream_repo)
+        if isinstance(dest_repo, RepoResult):
+            return dest_repo
         planner = RepoPlanner(
             self.client(up.name),
             self.store,
             up.name,
-            repo,
-            dest,
+            upstream_repo,
+            dest_repo,
             platforms=up.platforms,
             prune=up.prune,
             tag_concurrency=self._tag_concurrency,
@@ -242,19 +242,19 @@ class Mirror:
 
         return report
 
-    def _destination_or_failure(self, registry: str, repo: str) -> str | RepoResult:
+    def _destination_or_failure(self, registry: str, upstream_repo: str) -> str | RepoResult:
         try:
-            dest = self.destination(registry, repo)
+            dest_repo = self.destination(registry, upstream_repo)
         except SyncworkerError as exc:
-            return self._failed(registry, repo, None, exc)
-        if dest is None:
+            return self._failed(registry, upstream_repo, None, exc)
+        if dest_repo is None:
             reason = "no content rule matches this repository"
-            return self._failed(registry, repo, None, ContentError(reason))
-        return dest
+            return self._failed(registry, upstream_repo, None, ContentError(reason))
+        return dest_repo
 
     def _failed(
-        self, registry: str, repo: str, tag: str | None, exc: SyncworkerError
+        self, registry: str, upstream_repo: str, tag: str | None, exc: SyncworkerError
     ) -> RepoResult:
-        result = RepoResult(registry, repo, None)
-        result.failures.append(Failure(registry, repo, tag, str(exc)))
+        result = RepoResult(registry, upstream_repo, None)
+        result.failures.append(Failure(registry, upstream_repo, tag, str(exc)))
         return result

@@ -66,16 +66,18 @@ def run_registries(
         futures: list[tuple[str, str, Future[RepoResult]]] = []
         claims: dict[str, str] = {}
         for registry in registries:
-            for repo in _walk(mirror, registry, summary):
-                if (refusal := _claim(mirror, claims, registry, repo)) is not None:
-                    summary.failures.append(Failure(registry, repo, None, refusal))
+            for upstream_repo in _walk(mirror, registry, summary):
+                if (refusal := _claim(mirror, claims, registry, upstream_repo)) is not None:
+                    summary.failures.append(Failure(registry, upstream_repo, None, refusal))
                     continue
-                future = pool.submit(work, registry, repo)
+                future = pool.submit(work, registry, upstream_repo)
                 if on_repo_done is not None:
-                    future.add_done_callback(partial(_report, on_repo_done, registry, repo))
-                futures.append((registry, repo, future))
-        for registry, repo, future in futures:
-            summary.add(_outcome(registry, repo, future))
+                    future.add_done_callback(
+                        partial(_report, on_repo_done, registry, upstream_repo)
+                    )
+                futures.append((registry, upstream_repo, future))
+        for registry, upstream_repo, future in futures:
+            summary.add(_outcome(registry, upstream_repo, future))
     summary.elapsed = time.monotonic() - started
     return summary
 
@@ -97,17 +99,17 @@ def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[str]:
         visited.add(last)
 
 
-def _claim(mirror: Mirror, claims: dict[str, str], registry: str, repo: str) -> str | None:
-    """Take ``repo``'s destination for this run; why not, if another upstream repository
+def _claim(mirror: Mirror, claims: dict[str, str], registry: str, upstream_repo: str) -> str | None:
+    """Take ``upstream_repo``'s destination for this run; why not, if another upstream repository
     already took it (two repositories' tags interleaved in one destination would make a
     mirror of neither). A name the mirror refuses is left for ``sync_repo`` to report."""
     try:
-        dest = mirror.destination(registry, repo)
+        dest = mirror.destination(registry, upstream_repo)
     except SyncworkerError:
         return None
     if dest is None:
         return None
-    source = f"{registry}/{repo}"
+    source = f"{registry}/{upstream_repo}"
     holder = claims.setdefault(dest, source)
     if holder == source:
         return None
@@ -115,16 +117,21 @@ def _claim(mirror: Mirror, claims: dict[str, str], registry: str, repo: str) -> 
 
 
 def _report(
-    callback: Callable[[RepoResult], None], registry: str, repo: str, future: Future[RepoResult]
+    callback: Callable[[RepoResult], None],
+    registry: str,
+    upstream_repo: str,
+    future: Future[RepoResult],
 ) -> None:
-    callback(_outcome(registry, repo, future))
+    callback(_outcome(registry, upstream_repo, future))
 
 
-def _outcome(registry: str, repo: str, future: Future[RepoResult]) -> RepoResult:
+def _outcome(registry: str, upstream_repo: str, future: Future[RepoResult]) -> RepoResult:
     try:
         return future.result()
     except Exception as exc:  # a bug must not hide the other repositories' results
-        log.exception("unexpected error mirroring %s/%s", registry, repo)
-        result = RepoResult(registry, repo, None)
-        result.failures.append(Failure(registry, repo, None, f"{type(exc).__name__}: {exc}"))
+        log.exception("unexpected error mirroring %s/%s", registry, upstream_repo)
+        result = RepoResult(registry, upstream_repo, None)
+        result.failures.append(
+            Failure(registry, upstream_repo, None, f"{type(exc).__name__}: {exc}")
+        )
         return result

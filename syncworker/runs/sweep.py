@@ -55,7 +55,7 @@ class Resend:
 
 def progress_mark(coord: Coordinator, registry: str, run_id: str) -> str | None:
     """A fingerprint of how far ``run_id`` got; None once it is over (or gone)."""
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     if status is None or status.state != RUNNING:
         return None
     walk = coord.current_walk(registry) == run_id

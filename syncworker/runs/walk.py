@@ -70,7 +70,7 @@ def claim_walk(coord: Coordinator, registry: str, run_id: str) -> Claim:
     current = coord.current_walk(registry)
     if current == run_id:
         return Claim(run_id, True)
-    if current is None and coord.run(run_id) is None and coord.begin_walk(registry, run_id):
+    if current is None and coord.run_status(run_id) is None and coord.begin_walk(registry, run_id):
         coord.start_run(registry, run_id)
         return Claim(run_id, True)
     return Claim(coord.current_walk(registry) or run_id, False)

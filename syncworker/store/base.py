@@ -2,6 +2,9 @@
 
 The OCI layout implementation over small backends is :mod:`syncworker.store.layout`; a
 destination that is itself a registry implements this protocol directly.
+
+A store only ever knows destination repositories, so here ``repo`` always means one: the
+engine, which knows both kinds, passes its ``dest_repo``.
 """
 
 from __future__ import annotations

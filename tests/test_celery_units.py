@@ -18,12 +18,12 @@ from syncworker.celeryapp import create_app
 from syncworker.cli import build_parser, main
 from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
+from syncworker.config.stores import open_store
 from syncworker.coord import Coordinator, LockBusy, RunStatus
 from syncworker.engine import Failure, Mirror, RepoResult
 from syncworker.errors import ConfigError, RegistryError, TransportError
 from syncworker.runs.sweep import stalled
 from syncworker.runs.walk import Step, claim_walk, record_repo, record_repo_lost, walk_page
-from syncworker.store import open_store
 from syncworker.worker.names import (
     QUEUE_ONDEMAND,
     QUEUE_REPO,

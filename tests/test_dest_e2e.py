@@ -18,9 +18,9 @@ import requests
 
 from syncworker.config import load_config, validate
 from syncworker.config.engine import build_mirror
+from syncworker.config.stores import store_for
 from syncworker.engine import LocalLocks
 from syncworker.oci import MANIFEST_ACCEPT
-from syncworker.store import store_for
 from tests.support.corpus import Corpus
 from tests.support.images import make_image, make_layer
 from tests.support.mirror import run_sync, write_sync_config

@@ -24,11 +24,12 @@ from typing import Any
 
 import pytest
 
+from syncworker.config.stores import open_store
 from syncworker.coord import Coordinator
 from syncworker.errors import DigestMismatchError, SizeLimitError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
-from syncworker.store import BlobHints, IndexEntry, Store, open_store
+from syncworker.store import BlobHints, IndexEntry, Store
 from syncworker.store.base import REF_NAME
 from syncworker.store.registry import Destination, RegistryStore
 from tests.support.registry_server import RegistryServer
@@ -361,7 +362,7 @@ def test_killed_writer_leaves_only_removable_leftovers(backend: Backend) -> None
 _KILLED_WRITER = """
 import json, sys, time
 from syncworker.oci import Digest
-from syncworker.store import open_store
+from syncworker.config.stores import open_store
 store = open_store(sys.argv[1], json.loads(sys.argv[2]))
 size = 64 * 1024 * 1024
 def chunks():

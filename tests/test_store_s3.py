@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from syncworker.config.storage import S3DriverConfig, StorageConfig
+from syncworker.config.stores import open_store
 from syncworker.errors import ConfigError, DigestMismatchError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
-from syncworker.store import IndexEntry, open_store
+from syncworker.store import IndexEntry
 from syncworker.store.s3 import S3Store
 from tests.support.ports import free_port
 from tests.support.s3_server import S3Server, s3_server
@@ -101,7 +102,7 @@ def test_200_mib_blob_streams_with_bounded_memory(logged: Logged) -> None:
 _BIG_WRITER = """
 import hashlib, json, random, resource, sys, threading, time
 from syncworker.oci import Digest
-from syncworker.store import open_store
+from syncworker.config.stores import open_store
 
 MIB, TOTAL, CHUNK = 1 << 20, 200 << 20, 256 << 10
 block = random.Random(0).randbytes(CHUNK)
@@ -327,11 +328,12 @@ def test_the_config_models_driver_section_opens_the_store(logged: Logged) -> Non
 
 
 def test_driver_settings_follow_distribution() -> None:
+    from syncworker.config.stores import s3_settings
     from syncworker.store.s3settings import MAX_PARTS, PART_SIZE, S3Settings
 
     def settings(driver: dict[str, Any], default_root: str = "") -> S3Settings:
         model = S3DriverConfig.model_validate({"name": "s3", **driver})
-        return S3Settings.from_config(model, default_root)
+        return s3_settings(model, default_root)
 
     bare = settings({"bucket": "b", "regionendpoint": "minio:9000", "secure": "false"})
     assert bare.endpoint == "http://minio:9000" and bare.path_style  # custom endpoint

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from syncworker.config.stores import open_store
 from syncworker.engine.plan import index_descriptor
 from syncworker.oci import Descriptor
-from syncworker.store import IndexEntry, open_store
+from syncworker.store import IndexEntry
 from tests.support.hostile import Answer, HostileRegistry, json_answer
 from tests.support.images import (
     DOCKER_MANIFEST,

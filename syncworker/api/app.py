@@ -23,7 +23,7 @@ from syncworker.api.dispatch import Dispatcher, Outcome
 from syncworker.api.events import DISTRIBUTION_EVENTS_TYPE, Item, distribution_pushes, harbor_pushes
 from syncworker.api.guard import MAX_BODY_BYTES, Guard
 from syncworker.api.schemas import Ready, SyncAccepted, SyncRequest, WebhookAnswer
-from syncworker.cli.status import RECENT_RUNS
+from syncworker.coord import RECENT_RUNS
 from syncworker.errors import ContentError, CoordError, RequestError, SyncworkerError
 
 __all__ = ["build_api"]

@@ -1,5 +1,5 @@
 """What the API's requests do: send the public tasks by name, through the helpers the CLI
-uses (``trigger``'s walk start, the workers' ``send``), after routing and validation.
+uses (the walk start and ``send`` of ``syncworker.worker``), after routing and validation.
 
 Blocking (redis-py, kombu): the web layer calls it from its thread pool.
 """
@@ -16,7 +16,6 @@ from celery import Celery
 from syncworker.api.coalesce import Coalescer
 from syncworker.api.events import Item, Push, Skipped
 from syncworker.api.routing import entries_for_hosts, refusal, registry_entry, validate_image
-from syncworker.cli.trigger import start_walk
 from syncworker.config import Config, RegistryConfig
 from syncworker.coord import Coordinator
 from syncworker.errors import ContentError, CoordError, RequestError
@@ -24,6 +23,7 @@ from syncworker.oci import validate_repository
 from syncworker.runs.walk import Claim
 from syncworker.worker.names import TASK_SYNC_IMAGE, TASK_SYNC_REPO
 from syncworker.worker.send import publishing, send
+from syncworker.worker.walks import start_walk
 
 __all__ = ["PUBLISH_RETRY_POLICY", "Accepted", "Dispatcher", "Outcome"]
 

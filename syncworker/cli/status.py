@@ -14,12 +14,10 @@ from typing import Any
 
 from syncworker.cli.runtext import describe, print_failures
 from syncworker.config import Config, load_config
-from syncworker.coord import Coordinator
+from syncworker.coord import RECENT_RUNS, Coordinator
 
-__all__ = ["RECENT_RUNS", "add_parser", "coordinator", "describe", "print_failures", "run"]
+__all__ = ["add_parser", "coordinator", "describe", "print_failures", "run"]
 
-# Recent runs listed without a RUN argument.
-RECENT_RUNS = 10
 # --watch: seconds between refreshes, and failed repositories shown per run.
 WATCH_SECONDS = 2.0
 FAILURES_WATCHED = 10

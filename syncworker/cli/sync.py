@@ -14,10 +14,10 @@ from syncworker.cli.plans import print_plan, print_pruned
 from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
+from syncworker.config.stores import store_for
 from syncworker.engine import NO_EVENTS, Events, LocalLocks, RepoResult, RunSummary, run_registries
 from syncworker.observe.fanout import Fanout
 from syncworker.observe.logs import JsonFormatter, LogContext, bind_context, clear_context
-from syncworker.store import store_for
 
 if TYPE_CHECKING:
     from syncworker.coord import Coordinator

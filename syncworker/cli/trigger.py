@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 from typing import Any
 
 from celery import Celery
@@ -20,14 +19,14 @@ from celery import Celery
 from syncworker.celeryapp import create_app
 from syncworker.cli.status import coordinator, describe, print_failures
 from syncworker.config import Config, load_config
-from syncworker.coord import FAILED, RUNNING, Coordinator, RunStatus
-from syncworker.errors import ConfigError, CoordError
+from syncworker.coord import RUNNING, Coordinator, RunStatus
+from syncworker.errors import ConfigError
 from syncworker.oci import Reference
-from syncworker.runs.walk import CATALOG_FAILURE, Claim, claim_walk
-from syncworker.worker.names import TASK_SYNC_IMAGE, TASK_WALK
-from syncworker.worker.send import publishing, send, start_sweep
+from syncworker.worker.names import TASK_SYNC_IMAGE
+from syncworker.worker.send import publishing
+from syncworker.worker.walks import start_walk
 
-__all__ = ["add_parser", "run", "start_walk"]
+__all__ = ["add_parser", "run"]
 
 # How often --wait reads the run state; progress is printed only when it changes.
 POLL_SECONDS = 0.5
@@ -74,29 +73,6 @@ def _trigger_walk(app: Celery, coord: Coordinator, config: Config, registry: str
             file=sys.stderr,
         )
     return claim.run_id
-
-
-def start_walk(app: Celery, coord: Coordinator, registry: str) -> Claim:
-    """Start a walk of ``registry`` unless one is in progress (whose run it then names);
-    the CLI and ``syncworker api`` trigger walks through this."""
-    claim = claim_walk(coord, registry, str(uuid.uuid4()))
-    if claim.started:
-        _send_walk(app, coord, registry, claim.run_id)
-    return claim
-
-
-def _send_walk(app: Celery, coord: Coordinator, registry: str, run_id: str) -> None:
-    """Send the walk's first page (its task id is the run id, as for walks triggered by
-    beat) and its sweep; if the broker refuses, end the walk now, or it would block every
-    trigger of this registry until its marker expires."""
-    try:
-        send(app, TASK_WALK, [registry, run_id], task_id=run_id)
-        start_sweep(app, registry, run_id)
-    except CoordError as exc:
-        coord.record_failure(run_id, CATALOG_FAILURE, None, str(exc))
-        coord.finish_run(run_id, FAILED)  # first: ending the walk would finish it as done
-        coord.end_walk(registry, run_id)
-        raise
 
 
 def _wait_runs(coord: Coordinator, run_ids: list[str], timeout: float | None) -> list[RunStatus]:

@@ -1,13 +1,22 @@
 """Everything kept in Redis: key schema, catalog cursor, locks, blob single-flight, run state."""
 
 from syncworker.coord.coordinator import Coordinator
-from syncworker.coord.runs import COUNTERS, FAILED, FINISHED, RUNNING, RunFailure, RunStatus
+from syncworker.coord.runs import (
+    COUNTERS,
+    FAILED,
+    FINISHED,
+    RECENT_RUNS,
+    RUNNING,
+    RunFailure,
+    RunStatus,
+)
 from syncworker.errors import LockBusy
 
 __all__ = [
     "COUNTERS",
     "FAILED",
     "FINISHED",
+    "RECENT_RUNS",
     "RUNNING",
     "Coordinator",
     "RunFailure",

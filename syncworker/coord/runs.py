@@ -27,6 +27,7 @@ __all__ = [
     "FAILED",
     "FINISHED",
     "MAX_REASON_CHARS",
+    "RECENT_RUNS",
     "RUNNING",
     "RunFailure",
     "RunStatus",
@@ -45,6 +46,8 @@ COUNTERS = (
     "blobs_linked",
     "bytes",
 )
+# Recent runs that `syncworker status` and the REST API list when asked for no number.
+RECENT_RUNS = 10
 # A failure reason is a one-line cause for `status`, not a traceback.
 MAX_REASON_CHARS = 500
 # Run ids go into keys and into `syncworker status RUN`: keep them plain.

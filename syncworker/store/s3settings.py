@@ -1,22 +1,15 @@
-"""The S3 store's settings, made from the parsed ``storageDriver`` section.
+"""The S3 store's settings: plain values, with distribution's s3-aws defaults.
 
-The section is parsed once, by the configuration's pydantic model
-(:class:`syncworker.config.storage.S3DriverConfig`, distribution's s3-aws parameters); this
-module turns that model into what the S3 backend needs, with distribution's defaults.
+The configuration layer makes them from the parsed ``storageDriver`` section
+(``syncworker.config.stores``); the store never reads the configuration models.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-if TYPE_CHECKING:
-    from pydantic import SecretStr
-
-    from syncworker.config.storage import S3DriverConfig
-
-__all__ = ["COPY_THRESHOLD", "MAX_PARTS", "MIN_PART", "PART_SIZE", "S3Settings"]
+__all__ = ["COPY_PART", "COPY_THRESHOLD", "MAX_PARTS", "MIN_PART", "PART_SIZE", "S3Settings"]
 
 MIB = 1024 * 1024
 # Parts of a streamed upload. Memory is about two parts per blob being written (one filling,
@@ -50,36 +43,6 @@ class S3Settings:
     kms_key_id: str | None = None
     user_agent: str | None = None
 
-    @classmethod
-    def from_config(cls, driver: S3DriverConfig, default_root: str = "") -> S3Settings:
-        """The settings of a parsed driver section; ``default_root`` is storage's
-        ``rootDirectory``, the key prefix when the driver names none."""
-        endpoint = driver.endpoint_url
-        return cls(
-            bucket=driver.bucket,
-            root=(driver.root_directory or default_root).strip("/"),
-            region=driver.region,
-            endpoint=endpoint,
-            secure=driver.secure,
-            skip_verify=driver.skip_verify,
-            # A custom endpoint (MinIO, Ceph, moto) rarely has per-bucket DNS names.
-            path_style=(
-                endpoint is not None if driver.force_path_style is None else driver.force_path_style
-            ),
-            access_key=_secret(driver.access_key),
-            secret_key=_secret(driver.secret_key),
-            session_token=_secret(driver.session_token),
-            part_size=driver.chunk_size or PART_SIZE,
-            copy_threshold=min(
-                _or(driver.multipart_copy_threshold_size, COPY_THRESHOLD), COPY_THRESHOLD
-            ),
-            copy_part=max(_or(driver.multipart_copy_chunk_size, COPY_PART), MIN_PART),
-            storage_class=driver.storage_class,
-            encrypt=driver.encrypt,
-            kms_key_id=driver.key_id,
-            user_agent=driver.user_agent,
-        )
-
     def __repr__(self) -> str:
         # Hand-written: the endpoint may carry user:password@, the keys are secrets.
         return f"S3Settings({self.where()}, root={self.root!r}, part_size={self.part_size})"
@@ -108,11 +71,3 @@ class S3Settings:
         url = urlsplit(self.endpoint)
         host = url.netloc.rpartition("@")[2]  # never echo user:password@ from a URL
         return f"bucket {self.bucket!r} at {urlunsplit(url._replace(netloc=host))}"
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return None if value is None else value.get_secret_value() or None
-
-
-def _or(value: int | None, default: int) -> int:
-    return default if value is None else value

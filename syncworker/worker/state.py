@@ -18,12 +18,13 @@ from celery.signals import worker_process_init, worker_process_shutdown
 
 from syncworker.config import Config, load_config
 from syncworker.config.engine import build_mirror
+from syncworker.config.stores import store_for
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.errors import ConfigError, StoreError
 from syncworker.observe.serve import worker_events
 from syncworker.registry.catalog import MAX_PAGE_SIZE
-from syncworker.store import Store, store_for
+from syncworker.store import Store
 from syncworker.worker.names import CONFIG_ENV
 
 __all__ = [

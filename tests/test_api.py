@@ -24,9 +24,9 @@ import requests
 import yaml
 
 from tests.support.api_server import ROOT, SYNCWORKER, ApiServer
+from tests.support.cluster import queued_args, queued_task
 from tests.support.redis_server import RedisServer
 from tests.support.tls import TlsMaterial
-from tests.test_celery_e2e import queued_args, queued_task
 
 pytestmark = pytest.mark.slow
 

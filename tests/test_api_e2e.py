@@ -19,12 +19,12 @@ import pytest
 import redis
 
 from tests.support.api_server import ApiServer
+from tests.support.cluster import Cluster, queued_args, wait_for
 from tests.support.images import Manifest, make_image
 from tests.support.ports import free_port
 from tests.support.push import push_image
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
-from tests.test_celery_e2e import Cluster, queued_args, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -14,13 +14,7 @@ from typing import Any
 import pytest
 
 from syncworker.worker.policy import MAX_DELIVERIES
-from tests.support.corpus import Corpus
-from tests.support.faults import BUG_ENV, KILL_ENV
-from tests.support.hostile import Answer, HostileRegistry, json_answer
-from tests.support.images import make_image
-from tests.support.redis_server import RedisServer
-from tests.support.registry_server import RegistryServer
-from tests.test_celery_e2e import (
+from tests.support.cluster import (
     REGISTRY,
     REPOS,
     Cluster,
@@ -30,6 +24,12 @@ from tests.test_celery_e2e import (
     upstream,
     wait_finished,
 )
+from tests.support.corpus import Corpus
+from tests.support.faults import BUG_ENV, KILL_ENV
+from tests.support.hostile import Answer, HostileRegistry, json_answer
+from tests.support.images import make_image
+from tests.support.redis_server import RedisServer
+from tests.support.registry_server import RegistryServer
 
 __all__ = ["cluster", "persistent_redis", "upstream"]  # fixtures, imported for pytest
 

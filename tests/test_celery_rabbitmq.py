@@ -17,11 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.corpus import Corpus
-from tests.support.ports import LOOPBACK, wait_until
-from tests.support.redis_server import RedisServer
-from tests.support.registry_server import RegistryServer
-from tests.test_celery_e2e import (
+from tests.support.cluster import (
     REPOS,
     TAGS,
     Cluster,
@@ -30,6 +26,10 @@ from tests.test_celery_e2e import (
     sync_repo_runs,
     upstream,
 )
+from tests.support.corpus import Corpus
+from tests.support.ports import LOOPBACK, wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.registry_server import RegistryServer
 
 __all__ = ["persistent_redis", "upstream"]  # fixtures shared with test_celery_e2e
 

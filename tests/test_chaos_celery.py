@@ -26,21 +26,22 @@ from syncworker.errors import CoordError
 from syncworker.worker.names import QUEUE_REPO, TASK_SYNC_REPO
 from syncworker.worker.settings import RESTORE_SECONDS
 from tests.support.chaos import report, verified_tags
-from tests.support.corpus import Corpus, seed_many
-from tests.support.mirror import layout_tags
-from tests.support.ports import wait_until
-from tests.support.redis_server import RedisServer
-from tests.support.registry_server import RegistryServer
-from tests.support.stalling_proxy import StallingProxy
-from tests.test_celery_e2e import (
+from tests.support.cluster import (
     REGISTRY,
     ROOT,
     SYNCWORKER,
     Cluster,
     broker_state,
+    seeded_upstream,
     trigger,
     unique_blobs,
 )
+from tests.support.corpus import Corpus
+from tests.support.mirror import layout_tags
+from tests.support.ports import wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.registry_server import RegistryServer
+from tests.support.stalling_proxy import StallingProxy
 
 pytestmark = pytest.mark.chaos
 
@@ -80,11 +81,7 @@ class ChaosCluster(Cluster):
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[RegistryServer, Corpus]]:
-    server = RegistryServer()
-    try:
-        yield server, seed_many(server, repos=REPOS, tags=TAGS, layers=2, shared_layers=3)
-    finally:
-        server.stop()
+    yield from seeded_upstream(REPOS, TAGS)
 
 
 @pytest.fixture

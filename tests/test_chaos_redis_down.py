@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cluster import ROOT, SYNCWORKER
 from tests.support.mirror import write_sync_config
 from tests.support.ports import LOOPBACK, free_port
-from tests.test_celery_e2e import ROOT, SYNCWORKER
 
 # A deadline for the command, far below a Celery worker's reconnection attempts (minutes).
 COMMAND_DEADLINE = 60.0

@@ -15,10 +15,10 @@ import requests
 import yaml
 
 from syncworker.oci import MANIFEST_ACCEPT
-from tests.support.corpus import Corpus, seed_many
+from tests.support.cluster import Cluster, seeded_upstream, trigger, unique_blobs
+from tests.support.corpus import Corpus
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
-from tests.test_celery_e2e import Cluster, trigger, unique_blobs
 
 pytestmark = pytest.mark.slow
 
@@ -40,11 +40,7 @@ class DestCluster(Cluster):
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[RegistryServer, Corpus]]:
-    server = RegistryServer()
-    try:
-        yield server, seed_many(server, repos=REPOS, tags=TAGS, layers=2, shared_layers=3)
-    finally:
-        server.stop()
+    yield from seeded_upstream(REPOS, TAGS)
 
 
 @pytest.fixture

@@ -21,12 +21,12 @@ import pytest
 import yaml
 
 from syncworker.coord import RunStatus
-from tests.support.corpus import Corpus, seed_many
+from tests.support.cluster import Cluster, seeded_upstream, trigger, wait_finished
+from tests.support.corpus import Corpus
 from tests.support.fault_proxy import CHUNK, Fault, FaultProxy
 from tests.support.mirror import run_sync, write_sync_config
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
-from tests.test_celery_e2e import Cluster, trigger, wait_finished
 
 pytestmark = pytest.mark.slow
 
@@ -84,11 +84,7 @@ def assert_within_budget(sampler: Sampler) -> None:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[RegistryServer, Corpus]]:
-    server = RegistryServer()
-    try:
-        yield server, seed_many(server, repos=REPOS, tags=TAGS, layers=2, shared_layers=3)
-    finally:
-        server.stop()
+    yield from seeded_upstream(REPOS, TAGS)
 
 
 def test_embedded_sync_stays_within_req_per_sec(

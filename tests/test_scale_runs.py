@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from syncworker.coord import FINISHED, Coordinator, Failure
+from syncworker.coord import FINISHED, Coordinator, RunFailure
 from tests.support.redis_server import RedisServer
 
 
@@ -63,7 +63,7 @@ def test_counting_a_repository_is_one_script_touching_only_changed_counters(
     assert counted["hincrby"] == 2  # repos_done, images_skipped: the zeros touch nothing
     assert sum(counted.values()) <= 6
 
-    failure = Failure("lib/b", "v1", "HTTP 500 from upstream")
+    failure = RunFailure("lib/b", "v1", "HTTP 500 from upstream")
     assert stats_coord.incr(run_id, once_for="lib/b", failures=[failure], repos_failed=1)
     assert _measured(client)["evalsha"] == 1  # the failure went with the count
     status = stats_coord.run(run_id)

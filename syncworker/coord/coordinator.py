@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -13,8 +12,8 @@ from syncworker.coord.backend import describe_client, redact_url, redis_errors
 from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
 from syncworker.coord.limits import RedisLimiter, RedisLimits
-from syncworker.coord.locks import DEFAULT_TTL, FLIGHT_WAIT, RedisLocks
-from syncworker.coord.runs import FINISHED, Failure, Runs, RunStatus
+from syncworker.coord.locks import RedisLocks
+from syncworker.coord.runs import FINISHED, RunFailure, Runs, RunStatus
 from syncworker.coord.walk import Walks
 from syncworker.errors import ConfigError
 
@@ -52,6 +51,10 @@ class Coordinator:
         self._walks = Walks(client, self._keys, self._where)
         self._limits = RedisLimits(client, self._keys, self._where)
         self._hints = Hints(client, self._keys, self._where)
+        # The engine's Locks, as RedisLocks implements them (coord/locks.py).
+        self.repo_lock = self._locks.repo_lock
+        self.blob_flight = self._locks.blob_flight
+        self.image_flight = self._locks.image_flight
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "syncworker") -> Coordinator:
@@ -91,40 +94,6 @@ class Coordinator:
     def __repr__(self) -> str:
         return f"Coordinator({self._where!r}, prefix={self.prefix!r})"
 
-    # -- locks and single-flights (coord/locks.py) -------------------------------------
-
-    @contextmanager
-    def repo_lock(
-        self, dest_repo: str, *, ttl: float = DEFAULT_TTL, blocking_timeout: float | None = None
-    ) -> Iterator[None]:
-        """Hold the destination repository's lock; :class:`LockBusy` after ``blocking_timeout``."""
-        with self._locks.repo_lock(dest_repo, ttl=ttl, blocking_timeout=blocking_timeout):
-            yield
-
-    @contextmanager
-    def blob_flight(
-        self, digest: str, *, ttl: float = DEFAULT_TTL, blocking_timeout: float | None = FLIGHT_WAIT
-    ) -> Iterator[None]:
-        """One holder per blob digest in the cluster."""
-        with self._locks.blob_flight(digest, ttl=ttl, blocking_timeout=blocking_timeout):
-            yield
-
-    @contextmanager
-    def image_flight(
-        self,
-        registry: str,
-        repo: str,
-        reference: str,
-        *,
-        ttl: float = DEFAULT_TTL,
-        blocking_timeout: float | None = FLIGHT_WAIT,
-    ) -> Iterator[bool]:
-        """Coalesce identical on-demand requests (True: this caller copies)."""
-        with self._locks.image_flight(
-            registry, repo, reference, ttl=ttl, blocking_timeout=blocking_timeout
-        ) as copier:
-            yield copier
-
     # -- runs (coord/runs.py) ----------------------------------------------------------
 
     def start_run(self, registry: str, run_id: str | None = None) -> str:
@@ -135,7 +104,7 @@ class Coordinator:
         self,
         run_id: str,
         once_for: str | None = None,
-        failures: Sequence[Failure] = (),
+        failures: Sequence[RunFailure] = (),
         **counters: int,
     ) -> bool:
         """Add to the run's counters and keep ``failures``; see :meth:`Runs.incr`."""

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from syncworker.coord import Coordinator, Failure
+from syncworker.coord import Coordinator, RunFailure
 from syncworker.engine import Mirror, RepoResult
 
 __all__ = [
@@ -118,7 +118,7 @@ def walk_page(
 
 def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
     """Count one finished repository into its run, with its failures, in one step."""
-    failures = [Failure(f.upstream_repo, f.tag, f.reason) for f in result.failures]
+    failures = [RunFailure(f.upstream_repo, f.tag, f.reason) for f in result.failures]
     coord.incr(
         run_id,
         once_for=result.upstream_repo,
@@ -136,7 +136,7 @@ def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
 
 def record_repo_lost(coord: Coordinator, run_id: str, repo: str, reason: str) -> None:
     """A sync_repo that failed for good outside the engine (retries exhausted, time limit)."""
-    coord.incr(run_id, once_for=repo, failures=[Failure(repo, None, reason)], repos_failed=1)
+    coord.incr(run_id, once_for=repo, failures=[RunFailure(repo, None, reason)], repos_failed=1)
 
 
 def record_catalog_failure(coord: Coordinator, registry: str, run_id: str, reason: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from syncworker.coord import RunFailure
 from syncworker.worker.policy import MAX_DELIVERIES
 from tests.support.cluster import (
     REGISTRY,
@@ -42,33 +43,31 @@ CELERY_TASK_FAILED = re.compile(r"Task syncworker\.\w+\[[^\]]+\] raised unexpect
 POOL_PROCESS_KILLED = re.compile(r"Process '\S+' pid:\d+ exited with 'signal 9 \(SIGKILL\)'")
 
 
-def test_a_bug_in_a_task_is_a_named_failure_of_its_run(
-    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
-) -> None:
-    _, corpus = upstream
-    buggy = corpus.repositories[3]
-    cluster.extra_env[BUG_ENV] = buggy
+def run_failing(cluster: Cluster, fault_env: str, repo: str) -> RunFailure:
+    """Walk with the worker's fault ``fault_env`` aimed at ``repo``: the run ends, every
+    repository counted, ``repo`` its one failure (returned)."""
+    cluster.extra_env[fault_env] = repo
     cluster.worker("w1", *FAULTS)
     run_id, _ = trigger(cluster)
     status = wait_finished(cluster.coord(), run_id)
     assert (status.total, status.done, status.counters["repos_failed"]) == (REPOS, REPOS, 1)
     [failure] = status.failures
-    assert failure.repo == buggy and "unexpected KeyError" in failure.reason
+    assert failure.repo == repo
+    return failure
+
+
+def test_a_bug_in_a_task_is_a_named_failure_of_its_run(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    failure = run_failing(cluster, BUG_ENV, upstream[1].repositories[3])
+    assert "unexpected KeyError" in failure.reason
     assert not CELERY_TASK_FAILED.search(cluster.log("w1"))
 
 
 def test_a_message_whose_worker_dies_every_time_is_failed_after_a_few_starts(
     cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
 ) -> None:
-    _, corpus = upstream
-    deadly = corpus.repositories[0]
-    cluster.extra_env[KILL_ENV] = deadly
-    cluster.worker("w1", *FAULTS)
-    run_id, _ = trigger(cluster)
-    status = wait_finished(cluster.coord(), run_id)
-    assert (status.total, status.done, status.counters["repos_failed"]) == (REPOS, REPOS, 1)
-    [failure] = status.failures
-    assert failure.repo == deadly
+    failure = run_failing(cluster, KILL_ENV, upstream[1].repositories[0])
     started = re.search(r"started (\d+) times without finishing", failure.reason)
     assert started is not None and int(started.group(1)) > MAX_DELIVERIES, failure.reason
     # The pool process running it was killed, start after start. How many times is not

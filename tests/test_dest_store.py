@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from syncworker.store import IndexEntry
 from syncworker.store.registry import Destination, RegistryStore
+from tests.support.process import kill_when_ready
 from tests.support.registry_server import RegistryServer
 from tests.test_registry_faults import FAST, Answer, Scripted, server
 
@@ -193,15 +193,7 @@ def test_a_killed_upload_leaves_nothing_reachable_and_hinders_no_retry(
     dest: RegistryServer,
 ) -> None:
     size = 64 * MIB
-    with subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, dest.url], stdout=subprocess.PIPE, text=True
-    ) as child:
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready"
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+    kill_when_ready([sys.executable, "-c", _KILLED_WRITER, dest.url])
     digest = Digest.of(b"k" * size)
     store = store_of(dest)
     assert not store.has_blob("victim", digest)

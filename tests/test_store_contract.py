@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
@@ -32,6 +31,7 @@ from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from syncworker.store import BlobHints, IndexEntry, Store
 from syncworker.store.base import REF_NAME
 from syncworker.store.registry import Destination, RegistryStore
+from tests.support.process import kill_when_ready
 from tests.support.registry_server import RegistryServer
 from tests.support.s3_server import S3Server, s3_server
 
@@ -333,18 +333,10 @@ def test_killed_writer_leaves_only_removable_leftovers(backend: Backend) -> None
     """SIGKILL a process in the middle of put_blob: nothing reachable, clean-up removes it."""
     size = 64 * MIB
     digest = Digest.of(b"k" * size)
-    with subprocess.Popen(
+    kill_when_ready(
         [sys.executable, "-c", _KILLED_WRITER, backend.root_directory, json.dumps(backend.driver)],
-        stdout=subprocess.PIPE,
-        text=True,
         env={**os.environ, **backend.child_env},
-    ) as child:
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready"
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+    )
     assert not backend.store.has_blob("victim", digest)
     assert backend.find_blob_anywhere(digest) == []
     assert backend.leftovers(), "the killed writer should have left a temporary behind"

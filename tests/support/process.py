@@ -1,11 +1,12 @@
-"""Stopping the server processes that fixtures and the benchmark start."""
+"""Stopping the processes that fixtures, tests and the benchmark start."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Mapping
 
-__all__ = ["STOP_TIMEOUT", "stop_process"]
+__all__ = ["STOP_TIMEOUT", "kill_when_ready", "stop_process"]
 
 # Long enough for a registry or Redis to shut down cleanly on a loaded 2-core machine.
 STOP_TIMEOUT = 10.0
@@ -23,3 +24,15 @@ def stop_process(
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def kill_when_ready(args: list[str], env: Mapping[str, str] | None = None) -> None:
+    """Run ``args`` until it prints ``ready`` (it is in the middle of a write), then SIGKILL
+    it: a writer that dies mid-write, leaving whatever it had written."""
+    with subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()

@@ -101,9 +101,13 @@ class RedisLocks(Part):
                 holder = None if acquired else text(self._client.get(key))
             if acquired:
                 with self._kept(lock, ttl):
-                    began = self._now()
-                    yield True
-                    self._mark_flight_done(key, began)
+                    # A copy that began after we arrived may have ended since we last looked.
+                    if not self._done_since(key, arrived):
+                        began = self._now()
+                        yield True
+                        self._mark_flight_done(key, began)
+                        return
+                yield False
                 return
             if holder is not None and self._wait_for_flight(
                 key, holder, arrived, deadline, blocking_timeout
@@ -155,11 +159,16 @@ class RedisLocks(Part):
             with redis_errors(self._where):
                 current = text(self._client.get(key))
                 if current != holder:
-                    done = text(self._client.get(self._keys.flight_ok(key)))
-                    return done is not None and int(done) > arrived
+                    return self._done_since(key, arrived)
             if deadline is not None and time.monotonic() + POLL_SECONDS > deadline:
                 raise LockBusy(key, waited)
             time.sleep(POLL_SECONDS)
+
+    def _done_since(self, key: str, arrived: int) -> bool:
+        """Whether the last successful copy of this flight began after ``arrived``."""
+        with redis_errors(self._where):
+            done = text(self._client.get(self._keys.flight_ok(key)))
+        return done is not None and int(done) > arrived
 
     def _now(self) -> int:
         """Redis's clock in microseconds: the one clock every worker's flight is compared on."""

@@ -10,8 +10,8 @@ from syncworker.cli.sync import locks_for
 from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.durations import parse_duration
+from syncworker.config.stores import store_for
 from syncworker.errors import ConfigError
-from syncworker.store import store_for
 from syncworker.store.gc import Removed, collect
 from syncworker.store.layout import LayoutStore
 

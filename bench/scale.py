@@ -49,10 +49,10 @@ from bench.tools import (
 from syncworker.celeryapp import create_app
 from syncworker.config import load_config
 from syncworker.config.engine import build_mirror
+from syncworker.config.stores import store_for
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.runs.walk import Step, claim_walk, walk_page
-from syncworker.store import store_for
 from syncworker.worker.names import TASK_SYNC_REPO
 from syncworker.worker.send import send_each
 from tests.support.redis_server import RedisServer

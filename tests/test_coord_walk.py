@@ -126,5 +126,5 @@ def test_a_redelivered_count_cannot_finish_the_run_early(coord: Coordinator) -> 
     # A finished run keeps no per-repository marks, and a late redelivery counts nothing.
     assert not coord.client.exists(f"{coord.prefix}:run:{run_id}:repos")
     assert not coord.incr(run_id, once_for="library/b", repos_failed=1)
-    status = coord.run(run_id)
+    status = coord.run_status(run_id)
     assert status is not None and status.done == 2

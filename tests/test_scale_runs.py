@@ -66,7 +66,7 @@ def test_counting_a_repository_is_one_script_touching_only_changed_counters(
     failure = RunFailure("lib/b", "v1", "HTTP 500 from upstream")
     assert stats_coord.incr(run_id, once_for="lib/b", failures=[failure], repos_failed=1)
     assert _measured(client)["evalsha"] == 1  # the failure went with the count
-    status = stats_coord.run(run_id)
+    status = stats_coord.run_status(run_id)
     assert status is not None and status.state == FINISHED
     assert status.failures == [failure]
     assert status.counters["images_skipped"] == 3 and status.counters["bytes"] == 0
@@ -84,7 +84,7 @@ def test_a_page_is_checked_and_marked_in_one_command_each(stats_coord: Coordinat
     assert stats_coord.mark_enqueued(run_id, *page) == 400  # a redelivered page
     calls = _measured(client)
     assert calls["hmget"] == 2 and calls["evalsha"] == 2
-    status = stats_coord.run(run_id)
+    status = stats_coord.run_status(run_id)
     assert status is not None and status.total == 1000
 
 
@@ -99,7 +99,7 @@ def test_finished_runs_keep_the_same_bytes_however_many_repositories(
         running = _run_bytes(client, run_id)
         for repo in repos:
             stats_coord.incr(run_id, once_for=repo, repos_done=1, images_skipped=1)
-        status = stats_coord.run(run_id)
+        status = stats_coord.run_status(run_id)
         assert status is not None and status.state == FINISHED and status.done == size
         assert not client.exists(f"syncworker:run:{run_id}:repos")
         held.append(_run_bytes(client, run_id))

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from tests import test_celery_e2e as e2e
+from tests.support.cluster import REGISTRY, REPOS, SYNCWORKER, Cluster, trigger, wait_finished
 from tests.support.corpus import Corpus, seed_many
 from tests.support.mirror import write_sync_config
 from tests.support.registry_server import RegistryServer
-from tests.test_celery_e2e import REGISTRY, REPOS, SYNCWORKER, Cluster, trigger, wait_finished
 
 upstream = e2e.upstream
 persistent_redis = e2e.persistent_redis

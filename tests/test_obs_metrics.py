@@ -1,6 +1,6 @@
 """Prometheus metrics of a real worker during a real run, checked against the upstream
 registry's own request counters (real redis-server, real `syncworker worker` with two
-prefork children, the real registry; the harness of test_celery_e2e)."""
+prefork children, the real registry; the Celery cluster harness of tests/support/cluster.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import test_celery_e2e as e2e
-from tests.support.corpus import Corpus
-from tests.support.ports import free_port
-from tests.support.registry_server import RegistryServer
-from tests.test_celery_e2e import (
+from tests.support import cluster as e2e
+from tests.support.cluster import (
     REGISTRY,
     REPOS,
     TAGS,
@@ -24,6 +21,9 @@ from tests.test_celery_e2e import (
     unique_blobs,
     wait_finished,
 )
+from tests.support.corpus import Corpus
+from tests.support.ports import free_port
+from tests.support.registry_server import RegistryServer
 
 # The end-to-end harness's fixtures: a seeded upstream, a private Redis, a cluster on them.
 upstream = e2e.upstream

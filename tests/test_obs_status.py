@@ -14,9 +14,9 @@ from typing import IO, Any
 import pytest
 
 from tests import test_celery_e2e as e2e
+from tests.support.cluster import DEADLINE, REGISTRY, REPOS, ROOT, SYNCWORKER, Cluster, trigger
 from tests.support.corpus import Corpus
 from tests.support.registry_server import RegistryServer
-from tests.test_celery_e2e import DEADLINE, REGISTRY, REPOS, ROOT, SYNCWORKER, Cluster, trigger
 
 upstream = e2e.upstream
 persistent_redis = e2e.persistent_redis
@@ -40,7 +40,7 @@ def test_watch_json_follows_the_run_to_its_end(
                 break
 
     last = views[-1]
-    run = cluster.coord().run(run_id)
+    run = cluster.coord().run_status(run_id)
     assert run is not None and last["runs"][0] == run.to_dict()
     assert last["runs"][0]["counters"]["repos_done"] == REPOS
     assert [w.split("@")[0] for w in last["workers"]] == ["w1"]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -232,8 +233,9 @@ def test_blob_flight_fetches_each_blob_once(locks: Locks) -> None:
     occupancy = _Occupancy()
 
     def worker(i: int) -> None:
-        with locks.blob_flight(DIGEST), occupancy:
-            if DIGEST not in store:  # the engine re-checks the store inside the flight
+        with locks.blob_flight(DIGEST) as look_again, occupancy:
+            # The engine re-checks the store inside the flight only when the flight says so.
+            if not (look_again and DIGEST in store):
                 fetches.append(i)
                 time.sleep(0.05)
                 store.add(DIGEST)
@@ -241,6 +243,16 @@ def test_blob_flight_fetches_each_blob_once(locks: Locks) -> None:
     _run_threads(8, worker)
     assert len(fetches) == 1
     assert occupancy.most == 1 and occupancy.entries == 8
+
+
+def test_blob_flight_says_when_to_look_again(locks: Locks) -> None:
+    """Nobody held the flight: fetch at once. A flight that finished between a caller's look
+    at the store and its turn (no wait at all) still makes that caller look again."""
+    fresh = f"sha256:{uuid.uuid4().hex * 2}"
+    with locks.blob_flight(fresh) as look_again:
+        assert look_again is False
+    with locks.blob_flight(fresh) as look_again:
+        assert look_again is True
 
 
 def test_image_flight_coalesces_identical_requests(locks: Locks, waiters: _Waiters) -> None:

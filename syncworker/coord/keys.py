@@ -11,6 +11,8 @@ key                                        type    owner       TTL
 =========================================  ======  ==========  ===============================
 ``{p}:lock:repo:{dest_repo}``              string  locks.py    lock ttl, extended while held
 ``{p}:flight:blob:{alg:hex}``              string  locks.py    lock ttl, extended while held
+``{p}:flight:blob:{alg:hex}:ok``           string  locks.py    FLIGHT_OK_TTL (a holder finished:
+                                                               the next one re-checks the store)
 ``{p}:flight:image:{reg}:{repo}:{ref}``    string  locks.py    lock ttl, extended while held
 ``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    FLIGHT_OK_TTL (Redis TIME in
                                                                microseconds at which the last

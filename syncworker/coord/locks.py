@@ -70,11 +70,23 @@ class RedisLocks(Part):
     @contextmanager
     def blob_flight(
         self, digest: str, *, ttl: float = DEFAULT_TTL, blocking_timeout: float | None = FLIGHT_WAIT
-    ) -> Iterator[None]:
-        """One holder per blob digest in the cluster; the holder re-checks the store inside,
-        so each unique blob is fetched once."""
-        with self._hold(self._keys.blob_flight(digest), ttl, blocking_timeout):
-            yield
+    ) -> Iterator[bool]:
+        """One holder per blob digest in the cluster. Yields True when another holder may have
+        stored the blob since the caller looked (it waited, or a flight finished within
+        FLIGHT_OK_TTL): the holder then re-checks the store, so each unique blob is fetched
+        once; False: fetch at once."""
+        key = self._keys.blob_flight(digest)
+        lock = self._lock(key, ttl, blocking_timeout)
+        with redis_errors(self._where):
+            waited = not lock.acquire(blocking=False)
+            if waited and not lock.acquire():
+                raise LockBusy(key, blocking_timeout)
+        with self._kept(lock, ttl):
+            with redis_errors(self._where):
+                finished = self._client.exists(self._keys.flight_ok(key)) > 0
+            yield waited or finished
+            # Blob flights ask only whether one finished, not when it began.
+            self._mark_flight_done(key, 0)
 
     @contextmanager
     def image_flight(

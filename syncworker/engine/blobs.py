@@ -75,9 +75,13 @@ class BlobCopier:
             return stats
         if self._link(dest_repo, desc, stats):
             return stats
-        # Another worker may be fetching this digest right now: wait for it, then link.
-        with self._locks.blob_flight(str(desc.digest)):
-            if self._store.has_blob(dest_repo, desc.digest) or self._link(dest_repo, desc, stats):
+        # Another worker may be fetching this digest right now: wait for it, then link. The
+        # store is asked again only if another holder may have stored it since (the flight
+        # says so), which saves two lookups (HEADs or GETs on a remote store) per new blob.
+        with self._locks.blob_flight(str(desc.digest)) as look_again:
+            if look_again and (
+                self._store.has_blob(dest_repo, desc.digest) or self._link(dest_repo, desc, stats)
+            ):
                 return stats
             stats.bytes = self._fetch(client, upstream_repo, dest_repo, desc)
             stats.fetched = 1
@@ -113,6 +117,10 @@ class BlobCopier:
         source = self._store.find_blob(desc.digest)
         if source is None:
             return False
+        if source == dest_repo:
+            # Stored into ``dest_repo`` itself since the caller looked: confirm, never link it
+            # onto itself.
+            return self._store.has_blob(dest_repo, desc.digest)
         try:
             self._store.link_blob(source, dest_repo, desc.digest)
         except StoreError as exc:

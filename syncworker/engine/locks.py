@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from syncworker.errors import LockBusy
 __all__ = ["LocalLocks", "Locks"]
 
 log = logging.getLogger(__name__)
+
+# How many finished blob flights LocalLocks remembers. A copy looks at the store, then asks
+# for the flight; a flight that finished in between is among the last few, never 4096 back.
+RECENT_FLIGHTS = 4096
 
 
 class Locks(Protocol):
@@ -38,9 +43,11 @@ class Locks(Protocol):
 
     def blob_flight(
         self, digest: str, *, blocking_timeout: float | None = ...
-    ) -> AbstractContextManager[None]:
-        """One holder per blob digest. The holder re-checks the store inside, so a blob
-        wanted by several copies at once is fetched by the first and linked by the others."""
+    ) -> AbstractContextManager[bool]:
+        """One holder per blob digest. Yields True when another holder may have put the blob
+        in the store since the caller last looked (it waited for one, or one finished
+        recently): the holder then looks again, so a blob wanted by several copies at once
+        is fetched by the first and linked by the others. False: nobody else has it, fetch."""
         ...
 
     def image_flight(
@@ -72,6 +79,7 @@ class LocalLocks:
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._entries: dict[Hashable, _Entry] = {}
+        self._finished_blobs: OrderedDict[str, None] = OrderedDict()
 
     @contextmanager
     def repo_lock(self, dest_repo: str, *, blocking_timeout: float | None = None) -> Iterator[None]:
@@ -79,9 +87,22 @@ class LocalLocks:
             yield
 
     @contextmanager
-    def blob_flight(self, digest: str, *, blocking_timeout: float | None = None) -> Iterator[None]:
-        with self._entry(("blob", digest)) as entry, _held(entry, digest, blocking_timeout):
-            yield
+    def blob_flight(self, digest: str, *, blocking_timeout: float | None = None) -> Iterator[bool]:
+        key = ("blob", digest)
+        with self._entry(key) as entry, _held(entry, digest, blocking_timeout) as waited:
+            yield waited or self._finished_recently(digest)
+            self._note_finished(digest)
+
+    def _finished_recently(self, digest: str) -> bool:
+        with self._guard:
+            return digest in self._finished_blobs
+
+    def _note_finished(self, digest: str) -> None:
+        with self._guard:
+            self._finished_blobs[digest] = None
+            self._finished_blobs.move_to_end(digest)
+            if len(self._finished_blobs) > RECENT_FLIGHTS:
+                self._finished_blobs.popitem(last=False)
 
     @contextmanager
     def image_flight(
@@ -119,13 +140,15 @@ class LocalLocks:
 
 
 @contextmanager
-def _held(entry: _Entry, name: str, blocking_timeout: float | None) -> Iterator[None]:
-    if not entry.lock.acquire(blocking=False):
+def _held(entry: _Entry, name: str, blocking_timeout: float | None) -> Iterator[bool]:
+    """Hold ``entry``'s lock; yields whether another holder had it first."""
+    waited = not entry.lock.acquire(blocking=False)
+    if waited:
         log.debug("waiting for %s, held by another thread", name)
         timeout = -1 if blocking_timeout is None else max(0.0, blocking_timeout)
         if not entry.lock.acquire(timeout=timeout):
             raise LockBusy(name, blocking_timeout)
     try:
-        yield
+        yield waited
     finally:
         entry.lock.release()

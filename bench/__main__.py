@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import seed
+from bench import lean, seed
 from bench.report import BENCH_DIR, plot_workers, write_report
 from bench.results import save_results
 from bench.scale import SCALE_QUICK_REPOS, SCALE_REPOS, measure_scale
@@ -34,7 +34,9 @@ def _parse() -> argparse.Namespace:
         "--sets", default=",".join(SETS), help="comma list of: small,big,huge,scale"
     )
     parser.add_argument(
-        "--skip", default="", help="comma list of: skopeo,registry,workers,incremental"
+        "--skip",
+        default="",
+        help="comma list of: skopeo,registry,workers,incremental,pinned,startup,manytags",
     )
     parser.add_argument("--quick", action="store_true", help="tiny data sets: a smoke test")
     parser.add_argument("--workdir", type=Path, default=BENCH_DIR / "out" / "run")
@@ -92,6 +94,8 @@ def _small(bench: Bench, skip: set[str]) -> None:
     if "skopeo" not in skip:
         bench.skopeo(data, upstream)
     config = bench.sync(data, upstream)
+    if "pinned" not in skip:
+        lean.pinned(bench, data, upstream)
     if "registry" not in skip:
         bench.sync_to_registry(data, upstream)
     if "workers" not in skip:
@@ -141,6 +145,10 @@ def main() -> int:
     bench = Bench(args.workdir, args.reps, lambda text: print(f"[bench] {text}", flush=True))
     cache = BENCH_DIR / "out" / "cache"
     try:
+        if "startup" not in skip:
+            lean.startup(bench)
+        if "manytags" not in skip:
+            lean.many_tags(bench)
         if "small" in sets:
             _small(bench, skip)
         if "big" in sets:

@@ -104,7 +104,7 @@ class Bench:
 
     # -- read limit --------------------------------------------------------------------------
 
-    def read_limit(self, data: DataSet, upstream: RegistryServer) -> None:
+    def read_limit(self, data: DataSet, upstream: RegistryServer, suffix: str = "") -> None:
         def python(_: int) -> _Read:
             done = read_with_requests(upstream.url, data)
             return _Read(done.wall, 0, done.cpu)
@@ -115,9 +115,12 @@ class Bench:
 
         name = data.name
         self.measure(
-            f"{name}.read.requests", "read limit (requests, 8 threads)", data, upstream, python
+            f"{name}.read.requests{suffix}", "read limit (requests, 8 threads)", data, upstream,
+            python,
+        )  # fmt: skip
+        self.measure(
+            f"{name}.read.curl{suffix}", "read limit (curl --parallel 8)", data, upstream, curl
         )
-        self.measure(f"{name}.read.curl", "read limit (curl --parallel 8)", data, upstream, curl)
 
     # -- skopeo ------------------------------------------------------------------------------
 

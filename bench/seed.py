@@ -149,6 +149,17 @@ def seed_small(registry: RegistryServer) -> DataSet:
     return data
 
 
+def push_one_image(
+    registry: RegistryServer, data: DataSet, repo: str, tags: Sequence[str]
+) -> Manifest:
+    """One small single-platform image under each of `tags`."""
+    image = _small_image(("bench-one", repo), _pool()[0], False)
+    for tag in tags:
+        push_image(registry.url, repo, tag, image)
+        data.record(repo, tag, image)
+    return image
+
+
 def push_new_tags(registry: RegistryServer, data: DataSet, round_number: int) -> DataSet:
     """One new single-platform tag `inc-N` in every small repository; what was added (only
     blobs the data set did not hold yet: a mirror of it has the shared pool layers)."""

@@ -24,7 +24,7 @@ from syncworker.registry.limits import Limiter, limited
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.pinning import PinningAdapter, Pins
 from syncworker.registry.stats import ClientStats
-from syncworker.registry.wire import discard, make_session, transport_error
+from syncworker.registry.wire import discard, make_session, prepared_plainly, transport_error
 
 __all__ = ["POOL_HOSTS", "Body", "Params", "Sender", "spent"]
 
@@ -152,17 +152,29 @@ class Sender:
     ) -> requests.Response:
         self._stats.add(requests=1)
         hook = self._stats.hook
+        session = self._session
+        plain = data is None and not params
+        prepared = prepared_plainly(session, method, url, headers) if plain else None
         try:
-            response = self._session.request(
-                method,
-                url,
-                headers=dict(headers),
-                params=list(params or ()),
-                data=data,
-                stream=True,
-                allow_redirects=False,
-                timeout=(timeout, timeout),
-            )
+            if prepared is not None:
+                response = session.send(
+                    prepared,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(timeout, timeout),
+                    proxies={},
+                )
+            else:
+                response = session.request(
+                    method,
+                    url,
+                    headers=dict(headers),
+                    params=list(params or ()),
+                    data=data,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(timeout, timeout),
+                )
         except requests.RequestException as exc:
             if hook is not None:
                 hook.response(method, "timeout" if isinstance(exc, requests.Timeout) else "error")

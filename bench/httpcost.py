@@ -1,0 +1,101 @@
+"""`python -m bench.httpcost`: the client's CPU per blob GET, without the store.
+
+Pushes BLOBS layers of 256 KiB to a fresh registry, then reads them all, one thread, with:
+syncworker's RegistryClient (session, auth, limits, digest check), a bare `requests`
+session, and urllib3's pool directly; the digest is computed in every mode so only the
+HTTP layers differ. Prints CPU ms per blob (the median of REPS rounds, this process only:
+the registry's CPU is not counted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from collections.abc import Callable
+
+import requests
+import urllib3
+
+from syncworker.oci import Descriptor, Digest
+from syncworker.registry import RegistryClient
+from tests.support.images import make_layer
+from tests.support.push import push_blob
+from tests.support.registry_server import RegistryServer
+
+__all__ = ["main"]
+
+BLOBS = 300
+REPS = 5
+REPO = "http/cost"
+CHUNK = 1024 * 1024
+
+
+def _ours(url: str, descriptors: list[Descriptor]) -> Callable[[], None]:
+    client = RegistryClient([url])
+
+    def read() -> None:
+        for descriptor in descriptors:
+            with client.blob(REPO, descriptor) as chunks:
+                for _ in chunks:
+                    pass
+
+    return read
+
+
+def _requests(url: str, descriptors: list[Descriptor]) -> Callable[[], None]:
+    session = requests.Session()
+
+    def read() -> None:
+        for d in descriptors:
+            with session.get(f"{url}/v2/{REPO}/blobs/{d.digest}", stream=True) as response:
+                digest = hashlib.sha256()
+                for chunk in response.iter_content(CHUNK):
+                    digest.update(chunk)
+
+    return read
+
+
+def _urllib3(url: str, descriptors: list[Descriptor]) -> Callable[[], None]:
+    pool = urllib3.PoolManager(maxsize=8)
+
+    def read() -> None:
+        for d in descriptors:
+            response = pool.request(
+                "GET", f"{url}/v2/{REPO}/blobs/{d.digest}", preload_content=False
+            )
+            digest = hashlib.sha256()
+            while chunk := response.read1(CHUNK):
+                digest.update(chunk)
+            response.release_conn()
+
+    return read
+
+
+def _cpu_ms_per_blob(read: Callable[[], None], blobs: int) -> float:
+    read()  # warm: connections, tokens, imports
+    rounds = []
+    for _ in range(REPS):
+        before = time.process_time()
+        read()
+        rounds.append((time.process_time() - before) * 1000 / blobs)
+    return statistics.median(rounds)
+
+
+def main() -> None:
+    with RegistryServer() as registry:
+        descriptors = []
+        for i in range(BLOBS):
+            layer = make_layer(("httpcost", i), size=256 * 1024)
+            push_blob(registry.url, REPO, layer)
+            descriptors.append(
+                Descriptor(layer.media_type, Digest.parse(layer.digest), len(layer.data))
+            )
+        for name, make in (("syncworker client", _ours), ("requests", _requests),
+                           ("urllib3 pool", _urllib3)):  # fmt: skip
+            ms = _cpu_ms_per_blob(make(registry.url, descriptors), BLOBS)
+            print(f"{name:18} {ms:.2f} CPU ms per 256 KiB blob", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -260,7 +260,8 @@ def plot_workers(path: Path, measurements: list[Measurement]) -> bool:
         walls.plot(counts, times, marker="o", label=f"+{ms} ms/request")
         speedups.plot(counts, [times[0] / t for t in times], marker="o", label=f"+{ms} ms/request")
     embedded = {m.params["latency_ms"]: m.median("wall") for m in measurements
-                if m.key.startswith("small.sync.cold.") and m.samples}  # fmt: skip
+                if m.key.startswith("small.sync.") and "latency_ms" in m.params
+                and m.samples}  # fmt: skip
     for ms, wall in sorted(embedded.items()):
         walls.axhline(wall, linestyle=":", color="black", label=f"embedded sync, +{ms} ms")
     top = max(c for points in series.values() for c, _ in points)

@@ -16,7 +16,7 @@ import pytest
 from tests.support.chaos import report, verified_tags
 from tests.support.corpus import seed_many, seed_standard
 from tests.support.fault_proxy import Fault, FaultProxy
-from tests.support.mirror import run_sync, temporaries, write_sync_config
+from tests.support.mirror import SKOPEO_READABLE, run_sync, temporaries, write_sync_config
 from tests.support.registry_server import RegistryServer
 
 pytestmark = pytest.mark.chaos
@@ -63,7 +63,7 @@ def test_sync_through_30_percent_faults_then_a_clean_run_completes(
     server, tags, blobs = upstream
     root = tmp_path / "store"
     with FaultProxy(server.url, rate=0.3, faults=TRANSIENT, seed=SEED, stall_seconds=0.5) as proxy:
-        config = write_sync_config(tmp_path, root, [{"urls": [proxy.url], **RETRY}])
+        config = _config(tmp_path, root, proxy.url)
         gets, started = server.blob_gets(), time.monotonic()
         first = run_sync(config)
         first_gets, first_seconds = server.blob_gets() - gets, time.monotonic() - started
@@ -104,7 +104,7 @@ def test_flipped_blob_bytes_never_reach_the_store_and_are_fetched_again(
     # 10%: with each blob fetched up to 6 times, one fails for good with p = 1e-6.
     with FaultProxy(server.url, rate=0.1, faults=FLIPS, seed=SEED, paths=BLOB_PATHS) as proxy:
         gets = server.blob_gets()
-        run = run_sync(write_sync_config(tmp_path, root, [{"urls": [proxy.url], **RETRY}]))
+        run = run_sync(_config(tmp_path, root, proxy.url))
         fetched, flips = server.blob_gets() - gets, proxy.injected().get(Fault.FLIP, 0)
     assert run.code == 0, run.output[-3000:]
     assert flips > 0
@@ -123,7 +123,12 @@ def test_flipped_manifest_bytes_are_fetched_again(
     server, tags, _ = upstream
     root = tmp_path / "store"
     with FaultProxy(server.url, rate=0.1, faults=FLIPS, seed=SEED, paths=MANIFEST_PATHS) as proxy:
-        run = run_sync(write_sync_config(tmp_path, root, [{"urls": [proxy.url], **RETRY}]))
+        run = run_sync(_config(tmp_path, root, proxy.url))
         assert proxy.injected().get(Fault.FLIP, 0) > 0
     verified_tags(root, tags, skopeo=False)  # whatever failed, nothing altered is kept
     assert run.code == 0, run.output[-3000:]
+
+
+def _config(directory: Path, root: Path, url: str) -> Path:
+    """Mirror ``url`` into ``root`` with zot's retries, in layouts skopeo 1.9 reads whole."""
+    return write_sync_config(directory, root, [{"urls": [url], **RETRY}], settings=SKOPEO_READABLE)

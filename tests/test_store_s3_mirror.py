@@ -14,7 +14,13 @@ from typing import Any
 import yaml
 
 from tests.support.corpus import Corpus
-from tests.support.mirror import layout_tags, mirrored_digest, run_sync, write_sync_config
+from tests.support.mirror import (
+    SKOPEO_READABLE,
+    layout_tags,
+    mirrored_digest,
+    run_sync,
+    write_sync_config,
+)
 from tests.support.registry_server import RegistryServer
 from tests.support.s3_server import S3Server, s3_server
 
@@ -24,7 +30,6 @@ Seeded = tuple[RegistryServer, Corpus]
 
 
 # skopeo 1.9 (which mirrored_digest reads with) skips index.json entries of Docker types.
-SKOPEO_READABLE = {"layoutMediaTypes": "oci"}
 
 
 def s3_config(tmp_path: Path, upstream: str, driver: dict[str, Any]) -> Path:

@@ -13,14 +13,19 @@ from pathlib import Path
 import pytest
 
 from tests.support.corpus import Corpus
-from tests.support.mirror import layout_tags, mirrored_digest, run_sync, write_sync_config
+from tests.support.mirror import (
+    SKOPEO_READABLE,
+    layout_tags,
+    mirrored_digest,
+    run_sync,
+    write_sync_config,
+)
 from tests.support.registry_server import RegistryServer
 
 Seeded = tuple[RegistryServer, Corpus]
 
 
 # skopeo 1.9 (which mirrored_digest reads with) skips index.json entries of Docker types.
-SKOPEO_READABLE = {"layoutMediaTypes": "oci"}
 
 
 def _blob_path(root: Path, repo: str, digest: str) -> Path:

@@ -20,6 +20,7 @@ import yaml
 from tests.support.client import registry_session
 from tests.support.images import Manifest, make_image, make_index
 from tests.support.mirror import (
+    SKOPEO_READABLE,
     SyncRun,
     assert_no_secret,
     check_store,
@@ -40,7 +41,6 @@ USER, PASSWORD = "mirror-bot", "pa55-w0rd-never-printed"
 
 
 # skopeo 1.9 (which _assert_mirrored reads with) skips index.json entries of Docker types.
-SKOPEO_READABLE = {"layoutMediaTypes": "oci"}
 
 
 def _images(seed: str) -> dict[tuple[str, str], Manifest]:

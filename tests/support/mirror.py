@@ -28,6 +28,7 @@ import yaml
 from syncworker.cli import main
 
 __all__ = [
+    "SKOPEO_READABLE",
     "SyncRun",
     "assert_no_secret",
     "check_store",
@@ -63,6 +64,11 @@ class SyncRun:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+
+#: ``syncworker`` settings whose layouts skopeo 1.9 reads whole: it skips index.json entries
+#: of Docker media types, so tests that read Docker images back list them as their OCI twins.
+SKOPEO_READABLE = {"layoutMediaTypes": "oci"}
 
 
 def write_sync_config(

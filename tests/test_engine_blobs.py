@@ -6,7 +6,10 @@ that injects failures, counting the requests it receives: one loop, never nested
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -144,3 +147,37 @@ def test_a_failing_blob_costs_retries_plus_one_requests(
         _copy(upstream, store)
     assert upstream.count("GET", BLOB_PATH) == RETRIES + 1
     assert not store.has_blob("r", DESC.digest)
+
+
+class GatedStore(FsStore):
+    """A filesystem store whose links wait for ``gate``, so link attempts overlap."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+        self.linking = threading.Event()
+        self.links = 0
+
+    def link_blob(self, src_repo: str, repo: str, digest: Digest) -> None:
+        self.links += 1
+        self.linking.set()
+        self.gate.wait(timeout=30)
+        super().link_blob(src_repo, repo, digest)
+
+
+def test_overlapping_copies_into_one_repository_link_once(tmp_path: Path) -> None:
+    """Tags of a repository run concurrently and share layers: a second copy of a blob
+    into the same repository waits for the first instead of linking it again."""
+    store = GatedStore(tmp_path)
+    store.put_blob("dest/b", DESC.digest, DESC.size, [DATA])
+    client, copier = ScriptedClient(), BlobCopier(store, LocalLocks())
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        first = pool.submit(copier.copy, client, "up/a", "dest/a", DESC)
+        assert store.linking.wait(timeout=30)
+        others = [pool.submit(copier.copy, client, "up/a", "dest/a", DESC) for _ in range(2)]
+        time.sleep(0.2)  # let the others reach the store if nothing holds them back
+        store.gate.set()
+        stats = [f.result(timeout=60) for f in (first, *others)]
+    assert (client.calls, store.links) == (0, 1)
+    assert [(s.fetched, s.linked) for s in stats] == [(0, 1), (0, 0), (0, 0)]
+    assert store.has_blob("dest/a", DESC.digest)

@@ -4,14 +4,16 @@ otherwise fetch it once for the whole cluster (a single-flight lock per digest).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from syncworker.engine.locks import Locks
 from syncworker.errors import StoreError, SyncworkerError
-from syncworker.oci import Descriptor
+from syncworker.oci import Descriptor, Digest
 from syncworker.registry import ClientOptions
 from syncworker.registry.retry import retrying, worth_refetching
 from syncworker.store import Store
@@ -54,11 +56,42 @@ class BlobCopier:
         self._locks = locks
         self._sleep = sleep
         self._on_done = on_done
+        self._pending: dict[tuple[str, Digest], Future[None]] = {}
+        self._pending_guard = threading.Lock()
 
     def copy(
         self, client: BlobSource, upstream_repo: str, dest_repo: str, desc: Descriptor
     ) -> BlobStats:
-        """Make ``desc`` present in ``dest_repo``; the bytes come from ``upstream_repo``."""
+        """Make ``desc`` present in ``dest_repo``; the bytes come from ``upstream_repo``.
+
+        Tags of one repository run concurrently and often share layers: a copy of a blob
+        into a repository that this process is already making waits for that one instead
+        of linking or fetching the blob a second time (the cluster-wide flight only covers
+        fetches)."""
+        key = (dest_repo, desc.digest)
+        mine: Future[None] = Future()
+        with self._pending_guard:
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = mine
+        if pending is not None:
+            pending.result()  # the other copy's error, if it failed
+            return BlobStats()
+        try:
+            stats = self._timed(client, upstream_repo, dest_repo, desc)
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        else:
+            mine.set_result(None)
+            return stats
+        finally:
+            with self._pending_guard:
+                del self._pending[key]
+
+    def _timed(
+        self, client: BlobSource, upstream_repo: str, dest_repo: str, desc: Descriptor
+    ) -> BlobStats:
         if self._on_done is None:
             return self._copy(client, upstream_repo, dest_repo, desc)
         started = time.monotonic()

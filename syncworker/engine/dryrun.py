@@ -10,16 +10,16 @@ store already holds (in any repository) are free, as a real run would link them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from syncworker.engine.plan import blobs_to_copy, children_to_copy, plan_tags
+from syncworker.engine.plan import blobs_to_copy, children_to_copy, plan_tags, valid_tags
 from syncworker.engine.prune import plan_prune
 from syncworker.engine.results import Failure, RepoResult
-from syncworker.errors import ContentError, InvalidNameError, SyncworkerError
+from syncworker.errors import ContentError, SyncworkerError
 from syncworker.filters import ContentRules
-from syncworker.oci import Descriptor, Digest, Platform, validate_tag
+from syncworker.oci import Descriptor, Digest, Platform
 from syncworker.registry import RegistryClient
 from syncworker.store import Store
 
@@ -61,7 +61,7 @@ class RepoPlanner:
 
     def run(self, rules: ContentRules) -> RepoPlan:
         try:
-            listed = self._valid(self.client.tags(self.upstream_repo))
+            listed = valid_tags(self.client.tags(self.upstream_repo), self._fail)
             entries = self.store.index(self.dest_repo)
         except SyncworkerError as exc:
             self._fail(None, exc)
@@ -80,15 +80,6 @@ class RepoPlanner:
         self.plan.copied.sort()
         self.plan.skipped.sort()
         return self.plan
-
-    def _valid(self, tags: Iterable[str]) -> list[str]:
-        valid = []
-        for tag in tags:
-            try:
-                valid.append(validate_tag(tag))
-            except InvalidNameError as exc:
-                self._fail(tag[:128], exc)
-        return valid
 
     def _plan_tag(self, tag: str) -> None:
         try:

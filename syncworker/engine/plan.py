@@ -3,12 +3,13 @@ what ``index.json`` records for a manifest."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from syncworker.errors import InvalidNameError
 from syncworker.filters import special_tag_subject, wants_platform
-from syncworker.oci import Descriptor, Digest, Manifest, Platform
+from syncworker.oci import Descriptor, Digest, Manifest, Platform, validate_tag
 from syncworker.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "index_descriptor",
     "plan_tags",
     "relisted",
+    "valid_tags",
 ]
 
 #: How ``index.json`` names Docker schema-2 manifests and lists (``layout_media_types``):
@@ -102,3 +104,15 @@ def relisted(stored: Descriptor, layout_media_types: LayoutMediaTypes) -> Descri
     ):
         return None
     return wanted
+
+
+def valid_tags(tags: Iterable[str], refused: Callable[[str, InvalidNameError], None]) -> list[str]:
+    """The tags of an upstream's list that are valid tag names; each other one is passed
+    to ``refused`` (cut to a printable length) and left out."""
+    valid = []
+    for tag in tags:
+        try:
+            valid.append(validate_tag(tag))
+        except InvalidNameError as exc:
+            refused(tag[:128], exc)
+    return valid

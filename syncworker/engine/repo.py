@@ -20,11 +20,16 @@ from functools import partial
 
 from syncworker.engine.images import CopiedTree, Fetched, ImageCopier
 from syncworker.engine.index import IndexWriter
-from syncworker.engine.plan import LayoutMediaTypes, TagPlan, index_descriptor, plan_tags
+from syncworker.engine.plan import (
+    LayoutMediaTypes,
+    TagPlan,
+    index_descriptor,
+    plan_tags,
+    valid_tags,
+)
 from syncworker.engine.prune import plan_prune
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import (
-    InvalidNameError,
     NotFoundError,
     ReferenceCycleError,
     SyncworkerError,
@@ -35,7 +40,7 @@ from syncworker.filters import (
     special_tag,
     special_tag_subject,
 )
-from syncworker.oci import Descriptor, Digest, parse_manifest, validate_tag
+from syncworker.oci import Descriptor, Digest, parse_manifest
 from syncworker.registry import RegistryClient
 from syncworker.store import IndexEntry, Store
 
@@ -154,12 +159,7 @@ class RepoJob:
             self._guarded(tag, partial(self._apply, tag, desc))
 
     def _valid_tags(self, tags: Iterable[str]) -> list[str]:
-        valid = []
-        for tag in tags:
-            try:
-                valid.append(validate_tag(tag))
-            except InvalidNameError as exc:
-                self._fail(tag[:128], exc)
+        valid = valid_tags(tags, self._fail)
         self._all_tags = set(valid)
         self._tags_listed = True
         return valid

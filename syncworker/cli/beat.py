@@ -4,14 +4,9 @@ several replicas, the one holding the lock in Redis fires, the others stand by).
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from syncworker.celeryapp import create_app
-from syncworker.cli.celerylogs import celery_log_format, quiet_banner
-from syncworker.cli.status import coordinator
-from syncworker.config import load_config
-from syncworker.worker.names import CONFIG_ENV
+from syncworker.cli.celeryrun import prepare, start
 
 __all__ = ["add_parser", "run"]
 
@@ -26,13 +21,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    coordinator(config).close()  # an unreachable Redis fails here, not after Celery's retries
-    celery_log_format(args.log_format)
-    app = create_app(config)
-    app.set_current()
-    code = app.start(
-        [*quiet_banner(args.log_format), "beat", f"--loglevel={args.loglevel}", *args.extra]
-    )
-    return int(code or 0)
+    config, coord = prepare(args)
+    coord.close()
+    return start(args, config, "beat")

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from syncworker.celeryapp import create_app
-from syncworker.cli.celerylogs import celery_log_format, quiet_banner
-from syncworker.cli.status import coordinator
-from syncworker.config import load_config
+from syncworker.cli.celeryrun import prepare, start
 from syncworker.coord import Coordinator
-from syncworker.worker.names import CONFIG_ENV
 
 __all__ = ["add_parser", "run"]
 
@@ -34,21 +29,12 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)  # a bad file fails here, before Celery starts
-    # Prefork children and `celery inspect` re-read the config through this variable.
-    os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    coord = coordinator(config)  # an unreachable Redis fails here, not after Celery's retries
+    config, coord = prepare(args)
     if args.metrics_port is None:
         coord.close()
     else:
         _serve_metrics(args.metrics_port, coord)
-    celery_log_format(args.log_format)
-    app = create_app(config)
-    app.set_current()
-    code = app.start(
-        [*quiet_banner(args.log_format), "worker", f"--loglevel={args.loglevel}", *args.extra]
-    )
-    return int(code or 0)
+    return start(args, config, "worker")
 
 
 def _serve_metrics(port: int, coord: Coordinator) -> None:

@@ -28,10 +28,11 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.loopback import LoopbackServer
 from tests.support.ports import LOOPBACK
 
 __all__ = ["MAX_PAGE", "SyntheticImage", "SyntheticRegistry"]
@@ -94,7 +95,7 @@ def _image(seed: int, repo: str, tag: str, layer_size: int) -> SyntheticImage:
     return SyntheticImage(manifest, config, layer)
 
 
-class SyntheticRegistry:
+class SyntheticRegistry(LoopbackServer):
     """``repos`` repositories of ``tags`` tags each, served on 127.0.0.1 until :meth:`stop`."""
 
     def __init__(
@@ -113,14 +114,7 @@ class SyntheticRegistry:
         self.requests: Counter[str] = Counter()
         self._count_guard = threading.Lock()
         self.image = functools.lru_cache(maxsize=4096)(self._make_image)
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        self._serve(_handler_for(self))
 
     @property
     def host(self) -> str:
@@ -137,17 +131,6 @@ class SyntheticRegistry:
     def count(self, kind: str) -> None:
         with self._count_guard:
             self.requests[kind] += 1
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> SyntheticRegistry:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _make_image(self, repo: str, tag: str) -> SyntheticImage:
         return _image(self.seed, repo, tag, self.layer_size)

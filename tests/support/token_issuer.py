@@ -29,7 +29,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from tests.support.loopback import LoopbackServer
 from tests.support.ports import LOOPBACK
 from tests.support.tls import PrivateKey, issue_certificate, new_key
 
@@ -68,7 +69,7 @@ def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
     return kind, name, [a for a in actions.split(",") if a]
 
 
-class TokenIssuer:
+class TokenIssuer(LoopbackServer):
     """Threaded token server on 127.0.0.1 with counters of what it issued."""
 
     def __init__(
@@ -105,15 +106,7 @@ class TokenIssuer:
         self.issued_to: Counter[str | None] = Counter()  # user (None: anonymous) -> tokens
         self.scopes_requested: list[str] = []
         self.rejected = 0
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        port: int = self._server.server_address[1]
-        return port
+        self._serve(_handler_for(self))
 
     @property
     def realm(self) -> str:
@@ -121,17 +114,6 @@ class TokenIssuer:
 
     def __repr__(self) -> str:
         return f"TokenIssuer({self.realm}, issued={self.tokens_issued})"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> TokenIssuer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- issuing -----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from syncworker.config import REDIS_URL_ENV, load_config, parse_duration, validate
+from syncworker.config.engine import upstream
 from syncworker.errors import ConfigError
 from syncworker.oci import Platform
 from syncworker.registry.auth import Credentials
@@ -163,6 +164,15 @@ def test_client_options(tmp_path: Path) -> None:
     )
     assert config.registries[1].client_options() == ClientOptions(tls_verify=False)
     assert config.registries[2].client_options().pool_size == 30
+
+
+def test_the_connection_pool_holds_every_thread_that_shares_a_client(tmp_path: Path) -> None:
+    data = zot()
+    data["syncworker"] = {"concurrency": 3, "blobConcurrency": 5, "tagConcurrency": 2}
+    config = load_config(write(tmp_path, data))
+    assert upstream(config, config.registries[0]).options.pool_size == 3 * 5 + 3 * 2
+    # zot's maxIdleConnsPerHost, when given, still decides.
+    assert upstream(config, config.registries[2]).options.pool_size == 30
 
 
 def test_our_additions(tmp_path: Path) -> None:

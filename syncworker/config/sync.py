@@ -159,8 +159,12 @@ class RegistryConfig(ConfigModel):
     def content_rules(self) -> ContentRules:
         return self._rules
 
-    def client_options(self, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE) -> ClientOptions:
-        """Options for the registry client; unset keys keep the client's defaults."""
+    def client_options(
+        self, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE, threads: int | None = None
+    ) -> ClientOptions:
+        """Options for the registry client; unset keys keep the client's defaults.
+        ``threads``: how many threads share the client, the keep-alive pool's size unless
+        zot's ``maxIdleConnsPerHost`` sets it (a smaller pool discards connections)."""
         given: dict[str, Any] = {
             "tls_verify": self.tls_verify,
             "cert_dir": self.cert_dir,
@@ -172,6 +176,8 @@ class RegistryConfig(ConfigModel):
             given["retry_delay"] = self.retry_delay / timedelta(seconds=1)
         if self.max_idle_conns_per_host is not None:
             given["pool_size"] = self.max_idle_conns_per_host
+        elif threads is not None:
+            given["pool_size"] = threads
         if self.req_per_sec:
             given["req_per_sec"] = self.req_per_sec
         if self.req_concurrent:

@@ -84,3 +84,29 @@ def test_worker_json_lines_name_task_run_registry_and_repository(
     assert len(in_repo_tasks) >= REPOS
     for line in in_repo_tasks:
         assert line["registry"] == REGISTRY and line["run_id"] == run_id and line["task_id"]
+
+
+@pytest.mark.parametrize(
+    ("options", "level"),
+    [
+        (["-v", "validate", "-v"], "DEBUG"),
+        (["validate", "-vv"], "DEBUG"),
+        (["-vv", "validate"], "DEBUG"),
+        (["validate", "-v"], "INFO"),
+        (["validate"], "WARNING"),
+    ],
+)
+def test_verbose_before_and_after_the_command_add_up(
+    tmp_path: Path, options: list[str], level: str
+) -> None:
+    config = write_sync_config(tmp_path, tmp_path / "store", [{"urls": ["https://up.example"]}])
+    show_level = (
+        "import logging, sys; from syncworker.cli import main; code = main(sys.argv[1:]); "
+        "print(logging.getLevelName(logging.getLogger().level)); sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", show_level, *options, "-c", str(config)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == level

@@ -19,7 +19,7 @@ from syncworker.errors import ConfigError, SyncworkerError
 from syncworker.observe.logs import JsonFormatter, TextFormatter, redact_handlers
 from syncworker.redact import quiet_library_loggers
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "verbosity"]
 
 # Sub-command -> (module, one-line help). Each module gives add_parser(subparsers) and sets
 # `func` on its parser. Only the module of the command being run is imported: Celery alone
@@ -42,6 +42,8 @@ TRACEBACK_VERBOSITY = 2
 #: `text` or `json` when --log-format is not given.
 LOG_FORMAT_ENV = "SYNCWORKER_LOG_FORMAT"
 LOG_FORMATS = ("text", "json")
+# Where -v before and after the sub-command are counted (see _add_logging_options).
+VERBOSE_BEFORE, VERBOSE_AFTER = "verbose", "verbose_after_command"
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -53,7 +55,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_logging_options(parser)
+    _add_logging_options(parser, VERBOSE_BEFORE)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, (module, summary) in COMMANDS.items():
         if chosen is None or name == chosen:
@@ -61,15 +63,23 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         else:
             subparsers.add_parser(name, help=summary)
     for sub in subparsers.choices.values():
-        _add_logging_options(sub)
+        _add_logging_options(sub, VERBOSE_AFTER)
     return parser
 
 
-def _add_logging_options(parser: argparse.ArgumentParser) -> None:
+def _add_logging_options(parser: argparse.ArgumentParser, verbose_dest: str) -> None:
     """``-v`` and ``--log-format``, accepted before and after the sub-command (their
-    defaults are suppressed, so a sub-command's parser never resets what came before)."""
+    defaults are suppressed, so a sub-command's parser never resets what came before).
+    The ``-v`` before and after count into two names, added up by :func:`verbosity`:
+    argparse parses a sub-command into a fresh namespace and copies it over the main one,
+    so one shared count would keep only the sub-command's part."""
     parser.add_argument(
-        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging"
+        "-v",
+        "--verbose",
+        action="count",
+        dest=verbose_dest,
+        default=argparse.SUPPRESS,
+        help="more logging",
     )
     parser.add_argument(
         "--log-format",
@@ -87,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    args.verbose = getattr(args, "verbose", 0)
+    args.verbose = verbosity(args)
     args.log_format = getattr(args, "log_format", None) or _env_log_format(parser)
     _setup_logging(args.verbose, args.log_format)
     try:
@@ -107,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"syncworker: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURES
     return code
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """How many ``-v`` were given, before and after the sub-command together."""
+    return int(getattr(args, VERBOSE_BEFORE, 0)) + int(getattr(args, VERBOSE_AFTER, 0))
 
 
 def _env_log_format(parser: argparse.ArgumentParser) -> str:

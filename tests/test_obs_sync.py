@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncworker.engine import RepoResult
+from syncworker.observe.progress import ETA_MIN_DONE, Progress
 from tests.support.corpus import seed_many
 from tests.support.mirror import write_sync_config
 from tests.support.registry_server import RegistryServer
@@ -23,8 +26,8 @@ REPOS, TAGS = 4, 2
 TIMEOUT = 120
 
 
-def _config(registry: RegistryServer, tmp_path: Path, prefix: str) -> Path:
-    registries = [{"urls": [registry.url], "content": [{"prefix": f"{prefix}/**"}]}]
+def _config(registry: RegistryServer, tmp_path: Path, prefix: str, **options: object) -> Path:
+    registries = [{"urls": [registry.url], "content": [{"prefix": f"{prefix}/**"}], **options}]
     return write_sync_config(tmp_path, tmp_path / "store", registries)
 
 
@@ -97,9 +100,8 @@ def test_plain_lines_when_stderr_is_not_a_terminal(
     assert done.stdout.startswith(f"mirrored {REPOS} repositories")
 
 
-def test_live_display_in_a_pseudo_terminal(registry: RegistryServer, tmp_path: Path) -> None:
-    seed_many(registry, repos=REPOS, tags=TAGS, layers=1, shared_layers=1, prefix="tty")
-    config = _config(registry, tmp_path, "tty")
+def _in_terminal(config: Path) -> str:
+    """What `sync -c config` shows in a real pseudo-terminal, to its end."""
     controller, terminal = pty.openpty()
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160"}
     proc = subprocess.Popen(
@@ -110,9 +112,49 @@ def test_live_display_in_a_pseudo_terminal(registry: RegistryServer, tmp_path: P
     shown = _read_all(controller).decode(errors="replace")
     os.close(controller)
     assert proc.wait(timeout=TIMEOUT) == 0, shown
+    return shown
+
+
+def test_live_display_in_a_pseudo_terminal(registry: RegistryServer, tmp_path: Path) -> None:
+    seed_many(registry, repos=REPOS, tags=TAGS, layers=1, shared_layers=1, prefix="tty")
+    shown = _in_terminal(_config(registry, tmp_path, "tty"))
     assert "\x1b[" in shown  # drawn and redrawn in place
     for column in ("registry", "repos", "copied", "unchanged", "in flight"):
         assert column in shown
-    assert f"{REPOS} (0 failed)" in shown  # the final table: every repository done
+    assert f"{REPOS}/{REPOS} (0 failed)" in shown  # the final table: every repository done
     assert "/tty/repo-" not in shown.split("syncworker sync:")[0]  # no per-line log before it
     assert f"mirrored {REPOS} repositories" in shown and f"{REPOS * TAGS} images copied" in shown
+
+
+def test_live_display_shows_an_eta_once_the_catalog_is_listed(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """A rate limit on the upstream stretches the run over several redraws; each frame that
+    shows an ETA is one where every repository is listed and enough are done."""
+    repos = 12
+    seed_many(registry, repos=repos, tags=1, layers=1, shared_layers=1, prefix="eta")
+    shown = _in_terminal(_config(registry, tmp_path, "eta", reqPerSec=5))
+    titles = re.findall(r"syncworker sync: [^\n\x1b│┃]*", shown)
+    frames = re.findall(r"(\d+)/(\d+)(\+?) \(0 failed\)", shown)
+    assert len(titles) == len(frames) > 2, shown[-2000:]  # one title and one row a frame
+    with_eta = [(title, frame) for title, frame in zip(titles, frames, strict=True)
+                if "ETA" in title]  # fmt: skip
+    assert with_eta, titles
+    for title, (done, listed, more) in with_eta:
+        assert listed == str(repos) and not more, title
+        assert int(done) >= ETA_MIN_DONE, title
+    assert re.fullmatch(r"syncworker sync: \d+s, ETA (\d+m)?\d+s\s*", with_eta[0][0])
+
+
+def test_eta_waits_for_every_catalog_then_follows_the_rate() -> None:
+    progress = Progress(registries=["a", "b"])
+    progress.repos_listed("a", 10, complete=True)
+    for number in range(ETA_MIN_DONE + 1):
+        progress.repo_done(RepoResult("a", f"r{number}", f"r{number}"), 0.1)
+    start = progress.started
+    assert progress.eta_seconds(start + 8) is None  # b's catalog is not listed yet
+    progress.repos_listed("b", 6, complete=False)
+    assert progress.eta_seconds(start + 8) is None  # nor all of it
+    progress.repos_listed("b", 2, complete=True)
+    done = ETA_MIN_DONE + 1
+    assert progress.eta_seconds(start + 8) == (18 - done) * 8 / done

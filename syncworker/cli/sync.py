@@ -135,7 +135,7 @@ class Watch:
         self.display: LiveDisplay | None = None
         self.printer: RepoPrinter | None = None
         if sys.stderr.isatty() and not (args.quiet or args.json):
-            self.display = _live_display()
+            self.display = _live_display(registries)
             observers.append(self.display.progress)
         elif not (args.quiet or args.json):
             self.printer = RepoPrinter(sys.stderr, as_json=args.log_format == "json")
@@ -169,10 +169,10 @@ class Watch:
             write_textfile(self._args.metrics_file)
 
 
-def _live_display() -> LiveDisplay:
+def _live_display(registries: list[str]) -> LiveDisplay:
     from syncworker.observe.progress import LiveDisplay  # rich: only for a terminal
 
-    return LiveDisplay(sys.stderr, human_size)
+    return LiveDisplay(sys.stderr, human_size, registries)
 
 
 def locks_for(config: Config) -> LocalLocks | Coordinator:

@@ -1,4 +1,5 @@
-"""What the engine tells an observer as it works: requests, blobs, repositories, waits.
+"""What the engine tells an observer as it works: requests, blobs, images, repositories,
+waits, and how many repositories a walk found.
 
 The engine calls an :class:`Events`; metrics and progress displays implement it above the
 engine (``syncworker.observe``), so the engine never imports them. :data:`NO_EVENTS` is the
@@ -13,12 +14,14 @@ from typing import Literal, Protocol
 from syncworker.engine.results import RepoResult
 from syncworker.registry.stats import RequestHook
 
-__all__ = ["NO_EVENTS", "BlobOutcome", "Events", "NullEvents", "WaitKind"]
+__all__ = ["NO_EVENTS", "BlobOutcome", "Events", "ImageOutcome", "NullEvents", "WaitKind"]
 
 #: A blob made present by a download, or by a link/mount of a copy the store already had.
 BlobOutcome = Literal["fetched", "linked"]
 #: What a worker waited on: an upstream's rate limit, or another holder of a repository lock.
 WaitKind = Literal["rate_limit", "lock"]
+#: What became of one image (a tag, or a referrer copied untagged), as a run counts it.
+ImageOutcome = Literal["copied", "unchanged", "failed"]
 
 
 class Events(Protocol):
@@ -32,9 +35,19 @@ class Events(Protocol):
         """A repository is finished (ok or failed), ``seconds`` after it started."""
         ...
 
+    def image_done(self, registry: str, repo: str, outcome: ImageOutcome, size: int) -> None:
+        """One image of upstream ``repo`` is done, from one of its tag threads; ``size``:
+        the bytes copied for it."""
+        ...
+
     def blob_done(self, registry: str, outcome: BlobOutcome, size: int, seconds: float) -> None: ...
 
     def waited(self, registry: str, kind: WaitKind, seconds: float) -> None: ...
+
+    def repos_listed(self, registry: str, count: int, complete: bool) -> None:
+        """A catalog page gave ``count`` more repositories to sync; ``complete``: it was
+        the last page, so the registry's total is known."""
+        ...
 
 
 class NullEvents:
@@ -49,10 +62,16 @@ class NullEvents:
     def repo_done(self, result: RepoResult, seconds: float) -> None:
         pass
 
+    def image_done(self, registry: str, repo: str, outcome: ImageOutcome, size: int) -> None:
+        pass
+
     def blob_done(self, registry: str, outcome: BlobOutcome, size: int, seconds: float) -> None:
         pass
 
     def waited(self, registry: str, kind: WaitKind, seconds: float) -> None:
+        pass
+
+    def repos_listed(self, registry: str, count: int, complete: bool) -> None:
         pass
 
 

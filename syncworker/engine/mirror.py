@@ -70,6 +70,11 @@ class Mirror:
         self._limiters = limiters or LocalLimiters()
         self._events = events
 
+    @property
+    def events(self) -> Events:
+        """What this mirror tells of its work (the runner tells it of catalog pages too)."""
+        return self._events
+
     def close(self) -> None:
         self._blob_pool.shutdown(wait=True)
 
@@ -215,6 +220,7 @@ class Mirror:
             layout_media_types=self._layout_media_types,
             tag_concurrency=self._tag_concurrency,
             prune=up.prune,
+            events=self._events,
         )
 
     def plan_repo(self, registry: str, upstream_repo: str) -> RepoResult:

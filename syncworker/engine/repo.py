@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
+from syncworker.engine.events import NO_EVENTS, Events, ImageOutcome
 from syncworker.engine.images import CopiedTree, Fetched, ImageCopier
 from syncworker.engine.index import IndexWriter
 from syncworker.engine.plan import (
@@ -76,6 +77,7 @@ class RepoJob:
     layout_media_types: LayoutMediaTypes = "preserve"
     tag_concurrency: int = DEFAULT_TAG_CONCURRENCY
     prune: bool = False
+    events: Events = NO_EVENTS
     result: RepoResult = field(init=False)
     _index: IndexWriter = field(init=False)
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
@@ -140,7 +142,7 @@ class RepoJob:
                 if not self.store.has_manifest(self.dest_repo, digest):
                     self.copy(desc, None)
                 else:
-                    self.result.skipped.append(str(digest))
+                    self._unchanged(str(digest))
             except SyncworkerError as exc:
                 self._fail(str(digest), exc)
                 return self.result
@@ -223,7 +225,7 @@ class RepoJob:
             self._note_synced(desc)
             if special_tag_subject(tag) is None:
                 self._refresh_referrers(tag, desc.digest)
-            self.result.skipped.append(tag)
+            self._unchanged(tag)
             return desc
         if self.only_signed and special_tag_subject(tag) is None and not self._signed(desc):
             log.info(
@@ -232,7 +234,7 @@ class RepoJob:
                 self.upstream_repo,
                 tag,
             )
-            self.result.skipped.append(tag)
+            self._unchanged(tag)
             return None
         self.copy(desc, tag, fetched)
         return desc
@@ -261,6 +263,14 @@ class RepoJob:
             self.result.blobs_fetched += tree.stats.fetched
             self.result.blobs_linked += tree.stats.linked
             self._synced.update(tree.digests)
+        self._image_done("copied", tree.stats.bytes)
+
+    def _unchanged(self, name: str) -> None:
+        self.result.skipped.append(name)
+        self._image_done("unchanged")
+
+    def _image_done(self, outcome: ImageOutcome, size: int = 0) -> None:
+        self.events.image_done(self.registry, self.upstream_repo, outcome, size)
 
     def _note_synced(self, desc: Descriptor) -> None:
         """An unchanged tag: its digest (and an index's children) may be the subject of
@@ -354,6 +364,8 @@ class RepoJob:
         failure = Failure(self.registry, self.upstream_repo, tag, str(exc))
         log.warning("%s", failure)
         self.result.failures.append(failure)
+        if tag is not None:
+            self._image_done("failed")
 
 
 def _special_tags_of(digest: Digest) -> list[str]:

@@ -66,25 +66,29 @@ def run_registries(
         futures: list[tuple[str, str, Future[RepoResult]]] = []
         claims: dict[str, str] = {}
         for registry in registries:
-            for upstream_repo in _walk(mirror, registry, summary):
-                if (refusal := _claim(mirror, claims, registry, upstream_repo)) is not None:
-                    summary.failures.append(Failure(registry, upstream_repo, None, refusal))
-                    continue
-                future = pool.submit(work, registry, upstream_repo)
-                if on_repo_done is not None:
-                    future.add_done_callback(
-                        partial(_report, on_repo_done, registry, upstream_repo)
-                    )
-                futures.append((registry, upstream_repo, future))
+            for page, complete in _walk(mirror, registry, summary):
+                sent = len(futures)
+                for upstream_repo in page:
+                    if (refusal := _claim(mirror, claims, registry, upstream_repo)) is not None:
+                        summary.failures.append(Failure(registry, upstream_repo, None, refusal))
+                        continue
+                    future = pool.submit(work, registry, upstream_repo)
+                    if on_repo_done is not None:
+                        future.add_done_callback(
+                            partial(_report, on_repo_done, registry, upstream_repo)
+                        )
+                    futures.append((registry, upstream_repo, future))
+                mirror.events.repos_listed(registry, len(futures) - sent, complete)
         for registry, upstream_repo, future in futures:
             summary.add(_outcome(registry, upstream_repo, future))
     summary.elapsed = time.monotonic() - started
     return summary
 
 
-def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[str]:
-    """Repositories page by page, so copying starts before a long catalog is read. Every
-    cursor used is passed back to ``list_page``, which refuses a page that goes back."""
+def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[tuple[list[str], bool]]:
+    """Repositories page by page, so copying starts before a long catalog is read; with
+    whether the page is the last. Every cursor used is passed back to ``list_page``, which
+    refuses a page that goes back."""
     last: str | None = None
     visited: set[str] = set()
     while True:
@@ -92,8 +96,9 @@ def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[str]:
             page, last = mirror.list_page(registry, last, visited=visited)
         except SyncworkerError as exc:
             summary.failures.append(Failure(registry, "(catalog)", None, str(exc)))
+            yield [], True  # what was listed is all there will be
             return
-        yield from page
+        yield page, last is None
         if last is None:
             return
         visited.add(last)

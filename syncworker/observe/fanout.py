@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from syncworker.engine import Events, RepoResult
-from syncworker.engine.events import BlobOutcome, WaitKind
+from syncworker.engine.events import BlobOutcome, ImageOutcome, WaitKind
 from syncworker.registry.stats import RequestHook
 
 __all__ = ["Fanout"]
@@ -30,6 +30,10 @@ class Fanout:
         for observer in self._observers:
             observer.repo_done(result, seconds)
 
+    def image_done(self, registry: str, repo: str, outcome: ImageOutcome, size: int) -> None:
+        for observer in self._observers:
+            observer.image_done(registry, repo, outcome, size)
+
     def blob_done(self, registry: str, outcome: BlobOutcome, size: int, seconds: float) -> None:
         for observer in self._observers:
             observer.blob_done(registry, outcome, size, seconds)
@@ -37,3 +41,7 @@ class Fanout:
     def waited(self, registry: str, kind: WaitKind, seconds: float) -> None:
         for observer in self._observers:
             observer.waited(registry, kind, seconds)
+
+    def repos_listed(self, registry: str, count: int, complete: bool) -> None:
+        for observer in self._observers:
+            observer.repos_listed(registry, count, complete)

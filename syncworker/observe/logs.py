@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from syncworker.engine import RepoResult
-from syncworker.engine.events import BlobOutcome, WaitKind
+from syncworker.engine.events import BlobOutcome, ImageOutcome, WaitKind
 from syncworker.redact import redact_text
 from syncworker.registry.stats import RequestHook
 
@@ -126,5 +126,11 @@ class LogContext:
     def blob_done(self, registry: str, outcome: BlobOutcome, size: int, seconds: float) -> None:
         pass
 
+    def image_done(self, registry: str, repo: str, outcome: ImageOutcome, size: int) -> None:
+        pass
+
     def waited(self, registry: str, kind: WaitKind, seconds: float) -> None:
+        pass
+
+    def repos_listed(self, registry: str, count: int, complete: bool) -> None:
         pass

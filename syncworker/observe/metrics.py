@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from syncworker.engine import RepoResult
-from syncworker.engine.events import BlobOutcome, WaitKind
+from syncworker.engine.events import BlobOutcome, ImageOutcome, WaitKind
 from syncworker.registry.stats import RequestHook
 
 __all__ = ["METRICS", "MetricsEvents", "RunMetrics", "markdown_table"]
@@ -128,9 +128,9 @@ class MetricsEvents:
         registry = result.registry
         REPOSITORIES.labels(registry, "ok" if result.ok else "failed").inc()
         REPO_SECONDS.labels(registry).observe(seconds)
-        IMAGES.labels(registry, "copied").inc(len(result.copied))
-        IMAGES.labels(registry, "unchanged").inc(len(result.skipped))
-        IMAGES.labels(registry, "failed").inc(sum(1 for f in result.failures if f.tag))
+
+    def image_done(self, registry: str, repo: str, outcome: ImageOutcome, size: int) -> None:
+        IMAGES.labels(registry, outcome).inc()
 
     def blob_done(self, registry: str, outcome: BlobOutcome, size: int, seconds: float) -> None:
         BLOBS.labels(registry, outcome).inc()
@@ -140,6 +140,9 @@ class MetricsEvents:
 
     def waited(self, registry: str, kind: WaitKind, seconds: float) -> None:
         WAITED.labels(registry, kind).inc(seconds)
+
+    def repos_listed(self, registry: str, count: int, complete: bool) -> None:
+        pass
 
 
 class RunMetrics:

@@ -1,16 +1,19 @@
 """What a run of ``syncworker sync`` has done so far, counted from the engine's events, and
-its live display on a terminal (rich; imported only for a terminal)."""
+its live display on a terminal (rich; imported only for a terminal): per registry the
+repositories done of those listed, images counted as each one ends, bytes and rate, and an
+ETA once it means something."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
 from syncworker.engine import Failure, RepoResult
-from syncworker.engine.events import BlobOutcome, WaitKind
+from syncworker.engine.events import BlobOutcome, ImageOutcome, WaitKind
 from syncworker.registry.stats import RequestHook
 
 if TYPE_CHECKING:
@@ -23,10 +26,15 @@ __all__ = ["LiveDisplay", "Progress", "RegistryProgress"]
 SHOWN_IN_FLIGHT = 8
 # Redraws per second: smooth enough, and cheap next to the copying.
 REFRESH_PER_SECOND = 4
+# An ETA is shown once every registry's catalog is listed (the total is known) and this
+# many repositories are done: a rate from fewer swings too much to mean anything.
+ETA_MIN_DONE = 3
 
 
 @dataclass
 class RegistryProgress:
+    repos_listed: int = 0
+    listed_all: bool = False  # the catalog's last page is in: repos_listed is the total
     repos_done: int = 0
     repos_failed: int = 0
     copied: int = 0
@@ -37,11 +45,16 @@ class RegistryProgress:
 
 
 class Progress:
-    """Counts per registry, thread-safe; ``on_failure`` is told of each failure as it comes."""
+    """Counts per registry, thread-safe; ``on_failure`` is told of each failure as it
+    comes. ``registries``: those the run will walk, so that an ETA waits for all of them."""
 
-    def __init__(self, on_failure: Callable[[Failure], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_failure: Callable[[Failure], None] | None = None,
+        registries: Collection[str] = (),
+    ) -> None:
         self.started = time.monotonic()
-        self.registries: dict[str, RegistryProgress] = {}
+        self.registries: dict[str, RegistryProgress] = {r: RegistryProgress() for r in registries}
         self._on_failure = on_failure
         self._lock = threading.Lock()
 
@@ -61,12 +74,25 @@ class Progress:
             counts.in_flight.discard(result.upstream_repo)
             counts.repos_done += 1
             counts.repos_failed += not result.ok
-            counts.copied += len(result.copied)
-            counts.unchanged += len(result.skipped)
-            counts.failed += sum(1 for f in result.failures if f.tag)
         if self._on_failure is not None:
             for failure in result.failures:
                 self._on_failure(failure)
+
+    def image_done(self, registry: str, repo: str, outcome: ImageOutcome, size: int) -> None:
+        with self._lock:
+            counts = self._of(registry)
+            if outcome == "copied":
+                counts.copied += 1
+            elif outcome == "unchanged":
+                counts.unchanged += 1
+            else:
+                counts.failed += 1
+
+    def repos_listed(self, registry: str, count: int, complete: bool) -> None:
+        with self._lock:
+            counts = self._of(registry)
+            counts.repos_listed += count
+            counts.listed_all = complete
 
     def blob_done(self, registry: str, outcome: BlobOutcome, size: int, seconds: float) -> None:
         if outcome == "fetched":
@@ -75,6 +101,18 @@ class Progress:
 
     def waited(self, registry: str, kind: WaitKind, seconds: float) -> None:
         pass
+
+    def eta_seconds(self, now: float | None = None) -> float | None:
+        """Seconds left at the rate so far (repositories done per second since the start);
+        None until every registry is listed and ETA_MIN_DONE repositories are done."""
+        with self._lock:
+            counts = list(self.registries.values())
+        done = sum(c.repos_done for c in counts)
+        if not counts or not all(c.listed_all for c in counts) or done < ETA_MIN_DONE:
+            return None
+        elapsed = (time.monotonic() if now is None else now) - self.started
+        left = sum(c.repos_listed for c in counts) - done
+        return max(0, left) * elapsed / done
 
     def snapshot(self) -> dict[str, RegistryProgress]:
         with self._lock:
@@ -89,14 +127,16 @@ class LiveDisplay:
     done, the images copied/unchanged/failed, bytes fetched and their rate, and those in
     flight (``size`` writes bytes for people). Failures are printed above it as they come."""
 
-    def __init__(self, stream: TextIO, size: Callable[[int], str]) -> None:
+    def __init__(
+        self, stream: TextIO, size: Callable[[int], str], registries: Collection[str] = ()
+    ) -> None:
         from rich.console import Console
         from rich.live import Live
 
         console = Console(file=stream)
         self._console = console
         self._size = size
-        self.progress = Progress(on_failure=self._failed)
+        self.progress = Progress(on_failure=self._failed, registries=registries)
         self._live: Live = Live(
             _Renderable(self), console=console, refresh_per_second=REFRESH_PER_SECOND
         )
@@ -114,8 +154,13 @@ class LiveDisplay:
     def table(self) -> RenderableType:
         from rich.table import Table
 
-        elapsed = max(time.monotonic() - self.progress.started, 1e-6)
-        table = Table(title=f"syncworker sync: {elapsed:.0f}s", title_justify="left")
+        now = time.monotonic()
+        elapsed = max(now - self.progress.started, 1e-6)
+        eta = self.progress.eta_seconds(now)
+        title = f"syncworker sync: {_duration(int(elapsed))}"
+        if eta is not None:
+            title += f", ETA {_duration(eta)}"
+        table = Table(title=title, title_justify="left")
         for column in ("registry", "repos", "copied", "unchanged", "failed", "fetched", "rate"):
             table.add_column(column, justify="left" if column == "registry" else "right")
         table.add_column("in flight")
@@ -126,7 +171,8 @@ class LiveDisplay:
                 shown += f" +{len(flight) - SHOWN_IN_FLIGHT}"
             table.add_row(
                 name,
-                f"{p.repos_done} ({p.repos_failed} failed)",
+                f"{p.repos_done}/{p.repos_listed}{'' if p.listed_all else '+'} "
+                f"({p.repos_failed} failed)",
                 str(p.copied),
                 str(p.unchanged),
                 str(p.failed),
@@ -135,6 +181,17 @@ class LiveDisplay:
                 shown,
             )
         return table
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m07s`` or ``2h05m``: what a person reads at a glance (rounded up, so
+    work left never reads as 0s)."""
+    whole = math.ceil(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 class _Renderable:

@@ -152,9 +152,10 @@ def sync_repo(
 ) -> dict[str, Any]:
     """Mirror ``repo`` under its destination's lock; count it into ``run_id`` if given."""
     state = self.state
-    result = state.mirror.sync_repo(registry, repo, lock_wait=REPO_LOCK_WAIT)
+    with state.live.track(registry, repo, run_id) as live:
+        result = state.mirror.sync_repo(registry, repo, lock_wait=REPO_LOCK_WAIT)
     if run_id:
-        record_repo(state.coord, run_id, result)
+        record_repo(state.coord, run_id, result, clear_live=live.written)
     return summarize(result)
 
 

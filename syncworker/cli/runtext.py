@@ -15,13 +15,19 @@ FAILURES_SHOWN = 50
 
 
 def describe(status: RunStatus) -> str:
-    """One line: id, registry, state, counts, rate and ETA."""
+    """One line: id, registry, state, counts (images as they end, those of repositories
+    in flight too), rate and ETA."""
     c = status.counters
-    failed = c.get("repos_failed", 0)
+    failed, images_failed = c.get("repos_failed", 0), c.get("images_failed", 0)
+    images = f"{c.get('images_copied', 0)} images copied, {c.get('images_skipped', 0)} unchanged"
+    if images_failed:
+        images += f", {images_failed} failed"
+    if status.in_flight:
+        images += f" ({status.in_flight} repos in flight)"
     parts = [
         f"{status.id} {status.registry} {status.state}:",
         f"{status.done}/{status.total} repos" + (f" ({failed} failed)" if failed else ""),
-        f"{c.get('images_copied', 0)} images copied, {c.get('images_skipped', 0)} unchanged,",
+        images + ",",
         f"{human_size(c.get('bytes', 0))},",
         f"{status.rate:.2f} repos/s,",
         f"elapsed {_duration(status.elapsed)}",

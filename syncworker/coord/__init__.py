@@ -5,10 +5,12 @@ from syncworker.coord.runs import (
     COUNTERS,
     FAILED,
     FINISHED,
+    LIVE_COUNTERS,
     RECENT_RUNS,
     RUNNING,
     RunFailure,
     RunStatus,
+    RunTotals,
 )
 from syncworker.errors import LockBusy
 
@@ -16,10 +18,12 @@ __all__ = [
     "COUNTERS",
     "FAILED",
     "FINISHED",
+    "LIVE_COUNTERS",
     "RECENT_RUNS",
     "RUNNING",
     "Coordinator",
     "RunFailure",
     "LockBusy",
     "RunStatus",
+    "RunTotals",
 ]

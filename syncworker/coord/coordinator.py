@@ -13,7 +13,7 @@ from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
 from syncworker.coord.limits import RedisLimiter, RedisLimits
 from syncworker.coord.locks import RedisLocks
-from syncworker.coord.runs import FINISHED, RunFailure, Runs, RunStatus
+from syncworker.coord.runs import FINISHED, RunFailure, Runs, RunStatus, RunTotals
 from syncworker.coord.walk import Walks
 from syncworker.errors import ConfigError
 
@@ -105,10 +105,19 @@ class Coordinator:
         run_id: str,
         once_for: str | None = None,
         failures: Sequence[RunFailure] = (),
+        clear_live: bool = False,
         **counters: int,
     ) -> bool:
         """Add to the run's counters and keep ``failures``; see :meth:`Runs.incr`."""
-        return self._runs.incr(run_id, once_for, failures, **counters)
+        return self._runs.incr(run_id, once_for, failures, clear_live, **counters)
+
+    def note_live(self, run_id: str, repo: str, counts: dict[str, int]) -> bool:
+        """Set ``repo``'s counts so far in the run; see :meth:`Runs.note_live`."""
+        return self._runs.note_live(run_id, repo, counts)
+
+    def run_totals(self) -> dict[str, RunTotals]:
+        """Runs started and finished per registry, and each one's last success."""
+        return self._runs.totals()
 
     def record_failure(self, run_id: str, upstream_repo: str, tag: str | None, reason: str) -> None:
         """Keep why ``upstream_repo`` (or one tag of it) failed; redacted and capped."""

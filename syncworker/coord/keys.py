@@ -39,6 +39,23 @@ key                                        type    owner       TTL
                                                                ``sent:{repo}`` (fanned out)
                                                                and ``done:{repo}`` (counted,
                                                                runs.py), value 1
+``{p}:run:{id}:live``                      hash    runs.py     the run hash's while it runs;
+                                                               deleted when it finishes. Per
+                                                               repository in flight: its
+                                                               counts so far (JSON, COUNTERS
+                                                               names), rewritten at most
+                                                               about once a second; deleted
+                                                               by the script that counts the
+                                                               repository (a redelivery
+                                                               overwrites its own field)
+``{p}:stats:runs``                         hash    runs.py     none; per registry, runs
+                                                               ``started:{reg}`` and
+                                                               ``finished:{reg}:{ok|failed}``
+                                                               (counts), and
+                                                               ``last_ok:{reg}`` (when the
+                                                               last run without failures
+                                                               finished): a few fields per
+                                                               registry, for the metrics
 ``{p}:walk:{reg}``                         string  walk.py     WALK_TTL, refreshed on each
                                                                cursor advance; the run id of
                                                                the walk in progress
@@ -101,7 +118,7 @@ DELIVERY_TTL = 2 * DAY
 # registry that fails everything cannot fill Redis.
 MAX_FAILURES = 1000
 # How many keys Keys.run_keys returns (lua/run_helpers.lua loops over them).
-RUN_KEY_COUNT = 5
+RUN_KEY_COUNT = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,15 +163,22 @@ class Keys:
     def run_repos(self, run_id: str) -> str:
         return self._key("run", run_id, "repos")
 
+    def run_live(self, run_id: str) -> str:
+        return self._key("run", run_id, "live")
+
+    def run_stats(self) -> str:
+        return self._key("stats", "runs")
+
     def run_keys(self, run_id: str) -> tuple[str, ...]:
         """Every key of one run, RUN_KEY_COUNT of them: they share one TTL. The Lua scripts
-        rely on this order (run hash, counters, failures, repos, cursors)."""
+        rely on this order (run hash, counters, failures, repos, cursors, live)."""
         return (
             self.run(run_id),
             self.run_counters(run_id),
             self.run_failures(run_id),
             self.run_repos(run_id),
             self.run_cursors(run_id),
+            self.run_live(run_id),
         )
 
     # walk.py

@@ -4,6 +4,12 @@ A walk's run ends by itself: :meth:`Walks.end_walk` marks the catalog walked, an
 run becomes ``finished`` at the moment the last fanned-out repository is counted done or
 failed (whichever of the two comes last), in the same Lua script as that count, so
 ``syncworker status`` and ``trigger --wait`` see the truth without polling the queues.
+
+While a repository is in flight its worker keeps its counts so far in the run's live hash
+(:meth:`Runs.note_live`, a field per repository); the count of the repository's result
+deletes that field in the same script, and a reader adds the live fields to the counters,
+so images are counted as they end and never twice. Starts and ends of runs are also counted
+per registry for the whole cluster (:meth:`Runs.totals`), for the metrics.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from syncworker.coord.scripts import register
 
 __all__ = [
     "COUNTERS",
+    "LIVE_COUNTERS",
     "FAILED",
     "FINISHED",
     "MAX_REASON_CHARS",
@@ -31,6 +38,7 @@ __all__ = [
     "RUNNING",
     "RunFailure",
     "RunStatus",
+    "RunTotals",
     "Runs",
 ]
 
@@ -46,6 +54,8 @@ COUNTERS = (
     "blobs_linked",
     "bytes",
 )
+# What a repository in flight reports of itself (its live field): images and bytes.
+LIVE_COUNTERS = ("images_copied", "images_skipped", "images_failed", "bytes")
 # Recent runs that `syncworker status` and the REST API list when asked for no number.
 RECENT_RUNS = 10
 # A failure reason is a one-line cause for `status`, not a traceback.
@@ -90,7 +100,8 @@ class RunFailure:
 
 @dataclass(frozen=True, slots=True)
 class RunStatus:
-    """A snapshot of one run, as ``syncworker status`` shows it."""
+    """A snapshot of one run, as ``syncworker status`` shows it. ``counters`` include
+    ``live``: the counts so far of the ``in_flight`` repositories not yet counted."""
 
     id: str
     registry: str
@@ -99,6 +110,8 @@ class RunStatus:
     finished: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
     failures: list[RunFailure] = field(default_factory=list)
+    live: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0
 
     @property
     def total(self) -> int:
@@ -140,22 +153,61 @@ class RunStatus:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """One registry's runs over the cluster's life (as long as Redis keeps them)."""
+
+    started: int = 0
+    finished_ok: int = 0
+    finished_failed: int = 0
+    last_ok: float | None = None  # when the last run without failures finished
+
+
 def _parse_run(
-    run_id: str, meta: dict[Any, Any], counters: dict[Any, Any], failures: list[Any]
+    run_id: str,
+    meta: dict[Any, Any],
+    counters: dict[Any, Any],
+    failures: list[Any],
+    live: list[Any],
 ) -> RunStatus | None:
+    """A run from its keys; ``live``: the live fields of repositories not yet counted."""
     fields = {text(k): text(v) for k, v in meta.items()}
     if not fields.get("started"):
         return None
     finished = fields.get("finished")
+    live_sum = dict.fromkeys(LIVE_COUNTERS, 0)
+    for raw in live:
+        for name, amount in json.loads(raw).items():
+            if name in live_sum:
+                live_sum[name] += int(amount)
+    settled = {str(text(k)): int(v) for k, v in counters.items()}
     return RunStatus(
         id=run_id,
         registry=fields.get("registry") or "",
         state=fields.get("state") or RUNNING,
         started=float(fields["started"] or 0),
         finished=float(finished) if finished else None,
-        counters={str(text(k)): int(v) for k, v in counters.items()},
+        counters={k: v + live_sum.get(k, 0) for k, v in settled.items()},
         failures=[RunFailure(**json.loads(raw)) for raw in failures],
+        live=live_sum if live else {},
+        in_flight=len(live),
     )
+
+
+def _parse_totals(stats: dict[Any, Any]) -> dict[str, RunTotals]:
+    """``started:{reg}``, ``finished:{reg}:{outcome}`` and ``last_ok:{reg}`` fields."""
+    found: dict[str, dict[str, Any]] = {}
+    for raw_name, raw_value in stats.items():
+        name, value = str(text(raw_name)), str(text(raw_value))
+        kind, _, rest = name.partition(":")
+        if kind == "finished":
+            registry, _, outcome = rest.rpartition(":")
+            found.setdefault(registry, {})[f"finished_{outcome}"] = int(value)
+        elif kind == "started":
+            found.setdefault(rest, {})["started"] = int(value)
+        elif kind == "last_ok":
+            found.setdefault(rest, {})["last_ok"] = float(value)
+    return {registry: RunTotals(**values) for registry, values in sorted(found.items())}
 
 
 class Runs(Part):
@@ -167,6 +219,11 @@ class Runs(Part):
         self._lua_incr = register(self._client, "run_incr")
         self._lua_failure = register(self._client, "run_failure")
         self._lua_finish = register(self._client, "run_finish")
+        self._lua_live = register(self._client, "run_live")
+
+    def _ending_keys(self, run_id: str) -> list[str]:
+        """What a script that may end the run takes: its keys, then the stats hash."""
+        return [*self._keys.run_keys(run_id), self._keys.run_stats()]
 
     @translated
     def start_run(self, registry: str, run_id: str | None = None) -> str:
@@ -175,7 +232,7 @@ class Runs(Part):
         if not _RUN_ID.match(run_id):
             raise ValueError(f"invalid run id {run_id[:100]!r}")
         now = time.time()
-        keys = [*self._keys.run_keys(run_id), self._keys.runs()]
+        keys = [*self._ending_keys(run_id), self._keys.runs()]
         args: list[LuaArg] = [registry, now, _ms(RUN_TTL), now - RUN_TTL, run_id, *COUNTERS]
         self._lua_start(keys=keys, args=args)
         return run_id
@@ -186,20 +243,22 @@ class Runs(Part):
         run_id: str,
         once_for: str | None = None,
         failures: Sequence[RunFailure] = (),
+        clear_live: bool = False,
         **counters: int,
     ) -> bool:
         """Add to the running run's counters (names from COUNTERS) and keep ``failures``, in
         one step that touches only the counters that change; ends a fully walked run when
         the last repository is counted. With ``once_for`` (e.g. the repository), counts only
         the first time that token is seen in this run, so a task redelivered after it
-        counted (killed before its ack) cannot finish the run early. False when nothing was
-        counted (that, or the run is over or gone).
+        counted (killed before its ack) cannot finish the run early; ``clear_live`` deletes
+        its live counts (:meth:`note_live`) in the same step, counted or not. False when
+        nothing was counted (that, or the run is over or gone).
         """
         unknown = set(counters) - set(COUNTERS)
         if unknown:
             raise ValueError(f"unknown run counters: {sorted(unknown)}")
-        if once_for == "":
-            raise ValueError("once_for must be a non-empty token")
+        if once_for == "" or (clear_live and once_for is None):
+            raise ValueError("once_for must be a non-empty token (and is, with clear_live)")
         pairs = [
             item for name, amount in counters.items() if amount for item in (name, int(amount))
         ]
@@ -207,12 +266,29 @@ class Runs(Part):
             time.time(),
             _ms(RUN_RETENTION),
             once_for or "",
+            int(clear_live),
             MAX_FAILURES,
             len(failures),
             *(_failure_json(failure) for failure in failures),
             *pairs,
         ]
-        return bool(self._lua_incr(keys=list(self._keys.run_keys(run_id)), args=args))
+        return bool(self._lua_incr(keys=self._ending_keys(run_id), args=args))
+
+    @translated
+    def note_live(self, run_id: str, repo: str, counts: dict[str, int]) -> bool:
+        """Set ``repo``'s counts so far (names from LIVE_COUNTERS) in the running run,
+        replacing what it or an earlier delivery set; False, writing nothing, once the run
+        is over or gone or ``repo`` is counted."""
+        unknown = set(counts) - set(LIVE_COUNTERS)
+        if unknown:
+            raise ValueError(f"unknown live counters: {sorted(unknown)}")
+        args: list[LuaArg] = [repo, json.dumps(counts, sort_keys=True)]
+        return bool(self._lua_live(keys=list(self._keys.run_keys(run_id)), args=args))
+
+    @translated
+    def totals(self) -> dict[str, RunTotals]:
+        """Runs started and finished per registry, and each one's last success."""
+        return _parse_totals(self._client.hgetall(self._keys.run_stats()))
 
     @translated
     def record_failure(self, run_id: str, upstream_repo: str, tag: str | None, reason: str) -> None:
@@ -228,7 +304,7 @@ class Runs(Part):
         if state not in (FINISHED, FAILED):
             raise ValueError(f"a run finishes as {FINISHED!r} or {FAILED!r}, not {state!r}")
         args: list[LuaArg] = [state, time.time(), _ms(RUN_RETENTION)]
-        self._lua_finish(keys=list(self._keys.run_keys(run_id)), args=args)
+        self._lua_finish(keys=self._ending_keys(run_id), args=args)
 
     @translated
     def run_status(self, run_id: str) -> RunStatus | None:
@@ -238,14 +314,43 @@ class Runs(Part):
         return self._read([run_id])[0]
 
     def _read(self, run_ids: Sequence[str]) -> list[RunStatus | None]:
-        """Several runs in one round trip."""
+        """Several runs in one round trip, a second one for runs with live counts.
+
+        Counters are read before the live counts: a repository counted in between is then
+        missing from both for this one reading, never in both. Live fields of repositories
+        already counted (a killed delivery's, whose redelivery finished without writing
+        any) are left out."""
         with self._client.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
                 pipe.hgetall(self._keys.run(run_id))
                 pipe.hgetall(self._keys.run_counters(run_id))
                 pipe.lrange(self._keys.run_failures(run_id), 0, -1)
+                pipe.hgetall(self._keys.run_live(run_id))
             replies = pipe.execute()
-        return [_parse_run(run_id, *replies[3 * i : 3 * i + 3]) for i, run_id in enumerate(run_ids)]
+        runs = [replies[4 * i : 4 * i + 4] for i in range(len(run_ids))]
+        live = self._uncounted_live(run_ids, [run[3] for run in runs])
+        return [
+            _parse_run(run_id, meta, counters, failures, fields)
+            for run_id, (meta, counters, failures, _), fields in zip(
+                run_ids, runs, live, strict=True
+            )
+        ]
+
+    def _uncounted_live(
+        self, run_ids: Sequence[str], live: Sequence[dict[Any, Any]]
+    ) -> list[list[Any]]:
+        """The live values of each run whose repository is not counted yet."""
+        with self._client.pipeline(transaction=False) as pipe:
+            for run_id, fields in zip(run_ids, live, strict=True):
+                if fields:
+                    pipe.hmget(self._keys.run_repos(run_id), [f"done:{text(k)}" for k in fields])
+            marks = iter(pipe.execute() if any(live) else [])
+        return [
+            [value for value, done in zip(fields.values(), next(marks), strict=True) if not done]
+            if fields
+            else []
+            for fields in live
+        ]
 
     @translated
     def recent(self, limit: int = 20) -> list[RunStatus]:

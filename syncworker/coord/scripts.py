@@ -1,9 +1,10 @@
 """The Lua scripts of ``coord/``: read once from ``lua/*.lua``, registered per client.
 
 Each script is one atomic step on several keys (dramatiq's rule: multi-key changes in Lua).
-Those that may end a run (``run_incr``, ``run_failure``, ``run_finish``, ``walk_end``) start
-with ``lua/run_helpers.lua``, preceded by the number of keys a run has, so every script sees
-the same completion rule.
+Those that start a run, count into it or may end it (``run_start``, ``run_incr``,
+``run_live``, ``run_failure``, ``run_finish``, ``walk_end``) start with
+``lua/run_helpers.lua``, preceded by the number of keys a run has, so every script sees the
+same key layout and completion rule.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from syncworker.coord.keys import RUN_KEY_COUNT
 __all__ = ["register", "source"]
 
 # The scripts that call the helpers of lua/run_helpers.lua.
-_WITH_RUN_HELPERS = frozenset({"run_incr", "run_failure", "run_finish", "walk_end"})
+_WITH_RUN_HELPERS = frozenset(
+    {"run_start", "run_incr", "run_live", "run_failure", "run_finish", "walk_end"}
+)
 
 
 @functools.cache

@@ -133,6 +133,7 @@ class Walks(Part):
         (True), and let the run finish once its last repository is counted."""
         keys = [
             *self._keys.run_keys(run_id),
+            self._keys.run_stats(),
             self._keys.walk(registry),
             self._keys.cursor(registry),
         ]

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncworker.coord import FINISHED, RUNNING, RunStatus
-from syncworker.engine import NO_EVENTS, Events
+from syncworker.engine import Events
+from syncworker.observe.fanout import Fanout
+from syncworker.observe.live import LiveCounts
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -55,13 +57,14 @@ def enable_multiprocess() -> str:
     return directory
 
 
-def worker_events() -> Events:
-    """The events of a worker process: metrics when its parent serves them."""
+def worker_events(live: LiveCounts) -> Events:
+    """The events of a worker process: its runs' live counts, and metrics when its parent
+    serves them."""
     if not os.environ.get(MULTIPROC_ENV):
-        return NO_EVENTS
+        return live
     from syncworker.observe.metrics import MetricsEvents
 
-    return MetricsEvents()
+    return Fanout([MetricsEvents(), live])
 
 
 def serve_workers(port: int, recent_runs: RecentRuns) -> None:

@@ -116,13 +116,17 @@ def walk_page(
     return Step.RACED
 
 
-def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
-    """Count one finished repository into its run, with its failures, in one step."""
+def record_repo(
+    coord: Coordinator, run_id: str, result: RepoResult, *, clear_live: bool = False
+) -> None:
+    """Count one finished repository into its run, with its failures, in one step;
+    ``clear_live``: its worker wrote live counts, which this count replaces."""
     failures = [RunFailure(f.upstream_repo, f.tag, f.reason) for f in result.failures]
     coord.incr(
         run_id,
         once_for=result.upstream_repo,
         failures=failures,
+        clear_live=clear_live,
         repos_done=int(result.ok),
         repos_failed=int(not result.ok),
         images_copied=len(result.copied),
@@ -135,8 +139,10 @@ def record_repo(coord: Coordinator, run_id: str, result: RepoResult) -> None:
 
 
 def record_repo_lost(coord: Coordinator, run_id: str, repo: str, reason: str) -> None:
-    """A sync_repo that failed for good outside the engine (retries exhausted, time limit)."""
-    coord.incr(run_id, once_for=repo, failures=[RunFailure(repo, None, reason)], repos_failed=1)
+    """A sync_repo that failed for good outside the engine (retries exhausted, time limit):
+    the live counts its deliveries may have left go with it."""
+    failure = RunFailure(repo, None, reason)
+    coord.incr(run_id, once_for=repo, failures=[failure], clear_live=True, repos_failed=1)
 
 
 def record_catalog_failure(coord: Coordinator, registry: str, run_id: str, reason: str) -> None:

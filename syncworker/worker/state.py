@@ -22,6 +22,7 @@ from syncworker.config.stores import store_for
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.errors import ConfigError, StoreError
+from syncworker.observe.live import LiveCounts
 from syncworker.observe.serve import worker_events
 from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.store import Store
@@ -50,6 +51,7 @@ class WorkerState:
     coord: Coordinator
     mirror: Mirror
     page_size: int | None
+    live: LiveCounts  # the images of repositories in flight, counted into their runs
 
     def close(self) -> None:
         self.mirror.close()
@@ -86,8 +88,9 @@ def _build(config: Config) -> WorkerState:
     coord = Coordinator.from_url(config.syncworker.require_redis_url("a Celery worker"))
     store = store_for(config, hints=coord)
     _clean(store)
-    mirror = build_mirror(config, store, coord, limiters=coord, events=worker_events())
-    return WorkerState(config, store, coord, mirror, _page_size())
+    live = LiveCounts(coord)
+    mirror = build_mirror(config, store, coord, limiters=coord, events=worker_events(live))
+    return WorkerState(config, store, coord, mirror, _page_size(), live)
 
 
 def worker_state(config: Config) -> WorkerState:

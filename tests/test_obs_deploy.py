@@ -45,10 +45,10 @@ def test_dashboard_uses_real_metrics() -> None:
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = set().union(*(named_in(e) for e in exprs))
     assert used <= exposed(), used - exposed()
-    # Every metric of the code has a panel, save the run counters of `sync` alone.
+    # Every metric of the code has a panel.
     counted = {name.removesuffix("_bucket") for name in used}
     left = {m._name for m in METRICS} - {n.removesuffix("_total") for n in counted}
-    assert left <= {"syncworker_runs_started", "syncworker_runs_finished"}, left
+    assert not left, left
 
 
 def test_compose_prometheus_scrapes_the_workers_metrics_port() -> None:

@@ -104,7 +104,15 @@ def test_worker_metrics_match_the_registry_counters(
     assert total(after, "syncworker_images_total", outcome="failed") == 0
     assert total(after, "syncworker_repositories_total", outcome="ok") == REPOS
     assert total(after, "syncworker_repository_sync_seconds_count", registry=REGISTRY) == REPOS
-    # The runs gauges, from Redis: nothing in progress, the last success is this run's end.
+    # The runs metrics, from Redis: the run started (in progress while it went on) and
+    # finished ok, and the last success is its end.
+    assert total(before, "syncworker_runs_started_total") == 0
+    assert total(after, "syncworker_runs_started_total", registry=REGISTRY) == 1
+    assert total(during, "syncworker_runs_in_progress", registry=REGISTRY) == (
+        1 - total(during, "syncworker_runs_finished_total", registry=REGISTRY)
+    )
+    assert total(after, "syncworker_runs_finished_total", registry=REGISTRY, outcome="ok") == 1
+    assert total(after, "syncworker_runs_finished_total", outcome="failed") == 0
     assert total(after, "syncworker_runs_in_progress", registry=REGISTRY) == 0
     assert status.finished is not None
     last = total(after, "syncworker_last_successful_run_timestamp_seconds", registry=REGISTRY)

@@ -43,4 +43,4 @@ def _serve_metrics(port: int, coord: Coordinator) -> None:
     from syncworker.observe.serve import enable_multiprocess, serve_workers
 
     enable_multiprocess()
-    serve_workers(port, coord.runs)
+    serve_workers(port, coord)

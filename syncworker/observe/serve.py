@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from syncworker.coord import FINISHED, RUNNING, RunStatus
+from syncworker.coord import RUNNING, RunStatus, RunTotals
 from syncworker.engine import Events
 from syncworker.observe.fanout import Fanout
 from syncworker.observe.live import LiveCounts
 
 if TYPE_CHECKING:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.metrics import MetricWrapperBase
     from prometheus_client.metrics_core import Metric
+
+    FamilyT = TypeVar("FamilyT", CounterMetricFamily, GaugeMetricFamily)
 
 __all__ = [
     "MULTIPROC_ENV",
-    "RecentRuns",
+    "ClusterRuns",
     "enable_multiprocess",
     "serve_own",
     "serve_workers",
@@ -38,11 +42,20 @@ __all__ = [
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: The address metrics are served on; all interfaces, as a scraper runs elsewhere.
 LISTEN = "0.0.0.0"
-#: Recent runs read from Redis per scrape, for the runs gauges of a worker.
+#: Recent runs read from Redis per scrape, for the runs in progress.
 RECENT_RUNS = 50
 
-#: Recent runs of the cluster, newest first (a Coordinator's ``runs``).
-RecentRuns = Callable[[int], list[RunStatus]]
+
+class ClusterRuns(Protocol):
+    """The cluster's runs as Redis keeps them: a Coordinator."""
+
+    def runs(self, limit: int = ...) -> list[RunStatus]:
+        """Recent runs, newest first."""
+        ...
+
+    def run_totals(self) -> dict[str, RunTotals]:
+        """Runs started and finished per registry, and each one's last success."""
+        ...
 
 
 def enable_multiprocess() -> str:
@@ -67,15 +80,15 @@ def worker_events(live: LiveCounts) -> Events:
     return Fanout([MetricsEvents(), live])
 
 
-def serve_workers(port: int, recent_runs: RecentRuns) -> None:
-    """Serve the sum of every process of this worker on ``port``, and the runs gauges of the
-    cluster read from Redis at each scrape."""
+def serve_workers(port: int, runs: ClusterRuns) -> None:
+    """Serve the sum of every process of this worker on ``port``, and the runs metrics of
+    the cluster read from Redis at each scrape."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    registry.register(_RunsCollector(recent_runs))
+    registry.register(_RunsCollector(runs))
     start_http_server(port, LISTEN, registry)
 
 
@@ -95,32 +108,37 @@ def write_textfile(path: str) -> None:
 
 
 class _RunsCollector:
-    """``syncworker_runs_in_progress`` and the last successful run per registry, from the
-    runs Redis keeps for the whole cluster."""
+    """The runs metrics of the whole cluster, from Redis: runs started and finished per
+    registry and its last success (counted once, by the script that starts or ends each
+    run, whichever worker runs it), and the runs in progress. Every worker serves the same
+    values: aggregate them with ``max``, not ``sum``."""
 
-    def __init__(self, recent_runs: RecentRuns) -> None:
-        self._recent_runs = recent_runs
+    def __init__(self, runs: ClusterRuns) -> None:
+        self._runs = runs
 
     def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        running = GaugeMetricFamily(
-            "syncworker_runs_in_progress", "Runs in progress", labels=["registry"]
-        )
-        last = GaugeMetricFamily(
-            "syncworker_last_successful_run_timestamp_seconds",
-            "When the last run without failures finished (Unix time)",
-            labels=["registry"],
-        )
+        from syncworker.observe import metrics
+
+        started = _family(CounterMetricFamily, metrics.RUNS_STARTED)
+        finished = _family(CounterMetricFamily, metrics.RUNS_FINISHED)
+        last = _family(GaugeMetricFamily, metrics.LAST_SUCCESS)
+        running = _family(GaugeMetricFamily, metrics.RUNS_IN_PROGRESS)
+        for registry, totals in self._runs.run_totals().items():
+            started.add_metric([registry], totals.started)
+            finished.add_metric([registry, "ok"], totals.finished_ok)
+            finished.add_metric([registry, "failed"], totals.finished_failed)
+            if totals.last_ok is not None:
+                last.add_metric([registry], totals.last_ok)
         in_progress: dict[str, int] = {}
-        succeeded: dict[str, float] = {}
-        for run in self._recent_runs(RECENT_RUNS):
+        for run in self._runs.runs(RECENT_RUNS):
             in_progress[run.registry] = in_progress.get(run.registry, 0) + (run.state == RUNNING)
-            if run.state == FINISHED and not run.failures and run.finished is not None:
-                succeeded[run.registry] = max(succeeded.get(run.registry, 0.0), run.finished)
         for registry, count in sorted(in_progress.items()):
             running.add_metric([registry], count)
-        for registry, when in sorted(succeeded.items()):
-            last.add_metric([registry], when)
-        yield running
-        yield last
+        yield from (started, finished, last, running)
+
+
+def _family(kind: type[FamilyT], metric: MetricWrapperBase) -> FamilyT:
+    """An empty family named, described and labelled as ``metric`` (metrics.py's list)."""
+    return kind(metric._name, metric._documentation, labels=list(metric._labelnames))

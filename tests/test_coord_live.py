@@ -8,6 +8,7 @@ import pytest
 
 from syncworker.coord import FAILED, FINISHED, Coordinator, RunFailure
 from syncworker.observe.live import LIVE_INTERVAL, LiveCounts
+from syncworker.runs.sweep import Resend, stalled
 
 # The shared fixtures: coord (real Redis and fakeredis), real_coord.
 pytest_plugins = ["tests.test_coord_support"]
@@ -124,3 +125,13 @@ def test_a_repository_writes_at_most_once_an_interval(real_coord: Coordinator) -
     assert tracked.written
     live.image_done("docker", "lib/a", "copied", 10)  # after the sync: no longer tracked
     assert _images(real_coord, run_id) == (2, 1, 1)
+
+
+def test_a_run_moving_inside_a_repository_is_not_swept(coord: Coordinator) -> None:
+    run_id = _walked_run(coord, "lib/a")
+    mark, _ = stalled(coord, "docker", run_id, None)
+    coord.note_live(run_id, "lib/a", {"images_copied": 1})
+    moved, resend = stalled(coord, "docker", run_id, mark)
+    assert moved != mark and resend == Resend()
+    _, resend = stalled(coord, "docker", run_id, moved)  # then nothing for an interval
+    assert resend.repos == ["lib/a"]

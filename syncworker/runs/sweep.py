@@ -32,6 +32,8 @@ SWEEP_ENV = "SYNCWORKER_SWEEP_SECONDS"
 # Longer than a typical repository takes, so a run that is merely busy with large ones is not
 # sent again (a resend is harmless but costs a manifest HEAD per tag).
 DEFAULT_SWEEP_SECONDS = 15 * 60
+# The counters that move as each image of a repository ends.
+IMAGE_COUNTERS = ("images_copied", "images_skipped", "images_failed")
 
 
 def sweep_seconds() -> float:
@@ -54,13 +56,16 @@ class Resend:
 
 
 def progress_mark(coord: Coordinator, registry: str, run_id: str) -> str | None:
-    """A fingerprint of how far ``run_id`` got; None once it is over (or gone)."""
+    """A fingerprint of how far ``run_id`` got; None once it is over (or gone). Images
+    count too, those of repositories in flight included, so a run busy with a large
+    repository is seen moving."""
     status = coord.run_status(run_id)
     if status is None or status.state != RUNNING:
         return None
     walk = coord.current_walk(registry) == run_id
     cursor = coord.cursor(registry) if walk else None
-    return f"walk={walk} cursor={cursor} total={status.total} done={status.done}"
+    images = sum(status.counters.get(name, 0) for name in IMAGE_COUNTERS)
+    return f"walk={walk} cursor={cursor} total={status.total} done={status.done} images={images}"
 
 
 def stalled(

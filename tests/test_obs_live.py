@@ -1,0 +1,116 @@
+"""A run counted per image as it happens, on real Celery workers (the harness of
+tests/support/cluster.py: a private Redis, `syncworker worker` processes, a real registry
+slowed by the configured rate limit): `status --json` shows a repository's images before the
+repository ends, and a repository whose worker is killed mid-way and that is delivered
+again ends with each image counted exactly once."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncworker.coord import Coordinator, RunStatus
+from tests.support import cluster as e2e
+from tests.support.cluster import DEADLINE, Cluster, seeded_upstream, trigger, wait_finished
+from tests.support.corpus import Corpus
+from tests.support.redis_server import RedisServer
+from tests.support.registry_server import RegistryServer
+
+persistent_redis = e2e.persistent_redis
+
+pytestmark = pytest.mark.slow
+
+# Repositories of many tags, fetched at a few requests a second (zot's reqPerSec, held by
+# the workers): each takes seconds, over which its images end one by one.
+REPOS, TAGS = 2, 16
+REQ_PER_SEC = 6
+
+
+@pytest.fixture(scope="module")
+def many_tags() -> Iterator[tuple[RegistryServer, Corpus]]:
+    yield from seeded_upstream(REPOS, TAGS)
+
+
+@pytest.fixture
+def slow_cluster(
+    tmp_path: Path, many_tags: tuple[RegistryServer, Corpus], persistent_redis: RedisServer
+) -> Iterator[Cluster]:
+    made = Cluster(tmp_path, many_tags[0], persistent_redis.url)
+    made.write_config(reqPerSec=REQ_PER_SEC)
+    yield made
+    made.stop_all()
+
+
+def _images(counters: dict[str, int]) -> int:
+    return counters["images_copied"] + counters["images_skipped"] + counters["images_failed"]
+
+
+def test_status_json_counts_images_before_the_repository_ends(slow_cluster: Cluster) -> None:
+    slow_cluster.worker("w1")
+    run_id, _ = trigger(slow_cluster)
+    polls: list[dict[str, Any]] = []
+    deadline = time.monotonic() + DEADLINE
+    while not polls or polls[-1]["state"] == "running":
+        assert time.monotonic() < deadline, polls[-1:]
+        shown = slow_cluster.cli("status", run_id, "--json")
+        assert shown.returncode == 0, shown.stderr
+        polls.append(json.loads(shown.stdout))
+
+    first_repository = [p for p in polls if p["counters"]["repos_done"] == 0]
+    copied = [p["counters"]["images_copied"] for p in first_repository]
+    assert len({c for c in copied if c > 0}) >= 2, copied  # rising, with the repository open
+    assert copied == sorted(copied)
+    assert all(p["in_flight"] == 1 for p in first_repository if p["counters"]["images_copied"])
+    last = polls[-1]
+    assert last["state"] == "finished" and last["counters"]["repos_done"] == REPOS
+    assert last["counters"]["images_copied"] == REPOS * TAGS  # results replaced live counts
+    assert (last["live"], last["in_flight"]) == ({}, 0)
+
+
+def test_a_repository_delivered_again_after_its_worker_died_counts_each_image_once(
+    slow_cluster: Cluster,
+) -> None:
+    slow_cluster.worker("w1")
+    coord = slow_cluster.coord()
+    run_id, _ = trigger(slow_cluster)
+    _wait_status(coord, run_id, lambda s: s.counters["images_copied"] >= TAGS // 4)
+    slow_cluster.kill("w1")  # half-way through the repository
+    killed = coord.run_status(run_id)
+    assert killed is not None and killed.counters["repos_done"] == 0
+    assert 0 < _images(killed.counters) < TAGS and killed.in_flight == 1  # the first one
+    # The dead worker's repository lock would block the redelivery until its TTL ran out
+    # (a minute): let it run out now.
+    for key in coord.client.scan_iter("syncworker:lock:repo:*"):
+        coord.client.pexpire(key, 100)
+
+    slow_cluster.worker("w2")
+    seen: list[RunStatus] = []
+    while (status := coord.run_status(run_id)) is not None and status.state == "running":
+        seen.append(status)
+        time.sleep(0.1)
+    final = wait_finished(coord, run_id)
+    assert final.state == "finished" and final.failures == []
+    assert _images(final.counters) == REPOS * TAGS and final.counters["images_failed"] == 0
+    # Never a counted repository's live counts on top of its result, nor the killed
+    # delivery's beside the redelivery's: live counts only of repositories not yet done.
+    assert any(s.done == 1 for s in seen)  # watched while one was counted, one not
+    for s in seen:
+        assert s.in_flight <= s.total - s.done, s
+        in_flight = _images(s.live) if s.live else 0
+        assert in_flight <= TAGS * s.in_flight, s
+        assert _images(s.counters) - in_flight == TAGS * s.done, s
+
+
+def _wait_status(coord: Coordinator, run_id: str, ready: Any) -> RunStatus:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        status = coord.run_status(run_id)
+        if status is not None and ready(status):
+            return status
+        time.sleep(0.05)
+    pytest.fail(f"run {run_id} never got there: {coord.run_status(run_id)}")

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import pytest
@@ -62,6 +63,31 @@ def test_watch_text_names_workers_queues_and_runs(
     assert "workers: w1@" in shown
     assert "queues: syncworker.walk 0, syncworker.repo 0, syncworker.ondemand 0" in shown
     assert f"next walk of {REGISTRY}: not scheduled" in shown
+
+
+# A nightly walk, at a minute no other schedule of the suite uses.
+NIGHTLY_HOUR, NIGHTLY_MINUTE = 3, 17
+
+
+def test_watch_shows_the_next_walk_as_beat_scheduled_it(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    cluster.write_config(schedule=f"{NIGHTLY_MINUTE} {NIGHTLY_HOUR} * * *")
+    started = datetime.now(UTC)
+    cluster.beat("beat1")
+    nightly = started.replace(hour=NIGHTLY_HOUR, minute=NIGHTLY_MINUTE, second=0, microsecond=0)
+    expected = nightly if nightly > started else nightly + timedelta(days=1)  # cron is in UTC
+    deadline = time.monotonic() + DEADLINE
+    with watching(cluster, "--json") as lines:
+        for line in lines:
+            due = json.loads(line)["next_runs"][REGISTRY]
+            if due is not None or time.monotonic() > deadline:
+                break
+    assert due == expected.timestamp(), cluster.log("beat1")[-2000:]
+    with watching(cluster) as lines:
+        shown = next(line for line in lines if line.startswith(f"next walk of {REGISTRY}"))
+    local = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expected.timestamp()))
+    assert shown.strip() == f"next walk of {REGISTRY}: {local}"
 
 
 @contextmanager

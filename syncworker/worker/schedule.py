@@ -5,7 +5,7 @@ A registry with neither is mirrored only when triggered (``syncworker trigger``)
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery.schedules import crontab
@@ -30,7 +30,21 @@ def next_run(app: Any, registry: str) -> float | None:
         entry = RedBeatSchedulerEntry.from_key(key, app=app)
     except KeyError:
         return None
-    return float(entry.due_at.timestamp()) if entry.due_at is not None else None
+    return _due(entry.schedule, entry.last_run_at, entry.default_now())
+
+
+def _due(schedule: Any, last_run_at: datetime | None, now: datetime) -> float:
+    """The instant ``schedule`` fires after ``last_run_at`` (now when overdue or never run).
+    Not RedBeat's ``due_at``: that adds the time left *as of now* to ``last_run_at``, so it
+    is early by however long ago the last run was."""
+    if last_run_at is None:
+        return now.timestamp()
+    if isinstance(schedule, crontab):
+        start, delta, _ = schedule.remaining_delta(last_run_at, tz=schedule.tz)
+        due = start + delta
+    else:  # an interval (celery.schedules.schedule)
+        due = schedule.maybe_make_aware(last_run_at) + schedule.run_every
+    return float(max(due, now).timestamp())
 
 
 def registry_schedule(registry: RegistryConfig) -> crontab | timedelta | None:

@@ -23,6 +23,7 @@ import redis
 import requests
 import yaml
 
+from syncworker.coord import Coordinator
 from tests.support.api_server import ROOT, SYNCWORKER, ApiServer
 from tests.support.cluster import queued_args, queued_task
 from tests.support.redis_server import RedisServer
@@ -190,6 +191,14 @@ def test_sync_walk_and_runs_show_what_status_json_shows(api: Api) -> None:
     assert api.call("GET", f"/v1/runs/{run_id}").json() == api.status_json(run_id)
     assert api.call("GET", "/v1/runs").json() == api.status_json()
     assert api.call("GET", "/v1/runs/no-such-run").status_code == 404
+
+    # A repository in flight: its images so far are in the run's counters.
+    coord = Coordinator(api.redis)
+    coord.mark_enqueued(run_id, "team/app")
+    assert coord.note_live(run_id, "team/app", {"images_copied": 3, "bytes": 10})
+    view = api.call("GET", f"/v1/runs/{run_id}").json()
+    assert (view["counters"]["images_copied"], view["in_flight"]) == (3, 1)
+    assert view == api.status_json(run_id)
 
 
 def test_sync_repo_and_image_send_the_public_tasks(api: Api) -> None:

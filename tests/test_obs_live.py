@@ -7,6 +7,7 @@ again ends with each image counted exactly once."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,18 +55,22 @@ def test_status_json_counts_images_before_the_repository_ends(slow_cluster: Clus
     slow_cluster.worker("w1")
     run_id, _ = trigger(slow_cluster)
     polls: list[dict[str, Any]] = []
+    texts: list[str] = []  # the text form, until it has shown a repository in flight
     deadline = time.monotonic() + DEADLINE
     while not polls or polls[-1]["state"] == "running":
         assert time.monotonic() < deadline, polls[-1:]
         shown = slow_cluster.cli("status", run_id, "--json")
         assert shown.returncode == 0, shown.stderr
         polls.append(json.loads(shown.stdout))
+        if polls[-1]["in_flight"] and not any("in flight" in t for t in texts):
+            texts.append(slow_cluster.cli("status", run_id).stdout)
 
     first_repository = [p for p in polls if p["counters"]["repos_done"] == 0]
     copied = [p["counters"]["images_copied"] for p in first_repository]
     assert len({c for c in copied if c > 0}) >= 2, copied  # rising, with the repository open
     assert copied == sorted(copied)
     assert all(p["in_flight"] == 1 for p in first_repository if p["counters"]["images_copied"])
+    assert any(re.search(r" [1-9]\d* images copied, .*\(1 repos in flight\)", t) for t in texts)
     last = polls[-1]
     assert last["state"] == "finished" and last["counters"]["repos_done"] == REPOS
     assert last["counters"]["images_copied"] == REPOS * TAGS  # results replaced live counts

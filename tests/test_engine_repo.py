@@ -5,7 +5,7 @@ the engine is built from plain values, as the config layer builds it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,10 +14,11 @@ import pytest
 from syncworker.engine import LocalLocks, Mirror, Upstream
 from syncworker.engine.blobs import BlobCopier
 from syncworker.engine.images import ImageCopier
-from syncworker.errors import ConfigError, LockBusy
+from syncworker.errors import ConfigError, LockBusy, StoreError
 from syncworker.filters import ContentRule, ContentRules
 from syncworker.oci import Digest, Platform
 from syncworker.registry import ClientOptions, RegistryClient
+from syncworker.store import IndexEntry
 from syncworker.store.fs import FsStore
 from tests.support.images import cosign_signature_tag, make_cosign_signature, make_image, make_index
 from tests.support.push import push_image
@@ -117,6 +118,37 @@ def test_sync_repo_gives_up_when_the_repository_stays_locked(
         finally:
             done.set()
             thread.join(60)
+
+
+class IndexRefusingStore(FsStore):
+    """A filesystem store whose index.json cannot be replaced (a full or read-only disk)."""
+
+    def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
+        raise StoreError(f"{repo}/index.json: no space left on device")
+
+
+def test_a_tag_whose_index_entry_is_not_written_fails_and_is_not_counted_copied(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo = "engine/unlisted"
+    image = make_image("engine-unlisted")
+    signature = make_cosign_signature(image, reference=f"{registry.host}/{repo}:v1")
+    push_image(registry.url, repo, "v1", image)
+    push_image(registry.url, repo, cosign_signature_tag(image.digest), signature)
+    root = tmp_path / "store"
+    with Mirror({NAME: _upstream(registry)}, IndexRefusingStore(root), LocalLocks()) as broken:
+        result = broken.sync_repo(NAME, repo)
+    assert result.copied == []
+    failed = {f.tag: f.reason for f in result.failures}
+    assert set(failed) == {"v1", cosign_signature_tag(image.digest)}
+    assert all("no space left on device" in reason for reason in failed.values())
+
+    # The trees are stored: a later run lists them without fetching a blob again.
+    gets = registry.blob_gets()
+    with Mirror({NAME: _upstream(registry)}, FsStore(root), LocalLocks()) as healthy:
+        again = healthy.sync_repo(NAME, repo)
+    assert again.ok and sorted(again.copied) == sorted(failed)
+    assert registry.blob_gets() == gets
 
 
 def test_configured_repos_are_listed_in_pages_instead_of_the_catalog(

@@ -23,7 +23,8 @@ __all__ = ["INDEX_BATCH", "INDEX_BATCH_SECONDS", "IndexWriter"]
 INDEX_BATCH = 64
 INDEX_BATCH_SECONDS = 30.0
 
-OnFailure = Callable[[str | None, SyncworkerError], None]
+# Called per entry whose batch could not be written: its tag, or its digest when untagged.
+OnFailure = Callable[[str, SyncworkerError], None]
 
 
 class IndexWriter:
@@ -106,5 +107,5 @@ class IndexWriter:
         try:
             self._store.update_index(self._dest_repo, batch)
         except SyncworkerError as exc:
-            for tag in {entry.tag for entry in batch}:
-                self._on_failure(tag, exc)
+            for name in dict.fromkeys(entry.tag or str(entry.descriptor.digest) for entry in batch):
+                self._on_failure(name, exc)

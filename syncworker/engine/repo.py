@@ -90,7 +90,7 @@ class RepoJob:
 
     def __post_init__(self) -> None:
         self.result = RepoResult(self.registry, self.upstream_repo, self.dest_repo)
-        self._index = IndexWriter(self.store, self.dest_repo, self._fail)
+        self._index = IndexWriter(self.store, self.dest_repo, self._unlisted)
 
     # -- whole repository -------------------------------------------------------------
 
@@ -361,11 +361,22 @@ class RepoJob:
     # -- failures ---------------------------------------------------------------------
 
     def _fail(self, tag: str | None, exc: SyncworkerError) -> None:
+        self._record(tag, exc)
+        if tag is not None:
+            self._image_done("failed")
+
+    def _unlisted(self, name: str, exc: SyncworkerError) -> None:
+        """The index entry of ``name`` (a tag, or an untagged digest) could not be written:
+        its tree is stored but not reachable, so it is a failure, not a copy."""
+        with self._lock:
+            if name in self.result.copied:
+                self.result.copied.remove(name)
+        self._record(name, exc)
+
+    def _record(self, tag: str | None, exc: SyncworkerError) -> None:
         failure = Failure(self.registry, self.upstream_repo, tag, str(exc))
         log.warning("%s", failure)
         self.result.failures.append(failure)
-        if tag is not None:
-            self._image_done("failed")
 
 
 def _special_tags_of(digest: Digest) -> list[str]:

@@ -26,10 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import requests
-
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.retry import MAX_RETRY_DELAY
+from syncworker.registry.wire import Answer
 
 __all__ = [
     "DEFAULT_PAUSE",
@@ -85,12 +84,12 @@ class Limiters(Protocol):
 
 def limited(
     limiter: Limiter,
-    send: Callable[[], requests.Response],
+    send: Callable[[], Answer],
     *,
     sleep: Callable[[float], None],
     deadline: Deadline | None,
     what: str,
-) -> requests.Response:
+) -> Answer:
     """``send()`` once ``limiter`` gives it a turn; the turn ends when the response is
     closed (a streamed blob holds its slot while it streams), or at once if it fails."""
     token = new_token()
@@ -100,7 +99,8 @@ def limited(
     except BaseException:
         limiter.release(token)
         raise
-    _release_on_close(response, lambda: limiter.release(token))
+    # Every path of the transport and of its callers closes what it opened (``with``).
+    response.on_close(lambda: limiter.release(token))
     return response
 
 
@@ -131,24 +131,6 @@ def take_turn(
         if deadline is not None:
             deadline.check_wait(wait, f"{what}: waiting for the upstream's rate limit")
         sleep(wait)
-
-
-def _release_on_close(response: requests.Response, release: Callable[[], None]) -> None:
-    """Call ``release`` once, when ``response`` is closed. Every path of the transport and
-    of its callers closes what it opened (``with response``)."""
-    close = response.close
-    released = False
-
-    def closing() -> None:
-        nonlocal released
-        try:
-            close()
-        finally:
-            if not released:
-                released = True
-                release()
-
-    response.close = closing  # type: ignore[method-assign]
 
 
 @dataclass

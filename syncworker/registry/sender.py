@@ -24,7 +24,16 @@ from syncworker.registry.limits import Limiter, limited
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.pinning import PinningAdapter, Pins
 from syncworker.registry.stats import ClientStats
-from syncworker.registry.wire import discard, make_session, prepared_plainly, transport_error
+from syncworker.registry.wire import (
+    SEND_ERRORS,
+    Answer,
+    discard,
+    make_session,
+    prepared_plainly,
+    send_prepared,
+    timed_out,
+    transport_error,
+)
 
 __all__ = ["POOL_HOSTS", "Body", "Params", "Sender", "spent"]
 
@@ -81,7 +90,7 @@ class Sender:
         data: Body,
         upstream_url: str,
         deadline: Deadline | None,
-    ) -> requests.Response:
+    ) -> Answer:
         """Send, following redirects by our policy; Authorization never leaves its origin.
 
         ``upstream_url`` is the registry URL the request is made for: whether it is itself
@@ -91,27 +100,27 @@ class Sender:
         for _ in range(redirects.MAX_REDIRECTS + 1):
             response = self._send_once(method, url, current, params, data, deadline)
             location = response.headers.get("Location")
-            if response.status_code not in redirects.REDIRECT_STATUSES or not location:
+            if response.status not in redirects.REDIRECT_STATUSES or not location:
                 return response
             discard(response)
             target = urljoin(response.url, location)
-            if spent(data) and response.status_code in (307, 308):
+            if spent(data) and response.status in (307, 308):
                 raise RegistryError(
                     method,
                     redact_http_url(url),
-                    response.status_code,
+                    response.status,
                     detail="redirected a streamed upload, whose body cannot be sent again",
                 )
             if not self.admit(target, upstream):
                 raise RegistryError(
                     method,
                     redact_http_url(url),
-                    response.status_code,
+                    response.status,
                     detail=f"redirect to {redact_http_url(target)} refused (internal address)",
                 )
             if redirects.origin(target) != redirects.origin(url):
                 current.pop("Authorization", None)
-            if response.status_code == 303 or (response.status_code in (301, 302) and data):
+            if response.status == 303 or (response.status in (301, 302) and data):
                 method, data = "GET", None
             url, params = target, None
         raise RegistryError(method, redact_http_url(url), 310, detail="too many redirects")
@@ -124,7 +133,7 @@ class Sender:
         params: Params | None,
         data: Body,
         deadline: Deadline | None,
-    ) -> requests.Response:
+    ) -> Answer:
         timeout = self._options.timeout
         if deadline is not None:
             deadline.check(f"{method} {redact_http_url(url)}")
@@ -149,7 +158,7 @@ class Sender:
         params: Params | None,
         data: Body,
         timeout: float,
-    ) -> requests.Response:
+    ) -> Answer:
         self._stats.add(requests=1)
         hook = self._stats.hook
         session = self._session
@@ -157,13 +166,7 @@ class Sender:
         prepared = prepared_plainly(session, method, url, headers) if plain else None
         try:
             if prepared is not None:
-                response = session.send(
-                    prepared,
-                    stream=True,
-                    allow_redirects=False,
-                    timeout=(timeout, timeout),
-                    proxies={},
-                )
+                answer = send_prepared(session, self._adapter, prepared, timeout)
             else:
                 response = session.request(
                     method,
@@ -175,13 +178,14 @@ class Sender:
                     allow_redirects=False,
                     timeout=(timeout, timeout),
                 )
-        except requests.RequestException as exc:
+                answer = Answer(method, response.url, response.raw, response.headers)
+        except SEND_ERRORS as exc:
             if hook is not None:
-                hook.response(method, "timeout" if isinstance(exc, requests.Timeout) else "error")
+                hook.response(method, "timeout" if timed_out(exc) else "error")
             raise transport_error(method, url, exc) from None
         if hook is not None:
-            hook.response(method, str(response.status_code))
-        return response
+            hook.response(method, str(answer.status))
+        return answer
 
     def admit(self, url: str, upstream: list[redirects.IPAddress]) -> bool:
         """Whether ``url`` (a redirect target, a token realm) may be connected to; if it

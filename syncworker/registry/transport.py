@@ -4,7 +4,7 @@ The protocol modules (catalog, tags, manifests, blobs, ...) only say which path 
 and what scope it needs; everything in between lives here and in :mod:`.sender`, stacked as
 in go-containerregistry's transport: failover (outermost) → retry with backoff → auth
 challenge/response → redirect policy → the upstream's rate limit (``limits``, when one is
-configured) → one ``requests`` call. Error statuses become
+configured) → one request on urllib3's pool (:mod:`.wire`). Error statuses become
 :class:`RegistryError` / :class:`NotFoundError` here; exceptions of the HTTP libraries
 become :class:`TransportError` in :mod:`.wire`.
 
@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-import requests
 import urllib3
 
 from syncworker.errors import (
@@ -49,6 +48,7 @@ from syncworker.registry.wire import (
     BODY_ERRORS,
     ERROR_BODY_CAP,
     READ_CHUNK,
+    Answer,
     read_prefix,
     transport_error,
 )
@@ -163,7 +163,7 @@ class Transport:
                 # Read even a HEAD's empty body: only a consumed response gives its
                 # connection back to the pool (closing an unread one drops it).
                 body = self.read(response, cap, method)
-            return check(Reply(response.status_code, response.headers, body, response.url))
+            return check(Reply(response.status, response.headers, body, response.url))
 
         return self._failover(target, lambda url: self._retrying(lambda: attempt(url)))
 
@@ -176,7 +176,7 @@ class Transport:
         params: Params = (),
         headers: Mapping[str, str] | None = None,
         data: Body = None,
-    ) -> requests.Response:
+    ) -> Answer:
         """Send and return the response unread, for streaming. The caller closes it.
 
         One attempt per URL: the caller retries the whole stream, not this request. A
@@ -185,17 +185,17 @@ class Transport:
             target, lambda url: self._exchange(method, url, scope, params, headers, data)
         )
 
-    def iter_body(self, response: requests.Response, chunk_size: int) -> Iterator[bytes]:
+    def iter_body(self, response: Answer, chunk_size: int) -> Iterator[bytes]:
         """The body's chunks; a broken connection mid-body becomes :class:`TransportError`.
 
         Each read returns what one ``recv`` brings (``read1``), so the deadline is checked
         between reads even when a server sends one byte every few seconds."""
-        method = response.request.method or "GET"
+        method = response.method
         try:
             while True:
                 if self._deadline is not None:
                     self._deadline.check(f"{method} {redact_http_url(response.url)}")
-                chunk = response.raw.read1(chunk_size, decode_content=True)
+                chunk = response.read1(chunk_size)
                 if not chunk:
                     return
                 self._stats.add(bytes_downloaded=len(chunk))
@@ -203,19 +203,22 @@ class Transport:
         except BODY_ERRORS as exc:
             raise transport_error(method, response.url, exc) from None
 
-    def read(self, response: requests.Response, cap: int, method: str = "GET") -> bytes:
+    def read(self, response: Answer, cap: int, method: str = "GET") -> bytes:
         """The whole body, refusing (before buffering it) one longer than ``cap``."""
         # A HEAD's Content-Length is the size of the GET's body, not of this (empty) one.
-        where = f"{method} {redact_http_url(response.url)}"
-        declared = None if method == "HEAD" else answers.declared_length(response.headers, where)
+        declared = None
+        if method != "HEAD" and "Content-Length" in response.headers:
+            declared = answers.declared_length(response.headers, _where(method, response))
         if declared is not None and declared > cap:
-            raise SizeLimitError(f"{where}: body of {declared} bytes exceeds {cap}")
+            raise SizeLimitError(
+                f"{_where(method, response)}: body of {declared} bytes exceeds {cap}"
+            )
         parts: list[bytes] = []
         total = 0
         for chunk in self.iter_body(response, READ_CHUNK):
             total += len(chunk)
             if total > cap:
-                raise SizeLimitError(f"{where}: body exceeds {cap} bytes")
+                raise SizeLimitError(f"{_where(method, response)}: body exceeds {cap} bytes")
             parts.append(chunk)
         return b"".join(parts)
 
@@ -273,7 +276,7 @@ class Transport:
         params: Params,
         headers: Mapping[str, str] | None,
         data: Body,
-    ) -> requests.Response:
+    ) -> Answer:
         """One authorised request; any non-2xx answer is raised as a :class:`RegistryError`."""
         sent = self._auth.header(url, scope)
         response = self._wire.send(
@@ -281,7 +284,7 @@ class Transport:
         )
         # A 401 from a redirect target (blob storage, a CDN) is its own business: our
         # credentials, and a realm it names, are never offered to it.
-        if response.status_code == 401 and redirects.origin(response.url) == redirects.origin(url):
+        if response.status == 401 and redirects.origin(response.url) == redirects.origin(url):
             # Read the 401 first: its connection is then free for the token request.
             with response:
                 refused = self._error(method, response)
@@ -295,7 +298,7 @@ class Transport:
             response = self._wire.send(
                 method, url, _with_auth(headers, renewed), params, data, url, self._deadline
             )
-        if not 200 <= response.status_code < 300:
+        if not 200 <= response.status < 300:
             with response:
                 raise self._error(method, response)
         return response
@@ -316,13 +319,13 @@ class Transport:
             )
         response = self._wire.send("GET", realm, headers, params, None, upstream, self._deadline)
         with response:
-            if not 200 <= response.status_code < 300:
+            if not 200 <= response.status < 300:
                 raise self._error("GET", response)
             return self.read(response, auth.MAX_TOKEN_RESPONSE_BYTES)
 
     # -- the wire: redirects and exception translation -----------------------------------
 
-    def _error(self, method: str, response: requests.Response) -> RegistryError:
+    def _error(self, method: str, response: Answer) -> RegistryError:
         try:
             body = read_prefix(response, ERROR_BODY_CAP)
         except BODY_ERRORS:
@@ -330,15 +333,19 @@ class Transport:
         codes, detail = answers.spec_errors(body)
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
         retry_after = self._paused(response, retry_after)
-        kind = NotFoundError if response.status_code == 404 else RegistryError
+        kind = NotFoundError if response.status == 404 else RegistryError
         return kind(
-            method, redact_http_url(response.url), response.status_code, codes, detail, retry_after
+            method, redact_http_url(response.url), response.status, codes, detail, retry_after
         )
 
-    def _paused(self, response: requests.Response, retry_after: float | None) -> float | None:
+    def _paused(self, response: Answer, retry_after: float | None) -> float | None:
         if self._limiter is None or redirects.origin(response.url) not in self._origins:
             return retry_after
-        return pause_for(self._limiter, response.status_code, retry_after)
+        return pause_for(self._limiter, response.status, retry_after)
+
+
+def _where(method: str, response: Answer) -> str:
+    return f"{method} {redact_http_url(response.url)}"
 
 
 def _as_is(reply: Reply) -> Reply:

@@ -24,11 +24,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.retry import MAX_RETRY_DELAY
-from syncworker.registry.wire import Answer
+
+if TYPE_CHECKING:
+    from syncworker.registry.wire import Answer
 
 __all__ = [
     "DEFAULT_PAUSE",

@@ -4,6 +4,7 @@ redirects, bearer tokens, broken connections)."""
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import json
 import threading
@@ -287,6 +288,17 @@ def test_head_without_digest_header_falls_back_to_get(server: Scripted) -> None:
         descriptor = client.head_manifest("r", "v1")
     assert descriptor == Descriptor(OCI_MANIFEST, Digest.of(raw), len(raw))
     assert server.count("GET", "/v2/r/manifests/v1") == 1
+
+
+def test_an_encoded_body_is_decoded_and_a_plain_one_read_as_is(server: Scripted) -> None:
+    """Bodies are read raw unless the answer names a Content-Encoding."""
+    raw = manifest_bytes()
+    packed = manifest_answer(gzip.compress(raw), Digest.of(raw), **{"Content-Encoding": "gzip"})
+    server.on("GET", "/v2/r/manifests/packed", packed)
+    server.on("GET", "/v2/r/manifests/plain", manifest_answer(raw))
+    with RegistryClient([server.url], options=FAST) as client:
+        assert client.get_manifest("r", "packed")[0] == raw
+        assert client.get_manifest("r", "plain")[0] == raw
 
 
 def test_blob_digest_mismatch_raises_before_the_last_chunk(server: Scripted) -> None:

@@ -54,7 +54,7 @@ class Answer:
     transport reads of it. Closing it gives a fully read connection back to the pool and
     drops an unread one, as closing a ``requests`` response does."""
 
-    __slots__ = ("_on_close", "headers", "method", "raw", "status", "url")
+    __slots__ = ("_decode", "_on_close", "headers", "method", "raw", "status", "url")
 
     def __init__(
         self,
@@ -69,11 +69,14 @@ class Answer:
         self.raw = raw
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers if headers is None else headers
+        # A body without Content-Encoding is read as it comes: urllib3's decoding path
+        # copies every chunk through a buffer even when there is nothing to decode.
+        self._decode = "Content-Encoding" in self.headers
         self._on_close: list[Callable[[], None]] = []
 
     def read1(self, size: int) -> bytes:
-        """What one ``recv`` brings, at most ``size`` bytes; b"" at the end."""
-        return self.raw.read1(size, decode_content=True)
+        """What one ``recv`` brings, at most ``size`` bytes, decoded; b"" at the end."""
+        return self.raw.read1(size, decode_content=self._decode)
 
     def on_close(self, call: Callable[[], None]) -> None:
         """Call ``call`` once, when this answer is closed."""

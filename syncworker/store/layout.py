@@ -78,6 +78,9 @@ class LayoutStore:
         self._with_layout: set[str] = set()
         self._checked: set[str] = set()
         self._hints: dict[Digest, str] = {}
+        # Digests whose hint this process has seen or written: the first holder stays the
+        # hint, so writing it again would only be refused.
+        self._hinted: set[Digest] = set()
         self._scan_lock = threading.Lock()
         self._unmarked: dict[str, str] | None = None
 
@@ -93,8 +96,13 @@ class LayoutStore:
         return self.has_blob(repo, digest)
 
     def find_blob(self, digest: Digest) -> str | None:
-        for hint in (self._hints.get(digest), self._read_hint(digest)):
-            if hint is not None and self._holds(hint, digest):
+        known = self._hints.get(digest)
+        if known is not None and self._holds(known, digest):
+            return known
+        hint = self._read_hint(digest)  # another process's copy, or ours proved stale
+        if hint is not None:
+            self._hinted.add(digest)
+            if self._holds(hint, digest):
                 self._hints[digest] = hint
                 return hint
         repo = self._unmarked_blobs().get(f"{digest.algorithm}/{digest.hex}")
@@ -255,13 +263,16 @@ class LayoutStore:
         repository to hold a digest stays its hint unless that one proved stale.
         """
         self._hints[digest] = repo
+        if digest in self._hinted and not repair:
+            return
         try:
             if repair:
                 self.backend.put(self._hint_key(digest), repo.encode())
             else:
                 self.backend.put_if_absent(self._hint_key(digest), repo.encode())
         except StoreError:
-            pass
+            return
+        self._hinted.add(digest)
 
     def _holds(self, repo: str, digest: Digest) -> bool:
         try:

@@ -1,9 +1,10 @@
-"""`python -m bench.httpcost`: the client's CPU per blob GET, without the store.
+"""`python -m bench.httpcost`: the client's CPU per blob GET and per manifest HEAD.
 
-Pushes BLOBS layers of 256 KiB to a fresh registry, then reads them all, one thread, with:
-syncworker's RegistryClient (session, auth, limits, digest check), a bare `requests`
-session, and urllib3's pool directly; the digest is computed in every mode so only the
-HTTP layers differ. Prints CPU ms per blob (the median of REPS rounds, this process only:
+Pushes BLOBS layers of 256 KiB and one image to a fresh registry, then reads the blobs
+(BLOBS GETs) and HEADs the image's tag (BLOBS times), one thread, with: syncworker's
+RegistryClient (session, auth, limits, digest check), a bare `requests` session, and
+urllib3's pool directly; the blob digest is computed in every mode so only the HTTP
+layers differ. Prints CPU ms per request (the median of REPS rounds, this process only:
 the registry's CPU is not counted).
 """
 
@@ -17,10 +18,10 @@ from collections.abc import Callable
 import requests
 import urllib3
 
-from syncworker.oci import Descriptor, Digest
+from syncworker.oci import MANIFEST_ACCEPT, Descriptor, Digest
 from syncworker.registry import RegistryClient
-from tests.support.images import make_layer
-from tests.support.push import push_blob
+from tests.support.images import make_image, make_layer
+from tests.support.push import push_blob, push_image
 from tests.support.registry_server import RegistryServer
 
 __all__ = ["main"]
@@ -28,7 +29,9 @@ __all__ = ["main"]
 BLOBS = 300
 REPS = 5
 REPO = "http/cost"
+TAG = "v1"
 CHUNK = 1024 * 1024
+HEAD_HEADERS = {"Accept": MANIFEST_ACCEPT}
 
 
 def _ours(url: str, descriptors: list[Descriptor]) -> Callable[[], None]:
@@ -72,13 +75,33 @@ def _urllib3(url: str, descriptors: list[Descriptor]) -> Callable[[], None]:
     return read
 
 
-def _cpu_ms_per_blob(read: Callable[[], None], blobs: int) -> float:
+def _heads(url: str) -> dict[str, Callable[[], None]]:
+    client = RegistryClient([url])
+    session = requests.Session()
+    pool = urllib3.PoolManager(maxsize=8)
+    target = f"{url}/v2/{REPO}/manifests/{TAG}"
+
+    def repeated(head: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(BLOBS):
+                head()
+
+        return run
+
+    return {
+        "syncworker client": repeated(lambda: client.head_manifest(REPO, TAG)),
+        "requests": repeated(lambda: session.head(target, headers=HEAD_HEADERS)),
+        "urllib3 pool": repeated(lambda: pool.request("HEAD", target, headers=HEAD_HEADERS)),
+    }
+
+
+def _cpu_ms_per_request(read: Callable[[], None], requests_made: int) -> float:
     read()  # warm: connections, tokens, imports
     rounds = []
     for _ in range(REPS):
         before = time.process_time()
         read()
-        rounds.append((time.process_time() - before) * 1000 / blobs)
+        rounds.append((time.process_time() - before) * 1000 / requests_made)
     return statistics.median(rounds)
 
 
@@ -91,10 +114,14 @@ def main() -> None:
             descriptors.append(
                 Descriptor(layer.media_type, Digest.parse(layer.digest), len(layer.data))
             )
+        push_image(registry.url, REPO, TAG, make_image("httpcost"))
         for name, make in (("syncworker client", _ours), ("requests", _requests),
                            ("urllib3 pool", _urllib3)):  # fmt: skip
-            ms = _cpu_ms_per_blob(make(registry.url, descriptors), BLOBS)
+            ms = _cpu_ms_per_request(make(registry.url, descriptors), BLOBS)
             print(f"{name:18} {ms:.2f} CPU ms per 256 KiB blob", flush=True)
+        for name, heads in _heads(registry.url).items():
+            ms = _cpu_ms_per_request(heads, BLOBS)
+            print(f"{name:18} {ms:.2f} CPU ms per manifest HEAD", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The read limit: GET every unique blob once, in parallel, throwing the bytes away.
+"""The read limit: GET every unique blob once, in parallel, throwing the bytes away (or, as
+a plain copier, hashing and writing them).
 
 Two readers, because a Python reader may itself be the bound: `requests` in threads (the
 same HTTP stack syncworker uses; its CPU time over wall time shows whether the GIL is the
@@ -7,11 +8,13 @@ limit) and `curl --parallel` (C, one process). The faster one is the read limit.
 
 from __future__ import annotations
 
+import hashlib
 import resource
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,17 +40,26 @@ def _blob_urls(base_url: str, data: DataSet) -> list[str]:
     return [f"{base_url}/v2/{repo}/blobs/{digest}" for digest, (repo, _) in data.blobs.items()]
 
 
-def read_with_requests(base_url: str, data: DataSet, readers: int = READERS) -> ReadResult:
+def read_with_requests(
+    base_url: str, data: DataSet, readers: int = READERS, into: Path | None = None
+) -> ReadResult:
+    """With ``into``, a plain copier instead: each blob is also hashed (sha256) and written
+    to a file of its own there, as any mirror must, with no check and no durability."""
     local = threading.local()
 
     def fetch(url: str) -> int:
         if not hasattr(local, "session"):
             local.session = requests.Session()
         count = 0
-        with local.session.get(url, stream=True, timeout=TIMEOUT) as response:
+        with local.session.get(url, stream=True, timeout=TIMEOUT) as response, ExitStack() as out:
             response.raise_for_status()
+            sink = out.enter_context((into / url.rsplit(":", 1)[1]).open("wb")) if into else None
+            digest = hashlib.sha256() if into else None
             for chunk in response.iter_content(CHUNK):
                 count += len(chunk)
+                if sink is not None and digest is not None:
+                    digest.update(chunk)
+                    sink.write(chunk)
         return count
 
     cpu_before = time.process_time()

@@ -113,11 +113,22 @@ class Bench:
             done = read_with_curl(upstream.url, data, self.workdir)
             return _Read(done.wall, 0, done.cpu)
 
+        def copier(_: int) -> _Read:
+            into = self._fresh(f"copy-{data.name}")
+            done = read_with_requests(upstream.url, data, into=into)
+            shutil.rmtree(into, ignore_errors=True)
+            return _Read(done.wall, 0, done.cpu)
+
         name = data.name
         self.measure(
             f"{name}.read.requests{suffix}", "read limit (requests, 8 threads)", data, upstream,
             python,
         )  # fmt: skip
+        if not suffix:
+            self.measure(
+                f"{name}.read.copy", "plain copier (requests, 8 threads, sha256, a file per blob)",
+                data, upstream, copier,
+            )  # fmt: skip
         self.measure(
             f"{name}.read.curl{suffix}", "read limit (curl --parallel 8)", data, upstream, curl
         )

@@ -30,20 +30,27 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from syncworker.errors import ConfigError, TransportError
-from syncworker.registry.auth import Credentials
+
+if TYPE_CHECKING:
+    from syncworker.registry.auth import Credentials
 
 __all__ = [
     "ECR_HELPER",
     "EcrLogin",
     "docker_config_credentials",
+    "FileLogins",
     "docker_config_path",
     "host_key",
+    "login",
     "parse_credentials_file",
 ]
+
+#: A credentials file read: ``host[:port]`` -> (username, password).
+FileLogins = dict[str, tuple[str, str]]
 
 # Docker Hub answers under several names; docker keeps its login under the first.
 _DOCKER_HUB_HOSTS = ("index.docker.io", "registry-1.docker.io", "docker.io")
@@ -55,18 +62,25 @@ def host_key(text: str) -> str:
     return _DOCKER_HUB_HOSTS[0] if netloc in _DOCKER_HUB_HOSTS else netloc
 
 
-def parse_credentials_file(data: Any) -> dict[str, Credentials]:
+def login(username: str, password: str) -> Credentials:
+    """The client's value for a username and password."""
+    from syncworker.registry.auth import Credentials
+
+    return Credentials(username, password)
+
+
+def parse_credentials_file(data: Any) -> FileLogins:
     """zot's credentials file, already decoded from JSON; ``ValueError`` naming the entry."""
     if not isinstance(data, Mapping):
         raise ValueError("a credentials file is a JSON object keyed by host:port")
-    found: dict[str, Credentials] = {}
+    found: FileLogins = {}
     for host, entry in data.items():
         # zot decodes with Go's encoding/json, which matches field names case-insensitively.
         fields = {str(k).lower(): v for k, v in entry.items()} if isinstance(entry, Mapping) else {}
         username, password = fields.get("username"), fields.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise ValueError(f"entry {host!r} needs string 'username' and 'password'")
-        found[host_key(str(host))] = Credentials(username, password)
+        found[host_key(str(host))] = (username, password)
     return found
 
 
@@ -103,10 +117,10 @@ def _docker_entry(entry: Mapping[str, Any]) -> Credentials | None:
             username, sep, password = base64.b64decode(auth).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
-        return Credentials(username, password) if sep else None
+        return login(username, password) if sep else None
     user, secret = entry.get("username"), entry.get("password")
     if isinstance(user, str) and isinstance(secret, str):
-        return Credentials(user, secret)
+        return login(user, secret)
     return None
 
 
@@ -174,7 +188,7 @@ class EcrLogin:
         )
         if not sep:
             raise self._failed("InvalidToken", "not a user:password pair", temporary=False)
-        return Credentials(username, password), data["expiresAt"].timestamp()
+        return login(username, password), data["expiresAt"].timestamp()
 
     def _failed(self, code: str, message: str, temporary: bool) -> TransportError | ConfigError:
         what = f"ECR login for {self._host} (credentialHelper: ecr) failed: {code}: {message}"

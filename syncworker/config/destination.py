@@ -14,18 +14,18 @@ config.json, exactly as an upstream's.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import field_validator
 
 from syncworker.config.base import ConfigModel
-from syncworker.config.credentials import docker_config_credentials, host_key
-from syncworker.registry.auth import Credentials
-from syncworker.registry.options import DEFAULT_MAX_BLOB_SIZE, ClientOptions
+from syncworker.config.credentials import docker_config_credentials
 
 if TYPE_CHECKING:
     from syncworker.config.model import Config
+    from syncworker.registry.auth import Credentials
+    from syncworker.registry.options import ClientOptions
 
 __all__ = ["DestinationConfig", "destination_credentials", "destination_problems"]
 
@@ -58,10 +58,14 @@ class DestinationConfig(ConfigModel):
         """``host[:port]`` as written: the key of its login in the credentials file."""
         return urlsplit(self.url).netloc
 
-    def client_options(self, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE) -> ClientOptions:
-        return ClientOptions(
-            tls_verify=self.tls_verify, cert_dir=self.cert_dir, max_blob_size=max_blob_size
-        )
+    def client_options(self, max_blob_size: int | None = None) -> ClientOptions:
+        """Options for the registry client; ``max_blob_size`` None keeps the client's."""
+        from syncworker.registry.options import ClientOptions
+
+        given: dict[str, Any] = {"tls_verify": self.tls_verify, "cert_dir": self.cert_dir}
+        if max_blob_size is not None:
+            given["max_blob_size"] = max_blob_size
+        return ClientOptions(**given)
 
 
 def destination_credentials(config: Config) -> Credentials | None:
@@ -69,8 +73,7 @@ def destination_credentials(config: Config) -> Credentials | None:
     dest = config.syncworker.destination
     if dest is None:
         return None
-    from_file = config._file_credentials.get(host_key(dest.host))
-    return from_file or docker_config_credentials([dest.host])
+    return config.file_login(dest.host) or docker_config_credentials([dest.host])
 
 
 def destination_problems(config: Config) -> list[tuple[str, str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
@@ -10,15 +10,18 @@ from syncworker.config.base import ConfigModel
 from syncworker.config.credentials import (
     ECR_HELPER,
     EcrLogin,
+    FileLogins,
     docker_config_credentials,
     host_key,
+    login,
 )
 from syncworker.config.destination import DestinationConfig
 from syncworker.config.storage import StorageConfig
 from syncworker.config.sync import RegistryConfig, SyncConfig
 from syncworker.errors import ConfigError
-from syncworker.registry.auth import Credentials, Login
-from syncworker.registry.options import DEFAULT_MAX_BLOB_SIZE
+
+if TYPE_CHECKING:
+    from syncworker.registry.auth import Credentials, Login
 
 __all__ = ["REDIS_URL_ENV", "ApiSettings", "Config", "ExtensionsConfig", "SyncworkerSettings"]
 
@@ -61,8 +64,9 @@ class SyncworkerSettings(ConfigModel):
     #: their OCI twin types for layout readers that skip Docker types (skopeo 1.9, umoci),
     #: at the price of that mismatch when a registry serves the layout.
     layout_media_types: Literal["preserve", "oci"] = "preserve"
-    #: A blob larger than this many bytes (declared or streamed) fails its tag.
-    max_blob_size: int = Field(DEFAULT_MAX_BLOB_SIZE, ge=1)
+    #: A blob larger than this many bytes (declared or streamed) fails its tag; None: the
+    #: client's limit (``DEFAULT_MAX_BLOB_SIZE`` in syncworker/registry/options.py).
+    max_blob_size: int | None = Field(None, ge=1)
     #: The HTTP API (``syncworker api``).
     api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))
     #: A registry to push into instead of OCI layouts (config/destination.py).
@@ -124,7 +128,7 @@ class Config(ConfigModel):
         default_factory=lambda: SyncworkerSettings.model_validate({})
     )
 
-    _file_credentials: dict[str, Credentials] = PrivateAttr(default_factory=dict)
+    _file_credentials: FileLogins = PrivateAttr(default_factory=dict)
 
     @property
     def sync(self) -> SyncConfig:
@@ -151,7 +155,12 @@ class Config(ConfigModel):
             return {url: EcrLogin(url) for url in registry.urls}
         found: dict[str, Login] = {}
         for url, host in zip(registry.urls, registry.hosts, strict=True):
-            creds = self._file_credentials.get(host_key(host)) or docker_config_credentials([host])
+            creds = self.file_login(host) or docker_config_credentials([host])
             if creds is not None:
                 found[url] = creds
         return found
+
+    def file_login(self, host: str) -> Credentials | None:
+        """The credentials file's login for ``host`` (``host[:port]``), if it has one."""
+        pair = self._file_credentials.get(host_key(host))
+        return login(*pair) if pair is not None else None

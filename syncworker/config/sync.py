@@ -9,7 +9,7 @@ so a zot config loads as it is. Ours, under the same registry entry: ``name``, `
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -27,7 +27,9 @@ from syncworker.config.credentials import ECR_HELPER
 from syncworker.errors import InvalidNameError
 from syncworker.filters import ContentRule, ContentRules, TagRule
 from syncworker.oci import validate_repository
-from syncworker.registry.options import DEFAULT_MAX_BLOB_SIZE, ClientOptions
+
+if TYPE_CHECKING:
+    from syncworker.registry.options import ClientOptions
 
 __all__ = ["ContentConfig", "RegistryConfig", "SyncConfig", "TagsConfig"]
 
@@ -160,16 +162,16 @@ class RegistryConfig(ConfigModel):
         return self._rules
 
     def client_options(
-        self, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE, threads: int | None = None
+        self, max_blob_size: int | None = None, threads: int | None = None
     ) -> ClientOptions:
         """Options for the registry client; unset keys keep the client's defaults.
         ``threads``: how many threads share the client, the keep-alive pool's size unless
         zot's ``maxIdleConnsPerHost`` sets it (a smaller pool discards connections)."""
-        given: dict[str, Any] = {
-            "tls_verify": self.tls_verify,
-            "cert_dir": self.cert_dir,
-            "max_blob_size": max_blob_size,
-        }
+        from syncworker.registry.options import ClientOptions  # the client's package
+
+        given: dict[str, Any] = {"tls_verify": self.tls_verify, "cert_dir": self.cert_dir}
+        if max_blob_size is not None:
+            given["max_blob_size"] = max_blob_size
         if self.max_retries is not None:
             given["max_retries"] = self.max_retries
         if self.retry_delay is not None:

@@ -13,12 +13,14 @@ import contextvars
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from syncworker.engine import RepoResult
-from syncworker.engine.events import BlobOutcome, ImageOutcome, WaitKind
 from syncworker.redact import redact_text
-from syncworker.registry.stats import RequestHook
+
+if TYPE_CHECKING:  # every command sets up its logging here; only `sync` loads the engine
+    from syncworker.engine import RepoResult
+    from syncworker.engine.events import BlobOutcome, ImageOutcome, WaitKind
+    from syncworker.registry.stats import RequestHook
 
 __all__ = [
     "CONTEXT_FIELDS",

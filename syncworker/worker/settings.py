@@ -10,6 +10,7 @@ from kombu.entity import Exchange, Queue
 
 from syncworker.config import Config
 from syncworker.worker.names import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK, ROUTES, TASK_WALK
+from syncworker.worker.redisbroker import REDIS_SCHEMES
 from syncworker.worker.schedule import beat_schedule
 
 __all__ = [
@@ -51,6 +52,8 @@ PUBLISH_RETRY_POLICY = {
 }
 # Results are kept only for sync_image (callers may wait on it); a day is plenty.
 RESULT_EXPIRES = 24 * 3600
+# kombu's Redis transport with one client per connection pool (worker/redisbroker.py).
+REDIS_TRANSPORT = "syncworker.worker.redisbroker:Transport"
 # RedBeat keeps the schedule and its single-beat lock under our key prefix.
 REDBEAT_PREFIX = "syncworker:redbeat"
 # Only one beat replica holds this lock and fires; another takes over within this long.
@@ -108,7 +111,16 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "redbeat_lock_timeout": REDBEAT_LOCK_TIMEOUT,
         "beat_schedule": beat_schedule(config, TASK_WALK, QUEUE_WALK),
     }
-    return _merge(settings, config.syncworker.celery)
+    merged = _merge(settings, config.syncworker.celery)
+    if merged.get("broker_transport") is None and _scheme(merged["broker_url"]) in REDIS_SCHEMES:
+        merged["broker_transport"] = REDIS_TRANSPORT
+    return merged
+
+
+def _scheme(url: Any) -> str:
+    """The scheme of a broker URL (of the first one, for a failover list)."""
+    first = url[0] if isinstance(url, list | tuple) and url else url
+    return str(first).split(";", 1)[0].partition("://")[0].lower()
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -185,9 +185,13 @@ class RepoJob:
             self._sync_tags(pool, ready)
 
     def _sync_tags(self, pool: ThreadPoolExecutor, tags: list[str]) -> None:
-        """``tags``, ``tag_concurrency`` at a time; index entries in the order given."""
+        """``tags``, ``tag_concurrency`` at a time; index entries in the order given. A lone
+        tag runs in this thread: the pool starts its threads only when given work."""
         self._index.expect(tags)
-        list(pool.map(self._sync_in_order, tags))
+        if len(tags) == 1:
+            self._sync_in_order(tags[0])
+        else:
+            list(pool.map(self._sync_in_order, tags))
 
     def _sync_in_order(self, tag: str) -> None:
         try:

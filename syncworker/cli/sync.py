@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -73,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     limiters = coord  # the upstreams' rate budgets, cluster-wide
     watch = Watch(args, registries)
     mirror = build_mirror(config, store, locks, limiters=limiters, events=watch.events)
+    # What start-up built (modules, the configuration, the clients) lives as long as the
+    # run: frozen, the garbage collector stops walking it again on every full collection.
+    gc.freeze()
     with mirror, watch.display or nullcontext():
         summary = run_registries(
             mirror, registries, concurrency, on_repo_done=watch.printer, dry_run=args.dry_run

@@ -14,6 +14,7 @@ from bench.proc import Finished, run_measured
 from bench.scenarios import Bench
 from bench.seed import DataSet, push_one_image
 from bench.tools import write_sync_config
+from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY
 from tests.support.push import push_manifest
 from tests.support.registry_server import RegistryServer
 
@@ -57,16 +58,24 @@ def many_tags(bench: Bench) -> None:
     root = bench.workdir / "store-many"
     ms = MANY_TAGS_LATENCY_MS
     with bench._upstream_url(upstream, ms) as url:
-        config = write_sync_config(bench.workdir / "sync-many.yaml", url, root)
-        bench._sync(config, "many-cold")
-        bench.measure(
-            f"tags{MANY_TAGS}.sync.noop.{ms}ms",
-            f"syncworker sync (no-op), 1 repository, {MANY_TAGS} tags, +{ms} ms/request",
-            data,
-            upstream,
-            lambda rep: bench._sync(config, f"many-noop-{rep}"),
-            latency_ms=ms,
-        )
+        # The default tagConcurrency (the target's row), then twice as many tags at once.
+        for tags_at_once in (DEFAULT_TAG_CONCURRENCY, 2 * DEFAULT_TAG_CONCURRENCY):
+            suffix = "" if tags_at_once == DEFAULT_TAG_CONCURRENCY else f".tags{tags_at_once}"
+            config = write_sync_config(
+                bench.workdir / f"sync-many{suffix}.yaml", url, root, tag_concurrency=tags_at_once
+            )
+            bench._sync(config, f"many-cold{suffix}")
+            bench.measure(
+                f"tags{MANY_TAGS}.sync.noop.{ms}ms{suffix}",
+                f"syncworker sync (no-op), 1 repository, {MANY_TAGS} tags, +{ms} ms/request, "
+                f"tagConcurrency {tags_at_once}",
+                data,
+                upstream,
+                lambda rep, config=config, suffix=suffix: bench._sync(
+                    config, f"many-noop{suffix}-{rep}"
+                ),
+                latency_ms=ms,
+            )
 
 
 def pinned(bench: Bench, data: DataSet, upstream: RegistryServer) -> None:

@@ -86,10 +86,13 @@ def write_sync_config(
     concurrency: int = 8,
     destination: str | None = None,
     broker_url: str | None = None,
+    tag_concurrency: int | None = None,
 ) -> Path:
     """A zot-style config mirroring every repository of `upstream_url` into `root`, or into
     the registry at `destination`."""
     settings: dict[str, Any] = {"concurrency": concurrency}
+    if tag_concurrency:
+        settings["tagConcurrency"] = tag_concurrency
     if redis_url:
         settings["redis"] = redis_url
     if destination:

@@ -99,6 +99,9 @@ class Bench:
         for rep in range(self.reps):
             if prepare:
                 prepare(rep)
+            # Nothing dirty from earlier runs: syncworker's syncfs would write it back and be
+            # charged for it, while a tool that never syncs is not.
+            os.sync()
             with TrafficMeter(upstream) as meter:
                 done = action(rep)
             sample = Sample(

@@ -19,10 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from syncworker.engine import RepoResult
-from syncworker.engine.events import BlobOutcome, ImageOutcome, WaitKind
+from syncworker.engine.events import ImageOutcome, NullEvents
 from syncworker.errors import SyncworkerError
-from syncworker.registry.stats import RequestHook
 
 __all__ = ["LIVE_INTERVAL", "LiveCounts", "LiveWriter", "Tracked"]
 
@@ -75,9 +73,9 @@ class Tracked:
             log.debug("live counts of %s not written: %s", self._repo, exc)
 
 
-class LiveCounts:
+class LiveCounts(NullEvents):
     """The engine's events, as far as live counts need them: images of tracked
-    repositories. Thread-safe; one per worker process."""
+    repositories (the other events are ignored). Thread-safe; one per worker process."""
 
     def __init__(self, writer: LiveWriter, clock: Callable[[], float] = time.monotonic) -> None:
         self._writer = writer
@@ -107,21 +105,3 @@ class LiveCounts:
             tracked = self._tracked.get((registry, repo))
         if tracked is not None:
             tracked.add(outcome, size)
-
-    def requests(self, registry: str) -> RequestHook | None:
-        return None
-
-    def repo_started(self, registry: str, repo: str) -> None:
-        pass
-
-    def repo_done(self, result: RepoResult, seconds: float) -> None:
-        pass
-
-    def blob_done(self, registry: str, outcome: BlobOutcome, size: int, seconds: float) -> None:
-        pass
-
-    def waited(self, registry: str, kind: WaitKind, seconds: float) -> None:
-        pass
-
-    def repos_listed(self, registry: str, count: int, complete: bool) -> None:
-        pass

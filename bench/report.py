@@ -65,6 +65,12 @@ def _ratio_target(name: str, wanted: str, ratio: float, ok: bool | None, how: st
     return Target(name, wanted, f"{ratio:.2f}× ({how})", ok)
 
 
+def _seconds_target(name: str, seconds: float, limit: float) -> Target:
+    if math.isnan(seconds):
+        return Target(name, f"≤ {limit:g} s", "not measured", None)
+    return Target(name, f"≤ {limit:g} s", f"{seconds:.2f} s", seconds <= limit)
+
+
 def _targets_for(ix: _Index, data: str) -> Iterator[Target]:
     cold = ix.wall(f"{data}.sync.cold")
     read = min(ix.wall(f"{data}.read.requests"), ix.wall(f"{data}.read.curl"))
@@ -142,18 +148,12 @@ def _lean_targets(ix: _Index) -> Iterator[Target]:
         "small cold: CPU per blob vs a plain copier's (reference)", "—", r, None,
         f"syncworker {ours:.1f} ms / copier {copier:.1f} ms",
     )  # fmt: skip
-    cpu = ix.cpu("one.sync.noop")
-    yield Target(
-        "CPU of a no-op sync, 1 repository, 1 tag", f"≤ {STARTUP_CPU} s",
-        "not measured" if math.isnan(cpu) else f"{cpu:.2f} s",
-        None if math.isnan(cpu) else cpu <= STARTUP_CPU,
-    )  # fmt: skip
-    wall = ix.wall("tags1000.sync.noop.20ms")
-    yield Target(
-        "1,000-tag repository, no-op, +20 ms", f"≤ {MANY_TAGS_WALL:.0f} s",
-        "not measured" if math.isnan(wall) else f"{wall:.2f} s",
-        None if math.isnan(wall) else wall <= MANY_TAGS_WALL,
-    )  # fmt: skip
+    yield _seconds_target(
+        "CPU of a no-op sync, 1 repository, 1 tag", ix.cpu("one.sync.noop"), STARTUP_CPU
+    )
+    yield _seconds_target(
+        "1,000-tag repository, no-op, +20 ms", ix.wall("tags1000.sync.noop.20ms"), MANY_TAGS_WALL
+    )
     cold = ix.wall("small.sync.cold.pinned")
     read = min(ix.wall("small.read.requests.pinned"), ix.wall("small.read.curl.pinned"))
     r = cold / read

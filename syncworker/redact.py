@@ -41,8 +41,16 @@ QUIET_LOGGERS = ("urllib3", "requests", "botocore", "boto3", "s3transfer", "char
 _SAFE_PARAMS = frozenset({"n", "last", "scope", "service", "digest", "mount", "from"})
 REDACTED = "REDACTED"
 
-# userinfo in any URL (redis://user:pass@host, https://user:token@registry): keep the user.
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@\s:]*):[^/@\s]*@")
+# userinfo with a password in any URL (redis://user:pass@host, https://user:token@host).
+# Passwords are often written unencoded, so the password may hold any of "@:/%?#": it runs
+# to the *last* "@" of the URL that is followed by what can only be a host (a name or an
+# IPv6 literal, an optional numeric port, then the path, the query, the end of the URL or
+# punctuation around it). That is where redis-py and urllib split it too (they take the
+# last "@" of the authority), and a raw "/" in a password cannot cut it short.
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s:/]*?):\S*@"
+    r"(?=(?:\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9._~-]*)(?::[0-9]*)?(?:[/?#\s'\"<>),;\]]|$))"
+)
 # Authorization header values and key=value secrets that a library or upstream may echo.
 _AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _SECRET_PARAM = re.compile(
@@ -56,7 +64,7 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 def redact_http_url(url: str) -> str:
     """``url`` without userinfo, fragment or any query value that is not plain data."""
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(_URL_USERINFO.sub(r"\g<scheme>", url))
         host = parts.hostname or ""
         port = parts.port
     except ValueError:
@@ -72,7 +80,8 @@ def redact_http_url(url: str) -> str:
 
 
 def redact_redis_url(url: str) -> str:
-    """A Redis URL fit for messages: the password (if any) replaced by ``***``."""
+    """Any URL fit for messages, the user kept and the password (if any) replaced by
+    ``***``, whatever characters it holds, raw or percent-encoded."""
     return _URL_USERINFO.sub(r"\g<scheme>\g<user>:***@", url)
 
 

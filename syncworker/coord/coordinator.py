@@ -67,8 +67,13 @@ class Coordinator:
                 health_check_interval=HEALTH_CHECK_INTERVAL,
                 retry=Retry(RETRY_BACKOFF, RETRIES),
             )
-        except ValueError as exc:
-            raise ConfigError("syncworker.redis", f"bad Redis URL {redact_url(url)}") from exc
+        except ValueError:
+            # urllib's message may quote a piece of a password holding a raw "/" or ":" (as a
+            # port or a host), so it is neither shown nor chained.
+            raise ConfigError(
+                "syncworker.redis",
+                f"bad Redis URL {redact_url(url)} (percent-encode '@', ':' and '/' in a password)",
+            ) from None
         return cls(client, prefix, where=redact_url(url))
 
     @property

@@ -120,6 +120,23 @@ def test_destination(upstream: str, rule: ContentRule, local: str) -> None:
     assert ContentRules([rule]).destination(upstream) == local
 
 
+@pytest.mark.parametrize(("upstream", "rule", "local"), DESTINATION_CASES)
+def test_sources_invert_destination(upstream: str, rule: ContentRule, local: str) -> None:
+    assert ContentRules([rule]).sources(local) == [upstream]
+
+
+def test_sources_follow_the_first_matching_rule() -> None:
+    rules = ContentRules(
+        [ContentRule("a/**", None, "m", True), ContentRule("m/**", None, None, False)]
+    )
+    # "a/x" lands in "m/x" by the first rule, and "m/x" upstream by the second: two sources.
+    assert rules.sources("m/x") == ["a/x", "m/x"]
+    assert ContentRules([ContentRule("a/**")]).sources("b/x") == []
+    # "a/b" is refused by the rule that does not match it first
+    first = ContentRules([ContentRule("a/b", None, "z"), ContentRule("a/**", None, "z", True)])
+    assert first.sources("z/b") == []
+
+
 def test_destination_must_be_a_repository_name() -> None:
     rules = ContentRules([ContentRule("zot-fold/alpine", None, "/", True)])
     with pytest.raises(InvalidNameError):

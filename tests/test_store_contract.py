@@ -29,7 +29,7 @@ from syncworker.errors import DigestMismatchError, SizeLimitError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from syncworker.store import BlobHints, IndexEntry, Store
-from syncworker.store.base import REF_NAME
+from syncworker.store.base import REF_NAME, Readable
 from syncworker.store.registry import Destination, RegistryStore
 from tests.support.process import kill_when_ready
 from tests.support.registry_server import RegistryServer
@@ -279,6 +279,19 @@ def test_put_has_read_blob(store: Store) -> None:
     assert store.read_blob("team/app", digest) == data
     with pytest.raises(StoreError, match="team/other"):
         store.read_blob("team/other", digest)
+
+
+def test_a_blob_read_back_streamed_for_a_check(store: Store) -> None:
+    """What ``syncworker check`` reads: the stored size, and the bytes in chunks."""
+    assert isinstance(store, Readable)
+    digest, data = blob(os.urandom(2 * MIB + 5))
+    store.put_blob("team/app", digest, len(data), [data])
+    assert store.blob_size("team/app", digest) == len(data)
+    assert store.blob_size("team/other", digest) is None
+    with store.open_blob("team/app", digest) as chunks:
+        assert b"".join(chunks) == data
+    with pytest.raises(StoreError, match="team/other"), store.open_blob("team/other", digest):
+        pass
 
 
 def test_put_blob_without_declared_size(store: Store) -> None:

@@ -33,6 +33,7 @@ COMMANDS = {
     "status": ("syncworker.cli.status", "runs in progress and recent"),
     "api": ("syncworker.cli.api", "serve registry webhooks and sync requests over HTTP"),
     "gc": ("syncworker.cli.gc", "remove blobs that no index.json reaches"),
+    "check": ("syncworker.cli.check", "check that every mirrored tree is whole; repair it"),
 }
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2

@@ -43,7 +43,9 @@ class BlobStats:
 
 
 class BlobCopier:
-    """``on_done``, if given, is told of each blob fetched or linked and the seconds it took."""
+    """``on_done``, if given, is told of each blob fetched or linked and the seconds it took;
+    ``link``: False fetches a blob missing here even when another repository has it (a
+    repair: that copy may be the same damaged file, hard-linked)."""
 
     def __init__(
         self,
@@ -51,7 +53,10 @@ class BlobCopier:
         locks: Locks,
         sleep: Callable[[float], None] = time.sleep,
         on_done: Callable[[BlobStats, float], None] | None = None,
+        *,
+        link: bool = True,
     ) -> None:
+        self._link_allowed = link
         self._store = store
         self._locks = locks
         self._sleep = sleep
@@ -147,6 +152,8 @@ class BlobCopier:
         )
 
     def _link(self, dest_repo: str, desc: Descriptor, stats: BlobStats) -> bool:
+        if not self._link_allowed:
+            return False
         source = self._store.find_blob(desc.digest)
         if source is None:
             return False

@@ -48,11 +48,16 @@ class ImageCopier:
         blobs: BlobCopier,
         pool: Executor,
         platforms: Sequence[Platform] = (),
+        *,
+        trust_present: bool = True,
     ) -> None:
         self._store = store
         self._blobs = blobs
         self._pool = pool
         self._platforms = platforms
+        # False for a repair: a manifest found present is fetched and walked all the same,
+        # since the tree below it is what was found broken.
+        self._trust_present = trust_present
 
     def copy(
         self,
@@ -83,7 +88,7 @@ class ImageCopier:
             chain = " -> ".join(str(d) for d in (*parents, digest))
             raise ReferenceCycleError(f"manifest refers back to itself: {chain}")
         tree.digests.add(digest)
-        if self._store.has_manifest(dest_repo, digest):
+        if self._trust_present and self._store.has_manifest(dest_repo, digest):
             if desc.is_index:
                 self._note_children(dest_repo, digest, tree)
             return

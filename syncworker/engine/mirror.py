@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from syncworker.engine.blobs import BlobCopier, BlobStats
+from syncworker.engine.check import BrokenTree
 from syncworker.engine.dryrun import RepoPlanner
 from syncworker.engine.events import NO_EVENTS, BlobOutcome, Events
 from syncworker.engine.images import ImageCopier
 from syncworker.engine.locks import Locks
 from syncworker.engine.plan import LayoutMediaTypes
+from syncworker.engine.repair import TreeRepair
 from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY, RepoJob
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.engine.upstream import Upstream
 from syncworker.errors import ConfigError, ContentError, SyncworkerError
-from syncworker.oci import Reference, validate_repository
+from syncworker.oci import Platform, Reference, validate_repository
 from syncworker.registry import Deadline, RegistryClient
 from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.registry.limits import Limiters, LocalLimiters
@@ -116,6 +118,22 @@ class Mirror:
         """The store repository for ``upstream_repo``, or None if no content rule takes it."""
         validate_repository(upstream_repo)
         return self.upstream(registry).rules.destination(upstream_repo)
+
+    def sources(self, dest_repo: str) -> list[tuple[str, str]]:
+        """The (registry, upstream repository) pairs whose content rules store into
+        ``dest_repo`` (one, unless the configuration maps several into one place)."""
+        return [
+            (name, repo)
+            for name, up in self.upstreams.items()
+            for repo in up.rules.sources(dest_repo)
+            if not up.repos or repo in up.repos
+        ]
+
+    def platforms_of(self, dest_repo: str) -> tuple[Platform, ...]:
+        """The platforms the source of ``dest_repo`` keeps of multi-platform indexes; all
+        (empty) when it has no single source."""
+        found = self.sources(dest_repo)
+        return self.upstream(found[0][0]).platforms if len(found) == 1 else ()
 
     def list_page(
         self,
@@ -222,6 +240,28 @@ class Mirror:
             prune=up.prune,
             events=self._events,
         )
+
+    def repair(
+        self, dest_repo: str, broken: Sequence[BrokenTree], *, lock_wait: float | None = None
+    ) -> RepoResult:
+        """Copy ``broken`` trees of ``dest_repo`` again from its one source, trusting
+        nothing present (:mod:`syncworker.engine.repair`); failures are in the result."""
+        found = self.sources(dest_repo)
+        if len(found) != 1:
+            names = ", ".join(f"{r}/{u}" for r, u in found) or "no configured registry"
+            reason = f"{dest_repo}: cannot repair: its source is not one repository ({names})"
+            result = RepoResult("", dest_repo, dest_repo)
+            result.failures.append(Failure("", dest_repo, None, reason))
+            return result
+        registry, upstream_repo = found[0]
+        up = self.upstream(registry)
+        blobs = BlobCopier(self.store, self.locks, link=False)
+        images = ImageCopier(self.store, blobs, self._blob_pool, up.platforms, trust_present=False)
+        repair = TreeRepair(
+            self.store, images, self.client(registry), registry, upstream_repo, dest_repo
+        )
+        with self._repo_lock(registry, dest_repo, lock_wait):
+            return repair.repair(broken)
 
     def plan_repo(self, registry: str, upstream_repo: str) -> RepoResult:
         """What ``sync_repo`` would do, without writing (a :class:`RepoPlan`); no lock."""

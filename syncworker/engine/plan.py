@@ -15,6 +15,7 @@ from syncworker.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI
 __all__ = [
     "UPSTREAM_MEDIA_TYPE",
     "LayoutMediaTypes",
+    "as_of_bytes",
     "TagPlan",
     "blobs_to_copy",
     "children_to_copy",
@@ -89,15 +90,21 @@ def index_descriptor(desc: Descriptor, layout_media_types: LayoutMediaTypes) -> 
     )
 
 
+def as_of_bytes(stored: Descriptor) -> Descriptor:
+    """An ``index.json`` entry with the media type of the manifest's bytes (the one it
+    was listed under ``oci`` keeps that in an annotation)."""
+    original = stored.annotations.get(UPSTREAM_MEDIA_TYPE)
+    if original is not None and _OCI_TWIN.get(original) == stored.media_type:
+        return replace(stored, media_type=original)
+    return stored
+
+
 def relisted(stored: Descriptor, layout_media_types: LayoutMediaTypes) -> Descriptor | None:
     """The entry ``index.json`` should hold instead of ``stored`` (one this engine wrote)
     under ``layout_media_types``; None if it is right as it is. No download is needed: an
     entry listed under a twin type keeps the type of its bytes in an annotation."""
     original = stored.annotations.get(UPSTREAM_MEDIA_TYPE)
-    of_bytes = stored.media_type
-    if original is not None and _OCI_TWIN.get(original) == stored.media_type:
-        of_bytes = original
-    wanted = index_descriptor(replace(stored, media_type=of_bytes), layout_media_types)
+    wanted = index_descriptor(as_of_bytes(stored), layout_media_types)
     if (wanted.media_type, wanted.annotations.get(UPSTREAM_MEDIA_TYPE)) == (
         stored.media_type,
         original,

@@ -22,9 +22,11 @@ segments (zot trims characters: ``prefix: "team*/**"`` turns ``team-a/app`` into
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from syncworker.errors import InvalidNameError
 from syncworker.filters.globs import compile_glob
 from syncworker.filters.goregex import GoRegex
 from syncworker.filters.tags import is_semver
@@ -89,6 +91,18 @@ class ContentRules:
             return None
         return validate_repository(_forward(repo, rule))
 
+    def sources(self, dest: str) -> list[str]:
+        """The upstream repositories these rules store as ``dest``, sorted: each rule's
+        inverse mapping, kept only where the forward mapping gives ``dest`` back (so the
+        first-match order and the content globs are respected)."""
+        found = set()
+        for rule in self._rules:
+            for repo in _backward(dest, rule):
+                with contextlib.suppress(InvalidNameError):
+                    if self.destination(repo) == dest:
+                        found.add(repo)
+        return sorted(found)
+
     def filter_tags(self, repo: str, tags: Iterable[str]) -> list[str]:
         """The tags of ``repo`` its rule keeps, in their original order (none if no rule)."""
         rule = self.match(repo)
@@ -107,6 +121,17 @@ def _static_base(prefix: str) -> str:
         if any(ch in segment for ch in "*?[{\\"):
             return "/".join(segments[:i])
     return "/".join(segments)
+
+
+def _backward(dest: str, rule: ContentRule) -> list[str]:
+    """The names ``_forward`` may have turned into ``dest`` under ``rule``."""
+    base = (rule.destination or "").strip("/")
+    if base and dest != base and not dest.startswith(base + "/"):
+        return []
+    rest = dest[len(base) :].strip("/")
+    stripped = _static_base(rule.prefix) if rule.strip_prefix else ""
+    names = [rest, "/".join(part for part in (stripped, rest) if part)]
+    return [name for name in names if name]
 
 
 def _forward(repo: str, rule: ContentRule) -> str:

@@ -11,6 +11,7 @@ of the backend itself (never for errors raised by the chunks it is handed).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +49,11 @@ class Backend(Protocol):
 
     def get(self, key: str) -> Stored | None:
         """A small object read whole, or None when it does not exist."""
+        ...
+
+    def open(self, key: str) -> AbstractContextManager[Iterable[bytes]]:
+        """``key`` streamed in chunks, for hashing it again; StoreError if it is absent or
+        cannot be read (also part-way through)."""
         ...
 
     def put(self, key: str, data: bytes) -> None:

@@ -10,12 +10,13 @@ engine, which knows both kinds, passes its ``dest_repo``.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from syncworker.oci import Descriptor, Digest
 
-__all__ = ["REF_NAME", "BlobHints", "IndexEntry", "Store"]
+__all__ = ["REF_NAME", "BlobHints", "IndexEntry", "Readable", "Repairable", "Store"]
 
 #: image-spec annotations.md: the annotation that carries a tag in an OCI layout's index.
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -125,3 +126,26 @@ class Store(Protocol):
         right now; backends accept ``max_age=`` (seconds, 0 for all) to override it.
         """
         ...
+
+
+@runtime_checkable
+class Readable(Protocol):
+    """What checking a store needs beyond writing it: a blob's size as stored, and its
+    bytes streamed, so that it can be hashed again (``syncworker check --deep``)."""
+
+    def blob_size(self, repo: str, digest: Digest) -> int | None:
+        """The stored size of ``repo``'s blob (or manifest) ``digest``; None if absent."""
+        ...
+
+    def open_blob(self, repo: str, digest: Digest) -> AbstractContextManager[Iterable[bytes]]:
+        """The stored bytes of ``digest`` as they are, unverified, in chunks. Raises
+        StoreError if it is absent or cannot be read."""
+        ...
+
+
+@runtime_checkable
+class Repairable(Protocol):
+    """A store that can drop one blob whose bytes do not hash to its name, so that a
+    repair writes it again (a store keeps an existing blob: it is addressed by content)."""
+
+    def delete_blob(self, repo: str, digest: Digest) -> None: ...

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from syncworker.errors import ContentError, StoreError
@@ -130,6 +131,12 @@ class LayoutStore:
     def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
         self.put_blob(repo, digest, len(raw), [raw])
 
+    def blob_size(self, repo: str, digest: Digest) -> int | None:
+        return self.backend.head(self._blob_key(repo, digest))
+
+    def open_blob(self, repo: str, digest: Digest) -> AbstractContextManager[Iterable[bytes]]:
+        return self.backend.open(self._blob_key(repo, digest))
+
     def read_blob(self, repo: str, digest: Digest) -> bytes:
         key = self._blob_key(repo, digest)
         found = self.backend.get(key)
@@ -200,8 +207,9 @@ class LayoutStore:
         return found
 
     def delete_blob(self, repo: str, digest: Digest) -> None:
-        """Remove a blob of ``repo``. Only garbage collection calls this, holding the
-        repository's lock, for a blob its ``index.json`` does not reach."""
+        """Remove a blob of ``repo``, holding the repository's lock: garbage collection,
+        for a blob its ``index.json`` does not reach, and a repair, for a blob whose bytes
+        do not hash to its name (written again at once)."""
         self.backend.delete(self._blob_key(repo, digest))
         self._hints.pop(digest, None)
 

@@ -139,6 +139,22 @@ class RegistryStore:
                 )
         self._remember(digest, repo)
 
+    def blob_size(self, repo: str, digest: Digest) -> int | None:
+        with self._errors(repo):
+            return self.client.head_blob(repo, digest)
+
+    @contextmanager
+    def open_blob(self, repo: str, digest: Digest) -> Iterator[Iterable[bytes]]:
+        """The blob as the registry serves it (the client verifies it as it streams: bytes
+        that do not hash to ``digest`` raise DigestMismatchError at the end)."""
+        size = self.blob_size(repo, digest)
+        if size is None:
+            raise StoreError(f"destination {self._host}: {repo}: blob {digest} is absent")
+        with self._errors(repo):
+            desc = Descriptor("application/octet-stream", digest, size)
+            with self.client.blob(repo, desc) as body:
+                yield body
+
     def put_blob(self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]) -> int:
         with self._errors(repo):
             sent = self.client.upload_blob(repo, digest, size, verifying(chunks, digest, size))

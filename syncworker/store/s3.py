@@ -38,6 +38,8 @@ __all__ = ["LEFTOVER_GRACE_SECONDS", "S3Backend", "S3Store"]
 # few seconds, but S3 only records when it was initiated, so the grace covers a large blob
 # on a slow upstream.
 LEFTOVER_GRACE_SECONDS = 24 * 3600.0
+# Reads of a blob being hashed again (a streamed GetObject body).
+READ_CHUNK = 1 << 20
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _UNSUPPORTED = frozenset({"NotImplemented", "501"})
 _HEAD_BUCKET_CODES = {"404": "NoSuchBucket", "403": "AccessDenied", "301": "PermanentRedirect"}
@@ -79,6 +81,21 @@ class S3Backend:
                 return None
             with answer["Body"] as body:
                 return Stored(body.read(), str(answer["ETag"]))
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[Iterable[bytes]]:
+        key = self._prefix + key
+        with self._errors("GetObject", key):
+            answer = self.client.get_object(Bucket=self._bucket, Key=key)
+        body = answer["Body"]
+        try:
+            yield self._chunks(key, body)
+        finally:
+            body.close()
+
+    def _chunks(self, key: str, body: Any) -> Iterator[bytes]:
+        with self._errors("GetObject", key):
+            yield from body.iter_chunks(READ_CHUNK)
 
     def put(self, key: str, data: bytes) -> None:
         self._put(self._prefix + key, data)

@@ -1,0 +1,131 @@
+"""``syncworker check -c FILE [--deep] [--repair] [-r NAME]``: is every mirrored tree whole?
+
+Every entry of every repository's ``index.json`` (tags and stored referrers): its manifests
+present and hashing to their digests, its blobs present at their size, and with ``--deep``
+hashing to their digests. One line per broken entry, exit 1 if any. ``--repair`` copies
+the broken trees again from their upstream, trusting nothing present, then checks again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from syncworker.cli.sync import locks_for
+from syncworker.cli.units import human_size
+from syncworker.config import load_config
+from syncworker.config.engine import build_mirror
+from syncworker.config.stores import store_for
+from syncworker.engine import Mirror
+from syncworker.engine.checkrun import CheckOutcome, check_repos
+
+__all__ = ["add_parser", "print_outcome", "selected_repos"]
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("check", help="check that every mirrored tree is whole")
+    parser.add_argument("-c", "--config", required=True, help="YAML or JSON (a zot config works)")
+    parser.add_argument(
+        "--deep", action="store_true", help="also hash every blob again (reads all the bytes)"
+    )
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="copy broken trees again from their upstream, then check again",
+    )
+    parser.add_argument(
+        "-r",
+        "--registry",
+        action="append",
+        help="only the repositories this registry (by name) mirrors into; repeatable",
+    )
+    parser.add_argument("--concurrency", type=int, help="repositories in parallel")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only what is broken")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    for name in args.registry or ():
+        config.registry(name)  # an unknown name is a ConfigError before anything is read
+    locks = locks_for(config)
+    store = store_for(config)
+    started = time.monotonic()
+    with build_mirror(config, store, locks) as mirror:
+        repos = selected_repos(mirror, args.registry)
+        printer = Printer(sys.stdout, quiet=args.quiet)
+        outcomes = check_repos(
+            mirror,
+            repos,
+            deep=args.deep,
+            repair=args.repair,
+            concurrency=args.concurrency or config.syncworker.concurrency,
+            on_done=printer,
+        )
+    printer.summary(time.monotonic() - started)
+    return 0 if all(o.final.ok for o in outcomes) else 1
+
+
+def selected_repos(mirror: Mirror, registries: list[str] | None) -> list[str]:
+    """The store's repositories, or those the named registries mirror into."""
+    repos = mirror.store.repositories()
+    if not registries:
+        return repos
+    wanted = set(registries)
+    return [repo for repo in repos if any(r in wanted for r, _ in mirror.sources(repo))]
+
+
+def print_outcome(outcome: CheckOutcome, out: TextIO) -> None:
+    """The lines of one repository: each broken entry, what a repair did, what is left."""
+    for tree in outcome.found.broken:
+        print(f"BROKEN {tree}", file=out)
+    if outcome.found.error is not None:
+        print(f"FAILED {outcome.found.repo}: {outcome.found.error}", file=out)
+    if outcome.repair is None or outcome.after is None:
+        return
+    for name in outcome.repair.copied:
+        print(f"REPAIRED {name}", file=out)
+    for failure in outcome.repair.failures:
+        print(f"NOT REPAIRED {failure.reason}", file=out)
+    for tree in outcome.after.broken:
+        print(f"STILL BROKEN {tree}", file=out)
+    if outcome.after.error is not None:
+        print(f"FAILED {outcome.after.repo}: {outcome.after.error}", file=out)
+
+
+class Printer:
+    """Lines as each repository ends (flushed: an operator watches a long check), then
+    the counts."""
+
+    def __init__(self, out: TextIO, *, quiet: bool) -> None:
+        self._out = out
+        self._quiet = quiet
+        self._lock = threading.Lock()
+        self.repos = self.trees = self.blobs = self.hashed = 0
+        self.broken = self.repaired = self.left = 0
+
+    def __call__(self, outcome: CheckOutcome) -> None:
+        with self._lock:
+            found, final = outcome.found, outcome.final
+            self.repos += 1
+            self.trees += found.trees
+            self.blobs += found.blobs
+            self.hashed += found.bytes_hashed
+            self.broken += len(found.broken) + (found.error is not None)
+            self.left += len(final.broken) + (final.error is not None)
+            self.repaired += len(outcome.repair.copied) if outcome.repair else 0
+            if not found.ok or not self._quiet:
+                print_outcome(outcome, self._out)
+                self._out.flush()
+
+    def summary(self, seconds: float) -> None:
+        line = (
+            f"check: {self.repos} repositories, {self.trees} trees, {self.blobs} blobs"
+            f" ({human_size(self.hashed)} hashed) in {seconds:.1f}s: {self.broken} broken"
+        )
+        if self.repaired or self.broken != self.left:
+            line += f", {self.repaired} repaired, {self.left} still broken"
+        print(line, file=self._out)

@@ -1,0 +1,202 @@
+"""Whether every tree a repository lists is whole: ``syncworker check``.
+
+For each entry of a repository's ``index.json`` (tags, and untagged referrers), walk its
+tree as the sync wrote it: each manifest present and hashing to its digest, each child an
+index expects (:func:`expected_children`: those its platforms keep), each config and layer
+present at its declared size, and with ``deep`` hashing to its digest. Blobs several trees
+share are looked at once per repository, on a pool, so a deep check of a large repository
+hashes on every core (``hashlib`` releases the GIL while it hashes a large chunk).
+
+Nothing is written: the repair, which needs the upstream, is :mod:`syncworker.engine.repair`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Literal
+
+from syncworker.engine.plan import blobs_to_copy, children_to_copy
+from syncworker.errors import ContentError, StoreError, SyncworkerError
+from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
+from syncworker.store import IndexEntry, Store
+from syncworker.store.base import Readable
+
+__all__ = ["BrokenTree", "Damage", "RepoCheck", "TreeChecker", "expected_children"]
+
+Problem = Literal["absent", "corrupt"]
+
+
+def expected_children(index: Manifest, platforms: Sequence[Platform]) -> list[Descriptor]:
+    """The children of ``index`` a whole tree holds: those the platforms keep (the others
+    were never copied, so their absence is expected)."""
+    return children_to_copy(index, platforms)
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """One object of a tree that is missing, or whose bytes are not what its name says."""
+
+    digest: Digest
+    problem: Problem
+    kind: Literal["manifest", "blob"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.digest} {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenTree:
+    """An entry of ``repo``'s ``index.json`` whose tree is not whole."""
+
+    repo: str
+    entry: IndexEntry
+    damage: tuple[Damage, ...]
+
+    @property
+    def name(self) -> str:
+        """``repo:tag``, or ``repo@digest`` for an untagged entry (a referrer)."""
+        if self.entry.tag is not None:
+            return f"{self.repo}:{self.entry.tag}"
+        return f"{self.repo}@{self.entry.descriptor.digest}"
+
+    def __str__(self) -> str:
+        found = "; ".join(str(d) for d in self.damage)
+        return f"{self.name} ({self.entry.descriptor.digest}): {found}"
+
+
+@dataclass(slots=True)
+class RepoCheck:
+    """What checking one repository found. ``error``: it could not be checked at all."""
+
+    repo: str
+    trees: int = 0
+    blobs: int = 0
+    bytes_hashed: int = 0
+    broken: list[BrokenTree] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken and self.error is None
+
+
+@dataclass(slots=True)
+class _Tree:
+    damage: list[Damage] = field(default_factory=list)
+    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
+
+
+class TreeChecker:
+    """Checks repositories of ``store``; ``platforms(repo)`` gives the platforms its source
+    keeps; ``pool`` looks at blobs (a pool of its own: the caller may run repositories on
+    another)."""
+
+    def __init__(
+        self,
+        store: Store,
+        platforms: Callable[[str], Sequence[Platform]],
+        pool: Executor,
+        *,
+        deep: bool = False,
+    ) -> None:
+        if not isinstance(store, Readable):
+            raise StoreError(f"{store!r} cannot be read back, so it cannot be checked")
+        self._store = store
+        self._readable: Readable = store
+        self._platforms = platforms
+        self._pool = pool
+        self._deep = deep
+
+    def check_repo(self, repo: str) -> RepoCheck:
+        """Every tree ``repo`` lists; a failure to read the store is the result's ``error``."""
+        done = RepoCheck(repo)
+        try:
+            self._check(repo, done)
+        except SyncworkerError as exc:
+            done.error = str(exc)
+        return done
+
+    def _check(self, repo: str, done: RepoCheck) -> None:
+        entries = self._store.index(repo)
+        platforms = self._platforms(repo)
+        manifests: dict[Digest, _Tree] = {}
+        trees = [self._walk(repo, e.descriptor, platforms, manifests) for e in entries]
+        blobs = {d: desc for tree in trees for d, desc in tree.blobs.items()}
+        looked = self._pool.map(self._blob, [repo] * len(blobs), blobs.values())
+        states = dict(zip(blobs, looked, strict=True))
+        done.trees, done.blobs = len(entries), len(blobs)
+        done.bytes_hashed = sum(hashed for _, hashed in states.values())
+        for entry, tree in zip(entries, trees, strict=True):
+            damage = [*tree.damage, *(d for b in tree.blobs if (d := states[b][0]) is not None)]
+            if damage:
+                done.broken.append(BrokenTree(repo, entry, tuple(dict.fromkeys(damage))))
+
+    def _walk(
+        self,
+        repo: str,
+        desc: Descriptor,
+        platforms: Sequence[Platform],
+        seen: dict[Digest, _Tree],
+        depth: int = 0,
+    ) -> _Tree:
+        """The damage and the blobs of the tree of ``desc``; manifests are read once per
+        repository (``seen``), their children and blobs merged into each tree above."""
+        known = seen.get(desc.digest)
+        if known is not None:
+            return known
+        tree = seen[desc.digest] = _Tree()
+        manifest = self._manifest(repo, desc.digest, tree)
+        if manifest is None:
+            return tree
+        if manifest.is_index:
+            for child in expected_children(manifest, platforms):
+                if depth < _MAX_DEPTH:
+                    below = self._walk(repo, child, platforms, seen, depth + 1)
+                    tree.damage += below.damage
+                    tree.blobs.update(below.blobs)
+        else:
+            tree.blobs.update((b.digest, b) for b in blobs_to_copy(manifest))
+        return tree
+
+    def _manifest(self, repo: str, digest: Digest, tree: _Tree) -> Manifest | None:
+        if not self._store.has_manifest(repo, digest):
+            tree.damage.append(Damage(digest, "absent", "manifest"))
+            return None
+        raw = self._store.read_blob(repo, digest)
+        try:
+            return parse_manifest(raw, None, digest)
+        except ContentError:  # bytes that do not hash to the digest, or no manifest at all
+            tree.damage.append(Damage(digest, "corrupt", "manifest"))
+            return None
+
+    def _blob(self, repo: str, desc: Descriptor) -> tuple[Damage | None, int]:
+        """The damage of one blob, if any, and the bytes hashed to find out."""
+        size = self._readable.blob_size(repo, desc.digest)
+        if size is None:
+            return Damage(desc.digest, "absent", "blob"), 0
+        if size != desc.size:
+            return Damage(desc.digest, "corrupt", "blob"), 0
+        if not self._deep:
+            return None, 0
+        hashed, whole = _hash(self._readable, repo, desc.digest)
+        return (None if whole else Damage(desc.digest, "corrupt", "blob")), hashed
+
+
+# Indexes of indexes are legal but rare; the sync refuses deeper trees, so none is stored.
+_MAX_DEPTH = 8
+
+
+def _hash(store: Readable, repo: str, digest: Digest) -> tuple[int, bool]:
+    """Bytes read, and whether they hash to ``digest``."""
+    hasher = digest.hasher()
+    read = 0
+    try:
+        with store.open_blob(repo, digest) as chunks:
+            for chunk in chunks:
+                read += len(chunk)
+                hasher.update(chunk)
+    except ContentError:  # a registry's verifying reader saw the mismatch first
+        return read, False
+    return read, hasher.hexdigest() == digest.hex

@@ -1,0 +1,167 @@
+"""``syncworker check``: a real registry mirrored into a real store, then damaged the ways
+a disk or a power cut damages it (a blob's bytes changed, a blob gone, a child manifest
+gone, a referrer's blob gone); the check names each broken entry, ``--repair`` copies them
+again from the upstream and skopeo reads the repaired tags."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from syncworker.cli import main
+from tests.support.images import Manifest, make_artifact, make_image, make_index
+from tests.support.mirror import (
+    SKOPEO_READABLE,
+    SKOPEO_TIMEOUT,
+    SyncRun,
+    check_store,
+    run_sync,
+    write_sync_config,
+)
+from tests.support.push import push_image
+from tests.support.registry_server import RegistryServer
+
+REPO = "check/app"
+
+
+def run_check(config: Path, *extra: str) -> SyncRun:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["check", "-c", str(config), *extra])
+    return SyncRun(code, out.getvalue(), err.getvalue())
+
+
+def blob_path(root: Path, repo: str, digest: str) -> Path:
+    algorithm, _, hex_ = digest.partition(":")
+    return root / repo / "blobs" / algorithm / hex_
+
+
+def corrupt(path: Path) -> None:
+    """Same size, other bytes: what a torn write or a bad sector leaves. A new file, so
+    that hard links of the blob in other repositories keep their bytes."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.unlink()
+    path.write_bytes(bytes(data))
+
+
+def skopeo_copy(root: Path, repo: str, tag: str, dest: Path) -> None:
+    """skopeo copies the tag out of the layout, verifying every blob it reads."""
+    done = subprocess.run(
+        ["skopeo", "copy", "--all", f"oci:{root}/{repo}:{tag}", f"dir:{dest}"],
+        capture_output=True,
+        timeout=SKOPEO_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"skopeo cannot copy {repo}:{tag}: {done.stderr.decode()}"
+
+
+def _mirror(registry: RegistryServer, tmp_path: Path, seed: str, **entry: Any) -> tuple[Path, Path]:
+    root = tmp_path / "store"
+    registries = [{"urls": [registry.url], "content": [{"prefix": f"{REPO}/**"}], **entry}]
+    config = write_sync_config(tmp_path, root, registries, settings=SKOPEO_READABLE)
+    return root, config
+
+
+def _push_set(registry: RegistryServer, repo: str, seed: str) -> dict[str, Manifest]:
+    images = {
+        "single": make_image((seed, "single"), layers=2),
+        "gone": make_image((seed, "gone"), layers=1),
+        "multi": make_index((seed, "multi"), layers=1),
+    }
+    for tag, image in images.items():
+        push_image(registry.url, repo, tag, image)
+    sbom = make_artifact(
+        images["single"], artifact_type="application/spdx+json", payload=seed.encode() * 64
+    )
+    push_image(registry.url, repo, None, sbom)
+    images["sbom"] = sbom
+    return images
+
+
+def test_check_names_each_broken_tree_and_repair_makes_it_whole(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo = f"{REPO}/{tmp_path.name[-20:]}"
+    images = _push_set(registry, repo, tmp_path.name)
+    root, config = _mirror(registry, tmp_path, tmp_path.name)
+    assert run_sync(config).code == 0
+    whole = run_check(config, "--deep")
+    assert whole.code == 0, whole.output
+    assert "0 broken" in whole.stdout, whole.output
+
+    layer = images["single"].blobs[-1].digest
+    corrupt(blob_path(root, repo, layer))
+    gone = images["gone"].blobs[0].digest
+    blob_path(root, repo, gone).unlink()
+    child = images["multi"].children[1].digest
+    blob_path(root, repo, child).unlink()
+    payload = images["sbom"].blobs[-1].digest
+    blob_path(root, repo, payload).unlink()
+
+    shallow = run_check(config)  # sizes only: the changed bytes are not seen
+    assert shallow.code == 1, shallow.output
+    assert f"{repo}:gone ({images['gone'].digest}): blob {gone} absent" in shallow.stdout
+    assert f"{repo}:multi ({images['multi'].digest}): manifest {child} absent" in shallow.stdout
+    assert f"{repo}@{images['sbom'].digest} ({images['sbom'].digest}): blob {payload} absent" in (
+        shallow.stdout
+    )
+    assert f"{repo}:single " not in shallow.stdout, shallow.output
+
+    deep = run_check(config, "--deep")
+    assert deep.code == 1, deep.output
+    assert f"{repo}:single ({images['single'].digest}): blob {layer} corrupt" in deep.stdout
+    # and the referrers tag-schema index that lists the SBOM
+    assert deep.stdout.count("BROKEN ") == 5, deep.output
+
+    repaired = run_check(config, "--deep", "--repair")
+    assert repaired.code == 0, repaired.output
+    assert repaired.stdout.count("REPAIRED ") == 5, repaired.output
+    assert "STILL BROKEN" not in repaired.stdout, repaired.output
+    assert run_check(config, "--deep").code == 0
+    check_store(root)
+    for tag in ("single", "gone", "multi"):
+        skopeo_copy(root, repo, tag, tmp_path / f"copy-{tag}")
+
+
+def test_children_left_out_by_platforms_are_expected(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo = f"{REPO}/platforms"
+    image = make_index((tmp_path.name, "platforms"), layers=1)
+    push_image(registry.url, repo, "multi", image)
+    root, config = _mirror(registry, tmp_path, tmp_path.name, platforms=["linux/amd64"])
+    assert run_sync(config).code == 0
+    kept = image.children[0]
+    assert not blob_path(root, repo, image.children[1].digest).exists()
+    assert run_check(config, "--deep").code == 0
+
+    blob_path(root, repo, kept.digest).unlink()
+    broken = run_check(config)
+    assert broken.code == 1
+    assert f"manifest {kept.digest} absent" in broken.stdout, broken.output
+
+
+def test_a_repair_the_upstream_cannot_serve_fails_and_names_the_cause(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo = f"{REPO}/orphan"
+    image = make_image((tmp_path.name, "orphan"), layers=1)
+    push_image(registry.url, repo, "v1", image)
+    root, config = _mirror(registry, tmp_path, tmp_path.name)
+    assert run_sync(config).code == 0
+    blob_path(root, repo, image.blobs[-1].digest).unlink()
+    url = f"{registry.url}/v2/{repo}/manifests/{image.digest}"
+    assert requests.delete(url, timeout=10).status_code == 202
+
+    run = run_check(config, "--repair")
+    assert run.code == 1, run.output
+    assert f"NOT REPAIRED {repo}:v1: not repaired: the upstream {repo} no longer has it" in (
+        run.stdout
+    ), run.output
+    assert f"STILL BROKEN {repo}:v1" in run.stdout

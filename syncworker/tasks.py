@@ -1,7 +1,7 @@
-"""The three public Celery tasks, and the internal run sweep. Thin: the engine mirrors,
-``runs.walk`` walks, ``runs.sweep`` sweeps, ``worker.policy`` retries. Arguments
-are plain strings; credentials never travel in a message, workers read them from their own
-config.
+"""The public Celery tasks, and the internal run sweep. Thin: the engine mirrors and
+checks, ``runs.walk`` walks, ``runs.check`` counts checks, ``runs.sweep`` sweeps,
+``worker.policy`` retries. Arguments are plain values; credentials never travel in a
+message, workers read them from their own config.
 
 Other services call them by name::
 
@@ -15,9 +15,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from celery import shared_task
+from celery import Celery, shared_task
 
 from syncworker.engine import Failure, RepoResult
+from syncworker.engine.checkrun import check_one, checker
+from syncworker.runs.check import check_failures, check_mode, record_check
 from syncworker.runs.sweep import stalled
 from syncworker.runs.walk import (
     Step,
@@ -27,13 +29,21 @@ from syncworker.runs.walk import (
     record_repo_lost,
     walk_page,
 )
-from syncworker.worker.names import TASK_SWEEP, TASK_SYNC_IMAGE, TASK_SYNC_REPO, TASK_WALK
+from syncworker.worker.checks import check_args
+from syncworker.worker.names import (
+    TASK_CHECK_REPO,
+    TASK_SWEEP,
+    TASK_SYNC_IMAGE,
+    TASK_SYNC_REPO,
+    TASK_WALK,
+)
 from syncworker.worker.policy import SyncTask
 from syncworker.worker.send import send, send_each, start_sweep, sweep_interval
 from syncworker.worker.state import WorkerState, config_of, worker_state
 
 __all__ = [
     "REPO_LOCK_WAIT",
+    "check_repo",
     "summarize",
     "sweep_run",
     "sync_image",
@@ -103,6 +113,15 @@ class _ImageTask(_Task):
         return _failed(registry, repo, reference, reason)
 
 
+class _CheckTask(_Task):
+    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
+        repo = kwargs.get("repo", args[0] if args else "?")
+        run_id = kwargs.get("run_id", args[1] if len(args) > 1 else None)
+        if run_id:
+            record_repo_lost(self.state.coord, run_id, repo, reason)
+        return {"repo": repo, "ok": False, "failures": [reason]}
+
+
 def _repo_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
     registry = kwargs.get("registry", args[0] if args else "?")
     return registry, kwargs.get("repo", args[1] if len(args) > 1 else "?")
@@ -159,6 +178,22 @@ def sync_repo(
     return summarize(result)
 
 
+@shared_task(bind=True, base=_CheckTask, name=TASK_CHECK_REPO)  # type: ignore[untyped-decorator]
+def check_repo(
+    self: _CheckTask, repo: str, run_id: str, deep: bool = False, repair: bool = False
+) -> dict[str, Any]:
+    """Check the trees of the store's ``repo`` (``deep``: hash every blob again); with
+    ``repair``, copy the broken ones again from the upstream; count it into ``run_id``."""
+    state = self.state
+    with checker(state.mirror, deep=deep) as trees:
+        outcome = check_one(
+            state.mirror, trees, repo, repair=repair, lock_wait=REPO_LOCK_WAIT, raise_busy=True
+        )
+    record_check(state.coord, run_id, outcome)
+    failures = [f.reason for f in check_failures(outcome)]
+    return {"repo": repo, "ok": outcome.final.ok, "failures": failures}
+
+
 @shared_task(bind=True, base=_Task, name=TASK_SWEEP)  # type: ignore[untyped-decorator]
 def sweep_run(
     self: _Task, registry: str, run_id: str, previous: str | None = None
@@ -178,9 +213,20 @@ def sweep_run(
         )
     if resend.walk:
         send(self.app, TASK_WALK, [registry, run_id])
-    send_each(self.app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in resend.repos])
+    _resend_repos(self.app, registry, run_id, resend.repos)
     start_sweep(self.app, registry, run_id, mark)
     return {"run_id": run_id, "over": False, "resent": len(resend.repos) + resend.walk}
+
+
+def _resend_repos(app: Celery, registry: str, run_id: str, repos: list[str]) -> None:
+    """A walk's repositories are synced again; a check's (its label in place of the
+    registry) are checked again with the options the run was started with."""
+    mode = check_mode(registry)
+    if mode is None:
+        send_each(app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in repos])
+    else:
+        deep, repair = mode
+        send_each(app, TASK_CHECK_REPO, check_args(repos, run_id, deep=deep, repair=repair))
 
 
 class _CopyFailed(Exception):

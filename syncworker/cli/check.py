@@ -4,6 +4,8 @@ Every entry of every repository's ``index.json`` (tags and stored referrers): it
 present and hashing to their digests, its blobs present at their size, and with ``--deep``
 hashing to their digests. One line per broken entry, exit 1 if any. ``--repair`` copies
 the broken trees again from their upstream, trusting nothing present, then checks again.
+With Redis configured the workers check, a task per repository, as a run
+(:mod:`syncworker.cli.checkcluster`); otherwise this process does, on a thread pool.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ from syncworker.cli.units import human_size
 from syncworker.config import load_config
 from syncworker.config.engine import build_mirror
 from syncworker.config.stores import store_for
-from syncworker.engine import Mirror
-from syncworker.engine.checkrun import CheckOutcome, check_repos
+from syncworker.engine.checkrun import CheckOutcome, check_repos, store_repos
 
-__all__ = ["add_parser", "print_outcome", "selected_repos"]
+__all__ = ["add_parser", "print_outcome"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -42,7 +43,14 @@ def add_parser(subparsers: Any) -> None:
         action="append",
         help="only the repositories this registry (by name) mirrors into; repeatable",
     )
-    parser.add_argument("--concurrency", type=int, help="repositories in parallel")
+    parser.add_argument(
+        "--concurrency", type=int, help="repositories in parallel (in this process)"
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="check in this process even when Redis is configured (no workers needed)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only what is broken")
     parser.set_defaults(func=run)
 
@@ -51,11 +59,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     for name in args.registry or ():
         config.registry(name)  # an unknown name is a ConfigError before anything is read
+    if config.syncworker.redis_url and not args.local:
+        from syncworker.cli.checkcluster import check_on_workers  # Celery: only here
+
+        return check_on_workers(args, config, args.registry)
     locks = locks_for(config)
     store = store_for(config)
     started = time.monotonic()
     with build_mirror(config, store, locks) as mirror:
-        repos = selected_repos(mirror, args.registry)
+        repos = store_repos(mirror, args.registry)
         printer = Printer(sys.stdout, quiet=args.quiet)
         outcomes = check_repos(
             mirror,
@@ -67,15 +79,6 @@ def run(args: argparse.Namespace) -> int:
         )
     printer.summary(time.monotonic() - started)
     return 0 if all(o.final.ok for o in outcomes) else 1
-
-
-def selected_repos(mirror: Mirror, registries: list[str] | None) -> list[str]:
-    """The store's repositories, or those the named registries mirror into."""
-    repos = mirror.store.repositories()
-    if not registries:
-        return repos
-    wanted = set(registries)
-    return [repo for repo in repos if any(r in wanted for r, _ in mirror.sources(repo))]
 
 
 def print_outcome(outcome: CheckOutcome, out: TextIO) -> None:

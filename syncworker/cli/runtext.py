@@ -7,6 +7,7 @@ from typing import TextIO
 
 from syncworker.cli.units import human_size
 from syncworker.coord import RunStatus
+from syncworker.runs.check import check_mode
 
 __all__ = ["FAILURES_SHOWN", "describe", "print_failures"]
 
@@ -19,9 +20,16 @@ def describe(status: RunStatus) -> str:
     in flight too), rate and ETA."""
     c = status.counters
     failed, images_failed = c.get("repos_failed", 0), c.get("images_failed", 0)
-    images = f"{c.get('images_copied', 0)} images copied, {c.get('images_skipped', 0)} unchanged"
-    if images_failed:
-        images += f", {images_failed} failed"
+    if check_mode(status.registry) is not None:  # a check: trees, and the bytes hashed
+        images = f"{c.get('images_skipped', 0)} trees whole, {images_failed} broken"
+        if c.get("images_copied", 0):
+            images += f", {c['images_copied']} repaired"
+    else:
+        images = (
+            f"{c.get('images_copied', 0)} images copied, {c.get('images_skipped', 0)} unchanged"
+        )
+        if images_failed:
+            images += f", {images_failed} failed"
     if status.in_flight:
         images += f" ({status.in_flight} repos in flight)"
     parts = [

@@ -15,7 +15,7 @@ from syncworker.engine.mirror import Mirror
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import LockBusy
 
-__all__ = ["CheckOutcome", "check_one", "check_repos", "checker"]
+__all__ = ["CheckOutcome", "check_one", "check_repos", "checker", "store_repos"]
 
 # Blobs hashed at once: hashing is CPU-bound and releases the GIL, so one per core (and a
 # few more to hide the reads of a remote store).
@@ -44,17 +44,39 @@ def checker(mirror: Mirror, *, deep: bool, threads: int = HASH_THREADS) -> Itera
         yield TreeChecker(mirror.store, mirror.platforms_of, pool, deep=deep)
 
 
-def check_one(mirror: Mirror, trees: TreeChecker, repo: str, *, repair: bool) -> CheckOutcome:
-    """Check ``repo``; with ``repair``, copy what is broken again and check once more."""
+def check_one(
+    mirror: Mirror,
+    trees: TreeChecker,
+    repo: str,
+    *,
+    repair: bool,
+    lock_wait: float | None = REPAIR_LOCK_WAIT,
+    raise_busy: bool = False,
+) -> CheckOutcome:
+    """Check ``repo``; with ``repair``, copy what is broken again and check once more. A
+    sync or gc holding the repository past ``lock_wait`` leaves it unrepaired, or with
+    ``raise_busy`` raises :class:`~syncworker.errors.LockBusy` (a worker retries later)."""
     found = trees.check_repo(repo)
     if not repair or not found.broken:
         return CheckOutcome(found)
     try:
-        fixed = mirror.repair(repo, found.broken, lock_wait=REPAIR_LOCK_WAIT)
+        fixed = mirror.repair(repo, found.broken, lock_wait=lock_wait)
     except LockBusy as exc:
+        if raise_busy:
+            raise
         fixed = RepoResult("", repo, repo)
         fixed.failures.append(Failure("", repo, None, f"{repo}: not repaired: {exc}"))
+        return CheckOutcome(found, fixed, found)
     return CheckOutcome(found, fixed, trees.check_repo(repo))
+
+
+def store_repos(mirror: Mirror, registries: Sequence[str] | None = None) -> list[str]:
+    """The store's repositories, or those the named registries mirror into."""
+    repos = mirror.store.repositories()
+    if not registries:
+        return repos
+    wanted = set(registries)
+    return [repo for repo in repos if any(r in wanted for r, _ in mirror.sources(repo))]
 
 
 def check_repos(

@@ -12,6 +12,7 @@ __all__ = [
     "QUEUE_REPO",
     "QUEUE_WALK",
     "ROUTES",
+    "TASK_CHECK_REPO",
     "TASK_SWEEP",
     "TASK_SYNC_IMAGE",
     "TASK_SYNC_REPO",
@@ -24,6 +25,8 @@ CONFIG_ENV = "SYNCWORKER_CONFIG"
 TASK_WALK = "syncworker.walk_catalog"
 TASK_SYNC_REPO = "syncworker.sync_repo"
 TASK_SYNC_IMAGE = "syncworker.sync_image"
+# `syncworker check` of one repository of the store (runs/check.py).
+TASK_CHECK_REPO = "syncworker.check_repo"
 # Internal: re-sends what a stalled run lost (runs/sweep.py).
 TASK_SWEEP = "syncworker.sweep_run"
 
@@ -36,5 +39,6 @@ ROUTES = {
     TASK_WALK: {"queue": QUEUE_WALK},
     TASK_SWEEP: {"queue": QUEUE_WALK},
     TASK_SYNC_REPO: {"queue": QUEUE_REPO},
+    TASK_CHECK_REPO: {"queue": QUEUE_REPO},
     TASK_SYNC_IMAGE: {"queue": QUEUE_ONDEMAND},
 }

@@ -1,0 +1,71 @@
+"""``syncworker check`` through the workers: a ``check_repo`` task per repository of the
+store, counted into a run (``syncworker status`` shows it), then its results printed as
+the run keeps them: one line per tree still broken, per repair that failed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from syncworker.celeryapp import create_app
+from syncworker.cli.runtext import describe
+from syncworker.cli.status import coordinator
+from syncworker.config import Config
+from syncworker.config.engine import build_mirror
+from syncworker.config.stores import store_for
+from syncworker.coord import RUNNING, Coordinator, RunStatus
+from syncworker.coord.keys import MAX_FAILURES
+from syncworker.engine.checkrun import store_repos
+from syncworker.errors import CoordError
+from syncworker.worker.checks import start_check
+
+__all__ = ["check_on_workers"]
+
+# How often the run is read while waiting; progress is printed only when it changes.
+POLL_SECONDS = 0.5
+
+
+def check_on_workers(args: argparse.Namespace, config: Config, registries: list[str] | None) -> int:
+    """Fan the check out, wait for its run, print what it found; 0 when all is whole."""
+    coord = coordinator(config)  # an unreachable Redis fails here, before anything is sent
+    store = store_for(config, hints=coord)
+    with build_mirror(config, store, coord) as mirror:
+        repos = store_repos(mirror, registries)
+    run_id = start_check(create_app(config), coord, repos, deep=args.deep, repair=args.repair)
+    print(
+        f"check run {run_id}: {len(repos)} repositories sent to the workers"
+        f" (`syncworker status {run_id}` shows it)",
+        file=sys.stderr,
+        flush=True,
+    )
+    status = _wait(coord, run_id, quiet=args.quiet)
+    for failure in status.failures:
+        print(failure.reason)
+    if len(status.failures) >= MAX_FAILURES:
+        print(f"... the run keeps the first {MAX_FAILURES} lines; check fewer repositories (-r)")
+    print(f"check: {describe(status)}")
+    ok = (
+        status.state == "finished"
+        and not status.failures
+        and status.counters.get("repos_failed", 0) == 0
+    )
+    return 0 if ok else 1
+
+
+def _wait(coord: Coordinator, run_id: str, *, quiet: bool) -> RunStatus:
+    shown = ""
+    while True:
+        status = coord.run_status(run_id)
+        if status is None:
+            raise CoordError(
+                f"check run {run_id}: its state is gone from Redis (restarted empty, or"
+                " expired); run the check again"
+            )
+        line = describe(status).split(", elapsed")[0]
+        if line != shown and not quiet:
+            shown = line
+            print(describe(status), file=sys.stderr, flush=True)
+        if status.state != RUNNING:
+            return status
+        time.sleep(POLL_SECONDS)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from syncworker.coord import Coordinator
 from syncworker.coord.backend import describe_client, redis_errors, text
 from syncworker.coord.keys import Keys
+from syncworker.coord.scripts import register
 
 __all__ = ["COALESCE_TTL", "Coalescer"]
 
@@ -29,24 +30,6 @@ __all__ = ["COALESCE_TTL", "Coalescer"]
 # a burst of identical requests; short enough that a task that failed for good does not
 # swallow later identical requests for long (the next walk repairs what it missed).
 COALESCE_TTL = 600
-
-# KEYS[1]: the entry. ARGV: digest, task id, ttl. Returns the task id already sent for this
-# digest, or nil after recording ours.
-_LUA_CLAIM = """
-local current = redis.call('get', KEYS[1])
-local mark = ARGV[1] .. ' '
-if current and string.sub(current, 1, #mark) == mark then
-  return string.sub(current, #mark + 1)
-end
-redis.call('set', KEYS[1], mark .. ARGV[2], 'EX', ARGV[3])
-return false
-"""
-
-# KEYS[1]: the entry. ARGV: the value recorded by a claim whose task could not be sent.
-_LUA_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
-return 0
-"""
 
 
 class Coalescer:
@@ -57,8 +40,8 @@ class Coalescer:
         self._where = describe_client(coord.client)
         self._keys = Keys(coord.prefix)
         self._ttl = ttl
-        self._claim = self._client.register_script(_LUA_CLAIM)
-        self._release = self._client.register_script(_LUA_RELEASE)
+        self._claim = register(self._client, "api_claim")
+        self._release = register(self._client, "api_release")
 
     def claim(self, registry: str, repo: str, reference: str, digest: str, task_id: str) -> str:
         """The task id that serves this request: an earlier one for the same digest, or

@@ -10,15 +10,16 @@ as long as registry names (configuration keys) do not contain one either.
 key                                        type    owner       TTL
 =========================================  ======  ==========  ===============================
 ``{p}:lock:repo:{dest_repo}``              string  locks.py    lock ttl, extended while held
-``{p}:flight:blob:{alg:hex}``              string  locks.py    lock ttl, extended while held
-``{p}:flight:blob:{alg:hex}:ok``           string  locks.py    FLIGHT_OK_TTL (a holder finished:
+``{p}:flight:blob:{digest}``               string  locks.py    lock ttl, extended while held
+``{p}:flight:blob:{digest}:ok``            string  locks.py    FLIGHT_OK_TTL (a holder finished:
                                                                the next one re-checks the store)
 ``{p}:flight:image:{reg}:{repo}:{ref}``    string  locks.py    lock ttl, extended while held
 ``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    FLIGHT_OK_TTL (Redis TIME in
                                                                microseconds at which the last
                                                                successful copy began)
-``{p}:hint:blob:{host:port}:{alg:hex}``   string  hints.py    BLOB_HINT_TTL; a repository of
+``{p}:hint:blob:{reg}:{digest}``           string  hints.py    BLOB_HINT_TTL; a repository of
                                                                the destination registry
+                                                               (``{reg}``: its host:port)
                                                                holding the blob (a hint for
                                                                mounts; the registry is the
                                                                truth)
@@ -77,6 +78,12 @@ key                                        type    owner       TTL
 ``{p}:limit:{reg}:slots``                  zset    limits.py   SLOT_LEASE, set on each take;
                                                                a member per request in flight,
                                                                scored by its lease's end (ms)
+``{p}:redbeat``                            prefix  RedBeat     RedBeat's own keys start with
+                                                               it (worker/settings.py hands it
+                                                               over): ``:schedule``,
+                                                               ``:statics``, ``:lock`` and one
+                                                               hash per beat entry, named
+                                                               ``syncworker.walk:{reg}``
 =========================================  ======  ==========  ===============================
 """
 
@@ -207,3 +214,7 @@ class Keys:
 
     def limit_slots(self, registry: str) -> str:
         return self._key("limit", registry, "slots")
+
+    # worker/settings.py: the prefix RedBeat builds its keys under (it appends to it).
+    def redbeat(self) -> str:
+        return self._key("redbeat")

@@ -1,6 +1,8 @@
 """The Lua scripts of ``coord/``: read once from ``lua/*.lua``, registered per client.
 
-Each script is one atomic step on several keys (dramatiq's rule: multi-key changes in Lua).
+Each script is one atomic step: on several keys (dramatiq's rule: multi-key changes in Lua),
+or a read-then-write of one key (the API's coalescing entry). Every Lua of the package is
+here (tests/test_docs_claims.py).
 Those that start a run, count into it or may end it (``run_start``, ``run_incr``,
 ``run_live``, ``run_failure``, ``run_finish``, ``walk_end``) start with
 ``lua/run_helpers.lua``, preceded by the number of keys a run has, so every script sees the

@@ -9,6 +9,7 @@ from typing import Any
 from kombu.entity import Exchange, Queue
 
 from syncworker.config import Config
+from syncworker.coord.keys import Keys
 from syncworker.worker.names import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK, ROUTES, TASK_WALK
 from syncworker.worker.redisbroker import REDIS_SCHEMES
 from syncworker.worker.schedule import beat_schedule
@@ -55,7 +56,7 @@ RESULT_EXPIRES = 24 * 3600
 # kombu's Redis transport with one client per connection pool (worker/redisbroker.py).
 REDIS_TRANSPORT = "syncworker.worker.redisbroker:Transport"
 # RedBeat keeps the schedule and its single-beat lock under our key prefix.
-REDBEAT_PREFIX = "syncworker:redbeat"
+REDBEAT_PREFIX = Keys().redbeat()
 # Only one beat replica holds this lock and fires; another takes over within this long.
 REDBEAT_LOCK_TIMEOUT = 60
 

@@ -169,10 +169,13 @@ def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> d
 def sync_repo(
     self: _RepoTask, registry: str, repo: str, run_id: str | None = None
 ) -> dict[str, Any]:
-    """Mirror ``repo`` under its destination's lock; count it into ``run_id`` if given."""
+    """Mirror ``repo`` under its destination's lock; count it into ``run_id`` if given.
+    A run's repositories come from its walk of the listing; without a run, ``repo`` was
+    named by whoever sent the task, and its absence upstream is a failure."""
     state = self.state
+    listed = run_id is not None
     with state.live.track(registry, repo, run_id) as live:
-        result = state.mirror.sync_repo(registry, repo, lock_wait=REPO_LOCK_WAIT)
+        result = state.mirror.sync_repo(registry, repo, lock_wait=REPO_LOCK_WAIT, listed=listed)
     if run_id:
         record_repo(state.coord, run_id, result, clear_live=live.written)
     return summarize(result)
@@ -266,4 +269,5 @@ def summarize(result: RepoResult) -> dict[str, Any]:
         "bytes": result.bytes_copied,
         "blobs_fetched": result.blobs_fetched,
         "failures": [str(f) for f in result.failures],
+        "skip_reason": result.skip_reason,
     }

@@ -39,6 +39,8 @@ def print_plan(summary: RunSummary, out: TextIO) -> int:
         ):
             if names:
                 print(f"  {verb}: {', '.join(names)}", file=out)
+        if result.skip_reason is not None:
+            print(f"  skipped: {result.skip_reason}", file=out)
     pruned = sum(len(r.pruned) for r in plans)
     print(
         f"dry run, nothing written: {len(plans)} repositories, {summary.copied} tags to copy"

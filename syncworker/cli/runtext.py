@@ -19,7 +19,9 @@ def describe(status: RunStatus) -> str:
     """One line: id, registry, state, counts (images as they end, those of repositories
     in flight too), rate and ETA."""
     c = status.counters
-    failed, images_failed = c.get("repos_failed", 0), c.get("images_failed", 0)
+    images_failed = c.get("images_failed", 0)
+    repos = {"failed": c.get("repos_failed", 0), "skipped": c.get("repos_skipped", 0)}
+    notes = ", ".join(f"{n} {outcome}" for outcome, n in repos.items() if n)
     if check_mode(status.registry) is not None:  # a check: trees, and the bytes hashed
         images = f"{c.get('images_skipped', 0)} trees whole, {images_failed} broken"
         if c.get("images_copied", 0):
@@ -34,7 +36,7 @@ def describe(status: RunStatus) -> str:
         images += f" ({status.in_flight} repos in flight)"
     parts = [
         f"{status.id} {status.registry} {status.state}:",
-        f"{status.done}/{status.total} repos" + (f" ({failed} failed)" if failed else ""),
+        f"{status.done}/{status.total} repos" + (f" ({notes})" if notes else ""),
         images + ",",
         f"{human_size(c.get('bytes', 0))},",
         f"{status.rate:.2f} repos/s,",

@@ -93,15 +93,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_summary(summary: RunSummary, out: TextIO) -> None:
+    skipped = summary.repos_skipped
     print(
         f"mirrored {len(summary.results)} repositories in {summary.elapsed:.1f}s: "
         f"{summary.copied} images copied, {summary.skipped} unchanged, "
         f"{summary.blobs_fetched} blobs fetched ({human_size(summary.bytes_copied)}), "
-        f"{len(summary.failures)} failures",
+        f"{len(summary.failures)} failures"
+        + (f", {len(skipped)} repositories skipped" if skipped else ""),
         file=out,
     )
     for failure in summary.failures:
         print(f"  FAILED {failure}", file=out)
+    for result in skipped:
+        print(f"  SKIPPED {result.registry}/{result.upstream_repo}: {result.skip_reason}", file=out)
     print_pruned(summary.results, out)
 
 
@@ -110,6 +114,7 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
     return {
         "repositories": len(summary.results),
         "repositories_failed": sum(1 for r in summary.results if not r.ok),
+        "repositories_skipped": len(summary.repos_skipped),
         "images_copied": summary.copied,
         "images_unchanged": summary.skipped,
         "blobs_fetched": summary.blobs_fetched,
@@ -123,6 +128,10 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
                 "reason": f.reason,
             }
             for f in summary.failures
+        ],
+        "skipped": [
+            {"registry": r.registry, "repository": r.upstream_repo, "reason": r.skip_reason}
+            for r in summary.repos_skipped
         ],
     }
 
@@ -207,6 +216,8 @@ class RepoPrinter:
         with self._lock:
             self._done += 1
             state = "FAILED" if result.failures else "ok"
+            if result.skip_reason is not None:
+                state = f"skipped ({result.skip_reason})"
             line = (
                 f"[{self._done:>5}] {result.registry}/{result.upstream_repo}: {state}, "
                 f"{len(result.copied)} copied, {len(result.skipped)} unchanged, "

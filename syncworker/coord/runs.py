@@ -47,6 +47,7 @@ COUNTERS = (
     "repos_total",
     "repos_done",
     "repos_failed",
+    "repos_skipped",
     "images_copied",
     "images_skipped",
     "images_failed",
@@ -120,8 +121,9 @@ class RunStatus:
 
     @property
     def done(self) -> int:
-        """Repositories finished, successfully or not."""
-        return self.counters.get("repos_done", 0) + self.counters.get("repos_failed", 0)
+        """Repositories finished: mirrored, failed or skipped (listed without tags)."""
+        c = self.counters
+        return c.get("repos_done", 0) + c.get("repos_failed", 0) + c.get("repos_skipped", 0)
 
     @property
     def elapsed(self) -> float:

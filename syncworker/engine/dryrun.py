@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from syncworker.engine.plan import blobs_to_copy, children_to_copy, plan_tags, valid_tags
+from syncworker.engine.plan import (
+    blobs_to_copy,
+    children_to_copy,
+    plan_tags,
+    skip_reason,
+    valid_tags,
+)
 from syncworker.engine.prune import plan_prune
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import ContentError, SyncworkerError
@@ -50,6 +56,7 @@ class RepoPlanner:
     platforms: Sequence[Platform] = ()
     prune: bool = False
     tag_concurrency: int = 4
+    catalogued: bool = False  # as RepoJob's: a catalog entry without tags is skipped
     plan: RepoPlan = field(init=False)
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
     _counted: set[Digest] = field(init=False, default_factory=set)
@@ -64,7 +71,9 @@ class RepoPlanner:
             listed = valid_tags(self.client.tags(self.upstream_repo), self._fail)
             entries = self.store.index(self.dest_repo)
         except SyncworkerError as exc:
-            self._fail(None, exc)
+            self.plan.skip_reason = skip_reason(exc, self.catalogued)
+            if self.plan.skip_reason is None:
+                self._fail(None, exc)
             return self.plan
         self._stored = {e.tag: e.descriptor.digest for e in entries if e.tag}
         tags = plan_tags(listed, rules.filter_tags(self.upstream_repo, listed))

@@ -7,6 +7,7 @@ store, a :class:`Locks`) and drive this same object.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
@@ -32,6 +33,8 @@ from syncworker.registry.limits import Limiters, LocalLimiters
 from syncworker.store import Store
 
 __all__ = ["Mirror"]
+
+log = logging.getLogger(__name__)
 
 # How long sync_repo waits for another holder of the same destination's lock before it
 # gives up (the Celery task then retries later). None: wait as long as it takes.
@@ -171,23 +174,36 @@ class Mirror:
     # -- work --------------------------------------------------------------------------
 
     def sync_repo(
-        self, registry: str, upstream_repo: str, *, lock_wait: float | None = DEFAULT_LOCK_WAIT
+        self,
+        registry: str,
+        upstream_repo: str,
+        *,
+        lock_wait: float | None = DEFAULT_LOCK_WAIT,
+        listed: bool = False,
     ) -> RepoResult:
         """Mirror every kept tag of ``upstream_repo``; failures are in the result, never raised,
-        except :class:`~syncworker.errors.LockBusy` when ``lock_wait`` runs out."""
+        except :class:`~syncworker.errors.LockBusy` when ``lock_wait`` runs out. ``listed``:
+        the repository comes from :meth:`list_page`, so if that read the upstream's catalog,
+        a repository without tags is skipped (``skip_reason``) instead of failed."""
         started = time.monotonic()
         self._events.repo_started(registry, upstream_repo)
-        result = self._sync_repo(registry, upstream_repo, lock_wait)
+        result = self._sync_repo(registry, upstream_repo, lock_wait, listed)
+        if result.skip_reason is not None:
+            log.info("%s/%s: skipped, %s", registry, upstream_repo, result.skip_reason)
         self._events.repo_done(result, time.monotonic() - started)
         return result
 
-    def _sync_repo(self, registry: str, upstream_repo: str, lock_wait: float | None) -> RepoResult:
+    def _sync_repo(
+        self, registry: str, upstream_repo: str, lock_wait: float | None, listed: bool
+    ) -> RepoResult:
         up = self.upstream(registry)
         dest_repo = self._destination_or_failure(registry, upstream_repo)
         if isinstance(dest_repo, RepoResult):
             return dest_repo
         with self._repo_lock(registry, dest_repo, lock_wait):
-            return self._job(up, upstream_repo, dest_repo).run(up.rules)
+            job = self._job(up, upstream_repo, dest_repo)
+            job.catalogued = _catalogued(up, listed)
+            return job.run(up.rules)
 
     def sync_image(
         self, registry: str, upstream_repo: str, reference: str, *, lock_wait: float | None = None
@@ -263,7 +279,7 @@ class Mirror:
         with self._repo_lock(registry, dest_repo, lock_wait):
             return repair.repair(broken)
 
-    def plan_repo(self, registry: str, upstream_repo: str) -> RepoResult:
+    def plan_repo(self, registry: str, upstream_repo: str, *, listed: bool = False) -> RepoResult:
         """What ``sync_repo`` would do, without writing (a :class:`RepoPlan`); no lock."""
         up = self.upstream(registry)
         dest_repo = self._destination_or_failure(registry, upstream_repo)
@@ -278,6 +294,7 @@ class Mirror:
             platforms=up.platforms,
             prune=up.prune,
             tag_concurrency=self._tag_concurrency,
+            catalogued=_catalogued(up, listed),
         )
         return planner.run(up.rules)
 
@@ -304,3 +321,9 @@ class Mirror:
         result = RepoResult(registry, upstream_repo, None)
         result.failures.append(Failure(registry, upstream_repo, tag, str(exc)))
         return result
+
+
+def _catalogued(up: Upstream, listed: bool) -> bool:
+    """A listed repository came from the upstream's catalog unless the entry names its
+    ``repos`` (a configured name that answers 404 is a mistake to report)."""
+    return listed and not up.repos

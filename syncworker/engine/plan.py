@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from syncworker.errors import InvalidNameError
+from syncworker.errors import InvalidNameError, NotFoundError, SyncworkerError
 from syncworker.filters import special_tag_subject, wants_platform
 from syncworker.oci import Descriptor, Digest, Manifest, Platform, validate_tag
 from syncworker.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
@@ -22,6 +22,7 @@ __all__ = [
     "index_descriptor",
     "plan_tags",
     "relisted",
+    "skip_reason",
     "valid_tags",
 ]
 
@@ -111,6 +112,16 @@ def relisted(stored: Descriptor, layout_media_types: LayoutMediaTypes) -> Descri
     ):
         return None
     return wanted
+
+
+def skip_reason(exc: SyncworkerError, catalogued: bool) -> str | None:
+    """Why a repository whose tag listing raised ``exc`` is skipped rather than failed, or
+    None. A catalog may list a repository that has no tags: distribution lists every
+    repository with a blob, so a push that stopped after its blobs leaves one whose tag
+    list answers 404. A 404 for a repository someone named is a failure."""
+    if catalogued and isinstance(exc, NotFoundError):
+        return f"listed by the catalog without tags: {exc}"
+    return None
 
 
 def valid_tags(tags: Iterable[str], refused: Callable[[str, InvalidNameError], None]) -> list[str]:

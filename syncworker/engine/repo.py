@@ -26,6 +26,7 @@ from syncworker.engine.plan import (
     TagPlan,
     index_descriptor,
     plan_tags,
+    skip_reason,
     valid_tags,
 )
 from syncworker.engine.prune import plan_prune
@@ -77,6 +78,9 @@ class RepoJob:
     layout_media_types: LayoutMediaTypes = "preserve"
     tag_concurrency: int = DEFAULT_TAG_CONCURRENCY
     prune: bool = False
+    #: The repository comes from the upstream's catalog, not from a name someone gave: a
+    #: 404 for its tag list then means "listed without tags" and skips it.
+    catalogued: bool = False
     events: Events = NO_EVENTS
     result: RepoResult = field(init=False)
     _index: IndexWriter = field(init=False)
@@ -99,7 +103,9 @@ class RepoJob:
             upstream_tags = self.client.tags(self.upstream_repo)
             self._load_stored()
         except SyncworkerError as exc:
-            self._fail(None, exc)
+            self.result.skip_reason = skip_reason(exc, self.catalogued)
+            if self.result.skip_reason is None:
+                self._fail(None, exc)
             return self.result
         tags = self._valid_tags(upstream_tags)
         plan = plan_tags(tags, rules.filter_tags(self.upstream_repo, tags))

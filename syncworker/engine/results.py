@@ -39,6 +39,9 @@ class RepoResult:
     #: ``syncworker gc`` may reclaim, if nothing else refers to it.
     pruned: list[str] = field(default_factory=list)
     pruned_bytes: int = 0
+    #: Why the repository was left alone without being a failure: the catalog lists it but
+    #: it has no tags (what a push that failed part-way leaves upstream). None otherwise.
+    skip_reason: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -32,6 +32,11 @@ class RunSummary:
         self.failures.extend(result.failures)
 
     @property
+    def repos_skipped(self) -> list[RepoResult]:
+        """Repositories left alone without failing (``RepoResult.skip_reason``)."""
+        return [r for r in self.results if r.skip_reason is not None]
+
+    @property
     def copied(self) -> int:
         return sum(len(r.copied) for r in self.results)
 
@@ -59,7 +64,7 @@ def run_registries(
     """Mirror every repository of ``registries``, ``concurrency`` repositories at a time.
     One repository's failure never stops the others. ``dry_run``: plan each repository
     instead (``Mirror.plan_repo``), writing nothing."""
-    work = mirror.plan_repo if dry_run else mirror.sync_repo
+    work = partial(mirror.plan_repo if dry_run else mirror.sync_repo, listed=True)
     started = time.monotonic()
     summary = RunSummary()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="repo") as pool:

@@ -56,7 +56,7 @@ IMAGES = Counter(
 )
 REPOSITORIES = Counter(
     "syncworker_repositories_total",
-    "Repositories finished: outcome=ok or failed",
+    "Repositories finished: outcome=ok, failed or skipped (listed without tags)",
     ["registry", "outcome"],
 )
 REPO_SECONDS = Histogram(
@@ -126,7 +126,8 @@ class MetricsEvents:
 
     def repo_done(self, result: RepoResult, seconds: float) -> None:
         registry = result.registry
-        REPOSITORIES.labels(registry, "ok" if result.ok else "failed").inc()
+        outcome = "failed" if not result.ok else "ok" if result.skip_reason is None else "skipped"
+        REPOSITORIES.labels(registry, outcome).inc()
         REPO_SECONDS.labels(registry).observe(seconds)
 
     def image_done(self, registry: str, repo: str, outcome: ImageOutcome, size: int) -> None:

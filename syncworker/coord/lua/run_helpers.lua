@@ -34,10 +34,12 @@ local function finish(state, now, retention_ms)
   expire_run(retention_ms)
   count_end(state, now)
 end
--- For a running, walked run: finish it once every repository fanned out is counted.
+-- For a running, walked run: finish it once every repository fanned out is counted (done,
+-- failed or skipped).
 local function complete(now, retention_ms)
-  local c = redis.call('hmget', KEYS[2], 'repos_total', 'repos_done', 'repos_failed')
-  if tonumber(c[2] or 0) + tonumber(c[3] or 0) >= tonumber(c[1] or 0) then
+  local c = redis.call('hmget', KEYS[2], 'repos_total', 'repos_done', 'repos_failed',
+                       'repos_skipped')
+  if tonumber(c[2] or 0) + tonumber(c[3] or 0) + tonumber(c[4] or 0) >= tonumber(c[1] or 0) then
     finish('finished', now, retention_ms)
   end
 end

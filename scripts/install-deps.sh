@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what syncworker's tests and demo need, only what is missing, on Debian (as root)
 # or a prepared machine: the Debian packages whose binaries the fixtures start
-# (docker-registry, skopeo, umoci, htpasswd, redis-server), pip if the Python has none, and
+# (docker-registry, skopeo, umoci, htpasswd, redis-server) or the deploy checks run
+# (docker-compose, kubectl, promtool), pip if the Python has none, and
 # the project with its `test` extra. Sourced by scripts/test.sh and scripts/demo.sh; sets
 # PYTHON to the interpreter it installed into.
 # binary -> Debian package that provides it
@@ -12,6 +13,10 @@ declare -A PACKAGES=(
   [htpasswd]=apache2-utils
   [redis-server]=redis-server
   [rabbitmq-server]=rabbitmq-server   # the RabbitMQ-as-broker test starts it if not running
+  # the deploy files' own checks (tests/support/tools.py): no daemon or cluster needed
+  [docker-compose]=docker-compose     # docker-compose config on docker-compose.yml
+  [kubectl]=kubernetes-client         # kubectl kustomize deploy/kubernetes
+  [promtool]=prometheus               # promtool check rules / config on deploy/prometheus
 )
 
 find_python() {

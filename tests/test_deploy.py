@@ -1,5 +1,6 @@
-"""docker-compose.yml, the Dockerfile and deploy/kubernetes: parsed, and every command, queue,
-task, file and name they refer to checked against the package."""
+"""docker-compose.yml, the Dockerfile and deploy/kubernetes: checked by their own tools
+(``docker-compose config``, ``kubectl kustomize``), and every command, queue, task, file and
+name they refer to checked against the package."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from syncworker.config import REDIS_URL_ENV, load_config
 from syncworker.worker import names
 from syncworker.worker.names import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK
 from syncworker.worker.schedule import beat_schedule
+from tests.support.tools import DEBIAN_PACKAGES, run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -48,6 +50,14 @@ def check_command(args: list[str], config_path: str) -> None:
 def compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
     return loaded
+
+
+def test_docker_compose_accepts_the_file(compose: dict[str, Any]) -> None:
+    """Debian's docker-compose validates the file against the Compose schema, without a
+    Docker daemon; the services it reads are the file's."""
+    run_tool("docker-compose", "-f", COMPOSE.name, "config", "-q", cwd=ROOT)
+    listed = run_tool("docker-compose", "-f", COMPOSE.name, "config", "--services", cwd=ROOT)
+    assert set(listed.split()) == set(compose["services"])
 
 
 def test_compose_has_the_whole_cluster(compose: dict[str, Any]) -> None:
@@ -96,12 +106,29 @@ def test_dockerfile_runs_the_syncworker_command() -> None:
 
 @pytest.fixture(scope="module")
 def kube() -> dict[tuple[str, str], dict[str, Any]]:
-    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
+    """What ``kubectl apply -k deploy/kubernetes`` would apply, as kustomize renders it."""
+    rendered = run_tool("kubectl", "kustomize", str(KUBE.relative_to(ROOT)), cwd=ROOT)
     objects: dict[tuple[str, str], dict[str, Any]] = {}
-    for resource in kustomization["resources"]:
-        for doc in yaml.safe_load_all((KUBE / resource).read_text()):
-            objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    for doc in yaml.safe_load_all(rendered):
+        objects[(doc["kind"], doc["metadata"]["name"])] = doc
     return objects
+
+
+def test_kustomize_renders_every_file_into_the_namespace(
+    kube: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
+    in_files = {
+        (doc["kind"], doc["metadata"]["name"])
+        for resource in kustomization["resources"]
+        for doc in yaml.safe_load_all((KUBE / resource).read_text())
+    }
+    assert set(kube) == in_files
+    namespace = kustomization["namespace"]
+    assert ("Namespace", namespace) in kube
+    for (kind, name), doc in kube.items():
+        if kind != "Namespace":
+            assert doc["metadata"]["namespace"] == namespace, (kind, name)
 
 
 def pod_spec(kube: dict[tuple[str, str], dict[str, Any]], name: str) -> dict[str, Any]:
@@ -177,3 +204,10 @@ def test_readme_commands_exist() -> None:
         tasks = {v for k, v in vars(names).items() if k.startswith("TASK_")}
         known = tasks | QUEUES | {"syncworker.celery", "syncworker.redis"}
         assert name in known or importlib.util.find_spec(name) is not None, name
+
+
+def test_install_deps_installs_every_tool_the_checks_run() -> None:
+    script = (ROOT / "scripts" / "install-deps.sh").read_text()
+    packages = dict(re.findall(r"^\s*\[([\w-]+)\]=([\w.+-]+)", script, re.M))
+    for binary, package in DEBIAN_PACKAGES.items():
+        assert packages.get(binary) == package, f"install-deps.sh: [{binary}]={package}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -390,3 +391,23 @@ def test_on_demand_image_reads_only_its_own_tags_on_the_destination(
         repaired = mirror.sync_image(registry.host, repo, "v3")
     assert (repaired.failures, repaired.copied) == ([], ["v3"])
     assert skopeo_digest(dest.url, repo, "v3") == images["v3"].digest
+
+
+def test_no_pooled_connection_is_discarded_when_every_thread_pushes(
+    make_registry: Callable[..., RegistryServer],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """More blob threads than urllib3's default pool of connections push at once: the
+    destination's pool is sized to the threads sharing it, so none of their connections
+    is dropped on return ("Connection pool is full")."""
+    upstream, dest = make_registry(), make_registry()
+    for index in range(3):
+        push_image(upstream.url, f"pool/r{index}", "v1", make_image(("pool", index), layers=24))
+    settings = {"concurrency": 3, "blobConcurrency": 16, "tagConcurrency": 1}
+    caplog.set_level(logging.WARNING, logger="urllib3")
+    run = run_sync(dest_config(tmp_path, upstream, dest.url, settings=settings))
+    assert run.code == 0, run.output
+    assert "pool is full" not in caplog.text + run.stderr
+    store = store_for(load_config(dest_config(tmp_path, upstream, dest.url, settings=settings)))
+    assert store.destination.options.pool_size >= 3 * 16 + 3  # type: ignore[attr-defined]

@@ -58,11 +58,16 @@ class DestinationConfig(ConfigModel):
         """``host[:port]`` as written: the key of its login in the credentials file."""
         return urlsplit(self.url).netloc
 
-    def client_options(self, max_blob_size: int | None = None) -> ClientOptions:
-        """Options for the registry client; ``max_blob_size`` None keeps the client's."""
+    def client_options(
+        self, max_blob_size: int | None = None, threads: int | None = None
+    ) -> ClientOptions:
+        """Options for the registry client; ``max_blob_size`` None keeps the client's.
+        ``threads``: how many threads share the client, the keep-alive pool's size."""
         from syncworker.registry.options import ClientOptions
 
         given: dict[str, Any] = {"tls_verify": self.tls_verify, "cert_dir": self.cert_dir}
+        if threads is not None:
+            given["pool_size"] = threads
         if max_blob_size is not None:
             given["max_blob_size"] = max_blob_size
         return ClientOptions(**given)

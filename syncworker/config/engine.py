@@ -18,7 +18,9 @@ def upstream(config: Config, registry: RegistryConfig) -> Upstream:
         name=registry.name,
         urls=tuple(registry.urls),
         credentials=config.credentials_for(registry),
-        options=registry.client_options(config.syncworker.max_blob_size, _client_threads(config)),
+        options=registry.client_options(
+            config.syncworker.max_blob_size, config.syncworker.client_threads
+        ),
         rules=registry.content_rules(),
         platforms=tuple(registry.platforms),
         repos=tuple(sorted(registry.repos)),
@@ -43,7 +45,7 @@ def build_mirror(
         {reg.name: upstream(config, reg) for reg in config.registries},
         store,
         locks,
-        blob_threads=_blob_threads(config),
+        blob_threads=settings.blob_threads,
         # index.json's entry types: a registry destination has no index.json to name them in
         layout_media_types=settings.layout_media_types
         if settings.destination is None
@@ -52,15 +54,3 @@ def build_mirror(
         limiters=limiters,
         events=events,
     )
-
-
-def _blob_threads(config: Config) -> int:
-    settings = config.syncworker
-    return settings.blob_concurrency * settings.concurrency
-
-
-def _client_threads(config: Config) -> int:
-    """Threads that may use one upstream's client at once: the blob pool, and the tags of
-    every repository in progress (each HEADs or GETs its manifests)."""
-    settings = config.syncworker
-    return _blob_threads(config) + settings.concurrency * settings.tag_concurrency

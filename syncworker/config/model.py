@@ -80,6 +80,19 @@ class SyncworkerSettings(ConfigModel):
         return value
 
     @property
+    def blob_threads(self) -> int:
+        """The blob pool: ``concurrency`` repositories of ``blob_concurrency`` blobs each."""
+        return self.blob_concurrency * self.concurrency
+
+    @property
+    def client_threads(self) -> int:
+        """Threads that may use one registry client at once (an upstream's, or the
+        destination's): the blob pool, and the tags of every repository in progress (each
+        HEADs, GETs or PUTs its manifests). A keep-alive pool smaller than this discards
+        connections."""
+        return self.blob_threads + self.concurrency * self.tag_concurrency
+
+    @property
     def redis_url(self) -> str | None:
         return self.redis.get_secret_value() if self.redis is not None else None
 

@@ -49,7 +49,7 @@ def store_for(config: Config, hints: BlobHints | None = None) -> Store:
         return open_store(config.storage.root_directory, config.storage.storage_driver)
     from syncworker.store.registry import Destination, RegistryStore
 
-    options = dest.client_options(config.syncworker.max_blob_size)
+    options = dest.client_options(config.syncworker.max_blob_size, config.syncworker.client_threads)
     return RegistryStore(Destination(dest.url, destination_credentials(config), options), hints)
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from syncworker.errors import (
     DigestMismatchError,
+    MalformedResponseError,
     RegistryError,
     SizeLimitError,
     TransportError,
@@ -25,6 +26,7 @@ from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
 from syncworker.registry import ClientOptions, ClientStats, Credentials, RegistryClient, redirects
 from syncworker.registry.transport import Transport
+from syncworker.retry import classify
 
 FAST = ClientOptions(max_retries=3, retry_delay=0.001, timeout=5.0)
 SECRET = "s3cr3t-value-never-shown"
@@ -201,7 +203,7 @@ def test_retries_are_capped_then_the_status_is_raised(server: Scripted) -> None:
             client.ping()
         assert client.stats.snapshot().retries == FAST.max_retries
     assert caught.value.status == 500 and caught.value.codes == ("UNKNOWN",)
-    assert caught.value.temporary
+    assert classify(caught.value)
     assert server.count("GET", "/v2/") == FAST.max_retries + 1
 
 
@@ -427,6 +429,39 @@ def test_anonymous_bearer_token_cached_per_scope(server: Scripted) -> None:
     # One 401 to learn the challenge, then every request carries a token up front.
     assert server.count("GET", "/v2/r/tags/list") == 4
     assert server.count("GET", "/v2/s/tags/list") == 1
+
+
+def _hostile_realm(server: Scripted, repo: str) -> None:
+    """``repo`` alone names a realm of its own, which hands out a token no header carries."""
+    challenge = f'Bearer realm="{server.url}/evil-token",service="evil"'
+    refusal = Answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
+    server.on("GET", f"/v2/{repo}/tags/list", refusal)
+    server.on("GET", "/evil-token", Answer(200, json.dumps({"token": "caf\u00e9"}).encode()))
+
+
+@pytest.mark.parametrize("evil_first", [True, False], ids=["evil-first", "good-first"])
+def test_a_hostile_realm_fails_only_the_repository_that_names_it(
+    server: Scripted, evil_first: bool
+) -> None:
+    """What a 401 teaches holds for its repository: another repository of the registry
+    keeps its own realm (or none), before and after the hostile one was met."""
+    issuer = TokenIssuer(server)
+    body = json.dumps({"name": "good", "tags": ["v1"]}).encode()
+    server.on("GET", "/v2/good/tags/list", issuer.guard("repository:good:pull", Answer(200, body)))
+    server.on("GET", "/v2/open/tags/list", Answer(200, b'{"tags":["v2"]}'))
+    _hostile_realm(server, "evil")
+    with RegistryClient([server.url], options=FAST) as client:
+        if not evil_first:
+            assert client.tags("good") == ["v1"]
+        with pytest.raises(MalformedResponseError, match="no usable token"):
+            client.tags("evil")
+        assert client.tags("good") == ["v1"]
+        assert client.tags("open") == ["v2"]
+        with pytest.raises(MalformedResponseError):
+            client.tags("evil")
+    # The hostile realm was asked for its own repository only, once per request.
+    assert server.count("GET", "/evil-token") == 2
+    assert "repository:good:pull" in issuer.issued.values()
 
 
 def test_credentials_go_to_the_realm_only(server: Scripted) -> None:

@@ -114,8 +114,8 @@ def _odd_headers(upstream: HostileRegistry, name: str) -> Shape:
 
 
 def _bad_token(upstream: HostileRegistry, name: str) -> Shape:
-    """A bearer realm hands out a token no HTTP header can carry. A learnt challenge holds
-    for its whole origin, so this shape gets a stub of its own."""
+    """A bearer realm, named for this repository alone, hands out a token no HTTP header
+    can carry."""
     repo = "token/app"
     challenge = f'Bearer realm="{upstream.url}/token",service="hostile"'
     refusal = json_answer({"errors": [{"code": "UNAUTHORIZED"}]}, status=401)

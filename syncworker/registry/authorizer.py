@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from syncworker.errors import RegistryError
+from syncworker.errors import RegistryError, SyncworkerError
 from syncworker.redact import redact_http_url
 from syncworker.registry import auth
 from syncworker.registry.redirects import origin
@@ -31,7 +31,15 @@ CredentialsArg = auth.Credentials | Mapping[str, auth.Login] | None
 
 
 class Authorizer:
-    """Thread-safe: challenges are replaced whole, tokens live in a locked cache."""
+    """Thread-safe: challenges are replaced whole, tokens live in a locked cache.
+
+    A challenge is learnt for the scope (the repository) whose request was refused, and
+    holds for that scope. Requests for other scopes presume the challenge that last
+    earned a token on the same URL (a registry names one realm for all its repositories,
+    so they skip a 401 round trip); when the presumed one fails them, they ask without
+    credentials and learn their own. So one repository's hostile token issuer fails that
+    repository alone.
+    """
 
     def __init__(
         self,
@@ -44,23 +52,32 @@ class Authorizer:
         self._credentials = dict(credentials)
         self._fetch = fetch
         self._clock = clock
-        self._challenges: dict[Origin, auth.Challenge] = {}
+        self._challenges: dict[tuple[Origin, str | None], auth.Challenge] = {}
+        self._presumed: dict[Origin, auth.Challenge] = {}
         self._tokens = auth.TokenCache()
 
     def header(self, url: str, scope: str | None) -> str | None:
         """The Authorization value for ``url``: only ever for the registry's own URLs."""
         key = origin(url)
-        challenge = self._challenges.get(key)
-        if challenge is None or key not in self._origins:
+        if key not in self._origins:
             return None
-        if challenge.scheme == "basic":
-            creds = auth.resolve(self._credentials.get(key))
-            return auth.basic_authorization(creds) if creds is not None else None
-        return "Bearer " + self._token(key, url, challenge, scope).value
+        own = self._challenges.get((key, scope))
+        if own is not None:
+            value = self._answer(key, url, own, scope)
+            self._presumed[key] = own
+            return value
+        presumed = self._presumed.get(key)
+        if presumed is None:
+            return None
+        try:
+            return self._answer(key, url, presumed, scope)
+        except SyncworkerError:
+            # Not this scope's own challenge: ask without, and learn its own from the 401.
+            return None
 
     def learn(self, url: str, www_authenticate: str, sent: str | None, scope: str | None) -> bool:
-        """Remember the challenge of a 401 that ``url`` (one of ours) answered itself;
-        True if answering it may change the outcome."""
+        """Remember, for ``scope``, the challenge of a 401 that ``url`` (one of ours)
+        answered itself; True if answering it may change the outcome."""
         key = origin(url)
         if key not in self._origins:
             return False
@@ -71,11 +88,19 @@ class Authorizer:
         if not usable:
             return False
         challenge = usable[0]
-        self._challenges[key] = challenge
+        self._challenges[key, scope] = challenge
         if challenge.scheme == "bearer" and sent is not None:
             # The token we sent was refused (expired early, or too narrow): fetch anew.
             self._tokens.discard(_token_key(key, challenge, scope))
         return True
+
+    def _answer(
+        self, key: Origin, url: str, challenge: auth.Challenge, scope: str | None
+    ) -> str | None:
+        if challenge.scheme == "basic":
+            creds = auth.resolve(self._credentials.get(key))
+            return auth.basic_authorization(creds) if creds is not None else None
+        return "Bearer " + self._token(key, url, challenge, scope).value
 
     def _token(
         self, key: Origin, url: str, challenge: auth.Challenge, scope: str | None

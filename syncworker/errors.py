@@ -23,6 +23,8 @@
 
 Third-party exceptions are translated into these in exactly one place per dependency:
 ``registry/wire.py`` for requests and urllib3, ``coord/`` for redis-py, ``store/s3.py`` for boto3.
+Whether an error is worth trying again is decided from what it carries, in one place:
+``syncworker/retry.py`` (``classify``).
 """
 
 from __future__ import annotations
@@ -53,9 +55,6 @@ __all__ = [
 class SyncworkerError(Exception):
     """Base of every error syncworker raises on purpose."""
 
-    #: Whether trying the same operation again later may succeed.
-    temporary: bool = False
-
 
 class ConfigError(SyncworkerError):
     """A configuration value is missing, unknown or malformed.
@@ -69,14 +68,6 @@ class ConfigError(SyncworkerError):
         super().__init__("\n".join(f"{p}: {m}" if p else m for p, m in self.errors))
         self.path = path
         self.message = message
-
-
-# Status codes worth retrying: the server or something in front of it is overloaded or
-# restarting (distribution-spec leaves 5xx semantics to HTTP; 408/429 are explicit asks
-# to come back later).
-_TEMPORARY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-# Spec error codes that mean "later" even when a proxy turns them into an odd status.
-_TEMPORARY_CODES = frozenset({"TOOMANYREQUESTS", "UNAVAILABLE"})
 
 
 class RegistryError(SyncworkerError):
@@ -108,10 +99,6 @@ class RegistryError(SyncworkerError):
             text += f": {detail}"
         super().__init__(text)
 
-    @property
-    def temporary(self) -> bool:  # type: ignore[override]
-        return self.status in _TEMPORARY_STATUSES or any(c in _TEMPORARY_CODES for c in self.codes)
-
 
 class NotFoundError(RegistryError):
     """The repository, manifest or blob does not exist upstream."""
@@ -120,13 +107,9 @@ class NotFoundError(RegistryError):
 class TransportError(SyncworkerError):
     """The request got no HTTP answer (connection, TLS, timeout)."""
 
-    temporary = True
-
 
 class DeadlineExceededError(TransportError):
     """The absolute deadline of the job passed (a slow or stalling upstream); not retried."""
-
-    temporary = False
 
 
 class ContentError(SyncworkerError):
@@ -159,19 +142,32 @@ class ReferenceCycleError(ContentError):
 
 
 class StoreError(SyncworkerError):
-    """The destination store could not read or write."""
+    """The destination store could not read or write.
+
+    What its service answered, when it answered: ``status`` (an HTTP status) and
+    ``codes`` (its error codes), or ``unanswered`` when it did not answer at all; none of
+    them for a local failure (a full disk)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        codes: tuple[str, ...] = (),
+        unanswered: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.codes = codes
+        self.unanswered = unanswered
 
 
 class CoordError(SyncworkerError):
     """The coordination backend (Redis) is unreachable or failed."""
 
-    temporary = True
-
 
 class LockBusy(SyncworkerError):
     """The lock was held by someone else for longer than the caller was willing to wait."""
-
-    temporary = True
 
     def __init__(self, key: str, waited: float | None) -> None:
         super().__init__(f"lock {key} is held by another worker (waited {waited or 0:g}s)")

@@ -54,7 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # How long a sync finds the destination's lock held before it steps aside and retries
-# later (policy.LOCK_RETRY_*), freeing its worker slot for other repositories.
+# later (retry.LOCK_WAITS), freeing its worker slot for other repositories.
 REPO_LOCK_WAIT = 10.0
 
 

@@ -22,6 +22,7 @@ from syncworker.config.stores import open_store
 from syncworker.coord import Coordinator, LockBusy, RunStatus
 from syncworker.engine import Failure, Mirror, RepoResult
 from syncworker.errors import ConfigError, RegistryError, TransportError
+from syncworker.retry import TASKS, backoff_delay
 from syncworker.runs.sweep import stalled
 from syncworker.runs.walk import Step, claim_walk, record_repo, record_repo_lost, walk_page
 from syncworker.worker.names import (
@@ -32,7 +33,7 @@ from syncworker.worker.names import (
     TASK_SYNC_REPO,
     TASK_WALK,
 )
-from syncworker.worker.policy import BACKOFF_BASE, BACKOFF_CAP, backoff, retry_delay
+from syncworker.worker.policy import retry_delay
 from syncworker.worker.schedule import beat_schedule
 from syncworker.worker.settings import VISIBILITY_TIMEOUT, celery_settings
 from tests.support.corpus import Corpus
@@ -62,20 +63,20 @@ def config_with(tmp_path: Path, **sections: Any) -> Config:
 
 
 def test_backoff_doubles_up_to_the_cap_and_jitter_only_shortens() -> None:
-    delays = [backoff(n, base=1.0, cap=10.0) for n in range(6)]
+    delays = [backoff_delay(n, base=1.0, cap=10.0) for n in range(6)]
     assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
-    assert backoff(2, base=1.0, cap=10.0, jitter=0.999) == pytest.approx(2.002, rel=1e-3)
-    assert backoff(10_000, base=1.0, cap=10.0) == 10.0  # no overflow on a long outage
+    assert backoff_delay(2, base=1.0, cap=10.0, jitter=0.999) == pytest.approx(2.002, rel=1e-3)
+    assert backoff_delay(10_000, base=1.0, cap=10.0) == 10.0  # no overflow on a long outage
     with pytest.raises(ValueError):
-        backoff(-1, base=1.0, cap=10.0)
+        backoff_delay(-1, base=1.0, cap=10.0)
 
 
 def test_retry_delay_honours_retry_after_and_locks_retry_sooner() -> None:
     slow_down = RegistryError("GET", "http://x/v2/", 429, retry_after=120.0)
     assert retry_delay(slow_down, 0) == 120.0
-    assert retry_delay(RegistryError("GET", "u", 503, retry_after=1e6), 0) == BACKOFF_CAP
-    assert retry_delay(TransportError("refused"), 0) == BACKOFF_BASE
-    assert retry_delay(LockBusy("k", 10.0), 0) < BACKOFF_BASE
+    assert retry_delay(RegistryError("GET", "u", 503, retry_after=1e6), 0) == TASKS.cap
+    assert retry_delay(TransportError("refused"), 0) == TASKS.base
+    assert retry_delay(LockBusy("k", 10.0), 0) < TASKS.base
 
 
 # -- settings and schedule ------------------------------------------------------------------

@@ -12,6 +12,7 @@ import redis
 from syncworker.coord import Coordinator
 from syncworker.coord.backend import redact
 from syncworker.errors import CoordError, SyncworkerError
+from syncworker.retry import classify
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 
@@ -38,7 +39,7 @@ def test_unreachable_redis_raises_coord_error(down: Coordinator, call: str) -> N
     with pytest.raises(CoordError) as caught:
         CALLS[call](down)
     error = caught.value
-    assert isinstance(error, SyncworkerError) and error.temporary
+    assert isinstance(error, SyncworkerError) and classify(error)
     assert not isinstance(error, redis.RedisError)
     assert "127.0.0.1" in str(error) and "worker:***@" in str(error)
     whole = "".join(traceback.format_exception(error))

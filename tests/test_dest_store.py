@@ -19,6 +19,7 @@ import requests
 from syncworker.errors import StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
+from syncworker.retry import classify
 from syncworker.store import IndexEntry
 from syncworker.store.registry import Destination, RegistryStore
 from tests.support.process import kill_when_ready
@@ -306,5 +307,5 @@ def test_a_throttled_push_is_retried_and_a_refused_one_named(server: Scripted) -
     with pytest.raises(StoreError, match=f"destination {host}: PUT .*403 DENIED") as caught:
         store.put_manifest("full", digest, raw)
     assert "storage quota exceeded" in str(caught.value)
-    assert not caught.value.temporary
+    assert not classify(caught.value)
     assert server.count("PUT", refused) == 1, "a refusal is not retried"

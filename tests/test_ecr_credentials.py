@@ -16,6 +16,7 @@ from syncworker.config import load_config
 from syncworker.config.credentials import ECR_MIN_REUSE, ECR_RENEW_BEFORE, EcrLogin
 from syncworker.errors import TransportError
 from syncworker.registry.auth import Credentials
+from syncworker.retry import classify
 from tests.support.corpus import seed_many
 from tests.support.mirror import assert_no_secret, layout_tags, run_sync, write_sync_config
 from tests.support.ports import free_port
@@ -125,7 +126,7 @@ def test_an_unreachable_aws_is_a_temporary_error_naming_the_registry(
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     with pytest.raises(TransportError, match=r"ECR login for mirror.example .*failed") as info:
         EcrLogin("https://mirror.example").current()
-    assert info.value.temporary and SECRET_KEY not in str(info.value)
+    assert classify(info.value) and SECRET_KEY not in str(info.value)
 
 
 def test_the_helper_is_configured_per_registry(tmp_path: Path) -> None:

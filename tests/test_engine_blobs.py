@@ -18,13 +18,15 @@ import pytest
 from syncworker.engine import LocalLocks
 from syncworker.engine.blobs import BlobCopier
 from syncworker.errors import (
+    DeadlineExceededError,
     DigestMismatchError,
     RegistryError,
     SizeLimitError,
     TransportError,
 )
 from syncworker.oci import Descriptor, Digest, VerifyingReader
-from syncworker.registry import ClientOptions, RegistryClient
+from syncworker.registry import ClientOptions, Deadline, RegistryClient
+from syncworker.retry import REQUESTS, Retrying
 from syncworker.store.fs import FsStore
 from tests.support.hostile import Answer, HostileRegistry
 
@@ -35,7 +37,7 @@ DESC = Descriptor("application/octet-stream", Digest.of(DATA), len(DATA))
 class ScriptedClient:
     """Breaks the first ``breaks`` streams half-way, or always sends ``body``."""
 
-    options = ClientOptions(max_retries=2, retry_delay=0.01)
+    refetching = Retrying(REQUESTS.but(retries=2, base=0.01))
 
     def __init__(self, breaks: int = 0, body: bytes = DATA) -> None:
         self.breaks = breaks
@@ -181,3 +183,49 @@ def test_overlapping_copies_into_one_repository_link_once(tmp_path: Path) -> Non
     assert (client.calls, store.links) == (0, 1)
     assert [(s.fetched, s.linked) for s in stats] == [(0, 1), (0, 0), (0, 0)]
     assert store.has_blob("dest/a", DESC.digest)
+
+
+class _Hook:
+    """A request hook counting what the metrics would be told."""
+
+    def __init__(self) -> None:
+        self.retries = 0
+
+    def response(self, method: str, code: str) -> None:
+        pass
+
+    def retried(self) -> None:
+        self.retries += 1
+
+    def waited(self, seconds: float) -> None:
+        pass
+
+
+def test_stream_refetches_are_counted_as_the_upstreams_retries(
+    upstream: HostileRegistry, store: FsStore
+) -> None:
+    """A refetched stream reaches the client's counters and its hook (the metric
+    ``syncworker_upstream_retries_total``) like any retried request."""
+    upstream.first("GET", BLOB_PATH, Answer(200, DATA[:100], {"Content-Length": str(len(DATA))}))
+    hook = _Hook()
+    options = ClientOptions(max_retries=RETRIES, retry_delay=0.001, timeout=10.0)
+    with RegistryClient([upstream.url], options=options, hook=hook) as client:
+        BlobCopier(store, LocalLocks(), sleep=lambda _: None).copy(client, "r", "r", DESC)
+        assert client.stats.snapshot().retries == 1
+    assert hook.retries == 1 and store.has_blob("r", DESC.digest)
+
+
+def test_a_refetch_wait_never_runs_past_the_deadline(
+    upstream: HostileRegistry, store: FsStore
+) -> None:
+    """With a retry delay longer than what is left of ``syncTimeout``, the broken stream
+    fails at once with the deadline's error instead of sleeping past it."""
+    upstream.route("GET", BLOB_PATH, Answer(200, DATA[:100], {"Content-Length": str(len(DATA))}))
+    slept: list[float] = []
+    options = ClientOptions(max_retries=RETRIES, retry_delay=30.0, timeout=10.0)
+    with RegistryClient([upstream.url], options=options) as client:
+        bounded = client.bounded(Deadline.after(5.0, "syncTimeout"))
+        copier = BlobCopier(store, LocalLocks(), sleep=slept.append)
+        with pytest.raises(DeadlineExceededError, match="syncTimeout"):
+            copier.copy(bounded, "r", "r", DESC)
+    assert slept == [] and upstream.count("GET", BLOB_PATH) == 1

@@ -33,12 +33,7 @@ from syncworker.registry.auth import (
 )
 from syncworker.registry.paths import link_next, link_path, link_query, reference
 from syncworker.registry.redirects import is_internal_address, origin, target_allowed
-from syncworker.registry.retry import (
-    backoff_delay,
-    is_temporary,
-    parse_retry_after,
-    worth_refetching,
-)
+from syncworker.retry import backoff_delay, classify, parse_retry_after, worth_refetching
 
 ip = ipaddress.ip_address
 
@@ -168,26 +163,26 @@ def test_retry_after_seconds_and_http_date() -> None:
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
 def test_temporary_statuses_are_retried(status: int) -> None:
-    assert is_temporary(RegistryError("GET", "u", status))
+    assert classify(RegistryError("GET", "u", status))
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 405])
 def test_client_errors_are_not_retried(status: int) -> None:
-    assert not is_temporary(RegistryError("GET", "u", status))
-    assert not is_temporary(NotFoundError("GET", "u", 404))
+    assert not classify(RegistryError("GET", "u", status))
+    assert not classify(NotFoundError("GET", "u", 404))
 
 
 def test_connection_errors_and_toomanyrequests_codes_are_retried() -> None:
-    assert is_temporary(TransportError("refused"))
-    assert is_temporary(RegistryError("GET", "u", 403, ("TOOMANYREQUESTS",)))
-    assert not is_temporary(DeadlineExceededError("syncTimeout reached"))
-    assert not is_temporary(ValueError("not ours"))
+    assert classify(TransportError("refused"))
+    assert classify(RegistryError("GET", "u", 403, ("TOOMANYREQUESTS",)))
+    assert not classify(DeadlineExceededError("syncTimeout reached"))
+    assert not classify(ValueError("not ours"))
 
 
 def test_altered_bytes_are_worth_another_fetch_other_content_errors_not() -> None:
     assert worth_refetching(DigestMismatchError("flipped byte"))
     assert worth_refetching(TransportError("reset"))
-    assert not is_temporary(DigestMismatchError("flipped byte"))
+    assert not classify(DigestMismatchError("flipped byte"))
     assert not worth_refetching(MalformedResponseError("bad JSON"))
     assert not worth_refetching(RegistryError("GET", "u", 404))
 

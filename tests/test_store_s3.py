@@ -19,6 +19,7 @@ from syncworker.config.stores import open_store
 from syncworker.errors import ConfigError, DigestMismatchError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
+from syncworker.retry import classify
 from syncworker.store import IndexEntry
 from syncworker.store.s3 import S3Store
 from tests.support.ports import free_port
@@ -287,7 +288,7 @@ def test_closed_port_fails_fast_and_names_the_endpoint(s3_server: S3Server) -> N
     with pytest.raises(StoreError) as caught:
         open_store("/mirror", driver)
     assert endpoint in str(caught.value) and "mirror" in str(caught.value)
-    assert caught.value.temporary
+    assert classify(caught.value)
 
 
 @pytest.mark.parametrize(

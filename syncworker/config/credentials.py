@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from syncworker.errors import ConfigError, TransportError
+from syncworker.retry import temporary_answer
 
 if TYPE_CHECKING:
     from syncworker.registry.auth import Credentials
@@ -132,15 +133,6 @@ ECR_RENEW_BEFORE = 3600.0
 # often per URL: a clock skew must not turn every request into an AWS call.
 ECR_MIN_REUSE = 60.0
 _ECR_HOST = re.compile(r"(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
-# AWS error codes that say "later", not "never".
-_AWS_TEMPORARY = frozenset(
-    {
-        "ThrottlingException",
-        "ServiceUnavailableException",
-        "ServerException",
-        "RequestLimitExceeded",
-    }
-)
 
 
 class EcrLogin:
@@ -178,8 +170,11 @@ class EcrLogin:
             data = client.get_authorization_token(**ids)["authorizationData"][0]
         except botocore.exceptions.ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            raise self._failed(code, str(exc), code in _AWS_TEMPORARY) from None
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            later = temporary_answer(status if isinstance(status, int) else None, (code,))
+            raise self._failed(code, str(exc), later) from None
         except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
+            # No answer from AWS: temporary, as every unanswered request is.
             raise self._failed(type(exc).__name__, str(exc), temporary=True) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise self._failed(type(exc).__name__, str(exc), temporary=False) from None

@@ -14,8 +14,7 @@ from typing import Protocol
 from syncworker.engine.locks import Locks
 from syncworker.errors import StoreError, SyncworkerError
 from syncworker.oci import Descriptor, Digest
-from syncworker.registry import ClientOptions
-from syncworker.registry.retry import retrying, worth_refetching
+from syncworker.retry import Retrying
 from syncworker.store import Store
 
 __all__ = ["BlobCopier", "BlobSource", "BlobStats"]
@@ -24,7 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class BlobSource(Protocol):
-    options: ClientOptions
+    @property
+    def refetching(self) -> Retrying:
+        """How a whole stream from this source is tried again: the source's policy, under
+        its deadline, counted with its other retries."""
+        ...
 
     def blob(
         self, repo: str, descriptor: Descriptor
@@ -141,15 +144,7 @@ class BlobCopier:
                 "%s@%s: %s; fetching again in %.1fs", upstream_repo, desc.digest, exc, delay
             )
 
-        options = client.options
-        return retrying(
-            attempt,
-            retries=options.max_retries,
-            base=options.retry_delay,
-            sleep=self._sleep,
-            worth=worth_refetching,
-            on_retry=note,
-        )
+        return client.refetching.run(attempt, sleep=self._sleep, on_retry=note)
 
     def _link(self, dest_repo: str, desc: Descriptor, stats: BlobStats) -> bool:
         if not self._link_allowed:

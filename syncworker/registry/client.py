@@ -18,6 +18,7 @@ from syncworker.registry.options import ClientOptions
 from syncworker.registry.stats import ClientStats, RequestHook
 from syncworker.registry.transport import Transport
 from syncworker.registry.wire import ERROR_BODY_CAP
+from syncworker.retry import Retrying
 
 __all__ = ["RegistryClient"]
 
@@ -105,6 +106,12 @@ class RegistryClient:
         found = referrers.referrers_api(self._t, repo, digest)
         self._learnt["referrers_api"] = found is not None
         return found
+
+    @property
+    def refetching(self) -> Retrying:
+        """How a caller tries a whole stream from this client again (a blob copied into a
+        store): this upstream's policy, under this view's deadline, counted as a retry."""
+        return self._t.refetching
 
     def close(self) -> None:
         self._t.close()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from syncworker.registry.deadline import Deadline
-from syncworker.registry.retry import MAX_RETRY_DELAY
+from syncworker.retry import MAX_RETRY_DELAY
 
 if TYPE_CHECKING:
     from syncworker.registry.wire import Answer

@@ -36,12 +36,6 @@ from syncworker.registry.authorizer import Authorizer, CredentialsArg, logins_by
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.limits import Limiter, pause_for
 from syncworker.registry.options import ClientOptions
-from syncworker.registry.retry import (
-    is_temporary,
-    parse_retry_after,
-    retrying,
-    worth_refetching,
-)
 from syncworker.registry.sender import Body, Params, Sender, spent
 from syncworker.registry.stats import ClientStats
 from syncworker.registry.wire import (
@@ -52,6 +46,7 @@ from syncworker.registry.wire import (
     read_prefix,
     transport_error,
 )
+from syncworker.retry import REQUESTS, Retrying, classify, parse_retry_after
 
 __all__ = ["Reply", "Transport"]
 
@@ -239,7 +234,7 @@ class Transport:
             try:
                 result = call(self._bases[index] + target)
             except SyncworkerError as exc:
-                if not is_temporary(exc):
+                if not classify(exc):
                     raise
                 failure = exc
                 continue
@@ -249,17 +244,14 @@ class Transport:
         assert failure is not None
         raise failure
 
+    @property
+    def refetching(self) -> Retrying:
+        """This upstream's retry policy under this view's deadline, each retry counted."""
+        policy = REQUESTS.but(retries=self._options.max_retries, base=self._options.retry_delay)
+        return Retrying(policy, self._deadline, self._retried)
+
     def _retrying(self, call: Callable[[], _T]) -> _T:
-        return retrying(
-            call,
-            retries=self._options.max_retries,
-            base=self._options.retry_delay,
-            sleep=self._sleep,
-            worth=worth_refetching,
-            jitter=self._rng.random,
-            on_retry=lambda _exc, _delay: self._retried(),
-            deadline=self._deadline,
-        )
+        return self.refetching.run(call, sleep=self._sleep, jitter=self._rng.random)
 
     def _retried(self) -> None:
         self._stats.add(retries=1)

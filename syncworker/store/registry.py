@@ -331,15 +331,13 @@ class RegistryStore:
     @contextmanager
     def _errors(self, repo: str | None) -> Iterator[None]:
         """Refuse invalid names before any request; name the destination in its errors
-        (keeping whether they are temporary, which decides retries)."""
+        (caused by the client's error, so that ``retry.classify`` judges them alike)."""
         if repo is not None:
             self._name(repo)
         try:
             yield
         except (RegistryError, TransportError) as exc:
-            error = StoreError(f"destination {self._host}: {exc}")
-            error.temporary = exc.temporary
-            raise error from exc
+            raise StoreError(f"destination {self._host}: {exc}") from exc
 
 
 def _referrer_descriptor(manifest: Manifest) -> dict[str, Any]:

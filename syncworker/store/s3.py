@@ -266,17 +266,19 @@ class S3Backend:
             code = error_code(exc)
             if operation == "HeadBucket":  # a HEAD answer has no body to carry the code
                 code = _HEAD_BUCKET_CODES.get(code, code)
-            error = StoreError(
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            raise StoreError(
                 f"{self.settings.where()}: {operation} {key or '(bucket)'}: "
-                f"{code} {exc.response.get('Error', {}).get('Message', '')}".rstrip()
-            )
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            error.temporary = status >= 500 or error_code(exc) in ("SlowDown", "RequestTimeout")
-            raise error from exc
+                f"{code} {exc.response.get('Error', {}).get('Message', '')}".rstrip(),
+                status=status if isinstance(status, int) else None,
+                codes=(error_code(exc),),
+            ) from exc
         except BotoCoreError as exc:
-            error = StoreError(f"{self.settings.where()}: {operation} {key or '(bucket)'}: {exc}")
-            error.temporary = True
-            raise error from exc
+            # No answer (a connection, a timeout, a body cut short): retry.classify decides.
+            raise StoreError(
+                f"{self.settings.where()}: {operation} {key or '(bucket)'}: {exc}",
+                unanswered=True,
+            ) from exc
 
 
 class S3Store(LayoutStore):

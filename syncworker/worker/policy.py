@@ -2,7 +2,7 @@
 
 Task bodies stay thin (dramatiq's middleware idea): they call the engine and let errors
 out. :class:`SyncTask` turns a temporary :class:`~syncworker.errors.SyncworkerError` into a
-Celery retry with :func:`backoff`, a busy repository lock into a later retry (a duplicate
+Celery retry after :func:`retry_delay`, a busy repository lock into a later retry (a duplicate
 delivery that finds the lock held by a live worker is retried later, not dropped), and
 gives each task a ``give_up`` hook for when it will not be retried again.
 """
@@ -18,35 +18,14 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
 from syncworker.coord import LockBusy
-from syncworker.errors import RegistryError, SyncworkerError
-from syncworker.registry.retry import backoff_delay as backoff
-from syncworker.registry.retry import is_temporary
+from syncworker.errors import SyncworkerError
+from syncworker.retry import LOCK_WAITS, TASKS, classify
 from syncworker.worker.send import publishing
 
-__all__ = [
-    "BACKOFF_BASE",
-    "BACKOFF_CAP",
-    "LOCK_RETRY_BASE",
-    "MAX_DELIVERIES",
-    "MAX_RETRIES",
-    "SyncTask",
-    "backoff",
-    "retry_delay",
-]
+__all__ = ["MAX_DELIVERIES", "SyncTask", "retry_delay"]
 
 log = logging.getLogger(__name__)
 
-# An upstream that is down for minutes (a restart, a 429 storm) is waited out over about
-# half an hour: 15 s, 30 s, 1 min, 2 min, 4 min, then 5 min each.
-MAX_RETRIES = 8
-BACKOFF_BASE = 15.0
-BACKOFF_CAP = 300.0
-# The repository lock is held by a live worker doing the same repository: it is usually
-# done within a minute, so look again soon; the lock's TTL frees it if its holder died.
-LOCK_RETRY_BASE = 5.0
-LOCK_RETRY_CAP = 60.0
-# A held lock is waited for this many times before the repository is counted failed.
-LOCK_MAX_RETRIES = 120
 # A message whose worker dies under it (OOM-killed, say) is redelivered; past this many
 # starts that never ended it is recorded as failed instead of taking a worker down again
 # and again.
@@ -54,14 +33,11 @@ MAX_DELIVERIES = 5
 
 
 def retry_delay(exc: SyncworkerError, retries: int, jitter: float = 0.0) -> float:
-    """The delay for ``exc`` (``registry.retry.backoff_delay``, the one rule): a lock waits
-    on its own curve; an upstream's ``Retry-After`` is honoured when it asks for longer."""
-    if isinstance(exc, LockBusy):
-        return backoff(retries, base=LOCK_RETRY_BASE, cap=LOCK_RETRY_CAP, jitter=jitter)
-    retry_after = exc.retry_after if isinstance(exc, RegistryError) else None
-    return backoff(
-        retries, base=BACKOFF_BASE, cap=BACKOFF_CAP, retry_after=retry_after, jitter=jitter
-    )
+    """The delay for ``exc`` under its named policy (``syncworker/retry.py``): a busy lock
+    waits on its own curve; an upstream's ``Retry-After`` is honoured when it asks for
+    longer."""
+    policy = LOCK_WAITS if isinstance(exc, LockBusy) else TASKS
+    return policy.delay(retries, exc, jitter)
 
 
 class SyncTask(Task):  # type: ignore[misc]
@@ -72,7 +48,7 @@ class SyncTask(Task):  # type: ignore[misc]
     after which the task returns and its message is acknowledged.
     """
 
-    max_retries = MAX_RETRIES
+    max_retries = TASKS.retries
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
@@ -114,8 +90,8 @@ class SyncTask(Task):  # type: ignore[misc]
     def _retry_or_fail(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: SyncworkerError
     ) -> dict[str, Any]:
-        limit = LOCK_MAX_RETRIES if isinstance(exc, LockBusy) else self.max_retries
-        if not (is_temporary(exc) or isinstance(exc, LockBusy)) or self.request.retries >= limit:
+        limit = LOCK_WAITS.retries if isinstance(exc, LockBusy) else self.max_retries
+        if not classify(exc) or self.request.retries >= limit:
             return self._failed(args, kwargs, f"{type(exc).__name__}: {exc}")
         log.warning("%s%s: %s; retrying later", self.name, _brief(args), exc)
         delay = retry_delay(exc, self.request.retries, jitter=random.random())

@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return check_on_workers(args, config, args.registry)
     locks = locks_for(config)
     store = store_for(config)
+    if args.repair:
+        store.clean_leftovers()  # a writer killed before (a crash, a repair cut short)
     started = time.monotonic()
     with build_mirror(config, store, locks) as mirror:
         repos = store_repos(mirror, args.registry)

@@ -58,7 +58,13 @@ REDIS_TRANSPORT = "syncworker.worker.redisbroker:Transport"
 # RedBeat keeps the schedule and its single-beat lock under our key prefix.
 REDBEAT_PREFIX = Keys().redbeat()
 # Only one beat replica holds this lock and fires; another takes over within this long.
+# Beat's longest sleep is derived from it (worker/scheduler.py), whatever the schedules.
 REDBEAT_LOCK_TIMEOUT = 60
+# RedBeat's own Redis client. Given explicitly: RedBeat otherwise falls back to
+# broker_transport_options (the broker's, not a client's) and warns that it will stop.
+# The timeouts make a Redis that stops answering (a partition, no reset) an error beat logs
+# and retries at its next tick, instead of a call that blocks for the TCP timeout.
+REDBEAT_REDIS_OPTIONS = {"socket_timeout": 10, "socket_connect_timeout": 10}
 
 
 def _queue(name: str) -> Queue:
@@ -106,8 +112,9 @@ def celery_settings(config: Config) -> dict[str, Any]:
         # Its ack then fails, and the message comes back after the visibility timeout: a
         # duplicate that every task absorbs.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "syncworker.worker.scheduler:Scheduler",
         "redbeat_redis_url": url,
+        "redbeat_redis_options": REDBEAT_REDIS_OPTIONS,
         "redbeat_key_prefix": REDBEAT_PREFIX,
         "redbeat_lock_timeout": REDBEAT_LOCK_TIMEOUT,
         "beat_schedule": beat_schedule(config, TASK_WALK, QUEUE_WALK),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from syncworker.engine.plan import blobs_to_copy, children_to_copy, plan_tags
-from syncworker.filters import special_tag_subject
+from syncworker.engine.plan import blobs_to_copy, plan_tags
+from syncworker.filters import expected_children, special_tag_subject
 from syncworker.oci import Digest, Platform, parse_manifest
 from tests.support.images import make_foreign_layer_image, make_image, make_index
 
@@ -39,9 +39,9 @@ def test_children_filtered_by_platform_keep_platformless_ones() -> None:
     raw = json.dumps(body).encode()
     manifest = parse_manifest(raw, index.media_type, Digest.of(raw))
     wanted = [Platform("linux", "arm64", "v8")]
-    kept = children_to_copy(manifest, wanted)
+    kept = expected_children(manifest, wanted)
     assert [c.platform.architecture if c.platform else None for c in kept] == ["arm64", None]
-    assert len(children_to_copy(manifest, [])) == 3  # no filter: all of them
+    assert len(expected_children(manifest, [])) == 3  # no filter: all of them
 
 
 def test_blobs_to_copy_skips_foreign_layers_and_duplicates() -> None:

@@ -151,7 +151,9 @@ def test_gc_on_s3(registry: RegistryServer, s3_server: S3Server, tmp_path: Path)
         kept, gone, size = _garbage(registry, config)
         dry = run_gc(config, "--dry-run", "--grace", "0s")
         assert f"gc: would remove 3 blobs ({human_size(size)})" in dry.stdout, dry.output
-        run = run_gc(config, "--grace", "0s")
+        refused = run_gc(config, "--grace", "0s")  # no Redis: nothing keeps syncs out
+        assert refused.code == 2 and "configure Redis, or stop every sync" in refused.stderr
+        run = run_gc(config, "--grace", "0s", "--force")
         assert f"gc: removed 3 blobs ({human_size(size)})" in run.stdout, run.output
         client = s3_server.client()
         prefix = f"mirror/{REPO}/blobs/sha256/"

@@ -285,9 +285,10 @@ def test_second_mirror_while_the_first_is_mid_blob(
     proxy_factory: Callable[[str, str, int], StallingProxy],
     tmp_path: Path,
 ) -> None:
-    """Two mirrors into one root without Redis (nothing shared but the filesystem): the
-    second one's start-up clean-up spares the first one's live temporary, both publish
-    the same blob and merge the same index.json, both exit 0."""
+    """Two mirrors into one root without Redis (nothing shared but the filesystem), the
+    second into another repository (the store's lock file keeps a second writer out of
+    the first one's): its start-up clean-up spares the first one's live temporary, both
+    publish the same blob, both exit 0."""
     server = make_registry()
     layer = _make_big_layer(tmp_path / "shared-layer.tar.gz", SHARED_SIZE)
     big = _push_big_image(server.url, layer)
@@ -296,7 +297,8 @@ def test_second_mirror_while_the_first_is_mid_blob(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     held = write_sync_config(tmp_path / "a", root, [{"urls": [proxy.url]}])
-    direct = write_sync_config(tmp_path / "b", root, [{"urls": [server.url]}])
+    copies = [{"prefix": BIG_REPO, "destination": "copy"}]
+    direct = write_sync_config(tmp_path / "b", root, [{"urls": [server.url], "content": copies}])
 
     first = _start_sync(held, tmp_path / "first.log")
     try:
@@ -315,8 +317,9 @@ def test_second_mirror_while_the_first_is_mid_blob(
             first.send_signal(signal.SIGKILL)
             first.wait()
     assert temporaries(root) == []
-    assert mirrored_digest(root, BIG_REPO, BIG_TAG) == big.digest
-    assert layer.digest in check_store(root)[BIG_REPO]
+    for repo in (BIG_REPO, f"copy/{BIG_REPO}"):
+        assert mirrored_digest(root, repo, BIG_TAG) == big.digest
+        assert layer.digest in check_store(root)[repo]
 
 
 # -- killed again and again, at whatever it was doing ------------------------------------

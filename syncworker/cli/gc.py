@@ -1,8 +1,15 @@
-"""``syncworker gc -c FILE``: remove the blobs of the store that no ``index.json`` reaches."""
+"""``syncworker gc -c FILE``: remove the blobs of the store that no kept manifest reaches.
+
+Each repository is collected holding what every sync of it holds: the Redis lock when
+Redis is configured, and the store's own lock file on a directory. On S3 without Redis
+nothing keeps a ``syncworker sync`` of another process out, so gc refuses to run unless
+told with ``--force`` that no sync is running."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -10,9 +17,13 @@ from syncworker.cli.sync import locks_for
 from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.durations import parse_duration
+from syncworker.config.engine import build_mirror
 from syncworker.config.stores import store_for
+from syncworker.engine import LocalLocks, Locks, Mirror
+from syncworker.engine.check import expected_children
 from syncworker.errors import ConfigError
-from syncworker.store.gc import Removed, collect
+from syncworker.store import RepoHolder, held
+from syncworker.store.gc import Expected, Removed, collect
 from syncworker.store.layout import LayoutStore
 
 __all__ = ["add_parser"]
@@ -36,6 +47,12 @@ def add_parser(subparsers: Any) -> None:
         " the longest syncTimeout)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="collect although nothing can keep syncs of other processes out (S3 without"
+        " Redis): only when no sync runs",
+    )
     parser.set_defaults(func=run)
 
 
@@ -50,19 +67,36 @@ def run(args: argparse.Namespace) -> int:
             " collects its own garbage",
         )
     locks = locks_for(config)
+    if not args.dry_run and not args.force and not _excludes_syncs(store, locks):
+        raise ConfigError(
+            "syncworker.redis",
+            "gc on S3 without Redis cannot keep a `syncworker sync` of another process out"
+            " of the repository it collects (that sync may link a blob gc is deleting):"
+            " configure Redis, or stop every sync and pass --force",
+        )
     verb = "would remove" if args.dry_run else "removed"
 
     def removed(item: Removed) -> None:
         if not args.quiet:
             print(f"{verb} {item.repo}@{item.digest} ({human_size(item.size)})", flush=True)
 
-    done = collect(
-        store,
-        lambda repo: locks.repo_lock(repo, blocking_timeout=LOCK_WAIT_SECONDS),
-        grace.total_seconds(),
-        dry_run=args.dry_run,
-        on_removed=removed,
-    )
+    @contextmanager
+    def hold(repo: str) -> Iterator[None]:
+        with (
+            locks.repo_lock(repo, blocking_timeout=LOCK_WAIT_SECONDS),
+            held(store, repo, LOCK_WAIT_SECONDS),
+        ):
+            yield
+
+    with build_mirror(config, store, locks) as mirror:
+        done = collect(
+            store,
+            hold,
+            grace.total_seconds(),
+            expected=_expected(mirror),
+            dry_run=args.dry_run,
+            on_removed=removed,
+        )
     repos = len({r.repo for r in done.removed})
     print(
         f"gc: {verb} {len(done.removed)} blobs ({human_size(done.bytes)}) of {repos}"
@@ -71,6 +105,18 @@ def run(args: argparse.Namespace) -> int:
     for repo, reason in sorted(done.skipped.items()):
         print(f"  SKIPPED {repo}: {reason}")
     return 1 if done.skipped else 0
+
+
+def _expected(mirror: Mirror) -> Expected:
+    """The children of an index a repository holds: those the platforms of its source
+    keep (the others were never copied, so their absence is no reason to skip)."""
+    return lambda repo, index: expected_children(index, mirror.platforms_of(repo))
+
+
+def _excludes_syncs(store: LayoutStore, locks: Locks) -> bool:
+    """Whether a sync in another process is kept out of a repository gc holds: Redis
+    when configured, else the store's own lock (a directory has one, S3 none)."""
+    return not isinstance(locks, LocalLocks) or isinstance(store, RepoHolder)
 
 
 def _grace(config: Config, text: str | None) -> timedelta:

@@ -17,8 +17,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syncworker.engine.plan import blobs_to_copy, children_to_copy
+from syncworker.engine.plan import blobs_to_copy
 from syncworker.errors import ContentError, StoreError, SyncworkerError
+from syncworker.filters import expected_children
 from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
 from syncworker.store import IndexEntry, Store
 from syncworker.store.base import Readable
@@ -26,12 +27,6 @@ from syncworker.store.base import Readable
 __all__ = ["BrokenTree", "Damage", "RepoCheck", "TreeChecker", "expected_children"]
 
 Problem = Literal["absent", "corrupt"]
-
-
-def expected_children(index: Manifest, platforms: Sequence[Platform]) -> list[Descriptor]:
-    """The children of ``index`` a whole tree holds: those the platforms keep (the others
-    were never copied, so their absence is expected)."""
-    return children_to_copy(index, platforms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from syncworker.engine.plan import (
     blobs_to_copy,
-    children_to_copy,
     plan_tags,
     skip_reason,
     valid_tags,
@@ -24,7 +23,7 @@ from syncworker.engine.plan import (
 from syncworker.engine.prune import plan_prune
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import ContentError, SyncworkerError
-from syncworker.filters import ContentRules
+from syncworker.filters import ContentRules, expected_children
 from syncworker.oci import Descriptor, Digest, Platform
 from syncworker.registry import RegistryClient
 from syncworker.store import Store
@@ -84,8 +83,12 @@ class RepoPlanner:
             special = sorted(t for t, subject in tags.special.items() if subject in self._present)
             list(pool.map(self._plan_tag, special))
         if self.prune:
-            prune = plan_prune(self.store, self.dest_repo, entries, set(listed))
-            self.plan.pruned, self.plan.pruned_bytes = prune.names, prune.size
+            try:
+                prune = plan_prune(self.store, self.dest_repo, entries, set(listed), self.platforms)
+            except SyncworkerError as exc:
+                self._fail(None, exc)
+            else:
+                self.plan.pruned, self.plan.pruned_bytes = prune.names, prune.size
         self.plan.copied.sort()
         self.plan.skipped.sort()
         return self.plan
@@ -119,7 +122,7 @@ class RepoPlanner:
         with self._lock:
             self._present.add(manifest.digest)
         if manifest.is_index:
-            children = children_to_copy(manifest, self.platforms)
+            children = expected_children(manifest, self.platforms)
             return sum(self._tree_bytes(str(c.digest), c, depth + 1) for c in children)
         return sum(b.size for b in blobs_to_copy(manifest) if self._to_fetch(b.digest))
 

@@ -13,8 +13,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from syncworker.engine.blobs import BlobCopier, BlobStats
-from syncworker.engine.plan import blobs_to_copy, children_to_copy
+from syncworker.engine.plan import blobs_to_copy
 from syncworker.errors import ContentError, ReferenceCycleError
+from syncworker.filters import expected_children
 from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
 from syncworker.oci.mediatypes import MANIFEST_TYPES
 from syncworker.registry import RegistryClient
@@ -54,7 +55,7 @@ class ImageCopier:
         self._store = store
         self._blobs = blobs
         self._pool = pool
-        self._platforms = platforms
+        self.platforms = platforms
         # False for a repair: a manifest found present is fetched and walked all the same,
         # since the tree below it is what was found broken.
         self._trust_present = trust_present
@@ -97,7 +98,7 @@ class ImageCopier:
         raw, manifest = fetched or client.get_manifest(upstream_repo, str(digest))
         _check_type(desc, manifest)
         if manifest.is_index:
-            for child in children_to_copy(manifest, self._platforms):
+            for child in expected_children(manifest, self.platforms):
                 self._copy(client, upstream_repo, dest_repo, child, (*parents, digest), tree)
         else:
             self._copy_blobs(client, upstream_repo, dest_repo, manifest, tree)

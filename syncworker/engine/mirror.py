@@ -30,7 +30,7 @@ from syncworker.oci import Platform, Reference, validate_repository
 from syncworker.registry import Deadline, RegistryClient
 from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.registry.limits import Limiters, LocalLimiters
-from syncworker.store import Store
+from syncworker.store import Store, held
 
 __all__ = ["Mirror"]
 
@@ -228,11 +228,15 @@ class Mirror:
 
     @contextmanager
     def _repo_lock(self, registry: str, dest_repo: str, wait: float | None) -> Iterator[None]:
-        """``dest_repo``'s lock, telling the events how long another holder kept us waiting."""
+        """``dest_repo``'s lock, and the store's own hold on it when it has one (so a gc
+        in any process is kept out: ``store.held``); telling the events how long other
+        holders kept us waiting."""
         asked = time.monotonic()
         with self.locks.repo_lock(dest_repo, blocking_timeout=wait):
-            self._events.waited(registry, "lock", time.monotonic() - asked)
-            yield
+            left = None if wait is None else max(0.0, wait - (time.monotonic() - asked))
+            with held(self.store, dest_repo, left):
+                self._events.waited(registry, "lock", time.monotonic() - asked)
+                yield
 
     def _job(self, up: Upstream, upstream_repo: str, dest_repo: str) -> RepoJob:
         blobs = self._blobs

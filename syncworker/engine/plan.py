@@ -1,15 +1,15 @@
-"""Pure decisions: which tags are special, which children and blobs an image needs, and
-what ``index.json`` records for a manifest."""
+"""Pure decisions: which tags are special, which blobs an image needs, and what
+``index.json`` records for a manifest (which children: ``filters.expected_children``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from syncworker.errors import InvalidNameError, NotFoundError, SyncworkerError
-from syncworker.filters import special_tag_subject, wants_platform
-from syncworker.oci import Descriptor, Digest, Manifest, Platform, validate_tag
+from syncworker.filters import special_tag_subject
+from syncworker.oci import Descriptor, Digest, Manifest, validate_tag
 from syncworker.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 __all__ = [
@@ -18,7 +18,6 @@ __all__ = [
     "as_of_bytes",
     "TagPlan",
     "blobs_to_copy",
-    "children_to_copy",
     "index_descriptor",
     "plan_tags",
     "relisted",
@@ -49,11 +48,6 @@ def plan_tags(all_tags: Iterable[str], kept: Iterable[str]) -> TagPlan:
     special = {t: s for t in all_tags if (s := special_tag_subject(t)) is not None}
     ordinary = sorted(t for t in kept if t not in special)
     return TagPlan(ordinary, special)
-
-
-def children_to_copy(index: Manifest, platforms: Sequence[Platform]) -> list[Descriptor]:
-    """Children of an index to mirror: those whose platform ``platforms`` wants."""
-    return [child for child in index.children if wants_platform(platforms, child.platform)]
 
 
 def blobs_to_copy(manifest: Manifest) -> list[Descriptor]:

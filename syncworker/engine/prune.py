@@ -6,6 +6,10 @@ then untagged referrers whose subject went with it (a signature of a deleted ima
 the signature of that signature). Entries without a subject, such as images synced by
 digest, are kept. Blobs stay where they are: ``syncworker gc`` removes what no index
 reaches any more.
+
+Every manifest the decision reads must be read: one that is absent or unreadable (a
+temporary S3 error, a corrupt file) raises, and nothing is pruned, since a manifest taken
+for one without children or subject could drop the signature of an image still tagged.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from syncworker.errors import SyncworkerError
-from syncworker.filters import special_tag_subject
-from syncworker.oci import Descriptor, Digest, Manifest, parse_manifest
+from syncworker.errors import StoreError, SyncworkerError
+from syncworker.filters import expected_children, special_tag_subject
+from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
 from syncworker.store import IndexEntry, Store
 
 __all__ = ["Prune", "plan_prune"]
@@ -39,14 +43,20 @@ class Prune:
 
 
 def plan_prune(
-    store: Store, repo: str, entries: Sequence[IndexEntry], listed: Collection[str]
+    store: Store,
+    repo: str,
+    entries: Sequence[IndexEntry],
+    listed: Collection[str],
+    platforms: Sequence[Platform] = (),
 ) -> Prune:
     """The prune of ``repo`` (its index ``entries``) against ``listed``, the upstream's
-    complete tag list. Reads manifests from the store only when a tag goes."""
+    complete tag list; ``platforms``: the children of an index that ``repo`` holds. Reads
+    manifests from the store only when a tag goes; raises StoreError, naming the cause,
+    when one it needs cannot be read."""
     gone = [e for e in entries if e.tag is not None and e.tag not in listed]
     if not gone:
         return Prune()
-    manifests = _Manifests(store, repo)
+    manifests = _Manifests(store, repo, platforms)
     kept = [e for e in entries if e not in gone]
     while True:  # a kept special tag can keep the subject of another one
         present = manifests.reachable(kept)
@@ -82,26 +92,31 @@ def _subject_of_tag(entry: IndexEntry) -> Digest | None:
 class _Manifests:
     """Manifests of one repository read from the store, each once."""
 
-    def __init__(self, store: Store, repo: str) -> None:
+    def __init__(self, store: Store, repo: str, platforms: Sequence[Platform]) -> None:
         self._store = store
         self._repo = repo
-        self._parsed: dict[Digest, Manifest | None] = {}
+        self._platforms = platforms
+        self._parsed: dict[Digest, Manifest] = {}
 
-    def get(self, digest: Digest) -> Manifest | None:
+    def get(self, digest: Digest) -> Manifest:
         if digest not in self._parsed:
             try:
                 raw = self._store.read_blob(self._repo, digest)
                 self._parsed[digest] = parse_manifest(raw, None, digest)
-            except SyncworkerError:  # unreadable: as if it had no subject and no children
-                self._parsed[digest] = None
+            except SyncworkerError as exc:
+                raise StoreError(f"{self._repo}: nothing pruned: {exc}") from exc
         return self._parsed[digest]
+
+    def children(self, index: Manifest) -> list[Descriptor]:
+        return expected_children(index, self._platforms)
 
     def subject(self, entry: IndexEntry) -> Digest | None:
         found = self.get(entry.descriptor.digest)
-        return found.subject.digest if found is not None and found.subject else None
+        return found.subject.digest if found.subject else None
 
     def tree_bytes(self, descriptors: Sequence[Descriptor]) -> int:
-        """Bytes of the trees of ``descriptors``, each manifest and blob counted once."""
+        """Bytes of the trees of ``descriptors`` (manifests), each manifest and blob
+        counted once; configs and layers are counted, never read."""
         sizes: dict[Digest, int] = {}
         todo = list(descriptors)
         while todo:
@@ -110,8 +125,10 @@ class _Manifests:
                 continue
             sizes[desc.digest] = desc.size
             found = self.get(desc.digest)
-            if found is not None:
-                todo += found.children if found.is_index else found.blobs
+            if found.is_index:
+                todo += self.children(found)
+            else:
+                sizes.update((b.digest, b.size) for b in found.blobs)
         return sum(sizes.values())
 
     def reachable(self, entries: Sequence[IndexEntry]) -> set[Digest]:
@@ -124,7 +141,6 @@ class _Manifests:
             if desc.digest in seen:
                 continue
             seen.add(desc.digest)
-            found = self.get(desc.digest) if desc.is_index else None
-            if found is not None:
-                todo += found.children
+            if desc.is_index:
+                todo += self.children(self.get(desc.digest))
         return seen

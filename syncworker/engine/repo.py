@@ -122,7 +122,9 @@ class RepoJob:
         with the complete tag list of this run in hand."""
         try:
             entries = self.store.index(self.dest_repo)
-            prune = plan_prune(self.store, self.dest_repo, entries, self._all_tags)
+            prune = plan_prune(
+                self.store, self.dest_repo, entries, self._all_tags, self.images.platforms
+            )
             if prune and self.store.remove_from_index(self.dest_repo, prune.tags, prune.untagged):
                 self.result.pruned, self.result.pruned_bytes = prune.names, prune.size
                 log.info("%s: pruned %s", self.dest_repo, ", ".join(prune.names))

@@ -3,7 +3,7 @@ tag classes and platform matching they are built from."""
 
 from syncworker.filters.globs import compile_glob
 from syncworker.filters.goregex import GoRegex, compile_go_regex
-from syncworker.filters.platforms import wants_platform
+from syncworker.filters.platforms import expected_children, wants_platform
 from syncworker.filters.rules import ContentRule, ContentRules, TagRule
 from syncworker.filters.tags import (
     SPECIAL_SUFFIXES,
@@ -20,6 +20,7 @@ __all__ = [
     "TagRule",
     "compile_glob",
     "compile_go_regex",
+    "expected_children",
     "is_semver",
     "special_tag",
     "special_tag_subject",

@@ -1,12 +1,13 @@
-"""Which children of an index the ``platforms`` setting keeps."""
+"""Which children of an index the ``platforms`` setting keeps, and so which children a
+store holds once the index is mirrored."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from syncworker.oci import Platform
+from syncworker.oci import Descriptor, Manifest, Platform
 
-__all__ = ["wants_platform"]
+__all__ = ["expected_children", "wants_platform"]
 
 
 def wants_platform(wanted: Sequence[Platform], platform: Platform | None) -> bool:
@@ -19,3 +20,11 @@ def wants_platform(wanted: Sequence[Platform], platform: Platform | None) -> boo
     if not wanted or platform is None or platform.os == "unknown":
         return True
     return any(want.matches(platform) for want in wanted)
+
+
+def expected_children(index: Manifest, platforms: Sequence[Platform]) -> list[Descriptor]:
+    """The children of ``index`` that a store holding the index holds too: those whose
+    platform ``platforms`` wants. The others are never copied, so their absence is
+    expected, not damage. The one rule for what the sync copies, what gc marks and what a
+    check requires."""
+    return [child for child in index.children if wants_platform(platforms, child.platform)]

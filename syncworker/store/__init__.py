@@ -3,7 +3,7 @@ object backends (a directory, an S3 bucket), or a registry that everything is pu
 
 ``syncworker.config.stores`` opens the store a configuration names."""
 
-from syncworker.store.base import BlobHints, IndexEntry, Store
+from syncworker.store.base import BlobHints, IndexEntry, RepoHolder, Store, held
 from syncworker.store.fs import FsStore
 
-__all__ = ["BlobHints", "FsStore", "IndexEntry", "Store"]
+__all__ = ["BlobHints", "FsStore", "IndexEntry", "RepoHolder", "Store", "held"]

@@ -10,13 +10,22 @@ engine, which knows both kinds, passes its ``dest_repo``.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from syncworker.oci import Descriptor, Digest
 
-__all__ = ["REF_NAME", "BlobHints", "IndexEntry", "Readable", "Repairable", "Store"]
+__all__ = [
+    "REF_NAME",
+    "BlobHints",
+    "IndexEntry",
+    "Readable",
+    "Repairable",
+    "RepoHolder",
+    "Store",
+    "held",
+]
 
 #: image-spec annotations.md: the annotation that carries a tag in an OCI layout's index.
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -42,6 +51,28 @@ class BlobHints(Protocol):
     def blob_hint(self, registry: str, digest: str) -> str | None: ...
 
     def set_blob_hint(self, registry: str, digest: str, repo: str) -> None: ...
+
+
+@runtime_checkable
+class RepoHolder(Protocol):
+    """A store that can itself keep other processes out of a repository (a lock file on
+    a filesystem). Syncs and gc both hold it, so they exclude each other on the same
+    store whatever else coordinates them, Redis or nothing."""
+
+    def hold(
+        self, repo: str, *, blocking_timeout: float | None = None
+    ) -> AbstractContextManager[None]:
+        """Hold ``repo``; :class:`~syncworker.errors.LockBusy` after ``blocking_timeout``
+        seconds (None: as long as it takes). Released when the holder's process dies."""
+        ...
+
+
+def held(store: object, repo: str, blocking_timeout: float | None) -> AbstractContextManager[None]:
+    """``store``'s own hold on ``repo`` when it has one (:class:`RepoHolder`), else
+    nothing to hold."""
+    if isinstance(store, RepoHolder):
+        return store.hold(repo, blocking_timeout=blocking_timeout)
+    return nullcontext()
 
 
 @runtime_checkable

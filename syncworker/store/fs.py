@@ -2,7 +2,8 @@
 
 Nothing but the layout (image-spec image-layout.md) lives in a repository directory, apart
 from the ``.lock`` file that serialises ``index.json`` replacements between processes, so
-skopeo, umoci and zot read it as is. Blobs are streamed into temporaries (see
+skopeo, umoci and zot read it as is. ``.locks/<repo>/.lock`` is the repository's own lock,
+flocked by every sync and gc of it (:meth:`FsStore.hold`). Blobs are streamed into temporaries (see
 :mod:`syncworker.store.fsfiles`) and appear at their final name by ``link``, complete and
 verified; identical blobs of several repositories share one inode.
 """
@@ -15,14 +16,14 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
-from syncworker.errors import StoreError
+from syncworker.errors import LockBusy, StoreError
 from syncworker.store.backend import Listing, Stored
 from syncworker.store.fsfiles import LEFTOVER_GRACE_SECONDS, Durability, Temporaries, fsync_path
-from syncworker.store.layout import LayoutStore
+from syncworker.store.layout import LayoutStore, check_repo_name
 
 __all__ = ["LEFTOVER_GRACE_SECONDS", "FsBackend", "FsStore"]
 
@@ -30,6 +31,11 @@ LOCK_FILE = ".lock"
 # Reads of a blob being hashed again: large enough that hashing (which releases the GIL
 # for large updates) dominates the system calls.
 READ_CHUNK = 1 << 20
+# Repository locks held by syncs and gc (see FsStore.hold); hidden, so never a repository.
+LOCKS_DIR = ".locks"
+# How often a holder waiting with a timeout tries a lock file another process holds again
+# (flock itself waits only forever or not at all).
+LOCK_POLL_SECONDS = 0.05
 T = TypeVar("T")
 
 
@@ -244,6 +250,21 @@ class FsBackend:
         self._durable.written(path)
 
     @contextmanager
+    def exclusive(self, key: str, blocking_timeout: float | None) -> Iterator[None]:
+        """Hold the lock file ``key`` (flock: released by the kernel when the holder
+        dies); LockBusy after ``blocking_timeout`` seconds, None waits as long as it takes."""
+        path = self._path(key)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        with self._errors(key):
+            fd = self._in_directory(path, lambda: os.open(path, flags, 0o644))
+        try:
+            with self._errors(key):
+                _flock_within(fd, blocking_timeout, self.where(key))
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
     def _flock(self, path: str) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
@@ -274,6 +295,31 @@ class FsStore(LayoutStore):
     @property
     def root(self) -> Path:
         return Path(self._fs.root)
+
+    def hold(
+        self, repo: str, *, blocking_timeout: float | None = None
+    ) -> AbstractContextManager[None]:
+        """Keep every other process's sync and gc out of ``repo``, on this machine or
+        another sharing the filesystem (Linux maps flock onto NFS locks)."""
+        # ``.lock`` inside a directory per repository: no repository segment starts with a
+        # dot, so no name (``a.lock/b`` beside ``a``) lands on another one's lock file.
+        key = f"{LOCKS_DIR}/{check_repo_name(repo)}/{LOCK_FILE}"
+        return self._fs.exclusive(key, blocking_timeout)
+
+
+def _flock_within(fd: int, timeout: float | None, where: str) -> None:
+    if timeout is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LockBusy(where, timeout) from None
+        time.sleep(LOCK_POLL_SECONDS)
 
 
 def _label(key: str) -> str:

@@ -1,11 +1,19 @@
-"""Garbage collection of an OCI-layout store: remove the blobs no ``index.json`` reaches.
+"""Garbage collection of an OCI-layout store: remove the blobs no kept manifest reaches.
 
-Per repository, holding the same repository lock as the syncs (Redis when configured, so
-the whole cluster's): mark everything its ``index.json`` reaches (the entries, then
-recursively each manifest's config, layers and children), then sweep that repository's
-blobs. No sync of that repository can run between the two, so none can make a swept blob
-reachable again. A blob younger than ``grace`` is spared all the same: a sync that took
-the lock before a restart, or one without shared locks, may be about to list it.
+It keeps the store's invariant (docs/ARCHITECTURE.md, "Crash safety"): a manifest present
+has its whole tree. Per repository, holding the same locks as the syncs:
+
+1. Mark everything ``index.json`` reaches: the entries, then each manifest's config,
+   layers and the children the repository is expected to hold (``expected``; children a
+   ``platforms`` filter left out are never stored). An entry or expected child that is
+   absent or unreadable fails the repository: its blobs cannot be known, nothing goes.
+2. Spare what is younger than ``grace`` (a sync without shared locks, or one that took the
+   lock before a restart, may be about to list it), and mark from every manifest spared:
+   a child written by a sync that failed before its index keeps its config and layers,
+   however old they are, since the next sync will trust it.
+3. Delete the rest parents first (an index before its children, a manifest before its
+   config and layers), so a collection killed or failing part-way leaves only blobs no
+   manifest refers to, never a manifest without its tree.
 
 Only layout stores (a directory or S3); a registry destination collects its own garbage.
 Blobs shared between repositories are copies (S3) or hard links (a directory), each
@@ -16,20 +24,26 @@ once its last link goes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from syncworker.errors import SyncworkerError
-from syncworker.oci import Descriptor, Digest, parse_manifest
+from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest, Manifest, parse_manifest
 from syncworker.store.layout import LayoutStore
 
-__all__ = ["Collected", "RepoLock", "collect"]
+__all__ = ["Collected", "Expected", "RepoLock", "Removed", "collect"]
 
 log = logging.getLogger(__name__)
 
-#: Holds a repository's sync lock: ``lock(repo)`` is a context manager.
+#: Holds a repository against syncs: ``lock(repo)`` is a context manager.
 RepoLock = Callable[[str], AbstractContextManager[object]]
+#: ``(repo, index) -> the children of index that repo is expected to hold``.
+Expected = Callable[[str, Manifest], Sequence[Descriptor]]
+
+
+def every_child(repo: str, index: Manifest) -> Sequence[Descriptor]:
+    return index.children
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +56,8 @@ class Removed:
 @dataclass(slots=True)
 class Collected:
     """What a collection removed (or would have, ``dry_run``), and the repositories it
-    left alone, with why."""
+    left alone or could not finish, with why. A repository that failed part-way has what
+    it removed before the failure counted here."""
 
     removed: list[Removed] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -57,55 +72,113 @@ def collect(
     lock: RepoLock,
     grace: float,
     *,
+    expected: Expected = every_child,
     dry_run: bool = False,
     on_removed: Callable[[Removed], None] | None = None,
 ) -> Collected:
-    """Collect every repository of ``store``; blobs younger than ``grace`` seconds stay.
-    A repository whose index or manifests cannot be read is skipped whole (a blob it
-    may reach must not go) and named in the result."""
+    """Collect every repository of ``store``; blobs younger than ``grace`` seconds stay,
+    with the trees of the manifests among them."""
     done = Collected()
+
+    def removed(item: Removed) -> None:
+        done.removed.append(item)
+        if on_removed is not None:
+            on_removed(item)
+
     for repo in store.repositories():
         try:
             with lock(repo):
-                removed = _collect_repo(store, repo, grace, dry_run)
+                _Repo(store, repo, expected).collect(grace, dry_run, removed)
         except SyncworkerError as exc:
             done.skipped[repo] = str(exc)
             log.warning("gc: %s skipped: %s", repo, exc)
-            continue
-        for item in removed:
-            if on_removed is not None:
-                on_removed(item)
-        done.removed += removed
     return done
 
 
-def _collect_repo(store: LayoutStore, repo: str, grace: float, dry_run: bool) -> list[Removed]:
-    reached = _mark(store, repo, (e.descriptor for e in store.index(repo)))
-    garbage = [
-        Removed(repo, digest, size)
-        for digest, size, age in sorted(store.blob_ages(repo), key=lambda b: str(b[0]))
-        if digest not in reached and age >= grace
-    ]
-    if not dry_run:
-        for item in garbage:
-            store.delete_blob(repo, item.digest)
-    return garbage
+class _Repo:
+    """One repository's collection: the manifests read so far, and what is marked."""
 
+    def __init__(self, store: LayoutStore, repo: str, expected: Expected) -> None:
+        self._store = store
+        self._repo = repo
+        self._expected = expected
+        self._manifests: dict[Digest, Manifest | None] = {}
+        self._listed: set[Digest] = set()
+        self.reached: set[Digest] = set()
 
-def _mark(store: LayoutStore, repo: str, roots: Iterable[Descriptor]) -> set[Digest]:
-    """Every digest reachable from ``roots`` (manifests) in ``repo``. A manifest that is
-    absent or unreadable raises: its blobs cannot be known, so nothing of the repository
-    goes."""
-    reached: set[Digest] = set()
-    manifests = list(roots)
-    while manifests:
-        desc = manifests.pop()
-        if desc.digest in reached:
-            continue
-        reached.add(desc.digest)
-        manifest = parse_manifest(store.read_blob(repo, desc.digest), None, desc.digest)
-        if manifest.is_index:
-            manifests += manifest.children
-        else:
-            reached.update(blob.digest for blob in manifest.blobs)
-    return reached
+    def collect(self, grace: float, dry_run: bool, removed: Callable[[Removed], None]) -> None:
+        self._mark(e.descriptor.digest for e in self._store.index(self._repo))
+        blobs = self._store.blob_ages(self._repo)
+        self._listed = {digest for digest, _, _ in blobs}
+        unreached = [b for b in blobs if b[0] not in self.reached]
+        young = (d for d, size, age in unreached if age < grace and self._manifest(d, size))
+        self._mark(young, spared=True)
+        garbage = {d: size for d, size, age in unreached if d not in self.reached and age >= grace}
+        for digest in self._parents_first(garbage):
+            if not dry_run:
+                self._store.delete_blob(self._repo, digest)
+            removed(Removed(self._repo, digest, garbage[digest]))
+
+    def _mark(self, roots: Iterable[Digest], *, spared: bool = False) -> None:
+        """Mark ``roots`` (manifests) and their trees. A manifest that is absent or
+        unreadable raises (the blobs it needs cannot be known), except an absent child of
+        a ``spared`` manifest, which has no tree to keep."""
+        todo = list(roots)
+        while todo:
+            digest = todo.pop()
+            if digest in self.reached:
+                continue
+            if spared and digest not in self._listed:
+                continue
+            self.reached.add(digest)
+            manifest = self._read(digest)
+            if manifest.is_index:
+                todo += (c.digest for c in self._expected(self._repo, manifest))
+            else:
+                self.reached.update(b.digest for b in manifest.blobs)
+
+    def _read(self, digest: Digest) -> Manifest:
+        found = self._manifests.get(digest)
+        if found is None:
+            raw = self._store.read_blob(self._repo, digest)
+            found = self._manifests[digest] = parse_manifest(raw, None, digest)
+        return found
+
+    def _manifest(self, digest: Digest, size: int) -> Manifest | None:
+        """The blob ``digest`` parsed, if it is a manifest; None for a config, a layer, or
+        bytes that are no manifest. A read that fails raises: what it is stays unknown."""
+        if digest not in self._manifests:
+            parsed = None
+            if size <= MAX_MANIFEST_BYTES:
+                raw = self._store.read_blob(self._repo, digest)
+                if raw.lstrip()[:1] == b"{":
+                    try:
+                        parsed = parse_manifest(raw, None, digest)
+                    except SyncworkerError:
+                        parsed = None  # JSON, but not a manifest (a config)
+            self._manifests[digest] = parsed
+        return self._manifests[digest]
+
+    def _parents_first(self, garbage: dict[Digest, int]) -> list[Digest]:
+        """``garbage`` ordered so that whatever refers to a blob comes before it: each
+        digest once every manifest of ``garbage`` that lists it is placed (the references
+        between manifests form no cycle: a digest is computed from the bytes that list
+        others)."""
+        children: dict[Digest, list[Digest]] = {}
+        parents = dict.fromkeys(garbage, 0)
+        for digest, size in garbage.items():
+            manifest = self._manifest(digest, size)
+            listed = {d.digest for d in manifest.children + manifest.blobs} if manifest else set()
+            children[digest] = sorted((d for d in listed if d in garbage), key=str)
+            for child in children[digest]:
+                parents[child] += 1
+        ready = sorted((d for d, n in parents.items() if n == 0), key=str, reverse=True)
+        order = []
+        while ready:
+            digest = ready.pop()
+            order.append(digest)
+            for child in children[digest]:
+                parents[child] -= 1
+                if parents[child] == 0:
+                    ready.append(child)
+        return order

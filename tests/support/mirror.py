@@ -6,8 +6,9 @@
     reachable = check_store(root)                   # every index.json -> complete, verified
     assert_no_secret([run.stdout, run.stderr, caplog.text], password)
 
-``check_store`` is the crash-safety invariant of the store (docs/ARCHITECTURE.md "Crash safety"):
-everything reachable from an ``index.json`` is present and hashes to its digest.
+``check_store`` is the invariant of the store (docs/ARCHITECTURE.md "Crash safety"): every
+manifest present, listed in an ``index.json`` or not, has its whole tree present, each blob
+hashing to its digest; children a ``platforms`` filter leaves out are the only absences.
 """
 
 from __future__ import annotations
@@ -169,7 +170,18 @@ def _verified(repo_dir: Path, digest: str) -> bytes:
     return path.read_bytes() if path.stat().st_size <= MANIFEST_LIMIT else b""
 
 
-def _walk(repo_dir: Path, desc: Mapping[str, Any], seen: set[str]) -> None:
+def _expected(child: Mapping[str, Any], platforms: Sequence[str]) -> bool:
+    """Whether a child of an index is stored under ``platforms`` ("os/arch"): the rule of
+    the ``platforms`` setting, written out again here so the check does not trust it."""
+    platform = child.get("platform")
+    if not platforms or not platform or platform.get("os") == "unknown":
+        return True
+    return f"{platform.get('os')}/{platform.get('architecture')}" in platforms
+
+
+def _walk(
+    repo_dir: Path, desc: Mapping[str, Any], seen: set[str], platforms: Sequence[str]
+) -> None:
     digest = str(desc["digest"])
     if digest in seen:
         return
@@ -177,7 +189,8 @@ def _walk(repo_dir: Path, desc: Mapping[str, Any], seen: set[str]) -> None:
     doc = json.loads(_verified(repo_dir, digest))
     if desc.get("mediaType") in _INDEX_TYPES or doc.get("mediaType") in _INDEX_TYPES:
         for child in doc.get("manifests", []):
-            _walk(repo_dir, child, seen)
+            if _expected(child, platforms):
+                _walk(repo_dir, child, seen, platforms)
         return
     for blob in [doc["config"], *doc.get("layers", [])]:
         if blob.get("urls"):  # non-distributable: never fetched (image-spec layer.md)
@@ -187,14 +200,38 @@ def _walk(repo_dir: Path, desc: Mapping[str, Any], seen: set[str]) -> None:
             _verified(repo_dir, blob["digest"])
 
 
-def check_store(root: Path) -> dict[str, set[str]]:
+def _stored_manifests(repo_dir: Path) -> list[dict[str, str]]:
+    """Every blob of the repository that is a manifest (listed or not), as a descriptor."""
+    found = []
+    blobs = repo_dir / "blobs" / "sha256"
+    for path in sorted(blobs.iterdir()) if blobs.is_dir() else []:
+        if path.stat().st_size > MANIFEST_LIMIT:
+            continue
+        try:
+            doc = json.loads(path.read_bytes())
+        except ValueError:
+            continue
+        if (
+            isinstance(doc, dict)
+            and doc.get("schemaVersion") == 2
+            and ("layers" in doc or "manifests" in doc)
+        ):
+            found.append({"digest": f"sha256:{path.name}", "mediaType": doc.get("mediaType", "")})
+    return found
+
+
+def check_store(root: Path, platforms: Sequence[str] = ()) -> dict[str, set[str]]:
     """Every repository's reachable digests, after checking each is present and verified:
-    every index.json entry, every child of an index, every config and layer."""
+    every index.json entry, every child of an index (but those ``platforms``, as
+    configured, leaves out), every config and layer; and the same of every manifest
+    stored, even one no index.json lists (a sync may trust any manifest it finds)."""
     reachable: dict[str, set[str]] = {}
     for index in _index_files(root):
         repo_dir = index.parent
         seen: set[str] = set()
         for entry in json.loads(index.read_bytes())["manifests"]:
-            _walk(repo_dir, entry, seen)
-        reachable[repo_dir.relative_to(root).as_posix()] = seen
+            _walk(repo_dir, entry, seen, platforms)
+        reachable[repo_dir.relative_to(root).as_posix()] = set(seen)
+        for stored in _stored_manifests(repo_dir):
+            _walk(repo_dir, stored, seen, platforms)
     return reachable

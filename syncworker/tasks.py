@@ -98,15 +98,25 @@ class _WalkTask(_Task):
 
 
 class _RepoTask(_Task):
+    def progress(self, state: str, result: dict[str, Any] | None) -> None:
+        """Only a repository sync sent without a run (by the API) has a request to move."""
+        run_id = _run_of(tuple(self.request.args or ()), self.request.kwargs or {})
+        if self.request.id is not None and not run_id:
+            self.state.coord.move_request(self.request.id, state, result)
+
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         registry, repo = _repo_args(args, kwargs)
-        run_id = kwargs.get("run_id", args[2] if len(args) > 2 else None)
+        run_id = _run_of(args, kwargs)
         if run_id:
             record_repo_lost(self.state.coord, run_id, repo, reason)
         return _failed(registry, repo, None, reason)
 
 
 class _ImageTask(_Task):
+    def progress(self, state: str, result: dict[str, Any] | None) -> None:
+        if self.request.id is not None:
+            self.state.coord.move_request(self.request.id, state, result)
+
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         registry, repo = _repo_args(args, kwargs)
         reference = kwargs.get("reference", args[2] if len(args) > 2 else None)
@@ -125,6 +135,12 @@ class _CheckTask(_Task):
 def _repo_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
     registry = kwargs.get("registry", args[0] if args else "?")
     return registry, kwargs.get("repo", args[1] if len(args) > 1 else "?")
+
+
+def _run_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The run a ``sync_repo`` counts into (None: sent on its own, e.g. by the API)."""
+    run_id: str | None = kwargs.get("run_id", args[2] if len(args) > 2 else None)
+    return run_id
 
 
 def _failed(registry: str, repo: str, tag: str | None, reason: str) -> dict[str, Any]:

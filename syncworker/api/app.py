@@ -1,19 +1,23 @@
 """The FastAPI application of ``syncworker api``: routes, answers, error mapping, OpenAPI.
 
 Every route but ``/healthz`` sits behind :class:`~syncworker.api.guard.Guard`. Routes
-answer 202 once the task is in the broker and never copy anything themselves. Errors:
+answer 202 once the task is in the broker and never copy anything themselves; how a
+repository or image sync ended is read from Redis (``coord/requests.py``), by any replica,
+optionally waiting for it a bounded time. Errors:
 a request refused as it stands (malformed JSON, an unknown registry, an invalid name) is
 400 with the reason; Redis or the broker unreachable is 503, which a registry retries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -22,13 +26,26 @@ from starlette.concurrency import run_in_threadpool
 from syncworker.api.dispatch import Dispatcher, Outcome
 from syncworker.api.events import DISTRIBUTION_EVENTS_TYPE, Item, distribution_pushes, harbor_pushes
 from syncworker.api.guard import MAX_BODY_BYTES, Guard
-from syncworker.api.schemas import Ready, SyncAccepted, SyncRequest, WebhookAnswer
+from syncworker.api.schemas import (
+    MAX_WAIT,
+    Ready,
+    SyncAccepted,
+    SyncRequest,
+    SyncStatus,
+    WebhookAnswer,
+)
 from syncworker.coord import RECENT_RUNS
 from syncworker.errors import ContentError, CoordError, RequestError, SyncworkerError
 
 __all__ = ["build_api"]
 
 RunDocument = dict[str, Any]
+TaskId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+WaitParam = Annotated[
+    float, Query(ge=0, le=MAX_WAIT, description="seconds to wait for the sync to end")
+]
+# How often a waiting request reads its sync's state in Redis.
+WAIT_POLL = 0.2
 RegistryParam = Annotated[
     str | None,
     Query(description="the registry entry to use; default: every entry whose URL is on "
@@ -122,19 +139,27 @@ def _outcome(check: Callable[[], None]) -> str:
 def _rest(api: FastAPI, dispatcher: Dispatcher) -> None:
     @api.post("/v1/sync", status_code=202, response_model=SyncAccepted,
               response_model_exclude_none=True, tags=["sync"])  # fmt: skip
-    def sync(request: SyncRequest) -> SyncAccepted:
+    async def sync(request: SyncRequest) -> SyncAccepted:
         """Start a walk of ``registry``, a sync of ``repo``, or of one image (``repo`` and
         ``reference``, a tag or a digest). A walk already in progress is not started
-        again: its run id is answered with ``started: false``."""
-        if request.repo is None:
-            if request.reference is not None:
-                raise RequestError("a reference needs its repo")
-            claim = dispatcher.walk(request.registry)
-            return SyncAccepted(run_id=claim.run_id, started=claim.started)
-        if request.reference is None:
-            return SyncAccepted(task_id=dispatcher.repo(request.registry, request.repo))
-        accepted = dispatcher.image(request.registry, request.repo, request.reference)
-        return SyncAccepted(task_id=accepted.task_id, coalesced=accepted.coalesced)
+        again: its run id is answered with ``started: false``. A repository or image sync
+        answers a ``task_id`` for ``GET /v1/sync/{task_id}``; with ``wait`` (seconds, at
+        most 55), the answer comes when it ended or the wait is over, with its ``status``."""
+        accepted: SyncAccepted = await run_in_threadpool(_send, dispatcher, request)
+        if request.wait is not None and accepted.task_id is not None:
+            accepted.status = await _wait(dispatcher, accepted.task_id, request.wait)
+        return accepted
+
+    @api.get("/v1/sync/{task_id}", response_model=SyncStatus, tags=["sync"],
+             responses={404: {"description": "no such request (unknown or expired)"}})  # fmt: skip
+    async def sync_status(task_id: TaskId, wait: WaitParam = 0) -> SyncStatus:
+        """How a repository or image sync sent by ``POST /v1/sync`` or a webhook stands:
+        ``queued``, ``running``, ``done`` or ``failed`` (its ``result`` names each failure
+        with its cause). ``wait``: seconds to wait for it to end first (at most 55)."""
+        status = await _wait(dispatcher, task_id, wait)
+        if status is None:
+            raise HTTPException(404, f"no request {task_id!r} (unknown or expired)")
+        return status
 
     @api.get("/v1/runs", tags=["runs"])
     def runs(limit: Annotated[int, Query(ge=1, le=1000)] = RECENT_RUNS) -> list[RunDocument]:
@@ -148,6 +173,32 @@ def _rest(api: FastAPI, dispatcher: Dispatcher) -> None:
         if status is None:
             raise HTTPException(404, f"no run {run_id[:100]!r} (unknown or expired)")
         return status.to_dict()
+
+
+def _send(dispatcher: Dispatcher, request: SyncRequest) -> SyncAccepted:
+    if request.repo is None:
+        if request.reference is not None:
+            raise RequestError("a reference needs its repo")
+        if request.wait is not None:
+            raise RequestError("wait is for a repo or an image; a walk's run is at /v1/runs/{id}")
+        claim = dispatcher.walk(request.registry)
+        return SyncAccepted(run_id=claim.run_id, started=claim.started)
+    if request.reference is None:
+        return SyncAccepted(task_id=dispatcher.repo(request.registry, request.repo))
+    accepted = dispatcher.image(request.registry, request.repo, request.reference)
+    return SyncAccepted(task_id=accepted.task_id, coalesced=accepted.coalesced)
+
+
+async def _wait(dispatcher: Dispatcher, task_id: str, seconds: float) -> SyncStatus | None:
+    """The request's status once it ended or ``seconds`` passed; None if there is none.
+    Redis is read every WAIT_POLL seconds, so any replica answers for any request."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = await run_in_threadpool(dispatcher.status, task_id)
+        left = deadline - time.monotonic()
+        if status is None or status.ended or left <= 0:
+            return None if status is None else SyncStatus.model_validate(status)
+        await asyncio.sleep(min(WAIT_POLL, left))
 
 
 def _webhooks(api: FastAPI, dispatcher: Dispatcher) -> None:

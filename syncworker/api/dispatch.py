@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from celery import Celery
@@ -18,6 +19,7 @@ from syncworker.api.events import Item, Push, Skipped
 from syncworker.api.routing import entries_for_hosts, refusal, registry_entry, validate_image
 from syncworker.config import Config, RegistryConfig
 from syncworker.coord import Coordinator
+from syncworker.coord.requests import RequestStatus
 from syncworker.errors import ContentError, CoordError, RequestError
 from syncworker.oci import validate_repository
 from syncworker.runs.walk import Claim
@@ -74,15 +76,20 @@ class Dispatcher:
         return claim
 
     def repo(self, registry: str, repo: str) -> str:
-        """Send ``sync_repo(registry, repo)``; its task id."""
+        """Send ``sync_repo(registry, repo)``; its task id (a request :meth:`status` reads)."""
         entry = registry_entry(self.config, registry)
         validate_repository(repo)
         _refuse_untaken(entry, repo)
         task_id = str(uuid.uuid4())
-        send(self.app, TASK_SYNC_REPO, [registry, repo], task_id=task_id,
-             retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
+        with self._request(task_id, "repo", registry, repo, None):
+            send(self.app, TASK_SYNC_REPO, [registry, repo], task_id=task_id,
+                 retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
         log.info("sync_repo(%s, %s) sent as task %s", registry, repo, task_id)
         return task_id
+
+    def status(self, task_id: str) -> RequestStatus | None:
+        """How the request ``task_id`` stands, or None (unknown, or expired)."""
+        return self.coord.request_status(task_id)
 
     def image(self, registry: str, repo: str, reference: str) -> Accepted:
         """``sync_image`` for an explicit request: its repository must be mirrored by the
@@ -138,14 +145,29 @@ class Dispatcher:
                          registry, repo, reference, claimed)  # fmt: skip
                 return Accepted(registry, repo, reference, claimed, coalesced=True)
         try:
-            send(self.app, TASK_SYNC_IMAGE, [registry, repo, reference], task_id=task_id,
-                 retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
+            with self._request(task_id, "image", registry, repo, reference):
+                send(self.app, TASK_SYNC_IMAGE, [registry, repo, reference], task_id=task_id,
+                     retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
         except CoordError:
             if digest is not None:
                 self._coalescer.release(registry, repo, reference, digest, task_id)
             raise
         log.info("sync_image(%s, %s, %s) sent as task %s", registry, repo, reference, task_id)
         return Accepted(registry, repo, reference, task_id, coalesced=False)
+
+    @contextmanager
+    def _request(
+        self, task_id: str, kind: str, registry: str, repo: str, reference: str | None
+    ) -> Iterator[None]:
+        """The request opened before its task is sent (a worker may take it at once), and
+        forgotten if sending fails: its caller gets an error, not an id."""
+        self.coord.open_request(task_id, kind, registry, repo, reference)
+        try:
+            yield
+        except CoordError:
+            with suppress(CoordError):  # Redis down: the request expires by itself
+                self.coord.forget_request(task_id)
+            raise
 
     # -- readiness ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -13,6 +14,7 @@ from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
 from syncworker.coord.limits import RedisLimiter, RedisLimits
 from syncworker.coord.locks import RedisLocks
+from syncworker.coord.requests import Requests, RequestStatus
 from syncworker.coord.runs import FINISHED, RunFailure, Runs, RunStatus, RunTotals
 from syncworker.coord.walk import Walks
 from syncworker.errors import ConfigError
@@ -32,9 +34,9 @@ HEALTH_CHECK_INTERVAL = 30
 
 class Coordinator:
     """Locks and single-flights (the engine's ``Locks``), catalog walks, run state,
-    upstream rate budgets (the registry client's ``Limiters``) and a registry destination's
-    blob hints, in Redis: five parts sharing one client and key schema, each method
-    delegated to one.
+    upstream rate budgets (the registry client's ``Limiters``), a registry destination's
+    blob hints and the HTTP API's requests, in Redis: six parts sharing one client and key
+    schema, each method delegated to one.
 
     Thread-safe (redis-py's client pools its connections): share one per process; its one
     keeper thread re-arms every lock the process holds.
@@ -51,6 +53,7 @@ class Coordinator:
         self._walks = Walks(client, self._keys, self._where)
         self._limits = RedisLimits(client, self._keys, self._where)
         self._hints = Hints(client, self._keys, self._where)
+        self._requests = Requests(client, self._keys, self._where)
         # The engine's Locks, as RedisLocks implements them (coord/locks.py).
         self.repo_lock = self._locks.repo_lock
         self.blob_flight = self._locks.blob_flight
@@ -204,3 +207,23 @@ class Coordinator:
 
     def set_blob_hint(self, registry: str, digest: str, repo: str) -> None:
         self._hints.set_blob_hint(registry, digest, repo)
+
+    # -- requests of the HTTP API (coord/requests.py) -------------------------------------
+
+    def open_request(
+        self, task_id: str, kind: str, registry: str, repo: str, reference: str | None = None
+    ) -> None:
+        """Record the API's request ``task_id`` as queued, before its task is sent."""
+        self._requests.open(task_id, kind, registry, repo, reference)
+
+    def forget_request(self, task_id: str) -> None:
+        """Drop a request whose task could not be sent."""
+        self._requests.forget(task_id)
+
+    def move_request(self, task_id: str, state: str, result: dict[str, Any] | None = None) -> bool:
+        """Move an open request along; see :meth:`Requests.move`."""
+        return self._requests.move(task_id, state, result)
+
+    def request_status(self, task_id: str) -> RequestStatus | None:
+        """The API's request ``task_id``, or None (unknown or expired)."""
+        return self._requests.status(task_id)

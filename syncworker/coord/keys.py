@@ -71,6 +71,13 @@ key                                        type    owner       TTL
 ``{p}:api:image:{reg}:{repo}:{ref}``       string  api/        COALESCE_TTL (api/coalesce.py);
                                                                ``{digest} {task id}`` of the
                                                                last sync_image it enqueued
+``{p}:request:{task_id}``                  hash    requests.py REQUEST_TTL, re-armed on each
+                                                               change; a task the API sent:
+                                                               kind, registry, repo,
+                                                               reference, state (queued,
+                                                               running, done, failed),
+                                                               created, started, finished,
+                                                               result (the task's, JSON)
 ``{p}:limit:{reg}:pause``                  string  limits.py   the pause; Redis-time ms until
                                                                which no request goes out
 ``{p}:limit:{reg}:next``                   string  limits.py   one turn + 1 s; Redis-time ms
@@ -96,6 +103,7 @@ __all__ = [
     "DELIVERY_TTL",
     "FLIGHT_OK_TTL",
     "MAX_FAILURES",
+    "REQUEST_TTL",
     "RUN_KEY_COUNT",
     "RUN_RETENTION",
     "RUN_TTL",
@@ -121,6 +129,9 @@ FLIGHT_OK_TTL = 300.0
 # A message started again and again (its worker killed each time) is counted over this long:
 # longer than several redeliveries a visibility timeout apart.
 DELIVERY_TTL = 2 * DAY
+# A caller of the API reads how its request ended for this long after the last change: a
+# request may wait behind a night's walk in the queue, and is then read the next morning.
+REQUEST_TTL = 1 * DAY
 # Failures kept per run: enough to show every failing repo of a large catalog, bounded so a
 # registry that fails everything cannot fill Redis.
 MAX_FAILURES = 1000
@@ -204,6 +215,10 @@ class Keys:
     # api/coalesce.py
     def api_image(self, registry: str, repo: str, reference: str) -> str:
         return self._key("api", "image", registry, repo, reference)
+
+    # requests.py
+    def request(self, task_id: str) -> str:
+        return self._key("request", task_id)
 
     # limits.py
     def limit_pause(self, registry: str) -> str:

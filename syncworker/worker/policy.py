@@ -18,6 +18,7 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
 from syncworker.coord import LockBusy
+from syncworker.coord.requests import DONE, FAILED, RUNNING
 from syncworker.errors import SyncworkerError
 from syncworker.retry import LOCK_WAITS, TASKS, classify
 from syncworker.worker.send import publishing
@@ -58,6 +59,7 @@ class SyncTask(Task):  # type: ignore[misc]
             counted = True
             if starts > MAX_DELIVERIES:
                 return self._failed(args, kwargs, _too_many(starts))
+            self._tell(RUNNING)
             result = super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
             raise
@@ -70,6 +72,7 @@ class SyncTask(Task):  # type: ignore[misc]
             if counted:
                 self._ended(args)
         log.info("%s%s done in %.1fs", self.name, _brief(args), time.monotonic() - started)
+        self._tell(_outcome(result), result)
         return result
 
     def started(self) -> int:
@@ -80,6 +83,17 @@ class SyncTask(Task):  # type: ignore[misc]
     def ended(self) -> None:
         """This start of the message ended, whatever its outcome: only a worker that dies
         under a message leaves its start counted."""
+
+    def progress(self, state: str, result: dict[str, Any] | None) -> None:
+        """Tell whoever follows this task where it is: ``running``, then ``done`` or
+        ``failed`` with its result (a retry stays ``running``). Tasks that have a follower
+        (the HTTP API's requests) override this."""
+
+    def _tell(self, state: str, result: dict[str, Any] | None = None) -> None:
+        try:
+            self.progress(state, result)
+        except SyncworkerError as error:
+            log.warning("%s: could not record that it is %s: %s", self.name, state, error)
 
     def _ended(self, args: tuple[Any, ...]) -> None:
         try:
@@ -113,15 +127,22 @@ class SyncTask(Task):  # type: ignore[misc]
         self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str
     ) -> dict[str, Any]:
         try:
-            return self.give_up(args, kwargs, reason)
+            result = self.give_up(args, kwargs, reason)
         except SyncworkerError as error:
             log.error("%s%s: could not record the failure: %s", self.name, _brief(args), error)
-            return {"failures": [reason]}
+            result = {"failures": [reason]}
+        self._tell(FAILED, result)
+        return result
 
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         """Called once when the task failed and will not be retried: record ``reason``
         where the task's caller looks, and return the task's result. Tasks override it."""
         return {"failures": [reason]}
+
+
+def _outcome(result: Any) -> str:
+    """``failed`` for a task result that names failures, else ``done``."""
+    return FAILED if isinstance(result, dict) and result.get("failures") else DONE
 
 
 def _too_many(deliveries: int) -> str:

@@ -84,8 +84,9 @@ class ApiServer:
         headers = dict(kwargs.pop("headers", {}))
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("timeout", 30)
         return requests.request(
-            method, self.url + path, headers=headers, timeout=30, verify=self.verify,
+            method, self.url + path, headers=headers, verify=self.verify,
             cert=self.client_cert, **kwargs,
         )  # fmt: skip
 

@@ -29,6 +29,7 @@ from syncworker.runs.walk import (
     record_repo_lost,
     walk_page,
 )
+from syncworker.waits import TASK_REPO_WAIT
 from syncworker.worker.checks import check_args
 from syncworker.worker.names import (
     TASK_CHECK_REPO,
@@ -42,7 +43,6 @@ from syncworker.worker.send import send, send_each, start_sweep, sweep_interval
 from syncworker.worker.state import WorkerState, config_of, worker_state
 
 __all__ = [
-    "REPO_LOCK_WAIT",
     "check_repo",
     "summarize",
     "sweep_run",
@@ -52,10 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# How long a sync finds the destination's lock held before it steps aside and retries
-# later (retry.LOCK_WAITS), freeing its worker slot for other repositories.
-REPO_LOCK_WAIT = 10.0
 
 
 class _Task(SyncTask):
@@ -191,7 +187,7 @@ def sync_repo(
     state = self.state
     listed = run_id is not None
     with state.live.track(registry, repo, run_id) as live:
-        result = state.mirror.sync_repo(registry, repo, lock_wait=REPO_LOCK_WAIT, listed=listed)
+        result = state.mirror.sync_repo(registry, repo, lock_wait=TASK_REPO_WAIT, listed=listed)
     if run_id:
         record_repo(state.coord, run_id, result, clear_live=live.written)
     return summarize(result)
@@ -206,7 +202,7 @@ def check_repo(
     state = self.state
     with checker(state.mirror, deep=deep) as trees:
         outcome = check_one(
-            state.mirror, trees, repo, repair=repair, lock_wait=REPO_LOCK_WAIT, raise_busy=True
+            state.mirror, trees, repo, repair=repair, lock_wait=TASK_REPO_WAIT, raise_busy=True
         )
     record_check(state.coord, run_id, outcome)
     failures = [f.reason for f in check_failures(outcome)]
@@ -265,7 +261,7 @@ def sync_image(self: _ImageTask, registry: str, repo: str, reference: str) -> di
         with state.coord.image_flight(registry, repo, reference) as leader:
             if not leader:
                 return {**summarize(RepoResult(registry, repo, None)), "coalesced": True}
-            result = state.mirror.sync_image(registry, repo, reference, lock_wait=REPO_LOCK_WAIT)
+            result = state.mirror.sync_image(registry, repo, reference, lock_wait=TASK_REPO_WAIT)
             if not result.ok:
                 raise _CopyFailed(result)
     except _CopyFailed as failed:

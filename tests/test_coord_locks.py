@@ -15,10 +15,13 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import fakeredis
 import pytest
 
 from syncworker.coord import Coordinator, LockBusy
 from syncworker.engine import LocalLocks, Locks
+from syncworker.waits import LockWaits
+from tests.test_coord_support import _fake_server
 
 # The shared fixtures: coord (real Redis and fakeredis), real_coord.
 pytest_plugins = ["tests.test_coord_support"]
@@ -77,6 +80,130 @@ def locks(request: pytest.FixtureRequest) -> Locks:
         "real_coord" if request.param == "redis" else "fake_coord"
     )
     return coordinator
+
+
+# Flight waits short enough for a test, long enough that a loaded machine keeps to them.
+QUICK = LockWaits(stall=2.0, foreign=0.5, progress_every=0.05)
+
+
+@pytest.fixture(params=["local", "redis", "fakeredis"])
+def quick_locks(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> Iterator[Locks]:
+    """Each implementation again, built with :data:`QUICK` waits."""
+    if request.param == "local":
+        yield LocalLocks(QUICK)
+        return
+    prefix = redis_prefix.rstrip(":")
+    if request.param == "redis":
+        coordinator = Coordinator.from_url(redis_url, prefix=prefix, waits=QUICK)
+    else:
+        client = fakeredis.FakeRedis(server=_fake_server())
+        coordinator = Coordinator(client, prefix=prefix, where="fakeredis", waits=QUICK)
+    yield coordinator
+    keys = list(coordinator.client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        coordinator.client.delete(*keys)
+    coordinator.close()
+
+
+class _Holder(threading.Thread):
+    """Holds ``digest``'s flight from ``source`` until :meth:`leave`; ``trickle``: reports a
+    little more progress every few hundredths of a second meanwhile, else none at all."""
+
+    def __init__(self, locks: Locks, digest: str, source: str, *, trickle: bool) -> None:
+        super().__init__()
+        self.locks, self.digest, self.source, self.trickle = locks, digest, source, trickle
+        self.holding = threading.Event()
+        self._leave = threading.Event()
+        self.reported = 0
+
+    def run(self) -> None:
+        with self.locks.blob_flight(self.digest, source=self.source) as flight:
+            self.holding.set()
+            while not self._leave.wait(0.02):
+                if self.trickle:
+                    self.reported += 512
+                    flight.progress(self.reported)
+
+    def leave(self) -> None:
+        self._leave.set()
+        self.join(30)
+
+
+@pytest.fixture
+def holders() -> Iterator[list[_Holder]]:
+    started: list[_Holder] = []
+    yield started
+    for holder in started:
+        holder.leave()
+
+
+def _hold(
+    holders: list[_Holder], locks: Locks, digest: str, source: str, *, trickle: bool
+) -> _Holder:
+    holder = _Holder(locks, digest, source, trickle=trickle)
+    holders.append(holder)
+    holder.start()
+    assert holder.holding.wait(30)
+    return holder
+
+
+def test_a_trickling_holder_of_another_upstream_delays_nobody_for_long(
+    quick_locks: Locks, holders: list[_Holder]
+) -> None:
+    """Copies from upstream "fast" wait a moment for upstream "slow"'s trickle, then fetch
+    from their own: once for all of them, all while the trickle goes on."""
+    digest = f"sha256:{uuid.uuid4().hex * 2}"
+    slow = _hold(holders, quick_locks, digest, "slow", trickle=True)
+    store: set[str] = set()
+    fetches: list[int] = []
+
+    def fast(i: int) -> None:
+        with quick_locks.blob_flight(digest, source="fast") as flight:
+            if not (flight.look_again and digest in store):
+                fetches.append(i)
+                time.sleep(0.1)
+                store.add(digest)
+
+    _run_threads(3, fast)
+    assert slow.is_alive() and slow.reported > 0  # still holding, still trickling
+    assert len(fetches) == 1
+
+
+def test_a_holder_without_progress_loses_the_flight(
+    quick_locks: Locks, holders: list[_Holder]
+) -> None:
+    digest = f"sha256:{uuid.uuid4().hex * 2}"
+    stuck = _hold(holders, quick_locks, digest, "docker", trickle=False)
+    with quick_locks.blob_flight(digest, source="docker") as flight:
+        assert flight.look_again and stuck.is_alive()  # taken over from a holder still inside
+        stuck.leave()  # the old holder leaving does not free the new holder's flight
+        with (
+            pytest.raises(LockBusy),
+            quick_locks.blob_flight(digest, source="docker", blocking_timeout=0),
+        ):
+            pass
+
+
+def test_a_holder_making_progress_keeps_the_flight_and_waits_are_bounded(
+    quick_locks: Locks, holders: list[_Holder]
+) -> None:
+    digest = f"sha256:{uuid.uuid4().hex * 2}"
+    busy = _hold(holders, quick_locks, digest, "docker", trickle=True)
+    with (
+        pytest.raises(LockBusy),
+        quick_locks.blob_flight(digest, source="docker", blocking_timeout=QUICK.stall * 2),
+    ):
+        pass
+    assert busy.is_alive()  # two stall periods of progress: nobody took it over
+    busy.leave()
+    with quick_locks.blob_flight(digest, source="docker") as flight:
+        assert flight.look_again  # it finished just now
+
+
+def test_both_implementations_keep_the_same_waits(real_coord: Coordinator) -> None:
+    assert real_coord.waits == LocalLocks().waits == LockWaits()
 
 
 class _Waiters(logging.Handler):
@@ -233,9 +360,9 @@ def test_blob_flight_fetches_each_blob_once(locks: Locks) -> None:
     occupancy = _Occupancy()
 
     def worker(i: int) -> None:
-        with locks.blob_flight(DIGEST) as look_again, occupancy:
+        with locks.blob_flight(DIGEST, source="docker") as flight, occupancy:
             # The engine re-checks the store inside the flight only when the flight says so.
-            if not (look_again and DIGEST in store):
+            if not (flight.look_again and DIGEST in store):
                 fetches.append(i)
                 time.sleep(0.05)
                 store.add(DIGEST)
@@ -249,10 +376,10 @@ def test_blob_flight_says_when_to_look_again(locks: Locks) -> None:
     """Nobody held the flight: fetch at once. A flight that finished between a caller's look
     at the store and its turn (no wait at all) still makes that caller look again."""
     fresh = f"sha256:{uuid.uuid4().hex * 2}"
-    with locks.blob_flight(fresh) as look_again:
-        assert look_again is False
-    with locks.blob_flight(fresh) as look_again:
-        assert look_again is True
+    with locks.blob_flight(fresh, source="docker") as flight:
+        assert flight.look_again is False
+    with locks.blob_flight(fresh, source="docker") as flight:
+        assert flight.look_again is True
 
 
 def test_image_flight_coalesces_identical_requests(locks: Locks, waiters: _Waiters) -> None:
@@ -321,11 +448,11 @@ def test_local_locks_forget_keys_nobody_uses() -> None:
     local = LocalLocks()
 
     def worker(i: int) -> None:
-        with local.blob_flight(f"sha256:{i % 3:064x}"), local.repo_lock("a/b"):
+        with local.blob_flight(f"sha256:{i % 3:064x}", source="docker"), local.repo_lock("a/b"):
             time.sleep(0.01)
 
     _run_threads(6, worker)
-    assert local._entries == {}
+    assert local._entries == {} and local._flights == {}
 
 
 def test_one_keeper_thread_keeps_every_held_lock(real_coord: Coordinator) -> None:
@@ -335,7 +462,7 @@ def test_one_keeper_thread_keeps_every_held_lock(real_coord: Coordinator) -> Non
     leave = threading.Event()
 
     def holder(i: int) -> None:
-        with real_coord.blob_flight(f"sha256:{i:064x}", ttl=ttl):
+        with real_coord.blob_flight(f"sha256:{i:064x}", source="docker", ttl=ttl):
             inside.wait(timeout=60)
             assert leave.wait(timeout=60)
 

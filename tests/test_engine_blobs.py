@@ -229,3 +229,27 @@ def test_a_refetch_wait_never_runs_past_the_deadline(
         with pytest.raises(DeadlineExceededError, match="syncTimeout"):
             copier.copy(bounded, "r", "r", DESC)
     assert slept == [] and upstream.count("GET", BLOB_PATH) == 1
+
+
+def test_a_wait_for_another_fetch_ends_at_the_jobs_deadline(store: FsStore) -> None:
+    """Another copy from the same upstream holds the blob's flight and keeps making
+    progress: a job with a deadline waits no longer than that deadline, and says why."""
+    locks = LocalLocks()
+    holding, leave = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with locks.blob_flight(str(DESC.digest), source="up") as flight:
+            holding.set()
+            sent = 0
+            while not leave.wait(0.02):
+                sent += 1
+                flight.progress(sent)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(holder)
+        assert holding.wait(timeout=30)
+        job = BlobCopier(store, locks).bound("up", Deadline.after(0.5, "syncTimeout (0.5s)"))
+        with pytest.raises(DeadlineExceededError, match=r"blob sha256:.*syncTimeout \(0\.5s\)"):
+            job.copy(ScriptedClient(), "r", "r", DESC)
+        leave.set()
+        held.result(timeout=30)

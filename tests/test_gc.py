@@ -103,7 +103,7 @@ def test_gc_leaves_a_repository_a_sync_holds(
     config = write_sync_config(tmp_path, root, _registries(registry), settings=settings)
     _garbage(registry, config)
     files = _files(root)
-    monkeypatch.setattr(syncworker.cli.gc, "LOCK_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(syncworker.cli.gc, "GC_REPO_WAIT", 0.2)
     coord = Coordinator.from_url(private_redis.url)
     with coord.repo_lock(REPO):  # as a sync of this repository, on any worker, holds it
         run = run_gc(config, "--grace", "0s")

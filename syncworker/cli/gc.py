@@ -25,14 +25,13 @@ from syncworker.errors import ConfigError
 from syncworker.store import RepoHolder, held
 from syncworker.store.gc import Expected, Removed, collect
 from syncworker.store.layout import LayoutStore
+from syncworker.waits import GC_REPO_WAIT
 
 __all__ = ["add_parser"]
 
 # Blobs written this recently are spared: longer than any sync a large mirror runs, so a
 # sync that has written blobs but not yet its index.json never loses them.
 DEFAULT_GRACE = timedelta(hours=24)
-# How long to wait for a sync holding a repository before leaving it for the next gc.
-LOCK_WAIT_SECONDS = 60.0
 
 
 def add_parser(subparsers: Any) -> None:
@@ -83,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     @contextmanager
     def hold(repo: str) -> Iterator[None]:
         with (
-            locks.repo_lock(repo, blocking_timeout=LOCK_WAIT_SECONDS),
-            held(store, repo, LOCK_WAIT_SECONDS),
+            locks.repo_lock(repo, blocking_timeout=GC_REPO_WAIT),
+            held(store, repo, GC_REPO_WAIT),
         ):
             yield
 

@@ -18,6 +18,7 @@ from syncworker.coord.requests import Requests, RequestStatus
 from syncworker.coord.runs import FINISHED, RunFailure, Runs, RunStatus, RunTotals
 from syncworker.coord.walk import Walks
 from syncworker.errors import ConfigError
+from syncworker.waits import LockWaits
 
 __all__ = ["Coordinator"]
 
@@ -43,12 +44,18 @@ class Coordinator:
     """
 
     def __init__(
-        self, client: redis.Redis, prefix: str = "syncworker", *, where: str | None = None
+        self,
+        client: redis.Redis,
+        prefix: str = "syncworker",
+        *,
+        where: str | None = None,
+        waits: LockWaits = LockWaits(),  # noqa: B008 - frozen, so shared safely
     ) -> None:
         self._client = client
         self._keys = Keys(prefix)
         self._where = where if where is not None else describe_client(client)
-        self._locks = RedisLocks(client, self._keys, self._where)
+        self.waits = waits
+        self._locks = RedisLocks(client, self._keys, self._where, waits)
         self._runs = Runs(client, self._keys, self._where)
         self._walks = Walks(client, self._keys, self._where)
         self._limits = RedisLimits(client, self._keys, self._where)
@@ -60,7 +67,13 @@ class Coordinator:
         self.image_flight = self._locks.image_flight
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "syncworker") -> Coordinator:
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = "syncworker",
+        *,
+        waits: LockWaits = LockWaits(),  # noqa: B008 - frozen, so shared safely
+    ) -> Coordinator:
         """Connect to ``redis://``, ``rediss://`` or ``unix://`` (nothing is sent yet)."""
         try:
             client = redis.Redis.from_url(
@@ -77,7 +90,7 @@ class Coordinator:
                 "syncworker.redis",
                 f"bad Redis URL {redact_url(url)} (percent-encode '@', ':' and '/' in a password)",
             ) from None
-        return cls(client, prefix, where=redact_url(url))
+        return cls(client, prefix, where=redact_url(url), waits=waits)
 
     @property
     def client(self) -> redis.Redis:

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import redis
 from redis.exceptions import LockNotOwnedError, RedisError
 from redis.lock import Lock
 
-__all__ = ["EXTEND_PER_TTL", "Held", "Keeper"]
+__all__ = ["EXTEND_PER_TTL", "Held", "Keeper", "new_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,28 @@ EXTEND_PER_TTL = 3
 # A keeper with nothing to keep for this long ends; the next lock starts another. A busy
 # worker keeps its one thread, an idle or forgotten Coordinator holds none.
 IDLE_EXIT = 30.0
+
+
+# How often redis-py's blocking acquire asks again. Waiters of a lock wait for another
+# worker's whole copy, so a tenth of a second costs nothing in latency and little in load.
+POLL_SECONDS = 0.1
+
+
+def new_lock(
+    client: redis.Redis, key: str, ttl: float, blocking_timeout: float | None = None
+) -> Lock:
+    """A redis-py lock on ``key`` that the keeper can keep: ``thread_local=False``, so the
+    keeper thread re-arms it with the holder's token."""
+    if ttl <= 0:
+        raise ValueError(f"lock ttl must be positive, got {ttl}")
+    return Lock(
+        client,
+        key,
+        timeout=ttl,
+        sleep=POLL_SECONDS,
+        blocking_timeout=blocking_timeout,
+        thread_local=False,
+    )
 
 
 @dataclass(eq=False, slots=True)

@@ -11,10 +11,20 @@ key                                        type    owner       TTL
 =========================================  ======  ==========  ===============================
 ``{p}:lock:repo:{dest_repo}``              string  locks.py    lock ttl, extended while held
 ``{p}:flight:blob:{digest}``               string  locks.py    lock ttl, extended while held
-``{p}:flight:blob:{digest}:ok``            string  locks.py    FLIGHT_OK_TTL (a holder finished:
-                                                               the next one re-checks the store)
+``{p}:flight:blob:{digest}:ok``            string  locks.py    LockWaits.recent (a holder
+                                                               finished: the next one
+                                                               re-checks the store)
+``{p}:progress:blob:{digest}``             hash    blobflight  lock ttl, from each write; a
+                                                               holder's token (of the flight
+                                                               or a lane) -> ``{bytes}
+                                                               {source}``: waiters take over
+                                                               a flight that stands still
+``{p}:lane:blob:{digest}:{source}``        string  blobflight  lock ttl, extended while held:
+                                                               one fetch per upstream once a
+                                                               holder of another upstream was
+                                                               too slow
 ``{p}:flight:image:{reg}:{repo}:{ref}``    string  locks.py    lock ttl, extended while held
-``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    FLIGHT_OK_TTL (Redis TIME in
+``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    LockWaits.recent (Redis TIME in
                                                                microseconds at which the last
                                                                successful copy began)
 ``{p}:hint:blob:{reg}:{digest}``           string  hints.py    BLOB_HINT_TTL; a repository of
@@ -101,7 +111,6 @@ from dataclasses import dataclass
 __all__ = [
     "BLOB_HINT_TTL",
     "DELIVERY_TTL",
-    "FLIGHT_OK_TTL",
     "MAX_FAILURES",
     "REQUEST_TTL",
     "RUN_KEY_COUNT",
@@ -123,9 +132,6 @@ WALK_TTL = 1 * DAY
 # A blob hint names where to mount a blob from; a wrong one costs a refused mount, so it
 # may live long, but a registry garbage-collects, so not forever.
 BLOB_HINT_TTL = 30 * DAY
-# Waiters of an image flight read the finisher's marker right after the lock disappears;
-# they poll every few tenths of a second, so minutes are plenty.
-FLIGHT_OK_TTL = 300.0
 # A message started again and again (its worker killed each time) is counted over this long:
 # longer than several redeliveries a visibility timeout apart.
 DELIVERY_TTL = 2 * DAY
@@ -154,6 +160,12 @@ class Keys:
 
     def blob_flight(self, digest: str) -> str:
         return self._key("flight", "blob", digest)
+
+    def blob_lane(self, digest: str, source: str) -> str:
+        return self._key("lane", "blob", digest, source)
+
+    def blob_progress(self, digest: str) -> str:
+        return self._key("progress", "blob", digest)
 
     def image_flight(self, registry: str, repo: str, reference: str) -> str:
         return self._key("flight", "image", registry, repo, reference)

@@ -20,21 +20,18 @@ from redis.exceptions import LockNotOwnedError, RedisError
 from redis.lock import Lock
 
 from syncworker.coord.backend import Part, redis_errors, text
-from syncworker.coord.keeper import Keeper
-from syncworker.coord.keys import FLIGHT_OK_TTL, Keys
+from syncworker.coord.blobflight import FlightBoard, RedisFlight
+from syncworker.coord.keeper import POLL_SECONDS, Keeper, new_lock
+from syncworker.coord.keys import Keys
 from syncworker.errors import LockBusy
+from syncworker.waits import LockWaits
 
-__all__ = ["DEFAULT_TTL", "FLIGHT_WAIT", "RedisLocks"]
+__all__ = ["DEFAULT_TTL", "RedisLocks"]
 
 log = logging.getLogger(__name__)
 
-# How often a waiter asks again. Waiters of a blob or image wait for a whole download, so a
-# tenth of a second costs nothing in latency and little in Redis load.
-POLL_SECONDS = 0.1
 # A killed holder's lock frees itself this long after its last extension.
 DEFAULT_TTL = 60.0
-# A single-flight waiter gives up (LockBusy, the task retries later) after this long.
-FLIGHT_WAIT = 3600.0
 
 
 def _release(lock: Lock, lost: bool) -> None:
@@ -50,11 +47,13 @@ def _release(lock: Lock, lost: bool) -> None:
 
 
 class RedisLocks(Part):
-    """Repository locks and the blob / image single-flights."""
+    """Repository locks and the blob / image single-flights, waiting as ``waits`` says."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, where: str) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, where: str, waits: LockWaits) -> None:
         super().__init__(client, keys, where)
+        self.waits = waits
         self.keeper = Keeper()
+        self._board = FlightBoard(client, keys, where, waits)
 
     @contextmanager
     def repo_lock(
@@ -69,22 +68,32 @@ class RedisLocks(Part):
 
     @contextmanager
     def blob_flight(
-        self, digest: str, *, ttl: float = DEFAULT_TTL, blocking_timeout: float | None = FLIGHT_WAIT
-    ) -> Iterator[bool]:
-        """One holder per blob digest in the cluster. Yields True when another holder may have
-        stored the blob since the caller looked (it waited, or a flight finished within
-        FLIGHT_OK_TTL): the holder then re-checks the store, so each unique blob is fetched
-        once; False: fetch at once."""
+        self,
+        digest: str,
+        *,
+        source: str,
+        ttl: float = DEFAULT_TTL,
+        blocking_timeout: float | None = None,
+    ) -> Iterator[RedisFlight]:
+        """One fetch per blob digest in the cluster (the engine's ``Locks.blob_flight``):
+        the holder's flight says to look in the store again when it waited for another
+        holder or one finished within ``LockWaits.recent``."""
+        wait = self.waits.flight if blocking_timeout is None else blocking_timeout
+        deadline = time.monotonic() + wait
         key = self._keys.blob_flight(digest)
-        lock = self._lock(key, ttl, blocking_timeout)
-        with redis_errors(self._where):
-            waited = not lock.acquire(blocking=False)
-            if waited and not lock.acquire():
-                raise LockBusy(key, blocking_timeout)
+        boarded = self._board.board(key, digest, source, ttl, deadline)
+        if boarded is None:
+            # A holder fetching from another upstream kept us waiting: one fetch per upstream.
+            lane = self._keys.blob_lane(digest, source)
+            boarded = self._board.board(lane, digest, source, ttl, deadline)
+        if boarded is None:  # never: that flight's holders all fetch from ``source``
+            raise LockBusy(key, wait)
+        lock, flight = boarded
         with self._kept(lock, ttl):
             with redis_errors(self._where):
                 finished = self._client.exists(self._keys.flight_ok(key)) > 0
-            yield waited or finished
+            flight.look_again = flight.look_again or finished
+            yield flight
             # Blob flights ask only whether one finished, not when it began.
             self._mark_flight_done(key, 0)
 
@@ -96,7 +105,7 @@ class RedisLocks(Part):
         reference: str,
         *,
         ttl: float = DEFAULT_TTL,
-        blocking_timeout: float | None = FLIGHT_WAIT,
+        blocking_timeout: float | None = None,
     ) -> Iterator[bool]:
         """Coalesce identical on-demand requests: True for the one that copies, False for the
         others once it has finished. A request is coalesced only into a copy that began after
@@ -104,10 +113,11 @@ class RedisLocks(Part):
         arriving during a copy share the next one. If the copier fails or dies, a waiter
         takes over."""
         key = self._keys.image_flight(registry, repo, reference)
-        deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
+        wait = self.waits.flight if blocking_timeout is None else blocking_timeout
+        deadline = time.monotonic() + wait
         arrived = self._now()
         while True:
-            lock = self._lock(key, ttl, blocking_timeout)
+            lock = new_lock(self._client, key, ttl)
             with redis_errors(self._where):
                 acquired = lock.acquire(blocking=False, token=uuid.uuid4().hex)
                 holder = None if acquired else text(self._client.get(key))
@@ -121,29 +131,14 @@ class RedisLocks(Part):
                         return
                 yield False
                 return
-            if holder is not None and self._wait_for_flight(
-                key, holder, arrived, deadline, blocking_timeout
-            ):
+            if holder is not None and self._wait_for_flight(key, holder, arrived, deadline, wait):
                 yield False
                 return
             # The holder left having failed, or began before we arrived: copy ourselves.
 
-    def _lock(self, key: str, ttl: float, blocking_timeout: float | None) -> Lock:
-        if ttl <= 0:
-            raise ValueError(f"lock ttl must be positive, got {ttl}")
-        # thread_local=False: the keeper thread re-arms the lock with the holder's token.
-        return Lock(
-            self._client,
-            key,
-            timeout=ttl,
-            sleep=POLL_SECONDS,
-            blocking_timeout=blocking_timeout,
-            thread_local=False,
-        )
-
     @contextmanager
     def _hold(self, key: str, ttl: float, blocking_timeout: float | None) -> Iterator[None]:
-        lock = self._lock(key, ttl, blocking_timeout)
+        lock = new_lock(self._client, key, ttl, blocking_timeout)
         with redis_errors(self._where):
             acquired = lock.acquire()
         if not acquired:
@@ -162,7 +157,7 @@ class RedisLocks(Part):
             _release(lock, held is not None and held.lost)
 
     def _wait_for_flight(
-        self, key: str, holder: str, arrived: int, deadline: float | None, waited: float | None
+        self, key: str, holder: str, arrived: int, deadline: float, waited: float
     ) -> bool:
         """Wait while ``holder`` owns the flight; True if, once it left, the last successful
         copy is one that began after ``arrived``."""
@@ -172,7 +167,7 @@ class RedisLocks(Part):
                 current = text(self._client.get(key))
                 if current != holder:
                     return self._done_since(key, arrived)
-            if deadline is not None and time.monotonic() + POLL_SECONDS > deadline:
+            if time.monotonic() + POLL_SECONDS > deadline:
                 raise LockBusy(key, waited)
             time.sleep(POLL_SECONDS)
 
@@ -191,7 +186,7 @@ class RedisLocks(Part):
     def _mark_flight_done(self, key: str, began: int) -> None:
         """Tell the waiters when the copy that succeeded began (before the lock is released)."""
         try:
-            self._client.set(self._keys.flight_ok(key), str(began), ex=int(FLIGHT_OK_TTL))
+            self._client.set(self._keys.flight_ok(key), str(began), ex=int(self.waits.recent))
         except RedisError as exc:
             # Waiters then take over and find everything in place: slower, still correct.
             log.warning("could not mark flight %s done: %s", key, exc)

@@ -1,19 +1,22 @@
 """Copy one blob into a repository of the store: link it if the store has it anywhere,
-otherwise fetch it once for the whole cluster (a single-flight lock per digest)."""
+otherwise fetch it once for the whole cluster (a single-flight lock per digest, whose waits
+``syncworker/waits.py`` bounds: another upstream's slow fetch never holds this one up)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Protocol
 
-from syncworker.engine.locks import Locks
-from syncworker.errors import StoreError, SyncworkerError
+from syncworker.engine.locks import BlobFlight, Locks
+from syncworker.errors import DeadlineExceededError, LockBusy, StoreError, SyncworkerError
 from syncworker.oci import Descriptor, Digest
+from syncworker.registry import Deadline
 from syncworker.retry import Retrying
 from syncworker.store import Store
 
@@ -48,7 +51,11 @@ class BlobStats:
 class BlobCopier:
     """``on_done``, if given, is told of each blob fetched or linked and the seconds it took;
     ``link``: False fetches a blob missing here even when another repository has it (a
-    repair: that copy may be the same damaged file, hard-linked)."""
+    repair: that copy may be the same damaged file, hard-linked).
+
+    :meth:`bound` gives the copier of one job: the upstream it fetches from (its blob
+    flights wait on another upstream's holder only briefly) and the job's deadline (no
+    flight wait outlasts it)."""
 
     def __init__(
         self,
@@ -66,6 +73,15 @@ class BlobCopier:
         self._on_done = on_done
         self._pending: dict[tuple[str, Digest], Future[None]] = {}
         self._pending_guard = threading.Lock()
+        self._source = ""
+        self._deadline: Deadline | None = None
+
+    def bound(self, source: str, deadline: Deadline | None) -> BlobCopier:
+        """A view of this copier (same store, locks and copies in progress) for one job that
+        fetches from upstream ``source`` until ``deadline``."""
+        view = copy.copy(self)
+        view._source, view._deadline = source, deadline
+        return view
 
     def copy(
         self, client: BlobSource, upstream_repo: str, dest_repo: str, desc: Descriptor
@@ -119,25 +135,50 @@ class BlobCopier:
         # Another worker may be fetching this digest right now: wait for it, then link. The
         # store is asked again only if another holder may have stored it since (the flight
         # says so), which saves two lookups (HEADs or GETs on a remote store) per new blob.
-        with self._locks.blob_flight(str(desc.digest)) as look_again:
-            if look_again and (
+        with self._flight(desc.digest) as flight:
+            if flight.look_again and (
                 self._store.has_blob(dest_repo, desc.digest) or self._link(dest_repo, desc, stats)
             ):
                 return stats
-            stats.bytes = self._fetch(client, upstream_repo, dest_repo, desc)
+            stats.bytes = self._fetch(client, upstream_repo, dest_repo, desc, flight)
             stats.fetched = 1
         return stats
 
+    @contextmanager
+    def _flight(self, digest: Digest) -> Iterator[BlobFlight]:
+        """The digest's flight, waiting for others no longer than the job's deadline."""
+        wait = self._locks.waits.flight
+        if self._deadline is not None:
+            wait = min(wait, max(0.0, self._deadline.remaining()))
+        flight = self._locks.blob_flight(str(digest), source=self._source, blocking_timeout=wait)
+        with ExitStack() as stack:
+            try:
+                held = stack.enter_context(flight)
+            except LockBusy as exc:
+                if self._deadline is None or self._deadline.remaining() > 0:
+                    raise
+                raise DeadlineExceededError(
+                    f"waiting for another fetch of blob {digest}: {self._deadline.label} reached"
+                ) from exc
+            yield held
+
     def _fetch(
-        self, client: BlobSource, upstream_repo: str, dest_repo: str, desc: Descriptor
+        self,
+        client: BlobSource,
+        upstream_repo: str,
+        dest_repo: str,
+        desc: Descriptor,
+        flight: BlobFlight,
     ) -> int:
-        """Stream the blob into the store. A stream that breaks, or whose bytes arrive
-        altered, is fetched again from the start (the store kept nothing of it); the client
-        opens each stream with a single request, so this loop is the only retry."""
+        """Stream the blob into the store, telling the flight's waiters how far it got. A
+        stream that breaks, or whose bytes arrive altered, is fetched again from the start
+        (the store kept nothing of it); the client opens each stream with a single request,
+        so this loop is the only retry."""
 
         def attempt() -> int:
             with client.blob(upstream_repo, desc) as chunks:
-                return self._store.put_blob(dest_repo, desc.digest, desc.size, chunks)
+                counted = _counted(chunks, flight.progress)
+                return self._store.put_blob(dest_repo, desc.digest, desc.size, counted)
 
         def note(exc: SyncworkerError, delay: float) -> None:
             log.warning(
@@ -166,3 +207,12 @@ class BlobCopier:
             return False
         stats.linked = 1
         return True
+
+
+def _counted(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
+    """``chunks`` as they are, ``progress`` told the bytes so far after each."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        progress(total)
+        yield chunk

@@ -1,16 +1,17 @@
 """What the engine needs of coordination, and its in-process implementation.
 
 :class:`Locks` is the whole contract: a lock per destination repository, a single-flight per
-blob digest, a single-flight per on-demand image. :class:`LocalLocks` implements it with
-``threading`` primitives for one process (``syncworker sync``); ``syncworker.coord``'s
-``Coordinator`` implements it in Redis for a cluster. ``tests/test_coord_locks.py`` runs
-one contract suite against both.
+blob digest, a single-flight per on-demand image, each waiting as ``syncworker/waits.py``
+says. :class:`LocalLocks` implements it with ``threading`` primitives for one process
+(``syncworker sync``); ``syncworker.coord``'s ``Coordinator`` implements it in Redis for a
+cluster. ``tests/test_coord_locks.py`` runs one contract suite against both.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -18,22 +19,38 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from syncworker.errors import LockBusy
+from syncworker.waits import FlightWatch, LockWaits, Verdict
 
-__all__ = ["LocalLocks", "Locks"]
+__all__ = ["BlobFlight", "LocalLocks", "Locks"]
 
 log = logging.getLogger(__name__)
 
-# How many finished blob flights LocalLocks remembers. A copy looks at the store, then asks
-# for the flight; a flight that finished in between is among the last few, never 4096 back.
-RECENT_FLIGHTS = 4096
+# How often a blob flight waiter looks at its holder's progress when nothing wakes it.
+WATCH_SECONDS = 0.2
+
+
+class BlobFlight(Protocol):
+    """What a blob flight's holder gets."""
+
+    #: Another holder may have put the blob in the store since the caller last looked (the
+    #: caller waited for one, or one finished within ``LockWaits.recent``): look again.
+    look_again: bool
+
+    def progress(self, nbytes: int) -> None:
+        """The holder has ``nbytes`` of the blob so far: waiters see it making progress."""
+        ...
 
 
 class Locks(Protocol):
     """Mutual exclusion and single-flights, per process or per cluster.
 
     ``blocking_timeout`` is how long to wait for another holder before :class:`LockBusy`
-    (``None``: as long as it takes; ``0``: try once).
+    (``0``: try once). ``None``: for a repository lock as long as it takes; for a flight
+    ``LockWaits.flight`` (``syncworker/waits.py``, the same in every implementation).
     """
+
+    #: The waits this implementation keeps.
+    waits: LockWaits
 
     def repo_lock(
         self, dest_repo: str, *, blocking_timeout: float | None = ...
@@ -42,12 +59,14 @@ class Locks(Protocol):
         ...
 
     def blob_flight(
-        self, digest: str, *, blocking_timeout: float | None = ...
-    ) -> AbstractContextManager[bool]:
-        """One holder per blob digest. Yields True when another holder may have put the blob
-        in the store since the caller last looked (it waited for one, or one finished
-        recently): the holder then looks again, so a blob wanted by several copies at once
-        is fetched by the first and linked by the others. False: nobody else has it, fetch."""
+        self, digest: str, *, source: str, blocking_timeout: float | None = ...
+    ) -> AbstractContextManager[BlobFlight]:
+        """One fetch per blob digest: a blob wanted by several copies at once is fetched by
+        the first holder and linked by the others (see :attr:`BlobFlight.look_again`).
+        ``source`` names the upstream the caller would fetch from. A waiter whose holder's
+        progress stands still for ``LockWaits.stall`` takes the flight over; one whose
+        holder fetches from another upstream stops waiting after ``LockWaits.foreign`` and
+        holds a flight of its own upstream's instead (one fetch per upstream)."""
         ...
 
     def image_flight(
@@ -72,14 +91,31 @@ class _Entry:
     last_ok: int = 0
 
 
+@dataclass(slots=True, eq=False)
+class _Flight:
+    """A blob flight's holder in this process (:class:`BlobFlight`)."""
+
+    source: str
+    look_again: bool = False
+    bytes: int = 0
+
+    def progress(self, nbytes: int) -> None:
+        self.bytes = nbytes
+
+
 class LocalLocks:
     """:class:`Locks` for one process: a ``threading.Lock`` per key, made on first use and
-    dropped when its last user leaves, so the map never outgrows what is in flight."""
+    dropped when its last user leaves, so the map never outgrows what is in flight. Blob
+    flights are a map of holders under one condition, which a holder leaving notifies."""
 
-    def __init__(self) -> None:
+    def __init__(self, waits: LockWaits = LockWaits()) -> None:  # noqa: B008 - frozen
+        self.waits = waits
         self._guard = threading.Lock()
         self._entries: dict[Hashable, _Entry] = {}
-        self._finished_blobs: OrderedDict[str, None] = OrderedDict()
+        self._flights: dict[str, _Flight] = {}
+        self._flight_left = threading.Condition(self._guard)
+        # digest -> when its last flight finished, oldest first; none older than waits.recent.
+        self._finished_blobs: OrderedDict[str, float] = OrderedDict()
 
     @contextmanager
     def repo_lock(self, dest_repo: str, *, blocking_timeout: float | None = None) -> Iterator[None]:
@@ -87,21 +123,60 @@ class LocalLocks:
             yield
 
     @contextmanager
-    def blob_flight(self, digest: str, *, blocking_timeout: float | None = None) -> Iterator[bool]:
-        key = ("blob", digest)
-        with self._entry(key) as entry, _held(entry, digest, blocking_timeout) as waited:
-            yield waited or self._finished_recently(digest)
+    def blob_flight(
+        self, digest: str, *, source: str, blocking_timeout: float | None = None
+    ) -> Iterator[BlobFlight]:
+        wait = self.waits.flight if blocking_timeout is None else blocking_timeout
+        deadline = time.monotonic() + wait
+        key, flight = digest, self._board(digest, source, deadline, wait)
+        if flight is None:
+            # A holder fetching from another upstream kept us waiting: one fetch per upstream.
+            key = f"{digest} from {source}"
+            flight = self._board(key, source, deadline, wait)
+        if flight is None:  # never: this flight's holders all fetch from ``source``
+            raise LockBusy(key, wait)
+        try:
+            flight.look_again = flight.look_again or self._finished_recently(digest)
+            yield flight
             self._note_finished(digest)
+        finally:
+            with self._flight_left:
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
+                self._flight_left.notify_all()
+
+    def _board(self, key: str, source: str, deadline: float, wait: float) -> _Flight | None:
+        """Become ``key``'s holder, waiting as a :class:`FlightWatch` says; None when the
+        holder fetches from another upstream and has kept us too long."""
+        watch = FlightWatch(key, source, self.waits)
+        waited = False
+        with self._flight_left:
+            while (holder := self._flights.get(key)) is not None:
+                if not waited:
+                    log.debug("waiting for blob %s, held by another thread", key)
+                    waited = True
+                now = time.monotonic()
+                verdict = watch.see(holder, holder.source, holder.bytes, now)
+                if verdict is Verdict.OWN_UPSTREAM:
+                    return None
+                if verdict is Verdict.TAKE_OVER:
+                    break
+                if now >= deadline:
+                    raise LockBusy(key, wait)
+                self._flight_left.wait(min(WATCH_SECONDS, deadline - now))
+            flight = self._flights[key] = _Flight(source, look_again=waited)
+        return flight
 
     def _finished_recently(self, digest: str) -> bool:
         with self._guard:
             return digest in self._finished_blobs
 
     def _note_finished(self, digest: str) -> None:
+        now = time.monotonic()
         with self._guard:
-            self._finished_blobs[digest] = None
+            self._finished_blobs[digest] = now
             self._finished_blobs.move_to_end(digest)
-            if len(self._finished_blobs) > RECENT_FLIGHTS:
+            while next(iter(self._finished_blobs.values())) < now - self.waits.recent:
                 self._finished_blobs.popitem(last=False)
 
     @contextmanager
@@ -112,7 +187,8 @@ class LocalLocks:
         with self._entry(("image", registry, repo, reference)) as entry:
             with self._guard:
                 arrived_after = entry.started
-            with _held(entry, name, blocking_timeout):
+            wait = self.waits.flight if blocking_timeout is None else blocking_timeout
+            with _held(entry, name, wait):
                 if entry.last_ok <= arrived_after:
                     with self._guard:
                         entry.started += 1

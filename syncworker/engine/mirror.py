@@ -31,14 +31,11 @@ from syncworker.registry import Deadline, RegistryClient
 from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.registry.limits import Limiters, LocalLimiters
 from syncworker.store import Store, held
+from syncworker.waits import REPO_WAIT
 
 __all__ = ["Mirror"]
 
 log = logging.getLogger(__name__)
-
-# How long sync_repo waits for another holder of the same destination's lock before it
-# gives up (the Celery task then retries later). None: wait as long as it takes.
-DEFAULT_LOCK_WAIT: float | None = None
 # Blob copies in flight at once in the whole process (the config sets it from its
 # concurrency settings).
 DEFAULT_BLOB_THREADS = 32
@@ -178,7 +175,7 @@ class Mirror:
         registry: str,
         upstream_repo: str,
         *,
-        lock_wait: float | None = DEFAULT_LOCK_WAIT,
+        lock_wait: float | None = REPO_WAIT,
         listed: bool = False,
     ) -> RepoResult:
         """Mirror every kept tag of ``upstream_repo``; failures are in the result, never raised,
@@ -242,11 +239,14 @@ class Mirror:
         blobs = self._blobs
         if self._events is not NO_EVENTS:
             blobs = BlobCopier(self.store, self.locks, on_done=self._blob_reporter(up.name))
-        images = ImageCopier(self.store, blobs, self._blob_pool, up.platforms)
         client = self.client(up.name)
+        deadline = None
         if up.sync_timeout is not None:  # zot's syncTimeout: one repository's deadline
             limit = up.sync_timeout
-            client = client.bounded(Deadline.after(limit, f"syncTimeout ({limit:g}s)"))
+            deadline = Deadline.after(limit, f"syncTimeout ({limit:g}s)")
+            client = client.bounded(deadline)
+        blobs = blobs.bound(up.name, deadline)
+        images = ImageCopier(self.store, blobs, self._blob_pool, up.platforms)
         return RepoJob(
             client=client,
             store=self.store,
@@ -275,7 +275,7 @@ class Mirror:
             return result
         registry, upstream_repo = found[0]
         up = self.upstream(registry)
-        blobs = BlobCopier(self.store, self.locks, link=False)
+        blobs = BlobCopier(self.store, self.locks, link=False).bound(registry, None)
         images = ImageCopier(self.store, blobs, self._blob_pool, up.platforms, trust_present=False)
         repair = TreeRepair(
             self.store, images, self.client(registry), registry, upstream_repo, dest_repo

@@ -22,12 +22,23 @@ __all__ = ["StallingProxy"]
 
 class StallingProxy(FaultProxy):
     """Forwards GET/HEAD to ``upstream``; the body of blob ``digest`` pauses after
-    ``after`` bytes until :meth:`release` (or WAIT_SECONDS pass)."""
+    ``after`` bytes until :meth:`release` (or WAIT_SECONDS pass). With ``trickle``, it does
+    not pause but sends ``trickle`` bytes every ``every`` seconds until released or done:
+    never idle long enough for a read timeout, never done in useful time.
 
-    def __init__(self, upstream: str, digest: str, after: int) -> None:
+    ``reached`` is set once a body got to ``after``; ``sent`` counts the bytes of the blob's
+    body sent so far (the last GET's)."""
+
+    def __init__(
+        self, upstream: str, digest: str, after: int, *, trickle: int = 0, every: float = 0.25
+    ) -> None:
         self._stall_path = f"/blobs/{digest}"
         self._after = after
+        self._trickle = trickle
+        self._every = every
         self._released = threading.Event()
+        self.reached = threading.Event()
+        self.sent = 0
         super().__init__(upstream)
 
     def release(self) -> None:
@@ -47,11 +58,22 @@ class StallingProxy(FaultProxy):
     ) -> bool:
         if not path.split("?")[0].endswith(self._stall_path):
             return super().send_body(path, source, sink, fault, length)
-        sent = 0
-        while chunk := source.read(CHUNK if sent >= self._after else self._after):
-            sink.write(chunk)
-            sent += len(chunk)
-            if sent >= self._after and not self._released.is_set():
-                sink.flush()
-                self._released.wait(WAIT_SECONDS)
+        self.sent = 0
+        head = source.read(self._after)
+        self._send(sink, head)
+        if len(head) < self._after:  # the whole body was shorter
+            return True
+        self.reached.set()
+        if not self._trickle:
+            self._released.wait(WAIT_SECONDS)
+        while not self._released.is_set() and (piece := source.read(self._trickle)):
+            self._send(sink, piece)
+            self._released.wait(self._every)
+        while chunk := source.read(CHUNK):
+            self._send(sink, chunk)
         return True
+
+    def _send(self, sink: io.BufferedIOBase, data: bytes) -> None:
+        sink.write(data)
+        sink.flush()
+        self.sent += len(data)

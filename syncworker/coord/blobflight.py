@@ -1,0 +1,130 @@
+"""The blob single-flight's waiting side in Redis: who holds a flight, from which upstream,
+and whether it is getting anywhere.
+
+The flight itself is a redis-py lock (``{p}:flight:blob:{digest}``). Beside it a hash
+(``{p}:progress:blob:{digest}``) maps each holder's token to ``"{bytes} {source}"``: the
+holder writes it when it boards and at most every ``LockWaits.progress_every`` while it
+streams. A waiter reads the current holder's entry and lets
+:class:`~syncworker.waits.FlightWatch` decide: wait, take the flight over
+(``lua/flight_take.lua``: only from the holder it saw), or leave for its own upstream's lane
+(``{p}:lane:blob:{digest}:{source}``, a flight of its own with entries in the same hash). A
+holder that lost its flight keeps writing its own entry, which no waiter reads any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import redis
+from redis.exceptions import RedisError
+from redis.lock import Lock
+
+from syncworker.coord.backend import Part, redis_errors, text
+from syncworker.coord.keeper import POLL_SECONDS, new_lock
+from syncworker.coord.keys import Keys
+from syncworker.coord.scripts import register
+from syncworker.errors import LockBusy
+from syncworker.waits import FlightWatch, LockWaits, Verdict
+
+__all__ = ["FlightBoard", "RedisFlight"]
+
+log = logging.getLogger(__name__)
+
+
+class RedisFlight:
+    """A blob flight's holder in the cluster (the engine's ``BlobFlight``)."""
+
+    __slots__ = ("_client", "_every", "_key", "_last", "_record", "_token", "_ttl", "look_again")
+
+    def __init__(
+        self, client: redis.Redis, key: str, token: str, source: str, ttl: float, every: float
+    ) -> None:
+        self._client = client
+        self._key = key
+        self._token = token
+        self._record = f" {source}"
+        self._ttl = ttl
+        self._every = every
+        self._last = time.monotonic()
+        self.look_again = False
+
+    def progress(self, nbytes: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self._every:
+            return
+        self._last = now
+        try:
+            self.write(nbytes)
+        except RedisError as exc:
+            # Waiters may then take the flight over: a second fetch, never a wrong one.
+            log.debug("could not publish progress of %s: %s", self._key, exc)
+
+    def write(self, nbytes: int) -> None:
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.hset(self._key, self._token, f"{nbytes}{self._record}")
+            pipe.pexpire(self._key, int(self._ttl * 1000))
+            pipe.execute()
+
+
+class FlightBoard(Part):
+    """Boards blob flights: holds one, or waits on its holder as the waits say."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, where: str, waits: LockWaits) -> None:
+        super().__init__(client, keys, where)
+        self._waits = waits
+        self._take = register(client, "flight_take")
+
+    def board(
+        self, key: str, digest: str, source: str, ttl: float, deadline: float
+    ) -> tuple[Lock, RedisFlight] | None:
+        """Hold ``key`` (the flight of ``digest`` or a lane of it); None when its holder
+        fetches from another upstream and has kept us ``LockWaits.foreign``.
+        :class:`LockBusy` at ``deadline`` (monotonic)."""
+        watch = FlightWatch(key, source, self._waits)
+        waited = False
+        progress_key = self._keys.blob_progress(digest)
+        while True:
+            token = uuid.uuid4().hex
+            lock = new_lock(self._client, key, ttl)
+            with redis_errors(self._where):
+                if lock.acquire(blocking=False, token=token):
+                    return lock, self._boarded(progress_key, token, source, ttl, waited)
+                holder = text(self._client.get(key))
+                record = text(self._client.hget(progress_key, holder)) if holder else None
+            if holder is None:
+                continue  # it left between our two questions: ask again
+            if not waited:
+                log.debug("waiting for blob %s, held by another worker", key)
+                waited = True
+            progress, _, seen = (record or "-1 ").partition(" ")
+            verdict = watch.see(holder, seen or None, int(progress), time.monotonic())
+            if verdict is Verdict.OWN_UPSTREAM:
+                return None
+            if verdict is Verdict.TAKE_OVER and self._take_over(key, holder, token, ttl, lock):
+                return lock, self._boarded(progress_key, token, source, ttl, waited)
+            if time.monotonic() + POLL_SECONDS > deadline:
+                raise LockBusy(key, self._waits.flight)
+            time.sleep(POLL_SECONDS)
+
+    def _boarded(
+        self, progress_key: str, token: str, source: str, ttl: float, waited: bool
+    ) -> RedisFlight:
+        flight = RedisFlight(
+            self._client, progress_key, token, source, ttl, self._waits.progress_every
+        )
+        with redis_errors(self._where):
+            flight.write(0)
+        flight.look_again = waited
+        return flight
+
+    def _take_over(self, key: str, holder: str, token: str, ttl: float, lock: Lock) -> bool:
+        """Replace ``holder`` by us, unless someone else already did; ``lock`` then owns it."""
+        with redis_errors(self._where):
+            taken = self._take(keys=[key], args=[holder, token, int(ttl * 1000)])
+        if not taken:
+            return False
+        # What redis-py's Lock.acquire would have recorded: the token it re-arms and releases.
+        lock.local.token = lock.redis.connection_pool.get_encoder().encode(token)
+        return True

@@ -1,0 +1,117 @@
+"""How long coordination waits: the named defaults of the engine's ``Locks`` protocol.
+
+One place for both implementations (``engine/locks.py`` in one process, ``coord/locks.py`` in
+Redis; ``tests/test_coord_locks.py`` holds both to them) and for the callers that choose a
+lock wait of their own. A leaf, like ``errors``: the engine and ``coord`` both import it and
+neither imports the other.
+
+A blob flight waiter decides with :class:`FlightWatch`, the same in both implementations:
+it waits while its holder makes progress, takes the flight over from a holder whose progress
+stood still for :attr:`LockWaits.stall`, and fetches from its own upstream once a holder
+fetching from *another* upstream has kept it :attr:`LockWaits.foreign` seconds. So an
+upstream that trickles a popular layer slows its own copies only.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+__all__ = [
+    "GC_REPO_WAIT",
+    "REPO_WAIT",
+    "TASK_REPO_WAIT",
+    "FlightWatch",
+    "LockWaits",
+    "Verdict",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``repo_lock``'s default: a sync in one process waits its turn as long as it takes.
+REPO_WAIT: float | None = None
+#: A Celery task waits this long for a busy repository, then retries later: a worker is not
+#: tied up behind another worker's long copy.
+TASK_REPO_WAIT = 10.0
+#: ``syncworker gc`` waits this long for a repository a sync holds, then reports it busy.
+GC_REPO_WAIT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LockWaits:
+    """The single-flights' waits (seconds), identical in every ``Locks`` implementation."""
+
+    #: The longest a flight waiter waits for others before LockBusy (a task retries later).
+    flight: float = 3600.0
+    #: A blob flight holder whose byte count has not moved for this long loses the flight to
+    #: a waiter. Longer than a read timeout's worth of silence plus a retry's backoff, so a
+    #: holder that is merely reconnecting keeps it.
+    stall: float = 30.0
+    #: A waiter whose holder fetches from another upstream fetches from its own after this
+    #: long: small blobs still come once for the cluster, a trickling upstream delays no one
+    #: else by more than this.
+    foreign: float = 5.0
+    #: A blob flight that finished this recently makes the next holder look in the store
+    #: again (it may have stored the blob since the caller looked).
+    recent: float = 300.0
+    #: A holder publishes its byte count at most this often.
+    progress_every: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("flight", "stall", "foreign", "recent", "progress_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"lock wait {name} must be positive, got {getattr(self, name)}")
+
+
+class Verdict(enum.Enum):
+    WAIT = "wait"
+    #: The holder stopped making progress: replace it as the holder.
+    TAKE_OVER = "take over"
+    #: The holder fetches from another upstream and took too long: fetch from our own.
+    OWN_UPSTREAM = "own upstream"
+
+
+class FlightWatch:
+    """A blob flight waiter's view of the holders it has seen, on the caller's clock.
+
+    :meth:`see` is told the holder (an identity), its upstream and its byte count at each
+    look, and answers what to do (logging why it stops waiting). A new holder (one took
+    over) starts the clocks again."""
+
+    __slots__ = ("_holder", "_key", "_moved", "_progress", "_since", "_source", "_waits")
+
+    def __init__(self, key: str, source: str, waits: LockWaits) -> None:
+        self._key = key
+        self._source = source
+        self._waits = waits
+        self._holder: object = None
+        self._progress = -1
+        self._since = 0.0
+        self._moved = 0.0
+
+    def see(self, holder: object, source: str | None, progress: int, now: float) -> Verdict:
+        """``source`` None: the holder has not said yet (it has only just begun)."""
+        if holder != self._holder:
+            self._holder, self._progress, self._since, self._moved = holder, progress, now, now
+        elif progress != self._progress:
+            self._progress, self._moved = progress, now
+        foreign = source is not None and source != self._source
+        if foreign and now - self._since >= self._waits.foreign:
+            log.info(
+                "blob %s: fetching it from %s, not waiting longer for its holder's fetch from %s",
+                self._key,
+                self._source,
+                source,
+            )
+            return Verdict.OWN_UPSTREAM
+        if now - self._moved >= self._waits.stall:
+            log.warning(
+                "blob %s: its holder (fetching from %s) made no progress for %gs; taking "
+                "its flight over",
+                self._key,
+                source or "an upstream",
+                self._waits.stall,
+            )
+            return Verdict.TAKE_OVER
+        return Verdict.WAIT

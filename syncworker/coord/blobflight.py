@@ -18,14 +18,13 @@ import time
 import uuid
 
 import redis
-from redis.exceptions import RedisError
 from redis.lock import Lock
 
 from syncworker.coord.backend import Part, redis_errors, text
 from syncworker.coord.keeper import POLL_SECONDS, new_lock
 from syncworker.coord.keys import Keys
 from syncworker.coord.scripts import register
-from syncworker.errors import LockBusy
+from syncworker.errors import CoordError, LockBusy
 from syncworker.waits import FlightWatch, LockWaits, Verdict
 
 __all__ = ["FlightBoard", "RedisFlight"]
@@ -36,12 +35,29 @@ log = logging.getLogger(__name__)
 class RedisFlight:
     """A blob flight's holder in the cluster (the engine's ``BlobFlight``)."""
 
-    __slots__ = ("_client", "_every", "_key", "_last", "_record", "_token", "_ttl", "look_again")
+    __slots__ = (
+        "_client",
+        "_every",
+        "_key",
+        "_last",
+        "_record",
+        "_token",
+        "_ttl",
+        "_where",
+        "look_again",
+    )
 
     def __init__(
-        self, client: redis.Redis, key: str, token: str, source: str, ttl: float, every: float
+        self,
+        client: redis.Redis,
+        where: str,
+        key: str,
+        token: str,
+        source: str,
+        ttl: float,
+        every: float,
     ) -> None:
-        self._client = client
+        self._client, self._where = client, where
         self._key = key
         self._token = token
         self._record = f" {source}"
@@ -57,12 +73,12 @@ class RedisFlight:
         self._last = now
         try:
             self.write(nbytes)
-        except RedisError as exc:
+        except CoordError as exc:
             # Waiters may then take the flight over: a second fetch, never a wrong one.
             log.debug("could not publish progress of %s: %s", self._key, exc)
 
     def write(self, nbytes: int) -> None:
-        with self._client.pipeline(transaction=False) as pipe:
+        with redis_errors(self._where), self._client.pipeline(transaction=False) as pipe:
             pipe.hset(self._key, self._token, f"{nbytes}{self._record}")
             pipe.pexpire(self._key, int(self._ttl * 1000))
             pipe.execute()
@@ -111,11 +127,9 @@ class FlightBoard(Part):
     def _boarded(
         self, progress_key: str, token: str, source: str, ttl: float, waited: bool
     ) -> RedisFlight:
-        flight = RedisFlight(
-            self._client, progress_key, token, source, ttl, self._waits.progress_every
-        )
-        with redis_errors(self._where):
-            flight.write(0)
+        every = self._waits.progress_every
+        flight = RedisFlight(self._client, self._where, progress_key, token, source, ttl, every)
+        flight.write(0)
         flight.look_again = waited
         return flight
 

@@ -104,13 +104,15 @@ class _Repo:
         self._expected = expected
         self._manifests: dict[Digest, Manifest | None] = {}
         self._listed: set[Digest] = set()
+        # Digests some manifest read so far names as its config or a layer.
+        self._blobs: set[Digest] = set()
         self.reached: set[Digest] = set()
 
     def collect(self, grace: float, dry_run: bool, removed: Callable[[Removed], None]) -> None:
         self._mark(e.descriptor.digest for e in self._store.index(self._repo))
         blobs = self._store.blob_ages(self._repo)
         self._listed = {digest for digest, _, _ in blobs}
-        unreached = [b for b in blobs if b[0] not in self.reached]
+        unreached = sorted((b for b in blobs if b[0] not in self.reached), key=lambda b: b[1])
         young = (d for d, size, age in unreached if age < grace and self._manifest(d, size))
         self._mark(young, spared=True)
         garbage = {d: size for d, size, age in unreached if d not in self.reached and age >= grace}
@@ -140,8 +142,7 @@ class _Repo:
     def _read(self, digest: Digest) -> Manifest:
         found = self._manifests.get(digest)
         if found is None:
-            raw = self._store.read_blob(self._repo, digest)
-            found = self._manifests[digest] = parse_manifest(raw, None, digest)
+            found = self._parsed(digest, self._store.read_blob(self._repo, digest))
         return found
 
     def _manifest(self, digest: Digest, size: int) -> Manifest | None:
@@ -149,15 +150,22 @@ class _Repo:
         bytes that are no manifest. A read that fails raises: what it is stays unknown."""
         if digest not in self._manifests:
             parsed = None
-            if size <= MAX_MANIFEST_BYTES:
+            # A config or layer of a manifest already read is not read: no download of
+            # layers that a manifest, smaller and so read first, names as such.
+            if size <= MAX_MANIFEST_BYTES and digest not in self._blobs:
                 raw = self._store.read_blob(self._repo, digest)
                 if raw.lstrip()[:1] == b"{":
                     try:
-                        parsed = parse_manifest(raw, None, digest)
+                        parsed = self._parsed(digest, raw)
                     except SyncworkerError:
                         parsed = None  # JSON, but not a manifest (a config)
             self._manifests[digest] = parsed
         return self._manifests[digest]
+
+    def _parsed(self, digest: Digest, raw: bytes) -> Manifest:
+        manifest = self._manifests[digest] = parse_manifest(raw, None, digest)
+        self._blobs.update(b.digest for b in manifest.blobs)
+        return manifest
 
     def _parents_first(self, garbage: dict[Digest, int]) -> list[Digest]:
         """``garbage`` ordered so that whatever refers to a blob comes before it: each
@@ -166,7 +174,7 @@ class _Repo:
         others)."""
         children: dict[Digest, list[Digest]] = {}
         parents = dict.fromkeys(garbage, 0)
-        for digest, size in garbage.items():
+        for digest, size in sorted(garbage.items(), key=lambda item: item[1]):
             manifest = self._manifest(digest, size)
             listed = {d.digest for d in manifest.children + manifest.blobs} if manifest else set()
             children[digest] = sorted((d for d in listed if d in garbage), key=str)

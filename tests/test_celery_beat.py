@@ -16,7 +16,6 @@ import json
 import re
 import signal
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +27,15 @@ from redbeat.decoder import RedBeatJSONDecoder
 from syncworker.worker.names import QUEUE_WALK, TASK_WALK
 from syncworker.worker.schedule import entry_name
 from syncworker.worker.settings import REDBEAT_PREFIX
-from tests.support.cluster import DEADLINE, REGISTRY, Cluster, queued_args, queued_task, wait_for
+from tests.support.cluster import (
+    DEADLINE,
+    REGISTRY,
+    Cluster,
+    NoUpstream,
+    queued_args,
+    queued_task,
+    wait_for,
+)
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -44,16 +51,9 @@ _FIRED = re.compile(
 )
 
 
-@dataclass
-class _Unused:
-    """Beat never calls the upstream: a URL that answers nothing will do."""
-
-    url: str = "http://127.0.0.1:9"
-
-
 def beat_cluster(tmp_path: Path, redis_url: str, **registry: str) -> Cluster:
     """A cluster config with the lock timeout shortened and beat's sleep its own default."""
-    cluster = Cluster(tmp_path, _Unused(), redis_url)
+    cluster = Cluster(tmp_path, NoUpstream(), redis_url)
     cluster.write_config(**registry)
     config = yaml.safe_load(cluster.config_path.read_text())
     celery = config["syncworker"]["celery"]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from syncworker.cli.celeryrun import prepare, start
 from syncworker.coord import Coordinator
 
-__all__ = ["add_parser", "run"]
+__all__ = ["NODE_NAME", "add_parser", "run"]
+
+# Celery's default node name is ``celery@<host>``: two workers on one host would be one node
+# to inspection, ``status --watch`` and Flower, and Celery warns DuplicateNodenameWarning.
+# The process id makes each worker its own node; %h is Celery's placeholder for the host.
+NODE_NAME = "syncworker-{pid}@%h"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -25,6 +31,12 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         help="serve Prometheus metrics on this port (the sum of every pool process)",
     )
+    parser.add_argument(
+        "-n",
+        "--hostname",
+        help="this worker's node name (default: syncworker-<pid>@<host>, unique per worker; "
+        "Celery's %%h, %%n, %%d and %%i are expanded)",
+    )
     parser.set_defaults(func=run, accepts_extra=True)
 
 
@@ -34,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         coord.close()
     else:
         _serve_metrics(args.metrics_port, coord)
+    args.extra = ["--hostname", args.hostname or NODE_NAME.format(pid=os.getpid()), *args.extra]
     return start(args, config, "worker")
 
 

@@ -30,6 +30,7 @@ from tests.support.registry_server import RegistryServer
 __all__ = [
     "Cluster",
     "DEADLINE",
+    "NoUpstream",
     "FAST_RESTORE",
     "PAGE_SIZE",
     "REGISTRY",
@@ -83,6 +84,13 @@ FAST_RESTORE = {
 class Upstream(Protocol):
     @property
     def url(self) -> str: ...
+
+
+@dataclass
+class NoUpstream:
+    """The upstream of a cluster whose processes never call it (beat, idle workers)."""
+
+    url: str = "http://127.0.0.1:9"
 
 
 @dataclass
@@ -142,17 +150,24 @@ class Cluster:
         self.procs[name] = proc
         return proc
 
-    def worker(self, name: str, *options: str, wait: bool = True) -> subprocess.Popen[bytes]:
-        """`syncworker worker` with one prefork child unless ``options`` say otherwise."""
+    def worker(
+        self, name: str, *options: str, wait: bool = True, named: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """`syncworker worker` with one prefork child unless ``options`` say otherwise, its
+        node named ``name@<host>`` unless not ``named`` (then with mingle and gossip on)."""
         defaults = ["--concurrency", "1", "-P", "prefork"] if "-P" not in options else []
-        args = ["worker", "-c", str(self.config_path), "-n", f"{name}@%h", "--without-mingle",
-                "--without-gossip", *defaults, *options]  # fmt: skip
+        naming = ["-n", f"{name}@%h", "--without-mingle", "--without-gossip"] if named else []
+        args = ["worker", "-c", str(self.config_path), *naming, *defaults, *options]
         proc = self._spawn(name, args)
         if wait:
-            ready = wait_until(lambda: " ready." in self.log(name), timeout=DEADLINE,
-                               alive=lambda: proc.poll() is None)  # fmt: skip
-            assert ready, f"worker {name} did not start:\n{self.log(name)[-3000:]}"
+            self.worker_ready(name)
         return proc
+
+    def worker_ready(self, name: str) -> None:
+        proc = self.procs[name]
+        ready = wait_until(lambda: " ready." in self.log(name), timeout=DEADLINE,
+                           alive=lambda: proc.poll() is None)  # fmt: skip
+        assert ready, f"worker {name} did not start:\n{self.log(name)[-3000:]}"
 
     def beat(self, name: str) -> subprocess.Popen[bytes]:
         return self._spawn(name, ["beat", "-c", str(self.config_path)])

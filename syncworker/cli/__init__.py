@@ -30,6 +30,7 @@ COMMANDS = {
     "worker": ("syncworker.cli.worker", "run a Celery worker"),
     "beat": ("syncworker.cli.beat", "run Celery beat: each registry's walk on its schedule"),
     "trigger": ("syncworker.cli.trigger", "start a walk or an on-demand image sync"),
+    "inspect": ("syncworker.cli.inspect", "ask the workers what they are doing (celery inspect)"),
     "status": ("syncworker.cli.status", "runs in progress and recent"),
     "api": ("syncworker.cli.api", "serve registry webhooks and sync requests over HTTP"),
     "gc": ("syncworker.cli.gc", "remove blobs that no index.json reaches"),

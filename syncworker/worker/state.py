@@ -126,7 +126,11 @@ def env_config() -> Config:
     """The configuration in the file named by ``SYNCWORKER_CONFIG``."""
     path = os.environ.get(CONFIG_ENV)
     if not path:
-        raise ConfigError(CONFIG_ENV, "not set: run `syncworker worker -c FILE`")
+        raise ConfigError(
+            CONFIG_ENV,
+            "not set: name the config file (`SYNCWORKER_CONFIG=FILE celery -A "
+            "syncworker.celeryapp ...`), or use `syncworker inspect -c FILE`",
+        )
     return load_config(path)
 
 

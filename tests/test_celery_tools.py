@@ -1,0 +1,91 @@
+"""Workers as Celery's tools see them: real `syncworker worker` processes on one host and a
+private real Redis. Two workers started alike are two nodes (each its own default name,
+no DuplicateNodenameWarning, both in `status --watch`); `-n` still names one; `syncworker
+inspect` and `celery -A syncworker.celeryapp` (with the config named) reach them all from
+a shell that has nothing else set."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.cluster import DEADLINE, ROOT, Cluster, NoUpstream
+from tests.support.redis_server import RedisServer
+from tests.test_obs_status import watching
+
+pytestmark = pytest.mark.slow
+
+DUPLICATE = "DuplicateNodenameWarning"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Two workers started with no name, one named with -n; all three ready."""
+    with RedisServer() as redis_server:
+        made = Cluster(tmp_path_factory.mktemp("tools"), NoUpstream(), redis_server.url)
+        try:
+            for name in ("w1", "w2"):
+                made.worker(name, "-P", "threads", named=False, wait=False)
+            made.worker("named", "-P", "threads", "-n", "custom@%h", wait=False)
+            for name in made.procs:
+                made.worker_ready(name)
+            yield made
+        finally:
+            made.stop_all()
+
+
+def nodes(cluster: Cluster) -> dict[str, str]:
+    """Each worker's node name as it logged it ready."""
+    names = {}
+    for name in cluster.procs:
+        ready = next(line for line in cluster.log(name).splitlines() if line.endswith(" ready."))
+        names[name] = ready.split("] ", 1)[1].removesuffix(" ready.")
+    return names
+
+
+def test_two_workers_on_one_host_are_two_nodes(cluster: Cluster) -> None:
+    host = socket.gethostname()
+    names = nodes(cluster)
+    for name in ("w1", "w2"):
+        assert names[name] == f"syncworker-{cluster.procs[name].pid}@{host}"
+    assert names["named"] == f"custom@{host}"
+    with watching(cluster, "--json") as lines:
+        shown = json.loads(next(lines))["workers"]
+    assert sorted(shown) == sorted(names.values())
+    for name in cluster.procs:
+        assert DUPLICATE not in cluster.log(name)
+
+
+def test_inspect_reaches_every_worker_from_a_bare_shell(cluster: Cluster) -> None:
+    done = cluster.cli("inspect", "active")
+    assert done.returncode == 0, done.stderr
+    for node in nodes(cluster).values():
+        assert f"->  {node}: OK" in done.stdout
+    assert DUPLICATE not in done.stderr
+    one = nodes(cluster)["w1"]
+    only = cluster.cli("inspect", "ping", "-d", one)
+    assert only.returncode == 0 and "1 node online." in only.stdout, only.stderr
+    nobody = cluster.cli("inspect", "ping", "-d", "nobody@nowhere", "-t", "1")
+    assert nobody.returncode != 0
+    assert nobody.stderr.strip() == "syncworker: No nodes replied within time constraint"
+
+
+def test_celery_command_line_with_the_config_named(cluster: Cluster) -> None:
+    command = [sys.executable, "-m", "celery", "-A", "syncworker.celeryapp", "inspect", "ping"]
+
+    def celery(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, cwd=ROOT, env={**cluster.env, **env},
+                              capture_output=True, text=True, timeout=DEADLINE)  # fmt: skip
+
+    done = celery(SYNCWORKER_CONFIG=str(cluster.config_path))
+    assert done.returncode == 0, done.stderr
+    assert "3 nodes online." in done.stdout
+    bare = celery()
+    assert bare.returncode != 0
+    assert "SYNCWORKER_CONFIG: not set" in bare.stderr
+    assert "syncworker inspect -c FILE" in bare.stderr

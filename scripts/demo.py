@@ -7,6 +7,9 @@ every mirrored tag with skopeo against the upstream's digest.
 ``--into-registry`` mirrors into a second local registry (``syncworker.destination``)
 instead of OCI layouts, and skopeo reads the tags back from it.
 
+Everything goes to temporary directories removed at the end (the registries' storage, the
+config and the mirror), except the mirror with ``--keep DIR``.
+
 Run by ``scripts/demo.sh``, which installs what is missing first.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,6 +72,9 @@ def main() -> int:
         upstream.stop()
         if dest:
             dest.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        kept = f"; the mirror stays in {args.keep}" if args.keep else ""
+        print(f"removed {work} (config and mirror) and the registries' storage{kept}")
 
 
 def _verify(where: str, tags: dict[str, dict[str, str]]) -> int:

@@ -73,7 +73,7 @@ class Cluster:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "syncworker", *args], cwd=self.work, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, "PYTHONPATH": _python_path(), **(env or {})},
             )  # fmt: skip
         self.procs[name] = proc
         self._stops.append(lambda: _stop_group(proc))
@@ -97,6 +97,11 @@ class Cluster:
                 stop()
             except Exception as exc:  # keep stopping the others
                 print(f"while stopping: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _python_path() -> str:
+    """This checkout first, so the processes run its syncworker, installed or not."""
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -188,7 +193,9 @@ def _healthy(api: str) -> bool:
 
 
 def instructions(work: Path, keep: bool, up: dict[str, Any], poll_interval: str) -> str:
-    sw = "syncworker" if shutil.which("syncworker") else f"{sys.executable} -m syncworker"
+    sw = "syncworker"
+    if not shutil.which("syncworker"):  # not installed: this checkout, as the processes run it
+        sw = f"PYTHONPATH={_python_path()} {sys.executable} -m syncworker"
     config, api = up["config"], up["api"]
     request = '{"registry": "%s", "repo": "library/busybox", "reference": "1.36", "wait": 30}'
     auth = '-H "Authorization: Bearer $SYNCWORKER_API_TOKEN"'

@@ -151,7 +151,8 @@ def _rest(api: FastAPI, dispatcher: Dispatcher) -> None:
         return accepted
 
     @api.get("/v1/sync/{task_id}", response_model=SyncStatus, tags=["sync"],
-             responses={404: {"description": "no such request (unknown or expired)"}})  # fmt: skip
+             responses={404: {"description": "no such request (unknown or expired)"},
+                        400: {"description": "a malformed id, or wait out of bounds"}})  # fmt: skip
     async def sync_status(task_id: TaskId, wait: WaitParam = 0) -> SyncStatus:
         """How a repository or image sync sent by ``POST /v1/sync`` or a webhook stands:
         ``queued``, ``running``, ``done`` or ``failed`` (its ``result`` names each failure

@@ -68,6 +68,10 @@ def test_sync_skips_a_catalogued_repository_without_tags(
     assert f"SKIPPED {upstream.host}/{BLOB_ONLY}: listed by the catalog without tags" in text.stdout
     planned = run_sync(config, "--dry-run")
     assert planned.code == 0 and "skipped: listed by the catalog without tags" in planned.stdout
+    metrics = tmp_path / "sync.prom"
+    assert run_sync(config, "--quiet", "--metrics-file", str(metrics)).code == 0
+    skipped_line = f'syncworker_repositories_total{{outcome="skipped",registry="{upstream.host}"}}'
+    assert skipped_line in metrics.read_text()
 
 
 def test_a_named_repository_that_answers_404_is_a_failure(

@@ -22,11 +22,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from syncworker.errors import StoreError
 from syncworker.oci import Digest
@@ -38,8 +40,12 @@ from tests.support.ports import wait_until
 from tests.support.push import push_image, push_manifest
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
+from tests.support.s3_server import S3Server, s3_server
 from tests.support.stalling_proxy import StallingProxy
+from tests.test_check import run_check
 from tests.test_gc import run_gc
+
+__all__ = ["s3_server"]  # the session fixture, imported for pytest
 
 # Blobs younger than this survive gc; the old layer is made older, the child a failed
 # sync left is younger (it is written a second or so before gc runs).
@@ -187,6 +193,45 @@ def test_a_child_left_by_a_failed_sync_keeps_its_old_layer_through_gc(
     assert run.code == 0, run.output
     assert layout_tags(root)[repo] == {"new": index.digest}
     assert layer.digest in check_store(root)[repo]
+
+
+def test_on_s3_a_child_left_by_a_failed_sync_keeps_its_old_layer_through_gc(
+    registry: RegistryServer, repo: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3_server.new_bucket()
+    try:
+        config = _config(tmp_path, registry.url, repo)
+        doc = yaml.safe_load(config.read_text())
+        doc["storage"] = {"rootDirectory": "/m", "storageDriver": s3_server.driver(bucket, "/m")}
+        config.write_text(yaml.safe_dump(doc))
+        client = s3_server.client()
+
+        def age(digest: str) -> float | None:
+            key = f"m/{repo}/blobs/sha256/{digest.split(':')[1]}"
+            try:
+                found = client.head_object(Bucket=bucket, Key=key)
+            except client.exceptions.ClientError:
+                return None
+            return (datetime.now(UTC) - found["LastModified"]).total_seconds()
+
+        layer = _old_garbage_layer(registry, repo, config, "s3")
+        index, first, _ = _index_over(layer, "s3")
+        assert wait_until(lambda: (age(layer.digest) or 0) > GRACE + 1.2, timeout=GRACE * 3)
+        push_image(registry.url, repo, "new", index)
+        _delete(registry, repo, index.children[1].digest)
+        assert run_sync(config).code == 1
+        # No Redis on S3: nothing keeps a sync of another process out, so gc asks --force.
+        run = run_gc(config, "--grace", f"{GRACE:g}s", "--force")
+        assert run.code == 0, run.output
+        assert age(first.digest) is not None and age(layer.digest) is not None
+
+        second = index.children[1]
+        push_manifest(registry.url, repo, second.digest, second.raw, second.media_type)
+        assert run_sync(config).code == 0
+        checked = run_check(config)
+        assert checked.code == 0, checked.output
+    finally:
+        s3_server.drop(bucket)
 
 
 # -- gc beside a sync of another process ---------------------------------------------------

@@ -256,7 +256,9 @@ class FsBackend:
         path = self._path(key)
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         with self._errors(key):
-            fd = self._in_directory(path, lambda: os.open(path, flags, 0o644))
+            # Not made durable: a lock file lost in a crash is made again by the next holder.
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o644)
         try:
             with self._errors(key):
                 _flock_within(fd, blocking_timeout, self.where(key))

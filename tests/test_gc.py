@@ -1,5 +1,6 @@
 """``syncworker gc``: blobs no ``index.json`` reaches are removed, on a directory and on S3
-(moto), sparing young blobs and repositories a sync holds; ``--dry-run`` removes nothing.
+(moto), sparing young blobs and repositories a sync holds, and not held back by children a
+``platforms`` filter left out; ``--dry-run`` removes nothing.
 The garbage is made the way it appears in production: a tag deleted upstream and pruned."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import syncworker.cli.gc
 from syncworker.cli import main
 from syncworker.cli.units import human_size
 from syncworker.coord import Coordinator
-from tests.support.images import Manifest, make_image, make_layer
+from tests.support.images import Manifest, make_image, make_index, make_layer
 from tests.support.mirror import SyncRun, check_store, layout_tags, run_sync, write_sync_config
 from tests.support.push import push_image
 from tests.support.redis_server import RedisServer
@@ -163,3 +164,23 @@ def test_gc_on_s3(registry: RegistryServer, s3_server: S3Server, tmp_path: Path)
         assert gone.digest not in left
     finally:
         s3_server.drop(bucket)
+
+
+def test_gc_collects_a_repository_whose_indexes_lack_filtered_children(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo, root = "gc/platforms", tmp_path / "store"
+    entry = {"urls": [registry.url], "content": [{"prefix": repo}], "prune": True}
+    config = write_sync_config(tmp_path, root, [{**entry, "platforms": ["linux/arm64"]}])
+    index = make_index(("gc", "platforms"), layers=1)
+    gone = make_image(("gc", "platforms-gone", str(config)), layers=1)
+    push_image(registry.url, repo, "multi", index)
+    push_image(registry.url, repo, "gone", gone)
+    assert run_sync(config).code == 0
+    assert requests.delete(f"{registry.url}/v2/{repo}/manifests/{gone.digest}", timeout=10).ok
+    assert run_sync(config).code == 0
+    amd64, arm64 = (root / repo / "blobs" / c.digest.replace(":", "/") for c in index.children)
+    assert not amd64.exists() and arm64.exists()  # the platforms filter left amd64 out
+    run = run_gc(config, "--grace", "0s")
+    assert run.code == 0 and "gc: removed 3 blobs" in run.stdout, run.output
+    assert index.children[1].digest in check_store(root, platforms=["linux/arm64"])[repo]

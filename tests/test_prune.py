@@ -1,8 +1,8 @@
 """Registry option ``prune: true``: a tag the upstream no longer lists leaves the mirror's
 index, only after a complete tag listing in that run, and never a referrer whose subject is
-still there. Against the real ``docker-registry`` (deleting manifests by digest), and a
-stub where an answer no registry sends is needed (a listing failing half-way, the
-referrers API)."""
+still there; nothing is removed when a manifest the decision needs cannot be read. Against
+the real ``docker-registry`` (deleting manifests by digest), and a stub where an answer no
+registry sends is needed (a listing failing half-way, the referrers API)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import requests
 
 from syncworker.cli.units import human_size
 from tests.support.hostile import Answer, HostileRegistry, json_answer
-from tests.support.images import OCI_INDEX, Manifest, make_artifact, make_image
+from tests.support.images import OCI_INDEX, Manifest, make_artifact, make_image, make_index
 from tests.support.mirror import layout_tags, run_sync, write_sync_config
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
@@ -186,3 +186,28 @@ def test_a_registry_destination_refuses_prune(
     assert run.code == 1
     assert "prune is not supported when the destination is a registry" in run.stdout
     assert dest.host in run.stdout
+
+
+def test_a_prune_that_cannot_read_a_manifest_removes_nothing(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo = "prune/unreadable"
+    index = make_index(("prune", "unreadable"), layers=1)
+    signature = make_image(("prune", "unreadable-signature"), layers=1)
+    sig_tag = _sig_tag(index.children[0])
+    gone = make_image(("prune", "unreadable-gone"), layers=1)
+    for tag, image in (("multi", index), (sig_tag, signature), ("gone", gone)):
+        push_image(registry.url, repo, tag, image)
+    root = tmp_path / "store"
+    config = _config(tmp_path, registry.url, repo, prune=True)
+    assert run_sync(config).code == 0
+    # Upstream the signature tag goes (it stays while its subject, a child of a tagged
+    # index, is mirrored) and so does "gone": a prune is due; but the index is unreadable.
+    _delete(registry, repo, signature)
+    _delete(registry, repo, gone)
+    (root / repo / "blobs" / "sha256" / index.digest.split(":")[1]).write_bytes(b"{}")
+    before = (root / repo / "index.json").read_bytes()
+    run = run_sync(config)
+    assert run.code == 1 and f"{repo}: nothing pruned: " in run.output, run.output
+    assert (root / repo / "index.json").read_bytes() == before
+    assert sig_tag in layout_tags(root)[repo]

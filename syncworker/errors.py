@@ -22,7 +22,7 @@
     └── RequestError             an HTTP API request we refuse (malformed, unknown registry)
 
 Third-party exceptions are translated into these in exactly one place per dependency:
-``registry/wire.py`` for requests and urllib3, ``coord/`` for redis-py, ``store/s3.py`` for boto3.
+``registry/http.py`` for urllib3, ``coord/`` for redis-py, ``store/s3.py`` for boto3.
 Whether an error is worth trying again is decided from what it carries, in one place:
 ``syncworker/retry.py`` (``classify``).
 """

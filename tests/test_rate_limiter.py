@@ -17,8 +17,8 @@ import pytest
 from syncworker.coord import Coordinator
 from syncworker.registry import ClientOptions, Deadline, RegistryClient
 from syncworker.registry.limits import Limiter, LocalLimiter, LocalLimiters, new_token
+from syncworker.registry.stack import Stack
 from syncworker.registry.stats import ClientStats
-from syncworker.registry.transport import Transport
 from tests.support.hostile import Answer, HostileRegistry
 
 pytest_plugins = ["tests.test_coord_support"]
@@ -147,7 +147,7 @@ def test_a_429_pauses_every_thread_once_and_the_retry_does_not_wait_twice(
 
     limiter = LocalLimiter(50.0, None)
     options = ClientOptions(max_retries=2, retry_delay=0.1)
-    t = Transport([stub.url], None, options, ClientStats(), sleep=sleep, limiter=limiter)
+    t = Stack([stub.url], None, options, ClientStats(), sleep=sleep, limiter=limiter)
     done = threading.Event()
 
     def other_thread() -> None:

@@ -24,8 +24,8 @@ from syncworker.errors import (
 )
 from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
-from syncworker.registry import ClientOptions, ClientStats, Credentials, RegistryClient, redirects
-from syncworker.registry.transport import Transport
+from syncworker.registry import ClientOptions, ClientStats, Credentials, RegistryClient, addresses
+from syncworker.registry.stack import Stack
 from syncworker.retry import classify
 
 FAST = ClientOptions(max_retries=3, retry_delay=0.001, timeout=5.0)
@@ -189,7 +189,7 @@ def test_retry_after_is_honoured(server: Scripted) -> None:
         Answer(200),
     )
     slept: list[float] = []
-    transport = Transport([server.url], None, FAST, ClientStats(), sleep=slept.append)
+    transport = Stack([server.url], None, FAST, ClientStats(), sleep=slept.append)
     transport.fetch("GET", "/v2/", scope=None, cap=100)
     # Retry-After wins when longer than our backoff; a date in the past does not shorten it.
     assert slept[0] == 7.0
@@ -485,7 +485,7 @@ def test_expired_tokens_are_refreshed(server: Scripted) -> None:
         "GET", "/v2/r/tags/list", issuer.guard("repository:r:pull", Answer(200, b'{"tags":["a"]}'))
     )
     now = [1000.0]
-    transport = Transport([server.url], None, FAST, ClientStats(), clock=lambda: now[0])
+    transport = Stack([server.url], None, FAST, ClientStats(), clock=lambda: now[0])
     transport.fetch("GET", "/v2/r/tags/list", scope="repository:r:pull", cap=1000)
     transport.fetch("GET", "/v2/r/tags/list", scope="repository:r:pull", cap=1000)
     assert len(issuer.issued) == 1
@@ -580,14 +580,14 @@ def test_public_upstream_redirecting_inside_is_refused(
     server: Scripted, other: Scripted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The upstream at 127.0.0.1 is made to look public; "localhost" still resolves inside.
-    real_resolve = redirects.resolve
+    real_resolve = addresses.resolve
 
-    def resolve(host: str) -> list[redirects.IPAddress]:
+    def resolve(host: str) -> list[addresses.IPAddress]:
         return (
             [ipaddress.ip_address("93.184.216.34")] if host == "127.0.0.1" else real_resolve(host)
         )
 
-    monkeypatch.setattr(redirects, "resolve", resolve)
+    monkeypatch.setattr(addresses, "resolve", resolve)
     digest = Digest.of(b"abc")
     target = f"http://localhost:{other.server_address[1]}/meta?token={SECRET}"
     server.on("GET", f"/v2/r/blobs/{digest}", Answer(302, headers={"Location": target}))
@@ -661,12 +661,12 @@ def test_a_realm_on_another_loopback_address_is_fine_and_pinned(
     """127.0.0.2 is as internal as the upstream's 127.0.0.1: allowed. The realm's name is
     resolved once, for the check, and the connection goes to that very address: here a
     name no DNS knows, resolved by the check alone."""
-    real_resolve = redirects.resolve
+    real_resolve = addresses.resolve
 
-    def resolve(host: str) -> list[redirects.IPAddress]:
+    def resolve(host: str) -> list[addresses.IPAddress]:
         return [ipaddress.ip_address("127.0.0.2")] if host == "rebind.test" else real_resolve(host)
 
-    monkeypatch.setattr(redirects, "resolve", resolve)
+    monkeypatch.setattr(addresses, "resolve", resolve)
     port = elsewhere.server_address[1]
     elsewhere.on("GET", "/token", Answer(200, b'{"token": "t0k3n"}'))
     challenge = f'Bearer realm="http://rebind.test:{port}/token",service="s"'

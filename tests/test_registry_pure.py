@@ -21,6 +21,7 @@ from syncworker.errors import (
 )
 from syncworker.redact import redact_http_url as redact_url
 from syncworker.registry import Credentials
+from syncworker.registry.addresses import is_internal_address, origin, target_allowed
 from syncworker.registry.answers import declared_length, spec_errors
 from syncworker.registry.auth import (
     Challenge,
@@ -32,7 +33,6 @@ from syncworker.registry.auth import (
     token_query,
 )
 from syncworker.registry.paths import link_next, link_path, link_query, reference
-from syncworker.registry.redirects import is_internal_address, origin, target_allowed
 from syncworker.retry import backoff_delay, classify, parse_retry_after, worth_refetching
 
 ip = ipaddress.ip_address

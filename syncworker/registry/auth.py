@@ -1,7 +1,8 @@
 """Registry authentication as pure logic: challenges, credentials, tokens and their cache.
 
-Nothing here does I/O. The transport asks this module what header to send, sends the
-token request itself, and hands the answer back to :func:`parse_token_response`.
+Nothing here does I/O. The auth layer (:mod:`.authorizer`) asks this module what header
+to send, sends the token request itself, and hands the answer back to
+:func:`parse_token_response`.
 
 Specs: RFC 7235 (``WWW-Authenticate`` syntax), distribution's token auth
 (``docs/spec/auth/token.md``: ``realm``/``service``/``scope``, ``token``/``access_token``,

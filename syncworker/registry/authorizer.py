@@ -1,9 +1,10 @@
-"""The auth state of one registry: the challenge each URL sent, and tokens per scope.
+"""The auth layer: challenge/response around each request, over the auth state of one
+registry (the challenges its URLs sent, and tokens per scope).
 
-The logic of challenge/response, kept apart from the wire: the transport asks
-:meth:`Authorizer.header` before a request and calls :meth:`Authorizer.learn` on a 401
-from one of the registry's own URLs; a token request goes out through the ``fetch``
-callable it was given.
+:class:`Auth` asks :meth:`Authorizer.header` before a request and calls
+:meth:`Authorizer.learn` on a 401 from one of the registry's own URLs, then sends once
+more; a token request goes out through the layers below (redirects, the pool), its realm
+judged as a redirect target is. :class:`Authorizer` is the logic alone, without I/O.
 
 Credentials belong to one URL: a registry entry with failover URLs sends each URL only
 its own login (never the first URL's to the second), and sends it to a token realm only
@@ -13,19 +14,20 @@ upstream is refused: the login would cross the network in the clear.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from syncworker.errors import RegistryError, SyncworkerError
 from syncworker.redact import redact_http_url
 from syncworker.registry import auth
-from syncworker.registry.redirects import origin
+from syncworker.registry.addresses import Origin, Origins, origin
+from syncworker.registry.http import Handler, Request, Response
+from syncworker.registry.statuses import error_of
 
-__all__ = ["Authorizer", "CredentialsArg", "Origin", "TokenFetch", "logins_by_origin"]
+__all__ = ["Auth", "Authorizer", "CredentialsArg", "TokenFetch", "logins_by_origin"]
 
-#: ``fetch(realm, headers, params, upstream) -> body``: one GET on behalf of the registry
-#: URL ``upstream``, raising on any non-2xx answer.
-TokenFetch = Callable[[str, Mapping[str, str], Sequence[tuple[str, str]], str], bytes]
-Origin = tuple[str, str, int]
+#: ``fetch(realm, headers, params, request) -> body``: one GET on behalf of ``request``
+#: (to one of the registry's URLs, under its deadline), raising on any non-2xx answer.
+TokenFetch = Callable[[str, Mapping[str, str], Sequence[tuple[str, str]], Request], bytes]
 #: One login for every URL, or a login per URL (failover URLs get only their own).
 CredentialsArg = auth.Credentials | Mapping[str, auth.Login] | None
 
@@ -43,12 +45,12 @@ class Authorizer:
 
     def __init__(
         self,
-        urls: Iterable[str],
+        origins: Origins,
         credentials: Mapping[Origin, auth.Login],
         fetch: TokenFetch,
         clock: Callable[[], float],
     ) -> None:
-        self._origins = frozenset(origin(u) for u in urls)
+        self._origins = origins
         self._credentials = dict(credentials)
         self._fetch = fetch
         self._clock = clock
@@ -56,21 +58,21 @@ class Authorizer:
         self._presumed: dict[Origin, auth.Challenge] = {}
         self._tokens = auth.TokenCache()
 
-    def header(self, url: str, scope: str | None) -> str | None:
-        """The Authorization value for ``url``: only ever for the registry's own URLs."""
-        key = origin(url)
-        if key not in self._origins:
+    def header(self, request: Request) -> str | None:
+        """The Authorization value for ``request``: only ever to the registry's own URLs."""
+        key = self._origins.of(request.url)
+        if key is None:
             return None
-        own = self._challenges.get((key, scope))
+        own = self._challenges.get((key, request.scope))
         if own is not None:
-            value = self._answer(key, url, own, scope)
+            value = self._answer(key, request, own)
             self._presumed[key] = own
             return value
         presumed = self._presumed.get(key)
         if presumed is None:
             return None
         try:
-            return self._answer(key, url, presumed, scope)
+            return self._answer(key, request, presumed)
         except SyncworkerError:
             # Not this scope's own challenge: ask without, and learn its own from the 401.
             return None
@@ -78,8 +80,8 @@ class Authorizer:
     def learn(self, url: str, www_authenticate: str, sent: str | None, scope: str | None) -> bool:
         """Remember, for ``scope``, the challenge of a 401 that ``url`` (one of ours)
         answered itself; True if answering it may change the outcome."""
-        key = origin(url)
-        if key not in self._origins:
+        key = self._origins.of(url)
+        if key is None:
             return False
         offered = auth.parse_challenges(www_authenticate)
         usable = [c for c in offered if c.scheme == "bearer" and c.realm] or [
@@ -94,31 +96,25 @@ class Authorizer:
             self._tokens.discard(_token_key(key, challenge, scope))
         return True
 
-    def _answer(
-        self, key: Origin, url: str, challenge: auth.Challenge, scope: str | None
-    ) -> str | None:
+    def _answer(self, key: Origin, request: Request, challenge: auth.Challenge) -> str | None:
         if challenge.scheme == "basic":
             creds = auth.resolve(self._credentials.get(key))
             return auth.basic_authorization(creds) if creds is not None else None
-        return "Bearer " + self._token(key, url, challenge, scope).value
+        return "Bearer " + self._token(key, request, challenge).value
 
-    def _token(
-        self, key: Origin, url: str, challenge: auth.Challenge, scope: str | None
-    ) -> auth.Token:
-        token_key = _token_key(key, challenge, scope)
+    def _token(self, key: Origin, request: Request, challenge: auth.Challenge) -> auth.Token:
+        token_key = _token_key(key, challenge, request.scope)
         token = self._tokens.get(token_key, self._clock())
         if token is not None:
             return token
         with self._tokens.lock(token_key):
             token = self._tokens.get(token_key, self._clock())
             if token is None:
-                token = self._fetch_token(key, url, challenge, scope)
+                token = self._fetch_token(key, request, challenge)
                 self._tokens.put(token_key, token)
             return token
 
-    def _fetch_token(
-        self, key: Origin, url: str, challenge: auth.Challenge, scope: str | None
-    ) -> auth.Token:
+    def _fetch_token(self, key: Origin, request: Request, challenge: auth.Challenge) -> auth.Token:
         # token.md "Requesting a Token": GET realm?service=..&scope=.., with Basic
         # credentials if this URL has them (sent to the realm only), none for anonymous.
         realm = challenge.realm
@@ -135,8 +131,74 @@ class Authorizer:
         creds = auth.resolve(self._credentials.get(key))
         headers = {"Authorization": auth.basic_authorization(creds)} if creds else {}
         now = self._clock()
-        body = self._fetch(realm, headers, auth.token_query(challenge, scope), url)
+        body = self._fetch(realm, headers, auth.token_query(challenge, request.scope), request)
         return auth.parse_token_response(body, now, redact_http_url(realm))
+
+
+class Auth:
+    """The auth layer over ``inner`` (the redirect layer). ``admit(url, upstream)``:
+    whether a token realm may be connected to on behalf of the upstream URL ``upstream``."""
+
+    def __init__(
+        self,
+        inner: Handler,
+        origins: Origins,
+        logins: Mapping[Origin, auth.Login],
+        admit: Callable[[str, str], bool],
+        clock: Callable[[], float],
+    ) -> None:
+        self._inner = inner
+        self._admit = admit
+        self._authorizer = Authorizer(origins, logins, self._token, clock)
+
+    def send(self, request: Request) -> Response:
+        sent = self._authorizer.header(request)
+        response = self._inner.send(_with_auth(request, sent))
+        # A 401 from a redirect target (blob storage, a CDN) is its own business: our
+        # credentials, and a realm it names, are never offered to it.
+        if response.status != 401 or origin(response.url) != origin(request.url):
+            return response
+        # Read the 401 first: its connection is then free for the token request.
+        with response:
+            refused = error_of(response)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        # A streamed body is spent: it cannot be sent again with the new credentials.
+        if not self._authorizer.learn(request.url, challenge, sent, request.scope):
+            raise refused
+        if request.streamed:
+            raise refused
+        renewed = self._authorizer.header(request)
+        if renewed is None or renewed == sent:
+            raise refused
+        return self._inner.send(_with_auth(request, renewed))
+
+    def _token(
+        self,
+        realm: str,
+        headers: Mapping[str, str],
+        params: Sequence[tuple[str, str]],
+        request: Request,
+    ) -> bytes:
+        if not self._admit(realm, request.url):
+            raise RegistryError(
+                "GET",
+                redact_http_url(realm),
+                401,
+                detail="token realm refused (internal or link-local address)",
+            )
+        asking = Request(
+            "GET", realm, headers, params, deadline=request.deadline, upstream=request.url
+        )
+        with self._inner.send(asking) as response:
+            if not 200 <= response.status < 300:
+                raise error_of(response)
+            return response.read(auth.MAX_TOKEN_RESPONSE_BYTES)
+
+
+def _with_auth(request: Request, authorization: str | None) -> Request:
+    if authorization is None:
+        return request
+    return request.but(headers={**request.headers, "Authorization": authorization})
 
 
 def logins_by_origin(bases: Sequence[str], credentials: CredentialsArg) -> dict[Origin, auth.Login]:

@@ -9,7 +9,7 @@ from syncworker.errors import SizeLimitError
 from syncworker.oci import Descriptor, VerifyingReader
 from syncworker.redact import redact_http_url
 from syncworker.registry import answers, paths
-from syncworker.registry.transport import Transport
+from syncworker.registry.stack import Stack
 
 __all__ = ["BLOB_CHUNK", "blob"]
 
@@ -19,11 +19,11 @@ BLOB_CHUNK = 1024 * 1024
 
 
 @contextmanager
-def blob(t: Transport, repo: str, descriptor: Descriptor) -> Iterator[Iterable[bytes]]:
+def blob(t: Stack, repo: str, descriptor: Descriptor) -> Iterator[Iterable[bytes]]:
     """Chunks of the blob; iteration raises at the end on a size or digest mismatch.
 
     The body is never buffered whole. Redirects (to object storage, typically) are
-    followed by the transport's policy, without our credentials.
+    followed by the redirect layer's policy, without our credentials.
     """
     limit = t.options.max_blob_size
     if descriptor.size > limit:
@@ -43,5 +43,5 @@ def blob(t: Transport, repo: str, descriptor: Descriptor) -> Iterator[Iterable[b
         declared = answers.declared_length(response.headers, where)
         if declared is not None and declared != descriptor.size:
             raise SizeLimitError(f"{where} sends {declared} bytes, declared {descriptor.size}")
-        chunks = t.iter_body(response, BLOB_CHUNK)
+        chunks = response.chunks(BLOB_CHUNK)
         yield VerifyingReader(chunks, descriptor.digest, descriptor.size)

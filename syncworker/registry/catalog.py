@@ -8,7 +8,7 @@ from syncworker.errors import MalformedResponseError
 from syncworker.oci.document import load_json, str_list
 from syncworker.registry import paths
 from syncworker.registry.auth import CATALOG_SCOPE
-from syncworker.registry.transport import Transport
+from syncworker.registry.stack import Stack
 
 __all__ = ["MAX_LIST_BYTES", "MAX_PAGE_SIZE", "catalog", "catalog_page", "string_list"]
 
@@ -19,7 +19,7 @@ MAX_PAGE_SIZE = 1000
 MAX_LIST_BYTES = 32 * 1024 * 1024
 
 
-def catalog_page(t: Transport, last: str | None, n: int) -> tuple[list[str], str | None]:
+def catalog_page(t: Stack, last: str | None, n: int) -> tuple[list[str], str | None]:
     """One page: its names, and the ``last`` to ask for next (None at the end)."""
     params = [("n", str(max(1, min(n, MAX_PAGE_SIZE))))]
     if last:
@@ -32,7 +32,7 @@ def catalog_page(t: Transport, last: str | None, n: int) -> tuple[list[str], str
     return names, paths.link_query(link, "last") or names[-1]
 
 
-def catalog(t: Transport) -> Iterator[str]:
+def catalog(t: Stack) -> Iterator[str]:
     last: str | None = None
     while True:
         names, following = catalog_page(t, last, MAX_PAGE_SIZE)

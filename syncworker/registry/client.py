@@ -13,11 +13,11 @@ from syncworker.oci import Descriptor, Digest, Manifest
 from syncworker.registry import blobs, catalog, manifests, referrers, tags
 from syncworker.registry.authorizer import CredentialsArg
 from syncworker.registry.deadline import Deadline
+from syncworker.registry.http import ERROR_BODY_CAP
 from syncworker.registry.limits import Limiter
 from syncworker.registry.options import ClientOptions
+from syncworker.registry.stack import Stack
 from syncworker.registry.stats import ClientStats, RequestHook
-from syncworker.registry.transport import Transport
-from syncworker.registry.wire import ERROR_BODY_CAP
 from syncworker.retry import Retrying
 
 __all__ = ["RegistryClient"]
@@ -28,8 +28,8 @@ class RegistryClient:
 
     ``limiter``: the upstream's rate budget, shared with every other client of it (none:
     no limit, and no cost). Thread-safe. Auth, retries, failover, limits and redirects
-    are the transport's business; each method here is one protocol operation (see the
-    module of the same name).
+    are layers of its HTTP stack (:mod:`.stack`); each method here is one protocol
+    operation (see the module of the same name).
     """
 
     def __init__(
@@ -44,7 +44,7 @@ class RegistryClient:
         self.urls = tuple(urls)
         self.options = options
         self.stats = ClientStats(hook)
-        self._t = Transport(self.urls, credentials, options, self.stats, limiter=limiter)
+        self._t = Stack(self.urls, credentials, options, self.stats, limiter=limiter)
         # Learnt from the first answer: a registry without the referrers API (distribution
         # 2.x, most mirrors) is not asked again, which saves a request per image. A dict,
         # so that bounded views share what was learnt.

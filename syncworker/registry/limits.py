@@ -6,8 +6,9 @@ process (:class:`LocalLimiters`) or, through Redis, by every worker of a cluster
 (``syncworker.coord``'s ``Coordinator.limiter``). A ``429`` (or a ``503`` with
 ``Retry-After``) seen by one sender pauses the upstream for all of them.
 
-The protocol lives here, below the engine, because the transport is what asks it before
-each request; the engine only picks which implementation a client gets. Each
+The protocol lives here, below the engine, because the client's rate layer
+(:class:`RateLimit`) is what asks it before each request; the engine only picks which
+implementation a client gets. Each
 implementation answers in one atomic step (one Lua call in Redis); the waiting loop is
 :func:`take_turn`, the same for both. An upstream with no limit configured gets no
 limiter at all, so its requests pay nothing.
@@ -24,13 +25,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from syncworker.registry.addresses import Origins
 from syncworker.registry.deadline import Deadline
+from syncworker.registry.http import Handler, Request, Response
+from syncworker.registry.stats import ClientStats
 from syncworker.retry import MAX_RETRY_DELAY
-
-if TYPE_CHECKING:
-    from syncworker.registry.wire import Answer
 
 __all__ = [
     "DEFAULT_PAUSE",
@@ -38,10 +39,9 @@ __all__ = [
     "LocalLimiters",
     "Limiter",
     "Limiters",
+    "RateLimit",
     "SLOT_POLL",
-    "limited",
     "new_token",
-    "pause_for",
     "take_turn",
 ]
 
@@ -84,38 +84,56 @@ class Limiters(Protocol):
     ) -> Limiter: ...
 
 
-def limited(
-    limiter: Limiter,
-    send: Callable[[], Answer],
-    *,
-    sleep: Callable[[float], None],
-    deadline: Deadline | None,
-    what: str,
-) -> Answer:
-    """``send()`` once ``limiter`` gives it a turn; the turn ends when the response is
-    closed (a streamed blob holds its slot while it streams), or at once if it fails."""
-    token = new_token()
-    take_turn(limiter, token, sleep=sleep, deadline=deadline, what=what)
-    try:
-        response = send()
-    except BaseException:
-        limiter.release(token)
-        raise
-    # Every path of the transport and of its callers closes what it opened (``with``).
-    response.on_close(lambda: limiter.release(token))
-    return response
+class RateLimit:
+    """The rate layer: a request to the upstream's own URLs waits for a turn of its budget
+    (``limiter``), which it holds until its response is closed (a streamed blob holds its
+    slot while it streams); a ``429`` (or a ``503`` naming a ``Retry-After``) from the
+    upstream itself pauses it for every sender sharing the budget. Each wait is told to
+    the stats' hook."""
 
+    def __init__(
+        self,
+        inner: Handler,
+        limiter: Limiter,
+        origins: Origins,
+        stats: ClientStats,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._inner = inner
+        self._limiter = limiter
+        self._origins = origins
+        self._stats = stats
+        self._sleep = sleep
 
-def pause_for(limiter: Limiter, status: int, retry_after: float | None) -> float | None:
-    """A ``429`` (or a ``503`` naming a ``Retry-After``) from the upstream itself pauses it
-    for every sender sharing ``limiter``; returns the ``Retry-After`` left for the retry
-    loop. After a pause that is None: the pause is the wait (the retry's next request
-    waits out the rest of it in :func:`take_turn`), so nobody waits twice."""
-    if status != 429 and (status != 503 or retry_after is None):
-        return retry_after
-    seconds = DEFAULT_PAUSE if retry_after is None else retry_after
-    limiter.pause(min(seconds, MAX_RETRY_DELAY))
-    return None
+    def send(self, request: Request) -> Response:
+        if not self._origins.own(request.url):
+            return self._inner.send(request)
+        token = new_token()
+        take_turn(
+            self._limiter,
+            token,
+            sleep=self._wait,
+            deadline=request.deadline,
+            what=request.what,
+        )
+        try:
+            response = self._inner.send(request)
+        except BaseException:
+            self._limiter.release(token)
+            raise
+        # Every path above closes what it opened (``with``).
+        response.on_close(lambda: self._limiter.release(token))
+        status = response.status
+        if status == 429 or (status == 503 and response.retry_after is not None):
+            # The retry above waits out the same Retry-After: the pause costs it nothing.
+            seconds = DEFAULT_PAUSE if response.retry_after is None else response.retry_after
+            self._limiter.pause(min(seconds, MAX_RETRY_DELAY))
+        return response
+
+    def _wait(self, seconds: float) -> None:
+        if self._stats.hook is not None:
+            self._stats.hook.waited(seconds)
+        self._sleep(seconds)
 
 
 def take_turn(

@@ -6,14 +6,15 @@ from syncworker.errors import DigestMismatchError, SizeLimitError
 from syncworker.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Digest, Manifest
 from syncworker.oci import parse_manifest as _parse
 from syncworker.registry import answers, paths
-from syncworker.registry.transport import Reply, Transport
+from syncworker.registry.http import Response
+from syncworker.registry.stack import Stack
 
 __all__ = ["get_manifest", "head_manifest"]
 
 _DIGEST_HEADER = "Docker-Content-Digest"
 
 
-def head_manifest(t: Transport, repo: str, ref: str) -> Descriptor:
+def head_manifest(t: Stack, repo: str, ref: str) -> Descriptor:
     """What ``ref`` points at, without the body; falls back to GET when headers are missing.
 
     spec.md "Checking if content exists": the digest header is a SHOULD, not a MUST.
@@ -41,31 +42,38 @@ def head_manifest(t: Transport, repo: str, ref: str) -> Descriptor:
     return Descriptor(media_type, digest, length)
 
 
-def get_manifest(t: Transport, repo: str, ref: str) -> tuple[bytes, Manifest]:
+def get_manifest(t: Stack, repo: str, ref: str) -> tuple[bytes, Manifest]:
     """The manifest's exact bytes and what they refer to, verified and size-capped.
 
     Verified against ``ref`` when it is a digest, else against the digest header if sent.
     """
     ref = paths.reference(ref)
 
-    def verified(reply: Reply) -> tuple[bytes, Manifest]:
-        if ":" in ref:
-            expected: Digest | None = Digest.parse(ref)
-        else:
-            header = reply.headers.get(_DIGEST_HEADER)
-            expected = Digest.parse(header) if header else None
-        try:
-            manifest = _parse(reply.body, answers.media_type(reply.headers) or None, expected)
-        except DigestMismatchError as exc:
-            raise DigestMismatchError(f"manifest {repo}:{ref}: {exc}") from None
-        return reply.body, manifest
+    def verified(response: Response) -> None:
+        expected = _expected(ref, response)
+        if expected is not None:
+            try:
+                expected.verify(response.body)
+            except DigestMismatchError as exc:
+                raise DigestMismatchError(f"manifest {repo}:{ref}: {exc}") from None
 
-    # Verified inside the retry loop: bytes altered on the way are fetched again.
-    return t.fetch_checked(
+    # Verified inside the retry: bytes altered on the way are fetched again.
+    response = t.fetch(
         "GET",
         paths.repo_path(repo, "manifests", ref),
-        verified,
         scope=paths.pull_scope(repo),
         cap=MAX_MANIFEST_BYTES,
         headers={"Accept": MANIFEST_ACCEPT},
+        check=verified,
     )
+    media_type = answers.media_type(response.headers) or None
+    return response.body, _parse(response.body, media_type, _expected(ref, response))
+
+
+def _expected(ref: str, response: Response) -> Digest | None:
+    """What the manifest must hash to: ``ref`` when it is a digest, else the digest header
+    if sent."""
+    if ":" in ref:
+        return Digest.parse(ref)
+    header = response.headers.get(_DIGEST_HEADER)
+    return Digest.parse(header) if header else None

@@ -12,11 +12,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-__all__ = ["Pins", "PinningAdapter"]
+__all__ = ["Pins", "pinned_pools"]
 
 
 class Pins:
@@ -53,23 +53,17 @@ def _pinned(base: type[HTTPConnection], pins: Pins) -> type[HTTPConnection]:
     return Pinned
 
 
-class PinningAdapter(HTTPAdapter):
-    """requests' adapter whose connections honour ``pins``."""
-
-    def __init__(self, pins: Pins, **kwargs: Any) -> None:
-        self._pins = pins
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        http = type(
-            "PinnedPool",
-            (HTTPConnectionPool,),
-            {"ConnectionCls": _pinned(HTTPConnection, self._pins)},
-        )
-        https = type(
-            "PinnedTLSPool",
-            (HTTPSConnectionPool,),
-            {"ConnectionCls": _pinned(HTTPSConnection, self._pins)},
-        )
-        self.poolmanager.pool_classes_by_scheme = {"http": http, "https": https}
+def pinned_pools(manager: PoolManager, pins: Pins) -> PoolManager:
+    """``manager``, its connections made to the addresses ``pins`` holds."""
+    http = type(
+        "PinnedPool",
+        (HTTPConnectionPool,),
+        {"ConnectionCls": _pinned(HTTPConnection, pins)},
+    )
+    https = type(
+        "PinnedTLSPool",
+        (HTTPSConnectionPool,),
+        {"ConnectionCls": _pinned(HTTPSConnection, pins)},
+    )
+    manager.pool_classes_by_scheme = {"http": http, "https": https}
+    return manager

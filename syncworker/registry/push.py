@@ -24,8 +24,8 @@ from syncworker.oci import Digest, validate_repository
 from syncworker.redact import redact_http_url
 from syncworker.registry import answers, paths
 from syncworker.registry.auth import repository_scope
-from syncworker.registry.transport import Reply, Transport
-from syncworker.registry.wire import ERROR_BODY_CAP, discard
+from syncworker.registry.http import ERROR_BODY_CAP, Response
+from syncworker.registry.stack import Stack
 
 __all__ = ["delete_upload", "head_blob", "mount_blob", "put_manifest", "upload_blob"]
 
@@ -36,7 +36,7 @@ _DIGEST_HEADER = "Docker-Content-Digest"
 SUBJECT_HEADER = "OCI-Subject"
 
 
-def head_blob(t: Transport, repo: str, digest: Digest) -> int | None:
+def head_blob(t: Stack, repo: str, digest: Digest) -> int | None:
     """``HEAD /v2/<name>/blobs/<digest>``: the size of the blob ``repo`` holds, or None.
     Only a 404 means absent; any other error is raised."""
     target = paths.repo_path(repo, "blobs", str(digest))
@@ -50,7 +50,7 @@ def head_blob(t: Transport, repo: str, digest: Digest) -> int | None:
     return -1 if size is None else size
 
 
-def mount_blob(t: Transport, repo: str, digest: Digest, source: str) -> bool:
+def mount_blob(t: Stack, repo: str, digest: Digest, source: str) -> bool:
     """Mount ``digest`` from ``source`` into ``repo``; False if the registry refused (it
     answered with an upload session, cancelled here)."""
     reply = t.fetch(
@@ -68,14 +68,14 @@ def mount_blob(t: Transport, repo: str, digest: Digest, source: str) -> bool:
 
 
 def upload_blob(
-    t: Transport, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]
+    t: Stack, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]
 ) -> int:
     """Stream ``chunks`` into ``repo`` as ``digest``; return the bytes sent.
 
     The registry verifies the digest before it makes the blob visible; ``chunks`` should
     verify it too (a :class:`~syncworker.oci.VerifyingReader`), so that a bad stream is
     cut short and never completed. An error raised by ``chunks`` itself is raised as it
-    is, not as the transport's failure to send it.
+    is, not as the stack's failure to send it.
     """
     start = t.fetch(
         "POST",
@@ -83,14 +83,14 @@ def upload_blob(
         scope=paths.push_scope(repo),
         cap=ERROR_BODY_CAP,
     )
-    body = _Body(chunks, size)
+    body = _Body(chunks)
     session = _location(start)
     try:
         response = t.open(
             "PUT",
             _with_query(session, digest=str(digest)),
             scope=paths.push_scope(repo),
-            headers={"Content-Type": "application/octet-stream"},
+            headers=_upload_headers(size),
             data=b"" if size == 0 else body,
         )
     except Exception:
@@ -99,19 +99,19 @@ def upload_blob(
         if body.failure is not None:
             raise body.failure from None
         raise
-    discard(response)
+    response.discard()
     _check_digest(response.headers.get(_DIGEST_HEADER), digest, f"blob {repo}@{digest}")
     return body.sent
 
 
-def delete_upload(t: Transport, repo: str, location: str) -> None:
+def delete_upload(t: Stack, repo: str, location: str) -> None:
     """Cancel an upload session (spec.md "Canceling an upload"); the registry expires
     abandoned ones anyway, so a failure here is ignored."""
     with contextlib.suppress(SyncworkerError):
         t.fetch("DELETE", location, scope=paths.push_scope(repo), cap=ERROR_BODY_CAP)
 
 
-def put_manifest(t: Transport, repo: str, ref: str, raw: bytes, media_type: str) -> Reply:
+def put_manifest(t: Stack, repo: str, ref: str, raw: bytes, media_type: str) -> Response:
     """``PUT`` manifest bytes unchanged under a tag or their digest."""
     ref = paths.reference(ref)
     reply = t.fetch(
@@ -129,20 +129,16 @@ def put_manifest(t: Transport, repo: str, ref: str, raw: bytes, media_type: str)
 class _Body:
     """The upload's body: counts what was sent and keeps the source's own error.
 
-    With a known size requests sends ``Content-Length`` (``__len__``), else chunked
-    transfer encoding."""
+    Always true, even before its first chunk: a redirect of it (301/302) must know that
+    it had a body."""
 
-    def __init__(self, chunks: Iterable[bytes], size: int | None) -> None:
+    def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = chunks
-        self._size = size
         self.sent = 0
         self.failure: BaseException | None = None
 
-    def __len__(self) -> int:
-        return self._size or 0
-
     def __bool__(self) -> bool:
-        return True  # requests sends no body at all for a falsy ``data`` (its ``data or {}``)
+        return True
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -154,11 +150,20 @@ class _Body:
             raise
 
 
+def _upload_headers(size: int | None) -> dict[str, str]:
+    """With a known size the body is sent with its ``Content-Length``, else in chunked
+    transfer encoding (a registry that needs the length answers 411, and fails the blob)."""
+    headers = {"Content-Type": "application/octet-stream"}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return headers
+
+
 def _pull(repo: str) -> str:
     return repository_scope(repo, "pull")
 
 
-def _location(reply: Reply) -> str:
+def _location(reply: Response) -> str:
     location = reply.headers.get("Location")
     if not location:
         raise MalformedResponseError(

@@ -12,7 +12,7 @@ __all__ = ["PushClient"]
 
 
 class PushClient(RegistryClient):
-    """A registry read and written through: the same transport (auth, retries, TLS) for
+    """A registry read and written through: the same HTTP stack (auth, retries, TLS) for
     both. Thread-safe, as :class:`RegistryClient` is."""
 
     def head_blob(self, repo: str, digest: Digest) -> int | None:

@@ -1,118 +1,71 @@
-"""Where a client may connect besides its upstream, and where credentials may go.
+"""The redirect layer: redirects followed by our policy, one response each.
 
-Blob GETs are often redirected to object storage, and a bearer challenge names a token
-realm: both are URLs the upstream chooses. A public upstream must not be able to point the
-worker at an address inside our own network (``10.0.0.0/8`` services, loopback): that
-would be a request forgery. An upstream that is itself private (a registry on the LAN, or
-on loopback in tests) may name private addresses. Link-local and shared addresses, where
-cloud metadata services answer (``169.254.169.254``; Alibaba's ``100.100.100.200`` in
-``100.64.0.0/10``; AWS's ``fd00:ec2::254``), are refused whatever the upstream. The same
-reasoning as go-containerregistry's ``transport.checkRedirect``.
-
-The check resolves the name once; the caller then connects to exactly the address checked
-(:mod:`syncworker.registry.pinning`), so DNS cannot answer differently in between.
+Authorization never leaves its origin; a redirect to an address the upstream may not send
+us to (:mod:`.addresses`) is refused, and one it may is pinned to the address judged
+(:meth:`.pool.Pool.admit`); a streamed upload is never sent again (its body is spent);
+303, and 301/302 after a body, turn the request into a GET, as browsers and requests do.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from collections.abc import Iterable
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from urllib.parse import urljoin
 
-__all__ = [
-    "MAX_REDIRECTS",
-    "REDIRECT_STATUSES",
-    "is_forbidden_address",
-    "is_internal_address",
-    "origin",
-    "resolve",
-    "target_allowed",
-]
+from syncworker.errors import RegistryError
+from syncworker.redact import redact_http_url
+from syncworker.registry.addresses import origin
+from syncworker.registry.http import Handler, Request, Response
+
+__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "Redirects"]
 
 # requests' own default; a chain longer than this is a loop or an attack.
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-# RFC 6598 shared address space: carrier NAT, and cloud metadata (100.100.100.200).
-_SHARED = ipaddress.ip_network("100.64.0.0/10")
-_METADATA_V6 = ipaddress.ip_address("fd00:ec2::254")
 
+class Redirects:
+    """``admit(url, upstream)``: whether the client may connect to ``url`` on behalf of
+    the upstream URL ``upstream`` (and pin it if so)."""
 
-def origin(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port): credentials are only sent where this matches a registry URL.
+    def __init__(self, inner: Handler, admit: Callable[[str, str], bool]) -> None:
+        self._inner = inner
+        self._admit = admit
 
-    A port that is not a number (a hostile Location or realm) gives port -1, which
-    matches no registry URL and is refused as a target.
-    """
-    parts = urlsplit(url)
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        port = -1
-    return parts.scheme, (parts.hostname or "").lower(), port
+    def send(self, request: Request) -> Response:
+        upstream = request.upstream or request.url
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._inner.send(request)
+            location = response.headers.get("Location")
+            if response.status not in REDIRECT_STATUSES or not location:
+                return response
+            response.discard()
+            target = urljoin(response.url, location)
+            request = self._follow(request, response.status, target, upstream)
+        raise RegistryError(
+            request.method, redact_http_url(request.url), 310, detail="too many redirects"
+        )
 
-
-def _unmapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def is_internal_address(address: IPAddress) -> bool:
-    """Private, loopback, link-local, shared, unspecified, reserved or multicast."""
-    address = _unmapped(address)
-    return (
-        address.is_private
-        or address.is_loopback
-        or is_forbidden_address(address)
-        or address.is_reserved
-        or address.is_multicast
-    )
-
-
-def is_forbidden_address(address: IPAddress) -> bool:
-    """Never a redirect target or token realm: link-local, shared (RFC 6598), metadata,
-    unspecified or multicast."""
-    address = _unmapped(address)
-    return (
-        address.is_link_local
-        or address.is_unspecified
-        or address.is_multicast
-        or address == _METADATA_V6
-        or (isinstance(address, ipaddress.IPv4Address) and address in _SHARED)
-    )
-
-
-def target_allowed(
-    target_url: str,
-    upstream_addresses: Iterable[IPAddress],
-    target_addresses: Iterable[IPAddress],
-) -> bool:
-    """Whether to connect to ``target_url`` on behalf of an upstream (pure: addresses
-    resolved by the caller). Refused: schemes other than http(s), an unresolvable target,
-    a forbidden address, and an internal one when no upstream address is internal. One
-    bad address among several is enough: DNS may answer either."""
-    scheme, _, port = origin(target_url)
-    if scheme not in ("http", "https") or port < 0:
-        return False
-    targets = list(target_addresses)
-    if not targets or any(is_forbidden_address(a) for a in targets):
-        return False
-    if any(is_internal_address(a) for a in upstream_addresses):
-        return True
-    return not any(is_internal_address(a) for a in targets)
-
-
-def resolve(host: str) -> list[IPAddress]:
-    """Every address ``host`` resolves to (an IP literal is returned as is); [] on failure."""
-    try:
-        return [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return []
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    def _follow(self, request: Request, status: int, target: str, upstream: str) -> Request:
+        if request.streamed and status in (307, 308):
+            raise RegistryError(
+                request.method,
+                redact_http_url(request.url),
+                status,
+                detail="redirected a streamed upload, whose body cannot be sent again",
+            )
+        if not self._admit(target, upstream):
+            raise RegistryError(
+                request.method,
+                redact_http_url(request.url),
+                status,
+                detail=f"redirect to {redact_http_url(target)} refused (internal address)",
+            )
+        headers = request.headers
+        if origin(target) != origin(request.url):
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        method, body = request.method, request.body
+        if status == 303 or (status in (301, 302) and body):
+            method, body = "GET", None
+        return request.but(
+            method=method, url=target, headers=headers, params=(), body=body, upstream=upstream
+        )

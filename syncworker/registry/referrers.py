@@ -14,7 +14,7 @@ from syncworker.oci.document import load_json
 from syncworker.oci.mediatypes import OCI_INDEX
 from syncworker.registry import paths
 from syncworker.registry.manifests import get_manifest
-from syncworker.registry.transport import Transport
+from syncworker.registry.stack import Stack
 
 __all__ = ["fallback_tag", "referrers", "referrers_api", "referrers_tag_schema"]
 
@@ -33,12 +33,12 @@ def fallback_tag(digest: Digest) -> str:
     return f"{digest.algorithm[:_ALG_MAX]}-{digest.hex[:_HEX_MAX]}"
 
 
-def referrers(t: Transport, repo: str, digest: Digest) -> list[Descriptor]:
+def referrers(t: Stack, repo: str, digest: Digest) -> list[Descriptor]:
     found = referrers_api(t, repo, digest)
     return found if found is not None else referrers_tag_schema(t, repo, digest)
 
 
-def referrers_api(t: Transport, repo: str, digest: Digest) -> list[Descriptor] | None:
+def referrers_api(t: Stack, repo: str, digest: Digest) -> list[Descriptor] | None:
     """The referrers from the API, or None when the registry has no referrers API."""
     try:
         return _from_api(t, repo, digest)
@@ -50,7 +50,7 @@ def referrers_api(t: Transport, repo: str, digest: Digest) -> list[Descriptor] |
         return None
 
 
-def _from_api(t: Transport, repo: str, digest: Digest) -> list[Descriptor] | None:
+def _from_api(t: Stack, repo: str, digest: Digest) -> list[Descriptor] | None:
     """The referrers from the API, or None if the answer is not an image index."""
     target = paths.repo_path(repo, "referrers", str(digest))
     found: list[Descriptor] = []
@@ -88,7 +88,7 @@ def _index_entries(body: bytes) -> list[Descriptor] | None:
     return [Descriptor.from_json(entry) for entry in entries or []]
 
 
-def referrers_tag_schema(t: Transport, repo: str, digest: Digest) -> list[Descriptor]:
+def referrers_tag_schema(t: Stack, repo: str, digest: Digest) -> list[Descriptor]:
     """The referrers listed under the fallback tag ``<alg>-<hex>``; [] if there is none."""
     try:
         _, index = get_manifest(t, repo, fallback_tag(digest))

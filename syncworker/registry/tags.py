@@ -5,7 +5,7 @@ from __future__ import annotations
 from syncworker.errors import ContentError, SizeLimitError
 from syncworker.registry import paths
 from syncworker.registry.catalog import MAX_LIST_BYTES, MAX_PAGE_SIZE, string_list
-from syncworker.registry.transport import Transport
+from syncworker.registry.stack import Stack
 
 __all__ = ["tags"]
 
@@ -16,7 +16,7 @@ MAX_PAGES = 10_000
 MAX_TOTAL_BYTES = 4 * MAX_LIST_BYTES
 
 
-def tags(t: Transport, repo: str, page_size: int = MAX_PAGE_SIZE) -> list[str]:
+def tags(t: Stack, repo: str, page_size: int = MAX_PAGE_SIZE) -> list[str]:
     """All tags of ``repo`` (names as sent: the engine validates each one it uses)."""
     target = paths.repo_path(repo, "tags", "list")
     params: list[tuple[str, str]] = [("n", str(max(1, min(page_size, MAX_PAGE_SIZE))))]

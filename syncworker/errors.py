@@ -17,6 +17,7 @@
     │   ├── UnsupportedDigestError  an algorithm we do not know
     │   └── ReferenceCycleError  a manifest that (transitively) refers to itself
     ├── StoreError               the destination store failed (disk, bucket)
+    ├── ClaimError               the destination repository mirrors another source
     ├── CoordError               Redis is unreachable or answered with an error
     ├── LockBusy                 a lock stayed held by another holder past the caller's wait
     └── RequestError             an HTTP API request we refuse (malformed, unknown registry)
@@ -32,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "ClaimError",
     "ConfigError",
     "ContentError",
     "CoordError",
@@ -160,6 +162,18 @@ class StoreError(SyncworkerError):
         self.status = status
         self.codes = codes
         self.unanswered = unanswered
+
+
+class ClaimError(SyncworkerError):
+    """A destination repository already mirrors another (registry, upstream repository):
+    ``holder`` (as ``registry/repository``); ``refused`` is the source turned away."""
+
+    def __init__(self, dest_repo: str, holder: str, refused: str) -> None:
+        super().__init__(
+            f"destination {dest_repo!r} mirrors {holder}, not {refused}: a destination"
+            " repository holds one source (refused, nothing written)"
+        )
+        self.dest_repo, self.holder, self.refused = dest_repo, holder, refused
 
 
 class CoordError(SyncworkerError):

@@ -29,7 +29,7 @@ from syncworker.errors import DigestMismatchError, SizeLimitError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from syncworker.store import BlobHints, IndexEntry, Store
-from syncworker.store.base import REF_NAME, Readable
+from syncworker.store.base import REF_NAME, ClaimRecords, Readable
 from syncworker.store.registry import Destination, RegistryStore
 from tests.support.process import kill_when_ready
 from tests.support.registry_server import RegistryServer
@@ -185,15 +185,16 @@ class RegistryBackend(Backend):
     # storage.maintenance.uploadpurging); no client can cancel it, so none is counted.
     keeps_failed_uploads = True
 
-    def __init__(self, server: RegistryServer, hints: BlobHints) -> None:
+    def __init__(self, server: RegistryServer, coord: Coordinator) -> None:
         self.server = server
-        self.hints = hints
+        self.hints: BlobHints = coord
+        self.claims: ClaimRecords = coord
         self.root_directory = server.url
         self.store = self.reopen()
         self.repos = server.storage_dir / "docker/registry/v2/repositories"
 
     def reopen(self) -> Store:
-        return RegistryStore(Destination(self.server.url), self.hints)
+        return RegistryStore(Destination(self.server.url), self.hints, self.claims)
 
     def leftovers(self) -> list[str]:
         return sorted(str(p) for p in self.repos.glob("**/_uploads/*"))
@@ -222,7 +223,8 @@ def _s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 def _registry_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     server = request.getfixturevalue("make_registry")()
-    # Blob hints shared the way workers share them: through Redis, nothing in memory.
+    # Blob hints and claims shared the way workers share them: through Redis, nothing in
+    # memory.
     coord = Coordinator.from_url(
         request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
     )

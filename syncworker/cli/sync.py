@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or config.syncworker.concurrency
     locks = locks_for(config)
     coord = None if isinstance(locks, LocalLocks) else locks  # Redis: shared by processes
-    store = store_for(config, hints=coord)  # where a registry destination holds each blob
+    store = store_for(config, hints=coord, claims=coord)  # shared by a registry destination
     if not args.dry_run:
         store.clean_leftovers()
     limiters = coord  # the upstreams' rate budgets, cluster-wide

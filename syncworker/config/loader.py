@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 from syncworker.config.credentials import parse_credentials_file
 from syncworker.config.destination import destination_problems
 from syncworker.config.model import REDIS_URL_ENV, Config
+from syncworker.config.overlaps import overlap_problems
 from syncworker.errors import ConfigError
 
 __all__ = ["REDIS_URL_ENV", "format_path", "load_config", "validate"]
@@ -46,6 +47,7 @@ def load_config(path: str | Path) -> Config:
     problems = _duplicate_names(config)
     problems += _load_credentials(config, path.parent)
     problems += destination_problems(config)
+    problems += overlap_problems(config)
     if problems:
         raise _config_error(problems)
     return config

@@ -15,6 +15,7 @@ from syncworker.config.model import Config
 from syncworker.config.storage import S3DriverConfig
 from syncworker.errors import ConfigError
 from syncworker.store import BlobHints, FsStore, Store
+from syncworker.store.base import ClaimRecords
 from syncworker.store.s3settings import COPY_PART, COPY_THRESHOLD, MIN_PART, PART_SIZE, S3Settings
 
 __all__ = ["open_store", "s3_settings", "store_for"]
@@ -40,17 +41,21 @@ def open_store(
     return S3Store(s3_settings(model, default_root=root_directory))
 
 
-def store_for(config: Config, hints: BlobHints | None = None) -> Store:
+def store_for(
+    config: Config, hints: BlobHints | None = None, claims: ClaimRecords | None = None
+) -> Store:
     """The store ``config`` names: ``syncworker.destination`` (a registry) if set, else
     ``storage``. ``hints`` (a Coordinator) shares where blobs are among processes, so a
-    registry destination mounts a blob another worker pushed instead of fetching it."""
+    registry destination mounts a blob another worker pushed instead of fetching it;
+    ``claims`` (a Coordinator) shares which source each of its repositories mirrors."""
     dest = config.syncworker.destination
     if dest is None:
         return open_store(config.storage.root_directory, config.storage.storage_driver)
     from syncworker.store.registry import Destination, RegistryStore
 
     options = dest.client_options(config.syncworker.max_blob_size, config.syncworker.client_threads)
-    return RegistryStore(Destination(dest.url, destination_credentials(config), options), hints)
+    destination = Destination(dest.url, destination_credentials(config), options)
+    return RegistryStore(destination, hints, claims)
 
 
 def s3_settings(driver: S3DriverConfig, default_root: str = "") -> S3Settings:

@@ -10,6 +10,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from syncworker.coord.backend import describe_client, redact_url, redis_errors
+from syncworker.coord.claims import Claims
 from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
 from syncworker.coord.limits import RedisLimiter, RedisLimits
@@ -36,8 +37,8 @@ HEALTH_CHECK_INTERVAL = 30
 class Coordinator:
     """Locks and single-flights (the engine's ``Locks``), catalog walks, run state,
     upstream rate budgets (the registry client's ``Limiters``), a registry destination's
-    blob hints and the HTTP API's requests, in Redis: six parts sharing one client and key
-    schema, each method delegated to one.
+    blob hints and claims, and the HTTP API's requests, in Redis: seven parts sharing one
+    client and key schema, each method delegated to one.
 
     Thread-safe (redis-py's client pools its connections): share one per process; its one
     keeper thread re-arms every lock the process holds.
@@ -61,6 +62,7 @@ class Coordinator:
         self._limits = RedisLimits(client, self._keys, self._where)
         self._hints = Hints(client, self._keys, self._where)
         self._requests = Requests(client, self._keys, self._where)
+        self._claims = Claims(client, self._keys, self._where)
         # The engine's Locks, as RedisLocks implements them (coord/locks.py).
         self.repo_lock = self._locks.repo_lock
         self.blob_flight = self._locks.blob_flight
@@ -240,3 +242,12 @@ class Coordinator:
     def request_status(self, task_id: str) -> RequestStatus | None:
         """The API's request ``task_id``, or None (unknown or expired)."""
         return self._requests.status(task_id)
+
+    # -- claims of a registry destination's repositories (coord/claims.py) -----------------
+
+    def claim_destination(self, registry: str, repo: str, source: str) -> str:
+        """See :meth:`Claims.claim_destination`."""
+        return self._claims.claim_destination(registry, repo, source)
+
+    def destination_claimant(self, registry: str, repo: str) -> str | None:
+        return self._claims.destination_claimant(registry, repo)

@@ -33,6 +33,10 @@ key                                        type    owner       TTL
                                                                holding the blob (a hint for
                                                                mounts; the registry is the
                                                                truth)
+``{p}:claim:{host:port}:{dest_repo}``      string  claims.py   none; the source a repository of
+                                                               the destination registry
+                                                               mirrors, ``{reg}/{repo}``
+                                                               (deleted by hand to move it)
 ``{p}:runs``                               zset    runs.py     none; members are run ids scored
                                                                by start time, pruned past
                                                                RUN_TTL on each start_run
@@ -176,6 +180,10 @@ class Keys:
     # hints.py
     def blob_hint(self, registry: str, digest: str) -> str:
         return self._key("hint", "blob", registry, digest)
+
+    # claims.py
+    def claim(self, registry: str, dest_repo: str) -> str:
+        return self._key("claim", registry, dest_repo)
 
     # runs.py
     def runs(self) -> str:

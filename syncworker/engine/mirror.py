@@ -25,12 +25,12 @@ from syncworker.engine.repair import TreeRepair
 from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY, RepoJob
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.engine.upstream import Upstream
-from syncworker.errors import ConfigError, ContentError, SyncworkerError
+from syncworker.errors import ClaimError, ConfigError, ContentError, SyncworkerError
 from syncworker.oci import Platform, Reference, validate_repository
 from syncworker.registry import Deadline, RegistryClient
 from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.registry.limits import Limiters, LocalLimiters
-from syncworker.store import Store, held
+from syncworker.store import Source, Store, held
 from syncworker.waits import REPO_WAIT
 
 __all__ = ["Mirror"]
@@ -198,6 +198,9 @@ class Mirror:
         if isinstance(dest_repo, RepoResult):
             return dest_repo
         with self._repo_lock(registry, dest_repo, lock_wait):
+            refused = self._claim(registry, upstream_repo, dest_repo)
+            if refused is not None:
+                return refused
             job = self._job(up, upstream_repo, dest_repo)
             job.catalogued = _catalogued(up, listed)
             return job.run(up.rules)
@@ -215,6 +218,9 @@ class Mirror:
         except ContentError as exc:
             return self._failed(registry, upstream_repo, reference, exc)
         with self._repo_lock(registry, dest_repo, lock_wait):
+            refused = self._claim(registry, upstream_repo, dest_repo)
+            if refused is not None:
+                return refused
             job = self._job(up, upstream_repo, dest_repo)
             if ref.tag is not None:
                 job.run_single_tag(ref.tag)
@@ -234,6 +240,20 @@ class Mirror:
             with held(self.store, dest_repo, left):
                 self._events.waited(registry, "lock", time.monotonic() - asked)
                 yield
+
+    def _claim(self, registry: str, upstream_repo: str, dest_repo: str) -> RepoResult | None:
+        """Claim ``dest_repo`` for this source (held lock, nothing written yet); the failed
+        result naming both sources when another one holds it."""
+        source = Source(registry, upstream_repo)
+        try:
+            held = self.store.claim(dest_repo, source)
+            if held != source:
+                raise ClaimError(dest_repo, str(held), str(source))
+        except SyncworkerError as exc:
+            refused = self._failed(registry, upstream_repo, None, exc)
+            log.warning("%s", refused.failures[0])
+            return refused
+        return None
 
     def _job(self, up: Upstream, upstream_repo: str, dest_repo: str) -> RepoJob:
         blobs = self._blobs
@@ -281,6 +301,9 @@ class Mirror:
             self.store, images, self.client(registry), registry, upstream_repo, dest_repo
         )
         with self._repo_lock(registry, dest_repo, lock_wait):
+            refused = self._claim(registry, upstream_repo, dest_repo)
+            if refused is not None:
+                return refused
             return repair.repair(broken)
 
     def plan_repo(self, registry: str, upstream_repo: str, *, listed: bool = False) -> RepoResult:
@@ -289,6 +312,13 @@ class Mirror:
         dest_repo = self._destination_or_failure(registry, upstream_repo)
         if isinstance(dest_repo, RepoResult):
             return dest_repo
+        source = Source(registry, upstream_repo)
+        try:
+            held = self.store.claimant(dest_repo)
+            if held not in (None, source):
+                raise ClaimError(dest_repo, str(held), str(source))
+        except SyncworkerError as exc:
+            return self._failed(registry, upstream_repo, None, exc)
         planner = RepoPlanner(
             self.client(up.name),
             self.store,

@@ -69,14 +69,10 @@ def run_registries(
     summary = RunSummary()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="repo") as pool:
         futures: list[tuple[str, str, Future[RepoResult]]] = []
-        claims: dict[str, str] = {}
         for registry in registries:
             for page, complete in _walk(mirror, registry, summary):
                 sent = len(futures)
                 for upstream_repo in page:
-                    if (refusal := _claim(mirror, claims, registry, upstream_repo)) is not None:
-                        summary.failures.append(Failure(registry, upstream_repo, None, refusal))
-                        continue
                     future = pool.submit(work, registry, upstream_repo)
                     if on_repo_done is not None:
                         future.add_done_callback(
@@ -107,23 +103,6 @@ def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[tuple[
         if last is None:
             return
         visited.add(last)
-
-
-def _claim(mirror: Mirror, claims: dict[str, str], registry: str, upstream_repo: str) -> str | None:
-    """Take ``upstream_repo``'s destination for this run; why not, if another upstream repository
-    already took it (two repositories' tags interleaved in one destination would make a
-    mirror of neither). A name the mirror refuses is left for ``sync_repo`` to report."""
-    try:
-        dest = mirror.destination(registry, upstream_repo)
-    except SyncworkerError:
-        return None
-    if dest is None:
-        return None
-    source = f"{registry}/{upstream_repo}"
-    holder = claims.setdefault(dest, source)
-    if holder == source:
-        return None
-    return f"its destination {dest!r} is already mirrored from {holder} in this run"
 
 
 def _report(

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from syncworker.oci import Descriptor, Digest
+from syncworker.store.claim import Source
 
 __all__ = [
     "REF_NAME",
     "BlobHints",
+    "ClaimRecords",
     "IndexEntry",
     "Readable",
     "Repairable",
@@ -51,6 +53,16 @@ class BlobHints(Protocol):
     def blob_hint(self, registry: str, digest: str) -> str | None: ...
 
     def set_blob_hint(self, registry: str, digest: str, repo: str) -> None: ...
+
+
+@runtime_checkable
+class ClaimRecords(Protocol):
+    """Destination repository -> the source it mirrors (``registry/repository``), shared by
+    every process that writes a registry destination (``registry`` is its host:port)."""
+
+    def claim_destination(self, registry: str, repo: str, source: str) -> str: ...
+
+    def destination_claimant(self, registry: str, repo: str) -> str | None: ...
 
 
 @runtime_checkable
@@ -148,6 +160,18 @@ class Store(Protocol):
 
     def repositories(self) -> list[str]:
         """Every repository with an ``index.json``, sorted."""
+        ...
+
+    def claim(self, repo: str, source: Source) -> Source:
+        """Record that ``repo`` mirrors ``source`` unless it already mirrors another; return
+        the source it mirrors (``source`` itself when the claim is, or now becomes, ours).
+        Called under the repository's lock before anything else is written; of concurrent
+        first claims one wins (see :mod:`syncworker.store.claim`). A repository written
+        before claims existed is claimed by its next sync."""
+        ...
+
+    def claimant(self, repo: str) -> Source | None:
+        """The source ``repo`` is claimed by, or None; reads only."""
         ...
 
     def clean_leftovers(self) -> int:

@@ -1,8 +1,9 @@
 """The filesystem store: a plain OCI image layout per repository under one root directory.
 
 Nothing but the layout (image-spec image-layout.md) lives in a repository directory, apart
-from the ``.lock`` file that serialises ``index.json`` replacements between processes, so
-skopeo, umoci and zot read it as is. ``.locks/<repo>/.lock`` is the repository's own lock,
+from the ``.lock`` file that serialises ``index.json`` replacements between processes and
+the ``.claim`` naming the repository's source (:mod:`syncworker.store.claim`), so skopeo,
+umoci and zot read it as is. ``.locks/<repo>/.lock`` is the repository's own lock,
 flocked by every sync and gc of it (:meth:`FsStore.hold`). Blobs are streamed into temporaries (see
 :mod:`syncworker.store.fsfiles`) and appear at their final name by ``link``, complete and
 verified; identical blobs of several repositories share one inode.

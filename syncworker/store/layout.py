@@ -5,6 +5,7 @@ Per destination repository ``<repo>`` (image-spec image-layout.md)::
     <repo>/oci-layout          {"imageLayoutVersion": "1.0.0"}
     <repo>/index.json          tagged and untagged manifests
     <repo>/blobs/<alg>/<hex>   blobs and manifests alike
+    <repo>/.claim              the source it mirrors (syncworker/store/claim.py)
 
 and, store-wide, ``.digests/<alg>/<hex>``: a hint naming a repository that holds the
 digest, written as blobs are written, so finding a blob for a cross-repository link costs
@@ -29,6 +30,7 @@ from syncworker.oci import Digest, verifying
 from syncworker.store import indexdoc
 from syncworker.store.backend import Backend
 from syncworker.store.base import IndexEntry
+from syncworker.store.claim import CLAIM_FILE, Source, dump_claim, load_claim
 
 __all__ = ["HINT_DIR", "INDEX_WRITE_ATTEMPTS", "RESERVED_NAMES", "LayoutStore", "check_repo_name"]
 
@@ -190,6 +192,30 @@ class LayoutStore:
         if size is None or size == entry.descriptor.size:
             return entry
         return IndexEntry(dataclasses.replace(entry.descriptor, size=size), entry.tag)
+
+    # -- the claim ----------------------------------------------------------------------------
+
+    def claim(self, repo: str, source: Source) -> Source:
+        key = self._repo_key(repo, CLAIM_FILE)
+        held = self._claim_at(key)
+        if held is not None:
+            return held
+        data = dump_claim(source)
+        # Published whole and never over an existing claim: of two racing writers the
+        # first to publish wins, and both read the winner back.
+        self.backend.write(key, [data], len(data))
+        held = self._claim_at(key)
+        if held is None:  # an empty claim (cut short by a power loss) is taken again
+            self.backend.put(key, data)
+            return source
+        return held
+
+    def claimant(self, repo: str) -> Source | None:
+        return self._claim_at(self._repo_key(repo, CLAIM_FILE))
+
+    def _claim_at(self, key: str) -> Source | None:
+        found = self.backend.get(key)
+        return None if found is None else load_claim(found.data, self.backend.where(key))
 
     # -- garbage collection --------------------------------------------------------------
 

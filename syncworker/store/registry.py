@@ -8,6 +8,8 @@ registry and a layout is the model):
 - ``put_blob``: ``POST`` then one streamed ``PUT``, the digest verified on both ends;
 - ``put_manifest``: ``PUT`` by digest, bytes unchanged, so a tag never precedes its tree;
 - ``index``: the tag list, and one ``GET`` per tag (its digest, and an index's children);
+- ``claim``: kept beside the registry, in Redis when one is shared, else in this process
+  (:mod:`syncworker.store.claim` says why);
 - ``update_index``: tags pushed last; a referrer listed untagged is added to its subject's
   referrers tag-schema index when the registry has no referrers API (spec.md "Pushing
   Manifests with Subject": then the client maintains it).
@@ -49,9 +51,10 @@ from syncworker.oci.mediatypes import OCI_INDEX
 from syncworker.registry import ClientOptions, Credentials
 from syncworker.registry.pushclient import PushClient
 from syncworker.registry.referrers import fallback_tag
-from syncworker.store.base import BlobHints, IndexEntry
+from syncworker.store.base import BlobHints, ClaimRecords, IndexEntry
+from syncworker.store.claim import Source
 
-__all__ = ["Destination", "MemoryHints", "RegistryStore"]
+__all__ = ["Destination", "MemoryClaims", "MemoryHints", "RegistryStore"]
 
 # Tags read in parallel by ``index``: a no-op run's cost is one request per tag, and
 # their latency, not their count, would otherwise dominate it.
@@ -74,6 +77,22 @@ class Destination:
         return PushClient([self.url], self.credentials, self.options)
 
 
+class MemoryClaims:
+    """This process's claims only: without Redis, a registry destination's claims hold for
+    one ``syncworker sync`` run."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def claim_destination(self, registry: str, repo: str, source: str) -> str:
+        with self._lock:
+            return self._held.setdefault((registry, repo), source)
+
+    def destination_claimant(self, registry: str, repo: str) -> str | None:
+        return self._held.get((registry, repo))
+
+
 class MemoryHints:
     """This process's hints only: enough for ``syncworker sync``."""
 
@@ -90,10 +109,16 @@ class MemoryHints:
 class RegistryStore:
     """Pushes into the registry at ``destination``. Thread-safe."""
 
-    def __init__(self, destination: Destination, hints: BlobHints | None = None) -> None:
+    def __init__(
+        self,
+        destination: Destination,
+        hints: BlobHints | None = None,
+        claims: ClaimRecords | None = None,
+    ) -> None:
         self.destination = destination
         self.client = destination.connect()
         self._hints = hints or MemoryHints()
+        self._claims = claims or MemoryClaims()
         self._local = MemoryHints()
         self._guard = threading.Lock()
         self._repo_locks: dict[str, threading.Lock] = {}
@@ -233,6 +258,17 @@ class RegistryStore:
     def clean_leftovers(self, max_age: float | None = None) -> int:
         """Nothing to clean: an abandoned upload session is the registry's to expire."""
         return 0
+
+    # -- the claim ------------------------------------------------------------------------
+
+    def claim(self, repo: str, source: Source) -> Source:
+        with self._errors(repo):
+            return Source.parse(self._claims.claim_destination(self._host, repo, str(source)))
+
+    def claimant(self, repo: str) -> Source | None:
+        with self._errors(repo):
+            held = self._claims.destination_claimant(self._host, repo)
+        return None if held is None else Source.parse(held)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ def _clean(store: Store) -> None:
 
 def _build(config: Config) -> WorkerState:
     coord = Coordinator.from_url(config.syncworker.require_redis_url("a Celery worker"))
-    store = store_for(config, hints=coord)
+    store = store_for(config, hints=coord, claims=coord)
     _clean(store)
     live = LiveCounts(coord)
     mirror = build_mirror(config, store, coord, limiters=coord, events=worker_events(live))

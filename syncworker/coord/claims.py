@@ -1,0 +1,28 @@
+"""Which source each repository of a registry destination mirrors, for every process that
+pushes to it (syncworker/store/claim.py says why a destination holds one source, and why a
+registry destination keeps its claims here rather than in itself)."""
+
+from __future__ import annotations
+
+from syncworker.coord.backend import Part, text, translated
+
+__all__ = ["Claims"]
+
+
+class Claims(Part):
+    """Destination repository of one registry (host:port) -> the source it mirrors, as
+    ``registry/repository``; kept until deleted by hand."""
+
+    @translated
+    def claim_destination(self, registry: str, repo: str, source: str) -> str:
+        """``source`` claims ``repo`` unless another source did; the holder either way.
+        SET NX: of racing first claims exactly one is written."""
+        key = self._keys.claim(registry, repo)
+        if self._client.set(key, source, nx=True):
+            return source
+        held = text(self._client.get(key))
+        return source if held is None else held  # deleted meanwhile: ours on the next sync
+
+    @translated
+    def destination_claimant(self, registry: str, repo: str) -> str | None:
+        return text(self._client.get(self._keys.claim(registry, repo)))

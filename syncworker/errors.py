@@ -169,10 +169,18 @@ class ClaimError(SyncworkerError):
     ``holder`` (as ``registry/repository``); ``refused`` is the source turned away."""
 
     def __init__(self, dest_repo: str, holder: str, refused: str) -> None:
-        super().__init__(
+        message = (
             f"destination {dest_repo!r} mirrors {holder}, not {refused}: a destination"
             " repository holds one source (refused, nothing written)"
         )
+        (held_registry, _, held_repo), (registry, _, repo) = (
+            holder.partition("/"),
+            refused.partition("/"),
+        )
+        if held_repo == repo and held_registry != registry:
+            # A registry's default name is its first URL's host: a new URL renames it.
+            message += f"; if {held_registry} is this registry renamed, name it {held_registry!r}"
+        super().__init__(message)
         self.dest_repo, self.holder, self.refused = dest_repo, holder, refused
 
 

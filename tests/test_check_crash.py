@@ -27,7 +27,7 @@ MIB = 1 << 20
 
 
 def _config(tmp_path: Path, url: str, **settings: Any) -> Path:
-    registries = [{"urls": [url], "content": [{"prefix": "crash/**"}]}]
+    registries = [{"name": "up", "urls": [url], "content": [{"prefix": "crash/**"}]}]
     return sync_config(
         tmp_path, tmp_path / "store", registries, settings={**SKOPEO_READABLE, **settings}
     )

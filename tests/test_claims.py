@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from syncworker.errors import StoreError
+from syncworker.errors import ClaimError, StoreError
 from syncworker.store import Source, Store
 from syncworker.store.claim import CLAIM_FILE
 from syncworker.store.registry import Destination, RegistryStore
@@ -314,3 +314,11 @@ def test_validate_accepts_what_does_not_overlap_literally(
 ) -> None:
     done = validate(tmp_path, registries)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_registry_renamed_by_a_new_url_is_told_how_to_keep_its_claims() -> None:
+    """A registry without ``name`` is named by its first URL's host: a new URL is a new
+    source, and the refusal says how to stay the old one."""
+    error = ClaimError("app", "old.example/team/app", "new.example:5000/team/app")
+    assert str(error).endswith("; if old.example is this registry renamed, name it 'old.example'")
+    assert "renamed" not in str(ClaimError("app", "hub/team/a", "hub/team/b"))

@@ -33,9 +33,10 @@ key                                        type    owner       TTL
                                                                holding the blob (a hint for
                                                                mounts; the registry is the
                                                                truth)
-``{p}:claim:{host:port}:{dest_repo}``      string  claims.py   none; the source a repository of
+``{p}:claim:{reg}:{dest_repo}``            string  claims.py   none; the source a repository of
                                                                the destination registry
-                                                               mirrors, ``{reg}/{repo}``
+                                                               (``{reg}``: its host:port)
+                                                               mirrors, as ``registry/repo``
                                                                (deleted by hand to move it)
 ``{p}:runs``                               zset    runs.py     none; members are run ids scored
                                                                by start time, pruned past

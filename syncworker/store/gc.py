@@ -42,7 +42,7 @@ RepoLock = Callable[[str], AbstractContextManager[object]]
 Expected = Callable[[str, Manifest], Sequence[Descriptor]]
 
 
-def every_child(repo: str, index: Manifest) -> Sequence[Descriptor]:
+def _every_child(repo: str, index: Manifest) -> Sequence[Descriptor]:
     return index.children
 
 
@@ -72,7 +72,7 @@ def collect(
     lock: RepoLock,
     grace: float,
     *,
-    expected: Expected = every_child,
+    expected: Expected = _every_child,
     dry_run: bool = False,
     on_removed: Callable[[Removed], None] | None = None,
 ) -> Collected:

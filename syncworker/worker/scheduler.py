@@ -18,7 +18,9 @@ first wake-up; so did every beat whose Redis restarted or paused. Here instead:
   never both fire one due time, even when one was paused past its lock;
 - the beat that takes the lock writes the schedule again (Redis may have restarted empty),
   keeping for each entry the later of the last run Redis has and the last this process
-  fired, so a schedule lost with Redis does not fire again a walk just sent.
+  fired, so a schedule lost with Redis does not fire again a walk just sent. What a beat
+  remembers is forgotten as soon as it sees another beat hold the lock: that one may have
+  fired since, and only Redis knows.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class Scheduler(RedBeatScheduler):  # type: ignore[misc]
         elif self._role is _Role.STARTING:
             logger.info("beat: another beat holds the lock %s; standing by", self.leader.key)
         self._role = _Role.STANDING_BY
+        self._fired.clear()
 
     def _install(self) -> None:
         """Write the configured schedule into Redis, each entry's last run the later of

@@ -60,3 +60,11 @@ fi
 # machine is disposable, and pyenv or venv Pythons are unaffected.
 export PIP_BREAK_SYSTEM_PACKAGES=1
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
+
+# s3rver: a second S3 implementation beside moto for the S3 store's tests (they start it,
+# and fail without it). Installed beside the test support code, outside git, once.
+S3RVER_VERSION=3.7.1
+SUPPORT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/support" && pwd)"
+if [[ ! -x $SUPPORT_DIR/node_modules/.bin/s3rver ]]; then
+  npm install --prefix "$SUPPORT_DIR" --no-save --no-audit --no-fund "s3rver@$S3RVER_VERSION"
+fi

@@ -8,23 +8,26 @@ object version: counting versions proves "nothing was written" without timing.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.support.corpus import Corpus
 from tests.support.mirror import (
     SKOPEO_READABLE,
+    check_store,
     layout_tags,
     mirrored_digest,
     run_sync,
     write_sync_config,
 )
 from tests.support.registry_server import RegistryServer
-from tests.support.s3_server import S3Server, s3_server
+from tests.support.s3_server import S3Server, s3_server, s3rver_server
 
-__all__ = ["s3_server"]  # the session fixture, imported for pytest
+__all__ = ["s3_server", "s3rver_server"]  # the session fixtures, imported for pytest
 
 Seeded = tuple[RegistryServer, Corpus]
 
@@ -103,3 +106,40 @@ def test_mirror_into_s3_equals_mirror_into_a_directory(
         assert object_versions(s3_server, bucket) == versions, "a no-op run wrote objects"
     finally:
         s3_server.drop(bucket)
+
+
+def test_mirror_into_s3rver_equals_mirror_into_a_directory(
+    seeded_registry: Seeded,
+    s3rver_server: S3Server,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """s3rver implements neither ListMultipartUploads, AbortMultipartUpload, UploadPartCopy
+    nor conditional writes: the mirror is whole all the same, and each call it lacks is
+    named once in a warning (syncworker/store/s3optional.py)."""
+    server, corpus = seeded_registry
+    bucket = s3rver_server.new_bucket()
+    try:
+        local = tmp_path / "local"
+        local_config = write_sync_config(
+            tmp_path, local, [{"urls": [server.url]}], settings=SKOPEO_READABLE
+        )
+        assert run_sync(local_config).code == 0
+        config = s3_config(tmp_path, server.url, s3rver_server.driver(bucket, "/mirror"))
+        with caplog.at_level(logging.WARNING, logger="syncworker.store.s3optional"):
+            first = run_sync(config)
+        assert first.code == 0, first.output
+        lacking = [r.getMessage() for r in caplog.records if r.name.endswith("s3optional")]
+        for call in ("ListMultipartUploads", "If-None-Match / If-Match on PutObject"):
+            assert sum(f"does not implement {call}:" in m for m in lacking) == 1, lacking
+
+        copy = tmp_path / "from-s3rver"
+        download(s3rver_server, bucket, "mirror/", copy)
+        assert layout_tags(copy) == corpus.tags
+        assert layout_files(copy) == layout_files(local)
+        check_store(copy)
+        second = run_sync(config)
+        assert second.code == 0, second.output
+        assert "0 blobs fetched" in second.output, second.output
+    finally:
+        s3rver_server.drop(bucket)

@@ -10,7 +10,8 @@ digest verified, so its final key never holds partial or wrong content; an un-co
 upload is invisible and is aborted on any error (or, after a crash, by ``clean_leftovers``).
 Blobs smaller than one part are buffered and sent in one PutObject, again only after they
 verify. Conditional writes (If-Match / If-None-Match) keep concurrent index.json merges from
-losing updates; on a server without them, plain writes behind the caller's lock.
+losing updates; on a server without them, plain writes behind the caller's lock. What a
+server may leave out, and what the store does then: ``syncworker/store/s3optional.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from syncworker.errors import StoreError
 from syncworker.store.backend import Listing, Stored
 from syncworker.store.layout import LayoutStore
 from syncworker.store.s3multipart import CONFLICT_CODES, MultipartUpload, error_code
+from syncworker.store.s3optional import conditions_honoured, is_unsupported, lacks, shows
 from syncworker.store.s3settings import S3Settings
 
 __all__ = ["LEFTOVER_GRACE_SECONDS", "S3Backend", "S3Store"]
@@ -41,7 +43,6 @@ LEFTOVER_GRACE_SECONDS = 24 * 3600.0
 # Reads of a blob being hashed again (a streamed GetObject body).
 READ_CHUNK = 1 << 20
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
-_UNSUPPORTED = frozenset({"NotImplemented", "501"})
 _HEAD_BUCKET_CODES = {"404": "NoSuchBucket", "403": "AccessDenied", "301": "PermanentRedirect"}
 
 
@@ -55,7 +56,10 @@ class S3Backend:
         self.client = _client(settings, retries=5)
         self._bucket = settings.bucket
         self._prefix = f"{settings.root}/" if settings.root else ""
-        self._conditional = True  # cleared if the server refuses If-Match / If-None-Match
+        # Whether the server honours If-Match / If-None-Match: probed on the first write.
+        self._conditional: bool | None = None
+        self._probe_guard = threading.Lock()
+        self._part_copy = True  # cleared if the server lacks UploadPartCopy
 
     def __repr__(self) -> str:
         return f"{self.settings.where()}, root={self.settings.root!r}"
@@ -101,14 +105,17 @@ class S3Backend:
         self._put(self._prefix + key, data)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        if not self._conditional and self.head(key) is not None:
+        if not self._conditions() and self.head(key) is not None:
             return False
         return self._put(self._prefix + key, data, {"IfNoneMatch": "*"})
 
     def put_if_match(self, key: str, data: bytes, version: str | None) -> bool:
         # Objects are durable once written: the commit is the conditional write alone.
         condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
-        return self._put(self._prefix + key, data, condition)
+        written = self._put(self._prefix + key, data, condition)
+        if written and not self._conditions() and not shows(lambda: self.get(key), data):
+            raise StoreError(f"{self.where(key)}: the server does not show what was written")
+        return written
 
     def write(self, key: str, chunks: Iterable[bytes], size: int | None) -> int:
         key = self._prefix + key
@@ -145,20 +152,29 @@ class S3Backend:
             return False
         where = {"Bucket": self._bucket, "Key": src}
         with self._errors("CopyObject", dst):
-            if int(source["ContentLength"]) < self.settings.copy_threshold:
-                # One request, and the copy appears whole or not at all.
-                self.client.copy_object(
-                    Bucket=self._bucket, Key=dst, CopySource=where, **self.settings.object_args()
-                )
-            else:
-                # CopyObject stops at 5 GiB: boto3's managed copy sends UploadPartCopy ranges.
-                transfer = TransferConfig(
-                    multipart_threshold=self.settings.copy_threshold,
-                    multipart_chunksize=self.settings.copy_part,
-                )
-                extra = self.settings.object_args() or None
-                self.client.copy(where, self._bucket, dst, ExtraArgs=extra, Config=transfer)
+            if int(source["ContentLength"]) >= self.settings.copy_threshold and self._part_copy:
+                try:
+                    self._copy_in_parts(where, dst)
+                    return True
+                except ClientError as exc:
+                    if not is_unsupported(exc):
+                        raise
+                    self._part_copy = False
+                    lacks(self.settings.where(), "UploadPartCopy", "one CopyObject per blob")
+            # One request, and the copy appears whole or not at all.
+            self.client.copy_object(
+                Bucket=self._bucket, Key=dst, CopySource=where, **self.settings.object_args()
+            )
         return True
+
+    def _copy_in_parts(self, where: Mapping[str, str], dst: str) -> None:
+        """CopyObject stops at 5 GiB: boto3's managed copy sends UploadPartCopy ranges."""
+        transfer = TransferConfig(
+            multipart_threshold=self.settings.copy_threshold,
+            multipart_chunksize=self.settings.copy_part,
+        )
+        extra = self.settings.object_args() or None
+        self.client.copy(where, self._bucket, dst, ExtraArgs=extra, Config=transfer)
 
     def list(self, prefix: str) -> Listing:
         prefix = self._prefix + prefix
@@ -204,9 +220,15 @@ class S3Backend:
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self._bucket, Prefix=self._prefix
             )
-            stale = [
-                u for page in pages for u in page.get("Uploads", []) if u["Initiated"] <= cutoff
-            ]
+            try:
+                stale = [
+                    u for page in pages for u in page.get("Uploads", []) if u["Initiated"] <= cutoff
+                ]
+            except ClientError as exc:
+                if not is_unsupported(exc):
+                    raise
+                lacks(self.settings.where(), "ListMultipartUploads", "stale uploads stay")
+                return 0
         for upload in stale:
             with self._errors("AbortMultipartUpload", upload["Key"]):
                 try:
@@ -228,8 +250,30 @@ class S3Backend:
             key,
             self._errors,
             self.settings.object_args(),
-            create_only=self._conditional,
+            create_only=self._conditions(),
             part_size=part_size,
+            on_abort_error=self._abort_failed,
+        )
+
+    def _abort_failed(self, exc: Exception) -> None:
+        if isinstance(exc, ClientError) and is_unsupported(exc):
+            lacks(self.settings.where(), "AbortMultipartUpload", "a failed upload's parts stay")
+
+    def _conditions(self) -> bool:
+        """Whether conditional writes work here, probed once (``s3optional``)."""
+        with self._probe_guard:
+            if self._conditional is None:
+                with self._errors("PutObject", f"{self._prefix}.syncworker-probe-*"):
+                    self._conditional = conditions_honoured(self.client, self._bucket, self._prefix)
+                if not self._conditional:
+                    self._lacks_conditions()
+            return self._conditional
+
+    def _lacks_conditions(self) -> None:
+        lacks(
+            self.settings.where(),
+            "If-None-Match / If-Match on PutObject",
+            "index.json is written unconditionally, the repository lock its only guard",
         )
 
     def _head(self, key: str) -> dict[str, Any] | None:
@@ -238,7 +282,7 @@ class S3Backend:
 
     def _put(self, key: str, data: bytes, condition: Mapping[str, str] | None = None) -> bool:
         """PutObject; False when ``condition`` (If-Match / If-None-Match) failed."""
-        condition = condition if self._conditional else None
+        condition = condition if self._conditions() else None
         with self._errors("PutObject", key):
             try:
                 self.client.put_object(
@@ -251,8 +295,9 @@ class S3Backend:
             except ClientError as exc:
                 if condition and error_code(exc) in CONFLICT_CODES:
                     return False
-                if condition and error_code(exc) in _UNSUPPORTED:
+                if condition and is_unsupported(exc):
                     self._conditional = False  # an S3-compatible server without them
+                    self._lacks_conditions()
                     return self._put(key, data)
                 raise
         return True

@@ -42,6 +42,7 @@ class MultipartUpload:
         object_args: Mapping[str, str],
         create_only: bool,
         part_size: int,
+        on_abort_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self._client = client
         self._bucket = bucket
@@ -49,6 +50,7 @@ class MultipartUpload:
         self._errors = errors
         self._object_args = dict(object_args)
         self._create_only = create_only
+        self._on_abort_error = on_abort_error
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._inflight: Future[dict[str, Any]] | None = None
@@ -105,7 +107,8 @@ class MultipartUpload:
         self._close()
 
     def abort(self) -> None:
-        """Drop everything sent so far; never raises (clean_leftovers gets what it misses)."""
+        """Drop everything sent so far; never raises (clean_leftovers gets what it misses;
+        ``on_abort_error`` is told why the server refused)."""
         if self._inflight is not None:
             self._inflight.cancel()
             with suppress(Exception):
@@ -114,10 +117,13 @@ class MultipartUpload:
         self._close()
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
-            with suppress(Exception):
+            try:
                 self._client.abort_multipart_upload(
                     Bucket=self._bucket, Key=self._key, UploadId=upload_id
                 )
+            except Exception as exc:  # noqa: BLE001 - the write's own error matters more
+                if self._on_abort_error is not None:
+                    self._on_abort_error(exc)
 
     def _upload_part(self, number: int, body: bytes | bytearray) -> dict[str, Any]:
         with self._errors("UploadPart", self._key):

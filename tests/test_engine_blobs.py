@@ -6,9 +6,10 @@ that injects failures, counting the requests it receives: one loop, never nested
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,11 +18,13 @@ import pytest
 
 from syncworker.engine import LocalLocks
 from syncworker.engine.blobs import BlobCopier
+from syncworker.engine.replay import REPLAY_LIMIT
 from syncworker.errors import (
     DeadlineExceededError,
     DigestMismatchError,
     RegistryError,
     SizeLimitError,
+    StoreError,
     TransportError,
 )
 from syncworker.oci import Descriptor, Digest, VerifyingReader
@@ -253,3 +256,64 @@ def test_a_wait_for_another_fetch_ends_at_the_jobs_deadline(store: FsStore) -> N
             job.copy(ScriptedClient(), "r", "r", DESC)
         leave.set()
         held.result(timeout=30)
+
+
+class FailingStore(FsStore):
+    """A filesystem store whose first blob write fails as a registry destination's can:
+    after reading ``read`` chunks (None: all of them) the upload is cut or answered 503;
+    ``landed``: the blob was stored all the same (the answer was lost on the way)."""
+
+    def __init__(self, root: Path, read: int | None, landed: bool = False) -> None:
+        super().__init__(root)
+        self.read, self.landed = read, landed
+        self.puts = 0
+
+    def put_blob(self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]) -> int:
+        self.puts += 1
+        if self.puts > 1:
+            return super().put_blob(repo, digest, size, chunks)
+        if self.landed:
+            super().put_blob(repo, digest, size, chunks)
+            raise StoreError("destination: PUT answer lost", unanswered=True)
+        taken = list(itertools.islice(chunks, self.read)) if self.read else list(chunks)
+        assert taken
+        raise StoreError("destination: PUT answered 503", status=503)
+
+
+def _copy_into(upstream: HostileRegistry, store: FsStore, data: bytes = DATA) -> None:
+    desc = Descriptor("application/octet-stream", Digest.of(data), len(data))
+    options = ClientOptions(max_retries=RETRIES, retry_delay=0.001, timeout=10.0)
+    with RegistryClient([upstream.url], options=options) as client:
+        BlobCopier(store, LocalLocks(), sleep=lambda _: None).copy(client, "r", "r", desc)
+    assert store.has_blob("r", desc.digest)
+
+
+@pytest.mark.parametrize("read", [None, 1], ids=["after-the-body", "mid-body"])
+def test_a_store_failure_writes_a_small_blob_again_without_fetching_it(
+    upstream: HostileRegistry, tmp_path: Path, read: int | None
+) -> None:
+    """The upload failed (all of it sent, or cut part-way): the blob, small enough to be
+    kept, is written again from memory; the upstream is asked once."""
+    store = FailingStore(tmp_path, read)
+    _copy_into(upstream, store)
+    assert (store.puts, upstream.count("GET", BLOB_PATH)) == (2, 1)
+
+
+def test_a_blob_that_landed_despite_the_error_is_not_written_again(
+    upstream: HostileRegistry, tmp_path: Path
+) -> None:
+    store = FailingStore(tmp_path, None, landed=True)
+    _copy_into(upstream, store)
+    assert (store.puts, upstream.count("GET", BLOB_PATH)) == (1, 1)
+
+
+def test_a_large_blob_the_store_failed_is_fetched_again(
+    upstream: HostileRegistry, tmp_path: Path
+) -> None:
+    """Past the replay limit nothing is kept (memory stays bounded): fetched again."""
+    data = bytes(range(256)) * (REPLAY_LIMIT // 256 + 1)
+    path = f"/v2/r/blobs/{Digest.of(data)}"
+    upstream.route("GET", path, Answer(200, data))
+    store = FailingStore(tmp_path, 1)
+    _copy_into(upstream, store, data)
+    assert (store.puts, upstream.count("GET", path)) == (2, 2)

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Protocol
 
 from syncworker.engine.locks import BlobFlight, Locks
+from syncworker.engine.replay import Replay
 from syncworker.errors import DeadlineExceededError, LockBusy, StoreError, SyncworkerError
 from syncworker.oci import Descriptor, Digest
 from syncworker.registry import Deadline
@@ -170,20 +171,37 @@ class BlobCopier:
         desc: Descriptor,
         flight: BlobFlight,
     ) -> int:
-        """Stream the blob into the store, telling the flight's waiters how far it got. A
-        stream that breaks, or whose bytes arrive altered, is fetched again from the start
-        (the store kept nothing of it); the client opens each stream with a single request,
-        so this loop is the only retry."""
+        """Stream the blob into the store, telling the flight's waiters how far it got,
+        under the source's retry policy. One loop: the client opens each stream with one
+        request and the store writes once per attempt.
+
+        A stream that breaks, or whose bytes arrive altered, is fetched again from the
+        start (the store kept nothing of it). A store that failed to keep the blob is
+        asked first whether it landed after all (an answer lost after the upload), then
+        given a small blob again from memory (:mod:`.replay`); only a large one is
+        fetched again."""
+        replay = Replay(desc.size)
+        failures: list[SyncworkerError] = []
 
         def attempt() -> int:
+            if failures and isinstance(failures[-1], StoreError):
+                if self._store.has_blob(dest_repo, desc.digest):
+                    return desc.size
+                if replay.whole:
+                    kept = _counted(replay.replay(), flight.progress)
+                    return self._store.put_blob(dest_repo, desc.digest, desc.size, kept)
             with client.blob(upstream_repo, desc) as chunks:
-                counted = _counted(chunks, flight.progress)
-                return self._store.put_blob(dest_repo, desc.digest, desc.size, counted)
+                stream = replay.record(_counted(chunks, flight.progress))
+                try:
+                    return self._store.put_blob(dest_repo, desc.digest, desc.size, stream)
+                except StoreError:
+                    replay.finish(stream)
+                    raise
 
         def note(exc: SyncworkerError, delay: float) -> None:
-            log.warning(
-                "%s@%s: %s; fetching again in %.1fs", upstream_repo, desc.digest, exc, delay
-            )
+            failures.append(exc)
+            again = "writing it again" if isinstance(exc, StoreError) else "fetching again"
+            log.warning("%s@%s: %s; %s in %.1fs", upstream_repo, desc.digest, exc, again, delay)
 
         return client.refetching.run(attempt, sleep=self._sleep, on_retry=note)
 

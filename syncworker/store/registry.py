@@ -181,8 +181,16 @@ class RegistryStore:
                 yield body
 
     def put_blob(self, repo: str, digest: Digest, size: int | None, chunks: Iterable[bytes]) -> int:
-        with self._errors(repo):
-            sent = self.client.upload_blob(repo, digest, size, verifying(chunks, digest, size))
+        """Upload ``chunks``. A failure of ``chunks`` themselves (the upstream's stream
+        broken or altered) is raised as it is: it is the source's, not the destination's."""
+        source = _Source(verifying(chunks, digest, size))
+        try:
+            with self._errors(repo):
+                sent = self.client.upload_blob(repo, digest, size, source)
+        except StoreError as exc:
+            if source.failure is not None and exc.__cause__ is source.failure:
+                raise source.failure from None
+            raise
         self._remember(digest, repo, uploaded=True)
         return sent
 
@@ -374,6 +382,21 @@ class RegistryStore:
             yield
         except (RegistryError, TransportError) as exc:
             raise StoreError(f"destination {self._host}: {exc}") from exc
+
+
+class _Source:
+    """The chunks of an upload, keeping their own failure."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.failure: BaseException | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._chunks
+        except BaseException as exc:
+            self.failure = exc
+            raise
 
 
 def _referrer_descriptor(manifest: Manifest) -> dict[str, Any]:

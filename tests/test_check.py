@@ -165,3 +165,28 @@ def test_a_repair_the_upstream_cannot_serve_fails_and_names_the_cause(
         run.stdout
     ), run.output
     assert f"STILL BROKEN {repo}:v1" in run.stdout
+
+
+def test_registry_option_checks_only_what_that_registry_mirrors(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    images = {}
+    for name in ("one", "two"):
+        images[name] = make_image((tmp_path.name, name), layers=1)
+        push_image(registry.url, f"{REPO}/{name}/app", "v1", images[name])
+    root = tmp_path / "store"
+    registries = [
+        {"name": name, "urls": [registry.url], "content": [{"prefix": f"{REPO}/{name}/**"}]}
+        for name in ("one", "two")
+    ]
+    config = write_sync_config(tmp_path, root, registries)
+    assert run_sync(config).code == 0
+    for name, image in images.items():
+        blob_path(root, f"{REPO}/{name}/app", image.blobs[-1].digest).unlink()
+
+    one = run_check(config, "-r", "one")
+    assert one.code == 1, one.output
+    assert f"BROKEN {REPO}/one/app:v1 " in one.stdout and "/two/" not in one.stdout
+    assert "1 repositories" in one.stdout
+    unknown = run_check(config, "-r", "three")
+    assert unknown.code == 2 and "three" in unknown.stderr, unknown.output

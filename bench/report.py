@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.results import Measurement, load_results
 from bench.scale_report import existing_section, scale_section
+from bench.sections import CHECK_SECTION, existing
 
 __all__ = ["Target", "evaluate_targets", "plot_workers", "write_report"]
 
@@ -242,6 +243,8 @@ def write_report(path: Path, meta: dict[str, Any], measurements: list[Measuremen
     if FINDINGS.exists():
         lines += [FINDINGS.read_text().rstrip(), ""]
     lines += scale_section(measurements) or existing_section(path)
+    check = existing(path, *CHECK_SECTION)  # `python -m bench.check` writes it
+    lines += ["", *check] if check else []
     path.write_text("\n".join(lines))
 
 

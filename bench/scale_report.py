@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import Measurement
+from bench.sections import existing, splice
 
 __all__ = [
     "SECTION_END",
@@ -165,21 +166,9 @@ def scale_section(measurements: list[Measurement], note: str = "") -> list[str]:
 def splice_scale_section(text: str, section: list[str]) -> str:
     """``text`` with its scale section replaced by ``section`` (appended if it had none;
     kept as it is if ``section`` is empty)."""
-    if not section:
-        return text
-    block = "\n".join(section)
-    start, end = text.find(SECTION_START), text.find(SECTION_END)
-    if start < 0 or end < start:
-        return text.rstrip("\n") + "\n\n" + block + "\n"
-    return text[:start] + block + text[end + len(SECTION_END) :]
+    return splice(text, section, SECTION_START, SECTION_END)
 
 
 def existing_section(path: Path) -> list[str]:
     """The scale section of the report at ``path``, to keep across a run without it."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    start, end = text.find(SECTION_START), text.find(SECTION_END)
-    if start < 0 or end < start:
-        return []
-    return text[start : end + len(SECTION_END)].splitlines()
+    return existing(path, SECTION_START, SECTION_END)

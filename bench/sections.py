@@ -1,0 +1,34 @@
+"""Sections of bench/RESULTS.md that a run of their own replaces between two markers, and
+that a full ``python -m bench`` run keeps as they are (the scale set, ``bench.check``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["CHECK_SECTION", "existing", "splice"]
+
+#: The markers of ``python -m bench.check``'s section.
+CHECK_SECTION = ("<!-- check --deep: start -->", "<!-- check --deep: end -->")
+
+
+def splice(text: str, section: list[str], start: str, end: str) -> str:
+    """``text`` with the section between ``start`` and ``end`` replaced by ``section``
+    (appended if it had none; kept as it is if ``section`` is empty)."""
+    if not section:
+        return text
+    block = "\n".join(section)
+    first, last = text.find(start), text.find(end)
+    if first < 0 or last < first:
+        return text.rstrip("\n") + "\n\n" + block + "\n"
+    return text[:first] + block + text[last + len(end) :]
+
+
+def existing(path: Path, start: str, end: str) -> list[str]:
+    """The section between ``start`` and ``end`` of the report at ``path``, if any."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    first, last = text.find(start), text.find(end)
+    if first < 0 or last < first:
+        return []
+    return text[first : last + len(end)].splitlines()

@@ -14,9 +14,12 @@ trees found whole, ``images_copied`` trees repaired, ``images_failed`` trees sti
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from syncworker.coord import Coordinator, RunFailure
-from syncworker.engine.checkrun import CheckOutcome
+
+if TYPE_CHECKING:  # the engine stays out of what status and its run texts load
+    from syncworker.engine.checkrun import CheckOutcome
 
 __all__ = [
     "FANOUT_BATCH",

@@ -8,7 +8,8 @@ Redis keys (under RedBeat's key prefix, ``settings.REDBEAT_PREFIX``):
 The lock is never a proof by itself: a holder paused past the TTL (a stopped process, a
 network partition) still believes it holds it. So every write a holder makes to the
 schedule goes through :meth:`Leadership.write_if_held`, which checks the token and writes
-in one Lua call: a beat that lost the lock writes nothing, and cannot fire.
+in one Lua call (``coord/lua/beat_*.lua``): a beat that lost the lock writes nothing, and
+cannot fire.
 """
 
 from __future__ import annotations
@@ -18,33 +19,9 @@ from typing import Any
 
 from redis import Redis
 
-__all__ = ["Leadership"]
+from syncworker.coord.scripts import register
 
-# KEYS[1] lock; ARGV[1] token, ARGV[2] TTL in ms. 1 when still ours and renewed.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-# KEYS[1] lock; ARGV[1] token. Deletes the lock only when it is still ours.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-# KEYS[1] lock, KEYS[2] an entry's hash, KEYS[3] the schedule's sorted set; ARGV[1] token,
-# ARGV[2] the entry's meta (its last run), ARGV[3] its next due time (score). RedBeat's own
-# writes of the same two fields, made atomic with the ownership check.
-_WRITE_IF_HELD = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-    return 0
-end
-redis.call('HSET', KEYS[2], 'meta', ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], KEYS[2])
-return 1
-"""
+__all__ = ["Leadership"]
 
 
 class Leadership:
@@ -56,9 +33,9 @@ class Leadership:
         self.timeout = timeout
         self._client = client
         self._token: str | None = None
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
-        self._write = client.register_script(_WRITE_IF_HELD)
+        self._renew = register(client, "beat_renew")
+        self._release = register(client, "beat_release")
+        self._write = register(client, "beat_write_if_held")
 
     @property
     def token(self) -> str | None:

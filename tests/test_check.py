@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from syncworker.cli import main
 from tests.support.images import Manifest, make_artifact, make_image, make_index
@@ -190,3 +191,21 @@ def test_registry_option_checks_only_what_that_registry_mirrors(
     assert "1 repositories" in one.stdout
     unknown = run_check(config, "-r", "three")
     assert unknown.code == 2 and "three" in unknown.stderr, unknown.output
+
+
+def test_the_claim_names_the_source_when_the_rules_no_longer_do(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo = f"{REPO}/claimed"
+    image = make_image((tmp_path.name, "claimed"), layers=1)
+    push_image(registry.url, repo, "v1", image)
+    root, config = _mirror(registry, tmp_path, tmp_path.name, name="up")
+    assert run_sync(config).code == 0
+    blob_path(root, repo, image.blobs[-1].digest).unlink()
+    doc = yaml.safe_load(config.read_text())
+    doc["extensions"]["sync"]["registries"][0]["content"] = [{"prefix": "elsewhere/**"}]
+    config.write_text(yaml.safe_dump(doc))
+
+    repaired = run_check(config, "--repair")
+    assert repaired.code == 0, repaired.output
+    assert f"REPAIRED {repo}:v1" in repaired.stdout

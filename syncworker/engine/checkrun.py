@@ -76,7 +76,7 @@ def store_repos(mirror: Mirror, registries: Sequence[str] | None = None) -> list
     if not registries:
         return repos
     wanted = set(registries)
-    return [repo for repo in repos if any(r in wanted for r, _ in mirror.sources(repo))]
+    return [repo for repo in repos if any(s.registry in wanted for s in mirror.sources(repo))]
 
 
 def check_repos(

@@ -24,6 +24,7 @@ from syncworker.engine.plan import LayoutMediaTypes
 from syncworker.engine.repair import TreeRepair
 from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY, RepoJob
 from syncworker.engine.results import Failure, RepoResult
+from syncworker.engine.sources import configured_sources, source_of
 from syncworker.engine.upstream import Upstream
 from syncworker.errors import ClaimError, ConfigError, ContentError, SyncworkerError
 from syncworker.oci import Platform, Reference, validate_repository
@@ -119,21 +120,19 @@ class Mirror:
         validate_repository(upstream_repo)
         return self.upstream(registry).rules.destination(upstream_repo)
 
-    def sources(self, dest_repo: str) -> list[tuple[str, str]]:
-        """The (registry, upstream repository) pairs whose content rules store into
-        ``dest_repo`` (one, unless the configuration maps several into one place)."""
-        return [
-            (name, repo)
-            for name, up in self.upstreams.items()
-            for repo in up.rules.sources(dest_repo)
-            if not up.repos or repo in up.repos
-        ]
+    def sources(self, dest_repo: str) -> list[Source]:
+        """The sources whose content rules store into ``dest_repo``."""
+        return configured_sources(self.upstreams, dest_repo)
 
     def platforms_of(self, dest_repo: str) -> tuple[Platform, ...]:
         """The platforms the source of ``dest_repo`` keeps of multi-platform indexes; all
         (empty) when it has no single source."""
-        found = self.sources(dest_repo)
-        return self.upstream(found[0][0]).platforms if len(found) == 1 else ()
+        try:
+            return self.upstream(
+                source_of(self.store, self.upstreams, dest_repo).registry
+            ).platforms
+        except SyncworkerError:
+            return ()
 
     def list_page(
         self,
@@ -286,14 +285,13 @@ class Mirror:
     ) -> RepoResult:
         """Copy ``broken`` trees of ``dest_repo`` again from its one source, trusting
         nothing present (:mod:`syncworker.engine.repair`); failures are in the result."""
-        found = self.sources(dest_repo)
-        if len(found) != 1:
-            names = ", ".join(f"{r}/{u}" for r, u in found) or "no configured registry"
-            reason = f"{dest_repo}: cannot repair: its source is not one repository ({names})"
+        try:
+            source = source_of(self.store, self.upstreams, dest_repo)
+        except SyncworkerError as exc:
             result = RepoResult("", dest_repo, dest_repo)
-            result.failures.append(Failure("", dest_repo, None, reason))
+            result.failures.append(Failure("", dest_repo, None, f"cannot repair: {exc}"))
             return result
-        registry, upstream_repo = found[0]
+        registry, upstream_repo = source.registry, source.repository
         up = self.upstream(registry)
         blobs = BlobCopier(self.store, self.locks, link=False).bound(registry, None)
         images = ImageCopier(self.store, blobs, self._blob_pool, up.platforms, trust_present=False)

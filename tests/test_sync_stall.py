@@ -4,7 +4,7 @@ Two real registries hold the same image. One sits behind a proxy that trickles t
 body (a kilobyte every fifth of a second: never idle long enough for a read timeout, done in
 minutes); the copy from it holds the layer's single-flight. The copy from the other registry
 must finish while that trickle is still going, in one ``syncworker sync`` process (in-process
-locks) and across two processes sharing Redis (the locks the workers use)."""
+locks), across two processes sharing Redis, and on a Celery worker."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 from syncworker.config import load_config
 from syncworker.config.engine import build_mirror
 from syncworker.config.stores import store_for
 from syncworker.engine import LocalLocks
+from tests.support.cluster import Cluster, trigger, wait_finished
 from tests.support.images import Manifest, make_image
 from tests.support.mirror import check_store, run_sync, write_sync_config
 from tests.support.push import push_image
@@ -103,3 +106,37 @@ def test_two_processes_sharing_redis_copy_from_the_steady_upstream_during_the_tr
             slow.kill()
             slow.wait()
     assert set(check_store(root)) == {"team/base", "other/base"}
+
+
+def test_a_worker_copies_from_the_steady_upstream_during_the_trickle(
+    make_registry: object, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """One worker, two task slots: the trickling registry's walk takes one, the steady
+    registry's run finishes on the other while the trickle goes on."""
+    image, first, second = _image(make_registry, "stall-worker")
+    with _trickling(first, image) as proxy:
+        cluster = Cluster(tmp_path, proxy, private_redis.url)
+        try:
+            config = yaml.safe_load(cluster.config_path.read_text())
+            config["extensions"]["sync"]["registries"] = [
+                {"name": SLOW, "urls": [proxy.url], "content": [{"prefix": "**"}]},
+                {"name": STEADY, "urls": [second.url], "content": [{"prefix": "**"}]},
+            ]
+            cluster.config_path.write_text(yaml.safe_dump(config))
+            cluster.worker("w1", "--concurrency", "2", "-P", "threads")
+            coord = cluster.coord()
+            slow_run, _ = trigger(cluster, "-r", SLOW)
+            assert proxy.reached.wait(120), cluster.log("w1")[-3000:]
+            steady_run, _ = trigger(cluster, "-r", STEADY)
+            steady = wait_finished(coord, steady_run)
+            trickled = proxy.sent
+            slow_status = coord.run_status(slow_run)
+            assert steady.state == "finished" and not steady.failures, steady
+            assert slow_status is not None and slow_status.state == "running"
+            assert trickled < LAYER_SIZE / 2  # it finished during the trickle
+            proxy.release()
+            assert wait_finished(coord, slow_run).state == "finished"
+            coord.close()
+        finally:
+            cluster.stop_all()
+    assert set(check_store(cluster.store)) == {"team/base", "other/base"}

@@ -40,9 +40,9 @@ def _image(make_registry: object, seed: str) -> tuple[Manifest, RegistryServer, 
     return image, first, second
 
 
-def _trickling(registry: RegistryServer, image: Manifest) -> StallingProxy:
+def _trickling(registry: RegistryServer, image: Manifest, trickle: int = KIB) -> StallingProxy:
     layer = image.blobs[-1]
-    return StallingProxy(registry.url, layer.digest, after=16 * KIB, trickle=KIB, every=0.2)
+    return StallingProxy(registry.url, layer.digest, after=16 * KIB, trickle=trickle, every=0.2)
 
 
 def _config(directory: Path, root: Path, name: str, url: str, **settings: str) -> Path:
@@ -111,10 +111,11 @@ def test_two_processes_sharing_redis_copy_from_the_steady_upstream_during_the_tr
 def test_a_worker_copies_from_the_steady_upstream_during_the_trickle(
     make_registry: object, private_redis: RedisServer, tmp_path: Path
 ) -> None:
-    """One worker, two task slots: the trickling registry's walk takes one, the steady
-    registry's run finishes on the other while the trickle goes on."""
+    """One worker with task slots to spare: the trickling registry's copy holds one, the
+    steady registry's run finishes on the others while the trickle goes on (half a
+    kilobyte every fifth of a second here: a worker's tasks take a while to start)."""
     image, first, second = _image(make_registry, "stall-worker")
-    with _trickling(first, image) as proxy:
+    with _trickling(first, image, trickle=KIB // 2) as proxy:
         cluster = Cluster(tmp_path, proxy, private_redis.url)
         try:
             config = yaml.safe_load(cluster.config_path.read_text())
@@ -123,7 +124,7 @@ def test_a_worker_copies_from_the_steady_upstream_during_the_trickle(
                 {"name": STEADY, "urls": [second.url], "content": [{"prefix": "**"}]},
             ]
             cluster.config_path.write_text(yaml.safe_dump(config))
-            cluster.worker("w1", "--concurrency", "2", "-P", "threads")
+            cluster.worker("w1", "--concurrency", "4", "-P", "threads")
             coord = cluster.coord()
             slow_run, _ = trigger(cluster, "-r", SLOW)
             assert proxy.reached.wait(120), cluster.log("w1")[-3000:]

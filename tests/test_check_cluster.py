@@ -25,8 +25,10 @@ from tests.support.cluster import (
     wait_for,
 )
 from tests.support.corpus import Corpus
+from tests.support.ports import free_port
 from tests.support.registry_server import RegistryServer
 from tests.test_check import blob_path, corrupt, skopeo_copy
+from tests.test_obs_metrics import scrape, total
 
 __all__ = ["cluster", "persistent_redis", "upstream"]  # fixtures, imported for pytest
 pytestmark = pytest.mark.slow
@@ -79,7 +81,8 @@ def test_check_fans_out_to_the_workers_with_its_progress_in_status(
     wait_for("the check's run", lambda: bool(_runs(cluster)))
     waiting = _runs(cluster)[0]
     assert (waiting["state"], waiting["total"], waiting["done"]) == ("running", REPOS, 0)
-    cluster.worker("w1")
+    port = free_port()
+    cluster.worker("w1", "--metrics-port", str(port))
     cluster.worker("w2")
     out, _ = check.communicate(timeout=DEADLINE)
     assert check.returncode == 1, out + err.read_text()
@@ -94,6 +97,11 @@ def test_check_fans_out_to_the_workers_with_its_progress_in_status(
     assert done["counters"]["repos_failed"] == 2 and done["counters"]["images_failed"] == 2
     assert done["counters"]["bytes"] > 0  # every blob hashed again
     assert "check_repo" in cluster.log("w1") + cluster.log("w2")
+    # The runs metrics, from Redis, under the check's label: started, and ended failed.
+    samples = scrape(port)
+    assert total(samples, "syncworker_runs_started_total", registry=LABEL) == 1
+    assert total(samples, "syncworker_runs_finished_total", registry=LABEL, outcome="failed") == 1
+    assert total(samples, "syncworker_runs_in_progress", registry=LABEL) == 0
 
     repaired = cluster.cli("check", "--deep", "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
@@ -101,3 +109,7 @@ def test_check_fans_out_to_the_workers_with_its_progress_in_status(
     for repo, (tag, _, _) in damaged.items():
         skopeo_copy(cluster.store, repo, tag, cluster.workdir / f"copy-{repo.replace('/', '-')}")
     assert cluster.cli("check", "--local").returncode == 0
+    repairs = "(check --deep --repair)"
+    samples = scrape(port)
+    assert total(samples, "syncworker_runs_finished_total", registry=repairs, outcome="ok") == 1
+    assert total(samples, "syncworker_last_successful_run_timestamp_seconds", registry=repairs) > 0

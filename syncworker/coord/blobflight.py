@@ -93,11 +93,12 @@ class FlightBoard(Part):
         self._take = register(client, "flight_take")
 
     def board(
-        self, key: str, digest: str, source: str, ttl: float, deadline: float
+        self, key: str, digest: str, source: str, ttl: float, wait: float
     ) -> tuple[Lock, RedisFlight] | None:
         """Hold ``key`` (the flight of ``digest`` or a lane of it); None when its holder
         fetches from another upstream and has kept us ``LockWaits.foreign``.
-        :class:`LockBusy` at ``deadline`` (monotonic)."""
+        :class:`LockBusy` after ``wait`` seconds."""
+        deadline = time.monotonic() + wait
         watch = FlightWatch(key, source, self._waits)
         waited = False
         progress_key = self._keys.blob_progress(digest)
@@ -121,7 +122,7 @@ class FlightBoard(Part):
             if verdict is Verdict.TAKE_OVER and self._take_over(key, holder, token, ttl, lock):
                 return lock, self._boarded(progress_key, token, source, ttl, waited)
             if time.monotonic() + POLL_SECONDS > deadline:
-                raise LockBusy(key, self._waits.flight)
+                raise LockBusy(key, wait)
             time.sleep(POLL_SECONDS)
 
     def _boarded(

@@ -81,11 +81,12 @@ class RedisLocks(Part):
         wait = self.waits.flight if blocking_timeout is None else blocking_timeout
         deadline = time.monotonic() + wait
         key = self._keys.blob_flight(digest)
-        boarded = self._board.board(key, digest, source, ttl, deadline)
+        boarded = self._board.board(key, digest, source, ttl, wait)
         if boarded is None:
             # A holder fetching from another upstream kept us waiting: one fetch per upstream.
             lane = self._keys.blob_lane(digest, source)
-            boarded = self._board.board(lane, digest, source, ttl, deadline)
+            left = max(0.0, deadline - time.monotonic())
+            boarded = self._board.board(lane, digest, source, ttl, left)
         if boarded is None:  # never: that flight's holders all fetch from ``source``
             raise LockBusy(key, wait)
         lock, flight = boarded

@@ -13,13 +13,19 @@ import yaml
 
 from syncworker.celeryapp import create_app
 from syncworker.config import load_config
-from syncworker.coord import Coordinator
+from syncworker.coord import Coordinator, RunFailure
 from syncworker.engine.check import BrokenTree, Damage, RepoCheck
 from syncworker.engine.checkrun import CheckOutcome
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
-from syncworker.runs.check import check_label, check_mode, fan_out_check, record_check
+from syncworker.runs.check import (
+    check_label,
+    check_mode,
+    failure_line,
+    fan_out_check,
+    record_check,
+)
 from syncworker.runs.sweep import stalled
 from syncworker.store import IndexEntry
 from syncworker.tasks import _resend_repos
@@ -85,6 +91,10 @@ def test_a_check_run_counts_each_repository_once_and_keeps_what_is_broken(
     reasons = [f.reason for f in status.failures]
     assert reasons[0].startswith("BROKEN c:v2 (") and reasons[0].endswith("absent")
     assert reasons[1:] == ["NOT REPAIRED c:v2: no"]
+    assert [failure_line(f) for f in status.failures] == reasons
+    # A task given up outside the check (its worker died under it again and again).
+    lost = RunFailure("d", None, "started 6 times without finishing")
+    assert failure_line(lost) == "FAILED d: started 6 times without finishing"
 
 
 def test_start_check_sends_a_task_per_repository_and_the_sweep_resends_with_the_options(

@@ -18,6 +18,7 @@ from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.coord.keys import MAX_FAILURES
 from syncworker.engine.checkrun import store_repos
 from syncworker.errors import CoordError
+from syncworker.runs.check import failure_line
 from syncworker.worker.checks import start_check
 
 __all__ = ["check_on_workers"]
@@ -41,7 +42,7 @@ def check_on_workers(args: argparse.Namespace, config: Config, registries: list[
     )
     status = _wait(coord, run_id, quiet=args.quiet)
     for failure in status.failures:
-        print(failure.reason)
+        print(failure_line(failure))
     if len(status.failures) >= MAX_FAILURES:
         print(f"... the run keeps the first {MAX_FAILURES} lines; check fewer repositories (-r)")
     print(f"check: {describe(status)}")

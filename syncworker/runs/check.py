@@ -1,6 +1,6 @@
 """A check of the whole store as a run: one ``check_repo`` task per repository, counted
-into a run filed under :data:`CHECK_RUNS`, so ``syncworker status`` and the runs metrics
-show its progress as they show a walk's.
+into a run filed under a label such as ``(check --deep)``, so ``syncworker status`` and
+the runs metrics show its progress as they show a walk's.
 
 Celery-free: the caller passes ``enqueue`` (which sends ``check_repo`` for a batch of
 repositories). The store's repositories are listed before the run starts, then fanned out
@@ -26,6 +26,7 @@ __all__ = [
     "check_failures",
     "check_label",
     "check_mode",
+    "failure_line",
     "fan_out_check",
     "record_check",
 ]
@@ -35,6 +36,8 @@ __all__ = [
 # repository again as it was sent, and the metrics tell a deep check's last success apart.
 _LABEL = "(check{deep}{repair})"
 _DEEP, _REPAIR = " --deep", " --repair"
+# How the lines a check keeps in its run begin (the command prints them as they are).
+_BROKEN, _NOT_REPAIRED, _FAILED = "BROKEN ", "NOT REPAIRED ", "FAILED "
 # Repositories sent and marked per step: a walk's page.
 FANOUT_BATCH = 1000
 
@@ -71,15 +74,24 @@ def fan_out_check(
 def check_failures(outcome: CheckOutcome) -> list[RunFailure]:
     """What the run keeps of one repository: each tree left broken, each failed repair."""
     final = outcome.final
-    found = [RunFailure(final.repo, t.entry.tag, f"BROKEN {t}") for t in final.broken]
+    found = [RunFailure(final.repo, t.entry.tag, f"{_BROKEN}{t}") for t in final.broken]
     if final.error is not None:
-        found.append(RunFailure(final.repo, None, f"FAILED {final.repo}: {final.error}"))
+        found.append(RunFailure(final.repo, None, f"{_FAILED}{final.repo}: {final.error}"))
     if outcome.repair is not None:
         found += [
-            RunFailure(final.repo, f.tag, f"NOT REPAIRED {f.reason}")
+            RunFailure(final.repo, f.tag, f"{_NOT_REPAIRED}{f.reason}")
             for f in outcome.repair.failures
         ]
     return found
+
+
+def failure_line(failure: RunFailure) -> str:
+    """A failure a check's run kept, as the command prints it: a worker's own line as it
+    is; any other (a task given up: its worker died under it again and again) with the
+    repository it is about."""
+    if failure.reason.startswith((_BROKEN, _NOT_REPAIRED, _FAILED)):
+        return failure.reason
+    return f"{_FAILED}{failure.repo}: {failure.reason}"
 
 
 def record_check(coord: Coordinator, run_id: str, outcome: CheckOutcome) -> None:

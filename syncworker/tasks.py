@@ -60,18 +60,32 @@ class _Task(SyncTask):
         return worker_state(config_of(self.app))
 
     def started(self) -> int:
-        """A first delivery is one start and costs nothing to count; only a redelivered
-        message (the broker marks it so: its worker died, or lost the connection, under it)
-        counts its starts in Redis, plus the first start, which was not counted."""
-        message = self._message()
-        if message is None or not self._redelivered():
+        """How many starts of this work have not ended, this one included (the policy gives
+        the work up past MAX_DELIVERIES), counted in Redis under :meth:`_work`'s name.
+
+        A message's first delivery is one start and costs nothing to count; only a
+        redelivered message (the broker marks it so: its worker died, or lost the
+        connection, under it) counts its starts, plus the first, which was not counted.
+        """
+        work = self._work()
+        if work is None:
             return 1
-        return self.state.coord.delivery_started(message) + 1
+        name, every_start = work
+        if not every_start and not self._redelivered():
+            return 1
+        counted = self.state.coord.delivery_started(name)
+        return counted if every_start else counted + 1
 
     def ended(self) -> None:
+        work = self._work()
+        if work is not None and (work[1] or self._redelivered()):
+            self.state.coord.delivery_ended(work[0])
+
+    def _work(self) -> tuple[str, bool] | None:
+        """The name this start is counted under, and whether every start is counted or only
+        redeliveries; None when the task is called directly, not from a message."""
         message = self._message()
-        if message is not None and self._redelivered():
-            self.state.coord.delivery_ended(message)
+        return None if message is None else (message, False)
 
     def _redelivered(self) -> bool:
         return bool((self.request.delivery_info or {}).get("redelivered"))
@@ -94,6 +108,17 @@ class _WalkTask(_Task):
 
 
 class _RepoTask(_Task):
+    def _work(self) -> tuple[str, bool] | None:
+        """A run's repository is one work whatever message carries it: the walk's, the
+        sweep's resends (new messages), their retries. Each would otherwise count from
+        zero, so a repository that kills its worker would cost MAX_DELIVERIES kills per
+        resend; counted together, and every start of them, it costs that many per run."""
+        args, kwargs = tuple(self.request.args or ()), self.request.kwargs or {}
+        run_id = _run_of(args, kwargs)
+        if self.request.id is None or not run_id:
+            return super()._work()
+        return f"run:{run_id}:{_repo_args(args, kwargs)[1]}", True
+
     def progress(self, state: str, result: dict[str, Any] | None) -> None:
         """Only a repository sync sent without a run (by the API) has a request to move."""
         run_id = _run_of(tuple(self.request.args or ()), self.request.kwargs or {})

@@ -287,11 +287,15 @@ def test_a_cursor_reached_again_from_elsewhere_is_a_loop(coord: Coordinator) -> 
     assert coord.note_cursor("run-other", "lib/b", "lib/a")  # each run its own
 
 
-def test_starts_that_never_ended_are_counted_per_message(coord: Coordinator) -> None:
+def test_starts_that_never_ended_are_counted_per_work(coord: Coordinator) -> None:
     assert [coord.delivery_started("task-1:0") for _ in range(3)] == [1, 2, 3]
     assert coord.delivery_started("task-1:1") == 1
+    # Each end takes off its own start only: two starts died, one ended.
     coord.delivery_ended("task-1:0")
-    assert coord.delivery_started("task-1:0") == 1
+    assert coord.delivery_started("task-1:0") == 3
+    for _ in range(5):  # more ends than starts never count below zero
+        coord.delivery_ended("task-1:1")
+    assert coord.delivery_started("task-1:1") == 1
 
 
 def test_sweep_resends_only_when_the_run_stopped_moving(coord: Coordinator) -> None:

@@ -82,7 +82,11 @@ key                                        type    owner       TTL
                                                                cursor it was reached from
 ``{p}:delivery:{message}``                 string  walk.py     DELIVERY_TTL; how many starts of
                                                                a task message did not end
-                                                               (its worker died under it)
+                                                               (its worker died under it);
+                                                               ``{message}`` is
+                                                               ``{task id}:{retries}``, or
+                                                               ``run:{id}:{repo}`` for every
+                                                               message of a run's repository
 ``{p}:api:image:{reg}:{repo}:{ref}``       string  api/        COALESCE_TTL (api/coalesce.py);
                                                                ``{digest} {task id}`` of the
                                                                last sync_image it enqueued

@@ -38,6 +38,7 @@ class Walks(Part):
         self._lua_begin = register(self._client, "walk_begin")
         self._lua_advance = register(self._client, "walk_advance")
         self._lua_mark = register(self._client, "walk_mark")
+        self._lua_delivery_end = register(self._client, "delivery_end")
         self._lua_end = register(self._client, "walk_end")
 
     @translated
@@ -111,9 +112,10 @@ class Walks(Part):
 
     @translated
     def delivery_started(self, message_id: str) -> int:
-        """Count a start of the task message ``message_id``: how many of its starts have
-        not ended (:meth:`delivery_ended`), this one included; more than one means its
-        worker died under it before."""
+        """Count a start of the work ``message_id`` (a task message, or all the messages of
+        one run's repository): how many of its starts have not ended
+        (:meth:`delivery_ended`), this one included; more than one means a worker died
+        under it before, or another start of it is running."""
         key = self._keys.delivery(message_id)
         # One round trip, no MULTI/EXEC: both commands arrive in one write.
         pipe = self._client.pipeline(transaction=False)
@@ -124,8 +126,10 @@ class Walks(Part):
 
     @translated
     def delivery_ended(self, message_id: str) -> None:
-        """The task of ``message_id`` ended (whatever its outcome): forget its starts."""
-        self._client.delete(self._keys.delivery(message_id))
+        """One start of ``message_id`` ended (whatever its outcome): it no longer counts.
+        Several messages may share a name (a run's repository: its resends and retries),
+        so each end takes off its own start only."""
+        self._lua_delivery_end(keys=[self._keys.delivery(message_id)])
 
     @translated
     def end_walk(self, registry: str, run_id: str) -> bool:

@@ -27,7 +27,7 @@ def print_pruned(results: Sequence[RepoResult], out: TextIO) -> None:
 
 def print_plan(summary: RunSummary, out: TextIO) -> int:
     """Each repository's plan, then the totals; the exit status (1 if anything failed)."""
-    plans = sorted(summary.results, key=_where)
+    plans = sorted(summary.noted, key=_where)  # every plan: a dry run keeps them all
     for result in plans:
         print(f"{_where(result)} -> {result.dest_repo or '(no destination)'}", file=out)
         fetch = result.fetch_bytes if isinstance(result, RepoPlan) else {}

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 def print_summary(summary: RunSummary, out: TextIO) -> None:
     skipped = summary.repos_skipped
     print(
-        f"mirrored {len(summary.results)} repositories in {summary.elapsed:.1f}s: "
+        f"mirrored {summary.repos} repositories in {summary.elapsed:.1f}s: "
         f"{summary.copied} images copied, {summary.skipped} unchanged, "
         f"{summary.blobs_fetched} blobs fetched ({human_size(summary.bytes_copied)}), "
         f"{len(summary.failures)} failures"
@@ -106,14 +106,14 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
         print(f"  FAILED {failure}", file=out)
     for result in skipped:
         print(f"  SKIPPED {result.registry}/{result.upstream_repo}: {result.skip_reason}", file=out)
-    print_pruned(summary.results, out)
+    print_pruned(summary.noted, out)
 
 
 def summary_json(summary: RunSummary) -> dict[str, Any]:
     """What another service reads: the counts, each failure with its cause, the duration."""
     return {
-        "repositories": len(summary.results),
-        "repositories_failed": sum(1 for r in summary.results if not r.ok),
+        "repositories": summary.repos,
+        "repositories_failed": summary.repos_failed,
         "repositories_skipped": len(summary.repos_skipped),
         "images_copied": summary.copied,
         "images_unchanged": summary.skipped,

@@ -6,6 +6,7 @@ This is ``syncworker sync``; the Celery deployment does the same walk as tasks i
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,41 +17,59 @@ from syncworker.engine.mirror import Mirror
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import SyncworkerError
 
-__all__ = ["RunSummary", "run_registries"]
+__all__ = ["AHEAD_PER_THREAD", "RunSummary", "run_registries"]
 
 log = logging.getLogger(__name__)
 
 
+# Repositories handed to the thread pool and not finished, per thread: enough that a
+# thread never waits for the walk, few enough that the run holds a page of names at most.
+AHEAD_PER_THREAD = 2
+
+
 @dataclass(slots=True)
 class RunSummary:
-    results: list[RepoResult] = field(default_factory=list)
+    """What a run did: counts, and by name only what a person reads about (failures, and
+    the repositories skipped or pruned; with ``keep_all``, every result: a dry run prints
+    each plan). A repository that synced costs nothing past its counts, so a catalog of a
+    million holds no more memory than one of a thousand."""
+
+    repos: int = 0
+    repos_failed: int = 0
+    copied: int = 0
+    skipped: int = 0
+    bytes_copied: int = 0
+    blobs_fetched: int = 0
     failures: list[Failure] = field(default_factory=list)
+    #: The results named in the output: skipped or pruned repositories (every one with
+    #: ``keep_all``), in the order they finished.
+    noted: list[RepoResult] = field(default_factory=list)
     elapsed: float = 0.0
+    keep_all: bool = False
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, result: RepoResult) -> None:
-        self.results.append(result)
-        self.failures.extend(result.failures)
+        """Count ``result`` (from any thread); keep it only if it is to be named."""
+        with self._guard:
+            self.repos += 1
+            self.repos_failed += not result.ok
+            self.copied += len(result.copied)
+            self.skipped += len(result.skipped)
+            self.bytes_copied += result.bytes_copied
+            self.blobs_fetched += result.blobs_fetched
+            self.failures.extend(result.failures)
+            if self.keep_all or result.pruned or result.skip_reason is not None:
+                self.noted.append(result)
+
+    def fail(self, failure: Failure) -> None:
+        """A failure outside any repository's sync: the catalog's."""
+        with self._guard:
+            self.failures.append(failure)
 
     @property
     def repos_skipped(self) -> list[RepoResult]:
         """Repositories left alone without failing (``RepoResult.skip_reason``)."""
-        return [r for r in self.results if r.skip_reason is not None]
-
-    @property
-    def copied(self) -> int:
-        return sum(len(r.copied) for r in self.results)
-
-    @property
-    def skipped(self) -> int:
-        return sum(len(r.skipped) for r in self.results)
-
-    @property
-    def bytes_copied(self) -> int:
-        return sum(r.bytes_copied for r in self.results)
-
-    @property
-    def blobs_fetched(self) -> int:
-        return sum(r.blobs_fetched for r in self.results)
+        return [r for r in self.noted if r.skip_reason is not None]
 
 
 def run_registries(
@@ -63,25 +82,36 @@ def run_registries(
 ) -> RunSummary:
     """Mirror every repository of ``registries``, ``concurrency`` repositories at a time.
     One repository's failure never stops the others. ``dry_run``: plan each repository
-    instead (``Mirror.plan_repo``), writing nothing."""
+    instead (``Mirror.plan_repo``), writing nothing.
+
+    The catalog is read a page at a time as the threads need it: at most
+    ``AHEAD_PER_THREAD`` repositories per thread wait for one, and each finished one is
+    counted into the summary and dropped, so memory stays flat in the catalog's size."""
     work = partial(mirror.plan_repo if dry_run else mirror.sync_repo, listed=True)
     started = time.monotonic()
-    summary = RunSummary()
+    summary = RunSummary(keep_all=dry_run)
+    room = threading.BoundedSemaphore(concurrency * AHEAD_PER_THREAD)
+
+    def finished(registry: str, upstream_repo: str, future: Future[RepoResult]) -> None:
+        try:
+            result = _outcome(registry, upstream_repo, future)
+            summary.add(result)
+            if on_repo_done is not None:
+                on_repo_done(result)
+        finally:
+            room.release()
+
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="repo") as pool:
-        futures: list[tuple[str, str, Future[RepoResult]]] = []
         for registry in registries:
             for page, complete in _walk(mirror, registry, summary):
-                sent = len(futures)
+                sent = 0
                 for upstream_repo in page:
+                    room.acquire()
                     future = pool.submit(work, registry, upstream_repo)
-                    if on_repo_done is not None:
-                        future.add_done_callback(
-                            partial(_report, on_repo_done, registry, upstream_repo)
-                        )
-                    futures.append((registry, upstream_repo, future))
-                mirror.events.repos_listed(registry, len(futures) - sent, complete)
-        for registry, upstream_repo, future in futures:
-            summary.add(_outcome(registry, upstream_repo, future))
+                    future.add_done_callback(partial(finished, registry, upstream_repo))
+                    sent += 1
+                mirror.events.repos_listed(registry, sent, complete)
+    summary.failures.sort(key=lambda f: (f.registry, f.upstream_repo, f.tag or ""))
     summary.elapsed = time.monotonic() - started
     return summary
 
@@ -96,22 +126,13 @@ def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[tuple[
         try:
             page, last = mirror.list_page(registry, last, visited=visited)
         except SyncworkerError as exc:
-            summary.failures.append(Failure(registry, "(catalog)", None, str(exc)))
+            summary.fail(Failure(registry, "(catalog)", None, str(exc)))
             yield [], True  # what was listed is all there will be
             return
         yield page, last is None
         if last is None:
             return
         visited.add(last)
-
-
-def _report(
-    callback: Callable[[RepoResult], None],
-    registry: str,
-    upstream_repo: str,
-    future: Future[RepoResult],
-) -> None:
-    callback(_outcome(registry, upstream_repo, future))
 
 
 def _outcome(registry: str, upstream_repo: str, future: Future[RepoResult]) -> RepoResult:

@@ -25,6 +25,7 @@ from syncworker.errors import LockBusy, StoreError
 from syncworker.store.backend import Listing, Stored
 from syncworker.store.fsfiles import LEFTOVER_GRACE_SECONDS, Durability, Temporaries, fsync_path
 from syncworker.store.layout import LayoutStore, check_repo_name
+from syncworker.store.memo import REPOS_KEPT, Recent
 
 __all__ = ["LEFTOVER_GRACE_SECONDS", "FsBackend", "FsStore"]
 
@@ -52,7 +53,7 @@ class FsBackend:
         except OSError as exc:
             raise StoreError(f"store root {root}: {exc.strerror or exc}") from None
         self._durable = Durability()
-        self._safe_dirs: set[str] = set()
+        self._safe_dirs: Recent[str, bool] = Recent(REPOS_KEPT)  # checked, bounded
 
     def __repr__(self) -> str:
         return repr(self.root)
@@ -214,7 +215,7 @@ class FsBackend:
             resolved = os.path.realpath(directory)
             if resolved != self.root and not resolved.startswith(self.root + os.sep):
                 raise StoreError(f"{key[:300]!r} resolves outside the store root")
-            self._safe_dirs.add(directory)
+            self._safe_dirs.put(directory, True)
         return path
 
     def _in_directory(self, path: str, make: Callable[[], T]) -> T:

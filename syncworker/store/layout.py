@@ -31,6 +31,7 @@ from syncworker.store import indexdoc
 from syncworker.store.backend import Backend
 from syncworker.store.base import IndexEntry
 from syncworker.store.claim import CLAIM_FILE, Source, dump_claim, load_claim
+from syncworker.store.memo import DIGESTS_KEPT, REPOS_KEPT, KeyedLocks, Recent
 
 __all__ = ["HINT_DIR", "INDEX_WRITE_ATTEMPTS", "RESERVED_NAMES", "LayoutStore", "check_repo_name"]
 
@@ -76,14 +77,15 @@ class LayoutStore:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self._guard = threading.Lock()
-        self._repo_locks: dict[str, threading.Lock] = {}
-        self._with_layout: set[str] = set()
-        self._checked: set[str] = set()
-        self._hints: dict[Digest, str] = {}
+        self._repo_locks = KeyedLocks()
+        # What saves a request, bounded (memo.py): names checked, layouts written, where a
+        # digest lives.
+        self._with_layout: Recent[str, bool] = Recent(REPOS_KEPT)
+        self._checked: Recent[str, bool] = Recent(REPOS_KEPT)
+        self._hints: Recent[Digest, str] = Recent(DIGESTS_KEPT)
         # Digests whose hint this process has seen or written: the first holder stays the
         # hint, so writing it again would only be refused.
-        self._hinted: set[Digest] = set()
+        self._hinted: Recent[Digest, bool] = Recent(DIGESTS_KEPT)
         self._scan_lock = threading.Lock()
         self._unmarked: dict[str, str] | None = None
 
@@ -104,9 +106,9 @@ class LayoutStore:
             return known
         hint = self._read_hint(digest)  # another process's copy, or ours proved stale
         if hint is not None:
-            self._hinted.add(digest)
+            self._hinted.put(digest, True)
             if self._holds(hint, digest):
-                self._hints[digest] = hint
+                self._hints.put(digest, hint)
                 return hint
         repo = self._unmarked_blobs().get(f"{digest.algorithm}/{digest.hex}")
         if repo is not None and self._holds(repo, digest):
@@ -170,7 +172,7 @@ class LayoutStore:
         """Apply ``change`` to ``index.json`` and replace it if it changed anything; a
         conditional write, re-read and re-applied when another writer got there first."""
         key = self._repo_key(repo, indexdoc.INDEX_FILE)
-        with self._repo_lock(repo):
+        with self._repo_locks.hold(repo):  # this process's writers; others: the condition
             for _ in range(INDEX_WRITE_ATTEMPTS):
                 found = self.backend.get(key)
                 doc = (
@@ -237,7 +239,7 @@ class LayoutStore:
         for a blob its ``index.json`` does not reach, and a repair, for a blob whose bytes
         do not hash to its name (written again at once)."""
         self.backend.delete(self._blob_key(repo, digest))
-        self._hints.pop(digest, None)
+        self._hints.pop(digest)
 
     # -- the whole store --------------------------------------------------------------------
 
@@ -254,15 +256,16 @@ class LayoutStore:
 
     def _repo_key(self, repo: str, name: str) -> str:
         if repo not in self._checked:
-            self._checked.add(check_repo_name(repo))
+            self._checked.put(check_repo_name(repo), True)
         return f"{repo}/{name}"
 
     def _blob_key(self, repo: str, digest: Digest) -> str:
         return self._repo_key(repo, f"blobs/{digest.algorithm}/{digest.hex}")
 
     def _ensure_layout(self, repo: str) -> None:
-        """``<repo>/oci-layout``, once per repository and process; every layout reader
-        checks it first. A crash may leave it empty: then it is written again."""
+        """``<repo>/oci-layout``, once per repository and process while it is among the
+        recent ones; every layout reader checks it first. A crash may leave it empty: then
+        it is written again."""
         if repo in self._with_layout:
             return
         key = self._repo_key(repo, indexdoc.LAYOUT_FILE)
@@ -270,13 +273,7 @@ class LayoutStore:
             found = self.backend.get(key)
             if found is None or not found.data.strip():
                 self.backend.put(key, indexdoc.LAYOUT_BYTES)
-        self._with_layout.add(repo)
-
-    def _repo_lock(self, repo: str) -> threading.Lock:
-        """Serialises this process's index.json updates of ``repo``; other processes are
-        kept out by the backend's conditional write."""
-        with self._guard:
-            return self._repo_locks.setdefault(repo, threading.Lock())
+        self._with_layout.put(repo, True)
 
     # -- hints: where a digest is held --------------------------------------------------------
 
@@ -296,7 +293,7 @@ class LayoutStore:
         write one costs at most a download: errors here do not fail a copy. The first
         repository to hold a digest stays its hint unless that one proved stale.
         """
-        self._hints[digest] = repo
+        self._hints.put(digest, repo)
         if digest in self._hinted and not repair:
             return
         try:
@@ -306,7 +303,7 @@ class LayoutStore:
                 self.backend.put_if_absent(self._hint_key(digest), repo.encode())
         except StoreError:
             return
-        self._hinted.add(digest)
+        self._hinted.put(digest, True)
 
     def _holds(self, repo: str, digest: Digest) -> bool:
         try:

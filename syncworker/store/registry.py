@@ -53,6 +53,7 @@ from syncworker.registry.pushclient import PushClient
 from syncworker.registry.referrers import fallback_tag
 from syncworker.store.base import BlobHints, ClaimRecords, IndexEntry
 from syncworker.store.claim import Source
+from syncworker.store.memo import DIGESTS_KEPT, KeyedLocks, Recent
 
 __all__ = ["Destination", "MemoryClaims", "MemoryHints", "RegistryStore"]
 
@@ -94,16 +95,17 @@ class MemoryClaims:
 
 
 class MemoryHints:
-    """This process's hints only: enough for ``syncworker sync``."""
+    """This process's hints only, the most recently used (a blob forgotten is uploaded
+    again instead of mounted): enough for ``syncworker sync``."""
 
     def __init__(self) -> None:
-        self._found: dict[tuple[str, str], str] = {}
+        self._found: Recent[tuple[str, str], str] = Recent(DIGESTS_KEPT)
 
     def blob_hint(self, registry: str, digest: str) -> str | None:
         return self._found.get((registry, digest))
 
     def set_blob_hint(self, registry: str, digest: str, repo: str) -> None:
-        self._found[registry, digest] = repo
+        self._found.put((registry, digest), repo)
 
 
 class RegistryStore:
@@ -121,7 +123,7 @@ class RegistryStore:
         self._claims = claims or MemoryClaims()
         self._local = MemoryHints()
         self._guard = threading.Lock()
-        self._repo_locks: dict[str, threading.Lock] = {}
+        self._repo_locks = KeyedLocks()
         self._manifests: OrderedDict[tuple[str, Digest], bytes] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -238,7 +240,7 @@ class RegistryStore:
         """Push each tag (its tree is already there); list each untagged referrer in its
         subject's tag-schema index where the registry has no referrers API."""
         changed = False
-        with self._repo_lock(repo), self._errors(repo):
+        with self._repo_locks.hold(repo), self._errors(repo):
             for entry in entries:
                 if entry.tag is not None:
                     changed |= self._push_tag(repo, entry.tag, entry.descriptor.digest)
@@ -357,10 +359,6 @@ class RegistryStore:
             self._manifests.move_to_end((repo, digest))
             while len(self._manifests) > MANIFEST_CACHE:
                 self._manifests.popitem(last=False)
-
-    def _repo_lock(self, repo: str) -> threading.Lock:
-        with self._guard:
-            return self._repo_locks.setdefault(repo, threading.Lock())
 
     def _name(self, repo: str) -> str:
         try:

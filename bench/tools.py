@@ -108,7 +108,6 @@ def write_sync_config(
                     {
                         "name": "upstream",
                         "urls": [upstream_url],
-                        "tlsVerify": False,
                         "content": [{"prefix": "**"}],
                     }
                 ],

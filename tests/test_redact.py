@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncworker.coord import Coordinator
-from syncworker.errors import ConfigError
+from syncworker.errors import ConfigError, CoordError
 from syncworker.redact import redact_http_url, redact_redis_url, redact_text
+from tests.support.ports import free_port
 
 SPECIAL = "@:/%?#[]!$&'()*+,;=._~-"
 passwords = st.text(alphabet=st.sampled_from("aZ09" + SPECIAL), min_size=1, max_size=24)
@@ -78,3 +79,16 @@ def test_a_url_redis_cannot_parse_is_refused_without_any_piece_of_its_password(
     assert error.__cause__ is None and error.__suppress_context__
     for piece in re.split("[@:/]", password):
         assert piece not in str(error)
+
+
+@pytest.mark.parametrize("password", ["s3cr@tP4ss", "Qa:Jb@Wc%40Xd", "Zp%2FYw@Vrd"])
+def test_redis_unreachable_names_the_url_without_any_of_its_password(password: str) -> None:
+    """What ``status``, ``/readyz`` and the logs print when Redis does not answer."""
+    port = free_port()
+    coordinator = Coordinator.from_url(f"redis://worker:{password}@127.0.0.1:{port}/0")
+    with pytest.raises(CoordError) as caught:
+        coordinator.ping()
+    message = str(caught.value)
+    assert f"redis://worker:***@127.0.0.1:{port}/0" in message
+    for piece in re.split("[@:%]", password):
+        assert piece not in message.replace(f"127.0.0.1:{port}", "")

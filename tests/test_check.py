@@ -95,6 +95,7 @@ def test_check_names_each_broken_tree_and_repair_makes_it_whole(
     whole = run_check(config, "--deep")
     assert whole.code == 0, whole.output
     assert "0 broken" in whole.stdout, whole.output
+    assert f"] {repo}: ok, 5 trees, " in whole.stderr, whole.output  # a line per repository
 
     layer = images["single"].blobs[-1].digest
     corrupt(blob_path(root, repo, layer))

@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="check in this process even when Redis is configured (no workers needed)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only what is broken")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no line per whole repository")
     parser.set_defaults(func=run)
 
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with build_mirror(config, store, locks) as mirror:
         repos = store_repos(mirror, args.registry)
-        printer = Printer(sys.stdout, quiet=args.quiet)
+        printer = Printer(sys.stdout, sys.stderr, quiet=args.quiet)
         outcomes = check_repos(
             mirror,
             repos,
@@ -102,11 +102,13 @@ def print_outcome(outcome: CheckOutcome, out: TextIO) -> None:
 
 
 class Printer:
-    """Lines as each repository ends (flushed: an operator watches a long check), then
-    the counts."""
+    """Lines as each repository ends (flushed: an operator watches a long check): what is
+    broken on ``out``, a numbered line per whole repository on ``progress`` (none with
+    ``quiet``); then the counts."""
 
-    def __init__(self, out: TextIO, *, quiet: bool) -> None:
+    def __init__(self, out: TextIO, progress: TextIO, *, quiet: bool) -> None:
         self._out = out
+        self._progress = progress
         self._quiet = quiet
         self._lock = threading.Lock()
         self.repos = self.trees = self.blobs = self.hashed = 0
@@ -122,9 +124,14 @@ class Printer:
             self.broken += len(found.broken) + (found.error is not None)
             self.left += len(final.broken) + (final.error is not None)
             self.repaired += len(outcome.repair.copied) if outcome.repair else 0
-            if not found.ok or not self._quiet:
+            if not found.ok:
                 print_outcome(outcome, self._out)
                 self._out.flush()
+            elif not self._quiet:
+                line = (
+                    f"[{self.repos:>5}] {found.repo}: ok, {found.trees} trees, {found.blobs} blobs"
+                )
+                print(line, file=self._progress, flush=True)
 
     def summary(self, seconds: float) -> None:
         line = (

@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from syncworker.cli import main
-from tests.support.images import Manifest, make_artifact, make_image, make_index
+from tests.support.images import Manifest, make_artifact, make_image, make_index, make_layer
 from tests.support.mirror import (
     SKOPEO_READABLE,
     SKOPEO_TIMEOUT,
@@ -210,3 +210,34 @@ def test_the_claim_names_the_source_when_the_rules_no_longer_do(
     repaired = run_check(config, "--repair")
     assert repaired.code == 0, repaired.output
     assert f"REPAIRED {repo}:v1" in repaired.stdout
+
+
+def test_a_layer_damaged_where_repositories_share_it_is_fetched_not_linked(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """On a directory, repositories share a layer's file (hard links): bytes damaged in place
+    are damaged in all of them, so a repair must fetch it, never link another holder's."""
+    shared = make_layer((tmp_path.name, "shared"), size=256 * 1024)
+    for name in ("one", "two"):
+        image = make_image((tmp_path.name, name), base=[shared])
+        push_image(registry.url, f"{REPO}/{name}/app", "v1", image)
+    root = tmp_path / "store"
+    registries = [
+        {"name": name, "urls": [registry.url], "content": [{"prefix": f"{REPO}/{name}/**"}]}
+        for name in ("one", "two")
+    ]
+    config = write_sync_config(tmp_path, root, registries)
+    assert run_sync(config).code == 0
+    path = blob_path(root, f"{REPO}/one/app", shared.digest)
+    assert path.stat().st_nlink == 2
+    with path.open("r+b") as damaged:  # in place: both repositories see it
+        damaged.seek(1000)
+        damaged.write(b"\0" * 16)
+
+    # Repairing the second alone: the first still holds the damaged file under the name.
+    two = run_check(config, "--deep", "--repair", "-r", "two")
+    assert two.code == 0, two.output
+    one = run_check(config, "--deep", "-r", "one")
+    assert one.code == 1 and f"blob {shared.digest} corrupt" in one.stdout, one.output
+    assert run_check(config, "--deep", "--repair").code == 0
+    check_store(root)

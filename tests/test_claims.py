@@ -24,9 +24,16 @@ from tests.support.corpus import Corpus
 from tests.support.mirror import layout_tags, run_sync, write_sync_config
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
-from tests.test_store_contract import Backend, backend, layouts_only, s3_server
+from tests.test_store_contract import (
+    Backend,
+    S3rverBackend,
+    backend,
+    layouts_only,
+    s3_server,
+    s3rver_server,
+)
 
-__all__ = ["backend", "s3_server"]  # fixtures, imported for pytest
+__all__ = ["backend", "s3_server", "s3rver_server"]  # fixtures, imported for pytest
 
 Seeded = tuple[RegistryServer, Corpus]
 A = Source("hub", "library/alpine")
@@ -52,6 +59,8 @@ def test_the_first_source_holds_a_repository_for_every_later_one(backend: Backen
 def test_of_racing_first_claims_exactly_one_wins(backend: Backend, shared: bool) -> None:
     """Six writers claim a new repository at once, each with a store of its own (as six
     processes would) or sharing one."""
+    if not shared and isinstance(backend, S3rverBackend):
+        pytest.skip("s3rver has no conditional PutObject: there the repository lock orders claims")
     stores = [backend.store if shared else backend.reopen() for _ in range(6)]
     sources = [Source("hub", f"team/app{i}") for i in range(6)]
     won: list[Source] = []

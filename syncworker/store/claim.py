@@ -11,7 +11,9 @@ Where the record lives:
 - an OCI layout (filesystem, S3) keeps it in the store itself, ``<repo>/.claim``, so it holds
   for ``syncworker sync`` without Redis and survives a Redis restarted without persistence.
   It is published whole (a link of a complete temporary, a conditional PUT): a reader sees
-  no claim or a whole one, and of two writers racing for a new repository exactly one wins.
+  no claim or a whole one, and of two writers racing for a new repository exactly one wins
+  (on an S3 server without conditional writes the repository lock is the only guard, as it
+  is for ``index.json`` there).
 - a registry destination keeps it in Redis (``coord/claims.py``, SET NX) when one is
   configured, else in the process, for one run. A registry holds nothing of ours but
   manifests under tags: a claim there would be a tag in every mirrored repository, seen by

@@ -58,6 +58,14 @@ class Setup:
     def refusals(self) -> int:
         return self.cluster.log("w1").count(REFUSAL)
 
+    def outcome(self, task_id: str) -> tuple[str, list[str]]:
+        """How the API says request ``task_id`` ended, its failures cut to their start."""
+        answer = self.api.request("GET", f"/v1/sync/{task_id}?wait=55", self.token)
+        assert answer.status_code == 200, answer.text
+        status = answer.json()
+        failures = (status.get("result") or {}).get("failures", [])
+        return status["state"], [f[: len(REFUSAL)] for f in failures]
+
     def sync(self, **body: str) -> str:
         answer = self.api.request(
             "POST", "/v1/sync", self.token, json={"registry": REGISTRY, **body}
@@ -87,9 +95,10 @@ def test_every_cluster_path_refuses_a_second_source(setup: Setup) -> None:
     push_image(setup.upstream.url, "team-b/app", "v2", make_image(seed="claims-b"))
     wait_for("the webhook's sync_image refused", lambda: setup.refusals() == 1)
 
-    # /v1/sync of the repository, then of the image (its task result names both).
-    setup.sync(repo="team-b/app")
-    wait_for("/v1/sync's sync_repo refused", lambda: setup.refusals() == 2)
+    # /v1/sync of the repository, then of the image: each request ends failed, naming both.
+    repo_request = setup.sync(repo="team-b/app")
+    assert setup.outcome(repo_request) == ("failed", [REFUSAL])
+    assert setup.refusals() == 2
     image_task = setup.sync(repo="team-b/app", reference="v2")
     app = create_app(load_config(setup.cluster.config_path))
     try:
@@ -97,6 +106,7 @@ def test_every_cluster_path_refuses_a_second_source(setup: Setup) -> None:
     finally:
         app.close()
     assert [REFUSAL in failure for failure in outcome["failures"]] == [True], outcome
+    assert setup.outcome(image_task) == ("failed", [REFUSAL])
 
     # `trigger --image --wait`: exit 1, the refusal printed.
     done = setup.cluster.cli("trigger", "--image", "team-b/app:v2", "--wait")

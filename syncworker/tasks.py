@@ -29,9 +29,10 @@ from syncworker.runs.walk import (
     record_repo_lost,
     walk_page,
 )
-from syncworker.waits import TASK_REPO_WAIT
+from syncworker.waits import TASK_REPO_WAIT, WALK_AHEAD_WAIT
 from syncworker.worker.checks import check_args
 from syncworker.worker.names import (
+    QUEUE_REPO,
     TASK_CHECK_REPO,
     TASK_SWEEP,
     TASK_SYNC_IMAGE,
@@ -39,7 +40,7 @@ from syncworker.worker.names import (
     TASK_WALK,
 )
 from syncworker.worker.policy import SyncTask
-from syncworker.worker.send import send, send_each, start_sweep, sweep_interval
+from syncworker.worker.send import queue_length, send, send_each, start_sweep, sweep_interval
 from syncworker.worker.state import WorkerState, config_of, worker_state
 
 __all__ = [
@@ -196,9 +197,14 @@ def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> d
     def enqueue(registry: str, repos: Sequence[str], run_id: str) -> None:
         send_each(self.app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in repos])
 
-    step = walk_page(state.coord, state.mirror, registry, run_id, enqueue, state.page_size)
+    def room() -> bool:  # the walk stays at most walkAhead repositories ahead of workers
+        return queue_length(self.app, QUEUE_REPO) < state.config.syncworker.walk_ahead
+
+    step = walk_page(state.coord, state.mirror, registry, run_id, enqueue, state.page_size, room)
     if step is Step.MORE:
         send(self.app, TASK_WALK, [registry, run_id], ignore_result=True)
+    elif step is Step.WAIT:
+        send(self.app, TASK_WALK, [registry, run_id], countdown=WALK_AHEAD_WAIT, ignore_result=True)
     return {"registry": registry, "run_id": run_id, "step": step.value}
 
 

@@ -49,6 +49,11 @@ class SyncworkerSettings(ConfigModel):
     blob_concurrency: int = Field(4, ge=1)
     #: Tags of one repository mirrored in parallel (their blobs share the blob pool).
     tag_concurrency: int = Field(4, ge=1, le=64)
+    #: Repositories that may wait in the broker's ``syncworker.repo`` queue before a walk
+    #: lists its next catalog page: the walk then sends itself again a little later, so a
+    #: catalog of millions never sits in the broker (about 1.2 KB a message in Redis) while
+    #: workers always have the next page waiting.
+    walk_ahead: int = Field(10_000, ge=1)
     #: Redis for coordination (and Celery's broker unless ``celery`` says otherwise); none
     #: means ``syncworker sync`` coordinates its threads in-process, with nothing of Redis
     #: loaded. ``SYNCWORKER_REDIS_URL`` overrides it.

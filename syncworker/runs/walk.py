@@ -48,6 +48,7 @@ class Step(enum.Enum):
     RACED = "raced"  # another delivery of this page moved the cursor first
     STALE = "stale"  # this run is no longer the registry's walk
     LOOPED = "looped"  # the catalog's pages lead back to one already walked: the walk ends
+    WAIT = "wait"  # the workers have enough waiting: this page again later
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +84,15 @@ def walk_page(
     run_id: str,
     enqueue: Enqueue,
     page_size: int | None = None,
+    room: Callable[[], bool] = lambda: True,
 ) -> Step:
-    """Process the page after the cursor of ``registry``'s walk ``run_id``."""
+    """Process the page after the cursor of ``registry``'s walk ``run_id``; unless
+    ``room()`` says the repositories sent before are still waiting for workers: then
+    nothing is listed or sent (``Step.WAIT``), and the caller asks again later."""
     if coord.current_walk(registry) != run_id:
         return Step.STALE
+    if not room():
+        return Step.WAIT
     coord.start_run(registry, run_id)
     cursor = coord.cursor(registry)
     if page_size is None:

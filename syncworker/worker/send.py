@@ -15,7 +15,15 @@ from syncworker.runs.sweep import sweep_seconds
 from syncworker.worker.names import TASK_SWEEP
 from syncworker.worker.settings import VISIBILITY_TIMEOUT
 
-__all__ = ["PUBLISH_BATCH", "publishing", "send", "send_each", "start_sweep", "sweep_interval"]
+__all__ = [
+    "PUBLISH_BATCH",
+    "publishing",
+    "queue_length",
+    "send",
+    "send_each",
+    "start_sweep",
+    "sweep_interval",
+]
 
 # Messages per pipelined write to the broker: a whole catalog page (at most 1000 names) in
 # one round trip, each message well under a kilobyte.
@@ -57,6 +65,20 @@ def send_each(app: Celery, task: str, arg_lists: Sequence[list[Any]], **options:
     ):
         for args in arg_lists:
             app.send_task(task, args=args, producer=producer, ignore_result=True, **options)
+
+
+def queue_length(app: Celery, queue: str) -> int:
+    """Messages waiting in ``queue`` (not those a worker holds): a passive declare, which
+    kombu's Redis transport answers by the lengths of the queue's lists and RabbitMQ by the
+    queue's ready count. 0 for a queue that does not exist (Redis drops an empty list)."""
+    with publishing(f"a look at {queue}"), app.pool.acquire(block=True) as connection:
+        channel = connection.channel()
+        try:
+            return int(channel.queue_declare(queue=queue, passive=True).message_count)
+        except connection.channel_errors:
+            return 0
+        finally:
+            channel.close()
 
 
 def start_sweep(app: Celery, registry: str, run_id: str, previous: str | None = None) -> None:

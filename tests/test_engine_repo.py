@@ -1,4 +1,4 @@
-"""The engine alone: ``Mirror`` (and the ``RepoJob`` behind it) and ``ImageCopier`` against
+"""The engine alone: ``Mirror`` (and the ``RepoJob`` behind it) and ``TreeWalker`` against
 a real registry, with in-process locks and a filesystem store. No Redis, no config file:
 the engine is built from plain values, as the config layer builds it."""
 
@@ -13,7 +13,8 @@ import pytest
 
 from syncworker.engine import LocalLocks, Mirror, Upstream
 from syncworker.engine.blobs import BlobCopier
-from syncworker.engine.images import ImageCopier
+from syncworker.engine.images import TreeWalker
+from syncworker.engine.sinks import CopySink
 from syncworker.errors import ConfigError, LockBusy, StoreError
 from syncworker.filters import ContentRule, ContentRules
 from syncworker.oci import Digest, Platform
@@ -175,13 +176,14 @@ def test_image_copier_keeps_wanted_platforms_and_fetches_shared_blobs_once(
     arm64 = next(c for c in index.children if c.platform and c.platform["architecture"] == "arm64")
     client = RegistryClient((registry.url,), None, FAST)
     with ThreadPoolExecutor(8) as pool:
-        copier = ImageCopier(
-            store, BlobCopier(store, LocalLocks()), pool, [Platform.parse("linux/arm64/v8")]
+        copier = TreeWalker(
+            CopySink(store, BlobCopier(store, LocalLocks()), pool),
+            [Platform.parse("linux/arm64/v8")],
         )
         gets_before = registry.blob_gets()
         descs = [client.head_manifest(repo, "v1") for repo in repos]
         with ThreadPoolExecutor(2) as callers:
-            trees = list(callers.map(lambda r, d: copier.copy(client, r, r, d), repos, descs))
+            trees = list(callers.map(lambda r, d: copier.walk(client, r, r, d), repos, descs))
     assert registry.blob_gets() - gets_before == len(arm64.all_blob_digests())
     assert sum(t.stats.fetched for t in trees) == len(arm64.all_blob_digests())
     assert sum(t.stats.linked for t in trees) == len(arm64.all_blob_digests())

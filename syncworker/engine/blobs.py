@@ -48,6 +48,11 @@ class BlobStats:
         self.linked = 0
         self.bytes = 0
 
+    def add(self, other: BlobStats) -> None:
+        self.fetched += other.fetched
+        self.linked += other.linked
+        self.bytes += other.bytes
+
 
 class BlobCopier:
     """``on_done``, if given, is told of each blob fetched or linked and the seconds it took;

@@ -14,8 +14,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 from syncworker.engine.plan import LayoutMediaTypes, relisted
+from syncworker.engine.sinks import Sink
 from syncworker.errors import SyncworkerError
-from syncworker.store import IndexEntry, Store
+from syncworker.store import IndexEntry
 
 __all__ = ["INDEX_BATCH", "INDEX_BATCH_SECONDS", "IndexWriter"]
 
@@ -28,15 +29,15 @@ OnFailure = Callable[[str, SyncworkerError], None]
 
 
 class IndexWriter:
-    """Collects entries for ``dest_repo`` and merges them into its index in batches; a
-    context manager that writes what is left on exit.
+    """Collects entries for ``dest_repo`` and merges them into its index (through
+    ``sink``) in batches; a context manager that writes what is left on exit.
 
     Entries of tags announced with :meth:`expect` are written in that order, whatever
     order the tags finish in, so the same content always gives the same ``index.json``.
     """
 
-    def __init__(self, store: Store, dest_repo: str, on_failure: OnFailure) -> None:
-        self._store = store
+    def __init__(self, sink: Sink, dest_repo: str, on_failure: OnFailure) -> None:
+        self._sink = sink
         self._dest_repo = dest_repo
         self._on_failure = on_failure
         self._order: deque[str] = deque()
@@ -105,7 +106,7 @@ class IndexWriter:
         if not batch:
             return
         try:
-            self._store.update_index(self._dest_repo, batch)
+            self._sink.update_index(self._dest_repo, batch)
         except SyncworkerError as exc:
             for name in dict.fromkeys(entry.tag or str(entry.descriptor.digest) for entry in batch):
                 self._on_failure(name, exc)

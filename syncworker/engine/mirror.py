@@ -16,14 +16,15 @@ from contextlib import contextmanager
 
 from syncworker.engine.blobs import BlobCopier, BlobStats
 from syncworker.engine.check import BrokenTree
-from syncworker.engine.dryrun import RepoPlanner
+from syncworker.engine.dryrun import PlanSink
 from syncworker.engine.events import NO_EVENTS, BlobOutcome, Events
-from syncworker.engine.images import ImageCopier
+from syncworker.engine.images import TreeWalker
 from syncworker.engine.locks import Locks
 from syncworker.engine.plan import LayoutMediaTypes
 from syncworker.engine.repair import TreeRepair
 from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY, RepoJob
 from syncworker.engine.results import Failure, RepoResult
+from syncworker.engine.sinks import CopySink, Sink
 from syncworker.engine.sources import configured_sources, source_of
 from syncworker.engine.upstream import Upstream
 from syncworker.errors import ClaimError, ConfigError, ContentError, SyncworkerError
@@ -254,22 +255,24 @@ class Mirror:
             return refused
         return None
 
-    def _job(self, up: Upstream, upstream_repo: str, dest_repo: str) -> RepoJob:
-        blobs = self._blobs
-        if self._events is not NO_EVENTS:
-            blobs = BlobCopier(self.store, self.locks, on_done=self._blob_reporter(up.name))
+    def _job(
+        self, up: Upstream, upstream_repo: str, dest_repo: str, planned: bool = False
+    ) -> RepoJob:
+        """The job of ``upstream_repo``: into the store, or ``planned`` into memory (a
+        dry run, of which observers are told nothing but its requests)."""
         client = self.client(up.name)
         deadline = None
         if up.sync_timeout is not None:  # zot's syncTimeout: one repository's deadline
             limit = up.sync_timeout
             deadline = Deadline.after(limit, f"syncTimeout ({limit:g}s)")
             client = client.bounded(deadline)
-        blobs = blobs.bound(up.name, deadline)
-        images = ImageCopier(self.store, blobs, self._blob_pool, up.platforms)
+        sink: Sink = PlanSink(self.store)
+        if not planned:
+            sink = CopySink(self.store, self._job_blobs(up.name, deadline), self._blob_pool)
         return RepoJob(
             client=client,
             store=self.store,
-            images=images,
+            images=TreeWalker(sink, up.platforms),
             registry=up.name,
             upstream_repo=upstream_repo,
             dest_repo=dest_repo,
@@ -277,8 +280,14 @@ class Mirror:
             layout_media_types=self._layout_media_types,
             tag_concurrency=self._tag_concurrency,
             prune=up.prune,
-            events=self._events,
+            events=NO_EVENTS if planned else self._events,
         )
+
+    def _job_blobs(self, registry: str, deadline: Deadline | None) -> BlobCopier:
+        blobs = self._blobs
+        if self._events is not NO_EVENTS:
+            blobs = BlobCopier(self.store, self.locks, on_done=self._blob_reporter(registry))
+        return blobs.bound(registry, deadline)
 
     def repair(
         self, dest_repo: str, broken: Sequence[BrokenTree], *, lock_wait: float | None = None
@@ -294,7 +303,8 @@ class Mirror:
         registry, upstream_repo = source.registry, source.repository
         up = self.upstream(registry)
         blobs = BlobCopier(self.store, self.locks, link=False).bound(registry, None)
-        images = ImageCopier(self.store, blobs, self._blob_pool, up.platforms, trust_present=False)
+        sink = CopySink(self.store, blobs, self._blob_pool, trust_present=False)
+        images = TreeWalker(sink, up.platforms)
         repair = TreeRepair(
             self.store, images, self.client(registry), registry, upstream_repo, dest_repo
         )
@@ -317,18 +327,12 @@ class Mirror:
                 raise ClaimError(dest_repo, str(held), str(source))
         except SyncworkerError as exc:
             return self._failed(registry, upstream_repo, None, exc)
-        planner = RepoPlanner(
-            self.client(up.name),
-            self.store,
-            up.name,
-            upstream_repo,
-            dest_repo,
-            platforms=up.platforms,
-            prune=up.prune,
-            tag_concurrency=self._tag_concurrency,
-            catalogued=_catalogued(up, listed),
-        )
-        return planner.run(up.rules)
+        job = self._job(up, upstream_repo, dest_repo, planned=True)
+        job.catalogued = _catalogued(up, listed)
+        plan = job.run(up.rules)
+        plan.copied.sort()
+        plan.skipped.sort()
+        return plan
 
     def _blob_reporter(self, registry: str) -> Callable[[BlobStats, float], None]:
         def report(stats: BlobStats, seconds: float) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from syncworker.engine.check import BrokenTree
-from syncworker.engine.images import ImageCopier
+from syncworker.engine.images import TreeWalker
 from syncworker.engine.plan import as_of_bytes
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import NotFoundError, StoreError, SyncworkerError
@@ -32,10 +32,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class TreeRepair:
     """Repairs trees of ``dest_repo`` from ``upstream_repo`` on ``registry``; ``images``
-    copies without trusting what is present. The caller holds the repository's lock."""
+    walks into a sink that trusts nothing present. The caller holds the repository's lock."""
 
     store: Store
-    images: ImageCopier
+    images: TreeWalker
     client: RegistryClient
     registry: str
     upstream_repo: str
@@ -56,7 +56,7 @@ class TreeRepair:
     def _repair(self, tree: BrokenTree, result: RepoResult) -> None:
         self._drop_corrupt(tree)
         desc = as_of_bytes(tree.entry.descriptor)
-        copied = self.images.copy(self.client, self.upstream_repo, self.dest_repo, desc)
+        copied = self.images.walk(self.client, self.upstream_repo, self.dest_repo, desc)
         result.copied.append(tree.name)
         result.bytes_copied += copied.stats.bytes
         result.blobs_fetched += copied.stats.fetched

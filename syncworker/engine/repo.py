@@ -7,6 +7,9 @@ upstream is not paid one round trip per tag in series; their blobs go to the pro
 shared blob pool. Special tags follow the images they are about, whatever the tag rules
 say, once those are mirrored; referrers found through the API are stored untagged,
 recursively, each digest visited once, with cycles refused.
+
+Every effect goes through the sink of ``images`` (:mod:`syncworker.engine.sinks`): into
+the store for a sync, into memory for a dry run, so both make the same decisions.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from syncworker.engine.events import NO_EVENTS, Events, ImageOutcome
-from syncworker.engine.images import CopiedTree, Fetched, ImageCopier
+from syncworker.engine.images import CopiedTree, Fetched, TreeWalker
 from syncworker.engine.index import IndexWriter
 from syncworker.engine.plan import (
     LayoutMediaTypes,
@@ -31,6 +34,7 @@ from syncworker.engine.plan import (
 )
 from syncworker.engine.prune import plan_prune
 from syncworker.engine.results import Failure, RepoResult
+from syncworker.engine.sinks import Sink
 from syncworker.errors import (
     NotFoundError,
     ReferenceCycleError,
@@ -69,8 +73,8 @@ class RepoJob:
     """One synchronisation of ``upstream_repo`` (on ``registry``) into ``dest_repo``."""
 
     client: RegistryClient
-    store: Store
-    images: ImageCopier
+    store: Store  # read here; written only through the sink of ``images``
+    images: TreeWalker
     registry: str
     upstream_repo: str
     dest_repo: str
@@ -82,6 +86,7 @@ class RepoJob:
     #: 404 for its tag list then means "listed without tags" and skips it.
     catalogued: bool = False
     events: Events = NO_EVENTS
+    sink: Sink = field(init=False)
     result: RepoResult = field(init=False)
     _index: IndexWriter = field(init=False)
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
@@ -93,8 +98,9 @@ class RepoJob:
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.result = RepoResult(self.registry, self.upstream_repo, self.dest_repo)
-        self._index = IndexWriter(self.store, self.dest_repo, self._unlisted)
+        self.sink = self.images.sink
+        self.result = self.sink.new_result(self.registry, self.upstream_repo, self.dest_repo)
+        self._index = IndexWriter(self.sink, self.dest_repo, self._unlisted)
 
     # -- whole repository -------------------------------------------------------------
 
@@ -125,7 +131,7 @@ class RepoJob:
             prune = plan_prune(
                 self.store, self.dest_repo, entries, self._all_tags, self.images.platforms
             )
-            if prune and self.store.remove_from_index(self.dest_repo, prune.tags, prune.untagged):
+            if prune and self.sink.remove_from_index(self.dest_repo, prune.tags, prune.untagged):
                 self.result.pruned, self.result.pruned_bytes = prune.names, prune.size
                 log.info("%s: pruned %s", self.dest_repo, ", ".join(prune.names))
         except SyncworkerError as exc:
@@ -147,7 +153,7 @@ class RepoJob:
         with self._index:
             try:
                 desc = self.client.head_manifest(self.upstream_repo, str(digest))
-                if not self.store.has_manifest(self.dest_repo, digest):
+                if not self.sink.whole(self.dest_repo, digest):
                     self.copy(desc, None)
                 else:
                     self._unchanged(str(digest))
@@ -257,7 +263,7 @@ class RepoJob:
         The index entry is recorded last: if a referrer is refused (a cycle, bad content),
         the image stays unreachable rather than half-mirrored.
         """
-        tree = self.images.copy(self.client, self.upstream_repo, self.dest_repo, desc, fetched)
+        tree = self.images.walk(self.client, self.upstream_repo, self.dest_repo, desc, fetched)
         special = tag is not None and special_tag_subject(tag) is not None
         entries = [] if special else self._follow_referrers(desc.digest, (desc.digest,))
         entries.append(IndexEntry(self._index_descriptor(desc), tag))
@@ -270,10 +276,7 @@ class RepoJob:
 
     def _account(self, tree: CopiedTree, name: str) -> None:
         with self._lock:  # tags finish on several threads
-            self.result.copied.append(name)
-            self.result.bytes_copied += tree.stats.bytes
-            self.result.blobs_fetched += tree.stats.fetched
-            self.result.blobs_linked += tree.stats.linked
+            self.result.add_copy(name, tree.stats)
             self._synced.update(tree.digests)
         self._image_done("copied", tree.stats.bytes)
 
@@ -292,7 +295,7 @@ class RepoJob:
             self._synced.update(c.digest for c in self._stored_children(desc))
 
     def _stored_children(self, desc: Descriptor) -> tuple[Descriptor, ...]:
-        raw = self.store.read_blob(self.dest_repo, desc.digest)
+        raw = self.sink.read_manifest(self.dest_repo, desc.digest)
         return parse_manifest(raw, None, desc.digest).children
 
     # -- referrers --------------------------------------------------------------------
@@ -339,7 +342,7 @@ class RepoJob:
                 continue
             # Copied even when present: cheap then (no GET), and it lists a referrer that a
             # crash left unlisted.
-            tree = self.images.copy(self.client, self.upstream_repo, self.dest_repo, referrer)
+            tree = self.images.walk(self.client, self.upstream_repo, self.dest_repo, referrer)
             entries += self._follow_referrers(referrer.digest, (*chain, referrer.digest))
             entries.append(IndexEntry(self._index_descriptor(referrer)))
             self._account(tree, str(referrer.digest))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from syncworker.engine.blobs import BlobStats
 
 __all__ = ["Failure", "RepoResult"]
 
@@ -46,3 +50,10 @@ class RepoResult:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def add_copy(self, name: str, stats: BlobStats) -> None:
+        """``name`` (a tag, or an untagged digest) copied, at the cost of ``stats``."""
+        self.copied.append(name)
+        self.bytes_copied += stats.bytes
+        self.blobs_fetched += stats.fetched
+        self.blobs_linked += stats.linked

@@ -1,0 +1,115 @@
+"""Where a walk of a repository reports: what it finds whole, what it writes.
+
+The walk itself (:class:`~syncworker.engine.repo.RepoJob` over tags and referrers,
+:class:`~syncworker.engine.images.TreeWalker` over one manifest tree) makes every decision
+once: which tags, which children (``expected_children``), how deep, which referrers,
+``onlySigned``. A sink only carries its effects out. :class:`CopySink` writes them into the
+store (a sync; with ``trust_present=False``, a repair); the dry run's
+:class:`~syncworker.engine.dryrun.PlanSink` keeps them in memory. So a dry run and a real
+run cannot disagree on what is copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from concurrent.futures import Executor
+from typing import Protocol
+
+from syncworker.engine.blobs import BlobCopier, BlobStats
+from syncworker.engine.plan import blobs_to_copy
+from syncworker.engine.results import RepoResult
+from syncworker.oci import Digest, Manifest
+from syncworker.registry import RegistryClient
+from syncworker.store import IndexEntry, Store
+
+__all__ = ["CopySink", "Sink"]
+
+
+class Sink(Protocol):
+    """The effects of a walk into repository ``repo`` of a store. Every method is safe
+    to call from threads (tags are walked several at a time)."""
+
+    def whole(self, repo: str, digest: Digest) -> bool:
+        """Whether the tree of manifest ``digest`` is known whole: the walk stops there."""
+        ...
+
+    def read_manifest(self, repo: str, digest: Digest) -> bytes:
+        """The bytes of a manifest :meth:`whole` answered for, or one put before."""
+        ...
+
+    def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
+        """Manifest ``digest``, once everything it refers to is in."""
+        ...
+
+    def put_blobs(
+        self, client: RegistryClient, upstream_repo: str, repo: str, m: Manifest
+    ) -> BlobStats:
+        """The config and layers of image manifest ``m``; what that cost."""
+        ...
+
+    def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
+        """Record ``entries`` in ``repo``'s ``index.json`` (their trees are in)."""
+        ...
+
+    def remove_from_index(
+        self, repo: str, tags: Collection[str], untagged: Collection[Digest]
+    ) -> bool:
+        """A prune: remove these entries; whether any was listed."""
+        ...
+
+    def new_result(self, registry: str, upstream_repo: str, dest_repo: str) -> RepoResult:
+        """The result a walk into this sink fills in."""
+        ...
+
+
+class CopySink:
+    """Writes into ``store``: blobs through ``blobs`` on ``pool``, then manifests, then
+    index entries, in the order the walk gives (children before parents, tags last).
+    ``trust_present``: False for a repair, where a manifest found present is fetched and
+    walked all the same, since the tree below it is what was found broken."""
+
+    def __init__(
+        self, store: Store, blobs: BlobCopier, pool: Executor, *, trust_present: bool = True
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._pool = pool
+        self._trust_present = trust_present
+
+    def whole(self, repo: str, digest: Digest) -> bool:
+        return self._trust_present and self._store.has_manifest(repo, digest)
+
+    def read_manifest(self, repo: str, digest: Digest) -> bytes:
+        return self._store.read_blob(repo, digest)
+
+    def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
+        self._store.put_manifest(repo, digest, raw)
+
+    def put_blobs(
+        self, client: RegistryClient, upstream_repo: str, repo: str, m: Manifest
+    ) -> BlobStats:
+        futures = [
+            self._pool.submit(self._blobs.copy, client, upstream_repo, repo, blob)
+            for blob in blobs_to_copy(m)
+        ]
+        # Wait for all before raising, so no copy is still writing when the error surfaces.
+        stats, errors = BlobStats(), []
+        for future in futures:
+            try:
+                stats.add(future.result())
+            except Exception as exc:  # noqa: BLE001 - re-raised below, first one wins
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return stats
+
+    def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
+        return self._store.update_index(repo, entries)
+
+    def remove_from_index(
+        self, repo: str, tags: Collection[str], untagged: Collection[Digest]
+    ) -> bool:
+        return self._store.remove_from_index(repo, tags, untagged)
+
+    def new_result(self, registry: str, upstream_repo: str, dest_repo: str) -> RepoResult:
+        return RepoResult(registry, upstream_repo, dest_repo)

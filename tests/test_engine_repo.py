@@ -176,14 +176,13 @@ def test_image_copier_keeps_wanted_platforms_and_fetches_shared_blobs_once(
     arm64 = next(c for c in index.children if c.platform and c.platform["architecture"] == "arm64")
     client = RegistryClient((registry.url,), None, FAST)
     with ThreadPoolExecutor(8) as pool:
-        copier = TreeWalker(
-            CopySink(store, BlobCopier(store, LocalLocks()), pool),
-            [Platform.parse("linux/arm64/v8")],
-        )
+        blobs = BlobCopier(store, LocalLocks())
+        platforms = [Platform.parse("linux/arm64/v8")]
+        copiers = [TreeWalker(CopySink(client, r, store, blobs, pool), platforms) for r in repos]
         gets_before = registry.blob_gets()
         descs = [client.head_manifest(repo, "v1") for repo in repos]
         with ThreadPoolExecutor(2) as callers:
-            trees = list(callers.map(lambda r, d: copier.walk(client, r, r, d), repos, descs))
+            trees = list(callers.map(lambda c, r, d: c.walk(r, d), copiers, repos, descs))
     assert registry.blob_gets() - gets_before == len(arm64.all_blob_digests())
     assert sum(t.stats.fetched for t in trees) == len(arm64.all_blob_digests())
     assert sum(t.stats.linked for t in trees) == len(arm64.all_blob_digests())

@@ -1,11 +1,14 @@
 """Whether every tree a repository lists is whole: ``syncworker check``.
 
 For each entry of a repository's ``index.json`` (tags, and untagged referrers), walk its
-tree as the sync wrote it: each manifest present and hashing to its digest, each child an
-index expects (:func:`expected_children`: those its platforms keep), each config and layer
-present at its declared size, and with ``deep`` hashing to its digest. Blobs several trees
-share are looked at once per repository, on a pool, so a deep check of a large repository
-hashes on every core (``hashlib`` releases the GIL while it hashes a large chunk).
+tree as the sync wrote it, with the sync's own walk (:class:`TreeWalker`) into a
+:class:`CheckSink`: each manifest present and hashing to its digest, each child an index
+expects (``expected_children``: those its platforms keep), each config and layer present
+at its declared size, and with ``deep`` hashing to its digest. A tree the sync would have
+refused (nested past ``MAX_DEPTH``, a cycle) makes the repository's ``error``. Manifests
+several trees share are read once per repository, and blobs looked at once, on a pool, so
+a deep check of a large repository hashes on every core (``hashlib`` releases the GIL
+while it hashes a large chunk).
 
 Nothing is written: the repair, which needs the upstream, is :mod:`syncworker.engine.repair`.
 """
@@ -17,14 +20,16 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syncworker.engine.plan import blobs_to_copy
+from syncworker.engine.blobs import BlobStats
+from syncworker.engine.images import TreeWalker
+from syncworker.engine.plan import as_of_bytes, blobs_to_copy
+from syncworker.engine.sinks import Fetched
 from syncworker.errors import ContentError, StoreError, SyncworkerError
-from syncworker.filters import expected_children
 from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
 from syncworker.store import IndexEntry, Store
 from syncworker.store.base import Readable
 
-__all__ = ["BrokenTree", "Damage", "RepoCheck", "TreeChecker", "expected_children"]
+__all__ = ["BrokenTree", "CheckSink", "Damage", "RepoCheck", "TreeChecker"]
 
 Problem = Literal["absent", "corrupt"]
 
@@ -77,10 +82,48 @@ class RepoCheck:
         return not self.broken and self.error is None
 
 
-@dataclass(slots=True)
-class _Tree:
-    damage: list[Damage] = field(default_factory=list)
-    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
+class CheckSink:
+    """One tree of a repository as stored, for :class:`TreeWalker`: nothing present is
+    trusted and nothing is written; what is absent or corrupt is noted in ``damage``, the
+    blobs the tree needs gathered in ``blobs``. ``read`` holds each manifest read (or the
+    damage found instead) for the whole repository, so trees sharing one read it once."""
+
+    def __init__(self, store: Store, read: dict[Digest, Fetched | Damage]) -> None:
+        self._store = store
+        self._read = read
+        self.damage: list[Damage] = []
+        self.blobs: dict[Digest, Descriptor] = {}
+
+    def whole(self, repo: str, digest: Digest) -> bool:
+        return False
+
+    def fetch(self, repo: str, digest: Digest) -> Fetched | None:
+        found = self._read.get(digest)
+        if found is None:
+            found = self._read[digest] = self._manifest(repo, digest)
+        if isinstance(found, Damage):
+            self.damage.append(found)
+            return None
+        return found
+
+    def read_manifest(self, repo: str, digest: Digest) -> bytes:
+        return self._store.read_blob(repo, digest)
+
+    def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
+        """Nothing is written: the manifest was read from the store."""
+
+    def put_blobs(self, repo: str, m: Manifest) -> BlobStats:
+        self.blobs.update((b.digest, b) for b in blobs_to_copy(m))
+        return BlobStats()
+
+    def _manifest(self, repo: str, digest: Digest) -> Fetched | Damage:
+        if not self._store.has_manifest(repo, digest):
+            return Damage(digest, "absent", "manifest")
+        raw = self._store.read_blob(repo, digest)
+        try:
+            return raw, parse_manifest(raw, None, digest)
+        except ContentError:  # bytes that do not hash to the digest, or no manifest at all
+            return Damage(digest, "corrupt", "manifest")
 
 
 class TreeChecker:
@@ -116,8 +159,12 @@ class TreeChecker:
     def _check(self, repo: str, done: RepoCheck) -> None:
         entries = self._store.index(repo)
         platforms = self._platforms(repo)
-        manifests: dict[Digest, _Tree] = {}
-        trees = [self._walk(repo, e.descriptor, platforms, manifests) for e in entries]
+        read: dict[Digest, Fetched | Damage] = {}
+        trees = []
+        for entry in entries:
+            tree = CheckSink(self._store, read)
+            TreeWalker(tree, platforms).walk(repo, as_of_bytes(entry.descriptor))
+            trees.append(tree)
         blobs = {d: desc for tree in trees for d, desc in tree.blobs.items()}
         looked = self._pool.map(self._blob, [repo] * len(blobs), blobs.values())
         states = dict(zip(blobs, looked, strict=True))
@@ -127,44 +174,6 @@ class TreeChecker:
             damage = [*tree.damage, *(d for b in tree.blobs if (d := states[b][0]) is not None)]
             if damage:
                 done.broken.append(BrokenTree(repo, entry, tuple(dict.fromkeys(damage))))
-
-    def _walk(
-        self,
-        repo: str,
-        desc: Descriptor,
-        platforms: Sequence[Platform],
-        seen: dict[Digest, _Tree],
-        depth: int = 0,
-    ) -> _Tree:
-        """The damage and the blobs of the tree of ``desc``; manifests are read once per
-        repository (``seen``), their children and blobs merged into each tree above."""
-        known = seen.get(desc.digest)
-        if known is not None:
-            return known
-        tree = seen[desc.digest] = _Tree()
-        manifest = self._manifest(repo, desc.digest, tree)
-        if manifest is None:
-            return tree
-        if manifest.is_index:
-            for child in expected_children(manifest, platforms):
-                if depth < _MAX_DEPTH:
-                    below = self._walk(repo, child, platforms, seen, depth + 1)
-                    tree.damage += below.damage
-                    tree.blobs.update(below.blobs)
-        else:
-            tree.blobs.update((b.digest, b) for b in blobs_to_copy(manifest))
-        return tree
-
-    def _manifest(self, repo: str, digest: Digest, tree: _Tree) -> Manifest | None:
-        if not self._store.has_manifest(repo, digest):
-            tree.damage.append(Damage(digest, "absent", "manifest"))
-            return None
-        raw = self._store.read_blob(repo, digest)
-        try:
-            return parse_manifest(raw, None, digest)
-        except ContentError:  # bytes that do not hash to the digest, or no manifest at all
-            tree.damage.append(Damage(digest, "corrupt", "manifest"))
-            return None
 
     def _blob(self, repo: str, desc: Descriptor) -> tuple[Damage | None, int]:
         """The damage of one blob, if any, and the bytes hashed to find out."""
@@ -177,10 +186,6 @@ class TreeChecker:
             return None, 0
         hashed, whole = _hash(self._readable, repo, desc.digest)
         return (None if whole else Damage(desc.digest, "corrupt", "blob")), hashed
-
-
-# Indexes of indexes are legal but rare; the sync refuses deeper trees, so none is stored.
-_MAX_DEPTH = 8
 
 
 def _hash(store: Readable, repo: str, digest: Digest) -> tuple[int, bool]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from syncworker.engine.blobs import BlobStats
 from syncworker.engine.plan import blobs_to_copy
 from syncworker.engine.results import RepoResult
+from syncworker.engine.sinks import UpstreamSink
 from syncworker.oci import Digest, Manifest
 from syncworker.registry import RegistryClient
 from syncworker.store import IndexEntry, Store
@@ -38,11 +39,12 @@ class RepoPlan(RepoResult):
         self.fetch_bytes[name] = stats.bytes
 
 
-class PlanSink:
+class PlanSink(UpstreamSink):
     """Reads ``store`` and writes nothing to it: manifests a real run would put are kept
     here (so the walk stops at them as it would at stored ones), blobs are counted."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, client: RegistryClient, upstream_repo: str, store: Store) -> None:
+        super().__init__(client, upstream_repo)
         self._store = store
         self._planned: dict[Digest, bytes] = {}
         self._counted: set[Digest] = set()
@@ -63,9 +65,7 @@ class PlanSink:
         with self._lock:
             self._planned[digest] = raw
 
-    def put_blobs(
-        self, client: RegistryClient, upstream_repo: str, repo: str, m: Manifest
-    ) -> BlobStats:
+    def put_blobs(self, repo: str, m: Manifest) -> BlobStats:
         stats = BlobStats()
         for blob in blobs_to_copy(m):
             with self._lock:

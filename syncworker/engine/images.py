@@ -1,9 +1,9 @@
 """Walk one manifest tree (an index, its children, their blobs) into a sink.
 
-The one walk of a tree a sync, a repair and a dry run share, so each decision is made here
-once: a cycle is refused, a tree nested deeper than ``MAX_DEPTH`` is refused, an index's
-children are those ``expected_children`` keeps, and a manifest the sink knows whole ends
-the walk there without a GET.
+The one walk of a tree a sync, a repair, a dry run and a check share, so each decision is
+made here once: a cycle is refused, a tree nested deeper than ``MAX_DEPTH`` is refused, an
+index's children are those ``expected_children`` keeps, and a manifest the sink knows
+whole ends the walk there without a GET.
 
 Order makes a crash harmless: blobs, then each image manifest, then the index that lists
 them. A manifest is put only after everything it refers to, so a manifest present in the
@@ -17,17 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from syncworker.engine.blobs import BlobStats
-from syncworker.engine.sinks import Sink
+from syncworker.engine.sinks import Fetched, TreeSink
 from syncworker.errors import ContentError, ReferenceCycleError
 from syncworker.filters import expected_children
 from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
 from syncworker.oci.mediatypes import MANIFEST_TYPES
-from syncworker.registry import RegistryClient
 
-__all__ = ["MAX_DEPTH", "CopiedTree", "Fetched", "TreeWalker"]
+__all__ = ["MAX_DEPTH", "CopiedTree", "TreeWalker"]
 
-#: A manifest's bytes and what they say, as the registry client returns them.
-Fetched = tuple[bytes, Manifest]
 #: Manifests above the deepest one a tree may have (its root has none). Indexes of indexes
 #: are legal but rare; a hostile upstream could nest them without end.
 MAX_DEPTH = 8
@@ -44,30 +41,21 @@ class CopiedTree:
 class TreeWalker:
     """Walks trees into ``sink``, keeping the children of indexes ``platforms`` wants."""
 
-    def __init__(self, sink: Sink, platforms: Sequence[Platform] = ()) -> None:
+    def __init__(self, sink: TreeSink, platforms: Sequence[Platform] = ()) -> None:
         self.sink = sink
         self.platforms = platforms
 
-    def walk(
-        self,
-        client: RegistryClient,
-        upstream_repo: str,
-        dest_repo: str,
-        desc: Descriptor,
-        fetched: Fetched | None = None,
-    ) -> CopiedTree:
-        """The tree of ``desc`` from ``upstream_repo`` into ``dest_repo``; ``fetched`` is
-        its manifest when already in hand (a new tag is fetched by tag, saving the HEAD)."""
+    def walk(self, dest_repo: str, desc: Descriptor, fetched: Fetched | None = None) -> CopiedTree:
+        """The tree of ``desc`` into ``dest_repo``; ``fetched`` is its manifest when
+        already in hand (a new tag is fetched by tag, saving the HEAD)."""
         tree = CopiedTree()
-        _Walk(self, client, upstream_repo, dest_repo, tree).node(desc, (), fetched)
+        _Walk(self, dest_repo, tree).node(desc, (), fetched)
         return tree
 
 
 @dataclass(slots=True)
 class _Walk:
     walker: TreeWalker
-    client: RegistryClient
-    upstream_repo: str
     dest_repo: str
     tree: CopiedTree
 
@@ -88,15 +76,16 @@ class _Walk:
             return
         if len(parents) >= MAX_DEPTH:
             raise ContentError(f"manifest {digest} is nested more than {MAX_DEPTH} deep")
-        raw, manifest = fetched or self.client.get_manifest(self.upstream_repo, str(digest))
+        fetched = fetched or sink.fetch(self.dest_repo, digest)
+        if fetched is None:
+            return
+        raw, manifest = fetched
         _check_type(desc, manifest)
         if manifest.is_index:
             for child in expected_children(manifest, self.walker.platforms):
                 self.node(child, (*parents, digest))
         else:
-            self.tree.stats.add(
-                sink.put_blobs(self.client, self.upstream_repo, self.dest_repo, manifest)
-            )
+            self.tree.stats.add(sink.put_blobs(self.dest_repo, manifest))
         sink.put_manifest(self.dest_repo, digest, raw)
 
 

@@ -266,13 +266,15 @@ class Mirror:
             limit = up.sync_timeout
             deadline = Deadline.after(limit, f"syncTimeout ({limit:g}s)")
             client = client.bounded(deadline)
-        sink: Sink = PlanSink(self.store)
+        sink: Sink = PlanSink(client, upstream_repo, self.store)
         if not planned:
-            sink = CopySink(self.store, self._job_blobs(up.name, deadline), self._blob_pool)
+            blobs = self._job_blobs(up.name, deadline)
+            sink = CopySink(client, upstream_repo, self.store, blobs, self._blob_pool)
         return RepoJob(
             client=client,
             store=self.store,
-            images=TreeWalker(sink, up.platforms),
+            sink=sink,
+            platforms=up.platforms,
             registry=up.name,
             upstream_repo=upstream_repo,
             dest_repo=dest_repo,
@@ -303,11 +305,12 @@ class Mirror:
         registry, upstream_repo = source.registry, source.repository
         up = self.upstream(registry)
         blobs = BlobCopier(self.store, self.locks, link=False).bound(registry, None)
-        sink = CopySink(self.store, blobs, self._blob_pool, trust_present=False)
-        images = TreeWalker(sink, up.platforms)
-        repair = TreeRepair(
-            self.store, images, self.client(registry), registry, upstream_repo, dest_repo
+        client = self.client(registry)
+        sink = CopySink(
+            client, upstream_repo, self.store, blobs, self._blob_pool, trust_present=False
         )
+        images = TreeWalker(sink, up.platforms)
+        repair = TreeRepair(self.store, images, registry, upstream_repo, dest_repo)
         with self._repo_lock(registry, dest_repo, lock_wait):
             refused = self._claim(registry, upstream_repo, dest_repo)
             if refused is not None:

@@ -20,7 +20,6 @@ from syncworker.engine.images import TreeWalker
 from syncworker.engine.plan import as_of_bytes
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import NotFoundError, StoreError, SyncworkerError
-from syncworker.registry import RegistryClient
 from syncworker.store import Store
 from syncworker.store.base import Repairable
 
@@ -36,7 +35,6 @@ class TreeRepair:
 
     store: Store
     images: TreeWalker
-    client: RegistryClient
     registry: str
     upstream_repo: str
     dest_repo: str
@@ -56,7 +54,7 @@ class TreeRepair:
     def _repair(self, tree: BrokenTree, result: RepoResult) -> None:
         self._drop_corrupt(tree)
         desc = as_of_bytes(tree.entry.descriptor)
-        copied = self.images.walk(self.client, self.upstream_repo, self.dest_repo, desc)
+        copied = self.images.walk(self.dest_repo, desc)
         result.copied.append(tree.name)
         result.bytes_copied += copied.stats.bytes
         result.blobs_fetched += copied.stats.fetched

@@ -8,7 +8,7 @@ shared blob pool. Special tags follow the images they are about, whatever the ta
 say, once those are mirrored; referrers found through the API are stored untagged,
 recursively, each digest visited once, with cycles refused.
 
-Every effect goes through the sink of ``images`` (:mod:`syncworker.engine.sinks`): into
+Every effect goes through ``sink`` (:mod:`syncworker.engine.sinks`): into
 the store for a sync, into memory for a dry run, so both make the same decisions.
 """
 
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
 from syncworker.engine.events import NO_EVENTS, Events, ImageOutcome
-from syncworker.engine.images import CopiedTree, Fetched, TreeWalker
+from syncworker.engine.images import CopiedTree, TreeWalker
 from syncworker.engine.index import IndexWriter
 from syncworker.engine.plan import (
     LayoutMediaTypes,
@@ -34,7 +34,7 @@ from syncworker.engine.plan import (
 )
 from syncworker.engine.prune import plan_prune
 from syncworker.engine.results import Failure, RepoResult
-from syncworker.engine.sinks import Sink
+from syncworker.engine.sinks import Fetched, Sink
 from syncworker.errors import (
     NotFoundError,
     ReferenceCycleError,
@@ -46,7 +46,7 @@ from syncworker.filters import (
     special_tag,
     special_tag_subject,
 )
-from syncworker.oci import Descriptor, Digest, parse_manifest
+from syncworker.oci import Descriptor, Digest, Platform, parse_manifest
 from syncworker.registry import RegistryClient
 from syncworker.store import IndexEntry, Store
 
@@ -73,11 +73,12 @@ class RepoJob:
     """One synchronisation of ``upstream_repo`` (on ``registry``) into ``dest_repo``."""
 
     client: RegistryClient
-    store: Store  # read here; written only through the sink of ``images``
-    images: TreeWalker
+    store: Store  # read here; written only through ``sink``
+    sink: Sink
     registry: str
     upstream_repo: str
     dest_repo: str
+    platforms: Sequence[Platform] = ()
     only_signed: bool = False
     layout_media_types: LayoutMediaTypes = "preserve"
     tag_concurrency: int = DEFAULT_TAG_CONCURRENCY
@@ -86,7 +87,7 @@ class RepoJob:
     #: 404 for its tag list then means "listed without tags" and skips it.
     catalogued: bool = False
     events: Events = NO_EVENTS
-    sink: Sink = field(init=False)
+    images: TreeWalker = field(init=False)
     result: RepoResult = field(init=False)
     _index: IndexWriter = field(init=False)
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
@@ -98,7 +99,7 @@ class RepoJob:
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.sink = self.images.sink
+        self.images = TreeWalker(self.sink, self.platforms)
         self.result = self.sink.new_result(self.registry, self.upstream_repo, self.dest_repo)
         self._index = IndexWriter(self.sink, self.dest_repo, self._unlisted)
 
@@ -128,9 +129,7 @@ class RepoJob:
         with the complete tag list of this run in hand."""
         try:
             entries = self.store.index(self.dest_repo)
-            prune = plan_prune(
-                self.store, self.dest_repo, entries, self._all_tags, self.images.platforms
-            )
+            prune = plan_prune(self.store, self.dest_repo, entries, self._all_tags, self.platforms)
             if prune and self.sink.remove_from_index(self.dest_repo, prune.tags, prune.untagged):
                 self.result.pruned, self.result.pruned_bytes = prune.names, prune.size
                 log.info("%s: pruned %s", self.dest_repo, ", ".join(prune.names))
@@ -263,7 +262,7 @@ class RepoJob:
         The index entry is recorded last: if a referrer is refused (a cycle, bad content),
         the image stays unreachable rather than half-mirrored.
         """
-        tree = self.images.walk(self.client, self.upstream_repo, self.dest_repo, desc, fetched)
+        tree = self.images.walk(self.dest_repo, desc, fetched)
         special = tag is not None and special_tag_subject(tag) is not None
         entries = [] if special else self._follow_referrers(desc.digest, (desc.digest,))
         entries.append(IndexEntry(self._index_descriptor(desc), tag))
@@ -342,7 +341,7 @@ class RepoJob:
                 continue
             # Copied even when present: cheap then (no GET), and it lists a referrer that a
             # crash left unlisted.
-            tree = self.images.walk(self.client, self.upstream_repo, self.dest_repo, referrer)
+            tree = self.images.walk(self.dest_repo, referrer)
             entries += self._follow_referrers(referrer.digest, (*chain, referrer.digest))
             entries.append(IndexEntry(self._index_descriptor(referrer)))
             self._account(tree, str(referrer.digest))

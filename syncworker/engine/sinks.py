@@ -3,10 +3,12 @@
 The walk itself (:class:`~syncworker.engine.repo.RepoJob` over tags and referrers,
 :class:`~syncworker.engine.images.TreeWalker` over one manifest tree) makes every decision
 once: which tags, which children (``expected_children``), how deep, which referrers,
-``onlySigned``. A sink only carries its effects out. :class:`CopySink` writes them into the
-store (a sync; with ``trust_present=False``, a repair); the dry run's
-:class:`~syncworker.engine.dryrun.PlanSink` keeps them in memory. So a dry run and a real
-run cannot disagree on what is copied.
+``onlySigned``. A sink supplies the manifests and carries the effects out.
+:class:`CopySink` writes them into the store (a sync; with ``trust_present=False``, a
+repair); the dry run's :class:`~syncworker.engine.dryrun.PlanSink` keeps them in memory;
+the check's :class:`~syncworker.engine.check.CheckSink` reads the trees from the store and
+notes what is missing. So a dry run and a real run cannot disagree on what is copied, and
+a check expects what a sync stores.
 """
 
 from __future__ import annotations
@@ -22,15 +24,23 @@ from syncworker.oci import Digest, Manifest
 from syncworker.registry import RegistryClient
 from syncworker.store import IndexEntry, Store
 
-__all__ = ["CopySink", "Sink"]
+__all__ = ["CopySink", "Fetched", "Sink", "TreeSink", "UpstreamSink"]
+
+#: A manifest's bytes and what they say, as the registry client returns them.
+Fetched = tuple[bytes, Manifest]
 
 
-class Sink(Protocol):
-    """The effects of a walk into repository ``repo`` of a store. Every method is safe
-    to call from threads (tags are walked several at a time)."""
+class TreeSink(Protocol):
+    """Where the walk of a manifest tree into repository ``repo`` of a store reports.
+    Every method is safe to call from threads (tags are walked several at a time)."""
 
     def whole(self, repo: str, digest: Digest) -> bool:
         """Whether the tree of manifest ``digest`` is known whole: the walk stops there."""
+        ...
+
+    def fetch(self, repo: str, digest: Digest) -> Fetched | None:
+        """Manifest ``digest`` of the tree walked into ``repo``; None if it cannot be had
+        and the sink noted why (a check): the walk goes on beside it."""
         ...
 
     def read_manifest(self, repo: str, digest: Digest) -> bytes:
@@ -41,11 +51,14 @@ class Sink(Protocol):
         """Manifest ``digest``, once everything it refers to is in."""
         ...
 
-    def put_blobs(
-        self, client: RegistryClient, upstream_repo: str, repo: str, m: Manifest
-    ) -> BlobStats:
+    def put_blobs(self, repo: str, m: Manifest) -> BlobStats:
         """The config and layers of image manifest ``m``; what that cost."""
         ...
+
+
+class Sink(TreeSink, Protocol):
+    """Where the walk of a repository reports: its trees, then their ``index.json``
+    entries."""
 
     def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
         """Record ``entries`` in ``repo``'s ``index.json`` (their trees are in)."""
@@ -62,15 +75,34 @@ class Sink(Protocol):
         ...
 
 
-class CopySink:
+class UpstreamSink:
+    """A sink whose manifests come from ``upstream_repo`` through ``client``."""
+
+    def __init__(self, client: RegistryClient, upstream_repo: str) -> None:
+        self.client = client
+        self.upstream_repo = upstream_repo
+
+    def fetch(self, repo: str, digest: Digest) -> Fetched:
+        return self.client.get_manifest(self.upstream_repo, str(digest))
+
+
+class CopySink(UpstreamSink):
     """Writes into ``store``: blobs through ``blobs`` on ``pool``, then manifests, then
     index entries, in the order the walk gives (children before parents, tags last).
     ``trust_present``: False for a repair, where a manifest found present is fetched and
     walked all the same, since the tree below it is what was found broken."""
 
     def __init__(
-        self, store: Store, blobs: BlobCopier, pool: Executor, *, trust_present: bool = True
+        self,
+        client: RegistryClient,
+        upstream_repo: str,
+        store: Store,
+        blobs: BlobCopier,
+        pool: Executor,
+        *,
+        trust_present: bool = True,
     ) -> None:
+        super().__init__(client, upstream_repo)
         self._store = store
         self._blobs = blobs
         self._pool = pool
@@ -85,11 +117,9 @@ class CopySink:
     def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
         self._store.put_manifest(repo, digest, raw)
 
-    def put_blobs(
-        self, client: RegistryClient, upstream_repo: str, repo: str, m: Manifest
-    ) -> BlobStats:
+    def put_blobs(self, repo: str, m: Manifest) -> BlobStats:
         futures = [
-            self._pool.submit(self._blobs.copy, client, upstream_repo, repo, blob)
+            self._pool.submit(self._blobs.copy, self.client, self.upstream_repo, repo, blob)
             for blob in blobs_to_copy(m)
         ]
         # Wait for all before raising, so no copy is still writing when the error surfaces.

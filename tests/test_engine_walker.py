@@ -2,15 +2,18 @@
 ``Mirror.plan_repo`` says it would copy, skip, fetch and refuse is exactly what
 ``Mirror.sync_repo`` then copies, skips, fetches and refuses. On the standard corpus (with
 ``platforms``, with ``onlySigned``, and with its referrers: a signature on an SBOM on an
-image), on a deeper chain of referrers, and at the depth limit of nested indexes."""
+image), on a deeper chain of referrers, and at the depth limit of nested indexes. The
+check, walking the stored trees the same way, finds them whole."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from syncworker.engine import LocalLocks, Mirror, RepoResult, Upstream
+from syncworker.engine.check import TreeChecker
 from syncworker.engine.dryrun import RepoPlan
 from syncworker.engine.images import MAX_DEPTH
 from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY
@@ -102,6 +105,11 @@ def test_dry_run_plans_what_the_real_run_copies_on_the_standard_corpus(
         assert [c for c in copied if not c.startswith(f"{alpine}:sha256-")] == [f"{alpine}:3.19"]
     kept: tuple[Platform, ...] = settings.get("platforms", ())  # type: ignore[assignment]
     check_store(Path(store.root), [f"{p.os}/{p.architecture}" for p in kept])
+    # The check walks what the sync stored with the same walk, so it expects exactly that.
+    with ThreadPoolExecutor(2) as pool:
+        checker = TreeChecker(store, lambda repo: kept, pool, deep=True)
+        found = [checker.check_repo(repo) for repo in store.repositories()]
+    assert found and all(c.ok and c.trees for c in found), found
 
 
 def _chain(base: Manifest, length: int) -> list[Manifest]:

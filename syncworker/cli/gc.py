@@ -20,8 +20,8 @@ from syncworker.config.durations import parse_duration
 from syncworker.config.engine import build_mirror
 from syncworker.config.stores import store_for
 from syncworker.engine import LocalLocks, Locks, Mirror
+from syncworker.engine.check import expected_children
 from syncworker.errors import ConfigError
-from syncworker.filters import expected_children
 from syncworker.store import RepoHolder, held
 from syncworker.store.gc import Expected, Removed, collect
 from syncworker.store.layout import LayoutStore

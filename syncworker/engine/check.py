@@ -25,11 +25,13 @@ from syncworker.engine.images import TreeWalker
 from syncworker.engine.plan import as_of_bytes, blobs_to_copy
 from syncworker.engine.sinks import Fetched
 from syncworker.errors import ContentError, StoreError, SyncworkerError
+from syncworker.filters import expected_children
 from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
 from syncworker.store import IndexEntry, Store
 from syncworker.store.base import Readable
 
-__all__ = ["BrokenTree", "CheckSink", "Damage", "RepoCheck", "TreeChecker"]
+# ``expected_children`` is passed on for the commands, which may not import ``filters``.
+__all__ = ["BrokenTree", "CheckSink", "Damage", "RepoCheck", "TreeChecker", "expected_children"]
 
 Problem = Literal["absent", "corrupt"]
 

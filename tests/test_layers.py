@@ -35,8 +35,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     # metrics, progress and logs: implementations of the engine's Events, with the runs
     # gauges read through coord
     "observe": frozenset({"oci", "registry", "engine", "coord"}),
+    # what a command or a worker opens from its configuration: Coordinator, store, Mirror
+    "runtime": frozenset({"store", "engine", "coord", "config"}),
     "worker": frozenset(
-        {"oci", "registry", "store", "engine", "coord", "config", "runs", "observe"}
+        {"oci", "registry", "store", "engine", "coord", "config", "runs", "observe", "runtime"}
     ),
     "tasks": frozenset({"engine", "coord", "config", "runs", "worker"}),
     "celeryapp": frozenset({"config", "worker", "tasks"}),
@@ -49,6 +51,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "engine",
             "coord",
             "config",
+            "runtime",
             "runs",
             "worker",
             "celeryapp",

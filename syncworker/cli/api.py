@@ -20,9 +20,10 @@ from celery import Celery
 from syncworker.api.app import build_api
 from syncworker.api.dispatch import Dispatcher
 from syncworker.celeryapp import create_app
-from syncworker.cli.status import coordinator
+from syncworker.cli.status import RUN_STATE
 from syncworker.config import Config, load_config
 from syncworker.errors import ConfigError
+from syncworker.runtime import Runtime
 
 __all__ = ["MIN_TOKEN_CHARS", "TOKEN_ENV", "add_parser", "api_token", "parse_listen", "run"]
 
@@ -50,15 +51,17 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise ConfigError("--ssl-certfile", "HTTPS needs both --ssl-certfile and --ssl-keyfile")
-    dispatcher = Dispatcher(config, _sending_app(config), coordinator(config))
-    uvicorn.run(
-        build_api(dispatcher, token),
-        host=host,
-        port=port,
-        log_config=None,  # our logging (-v), set up by the syncworker command
-        server_header=False,
-        **_tls(args),
-    )
+    # Redis for the server's lifetime: its requests record runs through the Coordinator.
+    with Runtime.open(config, upto="redis", redis=RUN_STATE) as runtime:
+        dispatcher = Dispatcher(config, _sending_app(config), runtime.coordinator)
+        uvicorn.run(
+            build_api(dispatcher, token),
+            host=host,
+            port=port,
+            log_config=None,  # our logging (-v), set up by the syncworker command
+            server_header=False,
+            **_tls(args),
+        )
     return 0
 
 

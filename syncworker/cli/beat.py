@@ -21,6 +21,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config, coord = prepare(args)
-    coord.close()
+    with prepare(args) as runtime:  # Redis answered
+        config = runtime.config
     return start(args, config, "beat")

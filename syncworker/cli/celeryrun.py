@@ -8,21 +8,21 @@ import os
 
 from syncworker.celeryapp import create_app
 from syncworker.cli.celerylogs import celery_log_format, quiet_banner
-from syncworker.cli.status import coordinator
+from syncworker.cli.status import RUN_STATE
 from syncworker.config import Config, load_config
-from syncworker.coord import Coordinator
+from syncworker.runtime import Runtime
 from syncworker.worker.names import CONFIG_ENV
 
 __all__ = ["prepare", "start"]
 
 
-def prepare(args: argparse.Namespace) -> tuple[Config, Coordinator]:
-    """The loaded config and a Coordinator that answered: a bad file or an unreachable
+def prepare(args: argparse.Namespace) -> Runtime:
+    """The loaded config with a Coordinator that answered: a bad file or an unreachable
     Redis fails here, in one line, not after Celery's connection retries."""
     config = load_config(args.config)
     # Prefork children and `celery inspect` re-read the config through this variable.
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    return config, coordinator(config)
+    return Runtime.open(config, upto="redis", redis=RUN_STATE)
 
 
 def start(args: argparse.Namespace, config: Config, command: str) -> int:

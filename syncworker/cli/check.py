@@ -16,12 +16,10 @@ import threading
 import time
 from typing import Any, TextIO
 
-from syncworker.cli.sync import locks_for
 from syncworker.cli.units import human_size
 from syncworker.config import load_config
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import store_for
 from syncworker.engine.checkrun import CheckOutcome, check_repos, store_repos
+from syncworker.runtime import Runtime
 
 __all__ = ["add_parser", "print_outcome"]
 
@@ -63,12 +61,11 @@ def run(args: argparse.Namespace) -> int:
         from syncworker.cli.checkcluster import check_on_workers  # Celery: only here
 
         return check_on_workers(args, config, args.registry)
-    locks = locks_for(config)
-    store = store_for(config)
-    if args.repair:
-        store.clean_leftovers()  # a writer killed before (a crash, a repair cut short)
     started = time.monotonic()
-    with build_mirror(config, store, locks) as mirror:
+    with Runtime.open(config) as runtime:
+        if args.repair:  # a writer killed before (a crash, a repair cut short)
+            runtime.store.clean_leftovers()
+        mirror = runtime.mirror
         repos = store_repos(mirror, args.registry)
         printer = Printer(sys.stdout, sys.stderr, quiet=args.quiet)
         outcomes = check_repos(

@@ -10,15 +10,13 @@ import time
 
 from syncworker.celeryapp import create_app
 from syncworker.cli.runtext import describe
-from syncworker.cli.status import coordinator
 from syncworker.config import Config
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import store_for
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.coord.keys import MAX_FAILURES
 from syncworker.engine.checkrun import store_repos
 from syncworker.errors import CoordError
 from syncworker.runs.check import failure_line
+from syncworker.runtime import Runtime
 from syncworker.worker.checks import start_check
 
 __all__ = ["check_on_workers"]
@@ -29,11 +27,17 @@ POLL_SECONDS = 0.5
 
 def check_on_workers(args: argparse.Namespace, config: Config, registries: list[str] | None) -> int:
     """Fan the check out, wait for its run, print what it found; 0 when all is whole."""
-    coord = coordinator(config)  # an unreachable Redis fails here, before anything is sent
-    store = store_for(config, hints=coord)
-    with build_mirror(config, store, coord) as mirror:
-        repos = store_repos(mirror, registries)
-    run_id = start_check(create_app(config), coord, repos, deep=args.deep, repair=args.repair)
+    # An unreachable Redis fails here, before anything is sent.
+    with Runtime.open(config, redis="a check by the workers") as runtime:
+        repos = store_repos(runtime.mirror, registries)
+        return _check(args, runtime, repos)
+
+
+def _check(args: argparse.Namespace, runtime: Runtime, repos: list[str]) -> int:
+    coord = runtime.coordinator
+    run_id = start_check(
+        create_app(runtime.config), coord, repos, deep=args.deep, repair=args.repair
+    )
     print(
         f"check run {run_id}: {len(repos)} repositories sent to the workers"
         f" (`syncworker status {run_id}` shows it)",

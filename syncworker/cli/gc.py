@@ -13,17 +13,15 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from syncworker.cli.sync import locks_for
 from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.durations import parse_duration
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import store_for
-from syncworker.engine import LocalLocks, Locks, Mirror
+from syncworker.engine import Mirror
 from syncworker.engine.check import expected_children
 from syncworker.errors import ConfigError
+from syncworker.runtime import Runtime
 from syncworker.store import RepoHolder, held
-from syncworker.store.gc import Expected, Removed, collect
+from syncworker.store.gc import Collected, Expected, Removed, collect
 from syncworker.store.layout import LayoutStore
 from syncworker.waits import GC_REPO_WAIT
 
@@ -58,15 +56,27 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     grace = _grace(config, args.grace)
-    store = store_for(config)
+    if config.syncworker.destination is not None:
+        raise _not_a_layout()
+    with Runtime.open(config) as runtime:
+        done = _collect(args, runtime, grace)
+    verb = "would remove" if args.dry_run else "removed"
+    repos = len({r.repo for r in done.removed})
+    print(
+        f"gc: {verb} {len(done.removed)} blobs ({human_size(done.bytes)}) of {repos}"
+        f" repositories; {len(done.skipped)} repositories skipped"
+    )
+    for repo, reason in sorted(done.skipped.items()):
+        print(f"  SKIPPED {repo}: {reason}")
+    return 1 if done.skipped else 0
+
+
+def _collect(args: argparse.Namespace, runtime: Runtime, grace: timedelta) -> Collected:
+    """Collect every repository of the store, each held as a sync of it holds it."""
+    store, locks = runtime.store, runtime.locks
     if not isinstance(store, LayoutStore):
-        raise ConfigError(
-            "syncworker.destination",
-            "gc applies to OCI-layout stores (a directory or S3); a registry destination"
-            " collects its own garbage",
-        )
-    locks = locks_for(config)
-    if not args.dry_run and not args.force and not _excludes_syncs(store, locks):
+        raise _not_a_layout()
+    if not args.dry_run and not args.force and not _excludes_syncs(store, runtime):
         raise ConfigError(
             "syncworker.redis",
             "gc on S3 without Redis cannot keep a `syncworker sync` of another process out"
@@ -87,23 +97,14 @@ def run(args: argparse.Namespace) -> int:
         ):
             yield
 
-    with build_mirror(config, store, locks) as mirror:
-        done = collect(
-            store,
-            hold,
-            grace.total_seconds(),
-            expected=_expected(mirror),
-            dry_run=args.dry_run,
-            on_removed=removed,
-        )
-    repos = len({r.repo for r in done.removed})
-    print(
-        f"gc: {verb} {len(done.removed)} blobs ({human_size(done.bytes)}) of {repos}"
-        f" repositories; {len(done.skipped)} repositories skipped"
+    return collect(
+        store,
+        hold,
+        grace.total_seconds(),
+        expected=_expected(runtime.mirror),
+        dry_run=args.dry_run,
+        on_removed=removed,
     )
-    for repo, reason in sorted(done.skipped.items()):
-        print(f"  SKIPPED {repo}: {reason}")
-    return 1 if done.skipped else 0
 
 
 def _expected(mirror: Mirror) -> Expected:
@@ -112,10 +113,18 @@ def _expected(mirror: Mirror) -> Expected:
     return lambda repo, index: expected_children(index, mirror.platforms_of(repo))
 
 
-def _excludes_syncs(store: LayoutStore, locks: Locks) -> bool:
+def _not_a_layout() -> ConfigError:
+    return ConfigError(
+        "syncworker.destination",
+        "gc applies to OCI-layout stores (a directory or S3); a registry destination"
+        " collects its own garbage",
+    )
+
+
+def _excludes_syncs(store: LayoutStore, runtime: Runtime) -> bool:
     """Whether a sync in another process is kept out of a repository gc holds: Redis
     when configured, else the store's own lock (a directory has one, S3 none)."""
-    return not isinstance(locks, LocalLocks) or isinstance(store, RepoHolder)
+    return runtime.coord is not None or isinstance(store, RepoHolder)
 
 
 def _grace(config: Config, text: str | None) -> timedelta:

@@ -29,8 +29,8 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from click import ClickException  # Celery's command line is click's
 
-    config, coord = prepare(args)
-    coord.close()
+    with prepare(args) as runtime:  # Redis answered
+        config = runtime.config
     app = create_app(config)
     try:
         code = app.start(["inspect", *args.extra])

@@ -13,10 +13,14 @@ import sys
 from typing import Any
 
 from syncworker.cli.runtext import describe, print_failures
-from syncworker.config import Config, load_config
-from syncworker.coord import RECENT_RUNS, Coordinator
+from syncworker.config import load_config
+from syncworker.coord import RECENT_RUNS
+from syncworker.runtime import Runtime
 
-__all__ = ["add_parser", "coordinator", "describe", "print_failures", "run"]
+__all__ = ["RUN_STATE", "add_parser", "describe", "print_failures", "run"]
+
+# What the commands that read or start runs need Redis for (named when none is configured).
+RUN_STATE = "run state (status, trigger)"
 
 # --watch: seconds between refreshes, and failed repositories shown per run.
 WATCH_SECONDS = 2.0
@@ -47,17 +51,14 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def coordinator(config: Config) -> Coordinator:
-    """The configured Redis, checked: one that does not answer is a CoordError now, not
-    minutes of a client's (or Celery's) reconnection attempts later."""
-    coord = Coordinator.from_url(config.syncworker.require_redis_url("run state (status, trigger)"))
-    coord.ping()
-    return coord
-
-
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    coord = coordinator(config)
+    with Runtime.open(config, upto="redis", redis=RUN_STATE) as runtime:
+        return _show(args, runtime)
+
+
+def _show(args: argparse.Namespace, runtime: Runtime) -> int:
+    config, coord = runtime.config, runtime.coordinator
     if args.watch is not None:
         from syncworker.cli.watch import watch  # Celery: only for --watch
 

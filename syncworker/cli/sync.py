@@ -13,18 +13,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from syncworker.cli.plans import print_plan, print_pruned
 from syncworker.cli.units import human_size
-from syncworker.config import Config, load_config
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import store_for
-from syncworker.engine import NO_EVENTS, Events, LocalLocks, RepoResult, RunSummary, run_registries
+from syncworker.config import load_config
+from syncworker.engine import NO_EVENTS, Events, RepoResult, RunSummary, run_registries
 from syncworker.observe.fanout import Fanout
 from syncworker.observe.logs import JsonFormatter, LogContext, bind_context, clear_context
+from syncworker.runtime import Runtime
 
 if TYPE_CHECKING:
-    from syncworker.coord import Coordinator
     from syncworker.observe.progress import LiveDisplay
 
-__all__ = ["add_parser", "locks_for"]
+__all__ = ["add_parser"]
 
 # The logger named in the JSON form of the per-repository lines.
 PRINTER_LOGGER = "syncworker.sync"
@@ -66,21 +64,21 @@ def run(args: argparse.Namespace) -> int:
     for name in registries:
         config.registry(name)  # an unknown name is a ConfigError before any traffic
     concurrency = args.concurrency or config.syncworker.concurrency
-    locks = locks_for(config)
-    coord = None if isinstance(locks, LocalLocks) else locks  # Redis: shared by processes
-    store = store_for(config, hints=coord, claims=coord)  # shared by a registry destination
-    if not args.dry_run:
-        store.clean_leftovers()
-    limiters = coord  # the upstreams' rate budgets, cluster-wide
-    watch = Watch(args, registries)
-    mirror = build_mirror(config, store, locks, limiters=limiters, events=watch.events)
-    # What start-up built (modules, the configuration, the clients) lives as long as the
-    # run: frozen, the garbage collector stops walking it again on every full collection.
-    gc.freeze()
-    with mirror, watch.display or nullcontext():
-        summary = run_registries(
-            mirror, registries, concurrency, on_repo_done=watch.printer, dry_run=args.dry_run
-        )
+    # Redis when configured: several `sync` processes then share locks, single-flights and
+    # the upstreams' rate budgets.
+    with Runtime.open(config, upto="store") as runtime:
+        if not args.dry_run:
+            runtime.store.clean_leftovers()
+        watch = Watch(args, registries)
+        mirror = runtime.open_mirror(watch.events)
+        # What start-up built (modules, the configuration, the clients) lives as long as
+        # the run: frozen, the garbage collector stops walking it again on every full
+        # collection.
+        gc.freeze()
+        with watch.display or nullcontext():
+            summary = run_registries(
+                mirror, registries, concurrency, on_repo_done=watch.printer, dry_run=args.dry_run
+            )
     watch.finish(summary)
     if args.dry_run:
         return print_plan(summary, sys.stdout)
@@ -186,20 +184,6 @@ def _live_display(registries: list[str]) -> LiveDisplay:
     from syncworker.observe.progress import LiveDisplay  # rich: only for a terminal
 
     return LiveDisplay(sys.stderr, human_size, registries)
-
-
-def locks_for(config: Config) -> LocalLocks | Coordinator:
-    """Redis when configured (several `sync` processes then share locks, single-flights and
-    upstream rate limits), otherwise threading locks in this process, with nothing of Redis
-    loaded."""
-    url = config.syncworker.redis_url
-    if not url:
-        return LocalLocks()
-    from syncworker.coord import Coordinator  # redis-py, only when it is used
-
-    coord = Coordinator.from_url(url)
-    coord.ping()  # a configured Redis that does not answer fails the command at once
-    return coord
 
 
 class RepoPrinter:

@@ -17,11 +17,12 @@ from typing import Any
 from celery import Celery
 
 from syncworker.celeryapp import create_app
-from syncworker.cli.status import coordinator, describe, print_failures
+from syncworker.cli.status import RUN_STATE, describe, print_failures
 from syncworker.config import Config, load_config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.errors import ConfigError
 from syncworker.oci import Reference
+from syncworker.runtime import Runtime
 from syncworker.worker.names import TASK_SYNC_IMAGE
 from syncworker.worker.send import publishing
 from syncworker.worker.walks import start_walk
@@ -47,7 +48,12 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    coord = coordinator(config)  # an unreachable Redis fails here, before anything is sent
+    # An unreachable Redis fails here, before anything is sent.
+    with Runtime.open(config, upto="redis", redis=RUN_STATE) as runtime:
+        return _trigger(args, config, runtime.coordinator)
+
+
+def _trigger(args: argparse.Namespace, config: Config, coord: Coordinator) -> int:
     app = create_app(config)
     if args.image:
         return _trigger_image(app, config, args)

@@ -41,13 +41,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config, coord = prepare(args)
+    runtime = prepare(args)
     if args.metrics_port is None:
-        coord.close()
-    else:
-        _serve_metrics(args.metrics_port, coord)
+        runtime.close()
+    else:  # the scrapes read the runs through its Coordinator for the worker's lifetime
+        _serve_metrics(args.metrics_port, runtime.coordinator)
     args.extra = ["--hostname", args.hostname or NODE_NAME.format(pid=os.getpid()), *args.extra]
-    return start(args, config, "worker")
+    return start(args, runtime.config, "worker")
 
 
 def _serve_metrics(port: int, coord: Coordinator) -> None:

@@ -1,4 +1,5 @@
-"""What a worker process builds once and every task reuses: store, Coordinator, Mirror.
+"""What a worker process opens once and every task reuses: its :class:`Runtime` (the
+Coordinator, the store, the Mirror) and its live counts.
 
 Created lazily on the first task of a process (so a prefork child never inherits its
 parent's Redis connections or thread pools), and again after ``worker_process_init``.
@@ -17,14 +18,13 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from syncworker.config import Config, load_config
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import store_for
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.errors import ConfigError, StoreError
 from syncworker.observe.live import LiveCounts
 from syncworker.observe.serve import worker_events
 from syncworker.registry.catalog import MAX_PAGE_SIZE
+from syncworker.runtime import Runtime
 from syncworker.store import Store
 from syncworker.worker.names import CONFIG_ENV
 
@@ -46,16 +46,28 @@ PAGE_SIZE_ENV = "SYNCWORKER_CATALOG_PAGE_SIZE"
 
 @dataclass
 class WorkerState:
-    config: Config
-    store: Store
-    coord: Coordinator
-    mirror: Mirror
+    runtime: Runtime
     page_size: int | None
     live: LiveCounts  # the images of repositories in flight, counted into their runs
 
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+    @property
+    def coord(self) -> Coordinator:
+        return self.runtime.coordinator
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    @property
+    def mirror(self) -> Mirror:
+        return self.runtime.mirror
+
     def close(self) -> None:
-        self.mirror.close()
-        self.coord.close()
+        self.runtime.close()
 
 
 _state: WorkerState | None = None
@@ -85,12 +97,16 @@ def _clean(store: Store) -> None:
 
 
 def _build(config: Config) -> WorkerState:
-    coord = Coordinator.from_url(config.syncworker.require_redis_url("a Celery worker"))
-    store = store_for(config, hints=coord, claims=coord)
-    _clean(store)
-    live = LiveCounts(coord)
-    mirror = build_mirror(config, store, coord, limiters=coord, events=worker_events(live))
-    return WorkerState(config, store, coord, mirror, _page_size(), live)
+    page_size = _page_size()
+    runtime = Runtime.open(config, redis="a Celery worker", upto="store")
+    try:
+        _clean(runtime.store)
+        live = LiveCounts(runtime.coordinator)
+        runtime.open_mirror(worker_events(live))
+    except BaseException:
+        runtime.close()
+        raise
+    return WorkerState(runtime, page_size, live)
 
 
 def worker_state(config: Config) -> WorkerState:

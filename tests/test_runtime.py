@@ -1,0 +1,79 @@
+"""What ``Runtime.open`` opens from a configuration: the Coordinator when Redis is configured
+(every part shares it), this process's locks otherwise, only as far as asked, and all of it
+closed together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncworker.config import Config, load_config
+from syncworker.coord import Coordinator
+from syncworker.engine import LocalLocks
+from syncworker.errors import ConfigError, CoordError
+from syncworker.runtime import Runtime
+from syncworker.store import FsStore
+from syncworker.store.claim import Source
+from tests.support.mirror import write_sync_config
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+
+UPSTREAM = [{"urls": ["https://upstream.example"]}]
+
+
+def _config(tmp_path: Path, **settings: object) -> Config:
+    return load_config(write_sync_config(tmp_path, tmp_path / "store", UPSTREAM, settings=settings))
+
+
+def test_without_redis_every_part_shares_this_process_locks(tmp_path: Path) -> None:
+    with Runtime.open(_config(tmp_path)) as runtime:
+        assert runtime.coord is None
+        assert isinstance(runtime.locks, LocalLocks) and runtime.locks is runtime.locks
+        assert isinstance(runtime.store, FsStore)
+        mirror = runtime.mirror
+        assert mirror.store is runtime.store and mirror.locks is runtime.locks
+    with pytest.raises(ValueError, match="without the Mirror"):
+        _ = runtime.mirror  # closed with the runtime
+
+
+def test_with_redis_the_coordinator_is_the_locks_and_the_destinations_claims(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    """Two runtimes on one configuration, as two processes: a claim one destination store
+    records is the other's, because the store was given the Coordinator."""
+    settings = {"redis": private_redis.url, "destination": {"url": "https://mirror.example"}}
+    config = _config(tmp_path, **settings)
+    source = Source("upstream.example", "lib/app")
+    with Runtime.open(config) as first, Runtime.open(config, upto="store") as second:
+        assert isinstance(first.coord, Coordinator)
+        assert first.mirror.locks is first.coord is first.coordinator
+        assert first.store.claim("lib/app", source) == source
+        assert second.store.claimant("lib/app") == source
+    alone = _config(tmp_path, destination={"url": "https://mirror.example"})
+    with Runtime.open(alone, upto="store") as third:
+        assert third.store.claimant("lib/app") is None  # this process's claims only
+
+
+def test_redis_alone_opens_neither_the_store_nor_the_mirror(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    with Runtime.open(_config(tmp_path, redis=private_redis.url), upto="redis") as runtime:
+        runtime.coordinator.ping()
+        with pytest.raises(ValueError, match="without the store"):
+            _ = runtime.store
+
+
+def test_redis_needed_but_not_configured_names_what_needs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SYNCWORKER_REDIS_URL", raising=False)
+    with pytest.raises(ConfigError, match="a Celery worker needs a Redis URL"):
+        Runtime.open(_config(tmp_path), redis="a Celery worker")
+
+
+def test_a_configured_redis_that_does_not_answer_fails_the_open(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(CoordError):
+        Runtime.open(_config(tmp_path, redis=url))
+    assert not (tmp_path / "store").exists()  # nothing was opened after it

@@ -14,20 +14,19 @@ config.json, exactly as an upstream's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import field_validator
 
 from syncworker.config.base import ConfigModel
-from syncworker.config.credentials import docker_config_credentials
 
 if TYPE_CHECKING:
-    from syncworker.config.model import Config
-    from syncworker.registry.auth import Credentials
+    from syncworker.config.sync import RegistryConfig
     from syncworker.registry.options import ClientOptions
 
-__all__ = ["DestinationConfig", "destination_credentials", "destination_problems"]
+__all__ = ["DestinationConfig", "destination_problems"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -73,17 +72,10 @@ class DestinationConfig(ConfigModel):
         return ClientOptions(**given)
 
 
-def destination_credentials(config: Config) -> Credentials | None:
-    """The destination's login: the credentials file's entry for its host, else docker's."""
-    dest = config.syncworker.destination
-    if dest is None:
-        return None
-    return config.file_login(dest.host) or docker_config_credentials([dest.host])
-
-
-def destination_problems(config: Config) -> list[tuple[str, str]]:
+def destination_problems(
+    dest: DestinationConfig | None, registries: Sequence[RegistryConfig]
+) -> list[tuple[str, str]]:
     """A destination that is one of the upstreams would mirror a registry into itself."""
-    dest = config.syncworker.destination
     if dest is None:
         return []
     here = _endpoint(dest.url)
@@ -92,7 +84,7 @@ def destination_problems(config: Config) -> list[tuple[str, str]]:
             "syncworker.destination.url",
             f"is the upstream registry {reg.name!r} itself; mirroring into it is refused",
         )
-        for reg in config.registries
+        for reg in registries
         if any(_endpoint(url) == here for url in reg.urls)
     ]
 

@@ -46,7 +46,7 @@ def load_config(path: str | Path) -> Config:
         raise _config_error(_problem(err) for err in exc.errors()) from None
     problems = _duplicate_names(config)
     problems += _load_credentials(config, path.parent)
-    problems += destination_problems(config)
+    problems += destination_problems(config.syncworker.destination, config.registries)
     problems += overlap_problems(config)
     if problems:
         raise _config_error(problems)

@@ -178,6 +178,14 @@ class Config(ConfigModel):
                 found[url] = creds
         return found
 
+    def destination_credentials(self) -> Credentials | None:
+        """The destination's login: the credentials file's entry for its host, else
+        docker's (as an upstream's)."""
+        dest = self.syncworker.destination
+        if dest is None:
+            return None
+        return self.file_login(dest.host) or docker_config_credentials([dest.host])
+
     def file_login(self, host: str) -> Credentials | None:
         """The credentials file's login for ``host`` (``host[:port]``), if it has one."""
         pair = self._file_credentials.get(host_key(host))

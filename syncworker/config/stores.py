@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from syncworker.config.destination import destination_credentials
 from syncworker.config.loader import format_path
 from syncworker.config.model import Config
 from syncworker.config.storage import S3DriverConfig
@@ -54,7 +53,7 @@ def store_for(
     from syncworker.store.registry import Destination, RegistryStore
 
     options = dest.client_options(config.syncworker.max_blob_size, config.syncworker.client_threads)
-    destination = Destination(dest.url, destination_credentials(config), options)
+    destination = Destination(dest.url, config.destination_credentials(), options)
     return RegistryStore(destination, hints, claims)
 
 

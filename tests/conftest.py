@@ -10,9 +10,10 @@ Session-scoped
                       or take a fresh one from make_registry().
     seeded_registry   (RegistryServer, Corpus): a separate registry holding the standard corpus
                       (tests/support/corpus.py docstring). Treat it as READ-ONLY.
-    redis_url         "redis://127.0.0.1:6379/0" when that Redis answers PING, else the URL of
-                      a private redis-server. Shared: use your own key prefix (redis_prefix),
-                      never FLUSHALL / FLUSHDB.
+    redis_url         "redis://127.0.0.1:6379/N" when that Redis answers PING, else the URL of
+                      a private redis-server; N is the pytest-xdist worker's number (0 when
+                      run without -n). Shared: use your own key prefix (redis_prefix), never
+                      FLUSHALL / FLUSHDB.
 
 Function-scoped
     make_registry     factory: make_registry(htpasswd=(u, p) | token_auth=issuer, tls=(cert,
@@ -25,7 +26,7 @@ Function-scoped
     tls_certs         TlsMaterial for 127.0.0.1/localhost: CA, server cert/key, client
                       cert/key, and a zot-style certDir (ca.crt, client.cert, client.key).
     private_redis     RedisServer of its own on a free port (stop/kill/restart it freely).
-    redis_prefix      a unique key prefix for this test, e.g. "test:3f2a9c1e:".
+    redis_prefix      a unique key prefix for this test, e.g. "test:gw1:3f2a9c1e:".
     tmp_store_root    an empty directory (pathlib.Path) for a store root.
 
 Helpers to import: tests.support.images (make_image, make_index, make_artifact, ...),
@@ -37,6 +38,7 @@ Prometheus handler labels are listed in tests/support/registry_server.py.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,7 +87,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_prefix() -> str:
-    return f"test:{uuid.uuid4().hex[:8]}:"
+    return f"test:{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture

@@ -29,7 +29,9 @@ from tests.support.cluster import queued_args, queued_task
 from tests.support.redis_server import RedisServer
 from tests.support.tls import TlsMaterial
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs this module's tests (scripts/test.sh: --dist loadgroup), so its
+# module-scoped API server starts once, not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_api")]
 
 UPSTREAM = "http://127.0.0.1:1"  # never contacted: nothing here runs a task
 DIGEST = "sha256:" + "ab" * 32

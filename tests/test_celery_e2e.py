@@ -139,7 +139,11 @@ def test_walk_worker_killed_mid_walk_resumes_from_cursor(
     assert "syncworker.walk_catalog" in cluster.log("walker2")
     queued = redis.Redis.from_url(cluster.redis_url).lrange("syncworker.repo", 0, -1)
     repos = sorted(queued_args(raw)[1] for raw in queued)
-    assert repos == corpus.repositories  # each repository fanned out exactly once
+    assert sorted(set(repos)) == corpus.repositories  # each repository fanned out
+    # Once, but for the page the walker was frozen in: a repository sent and not yet marked
+    # then is sent again by the page's redelivery (runs/walk.py marks only once sent).
+    in_flight = corpus.repositories[corpus.repositories.index(cursor) + 1]
+    assert {repo for repo in repos if repos.count(repo) > 1} <= {in_flight}, repos
     # One catalog request per page; the page in progress at the kill, and one the sweep may
     # have sent again while no walk worker was up, are read twice. A walk restarted from the
     # top would have read the nine pages before the kill again.

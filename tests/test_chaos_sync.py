@@ -19,7 +19,9 @@ from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.mirror import SKOPEO_READABLE, run_sync, temporaries, write_sync_config
 from tests.support.registry_server import RegistryServer
 
-pytestmark = pytest.mark.chaos
+# One xdist worker runs this module's tests (scripts/test.sh: --dist loadgroup), so its
+# module-scoped seeded upstream starts once, not once per worker.
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("test_chaos_sync")]
 
 Tags = dict[str, dict[str, str]]
 SEED = 20261130

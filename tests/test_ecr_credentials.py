@@ -26,6 +26,10 @@ from tests.support.s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, s3
 __all__ = ["s3_server"]  # moto's server (every service, ECR too), imported for pytest
 
 # moto's default account, and the password its GetAuthorizationToken hands out for it.
+# One xdist worker runs this module's tests (scripts/test.sh: --dist loadgroup), so its
+# module-scoped registry with htpasswd starts once, not once per worker.
+pytestmark = pytest.mark.xdist_group("test_ecr_credentials")
+
 ACCOUNT = "123456789012"
 PASSWORD = f"{ACCOUNT}-auth-token"
 

@@ -6,6 +6,8 @@ again ends with each image counted exactly once."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import time
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from syncworker.cli import main
 from syncworker.coord import Coordinator, RunStatus
 from tests.support import cluster as e2e
 from tests.support.cluster import DEADLINE, Cluster, seeded_upstream, trigger, wait_finished
@@ -51,6 +54,17 @@ def _images(counters: dict[str, int]) -> int:
     return counters["images_copied"] + counters["images_skipped"] + counters["images_failed"]
 
 
+def _status(cluster: Cluster, *args: str) -> str:
+    """``syncworker status ARGS -c CONFIG``, run in this process: a poll takes milliseconds,
+    not the seconds a fresh interpreter takes on a loaded machine, so the polls see the
+    first repository's images end one by one."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["status", *args, "-c", str(cluster.config_path)])
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
 def test_status_json_counts_images_before_the_repository_ends(slow_cluster: Cluster) -> None:
     slow_cluster.worker("w1")
     run_id, _ = trigger(slow_cluster)
@@ -59,11 +73,9 @@ def test_status_json_counts_images_before_the_repository_ends(slow_cluster: Clus
     deadline = time.monotonic() + DEADLINE
     while not polls or polls[-1]["state"] == "running":
         assert time.monotonic() < deadline, polls[-1:]
-        shown = slow_cluster.cli("status", run_id, "--json")
-        assert shown.returncode == 0, shown.stderr
-        polls.append(json.loads(shown.stdout))
+        polls.append(json.loads(_status(slow_cluster, run_id, "--json")))
         if polls[-1]["in_flight"] and not any("in flight" in t for t in texts):
-            texts.append(slow_cluster.cli("status", run_id).stdout)
+            texts.append(_status(slow_cluster, run_id))
 
     first_repository = [p for p in polls if p["counters"]["repos_done"] == 0]
     copied = [p["counters"]["images_copied"] for p in first_repository]

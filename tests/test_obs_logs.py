@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 
 from tests import test_celery_e2e as e2e
-from tests.support.cluster import REGISTRY, REPOS, SYNCWORKER, Cluster, trigger, wait_finished
+from tests.support.cluster import (
+    REGISTRY,
+    REPOS,
+    SYNCWORKER,
+    Cluster,
+    trigger,
+    wait_finished,
+    wait_for,
+)
 from tests.support.corpus import Corpus, seed_many
 from tests.support.mirror import write_sync_config
 from tests.support.registry_server import RegistryServer
@@ -69,6 +77,13 @@ def test_every_handler_redacts_secrets(tmp_path: Path) -> None:
             assert json_lines(done.stderr)[-1]["level"] == "WARNING"
 
 
+def logged(cluster: Cluster) -> set[str]:
+    """The repositories named so far by the complete JSON lines of worker w1's log."""
+    text = cluster.log("w1")
+    lines = json_lines(text[: text.rfind("\n") + 1])
+    return {line["repository"] for line in lines if "repository" in line}
+
+
 @pytest.mark.slow
 def test_worker_json_lines_name_task_run_registry_and_repository(
     cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
@@ -76,6 +91,8 @@ def test_worker_json_lines_name_task_run_registry_and_repository(
     cluster.worker("w1", "--log-format", "json")
     run_id, _ = trigger(cluster)
     assert wait_finished(cluster.coord(), run_id).state == "finished"
+    # A task logs its end after it has counted its repository into the run.
+    wait_for("every task's log lines", lambda: logged(cluster) >= set(upstream[1].repositories))
     cluster.stop_all()
     lines = json_lines(cluster.log("w1"))  # every line JSON: no banner, no plain text
     assert any(line["message"].endswith(" ready.") for line in lines)

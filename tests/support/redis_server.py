@@ -1,12 +1,15 @@
 """A real Redis for tests: the machine's 127.0.0.1:6379 when it answers, else our own.
 
 `shared_redis_url()` reuses a running Redis (tests must then use their own key prefix or
-database, never FLUSHALL). `RedisServer()` starts a private `redis-server` on a free port,
+database, never FLUSHALL); each pytest-xdist worker gets a database of its own there, so
+what is global within a database (kombu's queues and unacknowledged-message hashes) is not
+shared between workers. `RedisServer()` starts a private `redis-server` on a free port,
 without persistence, for tests that stop, kill or restart Redis.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -17,10 +20,19 @@ from pathlib import Path
 from tests.support.ports import LOOPBACK, free_port, wait_until
 from tests.support.process import stop_process
 
-__all__ = ["DEFAULT_PORT", "RedisServer", "RedisStartError", "ping", "shared_redis_url"]
+__all__ = [
+    "DEFAULT_PORT",
+    "RedisServer",
+    "RedisStartError",
+    "ping",
+    "shared_redis_url",
+    "worker_database",
+]
 
 DEFAULT_PORT = 6379
 START_TIMEOUT = 20.0
+# Redis's default `databases 16`; workers past that share one, by their number modulo this.
+DATABASES = 16
 
 
 class RedisStartError(RuntimeError):
@@ -114,10 +126,16 @@ class RedisServer:
         stop_process(proc, sig)
 
 
+def worker_database() -> int:
+    """This pytest-xdist worker's database (``gw3`` -> 3); 0 outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw")) % DATABASES
+
+
 def shared_redis_url() -> tuple[str, RedisServer | None]:
     """URL of a Redis to share: 127.0.0.1:6379 if it answers, else a started private one
-    (returned too, so the caller closes it)."""
+    (returned too, so the caller closes it); in this worker's database either way."""
     if ping(LOOPBACK, DEFAULT_PORT):
-        return f"redis://{LOOPBACK}:{DEFAULT_PORT}/0", None
+        return f"redis://{LOOPBACK}:{DEFAULT_PORT}/{worker_database()}", None
     server = RedisServer()
-    return server.url, server
+    return server.url.removesuffix("/0") + f"/{worker_database()}", server

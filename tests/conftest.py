@@ -53,6 +53,15 @@ from tests.support.tls import TlsMaterial, make_tls_material
 from tests.support.token_issuer import TokenIssuer
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist workers (-n), the slow and chaos tests first, each module's together: they
+    take the longest, and one handed out last would keep the run going while the other
+    workers sit idle."""
+    if getattr(config.option, "numprocesses", None):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None
+                   and item.get_closest_marker("chaos") is None)  # fmt: skip
+
+
 def _fail_on_error(factory: Callable[[], Any], what: str) -> Any:
     try:
         return factory()

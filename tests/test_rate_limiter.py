@@ -16,6 +16,7 @@ import pytest
 
 from syncworker.coord import Coordinator
 from syncworker.registry import ClientOptions, Deadline, RegistryClient
+from syncworker.registry.gates import Gates
 from syncworker.registry.limits import Limiter, LocalLimiter, LocalLimiters, new_token
 from syncworker.registry.stack import Stack
 from syncworker.registry.stats import ClientStats
@@ -147,7 +148,7 @@ def test_a_429_pauses_every_thread_once_and_the_retry_does_not_wait_twice(
 
     limiter = LocalLimiter(50.0, None)
     options = ClientOptions(max_retries=2, retry_delay=0.1)
-    t = Stack([stub.url], None, options, ClientStats(), sleep=sleep, limiter=limiter)
+    t = Stack([stub.url], None, options, ClientStats(), sleep=sleep, gates=Gates(limiter=limiter))
     done = threading.Event()
 
     def other_thread() -> None:
@@ -192,7 +193,7 @@ def test_without_a_limit_the_client_has_no_limiter(recorded: _Recorded) -> None:
 
 def test_a_slot_is_given_back_when_its_body_is_read(recorded: _Recorded) -> None:
     limiter = LocalLimiter(None, 1)
-    client = RegistryClient([recorded.stub.url], limiter=limiter)
+    client = RegistryClient([recorded.stub.url], gates=Gates(limiter=limiter))
     client = client.bounded(Deadline.after(10.0, "the test's deadline"))
     for _ in range(3):  # with one slot, a slot not given back fails the second call
         assert client.tags("a") == ["x"]

@@ -3,7 +3,7 @@
 zot's keys and meanings (``pkg/extensions/config/sync/config.go``) are accepted unchanged.
 Keys zot has that syncworker does not act on are accepted and ignored, each noted below,
 so a zot config loads as it is. Ours, under the same registry entry: ``name``, ``repos``,
-``platforms``, ``schedule``, ``prune``.
+``platforms``, ``schedule``, ``prune``, ``downloadRate``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from syncworker.config.base import (
     RepositoryName,
 )
 from syncworker.config.credentials import ECR_HELPER
+from syncworker.config.sizes import ByteSize
 from syncworker.errors import InvalidNameError
 from syncworker.filters import ContentRule, ContentRules, TagRule
 from syncworker.oci import validate_repository
@@ -89,6 +90,8 @@ class RegistryConfig(ConfigModel):
     # second and requests in flight. 0 (zot's default) or absent: no limit.
     req_per_sec: float | None = Field(None, ge=0, allow_inf_nan=False)
     req_concurrent: int | None = Field(None, ge=0)
+    # ours: bytes per second read from this upstream, for the whole cluster; absent: no cap.
+    download_rate: ByteSize | None = None
     # Accepted for zot compatibility, not acted on: syncworker has no on-demand server
     # (manifestCheckInterval), sizes its own pools and timeouts (disableHTTP2) and backs
     # off on its own curve (maxRetryDelay).
@@ -184,6 +187,8 @@ class RegistryConfig(ConfigModel):
             given["req_per_sec"] = self.req_per_sec
         if self.req_concurrent:
             given["req_concurrent"] = self.req_concurrent
+        if self.download_rate is not None:
+            given["download_rate"] = self.download_rate
         return ClientOptions(**given)
 
 

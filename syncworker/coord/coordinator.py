@@ -13,7 +13,7 @@ from syncworker.coord.backend import describe_client, redact_url, redis_errors
 from syncworker.coord.claims import Claims
 from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
-from syncworker.coord.limits import RedisLimiter, RedisLimits
+from syncworker.coord.limits import RedisBandwidth, RedisLimiter, RedisLimits
 from syncworker.coord.locks import RedisLocks
 from syncworker.coord.requests import Requests, RequestStatus
 from syncworker.coord.runs import FINISHED, RunFailure, Runs, RunStatus, RunTotals
@@ -213,6 +213,10 @@ class Coordinator:
     ) -> RedisLimiter:
         """The cluster-wide budget of upstream ``registry``; see :class:`RedisLimiter`."""
         return self._limits.limiter(registry, req_per_sec, max_concurrent)
+
+    def bandwidth(self, registry: str, bytes_per_sec: int) -> RedisBandwidth:
+        """The cluster-wide download rate cap of ``registry``; see :class:`RedisBandwidth`."""
+        return self._limits.bandwidth(registry, bytes_per_sec)
 
     # -- blob hints of a registry destination (coord/hints.py) -------------------------
 

@@ -104,6 +104,9 @@ key                                        type    owner       TTL
 ``{p}:limit:{reg}:slots``                  zset    limits.py   SLOT_LEASE, set on each take;
                                                                a member per request in flight,
                                                                scored by its lease's end (ms)
+``{p}:limit:{reg}:bytes``                  string  limits.py   BURST + 1 s past it; Redis-time
+                                                               ms of the download rate cap's
+                                                               next free instant
 ``{p}:redbeat``                            prefix  RedBeat     RedBeat's own keys start with
                                                                it (worker/settings.py hands it
                                                                over): ``:schedule``,
@@ -254,6 +257,9 @@ class Keys:
 
     def limit_slots(self, registry: str) -> str:
         return self._key("limit", registry, "slots")
+
+    def limit_bytes(self, registry: str) -> str:
+        return self._key("limit", registry, "bytes")
 
     # worker/settings.py: the prefix RedBeat builds its keys under (it appends to it).
     def redbeat(self) -> str:

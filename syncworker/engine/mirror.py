@@ -31,6 +31,7 @@ from syncworker.errors import ClaimError, ConfigError, ContentError, SyncworkerE
 from syncworker.oci import Platform, Reference, validate_repository
 from syncworker.registry import Deadline, RegistryClient
 from syncworker.registry.catalog import MAX_PAGE_SIZE
+from syncworker.registry.gates import gates_for
 from syncworker.registry.limits import Limiters, LocalLimiters
 from syncworker.store import Source, Store, held
 from syncworker.waits import REPO_WAIT
@@ -105,14 +106,9 @@ class Mirror:
             client = self._clients.get(registry)
             if client is None:
                 up = self.upstream(registry)
-                opts = up.options
-                limiter = None
-                if opts.limited:
-                    limiter = self._limiters.limiter(
-                        registry, opts.req_per_sec, opts.req_concurrent
-                    )
+                gates = gates_for(self._limiters, registry, up.options)
                 hook = self._events.requests(registry)
-                client = RegistryClient(up.urls, up.credentials, opts, limiter=limiter, hook=hook)
+                client = RegistryClient(up.urls, up.credentials, up.options, gates=gates, hook=hook)
                 self._clients[registry] = client
             return client
 

@@ -13,8 +13,8 @@ from syncworker.oci import Descriptor, Digest, Manifest
 from syncworker.registry import blobs, catalog, manifests, referrers, tags
 from syncworker.registry.authorizer import CredentialsArg
 from syncworker.registry.deadline import Deadline
+from syncworker.registry.gates import NO_GATES, Gates
 from syncworker.registry.http import ERROR_BODY_CAP
-from syncworker.registry.limits import Limiter
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.stack import Stack
 from syncworker.registry.stats import ClientStats, RequestHook
@@ -26,10 +26,10 @@ __all__ = ["RegistryClient"]
 class RegistryClient:
     """A distribution-spec client for one registry reachable at ``urls`` (failover order).
 
-    ``limiter``: the upstream's rate budget, shared with every other client of it (none:
-    no limit, and no cost). Thread-safe. Auth, retries, failover, limits and redirects
-    are layers of its HTTP stack (:mod:`.stack`); each method here is one protocol
-    operation (see the module of the same name).
+    ``gates``: the upstream's budgets (rate, bandwidth), shared with every other client
+    of it (none: no limit, and no cost). Thread-safe. Auth, retries, failover, limits and
+    redirects are layers of its HTTP stack (:mod:`.stack`); each method here is one
+    protocol operation (see the module of the same name).
     """
 
     def __init__(
@@ -38,13 +38,13 @@ class RegistryClient:
         credentials: CredentialsArg = None,
         options: ClientOptions = ClientOptions(),  # noqa: B008 - frozen, so shared safely
         *,
-        limiter: Limiter | None = None,
+        gates: Gates = NO_GATES,
         hook: RequestHook | None = None,
     ) -> None:
         self.urls = tuple(urls)
         self.options = options
         self.stats = ClientStats(hook)
-        self._t = Stack(self.urls, credentials, options, self.stats, limiter=limiter)
+        self._t = Stack(self.urls, credentials, options, self.stats, gates=gates)
         # Learnt from the first answer: a registry without the referrers API (distribution
         # 2.x, most mirrors) is not asked again, which saves a request per image. A dict,
         # so that bounded views share what was learnt.

@@ -104,6 +104,7 @@ class Response:
 
     __slots__ = (
         "_decode",
+        "_meter",
         "_on_close",
         "_retry_after",
         "_stats",
@@ -137,6 +138,7 @@ class Response:
         # copies every chunk through a buffer even when there is nothing to decode.
         self._decode = "Content-Encoding" in raw.headers
         self._on_close: list[Callable[[], None]] = []
+        self._meter: Callable[[int], None] | None = None
         self._retry_after: float | None = _UNPARSED
 
     @property
@@ -163,6 +165,8 @@ class Response:
                 if not chunk:
                     return
                 self._stats.add(bytes_downloaded=len(chunk))
+                if self._meter is not None:
+                    self._meter(len(chunk))
                 yield chunk
         except HTTP_ERRORS as exc:
             raise transport_error(self.method, self.url, exc) from None
@@ -203,6 +207,11 @@ class Response:
         """Drain a small unwanted body (a 401, a redirect) so its connection is reused."""
         with self:
             self.prefix(ERROR_BODY_CAP)
+
+    def metered(self, call: Callable[[int], None]) -> None:
+        """Call ``call(size)`` after each chunk of the body is read (a bandwidth cap
+        spends it, and may wait before the next read)."""
+        self._meter = call
 
     def on_close(self, call: Callable[[], None]) -> None:
         """Call ``call`` once, when this response is closed."""

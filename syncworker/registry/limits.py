@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from syncworker.registry.addresses import Origins
+from syncworker.registry.bandwidth import Bandwidth, LocalBandwidth
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.http import Handler, Request, Response
 from syncworker.registry.stats import ClientStats
@@ -77,11 +78,14 @@ class Limiter(Protocol):
 
 
 class Limiters(Protocol):
-    """Makes the limiter of each upstream; the same name gets the same shared budget."""
+    """Makes the limiter and the bandwidth cap of each upstream; the same name gets the
+    same shared budget."""
 
     def limiter(
         self, registry: str, req_per_sec: float | None, max_concurrent: int | None
     ) -> Limiter: ...
+
+    def bandwidth(self, registry: str, bytes_per_sec: int) -> Bandwidth: ...
 
 
 class RateLimit:
@@ -200,6 +204,7 @@ class LocalLimiters:
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._made: dict[str, LocalLimiter] = {}
+        self._bandwidths: dict[str, LocalBandwidth] = {}
 
     def limiter(
         self, registry: str, req_per_sec: float | None, max_concurrent: int | None
@@ -208,4 +213,11 @@ class LocalLimiters:
             found = self._made.get(registry)
             if found is None:
                 found = self._made[registry] = LocalLimiter(req_per_sec, max_concurrent)
+            return found
+
+    def bandwidth(self, registry: str, bytes_per_sec: int) -> Bandwidth:
+        with self._guard:
+            found = self._bandwidths.get(registry)
+            if found is None:
+                found = self._bandwidths[registry] = LocalBandwidth(bytes_per_sec)
             return found

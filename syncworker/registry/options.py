@@ -35,6 +35,9 @@ class ClientOptions:
     #: zot's reqConcurrent: requests in flight to this upstream, for all its senders
     #: together; None: no limit.
     req_concurrent: int | None = None
+    #: Our downloadRate: bytes per second read from this upstream, for all its readers
+    #: together (see ``bandwidth``); None: no cap.
+    download_rate: int | None = None
 
     @property
     def limited(self) -> bool:

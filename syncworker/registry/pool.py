@@ -13,12 +13,14 @@ address judged (:mod:`.pinning`).
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection
 
 from syncworker.registry import addresses
 from syncworker.registry.http import HTTP_ERRORS, Request, Response, timed_out, transport_error
@@ -30,6 +32,10 @@ __all__ = ["POOL_HOSTS", "Pool"]
 
 # Hosts whose pools are kept: the upstream's URLs plus a redirect target or two.
 POOL_HOSTS = 8
+# Bounds of the receive buffer under a download rate cap: below a few TCP segments a
+# connection crawls; above a few MiB the buffer stops holding anything back.
+MIN_RECEIVE_BUFFER = 16 * 1024
+MAX_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 class Pool:
@@ -47,6 +53,7 @@ class Pool:
                 maxsize=options.pool_size,
                 headers={"User-Agent": options.user_agent},
                 **_tls(options),
+                **_receive_buffer(options),
             ),
             self._pins,
         )
@@ -115,6 +122,21 @@ class Pool:
             with self._lock:
                 self._upstream_addresses[host] = cached
         return cached
+
+
+def _receive_buffer(options: ClientOptions) -> dict[str, Any]:
+    """With a download rate cap, a receive buffer of an eighth of a second at the cap, so
+    that TCP's flow control holds the sender to the rate the reader keeps (the kernel's
+    own buffers would otherwise take megabytes ahead of it); none otherwise."""
+    if options.download_rate is None:
+        return {}
+    size = min(max(options.download_rate // 8, MIN_RECEIVE_BUFFER), MAX_RECEIVE_BUFFER)
+    return {
+        "socket_options": [
+            *HTTPConnection.default_socket_options,
+            (socket.SOL_SOCKET, socket.SO_RCVBUF, size),
+        ]
+    }
 
 
 def _tls(options: ClientOptions) -> dict[str, Any]:

@@ -4,7 +4,11 @@ scope, a response back.
 
 Outermost first (each a :class:`~.http.Handler` wrapping the next; see :mod:`.http`)::
 
-    Failover → Retry → Statuses → Auth → Redirects → RateLimit (when limited) → Pool
+    Failover → Retry → Statuses → Auth → Redirects → RateLimit (when limited)
+    → Throttle (with a download rate cap) → Pool
+
+The shared budgets of the upstream (:class:`~.gates.Gates`) decide which of the optional
+layers are there.
 
 A view bounded by a deadline (:meth:`Stack.bounded`) shares every layer and only stamps
 its requests with the deadline, which each layer honours.
@@ -19,10 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 from syncworker.registry.addresses import Origins
 from syncworker.registry.authorizer import Auth, CredentialsArg, logins_by_origin
+from syncworker.registry.bandwidth import Throttle
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.failover import Failover
+from syncworker.registry.gates import NO_GATES, Gates
 from syncworker.registry.http import Body, Handler, Params, Request, Response
-from syncworker.registry.limits import Limiter, RateLimit
+from syncworker.registry.limits import RateLimit
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.pool import Pool
 from syncworker.registry.redirects import Redirects
@@ -48,7 +54,7 @@ class Stack:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
-        limiter: Limiter | None = None,
+        gates: Gates = NO_GATES,
     ) -> None:
         bases = [u.rstrip("/") for u in urls]
         origins = Origins(bases)
@@ -56,8 +62,10 @@ class Stack:
         self.stats = stats
         self._pool = Pool(origins, options, stats)
         handler: Handler = self._pool
-        if limiter is not None:
-            handler = RateLimit(handler, limiter, origins, stats, sleep)
+        if gates.bandwidth is not None:
+            handler = Throttle(handler, gates.bandwidth, stats, sleep)
+        if gates.limiter is not None:
+            handler = RateLimit(handler, gates.limiter, origins, stats, sleep)
         handler = Redirects(handler, self._pool.admit)
         logins = logins_by_origin(bases, credentials)
         handler = Auth(handler, origins, logins, self._pool.admit, clock)

@@ -1,0 +1,172 @@
+"""The download rate cap, below the end-to-end tests: ``downloadRate`` read from the config
+(field-named errors), the virtual clock in one process and in Redis, and no Redis call per
+chunk for an upstream without a cap (counted by a private Redis's own ``commandstats``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from syncworker.config import load_config
+from syncworker.coord import Coordinator
+from syncworker.coord.limits import BURST as REDIS_BURST
+from syncworker.errors import ConfigError
+from syncworker.registry.bandwidth import BURST, LocalBandwidth
+from syncworker.registry.options import ClientOptions
+from tests.support.corpus import Corpus, seed_many
+from tests.support.mirror import run_sync, write_sync_config
+from tests.support.redis_server import RedisServer
+from tests.support.registry_server import RegistryServer
+
+R0 = "extensions.sync.registries[0]."
+
+
+def _config(tmp_path: Path, **registry: Any) -> Path:
+    doc = {
+        "storage": {"rootDirectory": str(tmp_path / "store")},
+        "extensions": {"sync": {"registries": [{"urls": ["https://up.example"], **registry}]}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("given", "rate"),
+    [(1000, 1000), ("500KiB", 500 * 1024), ("1MiB", 1024**2), ("2GiB", 2 * 1024**3)],
+)
+def test_download_rate_reaches_the_client_options(
+    tmp_path: Path, given: int | str, rate: int
+) -> None:
+    opts = load_config(_config(tmp_path, downloadRate=given)).registries[0].client_options()
+    assert opts.download_rate == rate
+
+
+def test_absent_is_no_cap(tmp_path: Path) -> None:
+    assert load_config(_config(tmp_path)).registries[0].client_options() == ClientOptions()
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("1MB", "is not a size"),
+        ("fast", "is not a size"),
+        (0, "more than 0 bytes"),
+        (-5, "more than 0 bytes"),
+        (1.5, "a number of bytes"),
+        (True, "a number of bytes"),
+    ],
+)
+def test_bad_download_rates_are_named(tmp_path: Path, given: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_config(tmp_path, downloadRate=given))
+    assert [path for path, _ in info.value.errors] == [R0 + "downloadRate"]
+    assert message in info.value.errors[0][1]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_local_cap_spaces_chunks_by_their_share_of_a_second() -> None:
+    clock = Clock()
+    cap = LocalBandwidth(1000, clock)
+    assert cap.spend(500) == 0.5
+    assert cap.spend(500) == 1.0  # queued behind the first, nothing read meanwhile
+    clock.now += 1.0
+    assert cap.spend(1000) == 1.0
+
+
+def test_an_idle_upstream_keeps_at_most_the_burst() -> None:
+    clock = Clock()
+    cap = LocalBandwidth(1000, clock)
+    cap.spend(1000)
+    clock.now += 60.0
+    # A minute idle buys BURST seconds of credit, no more.
+    assert cap.spend(1000) == pytest.approx(1.0 - BURST)
+    assert REDIS_BURST == BURST
+
+
+@pytest.fixture
+def private_coord() -> Iterator[tuple[RedisServer, Coordinator]]:
+    server = RedisServer()
+    client = redis.Redis.from_url(server.url)
+    try:
+        yield server, Coordinator(client, "bw")
+    finally:
+        client.close()
+        server.close()
+
+
+def test_redis_cap_is_one_clock_for_every_holder(
+    private_coord: tuple[RedisServer, Coordinator],
+) -> None:
+    _, coord = private_coord
+    first, second = coord.bandwidth("up", 1000), coord.bandwidth("up", 1000)
+    assert first.spend(500) == pytest.approx(0.5, abs=0.01)
+    # The second holder queues behind the first's bytes: one budget.
+    assert second.spend(500) == pytest.approx(1.0, abs=0.02)
+    assert coord.bandwidth("other", 1000).spend(500) == pytest.approx(0.5, abs=0.01)
+
+
+def _script_calls(server: RedisServer) -> int:
+    """Script calls the server has run (``INFO commandstats``)."""
+    client = redis.Redis.from_url(server.url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+
+
+def _sync_counting(tmp_path: Path, server: RedisServer, registry: dict[str, Any]) -> int:
+    tmp_path.mkdir()
+    config = write_sync_config(
+        tmp_path, tmp_path / "store", [registry], settings={"redis": server.url}
+    )
+    before = _script_calls(server)
+    run = run_sync(config, "-q")
+    assert run.code == 0, run.output[-3000:]
+    return _script_calls(server) - before
+
+
+@pytest.fixture(scope="module")
+def big_blobs() -> Iterator[tuple[RegistryServer, Corpus]]:
+    server = RegistryServer()
+    try:
+        yield server, seed_many(server, repos=2, tags=1, layers=3, layer_size=256 * 1024)
+    finally:
+        server.stop()
+
+
+def test_redis_is_asked_per_chunk_only_with_a_cap(
+    tmp_path: Path, big_blobs: tuple[RegistryServer, Corpus]
+) -> None:
+    """The same mirror twice on a Redis of its own: without ``downloadRate`` the cap's key
+    is never written (its script always writes it, so it never ran); with it, the run
+    makes one more script call per chunk read."""
+    server, _ = big_blobs
+    redis_server = RedisServer()
+    try:
+        plain = _sync_counting(tmp_path / "plain", redis_server, {"urls": [server.url]})
+        client = redis.Redis.from_url(redis_server.url)
+        assert client.keys("*:limit:*") == []
+        capped = _sync_counting(
+            tmp_path / "capped", redis_server, {"urls": [server.url], "downloadRate": "64MiB"}
+        )
+        assert client.keys("*:limit:*") == [f"syncworker:limit:{server.host}:bytes".encode()]
+        client.close()
+    finally:
+        redis_server.close()
+    # 2 images: 4 distinct layers of 256 KiB, 2 configs and 2 manifests, each at least
+    # one chunk.
+    assert capped - plain >= 8, (plain, capped)

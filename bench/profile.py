@@ -40,7 +40,7 @@ def _frame_name(frame: str) -> str:
 # Buckets for a one-glance breakdown: the first rule whose marker appears in a stack wins.
 _BUCKETS = (
     ("imports", ("_find_and_load",)),
-    ("coord: locks (redis-py Lock, keeper threads)", ("coord/locks.py",)),
+    ("coord: locks (redis-py Lock, keeper threads)", ("coord/redislocks.py",)),
     ("coord: other (Redis client, Lua, keys)", ("redis/", "coord/", "lupa")),
     ("store (fs writes, fsync, index.json)", ("store/fs.py", "store/layout.py")),
     ("digest verification", ("oci/digest.py",)),

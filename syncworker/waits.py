@@ -1,6 +1,6 @@
 """How long coordination waits: the named defaults of the engine's ``Locks`` protocol.
 
-One place for both implementations (``engine/locks.py`` in one process, ``coord/locks.py`` in
+One place for both implementations (``engine/locks.py`` in one process, ``coord/redislocks.py`` in
 Redis; ``tests/test_coord_locks.py`` holds both to them) and for the callers that choose a
 lock wait of their own. A leaf, like ``errors``: the engine and ``coord`` both import it and
 neither imports the other.

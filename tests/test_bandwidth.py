@@ -14,7 +14,7 @@ import yaml
 
 from syncworker.config import load_config
 from syncworker.coord import Coordinator
-from syncworker.coord.limits import BURST as REDIS_BURST
+from syncworker.coord.redislimits import BURST as REDIS_BURST
 from syncworker.errors import ConfigError
 from syncworker.registry.bandwidth import BURST, LocalBandwidth
 from syncworker.registry.options import ClientOptions

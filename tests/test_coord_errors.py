@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from syncworker.coord import Coordinator
-from syncworker.coord.backend import redact
+from syncworker.coord.redisclient import redact
 from syncworker.errors import CoordError, SyncworkerError
 from syncworker.retry import classify
 from tests.support.ports import free_port
@@ -75,7 +75,7 @@ def test_redis_restart_mid_lock(
     coordinator = Coordinator.from_url(private_redis.url, prefix="restart")
     run_id = coordinator.start_run("docker")
     held = coordinator.repo_lock("library/alpine", ttl=1.0)
-    with caplog.at_level(logging.WARNING, logger="syncworker.coord.locks"), held:
+    with caplog.at_level(logging.WARNING, logger="syncworker.coord.redislocks"), held:
         private_redis.kill()
         with pytest.raises(CoordError):
             coordinator.ping()

@@ -307,7 +307,7 @@ def test_lost_lock_warns_and_spares_the_new_holder(
 ) -> None:
     key = f"{coord.prefix}:lock:repo:library/redis"
     other = Coordinator(coord.client, coord.prefix)
-    with caplog.at_level(logging.WARNING, logger="syncworker.coord.locks"):
+    with caplog.at_level(logging.WARNING, logger="syncworker.coord.redislocks"):
         with coord.repo_lock("library/redis", ttl=30):
             coord.client.delete(key)  # as if it had expired during a long pause
             held_by_other = other.repo_lock("library/redis", ttl=30, blocking_timeout=0)

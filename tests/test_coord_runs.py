@@ -10,7 +10,7 @@ import pytest
 
 from syncworker.coord import FAILED, FINISHED, RUNNING, Coordinator, RunFailure, RunStatus
 from syncworker.coord.keys import RUN_RETENTION
-from syncworker.coord.runs import MAX_REASON_CHARS
+from syncworker.coord.runstate import MAX_REASON_CHARS
 
 # The shared fixtures: coord (real Redis and fakeredis), real_coord.
 pytest_plugins = ["tests.test_coord_support"]

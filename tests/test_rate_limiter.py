@@ -94,7 +94,7 @@ def test_workers_on_one_redis_share_the_budget(real_coord: Coordinator, redis_ur
 def test_a_dead_workers_slot_is_freed_by_its_lease(
     real_coord: Coordinator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("syncworker.coord.limits.SLOT_LEASE", 0.2)
+    monkeypatch.setattr("syncworker.coord.redislimits.SLOT_LEASE", 0.2)
     limiter = real_coord.limiter("up", None, 1)
     assert limiter.acquire(new_token()) == 0  # never released: its worker was killed
     assert limiter.acquire(new_token()) < 0

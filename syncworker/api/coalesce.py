@@ -20,8 +20,8 @@ coalesces those that overlap.
 from __future__ import annotations
 
 from syncworker.coord import Coordinator
-from syncworker.coord.backend import describe_client, redis_errors, text
 from syncworker.coord.keys import Keys
+from syncworker.coord.redisclient import describe_client, redis_errors, text
 from syncworker.coord.scripts import register
 
 __all__ = ["COALESCE_TTL", "Coalescer"]

@@ -1,7 +1,7 @@
 """Everything kept in Redis: key schema, catalog cursor, locks, blob single-flight, run state."""
 
 from syncworker.coord.coordinator import Coordinator
-from syncworker.coord.runs import (
+from syncworker.coord.runstate import (
     COUNTERS,
     FAILED,
     FINISHED,

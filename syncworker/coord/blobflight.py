@@ -20,9 +20,9 @@ import uuid
 import redis
 from redis.lock import Lock
 
-from syncworker.coord.backend import Part, redis_errors, text
 from syncworker.coord.keeper import POLL_SECONDS, new_lock
 from syncworker.coord.keys import Keys
+from syncworker.coord.redisclient import Part, redis_errors, text
 from syncworker.coord.scripts import register
 from syncworker.errors import CoordError, LockBusy
 from syncworker.waits import FlightWatch, LockWaits, Verdict

@@ -4,7 +4,7 @@ registry destination keeps its claims here rather than in itself)."""
 
 from __future__ import annotations
 
-from syncworker.coord.backend import Part, text, translated
+from syncworker.coord.redisclient import Part, text, translated
 
 __all__ = ["Claims"]
 

@@ -9,15 +9,15 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from syncworker.coord.backend import describe_client, redact_url, redis_errors
 from syncworker.coord.claims import Claims
 from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
-from syncworker.coord.limits import RedisBandwidth, RedisLimiter, RedisLimits
-from syncworker.coord.locks import RedisLocks
+from syncworker.coord.redisclient import describe_client, redact_url, redis_errors
+from syncworker.coord.redislimits import RedisBandwidth, RedisLimiter, RedisLimits
+from syncworker.coord.redislocks import RedisLocks
 from syncworker.coord.requests import Requests, RequestStatus
-from syncworker.coord.runs import FINISHED, RunFailure, Runs, RunStatus, RunTotals
-from syncworker.coord.walk import Walks
+from syncworker.coord.runstate import FINISHED, RunFailure, Runs, RunStatus, RunTotals
+from syncworker.coord.walkstate import Walks
 from syncworker.errors import ConfigError
 from syncworker.waits import LockWaits
 
@@ -63,7 +63,7 @@ class Coordinator:
         self._hints = Hints(client, self._keys, self._where)
         self._requests = Requests(client, self._keys, self._where)
         self._claims = Claims(client, self._keys, self._where)
-        # The engine's Locks, as RedisLocks implements them (coord/locks.py).
+        # The engine's Locks, as RedisLocks implements them (coord/redislocks.py).
         self.repo_lock = self._locks.repo_lock
         self.blob_flight = self._locks.blob_flight
         self.image_flight = self._locks.image_flight
@@ -117,7 +117,7 @@ class Coordinator:
     def __repr__(self) -> str:
         return f"Coordinator({self._where!r}, prefix={self.prefix!r})"
 
-    # -- runs (coord/runs.py) ----------------------------------------------------------
+    # -- runs (coord/runstate.py) ----------------------------------------------------------
 
     def start_run(self, registry: str, run_id: str | None = None) -> str:
         """Create a run (idempotent for an existing ``run_id``) and return its id."""
@@ -158,7 +158,7 @@ class Coordinator:
         """Recent runs, newest first."""
         return self._runs.recent(limit)
 
-    # -- catalog walks (coord/walk.py) -------------------------------------------------
+    # -- catalog walks (coord/walkstate.py) -------------------------------------------------
 
     def begin_walk(self, registry: str, run_id: str) -> bool:
         """Claim the registry's walk for ``run_id``; False if a walk is already in progress."""
@@ -206,7 +206,7 @@ class Coordinator:
         """See :meth:`Walks.delivery_ended`."""
         self._walks.delivery_ended(message_id)
 
-    # -- upstream rate budgets (coord/limits.py) ---------------------------------------
+    # -- upstream rate budgets (coord/redislimits.py) ---------------------------------------
 
     def limiter(
         self, registry: str, req_per_sec: float | None, max_concurrent: int | None

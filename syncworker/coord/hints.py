@@ -5,8 +5,8 @@ mount."""
 
 from __future__ import annotations
 
-from syncworker.coord.backend import Part, text, translated
 from syncworker.coord.keys import BLOB_HINT_TTL
+from syncworker.coord.redisclient import Part, text, translated
 
 __all__ = ["Hints"]
 

@@ -9,9 +9,9 @@ as long as registry names (configuration keys) do not contain one either.
 =========================================  ======  ==========  ===============================
 key                                        type    owner       TTL
 =========================================  ======  ==========  ===============================
-``{p}:lock:repo:{dest_repo}``              string  locks.py    lock ttl, extended while held
-``{p}:flight:blob:{digest}``               string  locks.py    lock ttl, extended while held
-``{p}:flight:blob:{digest}:ok``            string  locks.py    LockWaits.recent (a holder
+``{p}:lock:repo:{dest_repo}``              string  redislocks  lock ttl, extended while held
+``{p}:flight:blob:{digest}``               string  redislocks  lock ttl, extended while held
+``{p}:flight:blob:{digest}:ok``            string  redislocks  LockWaits.recent (a holder
                                                                finished: the next one
                                                                re-checks the store)
 ``{p}:progress:blob:{digest}``             hash    blobflight  lock ttl, from each write; a
@@ -23,8 +23,8 @@ key                                        type    owner       TTL
                                                                one fetch per upstream once a
                                                                holder of another upstream was
                                                                too slow
-``{p}:flight:image:{reg}:{repo}:{ref}``    string  locks.py    lock ttl, extended while held
-``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  locks.py    LockWaits.recent (Redis TIME in
+``{p}:flight:image:{reg}:{repo}:{ref}``    string  redislocks  lock ttl, extended while held
+``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  redislocks  LockWaits.recent (Redis TIME in
                                                                microseconds at which the last
                                                                successful copy began)
 ``{p}:hint:blob:{reg}:{digest}``           string  hints.py    BLOB_HINT_TTL; a repository of
@@ -38,24 +38,24 @@ key                                        type    owner       TTL
                                                                (``{reg}``: its host:port)
                                                                mirrors, as ``registry/repo``
                                                                (deleted by hand to move it)
-``{p}:runs``                               zset    runs.py     none; members are run ids scored
+``{p}:runs``                               zset    runstate    none; members are run ids scored
                                                                by start time, pruned past
                                                                RUN_TTL on each start_run
-``{p}:run:{id}``                           hash    runs.py     RUN_TTL from start, then
+``{p}:run:{id}``                           hash    runstate    RUN_TTL from start, then
                                                                RUN_RETENTION from its finish;
                                                                fields registry, state, started,
                                                                finished
-``{p}:run:{id}:counters``                  hash    runs.py     same as the run hash; field per
+``{p}:run:{id}:counters``                  hash    runstate    same as the run hash; field per
                                                                counter (COUNTERS), integers
-``{p}:run:{id}:failures``                  list    runs.py     same as the run hash; JSON
+``{p}:run:{id}:failures``                  list    runstate    same as the run hash; JSON
                                                                ``{repo, tag, reason}``, at most
                                                                MAX_FAILURES
-``{p}:run:{id}:repos``                     hash    walk.py     the run hash's while it runs;
+``{p}:run:{id}:repos``                     hash    walkstate   the run hash's while it runs;
                                                                deleted when it finishes.
                                                                ``sent:{repo}`` (fanned out)
                                                                and ``done:{repo}`` (counted,
-                                                               runs.py), value 1
-``{p}:run:{id}:live``                      hash    runs.py     the run hash's while it runs;
+                                                               runstate), value 1
+``{p}:run:{id}:live``                      hash    runstate    the run hash's while it runs;
                                                                deleted when it finishes. Per
                                                                repository in flight: its
                                                                counts so far (JSON, COUNTERS
@@ -64,7 +64,7 @@ key                                        type    owner       TTL
                                                                by the script that counts the
                                                                repository (a redelivery
                                                                overwrites its own field)
-``{p}:stats:runs``                         hash    runs.py     none; per registry, runs
+``{p}:stats:runs``                         hash    runstate    none; per registry, runs
                                                                ``started:{reg}`` and
                                                                ``finished:{reg}:{ok|failed}``
                                                                (counts), and
@@ -72,15 +72,15 @@ key                                        type    owner       TTL
                                                                last run without failures
                                                                finished): a few fields per
                                                                registry, for the metrics
-``{p}:walk:{reg}``                         string  walk.py     WALK_TTL, refreshed on each
+``{p}:walk:{reg}``                         string  walkstate   WALK_TTL, refreshed on each
                                                                cursor advance; the run id of
                                                                the walk in progress
-``{p}:cursor:{reg}``                       string  walk.py     WALK_TTL; the last catalog
+``{p}:cursor:{reg}``                       string  walkstate   WALK_TTL; the last catalog
                                                                entry enqueued by the walk
-``{p}:run:{id}:cursors``                   hash    walk.py     as the repos hash; each cursor
+``{p}:run:{id}:cursors``                   hash    walkstate   as the repos hash; each cursor
                                                                reached in this run -> the
                                                                cursor it was reached from
-``{p}:delivery:{message}``                 string  walk.py     DELIVERY_TTL; how many starts of
+``{p}:delivery:{message}``                 string  walkstate   DELIVERY_TTL; how many starts of
                                                                a task message did not end
                                                                (its worker died under it);
                                                                ``{message}`` is
@@ -166,7 +166,7 @@ class Keys:
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
-    # locks.py
+    # redislocks.py
     def repo_lock(self, dest_repo: str) -> str:
         return self._key("lock", "repo", dest_repo)
 
@@ -193,7 +193,7 @@ class Keys:
     def claim(self, registry: str, dest_repo: str) -> str:
         return self._key("claim", registry, dest_repo)
 
-    # runs.py
+    # runstate.py
     def runs(self) -> str:
         return self._key("runs")
 
@@ -227,7 +227,7 @@ class Keys:
             self.run_live(run_id),
         )
 
-    # walk.py
+    # walkstate.py
     def walk(self, registry: str) -> str:
         return self._key("walk", registry)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import redis
 
-from syncworker.coord.backend import LuaArg, Part, text, translated
 from syncworker.coord.keys import REQUEST_TTL, Keys
+from syncworker.coord.redisclient import LuaArg, Part, text, translated
 from syncworker.coord.scripts import register
 
 __all__ = ["DONE", "FAILED", "QUEUED", "REQUEST_STATES", "RUNNING", "RequestStatus", "Requests"]

@@ -24,8 +24,8 @@ from typing import Any
 
 import redis
 
-from syncworker.coord.backend import LuaArg, Part, redact, text, translated
 from syncworker.coord.keys import MAX_FAILURES, RUN_RETENTION, RUN_TTL, Keys
+from syncworker.coord.redisclient import LuaArg, Part, redact, text, translated
 from syncworker.coord.scripts import register
 
 __all__ = [

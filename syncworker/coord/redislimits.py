@@ -13,8 +13,8 @@ import math
 
 import redis
 
-from syncworker.coord.backend import LuaArg, Part, translated
 from syncworker.coord.keys import Keys
+from syncworker.coord.redisclient import LuaArg, Part, translated
 from syncworker.coord.scripts import register
 
 __all__ = ["BURST", "SLOT_LEASE", "RedisBandwidth", "RedisLimiter", "RedisLimits"]

@@ -19,10 +19,10 @@ import redis
 from redis.exceptions import LockNotOwnedError, RedisError
 from redis.lock import Lock
 
-from syncworker.coord.backend import Part, redis_errors, text
 from syncworker.coord.blobflight import FlightBoard, RedisFlight
 from syncworker.coord.keeper import POLL_SECONDS, Keeper, new_lock
 from syncworker.coord.keys import Keys
+from syncworker.coord.redisclient import Part, redis_errors, text
 from syncworker.errors import LockBusy
 from syncworker.waits import LockWaits
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import redis
 
-from syncworker.coord.backend import LuaArg, Part, text, translated
 from syncworker.coord.keys import DELIVERY_TTL, RUN_RETENTION, RUN_TTL, WALK_TTL, Keys
+from syncworker.coord.redisclient import LuaArg, Part, text, translated
 from syncworker.coord.scripts import register
 
 __all__ = ["DONE", "SENT", "Walks"]

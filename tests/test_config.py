@@ -318,7 +318,6 @@ def test_docker_config_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                     "https://index.docker.io/v1/": {"auth": auth},
                     "registry2:5000": {"username": "u2", "password": "p2"},
                 },
-                "credsStore": "desktop",
             }
         )
     )

@@ -1,14 +1,9 @@
 """Where upstream credentials come from: zot's credentialHelper (``ecr``), else zot's
-credentialsFile, then docker's config.json.
+credentialsFile, then docker's config.json (:mod:`.docker`).
 
 zot's file maps ``host[:port]`` (the URL's host, as written) to a username and password::
 
     {"registry.example.com:5000": {"username": "u", "password": "p"}}
-
-docker's ``config.json`` (``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``)
-keeps ``auths`` keyed by host or URL, each with a base64 ``auth`` of ``user:password`` or
-with ``username`` and ``password``. Credential stores and helpers (``credsStore``,
-``credHelpers``) run external programs and are not consulted.
 
 zot's ``credentialHelper: ecr`` logs in to Amazon ECR with the AWS SDK's own credentials
 (environment, shared config, instance role): :class:`EcrLogin` asks
@@ -23,13 +18,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -40,13 +32,13 @@ if TYPE_CHECKING:
     from syncworker.registry.auth import Credentials
 
 __all__ = [
+    "DOCKER_HUB",
     "ECR_HELPER",
     "EcrLogin",
-    "docker_config_credentials",
     "FileLogins",
-    "docker_config_path",
     "host_key",
     "login",
+    "parse_auth_entry",
     "parse_credentials_file",
 ]
 
@@ -55,12 +47,14 @@ FileLogins = dict[str, tuple[str, str]]
 
 # Docker Hub answers under several names; docker keeps its login under the first.
 _DOCKER_HUB_HOSTS = ("index.docker.io", "registry-1.docker.io", "docker.io")
+#: Docker Hub's :func:`host_key`, whichever of its names a URL uses.
+DOCKER_HUB = _DOCKER_HUB_HOSTS[0]
 
 
 def host_key(text: str) -> str:
     """``host[:port]`` of a URL or of a bare host, lower-cased, Docker Hub's names folded."""
     netloc = urlsplit(text if "://" in text else f"//{text}").netloc.lower()
-    return _DOCKER_HUB_HOSTS[0] if netloc in _DOCKER_HUB_HOSTS else netloc
+    return DOCKER_HUB if netloc in _DOCKER_HUB_HOSTS else netloc
 
 
 def login(username: str, password: str) -> Credentials:
@@ -85,33 +79,9 @@ def parse_credentials_file(data: Any) -> FileLogins:
     return found
 
 
-def docker_config_path() -> Path:
-    base = os.environ.get("DOCKER_CONFIG")
-    return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
-
-
-def docker_config_credentials(hosts: list[str]) -> Credentials | None:
-    """The first of ``hosts`` (``host[:port]``) that docker's config.json has a login for.
-
-    A missing or unreadable file means no credentials: it belongs to the user's
-    environment, not to our configuration.
-    """
-    try:
-        auths = json.loads(docker_config_path().read_text("utf-8")).get("auths")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(auths, Mapping):
-        return None
-    logins = {host_key(str(key)): entry for key, entry in auths.items()}
-    for host in hosts:
-        entry = logins.get(host_key(host))
-        creds = _docker_entry(entry) if isinstance(entry, Mapping) else None
-        if creds is not None:
-            return creds
-    return None
-
-
-def _docker_entry(entry: Mapping[str, Any]) -> Credentials | None:
+def parse_auth_entry(entry: Mapping[str, Any]) -> Credentials | None:
+    """A login of docker's ``auths``: a base64 ``auth`` of ``user:password``, or a
+    ``username`` and ``password``; None when it holds neither."""
     auth = entry.get("auth")
     if isinstance(auth, str) and auth:
         try:
@@ -147,6 +117,7 @@ class EcrLogin:
         self._lock = threading.Lock()
         self._login: Credentials | None = None
         self._renew_at = 0.0
+        self._fetched_at = 0.0
 
     def __repr__(self) -> str:
         return f"EcrLogin({self._host!r})"
@@ -156,8 +127,15 @@ class EcrLogin:
             now = self._clock()
             if self._login is None or now >= self._renew_at:
                 self._login, expires = self._fetch()
+                self._fetched_at = now
                 self._renew_at = max(expires - ECR_RENEW_BEFORE, now + ECR_MIN_REUSE)
             return self._login
+
+    def refused(self) -> None:
+        """The registry refused the login: renewed on the next request, though no sooner
+        than :data:`ECR_MIN_REUSE` after the last AWS call."""
+        with self._lock:
+            self._renew_at = min(self._renew_at, self._fetched_at + ECR_MIN_REUSE)
 
     def _fetch(self) -> tuple[Credentials, float]:
         """One GetAuthorizationToken: the login and when it expires (a Unix time)."""

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
-from syncworker.config.base import ConfigModel
+from syncworker.config.base import ConfigModel, GoDuration
 from syncworker.config.credentials import (
     ECR_HELPER,
     EcrLogin,
     FileLogins,
-    docker_config_credentials,
     host_key,
     login,
 )
 from syncworker.config.destination import DestinationConfig
+from syncworker.config.docker import HELPER_TIMEOUT, docker_login
 from syncworker.config.storage import StorageConfig
 from syncworker.config.sync import RegistryConfig, SyncConfig
 from syncworker.errors import ConfigError
@@ -72,6 +73,8 @@ class SyncworkerSettings(ConfigModel):
     #: A blob larger than this many bytes (declared or streamed) fails its tag; None: the
     #: client's limit (``DEFAULT_MAX_BLOB_SIZE`` in syncworker/registry/options.py).
     max_blob_size: int | None = Field(None, ge=1)
+    #: How long a docker credential helper may take to answer (config/docker.py).
+    credential_helper_timeout: GoDuration = timedelta(seconds=HELPER_TIMEOUT)
     #: The HTTP API (``syncworker api``).
     api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))
     #: A registry to push into instead of OCI layouts (config/destination.py).
@@ -168,23 +171,32 @@ class Config(ConfigModel):
     def credentials_for(self, registry: RegistryConfig) -> dict[str, Login]:
         """The login of each of ``registry``'s URLs that has one: its credential helper's
         (zot's ``credentialHelper: ecr``), else zot's credentialsFile entry for its host,
-        else the user's docker config.json. A failover URL gets only its own login."""
+        else the user's docker config.json (its credential helpers, then ``auths``). A
+        failover URL gets only its own login."""
         if registry.credential_helper == ECR_HELPER:
             return {url: EcrLogin(url) for url in registry.urls}
         found: dict[str, Login] = {}
         for url, host in zip(registry.urls, registry.hosts, strict=True):
-            creds = self.file_login(host) or docker_config_credentials([host])
+            creds = self.file_login(host) or self.docker_login(host)
             if creds is not None:
                 found[url] = creds
         return found
 
     def destination_credentials(self) -> Credentials | None:
         """The destination's login: the credentials file's entry for its host, else
-        docker's (as an upstream's)."""
+        docker's (as an upstream's; a credential helper asked now: the push client
+        holds one login for the run)."""
+        from syncworker.registry.auth import resolve
+
         dest = self.syncworker.destination
         if dest is None:
             return None
-        return self.file_login(dest.host) or docker_config_credentials([dest.host])
+        return self.file_login(dest.host) or resolve(self.docker_login(dest.host))
+
+    def docker_login(self, host: str) -> Login | None:
+        """docker's login for ``host``, its helper given our timeout."""
+        timeout = self.syncworker.credential_helper_timeout / timedelta(seconds=1)
+        return docker_login(host, timeout)
 
     def file_login(self, host: str) -> Credentials | None:
         """The credentials file's login for ``host`` (``host[:port]``), if it has one."""

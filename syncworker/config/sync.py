@@ -23,7 +23,7 @@ from syncworker.config.base import (
     PlatformField,
     RepositoryName,
 )
-from syncworker.config.credentials import ECR_HELPER
+from syncworker.config.credentials import DOCKER_HUB, ECR_HELPER, host_key
 from syncworker.config.sizes import ByteSize
 from syncworker.errors import InvalidNameError
 from syncworker.filters import ContentRule, ContentRules, TagRule
@@ -153,6 +153,10 @@ class RegistryConfig(ConfigModel):
         if not self.name:
             # Default name: the first URL's host[:port], which is how zot keys credentials.
             object.__setattr__(self, "name", urlsplit(self.urls[0]).netloc)
+        if host_key(self.urls[0]) == DOCKER_HUB:
+            # Docker Hub's official images live under library/, as docker spells "alpine".
+            repos = [repo if "/" in repo else f"library/{repo}" for repo in self.repos]
+            object.__setattr__(self, "repos", repos)
         self._rules = ContentRules([content.rule() for content in self.content])
         return self
 

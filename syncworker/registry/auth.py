@@ -33,6 +33,7 @@ __all__ = [
     "parse_challenges",
     "parse_token_response",
     "repository_scope",
+    "refused",
     "resolve",
     "token_query",
 ]
@@ -60,10 +61,15 @@ class Credentials:
 
 class CredentialSource(Protocol):
     """Credentials that change over time: a cloud registry's short-lived login (zot's
-    ``credentialHelper``). Asked before every request that sends them, so it caches."""
+    ``credentialHelper``), a docker credential helper's. Asked before every request that
+    sends them, so it caches."""
 
-    def current(self) -> Credentials:
-        """The login to send now (renewed by the source before it expires)."""
+    def current(self) -> Credentials | None:
+        """The login to send now (renewed by the source before it expires); None: none."""
+        ...
+
+    def refused(self) -> None:
+        """The registry answered 401 to the login: the next :meth:`current` asks anew."""
         ...
 
 
@@ -76,6 +82,12 @@ def resolve(login: Login | None) -> Credentials | None:
     if login is None or isinstance(login, Credentials):
         return login
     return login.current()
+
+
+def refused(login: Login | None) -> None:
+    """Tell ``login``'s source that the registry refused it (a fixed login stays)."""
+    if login is not None and not isinstance(login, Credentials):
+        login.refused()
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,17 @@ Credentials belong to one URL: a registry entry with failover URLs sends each UR
 its own login (never the first URL's to the second), and sends it to a token realm only
 when that URL's challenge named the realm. A realm reached over plain http for an https
 upstream is refused: the login would cross the network in the clear.
+
+A login whose username is ``<token>`` holds an identity token (docker's credential
+helpers hand those out): it is exchanged at the realm by OAuth2's refresh-token grant, a
+form POST, as docker does (token.md's companion, ``docs/spec/auth/oauth.md``). A login the
+registry or its realm refuses (401) is reported to its source, which asks anew next time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import urlencode
 
 from syncworker.errors import RegistryError, SyncworkerError
 from syncworker.redact import redact_http_url
@@ -25,9 +31,18 @@ from syncworker.registry.statuses import error_of
 
 __all__ = ["Auth", "Authorizer", "CredentialsArg", "TokenFetch", "logins_by_origin"]
 
-#: ``fetch(realm, headers, params, request) -> body``: one GET on behalf of ``request``
-#: (to one of the registry's URLs, under its deadline), raising on any non-2xx answer.
-TokenFetch = Callable[[str, Mapping[str, str], Sequence[tuple[str, str]], Request], bytes]
+#: ``fetch(realm, headers, params, form, request) -> body``: one GET (a POST of ``form``
+#: when given) on behalf of ``request`` (to one of the registry's URLs, under its
+#: deadline), raising on any non-2xx answer.
+TokenFetch = Callable[
+    [str, Mapping[str, str], Sequence[tuple[str, str]], bytes | None, Request], bytes
+]
+#: docker-credential-helpers' username for an identity token.
+IDENTITY_TOKEN_USER = "<token>"
+#: Sends of one request: without credentials, with them, with a renewed login.
+MAX_AUTH_ROUNDS = 3
+#: The OAuth2 client id docker's refresh-token grant requires; ours names us.
+OAUTH_CLIENT_ID = "syncworker"
 #: One login for every URL, or a login per URL (failover URLs get only their own).
 CredentialsArg = auth.Credentials | Mapping[str, auth.Login] | None
 
@@ -91,6 +106,8 @@ class Authorizer:
             return False
         challenge = usable[0]
         self._challenges[key, scope] = challenge
+        if challenge.scheme == "basic" and sent is not None:
+            auth.refused(self._credentials.get(key))
         if challenge.scheme == "bearer" and sent is not None:
             # The token we sent was refused (expired early, or too narrow): fetch anew.
             self._tokens.discard(_token_key(key, challenge, scope))
@@ -128,10 +145,17 @@ class Authorizer:
                 401,
                 detail="token realm over plain http for an https registry refused",
             )
-        creds = auth.resolve(self._credentials.get(key))
-        headers = {"Authorization": auth.basic_authorization(creds)} if creds else {}
+        login = self._credentials.get(key)
+        creds = auth.resolve(login)
+        query = auth.token_query(challenge, request.scope)
+        headers, form = _token_request(creds, query)
         now = self._clock()
-        body = self._fetch(realm, headers, auth.token_query(challenge, request.scope), request)
+        try:
+            body = self._fetch(realm, headers, () if form else query, form, request)
+        except RegistryError as exc:
+            if exc.status == 401:
+                auth.refused(login)
+            raise
         return auth.parse_token_response(body, now, redact_http_url(realm))
 
 
@@ -153,30 +177,35 @@ class Auth:
 
     def send(self, request: Request) -> Response:
         sent = self._authorizer.header(request)
-        response = self._inner.send(_with_auth(request, sent))
-        # A 401 from a redirect target (blob storage, a CDN) is its own business: our
-        # credentials, and a realm it names, are never offered to it.
-        if response.status != 401 or origin(response.url) != origin(request.url):
-            return response
-        # Read the 401 first: its connection is then free for the token request.
-        with response:
-            refused = error_of(response)
-        challenge = response.headers.get("WWW-Authenticate", "")
-        # A streamed body is spent: it cannot be sent again with the new credentials.
-        if not self._authorizer.learn(request.url, challenge, sent, request.scope):
-            raise refused
-        if request.streamed:
-            raise refused
-        renewed = self._authorizer.header(request)
-        if renewed is None or renewed == sent:
-            raise refused
-        return self._inner.send(_with_auth(request, renewed))
+        # Sent as known, then once per new header a 401 earns: credentials for a fresh
+        # challenge, then a login its source renewed after the refusal (a rotated one).
+        for _ in range(MAX_AUTH_ROUNDS):
+            response = self._inner.send(_with_auth(request, sent))
+            # A 401 from a redirect target (blob storage, a CDN) is its own business: our
+            # credentials, and a realm it names, are never offered to it.
+            if response.status != 401 or origin(response.url) != origin(request.url):
+                return response
+            # Read the 401 first: its connection is then free for the token request.
+            with response:
+                refused = error_of(response)
+            challenge = response.headers.get("WWW-Authenticate", "")
+            # A streamed body is spent: it cannot be sent again with the new credentials.
+            if not self._authorizer.learn(request.url, challenge, sent, request.scope):
+                raise refused
+            if request.streamed:
+                raise refused
+            renewed = self._authorizer.header(request)
+            if renewed is None or renewed == sent:
+                raise refused
+            sent = renewed
+        raise refused
 
     def _token(
         self,
         realm: str,
         headers: Mapping[str, str],
         params: Sequence[tuple[str, str]],
+        form: bytes | None,
         request: Request,
     ) -> bytes:
         if not self._admit(realm, request.url):
@@ -187,12 +216,37 @@ class Auth:
                 detail="token realm refused (internal or link-local address)",
             )
         asking = Request(
-            "GET", realm, headers, params, deadline=request.deadline, upstream=request.url
+            "GET" if form is None else "POST",
+            realm,
+            headers,
+            params,
+            form,
+            deadline=request.deadline,
+            upstream=request.url,
         )
         with self._inner.send(asking) as response:
             if not 200 <= response.status < 300:
                 raise error_of(response)
             return response.read(auth.MAX_TOKEN_RESPONSE_BYTES)
+
+
+def _token_request(
+    creds: auth.Credentials | None, query: Sequence[tuple[str, str]]
+) -> tuple[dict[str, str], bytes | None]:
+    """Headers and form of a token request: Basic credentials on a GET, an identity token
+    as an OAuth2 refresh-token grant (scopes space-separated, as OAuth2 has them)."""
+    if creds is None:
+        return {}, None
+    if creds.username != IDENTITY_TOKEN_USER:
+        return {"Authorization": auth.basic_authorization(creds)}, None
+    fields = dict(query, scope=" ".join(v for k, v in query if k == "scope"))
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": creds.password,
+        "client_id": OAUTH_CLIENT_ID,
+        **{k: v for k, v in fields.items() if v},
+    }
+    return {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(form).encode()
 
 
 def _with_auth(request: Request, authorization: str | None) -> Request:

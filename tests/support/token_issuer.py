@@ -14,6 +14,11 @@ Policy: a known user with the right password gets every action it asked for; no 
 get "pull" only when `anonymous_pull`, else an empty access list; a wrong password gets 401.
 `users_pull_only` lists users limited to "pull".
 
+Identity tokens (what docker's credential helpers hand out as `<token>`): `refresh_tokens`
+maps a refresh token to its user; a form POST to the realm with `grant_type=refresh_token`
+(OAuth2, distribution's `docs/spec/auth/oauth.md`) gets that user's token, an unknown
+refresh token 401.
+
 Expiry: `expires_in` is what the response advertises; `jwt_lifetime` (default: the same) sets
 the `exp` claim. Distribution honours a token until exp + 60 s (its `Leeway`), so to see a
 registry reject a token mid-test use e.g. `jwt_lifetime=-57`: accepted for about 3 s, then
@@ -88,6 +93,7 @@ class TokenIssuer(LoopbackServer):
         if algorithm not in ("RS256", "ES256"):
             raise ValueError("algorithm must be RS256 or ES256")
         self.users = dict(users or {})
+        self.refresh_tokens: dict[str, str] = {}
         self.anonymous_pull = anonymous_pull
         self.users_pull_only = users_pull_only
         self.expires_in = expires_in
@@ -208,6 +214,20 @@ def _handler_for(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(url.query)
             # scope may repeat, or hold several space-separated scopes (token spec).
             scopes = [s for value in query.get("scope", []) for s in value.split()]
+            self._reply(200, issuer.issue(user, scopes))
+
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode())
+            user = issuer.refresh_tokens.get(form.get("refresh_token", [""])[0])
+            if urlsplit(self.path).path != "/token" or form.get("grant_type") != ["refresh_token"]:
+                self._reply(400, {"error": "unsupported_grant_type"})
+                return
+            if user is None:
+                issuer.note_rejected()
+                self._reply(401, {"error": "invalid_grant"})
+                return
+            scopes = [s for value in form.get("scope", []) for s in value.split()]
             self._reply(200, issuer.issue(user, scopes))
 
         def _reply(self, status: int, body: Mapping[str, Any]) -> None:

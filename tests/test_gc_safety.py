@@ -30,8 +30,8 @@ import yaml
 
 from syncworker.errors import StoreError
 from syncworker.oci import Digest
+from syncworker.store.collect import collect
 from syncworker.store.fs import FsStore
-from syncworker.store.gc import collect
 from tests.support.images import Blob, Manifest, make_image, make_index, make_layer
 from tests.support.mirror import check_store, layout_tags, run_sync, write_sync_config
 from tests.support.ports import wait_until

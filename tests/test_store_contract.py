@@ -29,7 +29,7 @@ from syncworker.errors import DigestMismatchError, SizeLimitError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from syncworker.store import BlobHints, IndexEntry, Store
-from syncworker.store.base import REF_NAME, ClaimRecords, Readable
+from syncworker.store.protocol import REF_NAME, ClaimRecords, Readable
 from syncworker.store.registry import Destination, RegistryStore
 from tests.support.process import kill_when_ready
 from tests.support.registry_server import RegistryServer

@@ -14,8 +14,8 @@ from syncworker.errors import StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
 from syncworker.store import FsStore, IndexEntry
-from syncworker.store.backend import Listing
 from syncworker.store.fs import LEFTOVER_GRACE_SECONDS
+from syncworker.store.layoutbackend import Listing
 
 
 def put(store: FsStore, repo: str, data: bytes) -> Digest:

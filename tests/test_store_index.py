@@ -14,7 +14,7 @@ from syncworker.errors import StoreError
 from syncworker.oci import Descriptor, Digest, Platform
 from syncworker.oci.mediatypes import OCI_MANIFEST
 from syncworker.store import FsStore, IndexEntry
-from syncworker.store.base import REF_NAME
+from syncworker.store.protocol import REF_NAME
 
 RAW = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
 

@@ -21,7 +21,7 @@ from syncworker.engine.check import expected_children
 from syncworker.errors import ConfigError
 from syncworker.runtime import Runtime
 from syncworker.store import RepoHolder, held
-from syncworker.store.gc import Collected, Expected, Removed, collect
+from syncworker.store.collect import Collected, Expected, Removed, collect
 from syncworker.store.layout import LayoutStore
 from syncworker.waits import GC_REPO_WAIT
 

@@ -14,7 +14,7 @@ from syncworker.config.model import Config
 from syncworker.config.storage import S3DriverConfig
 from syncworker.errors import ConfigError
 from syncworker.store import BlobHints, FsStore, Store
-from syncworker.store.base import ClaimRecords
+from syncworker.store.protocol import ClaimRecords
 from syncworker.store.s3settings import COPY_PART, COPY_THRESHOLD, MIN_PART, PART_SIZE, S3Settings
 
 __all__ = ["open_store", "s3_settings", "store_for"]

@@ -28,7 +28,7 @@ from syncworker.errors import ContentError, StoreError, SyncworkerError
 from syncworker.filters import expected_children
 from syncworker.oci import Descriptor, Digest, Manifest, Platform, parse_manifest
 from syncworker.store import IndexEntry, Store
-from syncworker.store.base import Readable
+from syncworker.store.protocol import Readable
 
 # ``expected_children`` is passed on for the commands, which may not import ``filters``.
 __all__ = ["BrokenTree", "CheckSink", "Damage", "RepoCheck", "TreeChecker", "expected_children"]

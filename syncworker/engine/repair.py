@@ -21,7 +21,7 @@ from syncworker.engine.plan import as_of_bytes
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import NotFoundError, StoreError, SyncworkerError
 from syncworker.store import Store
-from syncworker.store.base import Repairable
+from syncworker.store.protocol import Repairable
 
 __all__ = ["TreeRepair"]
 

@@ -3,8 +3,8 @@ object backends (a directory, an S3 bucket), or a registry that everything is pu
 
 ``syncworker.config.stores`` opens the store a configuration names."""
 
-from syncworker.store.base import BlobHints, IndexEntry, RepoHolder, Store, held
 from syncworker.store.claim import Source
 from syncworker.store.fs import FsStore
+from syncworker.store.protocol import BlobHints, IndexEntry, RepoHolder, Store, held
 
 __all__ = ["BlobHints", "FsStore", "IndexEntry", "RepoHolder", "Source", "Store", "held"]

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from syncworker.errors import LockBusy, StoreError
-from syncworker.store.backend import Listing, Stored
 from syncworker.store.fsfiles import LEFTOVER_GRACE_SECONDS, Durability, Temporaries, fsync_path
 from syncworker.store.layout import LayoutStore, check_repo_name
+from syncworker.store.layoutbackend import Listing, Stored
 from syncworker.store.memo import REPOS_KEPT, Recent
 
 __all__ = ["LEFTOVER_GRACE_SECONDS", "FsBackend", "FsStore"]
@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 
 class FsBackend:
-    """The :class:`~syncworker.store.backend.Backend` of a local (or shared) directory."""
+    """The :class:`~syncworker.store.layoutbackend.Backend` of a local (or shared) directory."""
 
     lists_cheaply = True
 

@@ -21,7 +21,7 @@ from typing import Any
 from syncworker.errors import ContentError, StoreError
 from syncworker.oci import Descriptor, Platform
 from syncworker.oci.mediatypes import OCI_INDEX
-from syncworker.store.base import REF_NAME, IndexEntry
+from syncworker.store.protocol import REF_NAME, IndexEntry
 
 __all__ = [
     "INDEX_FILE",

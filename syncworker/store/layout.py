@@ -1,4 +1,4 @@
-"""The OCI image layout, written once over any :class:`~syncworker.store.backend.Backend`.
+"""The OCI image layout, written once over any :class:`~syncworker.store.layoutbackend.Backend`.
 
 Per destination repository ``<repo>`` (image-spec image-layout.md)::
 
@@ -28,10 +28,10 @@ from typing import Any
 from syncworker.errors import ContentError, StoreError
 from syncworker.oci import Digest, verifying
 from syncworker.store import indexdoc
-from syncworker.store.backend import Backend
-from syncworker.store.base import IndexEntry
 from syncworker.store.claim import CLAIM_FILE, Source, dump_claim, load_claim
+from syncworker.store.layoutbackend import Backend
 from syncworker.store.memo import DIGESTS_KEPT, REPOS_KEPT, KeyedLocks, Recent
+from syncworker.store.protocol import IndexEntry
 
 __all__ = ["HINT_DIR", "INDEX_WRITE_ATTEMPTS", "RESERVED_NAMES", "LayoutStore", "check_repo_name"]
 
@@ -73,7 +73,7 @@ def check_repo_name(repo: str) -> str:
 
 
 class LayoutStore:
-    """A :class:`~syncworker.store.base.Store` of OCI layouts over ``backend``."""
+    """A :class:`~syncworker.store.protocol.Store` of OCI layouts over ``backend``."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend

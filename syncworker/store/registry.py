@@ -1,4 +1,4 @@
-"""A :class:`~syncworker.store.base.Store` that is itself a registry: everything is pushed.
+"""A :class:`~syncworker.store.protocol.Store` that is itself a registry: everything is pushed.
 
 Store operations map to the distribution API (regclient's one scheme interface for a
 registry and a layout is the model):
@@ -51,9 +51,9 @@ from syncworker.oci.mediatypes import OCI_INDEX
 from syncworker.registry import ClientOptions, Credentials
 from syncworker.registry.pushclient import PushClient
 from syncworker.registry.referrers import fallback_tag
-from syncworker.store.base import BlobHints, ClaimRecords, IndexEntry
 from syncworker.store.claim import Source
 from syncworker.store.memo import DIGESTS_KEPT, KeyedLocks, Recent
+from syncworker.store.protocol import BlobHints, ClaimRecords, IndexEntry
 
 __all__ = ["Destination", "MemoryClaims", "MemoryHints", "RegistryStore"]
 

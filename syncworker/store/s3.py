@@ -28,8 +28,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from syncworker.errors import StoreError
-from syncworker.store.backend import Listing, Stored
 from syncworker.store.layout import LayoutStore
+from syncworker.store.layoutbackend import Listing, Stored
 from syncworker.store.s3multipart import CONFLICT_CODES, MultipartUpload, error_code
 from syncworker.store.s3optional import conditions_honoured, is_unsupported, lacks, shows
 from syncworker.store.s3settings import S3Settings
@@ -47,7 +47,7 @@ _HEAD_BUCKET_CODES = {"404": "NoSuchBucket", "403": "AccessDenied", "301": "Perm
 
 
 class S3Backend:
-    """The :class:`~syncworker.store.backend.Backend` of one bucket (and key prefix)."""
+    """The :class:`~syncworker.store.layoutbackend.Backend` of one bucket (and key prefix)."""
 
     lists_cheaply = False  # a list request per thousand keys: never the whole store
 

@@ -42,7 +42,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from syncworker.errors import StoreError
-from syncworker.store.backend import Stored
+from syncworker.store.layoutbackend import Stored
 from syncworker.store.s3multipart import CONFLICT_CODES, error_code
 
 __all__ = ["UNSUPPORTED", "conditions_honoured", "is_unsupported", "lacks", "shows"]

@@ -48,8 +48,8 @@ from bench.tools import (
 )
 from syncworker.celeryapp import create_app
 from syncworker.config import load_config
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import store_for
+from syncworker.config.mirrorbuild import build_mirror
+from syncworker.config.storeopen import store_for
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.runs.walk import Step, claim_walk, walk_page

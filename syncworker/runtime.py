@@ -105,7 +105,7 @@ class Runtime:
         cleans the store before anything is copied."""
         if self._mirror is not None:
             raise ValueError("the Mirror is already open")
-        from syncworker.config.engine import build_mirror  # the engine and the HTTP client
+        from syncworker.config.mirrorbuild import build_mirror  # the engine and the HTTP client
         from syncworker.engine import NO_EVENTS
 
         self._mirror = build_mirror(
@@ -148,7 +148,7 @@ def _connect(url: str) -> Coordinator:
 
 
 def _open_store(config: Config, coord: Coordinator | None) -> Store:
-    from syncworker.config.stores import store_for
+    from syncworker.config.storeopen import store_for
 
     # A registry destination shares with the other processes where blobs are (to mount
     # one instead of fetching it) and which source each of its repositories mirrors.

@@ -17,8 +17,8 @@ from celery.schedules import crontab
 from syncworker.celeryapp import create_app
 from syncworker.cli import build_parser, main
 from syncworker.config import Config, load_config
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import open_store
+from syncworker.config.mirrorbuild import build_mirror
+from syncworker.config.storeopen import open_store
 from syncworker.coord import Coordinator, LockBusy, RunStatus
 from syncworker.engine import Failure, Mirror, RepoResult
 from syncworker.errors import ConfigError, RegistryError, TransportError

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from syncworker.config import REDIS_URL_ENV, load_config, parse_duration, validate
-from syncworker.config.engine import upstream
+from syncworker.config.mirrorbuild import upstream
 from syncworker.errors import ConfigError
 from syncworker.oci import Platform
 from syncworker.registry.auth import Credentials

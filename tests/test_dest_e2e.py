@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from syncworker.config import load_config, validate
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import store_for
+from syncworker.config.mirrorbuild import build_mirror
+from syncworker.config.storeopen import store_for
 from syncworker.engine import LocalLocks
 from syncworker.oci import MANIFEST_ACCEPT
 from tests.support.corpus import Corpus

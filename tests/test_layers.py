@@ -29,7 +29,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "coord": frozenset(),
     "store": frozenset({"oci", "registry"}),
     "engine": frozenset({"oci", "registry", "store", "filters"}),
-    # config builds the engine's plain values from the models (config/engine.py)
+    # config builds the engine's plain values from the models (config/mirrorbuild.py)
     "config": frozenset({"oci", "registry", "store", "filters", "engine"}),
     "runs": frozenset({"oci", "engine", "coord"}),
     # metrics, progress and logs: implementations of the engine's Events, with the runs

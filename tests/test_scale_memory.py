@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from syncworker.config import load_config
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import store_for
+from syncworker.config.mirrorbuild import build_mirror
+from syncworker.config.storeopen import store_for
 from syncworker.engine import LocalLocks, RunSummary, run_registries
 from syncworker.store.memo import KeyedLocks, Recent
 from tests.support.synthetic_registry import SyntheticRegistry

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from syncworker.config.stores import open_store
+from syncworker.config.storeopen import open_store
 from syncworker.coord import Coordinator
 from syncworker.errors import DigestMismatchError, SizeLimitError, StoreError
 from syncworker.oci import Descriptor, Digest
@@ -401,7 +401,7 @@ def test_killed_writer_leaves_only_removable_leftovers(backend: Backend) -> None
 _KILLED_WRITER = """
 import json, sys, time
 from syncworker.oci import Digest
-from syncworker.config.stores import open_store
+from syncworker.config.storeopen import open_store
 store = open_store(sys.argv[1], json.loads(sys.argv[2]))
 size = 64 * 1024 * 1024
 def chunks():

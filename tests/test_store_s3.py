@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from syncworker.config.storage import S3DriverConfig, StorageConfig
-from syncworker.config.stores import open_store
+from syncworker.config.storeopen import open_store
 from syncworker.errors import ConfigError, DigestMismatchError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
@@ -115,7 +115,7 @@ def test_200_mib_blob_streams_with_bounded_memory(moto_logged: Logged) -> None:
 _BIG_WRITER = """
 import hashlib, json, random, resource, sys, threading, time
 from syncworker.oci import Digest
-from syncworker.config.stores import open_store
+from syncworker.config.storeopen import open_store
 
 MIB, TOTAL, CHUNK = 1 << 20, 200 << 20, 256 << 10
 block = random.Random(0).randbytes(CHUNK)
@@ -382,7 +382,7 @@ def test_the_config_models_driver_section_opens_the_store(logged: Logged) -> Non
 
 
 def test_driver_settings_follow_distribution() -> None:
-    from syncworker.config.stores import s3_settings
+    from syncworker.config.storeopen import s3_settings
     from syncworker.store.s3settings import MAX_PARTS, PART_SIZE, S3Settings
 
     def settings(driver: dict[str, Any], default_root: str = "") -> S3Settings:

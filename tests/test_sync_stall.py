@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 
 from syncworker.config import load_config
-from syncworker.config.engine import build_mirror
-from syncworker.config.stores import store_for
+from syncworker.config.mirrorbuild import build_mirror
+from syncworker.config.storeopen import store_for
 from syncworker.engine import LocalLocks
 from tests.support.cluster import Cluster, trigger, wait_finished
 from tests.support.images import Manifest, make_image

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from syncworker.config.stores import open_store
+from syncworker.config.storeopen import open_store
 from syncworker.engine.plan import index_descriptor
 from syncworker.oci import Descriptor
 from syncworker.store import IndexEntry

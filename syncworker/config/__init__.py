@@ -4,7 +4,7 @@ from syncworker.config.durations import parse_duration
 from syncworker.config.loader import REDIS_URL_ENV, format_path, load_config, validate
 from syncworker.config.model import Config, ExtensionsConfig, SyncworkerSettings
 from syncworker.config.storage import S3DriverConfig, StorageConfig
-from syncworker.config.sync import ContentConfig, RegistryConfig, SyncConfig, TagsConfig
+from syncworker.config.syncextension import ContentConfig, RegistryConfig, SyncConfig, TagsConfig
 
 __all__ = [
     "REDIS_URL_ENV",

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 from pydantic import field_validator
 
-from syncworker.config.base import ConfigModel
+from syncworker.config.modelbase import ConfigModel
 
 if TYPE_CHECKING:
-    from syncworker.config.sync import RegistryConfig
+    from syncworker.config.syncextension import RegistryConfig
     from syncworker.registry.options import ClientOptions
 
 __all__ = ["DestinationConfig", "destination_problems"]

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
-from syncworker.config.base import ConfigModel, GoDuration
 from syncworker.config.credentials import (
     ECR_HELPER,
     EcrLogin,
@@ -17,8 +16,9 @@ from syncworker.config.credentials import (
 )
 from syncworker.config.destination import DestinationConfig
 from syncworker.config.docker import HELPER_TIMEOUT, docker_login
+from syncworker.config.modelbase import ConfigModel, GoDuration
 from syncworker.config.storage import StorageConfig
-from syncworker.config.sync import RegistryConfig, SyncConfig
+from syncworker.config.syncextension import RegistryConfig, SyncConfig
 from syncworker.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from syncworker.config.model import Config
-from syncworker.config.sync import RegistryConfig
+from syncworker.config.syncextension import RegistryConfig
 from syncworker.errors import SyncworkerError
 
 __all__ = ["overlap_problems"]

@@ -4,7 +4,7 @@ zot validates this section itself and keeps adding keys to it, so keys we do not
 ignored here rather than refused. The S3 driver takes distribution's lower-case keys
 (``rootdirectory``, ``regionendpoint``, ``skipverify``...), matched in any case. This model
 is the one parser of the driver section: the S3 store's settings are made from it
-(``syncworker.config.stores.s3_settings``).
+(``syncworker.config.storeopen.s3_settings``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr
 
-from syncworker.config.base import ConfigModel
+from syncworker.config.modelbase import ConfigModel
 
 __all__ = ["S3DriverConfig", "StorageConfig"]
 

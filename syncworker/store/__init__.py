@@ -1,7 +1,7 @@
 """Where mirrored content lands: an OCI image layout per repository, written once over small
 object backends (a directory, an S3 bucket), or a registry that everything is pushed to.
 
-``syncworker.config.stores`` opens the store a configuration names."""
+``syncworker.config.storeopen`` opens the store a configuration names."""
 
 from syncworker.store.claim import Source
 from syncworker.store.fs import FsStore

@@ -1,7 +1,7 @@
 """The S3 store's settings: plain values, with distribution's s3-aws defaults.
 
 The configuration layer makes them from the parsed ``storageDriver`` section
-(``syncworker.config.stores``); the store never reads the configuration models.
+(``syncworker.config.storeopen``); the store never reads the configuration models.
 """
 
 from __future__ import annotations

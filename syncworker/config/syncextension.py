@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from syncworker.config.base import (
+from syncworker.config.credentials import DOCKER_HUB, ECR_HELPER, host_key
+from syncworker.config.modelbase import (
     ConfigModel,
     CronSchedule,
     Glob,
@@ -23,7 +24,6 @@ from syncworker.config.base import (
     PlatformField,
     RepositoryName,
 )
-from syncworker.config.credentials import DOCKER_HUB, ECR_HELPER, host_key
 from syncworker.config.sizes import ByteSize
 from syncworker.errors import InvalidNameError
 from syncworker.filters import ContentRule, ContentRules, TagRule

@@ -4,7 +4,7 @@ registry, and the :class:`Mirror` over them (the engine never reads the config m
 from __future__ import annotations
 
 from syncworker.config.model import Config
-from syncworker.config.sync import RegistryConfig
+from syncworker.config.syncextension import RegistryConfig
 from syncworker.engine import NO_EVENTS, Events, Locks, Mirror, Upstream
 from syncworker.registry.limits import Limiters
 from syncworker.store import Store

@@ -14,9 +14,9 @@ import yaml
 from syncworker.celeryapp import create_app
 from syncworker.config import load_config
 from syncworker.coord import Coordinator, RunFailure
-from syncworker.engine.check import BrokenTree, Damage, RepoCheck
 from syncworker.engine.checkrun import CheckOutcome
 from syncworker.engine.results import Failure, RepoResult
+from syncworker.engine.treecheck import BrokenTree, Damage, RepoCheck
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
 from syncworker.runs.check import (

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from syncworker.engine import LocalLocks
-from syncworker.engine.blobs import BlobCopier
+from syncworker.engine.blobcopy import BlobCopier
 from syncworker.engine.replay import REPLAY_LIMIT
 from syncworker.errors import (
     DeadlineExceededError,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from syncworker.engine import LocalLocks, Mirror, Upstream
-from syncworker.engine.blobs import BlobCopier
+from syncworker.engine.blobcopy import BlobCopier
 from syncworker.engine.images import TreeWalker
 from syncworker.engine.sinks import CopySink
 from syncworker.errors import ConfigError, LockBusy, StoreError

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from syncworker.engine import LocalLocks, Mirror, RepoResult, Upstream
-from syncworker.engine.check import TreeChecker
 from syncworker.engine.dryrun import RepoPlan
 from syncworker.engine.images import MAX_DEPTH
 from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY
+from syncworker.engine.treecheck import TreeChecker
 from syncworker.filters import ContentRule, ContentRules
 from syncworker.oci import Platform
 from syncworker.registry import ClientOptions

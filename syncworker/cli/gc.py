@@ -17,7 +17,7 @@ from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.durations import parse_duration
 from syncworker.engine import Mirror
-from syncworker.engine.check import expected_children
+from syncworker.engine.treecheck import expected_children
 from syncworker.errors import ConfigError
 from syncworker.runtime import Runtime
 from syncworker.store import RepoHolder, held

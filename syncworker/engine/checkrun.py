@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from syncworker.engine.check import RepoCheck, TreeChecker
 from syncworker.engine.mirror import Mirror
 from syncworker.engine.results import Failure, RepoResult
+from syncworker.engine.treecheck import RepoCheck, TreeChecker
 from syncworker.errors import LockBusy
 
 __all__ = ["CheckOutcome", "check_one", "check_repos", "checker", "store_repos"]

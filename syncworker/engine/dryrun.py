@@ -15,7 +15,7 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from syncworker.engine.blobs import BlobStats
+from syncworker.engine.blobcopy import BlobStats
 from syncworker.engine.plan import blobs_to_copy
 from syncworker.engine.results import RepoResult
 from syncworker.engine.sinks import UpstreamSink

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from syncworker.engine.blobs import BlobStats
+from syncworker.engine.blobcopy import BlobStats
 from syncworker.engine.sinks import Fetched, TreeSink
 from syncworker.errors import ContentError, ReferenceCycleError
 from syncworker.filters import expected_children

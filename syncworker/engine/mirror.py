@@ -14,8 +14,7 @@ from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from syncworker.engine.blobs import BlobCopier, BlobStats
-from syncworker.engine.check import BrokenTree
+from syncworker.engine.blobcopy import BlobCopier, BlobStats
 from syncworker.engine.dryrun import PlanSink
 from syncworker.engine.events import NO_EVENTS, BlobOutcome, Events
 from syncworker.engine.images import TreeWalker
@@ -26,6 +25,7 @@ from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY, RepoJob
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.engine.sinks import CopySink, Sink
 from syncworker.engine.sources import configured_sources, source_of
+from syncworker.engine.treecheck import BrokenTree
 from syncworker.engine.upstream import Upstream
 from syncworker.errors import ClaimError, ConfigError, ContentError, SyncworkerError
 from syncworker.oci import Platform, Reference, validate_repository

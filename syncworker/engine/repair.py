@@ -15,10 +15,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from syncworker.engine.check import BrokenTree
 from syncworker.engine.images import TreeWalker
 from syncworker.engine.plan import as_of_bytes
 from syncworker.engine.results import Failure, RepoResult
+from syncworker.engine.treecheck import BrokenTree
 from syncworker.errors import NotFoundError, StoreError, SyncworkerError
 from syncworker.store import Store
 from syncworker.store.protocol import Repairable

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from syncworker.engine.blobs import BlobStats
+    from syncworker.engine.blobcopy import BlobStats
 
 __all__ = ["Failure", "RepoResult"]
 

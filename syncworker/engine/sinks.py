@@ -6,7 +6,7 @@ once: which tags, which children (``expected_children``), how deep, which referr
 ``onlySigned``. A sink supplies the manifests and carries the effects out.
 :class:`CopySink` writes them into the store (a sync; with ``trust_present=False``, a
 repair); the dry run's :class:`~syncworker.engine.dryrun.PlanSink` keeps them in memory;
-the check's :class:`~syncworker.engine.check.CheckSink` reads the trees from the store and
+the check's :class:`~syncworker.engine.treecheck.CheckSink` reads the trees from the store and
 notes what is missing. So a dry run and a real run cannot disagree on what is copied, and
 a check expects what a sync stores.
 """
@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import Executor
 from typing import Protocol
 
-from syncworker.engine.blobs import BlobCopier, BlobStats
+from syncworker.engine.blobcopy import BlobCopier, BlobStats
 from syncworker.engine.plan import blobs_to_copy
 from syncworker.engine.results import RepoResult
 from syncworker.oci import Digest, Manifest

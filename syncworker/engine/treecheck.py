@@ -20,7 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syncworker.engine.blobs import BlobStats
+from syncworker.engine.blobcopy import BlobStats
 from syncworker.engine.images import TreeWalker
 from syncworker.engine.plan import as_of_bytes, blobs_to_copy
 from syncworker.engine.sinks import Fetched

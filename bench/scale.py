@@ -52,7 +52,7 @@ from syncworker.config.mirrorbuild import build_mirror
 from syncworker.config.storeopen import store_for
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
-from syncworker.runs.walk import Step, claim_walk, walk_page
+from syncworker.runs.catalogwalk import Step, claim_walk, walk_page
 from syncworker.worker.names import TASK_SYNC_REPO
 from syncworker.worker.send import send_each
 from tests.support.redis_server import RedisServer

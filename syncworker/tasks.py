@@ -19,9 +19,7 @@ from celery import Celery, shared_task
 
 from syncworker.engine import Failure, RepoResult
 from syncworker.engine.checkrun import check_one, checker
-from syncworker.runs.check import check_failures, check_mode, record_check
-from syncworker.runs.sweep import stalled
-from syncworker.runs.walk import (
+from syncworker.runs.catalogwalk import (
     Step,
     claim_walk,
     record_catalog_failure,
@@ -29,6 +27,8 @@ from syncworker.runs.walk import (
     record_repo_lost,
     walk_page,
 )
+from syncworker.runs.storecheck import check_failures, check_mode, record_check
+from syncworker.runs.sweep import stalled
 from syncworker.waits import TASK_REPO_WAIT, WALK_AHEAD_WAIT
 from syncworker.worker.checks import check_args
 from syncworker.worker.names import (

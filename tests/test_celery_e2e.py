@@ -141,7 +141,7 @@ def test_walk_worker_killed_mid_walk_resumes_from_cursor(
     repos = sorted(queued_args(raw)[1] for raw in queued)
     assert sorted(set(repos)) == corpus.repositories  # each repository fanned out
     # Once, but for the page the walker was frozen in: a repository sent and not yet marked
-    # then is sent again by the page's redelivery (runs/walk.py marks only once sent).
+    # then is sent again by the page's redelivery (runs/catalogwalk.py marks only once sent).
     in_flight = corpus.repositories[corpus.repositories.index(cursor) + 1]
     assert {repo for repo in repos if repos.count(repo) > 1} <= {in_flight}, repos
     # One catalog request per page; the page in progress at the kill, and one the sweep may

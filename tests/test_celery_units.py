@@ -23,8 +23,8 @@ from syncworker.coord import Coordinator, LockBusy, RunStatus
 from syncworker.engine import Failure, Mirror, RepoResult
 from syncworker.errors import ConfigError, RegistryError, TransportError
 from syncworker.retry import TASKS, backoff_delay
+from syncworker.runs.catalogwalk import Step, claim_walk, record_repo, record_repo_lost, walk_page
 from syncworker.runs.sweep import stalled
-from syncworker.runs.walk import Step, claim_walk, record_repo, record_repo_lost, walk_page
 from syncworker.worker.names import (
     QUEUE_ONDEMAND,
     QUEUE_REPO,

@@ -19,7 +19,7 @@ from syncworker.engine.results import Failure, RepoResult
 from syncworker.engine.treecheck import BrokenTree, Damage, RepoCheck
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_MANIFEST
-from syncworker.runs.check import (
+from syncworker.runs.storecheck import (
     check_label,
     check_mode,
     failure_line,

@@ -22,7 +22,7 @@ from syncworker.coord import Coordinator
 from syncworker.coord.requests import RequestStatus
 from syncworker.errors import ContentError, CoordError, RequestError
 from syncworker.oci import validate_repository
-from syncworker.runs.walk import Claim
+from syncworker.runs.catalogwalk import Claim
 from syncworker.worker.names import TASK_SYNC_IMAGE, TASK_SYNC_REPO
 from syncworker.worker.send import publishing, send
 from syncworker.worker.walks import start_walk

@@ -15,7 +15,7 @@ from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.coord.keys import MAX_FAILURES
 from syncworker.engine.checkrun import store_repos
 from syncworker.errors import CoordError
-from syncworker.runs.check import failure_line
+from syncworker.runs.storecheck import failure_line
 from syncworker.runtime import Runtime
 from syncworker.worker.checks import start_check
 

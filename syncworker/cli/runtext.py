@@ -7,7 +7,7 @@ from typing import TextIO
 
 from syncworker.cli.units import human_size
 from syncworker.coord import RunStatus
-from syncworker.runs.check import check_mode
+from syncworker.runs.storecheck import check_mode
 
 __all__ = ["FAILURES_SHOWN", "describe", "print_failures"]
 

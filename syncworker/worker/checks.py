@@ -1,5 +1,5 @@
 """Start a check of the store on the workers: one ``check_repo`` per repository, a run
-that ``syncworker status`` shows, and its sweep (runs/check.py)."""
+that ``syncworker status`` shows, and its sweep (runs/storecheck.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from celery import Celery
 
 from syncworker.coord import FAILED, Coordinator
 from syncworker.errors import CoordError
-from syncworker.runs.check import check_label, fan_out_check
+from syncworker.runs.storecheck import check_label, fan_out_check
 from syncworker.worker.names import TASK_CHECK_REPO
 from syncworker.worker.send import send_each, start_sweep
 

@@ -25,7 +25,7 @@ CONFIG_ENV = "SYNCWORKER_CONFIG"
 TASK_WALK = "syncworker.walk_catalog"
 TASK_SYNC_REPO = "syncworker.sync_repo"
 TASK_SYNC_IMAGE = "syncworker.sync_image"
-# `syncworker check` of one repository of the store (runs/check.py).
+# `syncworker check` of one repository of the store (runs/storecheck.py).
 TASK_CHECK_REPO = "syncworker.check_repo"
 # Internal: re-sends what a stalled run lost (runs/sweep.py).
 TASK_SWEEP = "syncworker.sweep_run"

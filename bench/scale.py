@@ -53,8 +53,8 @@ from syncworker.config.storeopen import store_for
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.runs.catalogwalk import Step, claim_walk, walk_page
-from syncworker.worker.names import TASK_SYNC_REPO
 from syncworker.worker.send import send_each
+from syncworker.worker.tasknames import TASK_SYNC_REPO
 from tests.support.redis_server import RedisServer
 from tests.support.synthetic_registry import SyntheticRegistry
 

@@ -25,7 +25,7 @@ from bench.report import BENCH_DIR
 from bench.sections import splice
 from bench.tools import CeleryWorkers, check_ok, snapshot_code
 from syncworker.coord import Coordinator
-from syncworker.worker.names import QUEUE_REPO
+from syncworker.worker.tasknames import QUEUE_REPO
 from tests.support.redis_server import RedisServer
 from tests.support.synthetic_registry import SyntheticRegistry
 

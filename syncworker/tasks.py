@@ -31,7 +31,10 @@ from syncworker.runs.storecheck import check_failures, check_mode, record_check
 from syncworker.runs.sweep import stalled
 from syncworker.waits import TASK_REPO_WAIT, WALK_AHEAD_WAIT
 from syncworker.worker.checks import check_args
-from syncworker.worker.names import (
+from syncworker.worker.policy import SyncTask
+from syncworker.worker.send import queue_length, send, send_each, start_sweep, sweep_interval
+from syncworker.worker.state import WorkerState, config_of, worker_state
+from syncworker.worker.tasknames import (
     QUEUE_REPO,
     TASK_CHECK_REPO,
     TASK_SWEEP,
@@ -39,9 +42,6 @@ from syncworker.worker.names import (
     TASK_SYNC_REPO,
     TASK_WALK,
 )
-from syncworker.worker.policy import SyncTask
-from syncworker.worker.send import queue_length, send, send_each, start_sweep, sweep_interval
-from syncworker.worker.state import WorkerState, config_of, worker_state
 
 __all__ = [
     "check_repo",

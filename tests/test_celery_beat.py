@@ -24,9 +24,9 @@ import redis
 import yaml
 from redbeat.decoder import RedBeatJSONDecoder
 
-from syncworker.worker.names import QUEUE_WALK, TASK_WALK
 from syncworker.worker.schedule import entry_name
 from syncworker.worker.settings import REDBEAT_PREFIX
+from syncworker.worker.tasknames import QUEUE_WALK, TASK_WALK
 from tests.support.cluster import (
     DEADLINE,
     REGISTRY,

@@ -18,7 +18,7 @@ import redis
 
 from syncworker.celeryapp import create_app
 from syncworker.config import load_config
-from syncworker.worker.names import TASK_SYNC_IMAGE, TASK_WALK
+from syncworker.worker.tasknames import TASK_SYNC_IMAGE, TASK_WALK
 from tests.support.cluster import (
     DEADLINE,
     REGISTRY,

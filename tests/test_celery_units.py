@@ -25,7 +25,10 @@ from syncworker.errors import ConfigError, RegistryError, TransportError
 from syncworker.retry import TASKS, backoff_delay
 from syncworker.runs.catalogwalk import Step, claim_walk, record_repo, record_repo_lost, walk_page
 from syncworker.runs.sweep import stalled
-from syncworker.worker.names import (
+from syncworker.worker.policy import retry_delay
+from syncworker.worker.schedule import beat_schedule
+from syncworker.worker.settings import VISIBILITY_TIMEOUT, celery_settings
+from syncworker.worker.tasknames import (
     QUEUE_ONDEMAND,
     QUEUE_REPO,
     QUEUE_WALK,
@@ -33,9 +36,6 @@ from syncworker.worker.names import (
     TASK_SYNC_REPO,
     TASK_WALK,
 )
-from syncworker.worker.policy import retry_delay
-from syncworker.worker.schedule import beat_schedule
-from syncworker.worker.settings import VISIBILITY_TIMEOUT, celery_settings
 from tests.support.corpus import Corpus
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer

@@ -23,8 +23,8 @@ from syncworker.celeryapp import create_app
 from syncworker.config import load_config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.errors import CoordError
-from syncworker.worker.names import QUEUE_REPO, TASK_SYNC_REPO
 from syncworker.worker.settings import RESTORE_SECONDS
+from syncworker.worker.tasknames import QUEUE_REPO, TASK_SYNC_REPO
 from tests.support.chaos import report, verified_tags
 from tests.support.cluster import (
     REGISTRY,

@@ -30,7 +30,7 @@ from syncworker.runs.sweep import stalled
 from syncworker.store import IndexEntry
 from syncworker.tasks import _resend_repos
 from syncworker.worker.checks import start_check
-from syncworker.worker.names import QUEUE_REPO, TASK_CHECK_REPO
+from syncworker.worker.tasknames import QUEUE_REPO, TASK_CHECK_REPO
 from tests.support.cluster import queued_args, queued_task
 from tests.support.redis_server import RedisServer
 

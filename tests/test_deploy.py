@@ -17,9 +17,9 @@ import yaml
 from syncworker.celeryapp import create_app
 from syncworker.cli import build_parser
 from syncworker.config import REDIS_URL_ENV, load_config
-from syncworker.worker import names
-from syncworker.worker.names import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK
+from syncworker.worker import tasknames as names
 from syncworker.worker.schedule import beat_schedule
+from syncworker.worker.tasknames import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK
 from tests.support.tools import DEBIAN_PACKAGES, run_tool
 
 ROOT = Path(__file__).resolve().parent.parent

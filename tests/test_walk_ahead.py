@@ -25,8 +25,8 @@ from kombu import Connection
 from syncworker.celeryapp import create_app
 from syncworker.config import load_config
 from syncworker.coord import Coordinator
-from syncworker.worker.names import QUEUE_REPO
 from syncworker.worker.send import queue_length
+from syncworker.worker.tasknames import QUEUE_REPO
 from tests.support.mirror import layout_tags
 from tests.support.ports import LOOPBACK, wait_until
 from tests.support.redis_server import RedisServer

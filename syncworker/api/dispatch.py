@@ -23,9 +23,9 @@ from syncworker.coord.requests import RequestStatus
 from syncworker.errors import ContentError, CoordError, RequestError
 from syncworker.oci import validate_repository
 from syncworker.runs.catalogwalk import Claim
-from syncworker.worker.names import TASK_SYNC_IMAGE, TASK_SYNC_REPO
 from syncworker.worker.send import publishing, send
-from syncworker.worker.walks import start_walk
+from syncworker.worker.tasknames import TASK_SYNC_IMAGE, TASK_SYNC_REPO
+from syncworker.worker.walkstart import start_walk
 
 __all__ = ["PUBLISH_RETRY_POLICY", "Accepted", "Dispatcher", "Outcome"]
 

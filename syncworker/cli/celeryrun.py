@@ -11,7 +11,7 @@ from syncworker.cli.celerylogs import celery_log_format, quiet_banner
 from syncworker.cli.status import RUN_STATE
 from syncworker.config import Config, load_config
 from syncworker.runtime import Runtime
-from syncworker.worker.names import CONFIG_ENV
+from syncworker.worker.tasknames import CONFIG_ENV
 
 __all__ = ["prepare", "start"]
 

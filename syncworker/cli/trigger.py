@@ -23,9 +23,9 @@ from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.errors import ConfigError
 from syncworker.oci import Reference
 from syncworker.runtime import Runtime
-from syncworker.worker.names import TASK_SYNC_IMAGE
 from syncworker.worker.send import publishing
-from syncworker.worker.walks import start_walk
+from syncworker.worker.tasknames import TASK_SYNC_IMAGE
+from syncworker.worker.walkstart import start_walk
 
 __all__ = ["add_parser", "run"]
 

@@ -17,8 +17,8 @@ from syncworker.celeryapp import create_app
 from syncworker.cli.runtext import describe, print_failures
 from syncworker.config import Config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
-from syncworker.worker.names import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK
 from syncworker.worker.schedule import next_run
+from syncworker.worker.tasknames import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK
 
 __all__ = ["ClusterView", "watch"]
 

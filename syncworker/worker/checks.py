@@ -11,8 +11,8 @@ from celery import Celery
 from syncworker.coord import FAILED, Coordinator
 from syncworker.errors import CoordError
 from syncworker.runs.storecheck import check_label, fan_out_check
-from syncworker.worker.names import TASK_CHECK_REPO
 from syncworker.worker.send import send_each, start_sweep
+from syncworker.worker.tasknames import TASK_CHECK_REPO
 
 __all__ = ["check_args", "start_check"]
 

@@ -12,8 +12,8 @@ from redis.exceptions import RedisError
 
 from syncworker.errors import CoordError
 from syncworker.runs.sweep import sweep_seconds
-from syncworker.worker.names import TASK_SWEEP
 from syncworker.worker.settings import VISIBILITY_TIMEOUT
+from syncworker.worker.tasknames import TASK_SWEEP
 
 __all__ = [
     "PUBLISH_BATCH",

@@ -10,9 +10,9 @@ from kombu.entity import Exchange, Queue
 
 from syncworker.config import Config
 from syncworker.coord.keys import Keys
-from syncworker.worker.names import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK, ROUTES, TASK_WALK
 from syncworker.worker.redisbroker import REDIS_SCHEMES
 from syncworker.worker.schedule import beat_schedule
+from syncworker.worker.tasknames import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK, ROUTES, TASK_WALK
 
 __all__ = [
     "HARD_TIME_LIMIT",

@@ -26,7 +26,7 @@ from syncworker.observe.serve import worker_events
 from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.runtime import Runtime
 from syncworker.store import Store
-from syncworker.worker.names import CONFIG_ENV
+from syncworker.worker.tasknames import CONFIG_ENV
 
 __all__ = [
     "PAGE_SIZE_ENV",

@@ -9,8 +9,8 @@ from celery import Celery
 from syncworker.coord import FAILED, Coordinator
 from syncworker.errors import CoordError
 from syncworker.runs.catalogwalk import CATALOG_FAILURE, Claim, claim_walk
-from syncworker.worker.names import TASK_WALK
 from syncworker.worker.send import send, start_sweep
+from syncworker.worker.tasknames import TASK_WALK
 
 __all__ = ["start_walk"]
 

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from syncworker.api.events import Push, Skipped, distribution_pushes, harbor_pushes, normal_host
+from syncworker.api.notifications import (
+    Push,
+    Skipped,
+    distribution_pushes,
+    harbor_pushes,
+    normal_host,
+)
 from syncworker.api.routing import entries_for_hosts, refusal, validate_image
 from syncworker.cli.api import TOKEN_ENV, api_token, parse_listen
 from syncworker.config import Config

@@ -24,8 +24,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from syncworker.api.dispatch import Dispatcher, Outcome
-from syncworker.api.events import DISTRIBUTION_EVENTS_TYPE, Item, distribution_pushes, harbor_pushes
 from syncworker.api.guard import MAX_BODY_BYTES, Guard
+from syncworker.api.notifications import (
+    DISTRIBUTION_EVENTS_TYPE,
+    Item,
+    distribution_pushes,
+    harbor_pushes,
+)
 from syncworker.api.schemas import (
     MAX_WAIT,
     Ready,

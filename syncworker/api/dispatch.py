@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from celery import Celery
 
 from syncworker.api.coalesce import Coalescer
-from syncworker.api.events import Item, Push, Skipped
+from syncworker.api.notifications import Item, Push, Skipped
 from syncworker.api.routing import entries_for_hosts, refusal, registry_entry, validate_image
 from syncworker.config import Config, RegistryConfig
 from syncworker.coord import Coordinator

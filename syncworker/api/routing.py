@@ -7,7 +7,7 @@ them, before anything is sent to Redis or the broker.
 
 from __future__ import annotations
 
-from syncworker.api.events import normal_host
+from syncworker.api.notifications import normal_host
 from syncworker.config import Config, RegistryConfig
 from syncworker.errors import ConfigError, ContentError, RequestError
 from syncworker.oci import Digest, Reference

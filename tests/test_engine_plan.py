@@ -1,5 +1,5 @@
 """The tag planner and the other pure decisions of the engine (engine/plan.py), with the
-special tags it sets aside (filters/tags.py)."""
+special tags it sets aside (filters/tagclasses.py)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from syncworker.filters.globs import compile_glob
 from syncworker.filters.goregex import GoRegex, compile_go_regex
 from syncworker.filters.platforms import expected_children, wants_platform
 from syncworker.filters.rules import ContentRule, ContentRules, TagRule
-from syncworker.filters.tags import (
+from syncworker.filters.tagclasses import (
     SPECIAL_SUFFIXES,
     is_semver,
     special_tag,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from syncworker.errors import InvalidNameError
 from syncworker.filters.globs import compile_glob
 from syncworker.filters.goregex import GoRegex
-from syncworker.filters.tags import is_semver
+from syncworker.filters.tagclasses import is_semver
 from syncworker.oci import validate_repository
 
 __all__ = ["ContentRule", "ContentRules", "TagRule"]

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from syncworker.errors import DigestMismatchError, SizeLimitError, StoreError
 from syncworker.oci import Descriptor, Digest
 from syncworker.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from syncworker.store import BlobHints, IndexEntry, Store
-from syncworker.store.protocol import REF_NAME, ClaimRecords, Readable
+from syncworker.store.protocol import REF_NAME, ClaimRecords, Readable, Servable
 from syncworker.store.registry import Destination, RegistryStore
 from tests.support.process import kill_when_ready
 from tests.support.registry_server import RegistryServer
@@ -323,6 +324,31 @@ def test_a_blob_read_back_streamed_for_a_check(store: Store) -> None:
         assert b"".join(chunks) == data
     with pytest.raises(StoreError, match="team/other"), store.open_blob("team/other", digest):
         pass
+
+
+@layouts_only
+def test_a_blob_served_in_parts_from_a_file_or_a_url(backend: Backend) -> None:
+    """What ``syncworker serve`` reads: ranges of a blob, and its local file (sendfile) or a
+    presigned URL a client fetches it from without our credentials."""
+    store = backend.store
+    assert isinstance(store, Servable)
+    digest, data = blob(os.urandom(MIB + 3))
+    store.put_blob("team/app", digest, len(data), [data])
+    for start, length in [(0, None), (5, 10), (MIB - 2, 5), (len(data) - 1, 1), (7, None)]:
+        with store.open_blob_range("team/app", digest, start, length) as chunks:
+            end = None if length is None else start + length
+            assert b"".join(chunks) == data[start:end]
+    path, url = store.blob_file("team/app", digest), store.blob_url("team/app", digest, 60)
+    assert (path is None) != (url is None)
+    if path is not None:
+        assert Path(path).read_bytes() == data
+    else:
+        assert url is not None
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.read() == data
+    with pytest.raises(StoreError, match="team/other"):
+        with store.open_blob_range("team/other", digest, 0, 1) as chunks:
+            b"".join(chunks)
 
 
 def test_put_blob_without_declared_size(store: Store) -> None:

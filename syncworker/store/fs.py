@@ -87,20 +87,35 @@ class FsBackend:
             os.close(fd)
 
     @contextmanager
-    def open(self, key: str) -> Iterator[Iterable[bytes]]:
+    def open(
+        self, key: str, start: int = 0, length: int | None = None
+    ) -> Iterator[Iterable[bytes]]:
         try:
             fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise self._error(key, exc) from None
         try:
-            yield self._chunks(key, fd)
+            yield self._chunks(key, fd, start, length)
         finally:
             os.close(fd)
 
-    def _chunks(self, key: str, fd: int) -> Iterator[bytes]:
+    def _chunks(self, key: str, fd: int, start: int, length: int | None) -> Iterator[bytes]:
+        end = None if length is None else start + length
         with self._errors(key):
-            while chunk := os.read(fd, READ_CHUNK):
+            while end is None or start < end:
+                chunk = os.pread(
+                    fd, READ_CHUNK if end is None else min(READ_CHUNK, end - start), start
+                )
+                if not chunk:
+                    return
+                start += len(chunk)
                 yield chunk
+
+    def local_path(self, key: str) -> str | None:
+        return self._path(key)
+
+    def presign(self, key: str, expires: int) -> str | None:
+        return None
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)

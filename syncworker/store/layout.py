@@ -141,6 +141,17 @@ class LayoutStore:
     def open_blob(self, repo: str, digest: Digest) -> AbstractContextManager[Iterable[bytes]]:
         return self.backend.open(self._blob_key(repo, digest))
 
+    def open_blob_range(
+        self, repo: str, digest: Digest, start: int, length: int | None
+    ) -> AbstractContextManager[Iterable[bytes]]:
+        return self.backend.open(self._blob_key(repo, digest), start, length)
+
+    def blob_file(self, repo: str, digest: Digest) -> str | None:
+        return self.backend.local_path(self._blob_key(repo, digest))
+
+    def blob_url(self, repo: str, digest: Digest, expires: int) -> str | None:
+        return self.backend.presign(self._blob_key(repo, digest), expires)
+
     def read_blob(self, repo: str, digest: Digest) -> bytes:
         key = self._blob_key(repo, digest)
         found = self.backend.get(key)

@@ -51,9 +51,22 @@ class Backend(Protocol):
         """A small object read whole, or None when it does not exist."""
         ...
 
-    def open(self, key: str) -> AbstractContextManager[Iterable[bytes]]:
-        """``key`` streamed in chunks, for hashing it again; StoreError if it is absent or
-        cannot be read (also part-way through)."""
+    def open(
+        self, key: str, start: int = 0, length: int | None = None
+    ) -> AbstractContextManager[Iterable[bytes]]:
+        """``key`` streamed in chunks, for hashing it again or serving it: ``length`` bytes
+        from ``start`` (None: to the end); StoreError if it is absent or cannot be read
+        (also part-way through)."""
+        ...
+
+    def local_path(self, key: str) -> str | None:
+        """The local file holding ``key``, for the kernel to send (``sendfile``); None on a
+        backend without local files."""
+        ...
+
+    def presign(self, key: str, expires: int) -> str | None:
+        """A URL a client may GET ``key`` from for ``expires`` seconds without our
+        credentials; None on a backend without such URLs."""
         ...
 
     def put(self, key: str, data: bytes) -> None:

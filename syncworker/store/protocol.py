@@ -25,6 +25,7 @@ __all__ = [
     "Readable",
     "Repairable",
     "RepoHolder",
+    "Servable",
     "Store",
     "held",
 ]
@@ -204,3 +205,26 @@ class Repairable(Protocol):
     repair writes it again (a store keeps an existing blob: it is addressed by content)."""
 
     def delete_blob(self, repo: str, digest: Digest) -> None: ...
+
+
+@runtime_checkable
+class Servable(Protocol):
+    """What serving a store over HTTP needs beyond :class:`Readable`: part of a blob, and
+    where the kernel or the client can take a blob from without it passing through us."""
+
+    def open_blob_range(
+        self, repo: str, digest: Digest, start: int, length: int | None
+    ) -> AbstractContextManager[Iterable[bytes]]:
+        """``length`` stored bytes of ``digest`` from ``start`` (None: to the end), in
+        chunks; StoreError if it is absent or cannot be read."""
+        ...
+
+    def blob_file(self, repo: str, digest: Digest) -> str | None:
+        """The local file of ``digest`` (it may be absent), to send with ``sendfile``; None
+        when the store keeps no local files."""
+        ...
+
+    def blob_url(self, repo: str, digest: Digest, expires: int) -> str | None:
+        """A URL the blob can be fetched from for ``expires`` seconds without credentials
+        (presigned); None when the store has no such URLs. It does not check presence."""
+        ...

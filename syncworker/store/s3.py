@@ -87,10 +87,13 @@ class S3Backend:
                 return Stored(body.read(), str(answer["ETag"]))
 
     @contextmanager
-    def open(self, key: str) -> Iterator[Iterable[bytes]]:
+    def open(
+        self, key: str, start: int = 0, length: int | None = None
+    ) -> Iterator[Iterable[bytes]]:
         key = self._prefix + key
+        ranged = {} if start == 0 and length is None else {"Range": _range(start, length)}
         with self._errors("GetObject", key):
-            answer = self.client.get_object(Bucket=self._bucket, Key=key)
+            answer = self.client.get_object(Bucket=self._bucket, Key=key, **ranged)
         body = answer["Body"]
         try:
             yield self._chunks(key, body)
@@ -100,6 +103,18 @@ class S3Backend:
     def _chunks(self, key: str, body: Any) -> Iterator[bytes]:
         with self._errors("GetObject", key):
             yield from body.iter_chunks(READ_CHUNK)
+
+    def local_path(self, key: str) -> str | None:
+        return None
+
+    def presign(self, key: str, expires: int) -> str | None:
+        with self._errors("PresignGetObject", key):
+            url: str = self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self._bucket, "Key": self._prefix + key},
+                ExpiresIn=expires,
+            )
+        return url
 
     def put(self, key: str, data: bytes) -> None:
         self._put(self._prefix + key, data)
@@ -382,6 +397,11 @@ def _config(settings: S3Settings, retries: int) -> Config:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
+
+
+def _range(start: int, length: int | None) -> str:
+    """An HTTP Range header for ``length`` bytes from ``start`` (RFC 9110 section 14.1.2)."""
+    return f"bytes={start}-" if length is None else f"bytes={start}-{start + length - 1}"
 
 
 def _unless_missing(call: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:

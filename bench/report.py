@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.results import Measurement, load_results
 from bench.scale_report import existing_section, scale_section
-from bench.sections import CHECK_SECTION, existing
+from bench.sections import CHECK_SECTION, SERVE_SECTION, existing
 
 __all__ = ["Target", "evaluate_targets", "plot_workers", "write_report"]
 
@@ -245,6 +245,8 @@ def write_report(path: Path, meta: dict[str, Any], measurements: list[Measuremen
     lines += scale_section(measurements) or existing_section(path)
     check = existing(path, *CHECK_SECTION)  # `python -m bench.check` writes it
     lines += ["", *check] if check else []
+    served = existing(path, *SERVE_SECTION)  # `python -m bench.serve` writes it
+    lines += ["", *served] if served else []
     path.write_text("\n".join(lines))
 
 

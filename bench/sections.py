@@ -1,14 +1,17 @@
 """Sections of bench/RESULTS.md that a run of their own replaces between two markers, and
-that a full ``python -m bench`` run keeps as they are (the scale set, ``bench.check``)."""
+that a full ``python -m bench`` run keeps as they are (the scale set, ``bench.check``,
+``bench.serve``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CHECK_SECTION", "existing", "splice"]
+__all__ = ["CHECK_SECTION", "SERVE_SECTION", "existing", "splice"]
 
 #: The markers of ``python -m bench.check``'s section.
 CHECK_SECTION = ("<!-- check --deep: start -->", "<!-- check --deep: end -->")
+#: The markers of ``python -m bench.serve``'s section.
+SERVE_SECTION = ("<!-- serve: start -->", "<!-- serve: end -->")
 
 
 def splice(text: str, section: list[str], start: str, end: str) -> str:

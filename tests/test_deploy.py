@@ -76,7 +76,7 @@ def test_compose_commands_and_config_exist(
 ) -> None:
     monkeypatch.delenv(REDIS_URL_ENV, raising=False)
     services = compose["services"]
-    for name in ("worker", "beat", "trigger", "status"):
+    for name in ("worker", "beat", "trigger", "status", "serve"):
         service = services[name]
         host_path, container_path, _ = service["volumes"][0].split(":")
         check_command(service["command"], container_path)
@@ -137,7 +137,12 @@ def pod_spec(kube: dict[tuple[str, str], dict[str, Any]], name: str) -> dict[str
 
 
 def test_kube_deployments_run_our_commands(kube: dict[tuple[str, str], dict[str, Any]]) -> None:
-    for name, sub in (("syncworker-worker", "worker"), ("syncworker-beat", "beat")):
+    deployments = (
+        ("syncworker-worker", "worker"),
+        ("syncworker-beat", "beat"),
+        ("syncworker-serve", "serve"),
+    )
+    for name, sub in deployments:
         spec = pod_spec(kube, name)
         container = spec["containers"][0]
         assert container["args"][0] == sub
@@ -151,6 +156,10 @@ def test_kube_deployments_run_our_commands(kube: dict[tuple[str, str], dict[str,
         for source in container["envFrom"]:
             assert ("Secret", source["secretRef"]["name"]) in kube
     assert kube[("Deployment", "syncworker-beat")]["spec"]["replicas"] == 1
+    serve = pod_spec(kube, "syncworker-serve")["containers"][0]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert serve[probe]["httpGet"] == {"path": "/v2/", "port": "registry"}
+    assert ("Service", "syncworker-serve") in kube
 
 
 def test_kube_config_and_secret_load(

@@ -44,8 +44,25 @@ ALLOWED: dict[str, frozenset[str]] = {
     "celeryapp": frozenset({"config", "worker", "tasks"}),
     # the HTTP service: webhooks and a REST API that send the public tasks
     "api": frozenset({"oci", "coord", "config", "runs", "worker", "celeryapp"}),
+    # the read-only registry over the store, pulling through via the engine or the workers
+    "serve": frozenset(
+        {
+            "oci",
+            "registry",
+            "store",
+            "filters",
+            "engine",
+            "coord",
+            "config",
+            "worker",
+            "celeryapp",
+            "observe",
+            "runtime",
+        }
+    ),
     "cli": frozenset(
         {
+            "serve",
             "oci",
             "store",
             "engine",
@@ -69,7 +86,7 @@ ALWAYS = frozenset({"errors", "redact", "retry", "waits"})
 NOT_YET: list[str] = []
 # Third-party frameworks -> the layers that may use them.
 FRAMEWORKS: dict[str, frozenset[str]] = {
-    "celery": frozenset({"worker", "tasks", "celeryapp", "api", "cli"}),
+    "celery": frozenset({"worker", "tasks", "celeryapp", "api", "serve", "cli"}),
     "kombu": frozenset({"worker", "tasks", "celeryapp", "cli"}),
     "redbeat": frozenset({"worker", "celeryapp"}),
     "redis": frozenset({"coord", "worker", "api"}),
@@ -83,6 +100,8 @@ FRAMEWORKS: dict[str, frozenset[str]] = {
     # metrics and the live display of `sync`: above the engine, which only calls its Events
     "prometheus_client": frozenset({"observe"}),
     "rich": frozenset({"observe"}),
+    # htpasswd's hashes, checked by `syncworker serve`
+    "bcrypt": frozenset({"serve"}),
 }
 
 

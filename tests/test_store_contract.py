@@ -346,9 +346,11 @@ def test_a_blob_served_in_parts_from_a_file_or_a_url(backend: Backend) -> None:
         assert url is not None
         with urllib.request.urlopen(url, timeout=30) as answer:
             assert answer.read() == data
-    with pytest.raises(StoreError, match="team/other"):
-        with store.open_blob_range("team/other", digest, 0, 1) as chunks:
-            b"".join(chunks)
+    with (
+        pytest.raises(StoreError, match="team/other"),
+        store.open_blob_range("team/other", digest, 0, 1) as chunks,
+    ):
+        b"".join(chunks)
 
 
 def test_put_blob_without_declared_size(store: Store) -> None:

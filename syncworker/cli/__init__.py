@@ -35,6 +35,7 @@ COMMANDS = {
     "api": ("syncworker.cli.api", "serve registry webhooks and sync requests over HTTP"),
     "gc": ("syncworker.cli.gc", "remove blobs that no index.json reaches"),
     "check": ("syncworker.cli.check", "check that every mirrored tree is whole; repair it"),
+    "serve": ("syncworker.cli.serve", "serve the mirror as a read-only registry"),
 }
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2

@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field, SecretStr
 
 from syncworker.config.modelbase import ConfigModel
 
-__all__ = ["S3DriverConfig", "StorageConfig"]
+__all__ = ["RedirectConfig", "S3DriverConfig", "StorageConfig"]
 
 
 class S3DriverConfig(ConfigModel):
@@ -60,6 +60,14 @@ class S3DriverConfig(ConfigModel):
         return endpoint or None
 
 
+class RedirectConfig(ConfigModel):
+    """distribution's ``storage.redirect``: ``syncworker serve`` answers a blob GET of an
+    S3 store with a redirect to a presigned URL unless ``disable``. Absent (what a zot
+    config has), blobs are streamed: clients may not reach the bucket."""
+
+    disable: bool = False
+
+
 class StorageConfig(ConfigModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -68,6 +76,7 @@ class StorageConfig(ConfigModel):
     gc: bool = True
     commit: bool = False
     storage_driver: S3DriverConfig | None = None
+    redirect: RedirectConfig | None = None
     # zot's own, opaque to us (a cache driver may hold a database password).
     cache_driver: dict[str, Any] | None = Field(None, repr=False)
     sub_paths: dict[str, Any] = Field(default_factory=dict, repr=False)

@@ -17,7 +17,7 @@ from syncworker.engine import RepoResult
 from syncworker.engine.events import BlobOutcome, ImageOutcome, WaitKind
 from syncworker.registry.stats import RequestHook
 
-__all__ = ["METRICS", "MetricsEvents", "RunMetrics", "markdown_table"]
+__all__ = ["METRICS", "MetricsEvents", "RunMetrics", "ServeMetrics", "markdown_table"]
 
 # Per-blob transfers: a manifest-sized blob in milliseconds up to a multi-GB layer.
 BLOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
@@ -87,10 +87,28 @@ LAST_SUCCESS = Gauge(
     ["registry"],
     multiprocess_mode="max",
 )
+SERVED = Counter(
+    "syncworker_serve_requests_total",
+    "Requests answered by `syncworker serve`, by route (distribution's handler names: base, "
+    "catalog, tags, manifest, blob, blob_upload, referrers, unknown), method and status code",
+    ["route", "method", "code"],
+)
+SERVED_BYTES = Counter(
+    "syncworker_serve_bytes_total",
+    "Bytes of bodies sent by `syncworker serve` (a blob redirected to S3 sends none)",
+    ["route"],
+)
+FILLS = Counter(
+    "syncworker_serve_fills_total",
+    "On-demand fills of `syncworker serve`: kind=image or referrers, outcome=ok, timeout "
+    "(the client was answered 503, the copy goes on) or failed",
+    ["kind", "outcome"],
+)
 #: Every metric, for the README's generated list.
 METRICS = (
     REQUESTS, RETRIES, THROTTLED, WAITED, BLOBS, BLOB_BYTES, IMAGES, REPOSITORIES,
     REPO_SECONDS, BLOB_SECONDS, RUNS_STARTED, RUNS_FINISHED, RUNS_IN_PROGRESS, LAST_SUCCESS,
+    SERVED, SERVED_BYTES, FILLS,
 )  # fmt: skip
 
 
@@ -161,6 +179,18 @@ class RunMetrics:
         RUNS_FINISHED.labels(self._registry, "ok" if ok else "failed").inc()
         if ok:
             LAST_SUCCESS.labels(self._registry).set(time.time())
+
+
+class ServeMetrics:
+    """What ``syncworker serve`` answered, and its on-demand fills."""
+
+    def answered(self, route: str, method: str, code: int, sent: int) -> None:
+        SERVED.labels(route, method, str(code)).inc()
+        if sent:
+            SERVED_BYTES.labels(route).inc(sent)
+
+    def filled(self, kind: str, outcome: str) -> None:
+        FILLS.labels(kind, outcome).inc()
 
 
 def _exposed(metric: MetricWrapperBase) -> str:

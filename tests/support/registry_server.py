@@ -117,7 +117,8 @@ class RegistryServer:
     keyfile)` to serve HTTPS, plus `client_ca=` a CA file to require client certificates
     signed by it (mutual TLS), `notifications=` a list of distribution
     `notifications.endpoints` entries (name, url, headers, timeout, threshold, backoff,
-    ignoredmediatypes). `workdir` holds config, storage and the log (a fresh temporary
+    ignoredmediatypes), `proxy=` a registry URL to pull through (distribution's proxy
+    mode). `workdir` holds config, storage and the log (a fresh temporary
     directory when omitted, removed by `stop()`).
     """
 
@@ -130,6 +131,7 @@ class RegistryServer:
         tls: tuple[Path | str, Path | str] | None = None,
         client_ca: Path | str | None = None,
         notifications: list[Mapping[str, Any]] | None = None,
+        proxy: str | None = None,
         binary: str = REGISTRY_BINARY,
     ) -> None:
         if not Path(binary).is_file():
@@ -146,6 +148,7 @@ class RegistryServer:
         self._tls = (Path(tls[0]), Path(tls[1])) if tls else None
         self._client_ca = Path(client_ca) if client_ca else None
         self._notifications = notifications
+        self._proxy = proxy
         if self._client_ca and not self._tls:
             raise ValueError("client_ca needs tls")
         self._proc: subprocess.Popen[bytes] | None = None
@@ -337,6 +340,9 @@ class RegistryServer:
             config["auth"] = auth
         if self._notifications:
             config["notifications"] = {"endpoints": self._notifications}
+        if self._proxy:
+            # A pull-through cache of that registry (distribution's proxy mode).
+            config["proxy"] = {"remoteurl": self._proxy}
         return config
 
     def _auth_config(self) -> Mapping[str, Any] | None:

@@ -1,0 +1,56 @@
+"""``syncworker.serve``: the read-only registry ``syncworker serve`` runs over the store
+(its address, TLS, Basic auth, and how long a pull-through client waits)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field, field_validator
+
+from syncworker.config.modelbase import ConfigModel, GoDuration
+
+__all__ = ["DEFAULT_LISTEN", "ServeSettings", "ServeTls", "parse_listen"]
+
+DEFAULT_LISTEN = "0.0.0.0:5000"
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT``; ValueError otherwise."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {listen!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+class ServeTls(ConfigModel):
+    """A PEM certificate (with its chain) and its private key."""
+
+    certificate: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class ServeSettings(ConfigModel):
+    #: Where to listen (``--listen`` wins).
+    listen: str = DEFAULT_LISTEN
+    #: Serve HTTPS with this certificate; none: plain HTTP (behind a TLS proxy).
+    tls: ServeTls | None = None
+    #: An htpasswd file of bcrypt hashes (``htpasswd -B``); none: anonymous read.
+    htpasswd: str | None = None
+    #: How long a pull of what an ``onDemand`` registry lacks waits for its copy; past it
+    #: the client is answered 503 and retries, the copy going on.
+    on_demand_timeout: GoDuration = timedelta(seconds=60)
+    #: How long a presigned S3 URL lives, when ``storage.redirect`` asks for redirects.
+    redirect_expiry: GoDuration = timedelta(minutes=20)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("on_demand_timeout", "redirect_expiry")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return value

@@ -1,0 +1,18 @@
+"""``GET /v2/_catalog`` (distribution's catalog API, kept by the OCI spec as an extension):
+every repository of the store with an ``index.json``."""
+
+from __future__ import annotations
+
+from syncworker.serve.context import Served
+from syncworker.serve.messages import Request, Response, json_response
+from syncworker.serve.pages import page
+
+__all__ = ["DEFAULT_PAGE", "list_repositories"]
+
+# distribution's default page of the catalog when ``n`` is absent.
+DEFAULT_PAGE = 100
+
+
+def list_repositories(served: Served, request: Request) -> Response:
+    shown, headers = page(request, served.store.repositories(), DEFAULT_PAGE)
+    return json_response({"repositories": shown}, headers=headers)

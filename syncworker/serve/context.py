@@ -1,0 +1,88 @@
+"""What every route reads: the store, how blobs leave it, and the on-demand filler.
+
+Nothing here is state another replica would need: the store is the only truth, and what
+a process keeps (parsed manifests, checked passwords) is a cache of content-addressed or
+configured values.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from syncworker.errors import ContentError, InvalidNameError, StoreError
+from syncworker.oci import Digest, Manifest, parse_manifest, validate_repository
+from syncworker.serve.apierrors import digest_invalid, name_invalid
+from syncworker.store import Store
+from syncworker.store.layout import check_repo_name
+from syncworker.store.protocol import Readable, Servable
+
+__all__ = ["Filler", "Served", "ServedStore", "parse_digest", "repository"]
+
+# Parsed manifests kept per process (by digest, so never stale): referrers listings read
+# every untagged manifest of a repository, each parsed once.
+MANIFEST_CACHE_ENTRIES = 4096
+
+
+@runtime_checkable
+class ServedStore(Store, Readable, Servable, Protocol):
+    """A store that can be served: an OCI layout store (filesystem or S3)."""
+
+
+class Filler(Protocol):
+    """Pull-through: copy an image, or a subject's referrers, into the store before it is
+    served; returns once it is there. Raises ApiError (404 for a name no rule maps, 503
+    when the copy outlasts the wait)."""
+
+    def fill_image(self, name: str, reference: str) -> None: ...
+
+    def fill_referrers(self, name: str, subject: Digest, artifact_type: str | None) -> None: ...
+
+    def maps(self, name: str) -> bool:
+        """Whether an on-demand registry's content rule maps destination ``name``."""
+        ...
+
+
+@dataclass
+class Served:
+    """The registry being served. ``redirect_expiry``: seconds a presigned blob URL lives
+    (None: blobs are streamed by this process)."""
+
+    store: ServedStore
+    redirect_expiry: int | None = None
+    filler: Filler | None = None
+    _manifests: OrderedDict[Digest, Manifest] = field(default_factory=OrderedDict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def manifest(self, name: str, digest: Digest) -> Manifest | None:
+        """The parsed manifest ``digest`` of ``name``; None if it is no manifest."""
+        with self._guard:
+            found = self._manifests.get(digest)
+        if found is not None:
+            return found
+        try:
+            parsed = parse_manifest(self.store.read_blob(name, digest), None, digest)
+        except ContentError:
+            return None
+        with self._guard:
+            self._manifests[digest] = parsed
+            if len(self._manifests) > MANIFEST_CACHE_ENTRIES:
+                self._manifests.popitem(last=False)
+        return parsed
+
+
+def repository(name: str) -> str:
+    """``name`` if the spec's grammar and the store both accept it, else NAME_INVALID."""
+    try:
+        return check_repo_name(validate_repository(name))
+    except (InvalidNameError, StoreError) as exc:
+        raise name_invalid(name, str(exc)) from None
+
+
+def parse_digest(text: str) -> Digest:
+    try:
+        return Digest.parse(text)
+    except ContentError:
+        raise digest_invalid(text) from None

@@ -1,0 +1,103 @@
+"""Basic auth against an htpasswd file of bcrypt hashes (``htpasswd -B``), the only hash
+distribution's htpasswd auth accepts; no file means anonymous read.
+
+A password checked once is remembered in this process by a hash of the pair, so that
+bcrypt (tens of milliseconds by design) runs once per client, not once per request. The
+file is read again when it changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+from syncworker.errors import ConfigError
+from syncworker.serve.apierrors import unauthorized
+
+__all__ = ["REALM", "Htpasswd"]
+
+REALM = "syncworker"
+_BCRYPT = ("$2a$", "$2b$", "$2y$")
+
+
+class Htpasswd:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._guard = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._users: dict[str, bytes] = {}
+        self._good: set[bytes] = set()
+        self._load()
+
+    def check(self, header: str | None) -> str:
+        """The user an ``Authorization`` header proves; UNAUTHORIZED otherwise."""
+        user, password = _basic(header)
+        self._load()
+        key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
+        with self._guard:
+            if key in self._good:
+                return user
+            hashed = self._users.get(user)
+        if hashed is None or not _bcrypt_ok(password, hashed):
+            raise unauthorized(REALM)
+        with self._guard:
+            self._good.add(key)
+        return user
+
+    def _load(self) -> None:
+        try:
+            found = os.stat(self.path)
+        except OSError as exc:
+            raise ConfigError("syncworker.serve.htpasswd", f"{self.path}: {exc.strerror}") from None
+        stamp = (found.st_mtime_ns, found.st_ino)
+        if stamp == self._stamp:
+            return
+        users = _parse(Path(self.path).read_text(encoding="utf-8"), self.path)
+        with self._guard:
+            self._users, self._good, self._stamp = users, set(), stamp
+
+
+def _parse(text: str, where: str) -> dict[str, bytes]:
+    users = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, hashed = line.partition(":")
+        if not sep or not hashed.startswith(_BCRYPT):
+            raise ConfigError(
+                "syncworker.serve.htpasswd",
+                f"{where} line {number}: not user:bcrypt-hash (make it with htpasswd -B)",
+            )
+        users[user] = hashed.encode()
+    return users
+
+
+def _basic(header: str | None) -> tuple[str, str]:
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        raise unauthorized(REALM)
+    try:
+        user, sep, password = (
+            base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        )
+    except (binascii.Error, UnicodeDecodeError):
+        raise unauthorized(REALM) from None
+    if not sep:
+        raise unauthorized(REALM)
+    return user, password
+
+
+def _bcrypt_ok(password: str, hashed: bytes) -> bool:
+    import bcrypt  # only a server with an htpasswd file needs it
+
+    # bcrypt reads $2y$ (Apache's) as the $2b$ it is.
+    normal = b"$2b$" + hashed[4:] if hashed.startswith(b"$2y$") else hashed
+    try:
+        return bool(bcrypt.checkpw(password.encode(), normal))
+    except ValueError:
+        return False

@@ -1,0 +1,146 @@
+"""Pull-through: what an ``onDemand`` registry's content rules map, and the store lacks, is
+mirrored while the client waits (zot's ``onDemand``), then served.
+
+Only a destination name that a content rule of an ``onDemand`` registry maps back to an
+upstream repository is ever fetched: any other name is unknown at once, without a request
+upstream (never an open proxy). Identical requests in one process share one copy; across
+replicas the copy itself is single-flight (the engine's image flight, in Redis with
+workers), so a blob is fetched once for the fleet. A client waits at most ``wait``
+seconds, then is answered 503 with ``Retry-After`` and retries, the copy going on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+from syncworker.config.syncextension import RegistryConfig
+from syncworker.errors import ContentError
+from syncworker.filters.tagclasses import special_tag
+from syncworker.oci import Digest
+from syncworker.serve.apierrors import ApiError
+
+__all__ = ["COPY_THREADS", "Copy", "Counter", "OnDemand", "Source"]
+
+log = logging.getLogger(__name__)
+
+# Copies started by one replica at once; more wait their turn (each also waits in a queue
+# of the workers when Redis is configured).
+COPY_THREADS = 16
+# What a 503 tells a client to wait before it retries (RFC 9110 section 10.2.3).
+RETRY_AFTER_SECONDS = 5
+
+#: Copy one reference of a source: (registry, upstream repository, tag or digest); returns
+#: when the copy has ended, whatever its outcome (the store then tells).
+Copy = Callable[[str, str, str], None]
+#: What is counted of each fill: its kind (image, referrers) and outcome.
+Counter = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    registry: str
+    repo: str
+
+
+class OnDemand:
+    """The :class:`~syncworker.serve.context.Filler` of the ``onDemand`` registries of a
+    configuration, copying through ``copy``."""
+
+    def __init__(
+        self,
+        registries: list[RegistryConfig],
+        copy: Copy,
+        wait: float,
+        counter: Counter | None = None,
+    ) -> None:
+        self._registries = [r for r in registries if r.on_demand]
+        self._copy, self._wait, self._counter = copy, wait, counter
+        self._pool = ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="ondemand")
+        # Reentrant: a flight that ends at once runs its done-callback under the guard.
+        self._guard = threading.RLock()
+        self._flights: dict[tuple[str, str, tuple[str, ...]], Future[None]] = {}
+
+    def maps(self, name: str) -> bool:
+        return self._source(name, None) is not None
+
+    def fill_image(self, name: str, reference: str) -> None:
+        tag = None if ":" in reference else reference
+        source = self._source(name, tag)
+        if source is not None:
+            self._fill("image", source, (reference,))
+
+    def fill_referrers(self, name: str, subject: Digest, artifact_type: str | None) -> None:
+        """A subject's referrers as the upstream lists them now, copied into the store
+        (zot's ``SyncReference``): a copy of the subject by digest takes those its
+        referrers API lists, a copy of its referrers tag-schema tag those an upstream
+        without the API keeps there. Every ``artifactType`` is copied: the listing filters."""
+        source = self._source(name, None)
+        if source is not None:
+            self._fill("referrers", source, (str(subject), special_tag(subject)))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _source(self, name: str, tag: str | None) -> Source | None:
+        """The first ``onDemand`` registry (in configuration order) whose rules store an
+        upstream repository as ``name`` (and keep ``tag``), and that repository."""
+        for entry in self._registries:
+            rules = entry.content_rules()
+            try:
+                sources = rules.sources(name)
+            except ContentError:
+                continue
+            for repo in sources:
+                if entry.repos and repo not in entry.repos:
+                    continue
+                if tag is None or rules.filter_tags(repo, [tag]):
+                    return Source(entry.name, repo)
+        return None
+
+    def _fill(self, kind: str, source: Source, references: tuple[str, ...]) -> None:
+        future = self._flight(source, references)
+        reference = references[0]
+        try:
+            future.result(timeout=self._wait)
+        except FutureTimeout:
+            self._count(kind, "timeout")
+            raise ApiError(
+                503,
+                "UNAVAILABLE",
+                f"{source.registry}/{source.repo}:{reference} is being mirrored; retry",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from None
+        except Exception as exc:  # a failed copy: the lookup after it answers 404
+            log.warning("on-demand %s of %s/%s %s failed: %s",
+                        kind, source.registry, source.repo, reference, exc)  # fmt: skip
+            self._count(kind, "failed")
+            return
+        self._count(kind, "ok")
+
+    def _flight(self, source: Source, references: tuple[str, ...]) -> Future[None]:
+        """The copies of ``references`` in flight in this process, started if none is."""
+        key = (source.registry, source.repo, references)
+        with self._guard:
+            found = self._flights.get(key)
+            if found is None:
+                found = self._pool.submit(self._copy_all, source, references)
+                self._flights[key] = found
+                found.add_done_callback(lambda _: self._landed(key))
+        return found
+
+    def _copy_all(self, source: Source, references: tuple[str, ...]) -> None:
+        for reference in references:
+            self._copy(source.registry, source.repo, reference)
+
+    def _landed(self, key: tuple[str, str, tuple[str, ...]]) -> None:
+        with self._guard:
+            self._flights.pop(key, None)
+
+    def _count(self, kind: str, outcome: str) -> None:
+        if self._counter is not None:
+            self._counter(kind, outcome)

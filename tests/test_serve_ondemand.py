@@ -1,0 +1,157 @@
+"""Pull-through: ``syncworker serve`` over an empty store mirrors what an ``onDemand``
+registry's rules map, while the client waits, and nothing else.
+
+In one process (no Redis) and through the workers (two replicas, Redis, two worker
+processes), where the upstream's own counters show each blob fetched once for five
+concurrent pulls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tests.support.cluster import Cluster
+from tests.support.corpus import Corpus
+from tests.support.images import make_artifact, make_image
+from tests.support.mirror import write_sync_config
+from tests.support.push import push_image
+from tests.support.redis_server import RedisServer
+from tests.support.registry_server import RegistryServer
+from tests.support.serve_server import ServeProcess
+from tests.test_serve import skopeo_digest
+
+Seeded = tuple[RegistryServer, Corpus]
+# Only library/** is mapped, under mirror/ (destination + stripPrefix exercised too).
+CONTENT = [{"prefix": "library/**", "destination": "/mirror", "stripPrefix": False,
+            "tags": {"regex": "^3\\."}}]  # fmt: skip
+SBOM = "application/spdx+json"
+
+
+def ondemand_config(directory: Path, upstream: str, **serve: Any) -> Path:
+    config = write_sync_config(
+        directory,
+        directory / "store",
+        [{"urls": [upstream], "onDemand": True, "content": CONTENT}],
+        settings={"serve": serve} if serve else None,
+    )
+    return config
+
+
+@pytest.fixture
+def serve(seeded_registry: Seeded, tmp_path: Path) -> Iterator[ServeProcess]:
+    with ServeProcess(ondemand_config(tmp_path, seeded_registry[0].url)) as server:
+        yield server
+
+
+def test_a_mapped_image_is_mirrored_on_demand(
+    serve: ServeProcess, seeded_registry: Seeded, tmp_path: Path
+) -> None:
+    _, corpus = seeded_registry
+    pushed = corpus["alpine_3.19"]
+    copied = skopeo_digest(serve.host, "mirror/library/alpine", "3.19", tmp_path / "out")
+    assert copied == pushed.digest
+    index = tmp_path / "store/mirror/library/alpine/index.json"
+    assert index.exists()  # in the store now: served from it from here on
+
+
+def test_an_unmapped_name_or_tag_is_unknown_without_an_upstream_request(
+    serve: ServeProcess, seeded_registry: Seeded
+) -> None:
+    registry, _ = seeded_registry
+    before = registry.request_count()
+    cases = [
+        ("library/alpine", "3.19", "NAME_UNKNOWN"),  # mapped under mirror/ only
+        ("mirror/team/sub/app", "v1", "NAME_UNKNOWN"),  # no rule takes team/**
+        ("mirror/library/alpine", "latest", "MANIFEST_UNKNOWN"),  # the tag rule excludes it
+    ]
+    for name, tag, code in cases:
+        got = requests.get(f"{serve.url}/v2/{name}/manifests/{tag}", timeout=30)
+        assert got.status_code == 404 and got.json()["errors"][0]["code"] == code, name
+    assert registry.request_count() == before
+
+
+def test_past_the_wait_a_503_the_client_retries_the_copy_going_on(
+    seeded_registry: Seeded, tmp_path: Path
+) -> None:
+    _, corpus = seeded_registry
+    config = ondemand_config(tmp_path, seeded_registry[0].url, onDemandTimeout="1ms")
+    url_path = "/v2/mirror/library/alpine/manifests/3.20"
+    with ServeProcess(config) as serve:
+        first = requests.get(serve.url + url_path, timeout=30)
+        assert first.status_code == 503, first.text
+        assert first.json()["errors"][0]["code"] == "UNAVAILABLE"
+        assert int(first.headers["Retry-After"]) > 0
+        index = tmp_path / "store/mirror/library/alpine/index.json"
+        deadline = threading.Event()
+        for _ in range(600):
+            if index.exists() and "3.20" in index.read_text():
+                break
+            deadline.wait(0.1)
+        again = requests.get(serve.url + url_path, timeout=30)
+    assert again.status_code == 200
+    assert again.headers["Docker-Content-Digest"] == corpus.digest("library/alpine", "3.20")
+
+
+def test_referrers_of_an_ondemand_registry_are_fetched_first(
+    make_registry: type, tmp_path: Path
+) -> None:
+    """A signature that arrived upstream after the image was pulled is listed."""
+    upstream = make_registry()
+    image = make_image("referred")
+    push_image(upstream.url, "library/app", "3.1", image)
+    with ServeProcess(ondemand_config(tmp_path, upstream.url)) as serve:
+        got = requests.get(f"{serve.url}/v2/mirror/library/app/manifests/3.1", timeout=60)
+        assert got.status_code == 200
+        sbom = make_artifact(image, artifact_type=SBOM, payload=b'{"later": true}')
+        push_image(upstream.url, "library/app", None, sbom)
+        url = f"{serve.url}/v2/mirror/library/app/referrers/{image.digest}"
+        listed = requests.get(url, params={"artifactType": SBOM}, timeout=60)
+    assert listed.status_code == 200
+    assert [d["digest"] for d in listed.json()["manifests"]] == [sbom.digest]
+
+
+def test_five_pulls_through_two_replicas_fetch_each_blob_once(
+    make_registry: type, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    upstream = make_registry()
+    image = make_image("fleet", layers=3, layer_size=256 * 1024)
+    push_image(upstream.url, "library/fleet", "3.0", image)
+    cluster = Cluster(tmp_path, upstream, private_redis.url)
+    cluster.write_config(onDemand=True, content=CONTENT)
+    doc = yaml.safe_load(cluster.config_path.read_text())
+    doc["syncworker"]["serve"] = {"onDemandTimeout": "120s"}
+    cluster.config_path.write_text(yaml.safe_dump(doc))
+    try:
+        cluster.worker("w1", "-Q", "syncworker.ondemand")
+        cluster.worker("w2", "-Q", "syncworker.ondemand")
+        with ServeProcess(cluster.config_path) as one, ServeProcess(cluster.config_path) as two:
+            before = upstream.blob_gets()
+            digests = pull_at_once([one, two, one, two, one], tmp_path)
+            fetched = upstream.blob_gets() - before
+    finally:
+        cluster.stop_all()
+    assert digests == [image.digest] * 5
+    assert fetched == len(image.all_blob_digests())
+
+
+def pull_at_once(replicas: list[ServeProcess], tmp_path: Path) -> list[str]:
+    found: list[str] = [""] * len(replicas)
+    start = threading.Barrier(len(replicas))
+
+    def pull(i: int, serve: ServeProcess) -> None:
+        start.wait()
+        found[i] = skopeo_digest(serve.host, "mirror/library/fleet", "3.0", tmp_path / f"p{i}")
+
+    threads = [threading.Thread(target=pull, args=(i, s)) for i, s in enumerate(replicas)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return found

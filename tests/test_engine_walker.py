@@ -18,8 +18,9 @@ from syncworker.engine.images import MAX_DEPTH
 from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY
 from syncworker.engine.treecheck import TreeChecker
 from syncworker.filters import ContentRule, ContentRules
-from syncworker.oci import Platform
+from syncworker.oci import Descriptor, Digest, Platform
 from syncworker.registry import ClientOptions
+from syncworker.store import IndexEntry
 from syncworker.store.fs import FsStore
 from tests.support.corpus import Corpus
 from tests.support.images import (
@@ -156,6 +157,31 @@ def test_dry_run_and_real_run_refuse_the_same_nesting_depth(
     assert [f.tag for f in plan.failures] == ["too-deep"]
     assert f"nested more than {MAX_DEPTH} deep" in plan.failures[0].reason
     check_store(Path(store.root))
+
+
+def _store_tree(store: FsStore, repo: str, tag: str, top: Manifest) -> None:
+    """``top`` written into ``store`` as a layout holds it, children first, then listed."""
+    for manifest in top.walk():
+        for blob in manifest.blobs:
+            store.put_blob(repo, Digest.parse(blob.digest), blob.size, [blob.data])
+        store.put_manifest(repo, Digest.parse(manifest.digest), manifest.raw)
+    desc = Descriptor(top.media_type, Digest.parse(top.digest), top.size)
+    store.update_index(repo, [IndexEntry(desc, tag)])
+
+
+def test_the_check_refuses_the_nesting_depth_the_sync_refuses(store: FsStore) -> None:
+    """A tree nested one level deeper than a sync stores (written by hand) is reported
+    as not checkable, naming the depth, never as whole."""
+    deepest = _nested(make_image(("walker", "check", 1)), MAX_DEPTH - 1)
+    too_deep = _nested(make_image(("walker", "check", 2)), MAX_DEPTH)
+    _store_tree(store, "walker/ok", "deepest", deepest)
+    _store_tree(store, "walker/deep", "too-deep", too_deep)
+    with ThreadPoolExecutor(2) as pool:
+        checker = TreeChecker(store, lambda repo: (), pool)
+        assert checker.check_repo("walker/ok").ok
+        found = checker.check_repo("walker/deep")
+    assert not found.ok
+    assert found.error is not None and f"nested more than {MAX_DEPTH} deep" in found.error
 
 
 def test_one_tag_concurrency_default_for_the_engine_and_the_config() -> None:

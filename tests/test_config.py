@@ -564,6 +564,15 @@ def test_example_configs_load(monkeypatch: pytest.MonkeyPatch) -> None:
         assert validate(examples / name) == [], name
 
 
+def test_example_registries_fill_distinct_destinations() -> None:
+    # Both entries of the example take library/alpine; one destination holds one source, so a
+    # shared one would leave whichever registry syncs second failing on every run.
+    path = Path(__file__).resolve().parent.parent / "examples" / "mirror.yaml"
+    registries = load_config(path).registries
+    targets = [reg.content_rules().destination("library/alpine") for reg in registries]
+    assert len(targets) == 2 and None not in targets and len(set(targets)) == 2, targets
+
+
 def test_same_key_in_two_spellings_is_refused(tmp_path: Path) -> None:
     problems = errors_of(tmp_path, _registry0(TLSVerify=False))
     assert problems == [

@@ -215,6 +215,7 @@ Try, in another shell:
   {sw} trigger -c {config} --image library/alpine:3.20 --wait   # one image, on demand
   export SYNCWORKER_API_TOKEN={up["token"]}
   curl -s {auth} -H 'Content-Type: application/json' -d '{request % REGISTRY}' {api}/v1/sync
+  curl -s {auth} {api}/v1/sync/<task_id>   # how a request ended
   curl -s {auth} {api}/v1/runs
   skopeo inspect oci:{work}/mirror/library/alpine:3.20
 Beat starts a walk of {REGISTRY!r} every {poll_interval}, the first within {poll_interval} of its

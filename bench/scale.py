@@ -48,11 +48,10 @@ from bench.tools import (
 )
 from syncworker.celeryapp import create_app
 from syncworker.config import load_config
-from syncworker.config.mirrorbuild import build_mirror
-from syncworker.config.storeopen import store_for
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.runs.catalogwalk import Step, claim_walk, walk_page
+from syncworker.runtime import Runtime
 from syncworker.worker.send import send_each
 from syncworker.worker.tasknames import TASK_SYNC_REPO
 from tests.support.redis_server import RedisServer
@@ -199,13 +198,8 @@ class ScaleBench:
                 self.workdir / "scale-store-fanout", redis_url=server.url,
             )  # fmt: skip
             config = load_config(str(path))
-            coord = Coordinator.from_url(server.url)
-            mirror = build_mirror(config, store_for(config), coord, limiters=coord)
-            try:
-                pages = _walk_alone(create_app(config), coord, mirror)
-            finally:
-                mirror.close()
-                coord.close()
+            with Runtime.open(config) as runtime:
+                pages = _walk_alone(create_app(config), runtime.coordinator, runtime.mirror)
         walls, cpus = [wall for wall, _ in pages], [cpu for _, cpu in pages]
         params = {"repos": self.repos, "walk_pages": walls, "walk_cpu": cpus}
         label = f"walk alone: {len(pages)} pages of {PAGE}"

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.results import Measurement, load_results
 from bench.scale_report import existing_section, scale_section
-from bench.sections import CHECK_SECTION, SERVE_SECTION, existing
+from bench.sections import KEPT_SECTIONS, existing
 
 __all__ = ["Target", "evaluate_targets", "plot_workers", "write_report"]
 
@@ -243,10 +243,9 @@ def write_report(path: Path, meta: dict[str, Any], measurements: list[Measuremen
     if FINDINGS.exists():
         lines += [FINDINGS.read_text().rstrip(), ""]
     lines += scale_section(measurements) or existing_section(path)
-    check = existing(path, *CHECK_SECTION)  # `python -m bench.check` writes it
-    lines += ["", *check] if check else []
-    served = existing(path, *SERVE_SECTION)  # `python -m bench.serve` writes it
-    lines += ["", *served] if served else []
+    for markers in KEPT_SECTIONS:  # each written by a bench module of its own
+        kept = existing(path, *markers)
+        lines += ["", *kept] if kept else []
     path.write_text("\n".join(lines))
 
 

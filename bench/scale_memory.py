@@ -32,14 +32,13 @@ from typing import Any
 import yaml
 
 from bench.report import BENCH_DIR
-from bench.sections import splice
+from bench.sections import SCALE_MEMORY_SECTION, splice
 from bench.tools import REPO_ROOT, syncworker_argv
 from tests.support.synthetic_registry import SyntheticRegistry
 
 __all__ = ["Run", "main"]
 
-START = "<!-- scale memory: start -->"
-END = "<!-- scale memory: end -->"
+START, END = SCALE_MEMORY_SECTION
 LAYER_SIZE = 4096
 TIMEOUT = 7200.0
 

@@ -22,7 +22,7 @@ import redis
 import yaml
 
 from bench.report import BENCH_DIR
-from bench.sections import splice
+from bench.sections import WALK_AHEAD_SECTION, splice
 from bench.tools import CeleryWorkers, check_ok, snapshot_code
 from syncworker.coord import Coordinator
 from syncworker.worker.tasknames import QUEUE_REPO
@@ -31,8 +31,7 @@ from tests.support.synthetic_registry import SyntheticRegistry
 
 __all__ = ["Case", "main"]
 
-START = "<!-- walk ahead: start -->"
-END = "<!-- walk ahead: end -->"
+START, END = WALK_AHEAD_SECTION
 UNBOUNDED = 10**9
 WORKERS, PROCESSES = 2, 2
 

@@ -193,6 +193,9 @@ def main() -> int:
         default="cold+noop:5000,noop:20000,listed:20000,listed:100000",
         help="comma list of CASES:REPOS, CASES a +-list of cold, noop, listed",
     )
+    parser.add_argument(
+        "--after-first", action="store_true", help="run this checkout's code before REV's"
+    )
     parser.add_argument("--workdir", type=Path, default=BENCH_DIR / "out" / "scale-memory")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args()
@@ -205,6 +208,8 @@ def main() -> int:
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
     ).stdout.strip()
     codes = {"before": _code(args.workdir, before), "after": _code(args.workdir, None)}
+    if args.after_first:
+        codes = {"after": codes["after"], "before": codes["before"]}
     runs: list[Run] = []
     for item in args.plan.split(","):
         cases, repos = item.split(":")

@@ -2,10 +2,12 @@
 with generated images, mirror it with ``syncworker sync``, run again (a no-op), and check
 every mirrored tag with skopeo against the upstream's digest.
 
-    python scripts/demo.py [--repos 50] [--keep DIR] [--into-registry]
+    python scripts/demo.py [--repos 50] [--keep DIR] [--into-registry | --serve]
 
 ``--into-registry`` mirrors into a second local registry (``syncworker.destination``)
-instead of OCI layouts, and skopeo reads the tags back from it.
+instead of OCI layouts, and skopeo reads the tags back from it. ``--serve`` then serves the
+mirror with ``syncworker serve`` and reads every tag through it, and pulls the standard
+corpus through a second ``serve`` over an empty store (pull-through, ``onDemand: true``).
 
 Everything goes to temporary directories removed at the end (the registries' storage, the
 config and the mirror), except the mirror with ``--keep DIR``.
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.corpus import seed_many, seed_standard  # noqa: E402
 from tests.support.mirror import write_sync_config  # noqa: E402
 from tests.support.registry_server import RegistryServer  # noqa: E402
+from tests.support.serve_server import ServeProcess  # noqa: E402
 
 
 def main() -> int:
@@ -38,6 +41,9 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="mirror into this directory and keep it")
     parser.add_argument(
         "--into-registry", action="store_true", help="mirror into a second local registry"
+    )
+    parser.add_argument(
+        "--serve", action="store_true", help="then serve the mirror, and pull through serve"
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="syncworker-demo-"))
@@ -67,7 +73,10 @@ def main() -> int:
             if code != 0:
                 return code
         where = f"docker://{dest.host}" if dest else f"oci:{root}"
-        return _verify(where, {**corpus.tags, **many.tags})
+        code = _verify(where, {**corpus.tags, **many.tags})
+        if args.serve and not dest:
+            code |= _serve(config, work, upstream.url, {**corpus.tags, **many.tags}, corpus.tags)
+        return code
     finally:
         upstream.stop()
         if dest:
@@ -75,6 +84,27 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
         kept = f"; the mirror stays in {args.keep}" if args.keep else ""
         print(f"removed {work} (config and mirror) and the registries' storage{kept}")
+
+
+def _serve(
+    config: Path,
+    work: Path,
+    upstream: str,
+    mirrored: dict[str, dict[str, str]],
+    pulled: dict[str, dict[str, str]],
+) -> int:
+    """Every mirrored tag read through ``syncworker serve``; then ``pulled`` through a
+    second ``serve`` over an empty store, each fetched from the upstream on demand."""
+    with ServeProcess(config) as served:
+        print(f"syncworker serve on {served.url}, over the mirror", flush=True)
+        code = _verify(f"docker://{served.host}", mirrored)
+    through = work / "pull-through"
+    through.mkdir()
+    entry = {"urls": [upstream], "onDemand": True}
+    on_demand = write_sync_config(through, through / "store", [entry])
+    with ServeProcess(on_demand) as served:
+        print(f"syncworker serve on {served.url}, pulling through to {upstream}", flush=True)
+        return code | _verify(f"docker://{served.host}", pulled)
 
 
 def _verify(where: str, tags: dict[str, dict[str, str]]) -> int:

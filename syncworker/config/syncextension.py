@@ -77,6 +77,7 @@ class RegistryConfig(ConfigModel):
     poll_interval: GoDuration | None = None
     content: list[ContentConfig] = []
     tls_verify: bool = True
+    # `syncworker serve` mirrors what this entry's rules map and the store lacks, on a pull.
     on_demand: bool = False
     cert_dir: str | None = None
     max_retries: int | None = Field(None, ge=0)
@@ -92,9 +93,10 @@ class RegistryConfig(ConfigModel):
     req_concurrent: int | None = Field(None, ge=0)
     # ours: bytes per second read from this upstream, for the whole cluster; absent: no cap.
     download_rate: ByteSize | None = None
-    # Accepted for zot compatibility, not acted on: syncworker has no on-demand server
-    # (manifestCheckInterval), sizes its own pools and timeouts (disableHTTP2) and backs
-    # off on its own curve (maxRetryDelay).
+    # Accepted for zot compatibility, not acted on: `syncworker serve` pulls through only
+    # what the store lacks and never checks a stored tag upstream on a pull, the scheduled
+    # syncs keep it current (manifestCheckInterval); syncworker sizes its own pools and
+    # timeouts (disableHTTP2) and backs off on its own curve (maxRetryDelay).
     manifest_check_interval: GoDuration | None = None
     max_retry_delay: GoDuration | None = None
     disable_http2: bool | None = Field(None, alias="disableHTTP2")

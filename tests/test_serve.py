@@ -18,6 +18,7 @@ import requests
 
 from tests.support.corpus import Corpus
 from tests.support.mirror import SKOPEO_READABLE, run_sync, write_sync_config
+from tests.support.ports import free_port
 from tests.support.registry_server import RegistryServer
 from tests.support.serve_server import ServeProcess
 
@@ -232,3 +233,28 @@ def test_docker_types_served_as_their_bytes_under_layout_media_types_oci(
         got = requests.get(f"{server.url}/v2/docker/hello/manifests/latest", timeout=30)
     assert got.headers["Content-Type"] == DOCKER_MANIFEST
     assert got.headers["Docker-Content-Digest"] == pushed.digest
+
+
+def test_metrics_count_requests_by_route_and_code_and_bytes_served(
+    seeded_registry: tuple[RegistryServer, Corpus], tmp_path: Path
+) -> None:
+    _, corpus = seeded_registry
+    pushed = corpus["alpine_3.19"]
+    port = free_port()
+    config = mirror_of(seeded_registry, tmp_path)
+    with ServeProcess(config, extra=("--metrics-port", str(port))) as serve:
+        got = requests.get(f"{serve.url}/v2/{pushed.repo}/manifests/{pushed.tag}", timeout=30)
+        requests.get(f"{serve.url}/v2/{pushed.repo}/manifests/nope", timeout=30)
+        requests.put(f"{serve.url}/v2/{pushed.repo}/manifests/x", data=b"{}", timeout=30)
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+
+    def sample(line: str) -> float:
+        found = [row for row in text.splitlines() if row.startswith(line + " ")]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    requests_total = "syncworker_serve_requests_total"
+    assert sample(f'{requests_total}{{code="200",method="GET",route="manifest"}}') == 1
+    assert sample(f'{requests_total}{{code="404",method="GET",route="manifest"}}') == 1
+    assert sample(f'{requests_total}{{code="405",method="PUT",route="manifest"}}') == 1
+    sent = sample('syncworker_serve_bytes_total{route="manifest"}')
+    assert sent >= len(got.content)

@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 from oras.provider import Registry as OrasRegistry
@@ -64,6 +65,17 @@ def test_oras_reads_a_referrer(seeded_registry: Seeded, tmp_path: Path) -> None:
         blob = oras.get_blob(f"{serve.host}/library/alpine", layer["digest"])
         assert hashlib.sha256(blob.content).hexdigest() == layer["digest"].split(":")[1]
         assert blob.content == sbom.manifest.blobs[-1].data
+
+
+def test_the_oras_check_fails_on_a_registry_without_the_referrer(
+    seeded_registry: Seeded, make_registry: Callable[..., RegistryServer]
+) -> None:
+    """The check above can fail: oras finds no such manifest on a registry lacking it."""
+    _, corpus = seeded_registry
+    empty = make_registry()
+    oras = OrasRegistry(hostname=empty.host, insecure=True)
+    with pytest.raises(Exception, match="404|not found|Not Found|MANIFEST_UNKNOWN|NAME_UNKNOWN"):
+        oras.get_manifest(f"{empty.host}/library/alpine@{corpus['sbom'].digest}")
 
 
 def test_tls_and_htpasswd(seeded_registry: Seeded, tls_certs: TlsMaterial, tmp_path: Path) -> None:

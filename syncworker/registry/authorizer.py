@@ -19,6 +19,7 @@ registry or its realm refuses (401) is reported to its source, which asks anew n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
@@ -27,6 +28,7 @@ from syncworker.redact import redact_http_url
 from syncworker.registry import auth
 from syncworker.registry.addresses import Origin, Origins, origin
 from syncworker.registry.http import Handler, Request, Response
+from syncworker.registry.requestlog import log
 from syncworker.registry.statuses import error_of
 
 __all__ = ["Auth", "Authorizer", "CredentialsArg", "TokenFetch", "logins_by_origin"]
@@ -188,6 +190,7 @@ class Auth:
             # Read the 401 first: its connection is then free for the token request.
             with response:
                 refused = error_of(response)
+            refused_at = response.what
             challenge = response.headers.get("WWW-Authenticate", "")
             # A streamed body is spent: it cannot be sent again with the new credentials.
             if not self._authorizer.learn(request.url, challenge, sent, request.scope):
@@ -195,7 +198,9 @@ class Auth:
             if request.streamed:
                 raise refused
             renewed = self._authorizer.header(request)
-            if renewed is None or renewed == sent:
+            answered = renewed is not None and renewed != sent
+            _log_challenge(refused_at, challenge, answered)
+            if not answered:
                 raise refused
             sent = renewed
         raise refused
@@ -228,6 +233,16 @@ class Auth:
             if not 200 <= response.status < 300:
                 raise error_of(response)
             return response.read(auth.MAX_TOKEN_RESPONSE_BYTES)
+
+
+def _log_challenge(what: str, challenge: str, answered: bool) -> None:
+    """The 401's challenge (its scheme and realm, never our answer to it) at DEBUG."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    first = (auth.parse_challenges(challenge) or [auth.Challenge("none", {})])[0]
+    realm = f", realm {redact_http_url(first.realm)}" if first.realm else ""
+    then = "sending again with credentials" if answered else "no new credentials to send"
+    log.debug("%s: 401, challenged (%s%s); %s", what, first.scheme, realm, then)
 
 
 def _token_request(

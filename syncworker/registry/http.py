@@ -8,6 +8,8 @@ composed in one place, :mod:`.stack`, outermost first::
 
 A feature that changes how requests go out (a credential helper, a pull budget, a
 bandwidth cap, request logging) is one more handler in that list, not a parameter.
+Request logging (:mod:`.requestlog`) sits next to the pool: one line per request on the
+wire, each redirect hop and token request its own.
 
 This module also holds the one place where urllib3's exceptions become
 :class:`~syncworker.errors.TransportError` (:func:`transport_error`): sending them in
@@ -113,6 +115,7 @@ class Response:
         "headers",
         "method",
         "raw",
+        "received",
         "status",
         "url",
     )
@@ -133,6 +136,8 @@ class Response:
         self.deadline = request.deadline
         #: The whole body, once read (:meth:`read`).
         self.body = b""
+        #: Body bytes read so far (as they came: compressed if the body was).
+        self.received = 0
         self._stats = stats
         # A body without Content-Encoding is read as it comes: urllib3's decoding path
         # copies every chunk through a buffer even when there is nothing to decode.
@@ -165,6 +170,7 @@ class Response:
                 if not chunk:
                     return
                 self._stats.add(bytes_downloaded=len(chunk))
+                self.received += len(chunk)
                 if self._meter is not None:
                     self._meter(len(chunk))
                 yield chunk
@@ -199,6 +205,7 @@ class Response:
             ):
                 parts.append(chunk)
                 total += len(chunk)
+                self.received += len(chunk)
         except HTTP_ERRORS:
             pass
         return b"".join(parts)[:cap]

@@ -31,6 +31,7 @@ from syncworker.registry.addresses import Origins
 from syncworker.registry.bandwidth import Bandwidth, LocalBandwidth
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.http import Handler, Request, Response
+from syncworker.registry.requestlog import log
 from syncworker.registry.stats import ClientStats
 from syncworker.retry import MAX_RETRY_DELAY
 
@@ -116,7 +117,7 @@ class RateLimit:
         take_turn(
             self._limiter,
             token,
-            sleep=self._wait,
+            sleep=lambda seconds: self._wait(seconds, request),
             deadline=request.deadline,
             what=request.what,
         )
@@ -131,10 +132,13 @@ class RateLimit:
         if status == 429 or (status == 503 and response.retry_after is not None):
             # The retry above waits out the same Retry-After: the pause costs it nothing.
             seconds = DEFAULT_PAUSE if response.retry_after is None else response.retry_after
-            self._limiter.pause(min(seconds, MAX_RETRY_DELAY))
+            seconds = min(seconds, MAX_RETRY_DELAY)
+            log.debug("%s: %d, pausing this upstream for %.2f s", request.what, status, seconds)
+            self._limiter.pause(seconds)
         return response
 
-    def _wait(self, seconds: float) -> None:
+    def _wait(self, seconds: float, request: Request) -> None:
+        log.debug("%s: waiting %.2f s for the upstream's rate limit", request.what, seconds)
         if self._stats.hook is not None:
             self._stats.hook.waited(seconds)
         self._sleep(seconds)

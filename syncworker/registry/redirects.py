@@ -15,6 +15,7 @@ from syncworker.errors import RegistryError
 from syncworker.redact import redact_http_url
 from syncworker.registry.addresses import origin
 from syncworker.registry.http import Handler, Request, Response
+from syncworker.registry.requestlog import log
 
 __all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "Redirects"]
 
@@ -40,6 +41,9 @@ class Redirects:
                 return response
             response.discard()
             target = urljoin(response.url, location)
+            log.debug(
+                "%s: %d, following to %s", request.what, response.status, redact_http_url(target)
+            )
             request = self._follow(request, response.status, target, upstream)
         raise RegistryError(
             request.method, redact_http_url(request.url), 310, detail="too many redirects"

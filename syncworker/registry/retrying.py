@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 
 from syncworker.registry.http import Handler, Request, Response
+from syncworker.registry.requestlog import log
 from syncworker.registry.stats import ClientStats
 from syncworker.retry import Policy, Retrying
 
@@ -39,7 +40,12 @@ class Retry:
         if request.read is None:
             return self._inner.send(request)
         return self.retrying(request).run(
-            lambda: self._attempt(request), sleep=self._sleep, jitter=self._rng.random
+            lambda: self._attempt(request),
+            sleep=self._sleep,
+            jitter=self._rng.random,
+            on_retry=lambda error, delay: log.debug(
+                "%s: retry in %.2f s after %s", request.what, delay, error
+            ),
         )
 
     def retrying(self, request: Request) -> Retrying:

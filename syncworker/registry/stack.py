@@ -5,7 +5,7 @@ scope, a response back.
 Outermost first (each a :class:`~.http.Handler` wrapping the next; see :mod:`.http`)::
 
     Failover → Retry → Statuses → Auth → Redirects → RateLimit (when limited)
-    → Throttle (with a download rate cap) → Pool
+    → Throttle (with a download rate cap) → RequestLog → Pool
 
 The shared budgets of the upstream (:class:`~.gates.Gates`) decide which of the optional
 layers are there.
@@ -32,6 +32,7 @@ from syncworker.registry.limits import RateLimit
 from syncworker.registry.options import ClientOptions
 from syncworker.registry.pool import Pool
 from syncworker.registry.redirects import Redirects
+from syncworker.registry.requestlog import RequestLog
 from syncworker.registry.retrying import Retry
 from syncworker.registry.stats import ClientStats
 from syncworker.registry.statuses import Statuses
@@ -61,7 +62,7 @@ class Stack:
         self.options = options
         self.stats = stats
         self._pool = Pool(origins, options, stats)
-        handler: Handler = self._pool
+        handler: Handler = RequestLog(self._pool)
         if gates.bandwidth is not None:
             handler = Throttle(handler, gates.bandwidth, stats, sleep)
         if gates.limiter is not None:

@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from syncworker.errors import StoreError
 from syncworker.store.layout import LayoutStore
 from syncworker.store.layoutbackend import Listing, Stored
+from syncworker.store.s3log import log_operations
 from syncworker.store.s3multipart import CONFLICT_CODES, MultipartUpload, error_code
 from syncworker.store.s3optional import conditions_honoured, is_unsupported, lacks, shows
 from syncworker.store.s3settings import S3Settings
@@ -371,7 +372,7 @@ def _client(settings: S3Settings, retries: int) -> Any:
     with _SESSION_LOCK:
         if not _SESSION:
             _SESSION.append(boto3.session.Session())
-        return _SESSION[0].client(
+        client = _SESSION[0].client(
             "s3",
             region_name=settings.region,
             endpoint_url=settings.endpoint,
@@ -382,6 +383,8 @@ def _client(settings: S3Settings, retries: int) -> Any:
             aws_session_token=settings.session_token,
             config=_config(settings, retries),
         )
+    log_operations(client)
+    return client
 
 
 def _config(settings: S3Settings, retries: int) -> Config:

@@ -1,0 +1,124 @@
+"""``-vv`` shows the requests: one line per HTTP request of ours (method, redacted URL,
+status, bytes, milliseconds), the auth challenges and retries, and one per S3 operation,
+with no secret among them: not the password, the bearer tokens, the AWS secret key or a
+signature."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from syncworker.registry import ClientOptions, ClientStats
+from syncworker.registry.auth import Credentials
+from syncworker.registry.requestlog import LOGGER
+from syncworker.registry.stack import Stack
+from tests.support.images import make_image
+from tests.support.mirror import assert_no_secret, write_sync_config
+from tests.support.push import push_image
+from tests.support.registry_server import RegistryServer
+from tests.support.s3_server import SECRET_KEY, S3Server, s3_server
+from tests.support.token_issuer import TokenIssuer
+
+__all__ = ["s3_server"]  # the session fixture, imported for pytest
+
+USER, PASSWORD = "vv-bot", "vv-pa55-never-printed"
+# What a signed S3 request or a presigned URL carries; none of it may be printed.
+SIGNATURE_MARKS = ("X-Amz-Signature", "AWS4-HMAC-SHA256", "Signature=", "X-Amz-Credential")
+
+
+def test_vv_prints_each_request_and_no_secret(
+    make_token_issuer: Callable[..., TokenIssuer],
+    make_registry: Callable[..., RegistryServer],
+    s3_server: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issuer = make_token_issuer(users={USER: PASSWORD}, anonymous_pull=False)
+    server = make_registry(token_auth=issuer)
+    push_image(server.url, "team/app", "v1", make_image(("vv", 1)), auth=(USER, PASSWORD))
+    tokens: list[str] = []
+    issue = issuer.issue
+
+    def recording(user: str | None, scopes: list[str]) -> dict[str, Any]:
+        body = issue(user, scopes)
+        tokens.append(body["token"])
+        return body
+
+    monkeypatch.setattr(issuer, "issue", recording)
+    bucket = s3_server.new_bucket()
+    output = _sync_vv(tmp_path, server, s3_server, bucket)
+    base = re.escape(server.url)
+    lines = {
+        "manifest GET": rf"GET {base}/v2/team/app/manifests/v1: 200, \d+ bytes, \d+ ms",
+        "blob GET": rf"GET {base}/v2/team/app/blobs/sha256:[0-9a-f]{{64}}: 200, \d+ bytes",
+        "challenge": rf"{base}/v2/\S*: 401, challenged \(bearer, realm {re.escape(issuer.realm)}\)",
+        "token GET": rf"GET {re.escape(issuer.realm)}\?service=[^ ]*scope=[^ ]*: 200, \d+ bytes",
+        "S3 put": rf"S3 PutObject bucket={bucket} key=mirror/team/app/\S+: 200, \d+ ms",
+        "S3 missing": rf"S3 GetObject bucket={bucket} key=mirror/\S+: 404, \d+ ms",
+    }
+    missing = [name for name, line in lines.items() if not re.search(line, output)]
+    assert not missing, output[-4000:]
+    assert tokens, "the token issuer was never asked"
+    signatures = [token.rsplit(".", 1)[1] for token in tokens]
+    secrets = [PASSWORD, SECRET_KEY, *tokens, *signatures, *SIGNATURE_MARKS]
+    assert_no_secret([output], *secrets)
+
+
+def _sync_vv(tmp_path: Path, server: RegistryServer, s3: S3Server, bucket: str) -> str:
+    credentials = {server.host: {"username": USER, "password": PASSWORD}}
+    config = write_sync_config(
+        tmp_path, tmp_path / "unused", [{"urls": [server.url]}], credentials=credentials
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["storage"] = {"rootDirectory": "/mirror", "storageDriver": s3.driver(bucket, "/mirror")}
+    config.write_text(yaml.safe_dump(doc))
+    done = subprocess.run(
+        [sys.executable, "-m", "syncworker", "-vv", "sync", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    return output
+
+
+def test_retries_and_failed_requests_are_lines_too(
+    make_registry: Callable[..., RegistryServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request that gets no answer is a line naming why, and its retry another."""
+    server = make_registry(htpasswd=(USER, PASSWORD))
+    url = server.url
+    server.stop()
+    options = ClientOptions(max_retries=1, retry_delay=0.01)
+    stack = Stack([url], Credentials(USER, PASSWORD), options, ClientStats())
+    caplog.set_level(logging.DEBUG, LOGGER)
+    with pytest.raises(Exception, match="Connection|refused"):
+        stack.fetch("GET", "/v2/", scope=None, cap=1024)
+    stack.close()
+    text = caplog.text
+    assert re.search(rf"GET {re.escape(url)}/v2/: .*refused.* after \d+ ms", text), text
+    assert re.search(rf"GET {re.escape(url)}/v2/: retry in [\d.]+ s after ", text), text
+
+
+def test_nothing_is_logged_below_debug(
+    make_registry: Callable[..., RegistryServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_registry()
+    stack = Stack([server.url], None, ClientOptions(), ClientStats())
+    caplog.set_level(logging.INFO, LOGGER)
+    with stack.fetch("GET", "/v2/", scope=None, cap=1024) as response:
+        assert response.status == 200
+    stack.close()
+    assert not [r for r in caplog.records if r.name == LOGGER]

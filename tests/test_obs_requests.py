@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from syncworker.registry.auth import Credentials
 from syncworker.registry.requestlog import LOGGER
 from syncworker.registry.stack import Stack
 from tests.support.images import make_image
+from tests.support.loopback import LoopbackServer
 from tests.support.mirror import assert_no_secret, write_sync_config
+from tests.support.ports import LOOPBACK
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
 from tests.support.s3_server import SECRET_KEY, S3Server, s3_server
@@ -122,3 +125,50 @@ def test_nothing_is_logged_below_debug(
         assert response.status == 200
     stack.close()
     assert not [r for r in caplog.records if r.name == LOGGER]
+
+
+# What object storage puts in a presigned blob URL: none of its values may be logged.
+PRESIGNED = "X-Amz-Credential=AKIDLEAK%2F20261207&X-Amz-Signature=5ec2e7519a7beef&X-Amz-Expires=900"
+
+
+class _PresigningUpstream(LoopbackServer):
+    """Answers a blob GET as a registry on S3 does: 307 to a presigned URL, whose body is
+    ``blob``."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                if self.path.startswith("/v2/"):
+                    self.send_response(307)
+                    self.send_header("Location", f"/bucket/blob?{PRESIGNED}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", "4")
+                self.end_headers()
+                self.wfile.write(b"blob")
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._serve(Handler)
+
+
+def test_a_presigned_redirect_is_logged_without_its_signature(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with _PresigningUpstream() as upstream:
+        url = f"http://{LOOPBACK}:{upstream.port}"
+        stack = Stack([url], None, ClientOptions(), ClientStats())
+        caplog.set_level(logging.DEBUG, LOGGER)
+        with stack.fetch("GET", "/v2/a/blobs/sha256:00", scope=None, cap=1024) as response:
+            assert response.body == b"blob"
+        stack.close()
+    text = caplog.text
+    target = rf"{re.escape(url)}/bucket/blob\?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED"
+    assert re.search(
+        rf"GET {re.escape(url)}/v2/a/blobs/sha256:00: 307, following to {target}", text
+    )
+    assert re.search(rf"GET {target}&X-Amz-Expires=REDACTED: 200, 4 bytes, \d+ ms", text), text
+    assert_no_secret([text], "AKIDLEAK", "5ec2e7519a7beef")

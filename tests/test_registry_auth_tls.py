@@ -84,3 +84,12 @@ def test_tls_with_cert_dir(
     insecure = ClientOptions(tls_verify=False, max_retries=0)
     with RegistryClient([server.url], options=insecure) as client:
         assert client.tags("tls/app") == ["v1"]
+
+
+def test_tls_verify_off_also_reaches_a_plain_http_upstream(registry: RegistryServer) -> None:
+    """zot configs often set tlsVerify: false on every entry, plain-HTTP ones included: the
+    client must not hand TLS-only settings to a plain-HTTP connection."""
+    push_image(registry.url, "tlsoff/app", "v1", make_image("tls-off-plain"))
+    insecure = ClientOptions(tls_verify=False, max_retries=0)
+    with RegistryClient([registry.url], options=insecure) as client:
+        assert client.tags("tlsoff/app") == ["v1"]

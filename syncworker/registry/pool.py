@@ -145,9 +145,10 @@ def _tls(options: ClientOptions) -> dict[str, Any]:
     settings: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
     if not options.tls_verify:
         # The user asked for no verification (zot's tlsVerify: false); not a warning per
-        # request.
+        # request. CERT_NONE alone turns the hostname check off too; assert_hostname is not
+        # set, as the pool manager would hand it to plain-HTTP pools, which refuse it.
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        settings = {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+        settings = {"cert_reqs": "CERT_NONE"}
     if options.cert_dir:
         ca = Path(options.cert_dir, "ca.crt")
         if options.tls_verify and ca.is_file():

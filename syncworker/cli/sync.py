@@ -149,7 +149,9 @@ class Watch:
             self.display = _live_display(registries)
             observers.append(self.display.progress)
         elif not (args.quiet or args.json):
-            self.printer = RepoPrinter(sys.stderr, as_json=args.log_format == "json")
+            self.printer = RepoPrinter(
+                sys.stderr, as_json=args.log_format == "json", dry_run=args.dry_run
+            )
         if args.metrics_port is not None or args.metrics_file:
             observers.append(self._start_metrics())
         if args.log_format == "json":  # lines name the registry and repository
@@ -188,10 +190,12 @@ def _live_display(registries: list[str]) -> LiveDisplay:
 
 class RepoPrinter:
     """One line per finished repository, numbered, to stderr (grep-able logs); ``as_json``:
-    as a JSON log line naming the registry and repository."""
+    as a JSON log line naming the registry and repository; ``dry_run``: what the plan would
+    copy and fetch, since nothing was."""
 
-    def __init__(self, stream: TextIO, *, as_json: bool = False) -> None:
+    def __init__(self, stream: TextIO, *, as_json: bool = False, dry_run: bool = False) -> None:
         self._stream = stream
+        self._copied, self._fetched = ("to copy", " to fetch") if dry_run else ("copied", "")
         self._json = JsonFormatter() if as_json else None
         self._done = 0
         self._lock = threading.Lock()
@@ -204,8 +208,8 @@ class RepoPrinter:
                 state = f"skipped ({result.skip_reason})"
             line = (
                 f"[{self._done:>5}] {result.registry}/{result.upstream_repo}: {state}, "
-                f"{len(result.copied)} copied, {len(result.skipped)} unchanged, "
-                f"{human_size(result.bytes_copied)}"
+                f"{len(result.copied)} {self._copied}, {len(result.skipped)} unchanged, "
+                f"{human_size(result.bytes_copied)}{self._fetched}"
             )
             if self._json is not None:
                 line = self._as_json(result, line)

@@ -19,6 +19,7 @@ from syncworker.config import load_config
 from syncworker.config.mirrorbuild import build_mirror
 from syncworker.config.storeopen import store_for
 from syncworker.engine import LocalLocks, RunSummary, run_registries
+from syncworker.store.fsfiles import MAX_PENDING, Durability
 from syncworker.store.memo import KeyedLocks, Recent
 from tests.support.synthetic_registry import SyntheticRegistry
 
@@ -86,3 +87,14 @@ def test_recent_keeps_the_most_recently_used_and_keyed_locks_only_those_held() -
     with locks.hold("x"), locks.hold("y"):
         assert len(locks) == 2
     assert len(locks) == 0
+
+
+def test_writes_no_commit_follows_are_made_durable_before_they_pile_up(tmp_path: Path) -> None:
+    durable = Durability()
+    for n in range(MAX_PENDING):  # a file in a directory of its own: two paths each
+        directory = tmp_path / f"r{n}"
+        directory.mkdir()
+        (directory / ".claim").write_bytes(b"x")
+        durable.written(str(directory / ".claim"))
+        assert durable.pending <= MAX_PENDING + 2
+    assert durable.pending < MAX_PENDING

@@ -25,13 +25,24 @@ from contextlib import contextmanager, suppress
 
 from syncworker.errors import StoreError
 
-__all__ = ["LEFTOVER_GRACE_SECONDS", "TMP_DIR", "Durability", "Temporaries", "fsync_path"]
+__all__ = [
+    "LEFTOVER_GRACE_SECONDS",
+    "MAX_PENDING",
+    "TMP_DIR",
+    "Durability",
+    "Temporaries",
+    "fsync_path",
+]
 
 # A temporary untouched this long belongs to a dead writer even if its lock cannot tell
 # (another tool's file, an NFS without flock): a live writer rewrites its mtime with every
 # chunk it writes.
 LEFTOVER_GRACE_SECONDS = 3600.0
 TMP_DIR = ".tmp"
+# Paths waiting for a commit before one is made at once: writes no index follows (a claim
+# recorded for a repository with nothing to copy) would otherwise pile up, in memory, for
+# the whole run.
+MAX_PENDING = 4096
 # Beside .tmp, not in it: see Temporaries.create.
 TMP_GUARD = ".tmp.lock"
 # <label>-<pid>-<32 hex>: the label is blob-<first 12 hex of the digest>, index, put or link.
@@ -126,10 +137,25 @@ class Durability:
         self._syncfs = _syncfs()
 
     def written(self, path: str) -> None:
-        """``path`` (a new file, or a new name of one) must be durable by the next commit."""
+        """``path`` (a new file, or a new name of one) must be durable by the next commit;
+        past MAX_PENDING paths waiting, that commit is now."""
         with self._lock:
             self._files.add(path)
             self._dirs.add(os.path.dirname(path))
+            full = len(self._files) + len(self._dirs) > MAX_PENDING
+        if full:
+            with suppress(FileNotFoundError):  # removed since: the next commit takes the rest
+                fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    self.commit(fd)
+                finally:
+                    os.close(fd)
+
+    @property
+    def pending(self) -> int:
+        """Paths waiting for the next commit."""
+        with self._lock:
+            return len(self._files) + len(self._dirs)
 
     def created_dir(self, path: str) -> None:
         with self._lock:

@@ -15,8 +15,8 @@ from types import FrameType
 from typing import Any
 
 from syncworker.config import load_config
+from syncworker.observe.exporter import serve_own
 from syncworker.observe.metrics import ServeMetrics
-from syncworker.observe.serve import serve_own
 from syncworker.runtime import Runtime
 from syncworker.serve.wiring import build_server, open_served
 

@@ -159,8 +159,8 @@ class Watch:
         self.events: Events = Fanout(observers) if observers else NO_EVENTS
 
     def _start_metrics(self) -> Events:
+        from syncworker.observe.exporter import serve_own
         from syncworker.observe.metrics import MetricsEvents, RunMetrics
-        from syncworker.observe.serve import serve_own
 
         if self._args.metrics_port is not None:
             serve_own(self._args.metrics_port)
@@ -172,8 +172,8 @@ class Watch:
         """Count the run's end per registry; write the metrics file if asked."""
         if self._args.metrics_port is None and not self._args.metrics_file:
             return
+        from syncworker.observe.exporter import write_textfile
         from syncworker.observe.metrics import RunMetrics
-        from syncworker.observe.serve import write_textfile
 
         failed = {f.registry for f in summary.failures}
         for registry in self._registries:

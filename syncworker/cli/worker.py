@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve_metrics(port: int, coord: Coordinator) -> None:
     """Metrics from every pool process (multiprocess mode, set before the children fork),
     with the cluster's runs read through ``coord`` at each scrape."""
-    from syncworker.observe.serve import enable_multiprocess, serve_workers
+    from syncworker.observe.exporter import enable_multiprocess, serve_workers
 
     enable_multiprocess()
     serve_workers(port, coord)

@@ -21,8 +21,8 @@ from syncworker.config import Config, load_config
 from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.errors import ConfigError, StoreError
+from syncworker.observe.exporter import worker_events
 from syncworker.observe.live import LiveCounts
-from syncworker.observe.serve import worker_events
 from syncworker.registry.catalog import MAX_PAGE_SIZE
 from syncworker.runtime import Runtime
 from syncworker.store import Store

@@ -17,7 +17,7 @@ from syncworker.config.credentials import (
 from syncworker.config.destination import DestinationConfig
 from syncworker.config.docker import HELPER_TIMEOUT, docker_login
 from syncworker.config.modelbase import ConfigModel, GoDuration
-from syncworker.config.serve import ServeSettings
+from syncworker.config.serving import ServeSettings
 from syncworker.config.storage import StorageConfig
 from syncworker.config.syncextension import RegistryConfig, SyncConfig
 from syncworker.errors import ConfigError
@@ -80,7 +80,7 @@ class SyncworkerSettings(ConfigModel):
     api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))
     #: A registry to push into instead of OCI layouts (config/destination.py).
     destination: DestinationConfig | None = None
-    #: The read-only registry over the store (``syncworker serve``; config/serve.py).
+    #: The read-only registry over the store (``syncworker serve``; config/serving.py).
     serve: ServeSettings = Field(default_factory=lambda: ServeSettings.model_validate({}))
 
     @field_validator("redis")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ssl
 
 from syncworker.config import Config
-from syncworker.config.serve import parse_listen
+from syncworker.config.serving import parse_listen
 from syncworker.errors import ConfigError
 from syncworker.runtime import Runtime
 from syncworker.serve.context import Filler, Served, ServedStore

@@ -17,6 +17,7 @@ import pytest
 
 from syncworker.config import load_config
 from syncworker.config.docker import DOCKER_HUB_SERVER, HelperLogin, docker_login
+from syncworker.errors import ConfigError
 from syncworker.registry.auth import Credentials
 from tests.support.images import make_image
 from tests.support.mirror import assert_no_secret, layout_tags, run_sync, write_sync_config
@@ -209,3 +210,18 @@ def test_single_names_on_docker_hub_are_official_images(tmp_path: Path) -> None:
     other = {"urls": ["https://registry.example"], "repos": ["alpine"]}
     config = load_config(write_sync_config(tmp_path, tmp_path / "store", [other]))
     assert config.registries[0].repos == ["alpine"]
+
+
+def test_not_found_is_anonymous_and_garbage_is_an_error(helper: Helper) -> None:
+    helper.config({"credsStore": HELPER})
+    helper.plan({"fail": "credentials not found in native keychain"})
+    assert HelperLogin(HELPER, "registry.example").current() is None
+    helper.plan({}, {"Username": "u"})
+    with pytest.raises(ConfigError, match='for registry.example: answered without a "Username"'):
+        HelperLogin(HELPER, "registry.example").current()
+    # The login is kept until refused: then the helper is asked again.
+    helper.plan({}, {"Username": "u", "Secret": "one"}, {"Username": "u", "Secret": "two"})
+    found = HelperLogin(HELPER, "registry.example")
+    assert [found.current().password, found.current().password] == ["one", "one"]  # type: ignore[union-attr]
+    found.refused()
+    assert found.current() == Credentials("u", "two")

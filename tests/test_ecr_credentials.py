@@ -112,6 +112,20 @@ def test_the_login_is_renewed_an_hour_before_it_expires(token_calls: list[str]) 
     assert len(token_calls) == 2
 
 
+def test_a_refused_login_is_renewed_a_minute_after_the_last_ask(token_calls: list[str]) -> None:
+    """A 401 to the password (revoked early) renews it before its hour-before-expiry mark,
+    but AWS is still asked at most once a minute."""
+    now = [_moto_expiry() - 3 * 3600]
+    login = EcrLogin("https://mirror.example", clock=lambda: now[0])
+    login.current()
+    login.refused()
+    login.current()
+    assert len(token_calls) == 1
+    now[0] += ECR_MIN_REUSE
+    login.current()
+    assert len(token_calls) == 2
+
+
 def test_an_expired_login_is_not_asked_for_on_every_request(token_calls: list[str]) -> None:
     """moto's tokens expired in 2015: the helper still asks AWS at most once a minute."""
     now = [_moto_expiry() + 86400]

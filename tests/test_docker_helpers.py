@@ -222,6 +222,6 @@ def test_not_found_is_anonymous_and_garbage_is_an_error(helper: Helper) -> None:
     # The login is kept until refused: then the helper is asked again.
     helper.plan({}, {"Username": "u", "Secret": "one"}, {"Username": "u", "Secret": "two"})
     found = HelperLogin(HELPER, "registry.example")
-    assert [found.current().password, found.current().password] == ["one", "one"]  # type: ignore[union-attr]
+    assert [found.current(), found.current()] == [Credentials("u", "one")] * 2
     found.refused()
     assert found.current() == Credentials("u", "two")

@@ -75,6 +75,9 @@ def test_gc_removes_what_no_index_reaches(registry: RegistryServer, tmp_path: Pa
 
     young = run_gc(config)  # the default grace (24h) spares blobs written just now
     assert young.code == 0 and "gc: removed 0 blobs" in young.stdout, young.output
+    assert f"; 3 blobs ({human_size(size)}) that no index.json reaches kept for --grace" in (
+        young.stdout
+    )
 
     files = _files(root)
     dry = run_gc(config, "--dry-run", "--grace", "0s")

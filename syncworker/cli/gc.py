@@ -64,11 +64,20 @@ def run(args: argparse.Namespace) -> int:
     repos = len({r.repo for r in done.removed})
     print(
         f"gc: {verb} {len(done.removed)} blobs ({human_size(done.bytes)}) of {repos}"
-        f" repositories; {len(done.skipped)} repositories skipped"
+        f" repositories; {len(done.skipped)} repositories skipped" + _spared(done.spared)
     )
     for repo, reason in sorted(done.skipped.items()):
         print(f"  SKIPPED {repo}: {reason}")
     return 1 if done.skipped else 0
+
+
+def _spared(spared: list[Removed]) -> str:
+    """The blobs no index.json reaches that --grace kept: why a gc right after a prune
+    frees less than the prune reported."""
+    if not spared:
+        return ""
+    size = human_size(sum(r.size for r in spared))
+    return f"; {len(spared)} blobs ({size}) that no index.json reaches kept for --grace"
 
 
 def _collect(args: argparse.Namespace, runtime: Runtime, grace: timedelta) -> Collected:

@@ -57,10 +57,12 @@ class Removed:
 class Collected:
     """What a collection removed (or would have, ``dry_run``), and the repositories it
     left alone or could not finish, with why. A repository that failed part-way has what
-    it removed before the failure counted here."""
+    it removed before the failure counted here. ``spared``: the blobs no ``index.json``
+    reaches that ``grace`` kept (young, or in the tree of a young manifest)."""
 
     removed: list[Removed] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    spared: list[Removed] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -88,7 +90,7 @@ def collect(
     for repo in store.repositories():
         try:
             with lock(repo):
-                _Repo(store, repo, expected).collect(grace, dry_run, removed)
+                done.spared += _Repo(store, repo, expected).collect(grace, dry_run, removed)
         except SyncworkerError as exc:
             done.skipped[repo] = str(exc)
             log.warning("gc: %s skipped: %s", repo, exc)
@@ -108,7 +110,10 @@ class _Repo:
         self._blobs: set[Digest] = set()
         self.reached: set[Digest] = set()
 
-    def collect(self, grace: float, dry_run: bool, removed: Callable[[Removed], None]) -> None:
+    def collect(
+        self, grace: float, dry_run: bool, removed: Callable[[Removed], None]
+    ) -> list[Removed]:
+        """Remove the garbage; return the unreached blobs that ``grace`` spared."""
         self._mark(e.descriptor.digest for e in self._store.index(self._repo))
         blobs = self._store.blob_ages(self._repo)
         self._listed = {digest for digest, _, _ in blobs}
@@ -120,6 +125,7 @@ class _Repo:
             if not dry_run:
                 self._store.delete_blob(self._repo, digest)
             removed(Removed(self._repo, digest, garbage[digest]))
+        return [Removed(self._repo, d, size) for d, size, _ in unreached if d not in garbage]
 
     def _mark(self, roots: Iterable[Digest], *, spared: bool = False) -> None:
         """Mark ``roots`` (manifests) and their trees. A manifest that is absent or

@@ -166,9 +166,12 @@ def test_a_presigned_redirect_is_logged_without_its_signature(
             assert response.body == b"blob"
         stack.close()
     text = caplog.text
-    target = rf"{re.escape(url)}/bucket/blob\?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED"
+    # REDACTED by the URL's own redaction; *** when a handler's filter redacts the line
+    # again (an earlier in-process run installed it on the root logger).
+    hidden = r"(?:REDACTED|\*\*\*)"
+    target = rf"{re.escape(url)}/bucket/blob\?X-Amz-Credential={hidden}&X-Amz-Signature={hidden}"
     assert re.search(
         rf"GET {re.escape(url)}/v2/a/blobs/sha256:00: 307, following to {target}", text
     )
-    assert re.search(rf"GET {target}&X-Amz-Expires=REDACTED: 200, 4 bytes, \d+ ms", text), text
+    assert re.search(rf"GET {target}&X-Amz-Expires={hidden}: 200, 4 bytes, \d+ ms", text), text
     assert_no_secret([text], "AKIDLEAK", "5ec2e7519a7beef")

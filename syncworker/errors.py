@@ -20,6 +20,7 @@
     ├── ClaimError               the destination repository mirrors another source
     ├── CoordError               Redis is unreachable or answered with an error
     ├── LockBusy                 a lock stayed held by another holder past the caller's wait
+    ├── PullDeferred             the upstream's pull budget is spent: deferred, not failed
     └── RequestError             an HTTP API request we refuse (malformed, unknown registry)
 
 Third-party exceptions are translated into these in exactly one place per dependency:
@@ -30,6 +31,7 @@ Whether an error is worth trying again is decided from what it carries, in one p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "LockBusy",
     "MalformedResponseError",
     "NotFoundError",
+    "PullDeferred",
     "ReferenceCycleError",
     "RegistryError",
     "RequestError",
@@ -194,6 +197,16 @@ class LockBusy(SyncworkerError):
     def __init__(self, key: str, waited: float | None) -> None:
         super().__init__(f"lock {key} is held by another worker (waited {waited or 0:g}s)")
         self.key = key
+
+
+class PullDeferred(SyncworkerError):
+    """A manifest GET not sent: the upstream's pull budget is spent (or down to its
+    reserve) until ``refill_at`` (Unix time). What needs it is deferred, not failed."""
+
+    def __init__(self, what: str, refill_at: float) -> None:
+        when = time.strftime("%H:%M:%S UTC", time.gmtime(refill_at))
+        super().__init__(f"{what}: deferred, the pull budget refills at {when}")
+        self.refill_at = refill_at
 
 
 class RequestError(SyncworkerError):

@@ -16,8 +16,8 @@ import pytest
 
 from syncworker.coord import Coordinator
 from syncworker.registry import ClientOptions, Deadline, RegistryClient
-from syncworker.registry.gates import Gates
-from syncworker.registry.limits import Limiter, LocalLimiter, LocalLimiters, new_token
+from syncworker.registry.gates import Gates, LocalLimiters
+from syncworker.registry.limits import Limiter, LocalLimiter, new_token
 from syncworker.registry.stack import Stack
 from syncworker.registry.stats import ClientStats
 from tests.support.hostile import Answer, HostileRegistry

@@ -39,6 +39,8 @@ COMMANDS = {
 }
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+# `sync`: nothing failed, but an upstream's pull budget deferred something.
+EXIT_DEFERRED = 3
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # -vv: DEBUG logging and Python tracebacks.
 TRACEBACK_VERBOSITY = 2

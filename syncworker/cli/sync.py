@@ -11,8 +11,9 @@ import threading
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, TextIO
 
+from syncworker.cli import EXIT_DEFERRED, EXIT_FAILURES, EXIT_OK
 from syncworker.cli.plans import print_plan, print_pruned
-from syncworker.cli.units import human_size
+from syncworker.cli.units import human_size, utc
 from syncworker.config import load_config
 from syncworker.engine import NO_EVENTS, Events, RepoResult, RunSummary, run_registries
 from syncworker.observe.fanout import Fanout
@@ -87,7 +88,15 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         print_summary(summary, sys.stdout)
-    return 1 if summary.failures else 0
+    return exit_code(summary)
+
+
+def exit_code(summary: RunSummary) -> int:
+    """1 when something failed; else 3 when something was deferred for an upstream's pull
+    budget (run again once it refills); else 0."""
+    if summary.failures:
+        return EXIT_FAILURES
+    return EXIT_DEFERRED if summary.deferred else EXIT_OK
 
 
 def print_summary(summary: RunSummary, out: TextIO) -> None:
@@ -102,6 +111,12 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
     )
     for failure in summary.failures:
         print(f"  FAILED {failure}", file=out)
+    for registry, deferred in sorted(summary.deferred.items()):
+        print(
+            f"  DEFERRED {registry}: {deferred.tags} tags, its pull budget refills at "
+            f"{utc(deferred.refill_at)}",
+            file=out,
+        )
     for result in skipped:
         print(f"  SKIPPED {result.registry}/{result.upstream_repo}: {result.skip_reason}", file=out)
     print_pruned(summary.noted, out)
@@ -130,6 +145,10 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
         "skipped": [
             {"registry": r.registry, "repository": r.upstream_repo, "reason": r.skip_reason}
             for r in summary.repos_skipped
+        ],
+        "deferred": [
+            {"registry": registry, "tags": d.tags, "refill_at": utc(d.refill_at)}
+            for registry, d in sorted(summary.deferred.items())
         ],
     }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["human_size"]
+import time
+
+__all__ = ["human_size", "utc"]
 
 
 def human_size(n: int) -> str:
@@ -13,3 +15,8 @@ def human_size(n: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def utc(when: float) -> str:
+    """A Unix time as ISO 8601 in UTC, to the second: ``2026-12-07T04:10:00Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from syncworker.config.model import Config
 from syncworker.config.syncextension import RegistryConfig
 from syncworker.engine import NO_EVENTS, Events, Locks, Mirror, Upstream
-from syncworker.registry.limits import Limiters
+from syncworker.registry.gates import Limiters
 from syncworker.store import Store
 
 __all__ = ["build_mirror", "upstream"]

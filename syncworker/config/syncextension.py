@@ -3,7 +3,7 @@
 zot's keys and meanings (``pkg/extensions/config/sync/config.go``) are accepted unchanged.
 Keys zot has that syncworker does not act on are accepted and ignored, each noted below,
 so a zot config loads as it is. Ours, under the same registry entry: ``name``, ``repos``,
-``platforms``, ``schedule``, ``prune``, ``downloadRate``.
+``platforms``, ``schedule``, ``prune``, ``downloadRate``, ``pullBudgetReserve``.
 """
 
 from __future__ import annotations
@@ -93,6 +93,9 @@ class RegistryConfig(ConfigModel):
     req_concurrent: int | None = Field(None, ge=0)
     # ours: bytes per second read from this upstream, for the whole cluster; absent: no cap.
     download_rate: ByteSize | None = None
+    # ours: pulls of the budget an upstream declares (Docker Hub's ratelimit-remaining)
+    # left unspent, for other users of the same login.
+    pull_budget_reserve: int = Field(0, ge=0)
     # Accepted for zot compatibility, not acted on: `syncworker serve` pulls through only
     # what the store lacks and never checks a stored tag upstream on a pull, the scheduled
     # syncs keep it current (manifestCheckInterval); syncworker sizes its own pools and
@@ -195,6 +198,8 @@ class RegistryConfig(ConfigModel):
             given["req_concurrent"] = self.req_concurrent
         if self.download_rate is not None:
             given["download_rate"] = self.download_rate
+        if self.pull_budget_reserve:
+            given["pull_budget_reserve"] = self.pull_budget_reserve
         return ClientOptions(**given)
 
 

@@ -9,6 +9,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from syncworker.coord.redisbudget import RedisPullBudget, RedisPullBudgets
 from syncworker.coord.claims import Claims
 from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
@@ -60,6 +61,7 @@ class Coordinator:
         self._runs = Runs(client, self._keys, self._where)
         self._walks = Walks(client, self._keys, self._where)
         self._limits = RedisLimits(client, self._keys, self._where)
+        self._budgets = RedisPullBudgets(client, self._keys, self._where)
         self._hints = Hints(client, self._keys, self._where)
         self._requests = Requests(client, self._keys, self._where)
         self._claims = Claims(client, self._keys, self._where)
@@ -213,6 +215,10 @@ class Coordinator:
     ) -> RedisLimiter:
         """The cluster-wide budget of upstream ``registry``; see :class:`RedisLimiter`."""
         return self._limits.limiter(registry, req_per_sec, max_concurrent)
+
+    def pull_budget(self, registry: str, identity: str) -> RedisPullBudget:
+        """The cluster-wide pull budget of login ``identity`` on ``registry``."""
+        return self._budgets.pull_budget(registry, identity)
 
     def bandwidth(self, registry: str, bytes_per_sec: int) -> RedisBandwidth:
         """The cluster-wide download rate cap of ``registry``; see :class:`RedisBandwidth`."""

@@ -107,6 +107,17 @@ key                                        type    owner        TTL
 ``{p}:limit:{reg}:bytes``                  string  redislimits  BURST + 1 s past it; Redis-time
                                                                 ms of the download rate cap's
                                                                 next free instant
+``{p}:budget:{reg}:{identity}``            hash    redisbudget  a window + 60 s from each
+                                                                answer (a day: no budget);
+                                                                the pull budget of a login
+                                                                (``{identity}``: its name
+                                                                hashed, ``anonymous`` or
+                                                                ``helper``): remaining (-1:
+                                                                none), limit, window, refill,
+                                                                lowered (when it last fell)
+``{p}:budget:{reg}:{identity}:flight``     zset    redisbudget  FLIGHT_LEASE; a member per
+                                                                manifest GET in flight, scored
+                                                                by its lease's end (ms)
 ``{p}:redbeat``                            prefix  RedBeat      RedBeat's own keys start with
                                                                 it (worker/settings.py hands it
                                                                 over): ``:schedule``,
@@ -260,6 +271,13 @@ class Keys:
 
     def limit_bytes(self, registry: str) -> str:
         return self._key("limit", registry, "bytes")
+
+    # redisbudget.py
+    def budget(self, registry: str, identity: str) -> str:
+        return self._key("budget", registry, identity)
+
+    def budget_flight(self, registry: str, identity: str) -> str:
+        return self._key("budget", registry, identity, "flight")
 
     # worker/settings.py: the prefix RedBeat builds its keys under (it appends to it).
     def redbeat(self) -> str:

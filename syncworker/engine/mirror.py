@@ -30,9 +30,9 @@ from syncworker.engine.upstream import Upstream
 from syncworker.errors import ClaimError, ConfigError, ContentError, SyncworkerError
 from syncworker.oci import Platform, Reference, validate_repository
 from syncworker.registry import Deadline, RegistryClient
+from syncworker.registry.budget import identity_of
 from syncworker.registry.catalog import MAX_PAGE_SIZE
-from syncworker.registry.gates import gates_for
-from syncworker.registry.limits import Limiters, LocalLimiters
+from syncworker.registry.gates import Limiters, LocalLimiters, gates_for
 from syncworker.store import Source, Store, held
 from syncworker.waits import REPO_WAIT
 
@@ -106,7 +106,8 @@ class Mirror:
             client = self._clients.get(registry)
             if client is None:
                 up = self.upstream(registry)
-                gates = gates_for(self._limiters, registry, up.options)
+                login = next(iter(up.credentials.values()), None)
+                gates = gates_for(self._limiters, registry, up.options, identity_of(login))
                 hook = self._events.requests(registry)
                 client = RegistryClient(up.urls, up.credentials, up.options, gates=gates, hook=hook)
                 self._clients[registry] = client

@@ -37,6 +37,7 @@ from syncworker.engine.results import Failure, RepoResult
 from syncworker.engine.sinks import Fetched, Sink
 from syncworker.errors import (
     NotFoundError,
+    PullDeferred,
     ReferenceCycleError,
     SyncworkerError,
 )
@@ -375,6 +376,12 @@ class RepoJob:
     # -- failures ---------------------------------------------------------------------
 
     def _fail(self, tag: str | None, exc: SyncworkerError) -> None:
+        if isinstance(exc, PullDeferred):
+            # Not a failure: the next run (or the resend when the budget refills) takes it.
+            log.info("%s/%s: %s", self.registry, self.upstream_repo, exc)
+            with self._lock:
+                self.result.defer(tag or self.upstream_repo, exc.refill_at)
+            return
         self._record(tag, exc)
         if tag is not None:
             self._image_done("failed")

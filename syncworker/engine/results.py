@@ -46,10 +46,19 @@ class RepoResult:
     #: Why the repository was left alone without being a failure: the catalog lists it but
     #: it has no tags (what a push that failed part-way leaves upstream). None otherwise.
     skip_reason: str | None = None
+    #: Tags left for later because the upstream's pull budget was spent (not failures),
+    #: and when the budget refills (Unix time; the latest such time).
+    deferred: list[str] = field(default_factory=list)
+    refill_at: float | None = None
 
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def defer(self, name: str, refill_at: float) -> None:
+        """``name`` needs a pull the budget does not have before ``refill_at``."""
+        self.deferred.append(name)
+        self.refill_at = max(self.refill_at or refill_at, refill_at)
 
     def add_copy(self, name: str, stats: BlobStats) -> None:
         """``name`` (a tag, or an untagged digest) copied, at the cost of ``stats``."""

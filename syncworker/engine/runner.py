@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 from syncworker.engine.mirror import Mirror
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.errors import SyncworkerError
 
-__all__ = ["AHEAD_PER_THREAD", "RunSummary", "run_registries"]
+__all__ = ["AHEAD_PER_THREAD", "Deferred", "RunSummary", "run_registries"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,13 @@ log = logging.getLogger(__name__)
 # Repositories handed to the thread pool and not finished, per thread: enough that a
 # thread never waits for the walk, few enough that the run holds a page of names at most.
 AHEAD_PER_THREAD = 2
+
+
+class Deferred(NamedTuple):
+    """What one registry's pull budget held back: tags, and when it refills (Unix time)."""
+
+    tags: int
+    refill_at: float
 
 
 @dataclass(slots=True)
@@ -46,6 +54,9 @@ class RunSummary:
     noted: list[RepoResult] = field(default_factory=list)
     elapsed: float = 0.0
     keep_all: bool = False
+    #: Per registry, the tags deferred for its pull budget and when it refills (the
+    #: latest such time).
+    deferred: dict[str, Deferred] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, result: RepoResult) -> None:
@@ -58,6 +69,11 @@ class RunSummary:
             self.bytes_copied += result.bytes_copied
             self.blobs_fetched += result.blobs_fetched
             self.failures.extend(result.failures)
+            if result.deferred and result.refill_at is not None:
+                before = self.deferred.get(result.registry, Deferred(0, result.refill_at))
+                self.deferred[result.registry] = Deferred(
+                    before.tags + len(result.deferred), max(before.refill_at, result.refill_at)
+                )
             if self.keep_all or result.pruned or result.skip_reason is not None:
                 self.noted.append(result)
 

@@ -1,17 +1,21 @@
 """What one upstream's traffic passes through besides the protocol: its request budget
-(:mod:`.limits`) and its download rate cap (:mod:`.bandwidth`), each shared with every
-other client of the same upstream. An upstream without a setting gets no gate for it, so
-its requests pay nothing."""
+(:mod:`.limits`), its download rate cap (:mod:`.bandwidth`) and the pull budget of its
+login (:mod:`.budget`), each shared with every other client of the same upstream. An
+upstream without a setting gets no gate for it, so its requests pay nothing; every
+upstream has a pull budget gate, which asks nothing once an answer shows it has none."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Protocol
 
-from syncworker.registry.bandwidth import Bandwidth
-from syncworker.registry.limits import Limiter, Limiters
+from syncworker.registry.bandwidth import Bandwidth, LocalBandwidth
+from syncworker.registry.budget import LocalPullBudget, PullBudget
+from syncworker.registry.limits import Limiter, LocalLimiter
 from syncworker.registry.options import ClientOptions
 
-__all__ = ["NO_GATES", "Gates", "gates_for"]
+__all__ = ["NO_GATES", "Gates", "Limiters", "LocalLimiters", "gates_for"]
 
 
 @dataclass(frozen=True)
@@ -20,13 +24,61 @@ class Gates:
 
     limiter: Limiter | None = None
     bandwidth: Bandwidth | None = None
+    budget: PullBudget | None = None
 
 
 NO_GATES = Gates()
 
 
-def gates_for(limiters: Limiters, registry: str, options: ClientOptions) -> Gates:
-    """The gates of upstream ``registry`` its ``options`` ask for, from ``limiters`` (this
+class Limiters(Protocol):
+    """Makes the limiter and the bandwidth cap of each upstream; the same name gets the
+    same shared budget."""
+
+    def limiter(
+        self, registry: str, req_per_sec: float | None, max_concurrent: int | None
+    ) -> Limiter: ...
+
+    def bandwidth(self, registry: str, bytes_per_sec: int) -> Bandwidth: ...
+
+    def pull_budget(self, registry: str, identity: str) -> PullBudget: ...
+
+
+class LocalLimiters:
+    """:class:`Limiters` for one process (``syncworker sync`` without Redis)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._made: dict[str, LocalLimiter] = {}
+        self._bandwidths: dict[str, LocalBandwidth] = {}
+        self._budgets: dict[tuple[str, str], LocalPullBudget] = {}
+
+    def limiter(
+        self, registry: str, req_per_sec: float | None, max_concurrent: int | None
+    ) -> Limiter:
+        with self._guard:
+            found = self._made.get(registry)
+            if found is None:
+                found = self._made[registry] = LocalLimiter(req_per_sec, max_concurrent)
+            return found
+
+    def bandwidth(self, registry: str, bytes_per_sec: int) -> Bandwidth:
+        with self._guard:
+            found = self._bandwidths.get(registry)
+            if found is None:
+                found = self._bandwidths[registry] = LocalBandwidth(bytes_per_sec)
+            return found
+
+    def pull_budget(self, registry: str, identity: str) -> PullBudget:
+        with self._guard:
+            found = self._budgets.get((registry, identity))
+            if found is None:
+                found = self._budgets[registry, identity] = LocalPullBudget()
+            return found
+
+
+def gates_for(limiters: Limiters, registry: str, options: ClientOptions, identity: str) -> Gates:
+    """The gates of upstream ``registry`` its ``options`` ask for, and the pull budget of
+    the login ``identity`` (:func:`~.budget.identity_of`), from ``limiters`` (this
     process's, or the cluster's in Redis)."""
     limiter = None
     if options.limited:
@@ -34,4 +86,4 @@ def gates_for(limiters: Limiters, registry: str, options: ClientOptions) -> Gate
     bandwidth = None
     if options.download_rate is not None:
         bandwidth = limiters.bandwidth(registry, options.download_rate)
-    return Gates(limiter, bandwidth)
+    return Gates(limiter, bandwidth, limiters.pull_budget(registry, identity))

@@ -2,8 +2,8 @@
 
 zot's ``reqPerSec`` and our ``maxConcurrentRequests`` hold for every request sent to one
 upstream's own URLs, whoever sends it: a :class:`Limiter` is shared by every thread of a
-process (:class:`LocalLimiters`) or, through Redis, by every worker of a cluster
-(``syncworker.coord``'s ``Coordinator.limiter``). A ``429`` (or a ``503`` with
+process (``LocalLimiters`` in :mod:`.gates`) or, through Redis, by every worker of a
+cluster (``syncworker.coord``'s ``Coordinator.limiter``). A ``429`` (or a ``503`` with
 ``Retry-After``) seen by one sender pauses the upstream for all of them.
 
 The protocol lives here, below the engine, because the client's rate layer
@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from syncworker.registry.addresses import Origins
-from syncworker.registry.bandwidth import Bandwidth, LocalBandwidth
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.http import Handler, Request, Response
 from syncworker.registry.requestlog import log
@@ -38,9 +37,7 @@ from syncworker.retry import MAX_RETRY_DELAY
 __all__ = [
     "DEFAULT_PAUSE",
     "LocalLimiter",
-    "LocalLimiters",
     "Limiter",
-    "Limiters",
     "RateLimit",
     "SLOT_POLL",
     "new_token",
@@ -76,17 +73,6 @@ class Limiter(Protocol):
     def pause(self, seconds: float) -> None:
         """No turn for anyone during the next ``seconds`` (a pause never shortens one)."""
         ...
-
-
-class Limiters(Protocol):
-    """Makes the limiter and the bandwidth cap of each upstream; the same name gets the
-    same shared budget."""
-
-    def limiter(
-        self, registry: str, req_per_sec: float | None, max_concurrent: int | None
-    ) -> Limiter: ...
-
-    def bandwidth(self, registry: str, bytes_per_sec: int) -> Bandwidth: ...
 
 
 class RateLimit:
@@ -200,28 +186,3 @@ class LocalLimiter:
             return
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock() + seconds)
-
-
-class LocalLimiters:
-    """:class:`Limiters` for one process (``syncworker sync`` without Redis)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._made: dict[str, LocalLimiter] = {}
-        self._bandwidths: dict[str, LocalBandwidth] = {}
-
-    def limiter(
-        self, registry: str, req_per_sec: float | None, max_concurrent: int | None
-    ) -> Limiter:
-        with self._guard:
-            found = self._made.get(registry)
-            if found is None:
-                found = self._made[registry] = LocalLimiter(req_per_sec, max_concurrent)
-            return found
-
-    def bandwidth(self, registry: str, bytes_per_sec: int) -> Bandwidth:
-        with self._guard:
-            found = self._bandwidths.get(registry)
-            if found is None:
-                found = self._bandwidths[registry] = LocalBandwidth(bytes_per_sec)
-            return found

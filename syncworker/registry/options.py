@@ -38,6 +38,8 @@ class ClientOptions:
     #: Our downloadRate: bytes per second read from this upstream, for all its readers
     #: together (see ``bandwidth``); None: no cap.
     download_rate: int | None = None
+    #: Our pullBudgetReserve: pulls of the upstream's declared budget left unspent.
+    pull_budget_reserve: int = 0
 
     @property
     def limited(self) -> bool:

@@ -4,8 +4,8 @@ scope, a response back.
 
 Outermost first (each a :class:`~.http.Handler` wrapping the next; see :mod:`.http`)::
 
-    Failover → Retry → Statuses → Auth → Redirects → RateLimit (when limited)
-    → Throttle (with a download rate cap) → RequestLog → Pool
+    Failover → Retry → Statuses → Auth → Redirects → Budget (the login's pulls)
+    → RateLimit (when limited) → Throttle (with a download rate cap) → RequestLog → Pool
 
 The shared budgets of the upstream (:class:`~.gates.Gates`) decide which of the optional
 layers are there.
@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from syncworker.registry.addresses import Origins
 from syncworker.registry.authorizer import Auth, CredentialsArg, logins_by_origin
 from syncworker.registry.bandwidth import Throttle
+from syncworker.registry.budget import Budget
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.failover import Failover
 from syncworker.registry.gates import NO_GATES, Gates
@@ -67,6 +68,9 @@ class Stack:
             handler = Throttle(handler, gates.bandwidth, stats, sleep)
         if gates.limiter is not None:
             handler = RateLimit(handler, gates.limiter, origins, stats, sleep)
+        if gates.budget is not None:
+            reserve = options.pull_budget_reserve
+            handler = Budget(handler, gates.budget, origins, reserve, sleep)
         handler = Redirects(handler, self._pool.admit)
         logins = logins_by_origin(bases, credentials)
         handler = Auth(handler, origins, logins, self._pool.admit, clock)

@@ -156,6 +156,11 @@ class FaultProxy:
                 return None
             return self._rng.choice(allowed)
 
+    def extra_headers(self) -> list[tuple[str, str]]:
+        """Headers added to the answer of the request :meth:`draw` was last called for
+        in this thread (none here; a stub imitating an upstream adds its own)."""
+        return []
+
     def count(self, fault: Fault) -> None:
         with self._lock:
             self._counts[fault] += 1
@@ -252,6 +257,8 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             if fault is Fault.THROTTLE:
                 self.send_header("Retry-After", str(proxy.retry_after))
+            for name, value in proxy.extra_headers():
+                self.send_header(name, value)
             self.end_headers()
             if self.command == "GET":
                 self.wfile.write(body)
@@ -291,6 +298,8 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
                     self.send_header(name, value)
             self.send_header("Content-Length", str(length))
+            for name, value in proxy.extra_headers():
+                self.send_header(name, value)
             self.end_headers()
             complete = True
             if self.command == "GET" and length > 0:

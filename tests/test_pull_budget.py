@@ -1,0 +1,129 @@
+"""The pull budget below the end-to-end tests: Docker Hub's headers read; the budget's
+contract, the same for one process and for Redis (a pull per GET in flight, answers noted
+in any order, the reserve, the refill, one sender finding out an unknown budget)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from syncworker.coord import Coordinator
+from syncworker.registry.auth import Credentials
+from syncworker.registry.budget import (
+    PROBE,
+    Headers,
+    LocalPullBudget,
+    PullBudget,
+    identity_of,
+    parse_headers,
+)
+
+
+@pytest.mark.parametrize(
+    ("headers", "seen"),
+    [
+        ({"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "76;w=21600"}, (100, 76, 21600)),
+        ({"RateLimit-Limit": "5; w=60", "RateLimit-Remaining": "0;w=60"}, (5, 0, 60)),
+        ({"ratelimit-limit": "100;w=21600"}, None),
+        ({"ratelimit-limit": "lots", "ratelimit-remaining": "3;w=1"}, None),
+        ({"ratelimit-limit": "100", "ratelimit-remaining": "3"}, None),  # no window
+    ],
+)
+def test_docker_hubs_headers(headers: dict[str, str], seen: tuple[int, int, int] | None) -> None:
+    import urllib3
+
+    assert parse_headers(urllib3.HTTPHeaderDict(headers)) == seen
+
+
+def test_identity_names_no_login() -> None:
+    assert identity_of(None) == "anonymous"
+    named = identity_of(Credentials("alice", "s3cret"))
+    assert "alice" not in named and "s3cret" not in named
+    assert (
+        named == identity_of(Credentials("alice", "other")) != identity_of(Credentials("bob", "x"))
+    )
+
+
+@pytest.fixture(params=["local", "redis"])
+def budget(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> Iterator[PullBudget]:
+    if request.param == "local":
+        yield LocalPullBudget()
+        return
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield Coordinator(client, redis_prefix).pull_budget("hub", "anonymous")
+    finally:
+        client.close()
+
+
+def test_one_sender_finds_out_an_unknown_budget(budget: PullBudget) -> None:
+    assert budget.take("a", 0) == PROBE
+    assert budget.take("b", 0) == -1  # a waits for a's answer
+    budget.note("a", Headers(3, 3, 60), time.time())
+    assert budget.take("b", 0) == 0
+
+
+def test_pulls_in_flight_count_until_answered(budget: PullBudget) -> None:
+    assert budget.take("probe", 0) == PROBE
+    budget.note("probe", Headers(3, 3, 60), time.time())
+    assert [budget.take(t, 0) for t in "abc"] == [0, 0, 0]
+    refused = budget.take("d", 0)
+    assert refused > time.time() + 50  # refills a window after a pull, not before
+    budget.note("a", Headers(3, 2, 60), time.time())
+    assert budget.take("d", 0) > 0  # b and c are still in flight
+
+
+def test_an_older_answer_noted_late_does_not_raise_the_count(budget: PullBudget) -> None:
+    sent = time.time() - 5
+    assert budget.take("probe", 0) == PROBE
+    budget.note("probe", Headers(3, 3, 60), sent)
+    assert [budget.take(t, 0) for t in "abc"] == [0, 0, 0]
+    budget.note("c", Headers(3, 0, 60), sent)
+    budget.note("a", Headers(3, 2, 60), sent)  # computed first, come back last
+    budget.note("b", Headers(3, 1, 60), sent)
+    assert budget.take("d", 0) > 0
+
+
+def test_a_later_answer_sees_an_early_refill(budget: PullBudget) -> None:
+    assert budget.take("probe", 0) == PROBE
+    budget.note("probe", Headers(3, 0, 60), time.time() - 5)
+    assert budget.take("a", 0) > 0
+    budget.note(None, Headers(3, 3, 60), time.time() + 2)  # a HEAD sent after a refill
+    assert budget.take("a", 0) == 0
+
+
+def test_the_reserve_stays_unspent(budget: PullBudget) -> None:
+    assert budget.take("probe", 2) == PROBE
+    budget.note("probe", Headers(5, 3, 60), time.time())
+    assert budget.take("a", 2) == 0
+    assert budget.take("b", 2) > 0
+
+
+def test_an_upstream_without_a_budget_is_never_held(budget: PullBudget) -> None:
+    assert budget.take("probe", 0) == PROBE
+    budget.unlimited("probe")
+    assert [budget.take(t, 0) for t in "abcdef"] == [0] * 6
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_budget_refills_a_window_after_the_last_pull() -> None:
+    clock = Clock()
+    budget = LocalPullBudget(clock)
+    assert budget.take("probe", 0) == PROBE
+    budget.note("probe", Headers(2, 1, 60), clock.now)
+    assert budget.take("a", 0) == 0
+    budget.note("a", Headers(2, 0, 60), clock.now)
+    assert budget.take("b", 0) == clock.now + 60
+    clock.now += 60
+    assert budget.take("b", 0) == 0

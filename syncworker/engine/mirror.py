@@ -106,7 +106,7 @@ class Mirror:
             client = self._clients.get(registry)
             if client is None:
                 up = self.upstream(registry)
-                login = next(iter(up.credentials.values()), None)
+                login = next(iter((up.credentials or {}).values()), None)
                 gates = gates_for(self._limiters, registry, up.options, identity_of(login))
                 hook = self._events.requests(registry)
                 client = RegistryClient(up.urls, up.credentials, up.options, gates=gates, hook=hook)

@@ -9,10 +9,10 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from syncworker.coord.redisbudget import RedisPullBudget, RedisPullBudgets
 from syncworker.coord.claims import Claims
 from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
+from syncworker.coord.redisbudget import RedisPullBudget, RedisPullBudgets
 from syncworker.coord.redisclient import describe_client, redact_url, redis_errors
 from syncworker.coord.redislimits import RedisBandwidth, RedisLimiter, RedisLimits
 from syncworker.coord.redislocks import RedisLocks

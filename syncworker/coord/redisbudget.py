@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import redis
 
-from syncworker.coord.redisclient import LuaArg, Part, translated
 from syncworker.coord.keys import Keys
+from syncworker.coord.redisclient import LuaArg, Part, translated
 from syncworker.coord.scripts import register
 
 __all__ = ["CLOCK_SKEW_MS", "FLIGHT_LEASE", "RedisPullBudget", "RedisPullBudgets"]

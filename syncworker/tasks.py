@@ -32,7 +32,14 @@ from syncworker.runs.sweep import stalled
 from syncworker.waits import TASK_REPO_WAIT, WALK_AHEAD_WAIT
 from syncworker.worker.checks import check_args
 from syncworker.worker.policy import SyncTask
-from syncworker.worker.send import queue_length, send, send_each, start_sweep, sweep_interval
+from syncworker.worker.send import (
+    queue_length,
+    send,
+    send_at,
+    send_each,
+    start_sweep,
+    sweep_interval,
+)
 from syncworker.worker.state import WorkerState, config_of, worker_state
 from syncworker.worker.tasknames import (
     QUEUE_REPO,
@@ -219,7 +226,14 @@ def sync_repo(
     listed = run_id is not None
     with state.live.track(registry, repo, run_id) as live:
         result = state.mirror.sync_repo(registry, repo, lock_wait=TASK_REPO_WAIT, listed=listed)
-    if run_id:
+    if run_id and result.ok and result.refill_at is not None:
+        # The upstream's pull budget deferred some tags: the repository is counted by the
+        # message sent for when it refills, not by a worker waiting for it.
+        log.info(
+            "%s/%s: %d tags deferred for the pull budget", registry, repo, len(result.deferred)
+        )
+        send_at(self.app, TASK_SYNC_REPO, [registry, repo, run_id], result.refill_at)
+    elif run_id:
         record_repo(state.coord, run_id, result, clear_live=live.written)
     return summarize(result)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "publishing",
     "queue_length",
     "send",
+    "send_at",
     "send_each",
     "start_sweep",
     "sweep_interval",
@@ -85,6 +87,15 @@ def start_sweep(app: Celery, registry: str, run_id: str, previous: str | None = 
     """Look at ``run_id`` again in one sweep interval (runs/sweep.py)."""
     args = [registry, run_id, previous]
     send(app, TASK_SWEEP, args, countdown=sweep_interval(app), ignore_result=True)
+
+
+def send_at(app: Celery, task: str, args: list[Any], when: float) -> None:
+    """Publish ``task`` to run at Unix time ``when``, or sooner: a countdown message waits
+    unacknowledged in a worker, so one is never held past half the visibility timeout (it
+    would be handed out again); the task finds out whether it is time yet."""
+    visibility = app.conf.broker_transport_options.get("visibility_timeout", VISIBILITY_TIMEOUT)
+    countdown = min(max(when - time.time(), 0.0), float(visibility) / 2)
+    send(app, task, args, countdown=countdown, ignore_result=True)
 
 
 def sweep_interval(app: Celery) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,18 @@ def settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
         server.close()
 
 
-def _sync(tmp_path: Path, hub: PullCounter, settings: dict[str, Any], **more: Any) -> SyncRun:
+def _sync(
+    tmp_path: Path,
+    hub: PullCounter,
+    settings: dict[str, Any],
+    flags: Sequence[str] = (),
+    **more: Any,
+) -> SyncRun:
     config = write_sync_config(
         tmp_path, tmp_path / "store", [{"urls": [hub.url], "name": "hub", **more}],
         settings=settings,
     )  # fmt: skip
-    return run_sync(config)
+    return run_sync(config, *flags)
 
 
 def _deferred_line(run: SyncRun) -> str:
@@ -98,8 +104,14 @@ def test_the_reserve_is_left_unspent(
     upstream: tuple[RegistryServer, Corpus], tmp_path: Path
 ) -> None:
     server, _ = upstream
+    metrics = tmp_path / "metrics.prom"
     with PullCounter(server.url, limit=LIMIT, window=HOUR) as hub:
-        run = _sync(tmp_path, hub, {"concurrency": 4}, pullBudgetReserve=3)
+        run = _sync(
+            tmp_path, hub, {"concurrency": 4}, ["--metrics-file", str(metrics)],
+            pullBudgetReserve=3,
+        )  # fmt: skip
         assert run.code == 3, run.output[-3000:]
         assert (hub.counted, hub.refused) == (LIMIT - 3, 0)
         assert f"hub: {MANIFESTS - LIMIT + 3} tags" in _deferred_line(run)
+    # The gauge holds what the last answer declared: the reserve, left unspent.
+    assert 'syncworker_upstream_pull_budget_remaining{registry="hub"} 3.0' in metrics.read_text()

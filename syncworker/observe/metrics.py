@@ -87,6 +87,13 @@ LAST_SUCCESS = Gauge(
     ["registry"],
     multiprocess_mode="max",
 )
+PULL_BUDGET = Gauge(
+    "syncworker_upstream_pull_budget_remaining",
+    "Pulls left of the upstream's budget (Docker Hub's ratelimit-remaining), as its last "
+    "answer declared",
+    ["registry"],
+    multiprocess_mode="mostrecent",
+)
 SERVED = Counter(
     "syncworker_serve_requests_total",
     "Requests answered by `syncworker serve`, by route (distribution's handler names: base, "
@@ -108,7 +115,7 @@ FILLS = Counter(
 METRICS = (
     REQUESTS, RETRIES, THROTTLED, WAITED, BLOBS, BLOB_BYTES, IMAGES, REPOSITORIES,
     REPO_SECONDS, BLOB_SECONDS, RUNS_STARTED, RUNS_FINISHED, RUNS_IN_PROGRESS, LAST_SUCCESS,
-    SERVED, SERVED_BYTES, FILLS,
+    PULL_BUDGET, SERVED, SERVED_BYTES, FILLS,
 )  # fmt: skip
 
 
@@ -120,6 +127,7 @@ class _UpstreamHook:
         self._retries = RETRIES.labels(registry)
         self._throttled = THROTTLED.labels(registry)
         self._waited = WAITED.labels(registry, "rate_limit")
+        self._budget = PULL_BUDGET.labels(registry)
 
     def response(self, method: str, code: str) -> None:
         REQUESTS.labels(self._registry, method, code).inc()
@@ -131,6 +139,9 @@ class _UpstreamHook:
 
     def waited(self, seconds: float) -> None:
         self._waited.inc(seconds)
+
+    def pull_budget(self, remaining: int) -> None:
+        self._budget.set(remaining)
 
 
 class MetricsEvents:

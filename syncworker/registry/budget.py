@@ -43,6 +43,7 @@ from syncworker.registry.addresses import Origins
 from syncworker.registry.auth import Credentials, Login
 from syncworker.registry.http import Handler, Request, Response
 from syncworker.registry.limits import SLOT_POLL, new_token
+from syncworker.registry.stats import ClientStats
 
 __all__ = [
     "PROBE",
@@ -129,9 +130,11 @@ class Budget:
         budget: PullBudget,
         origins: Origins,
         reserve: int,
+        stats: ClientStats,
         sleep: Callable[[float], None],
     ) -> None:
         self._inner = inner
+        self._stats = stats
         self._budget = budget
         self._origins = origins
         self._reserve = reserve
@@ -155,7 +158,7 @@ class Budget:
             raise
         seen = parse_headers(response.headers)
         if seen is not None:
-            self._budget.note(token, seen, sent_at)
+            self._noted(token, seen, sent_at)
         elif response.status == 429 and token is not None:
             self._budget.forgo(token)
         elif _MANIFEST_PATH.search(request.url.split("?")[0]) and response.status < 400:
@@ -186,6 +189,11 @@ class Budget:
                 request.deadline.check_wait(SLOT_POLL, f"{request.what}: waiting for the budget")
             self._sleep(SLOT_POLL)
 
+    def _noted(self, token: str | None, seen: Headers, sent_at: float) -> None:
+        self._budget.note(token, seen, sent_at)
+        if self._stats.hook is not None:
+            self._stats.hook.pull_budget(seen.remaining)
+
     def _probe(self, token: str | None, request: Request) -> bool:
         """A ``HEAD`` of the manifest (free) to learn the budget; whether it did.
         ``token``: the pull taken for the sender finding out, if any."""
@@ -194,7 +202,7 @@ class Budget:
         with self._inner.send(request.but(method="HEAD", read=None, check=None)) as response:
             seen = parse_headers(response.headers)
             if seen is not None:
-                self._budget.note(token, seen, sent_at)
+                self._noted(token, seen, sent_at)
                 return True
             if response.status < 400 and token is not None:
                 self._none = True

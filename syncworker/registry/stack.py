@@ -70,7 +70,7 @@ class Stack:
             handler = RateLimit(handler, gates.limiter, origins, stats, sleep)
         if gates.budget is not None:
             reserve = options.pull_budget_reserve
-            handler = Budget(handler, gates.budget, origins, reserve, sleep)
+            handler = Budget(handler, gates.budget, origins, reserve, stats, sleep)
         handler = Redirects(handler, self._pool.admit)
         logins = logins_by_origin(bases, credentials)
         handler = Auth(handler, origins, logins, self._pool.admit, clock)

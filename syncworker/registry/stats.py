@@ -22,6 +22,10 @@ class RequestHook(Protocol):
         """The upstream's rate limit held a request back for ``seconds``."""
         ...
 
+    def pull_budget(self, remaining: int) -> None:
+        """An answer declared ``remaining`` pulls left of the login's budget."""
+        ...
+
 
 @dataclass(frozen=True)
 class StatsSnapshot:

@@ -229,11 +229,13 @@ def sync_repo(
     if run_id and result.ok and result.refill_at is not None:
         # The upstream's pull budget deferred some tags: the repository is counted by the
         # message sent for when it refills, not by a worker waiting for it.
-        log.info(
-            "%s/%s: %d tags deferred for the pull budget", registry, repo, len(result.deferred)
-        )
+        log.info("%s/%s: %d tags deferred", registry, repo, len(result.deferred))
+        state.coord.note_deferred(run_id, repo, len(result.deferred), result.refill_at)
         send_at(self.app, TASK_SYNC_REPO, [registry, repo, run_id], result.refill_at)
     elif run_id:
+        # Whichever message syncs it (a resend for the refill, or the sweep's), the
+        # repository is no longer held back.
+        state.coord.note_deferred(run_id, repo, 0, 0.0)
         record_repo(state.coord, run_id, result, clear_live=live.written)
     return summarize(result)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TextIO
 
-from syncworker.cli.units import human_size
+from syncworker.cli.units import human_size, utc
 from syncworker.coord import RunStatus
 from syncworker.runs.storecheck import check_mode
 
@@ -42,6 +42,9 @@ def describe(status: RunStatus) -> str:
         f"{status.rate:.2f} repos/s,",
         f"elapsed {_duration(status.elapsed)}",
     ]
+    if status.deferred_tags and status.refill_at is not None:
+        refill = utc(status.refill_at)
+        parts.append(f"{status.deferred_tags} tags deferred (pull budget refills {refill}),")
     eta = status.eta_seconds
     if status.state == "running":
         parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA unknown")

@@ -152,6 +152,10 @@ class Coordinator:
         """End the run (the first call decides the state) and keep it RUN_RETENTION."""
         self._runs.finish_run(run_id, state)
 
+    def note_deferred(self, run_id: str, repo: str, tags: int, refill_at: float) -> None:
+        """See :meth:`Runs.note_deferred`."""
+        self._runs.note_deferred(run_id, repo, tags, refill_at)
+
     def run_status(self, run_id: str) -> RunStatus | None:
         """The run's status, or None if there is no such run (or it expired)."""
         return self._runs.run_status(run_id)

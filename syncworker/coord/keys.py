@@ -44,7 +44,9 @@ key                                        type    owner        TTL
 ``{p}:run:{id}``                           hash    runstate     RUN_TTL from start, then
                                                                 RUN_RETENTION from its finish;
                                                                 fields registry, state, started,
-                                                                finished
+                                                                finished, and ``deferred:{repo}``
+                                                                (``{tags} {refill}``) while a
+                                                                pull budget holds it back
 ``{p}:run:{id}:counters``                  hash    runstate     same as the run hash; field per
                                                                 counter (COUNTERS), integers
 ``{p}:run:{id}:failures``                  list    runstate     same as the run hash; JSON

@@ -56,6 +56,8 @@ COUNTERS = (
     "bytes",
 )
 # What a repository in flight reports of itself (its live field): images and bytes.
+# A run hash's field per repository whose tags a pull budget deferred: ``{tags} {refill}``.
+DEFERRED = "deferred:"
 LIVE_COUNTERS = ("images_copied", "images_skipped", "images_failed", "bytes")
 # Recent runs that `syncworker status` and the REST API list when asked for no number.
 RECENT_RUNS = 10
@@ -113,6 +115,10 @@ class RunStatus:
     failures: list[RunFailure] = field(default_factory=list)
     live: dict[str, int] = field(default_factory=dict)
     in_flight: int = 0
+    #: Tags an upstream's pull budget deferred in repositories not counted yet, and when
+    #: the last of those budgets refills (Unix time).
+    deferred_tags: int = 0
+    refill_at: float | None = None
 
     @property
     def total(self) -> int:
@@ -183,6 +189,7 @@ def _parse_run(
             if name in live_sum:
                 live_sum[name] += int(amount)
     settled = {str(text(k)): int(v) for k, v in counters.items()}
+    deferred = [str(v).split() for k, v in fields.items() if str(k).startswith(DEFERRED)]
     return RunStatus(
         id=run_id,
         registry=fields.get("registry") or "",
@@ -193,6 +200,8 @@ def _parse_run(
         failures=[RunFailure(**json.loads(raw)) for raw in failures],
         live=live_sum if live else {},
         in_flight=len(live),
+        deferred_tags=sum(int(tags) for tags, _ in deferred),
+        refill_at=max((float(at) for _, at in deferred), default=None),
     )
 
 
@@ -286,6 +295,16 @@ class Runs(Part):
             raise ValueError(f"unknown live counters: {sorted(unknown)}")
         args: list[LuaArg] = [repo, json.dumps(counts, sort_keys=True)]
         return bool(self._lua_live(keys=list(self._keys.run_keys(run_id)), args=args))
+
+    @translated
+    def note_deferred(self, run_id: str, repo: str, tags: int, refill_at: float) -> None:
+        """``repo`` of ``run_id`` has ``tags`` deferred until ``refill_at`` (0 tags: none
+        any more); shown by :meth:`run_status` until it is counted."""
+        key = self._keys.run(run_id)
+        if not tags:
+            self._client.hdel(key, DEFERRED + repo)
+        elif self._client.exists(key):  # an expired run's hash is not made again
+            self._client.hset(key, DEFERRED + repo, f"{tags} {refill_at}")
 
     @translated
     def totals(self) -> dict[str, RunTotals]:

@@ -313,6 +313,11 @@ def sync_image(self: _ImageTask, registry: str, repo: str, reference: str) -> di
                 raise _CopyFailed(result)
     except _CopyFailed as failed:
         result = failed.result
+    if result.ok and result.refill_at is not None:
+        # Under the same id: the caller's request follows it (deferred, then done).
+        args = [registry, repo, reference]
+        when = result.refill_at
+        send_at(self.app, TASK_SYNC_IMAGE, args, when, task_id=self.request.id, ignore_result=False)
     return summarize(result)
 
 
@@ -329,4 +334,7 @@ def summarize(result: RepoResult) -> dict[str, Any]:
         "blobs_fetched": result.blobs_fetched,
         "failures": [str(f) for f in result.failures],
         "skip_reason": result.skip_reason,
+        # Tags an upstream's pull budget deferred, and when it refills (Unix time).
+        "deferred": len(result.deferred),
+        "refill_at": result.refill_at,
     }

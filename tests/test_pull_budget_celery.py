@@ -7,13 +7,18 @@ upstream never answers 429, and each manifest is pulled once."""
 from __future__ import annotations
 
 import re
+import secrets
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from syncworker.coord import RunStatus
-from tests.support.cluster import trigger, wait_finished, wait_until
+from tests.support.api_server import ApiServer
+from tests.support.cluster import REGISTRY, trigger, wait_finished, wait_until
 from tests.support.corpus import Corpus, seed_many
 from tests.support.pull_budget import PullCounter
 from tests.support.redis_server import RedisServer
@@ -25,6 +30,7 @@ pytestmark = pytest.mark.slow
 REPOS, TAGS = 4, 3
 MANIFESTS = REPOS * TAGS
 LIMIT, WINDOW = 5, 5
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +71,45 @@ def test_a_deferred_run_finishes_by_itself_when_the_budget_refills(
 
 def _deferred(status: RunStatus | None) -> bool:
     return status is not None and status.deferred_tags > 0 and status.refill_at is not None
+
+
+def test_an_on_demand_request_refused_by_the_budget_runs_when_it_refills(
+    upstream: tuple[RegistryServer, Corpus], tmp_path: Path
+) -> None:
+    """``POST /v1/sync`` for a tag while the budget is spent: the request reads
+    ``deferred`` with the refill time, then ``done`` once the budget refills, by itself."""
+    server, _ = upstream
+    redis_server = RedisServer()
+    # Two pulls a window: the tag and its signature.
+    hub = PullCounter(server.url, limit=2, window=WINDOW)
+    # Someone else spends the budget first: the window starts now.
+    spend = urllib.request.Request(
+        f"{hub.url}/v2/scale/repo-000/manifests/t0", headers={"Accept": OCI_MANIFEST}
+    )
+    for _ in range(2):
+        urllib.request.urlopen(spend).close()
+    cluster = RateCluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
+    token = secrets.token_hex(16)
+    api = ApiServer(cluster.config_path, tmp_path / "api.log", token=token, env=cluster.env)
+    try:
+        cluster.worker("w0")
+        body = {"registry": REGISTRY, "repo": "scale/repo-001", "reference": "t0"}
+        accepted = api.request("POST", "/v1/sync", token, json=body, timeout=30)
+        assert accepted.status_code == 202, accepted.text
+        path = f"/v1/sync/{accepted.json()['task_id']}"
+        seen: list[dict[str, Any]] = []
+
+        def ended() -> bool:
+            seen.append(api.request("GET", path, token, timeout=30).json())
+            return bool(seen[-1]["state"] in ("done", "failed"))
+
+        assert wait_until(ended, timeout=60, interval=0.2), seen[-1]
+    finally:
+        api.stop()
+        cluster.stop_all()
+        hub.close()
+        redis_server.close()
+    deferred = [s for s in seen if s["state"] == "deferred"]
+    assert deferred and deferred[0]["result"]["refill_at"] > time.time() - 60, seen
+    assert seen[-1]["state"] == "done" and seen[-1]["result"]["copied"] == 1, seen[-1]
+    assert (hub.counted, hub.refused) == (4, 0)

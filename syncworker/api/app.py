@@ -161,7 +161,9 @@ def _rest(api: FastAPI, dispatcher: Dispatcher) -> None:
     async def sync_status(task_id: TaskId, wait: WaitParam = 0) -> SyncStatus:
         """How a repository or image sync sent by ``POST /v1/sync`` or a webhook stands:
         ``queued``, ``running``, ``done`` or ``failed`` (its ``result`` names each failure
-        with its cause). ``wait``: seconds to wait for it to end first (at most 55)."""
+        with its cause), or ``deferred``: an upstream's pull budget held it back, it runs
+        again when the budget refills (``result.refill_at``, Unix time). ``wait``: seconds
+        to wait for it to end first (at most 55)."""
         status = await _wait(dispatcher, task_id, wait)
         if status is None:
             raise HTTPException(404, f"no request {task_id!r} (unknown or expired)")

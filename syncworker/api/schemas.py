@@ -51,7 +51,7 @@ class SyncStatus(BaseModel):
     registry: str
     repo: str
     reference: str | None
-    state: Literal["queued", "running", "done", "failed"]
+    state: Literal["queued", "running", "deferred", "done", "failed"]
     created: float
     started: float | None
     finished: float | None

@@ -1,4 +1,6 @@
-"""How each request the HTTP API sent ended: ``queued`` → ``running`` → ``done`` or ``failed``.
+"""How each request the HTTP API sent ended: ``queued`` → ``running`` → ``done`` or ``failed``
+(or ``deferred`` on the way: an upstream's pull budget held it back, and it is sent again
+for when the budget refills; its result says when).
 
 The API opens a request (``{p}:request:{task id}``) before it sends the task, so whichever
 replica is asked later can answer; the worker that runs the task moves it along. Only an
@@ -21,10 +23,19 @@ from syncworker.coord.keys import REQUEST_TTL, Keys
 from syncworker.coord.redisclient import LuaArg, Part, text, translated
 from syncworker.coord.scripts import register
 
-__all__ = ["DONE", "FAILED", "QUEUED", "REQUEST_STATES", "RUNNING", "RequestStatus", "Requests"]
+__all__ = [
+    "DEFERRED",
+    "DONE",
+    "FAILED",
+    "QUEUED",
+    "REQUEST_STATES",
+    "RUNNING",
+    "RequestStatus",
+    "Requests",
+]
 
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
-REQUEST_STATES = (QUEUED, RUNNING, DONE, FAILED)
+QUEUED, RUNNING, DONE, FAILED, DEFERRED = "queued", "running", "done", "failed", "deferred"
+REQUEST_STATES = (QUEUED, RUNNING, DEFERRED, DONE, FAILED)
 _ENDED = frozenset({DONE, FAILED})
 
 
@@ -83,7 +94,7 @@ class Requests(Part):
         """Move an open request that has not ended to ``state`` (``running``, or ``done`` /
         ``failed`` with the task's ``result``); False if there is no such request, or it
         had ended."""
-        if state not in (RUNNING, *_ENDED):
+        if state not in (RUNNING, DEFERRED, *_ENDED):
             raise ValueError(f"not a state a request moves to: {state!r}")
         stamp = "started" if state == RUNNING else "finished"
         payload = "" if result is None else json.dumps(result)

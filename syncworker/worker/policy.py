@@ -18,7 +18,7 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
 from syncworker.coord import LockBusy
-from syncworker.coord.requests import DONE, FAILED, RUNNING
+from syncworker.coord.requests import DEFERRED, DONE, FAILED, RUNNING
 from syncworker.errors import SyncworkerError
 from syncworker.retry import LOCK_WAITS, TASKS, classify
 from syncworker.worker.send import publishing
@@ -141,8 +141,13 @@ class SyncTask(Task):  # type: ignore[misc]
 
 
 def _outcome(result: Any) -> str:
-    """``failed`` for a task result that names failures, else ``done``."""
-    return FAILED if isinstance(result, dict) and result.get("failures") else DONE
+    """``failed`` for a task result that names failures; ``deferred`` for one that waits
+    for a pull budget to refill (``refill_at``); else ``done``."""
+    if not isinstance(result, dict):
+        return DONE
+    if result.get("failures"):
+        return FAILED
+    return DEFERRED if result.get("refill_at") else DONE
 
 
 def _too_many(deliveries: int) -> str:

@@ -89,13 +89,13 @@ def start_sweep(app: Celery, registry: str, run_id: str, previous: str | None = 
     send(app, TASK_SWEEP, args, countdown=sweep_interval(app), ignore_result=True)
 
 
-def send_at(app: Celery, task: str, args: list[Any], when: float) -> None:
+def send_at(app: Celery, task: str, args: list[Any], when: float, **options: Any) -> None:
     """Publish ``task`` to run at Unix time ``when``, or sooner: a countdown message waits
     unacknowledged in a worker, so one is never held past half the visibility timeout (it
     would be handed out again); the task finds out whether it is time yet."""
     visibility = app.conf.broker_transport_options.get("visibility_timeout", VISIBILITY_TIMEOUT)
     countdown = min(max(when - time.time(), 0.0), float(visibility) / 2)
-    send(app, task, args, countdown=countdown, ignore_result=True)
+    send(app, task, args, countdown=countdown, **{"ignore_result": True, **options})
 
 
 def sweep_interval(app: Celery) -> float:

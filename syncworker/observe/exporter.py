@@ -10,7 +10,10 @@ inside its functions for that reason.
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,12 +34,15 @@ if TYPE_CHECKING:
 __all__ = [
     "MULTIPROC_ENV",
     "ClusterRuns",
+    "WorkersCollector",
     "enable_multiprocess",
     "serve_own",
     "serve_workers",
     "worker_events",
     "write_textfile",
 ]
+
+log = logging.getLogger(__name__)
 
 #: prometheus-client's own variable: where each process of a worker writes its samples.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -84,10 +90,9 @@ def serve_workers(port: int, runs: ClusterRuns) -> None:
     """Serve the sum of every process of this worker on ``port``, and the runs metrics of
     the cluster read from Redis at each scrape."""
     from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(WorkersCollector(os.environ[MULTIPROC_ENV]))
     registry.register(_RunsCollector(runs))
     start_http_server(port, LISTEN, registry)
 
@@ -105,6 +110,35 @@ def write_textfile(path: str) -> None:
     from prometheus_client import REGISTRY, write_to_textfile
 
     write_to_textfile(path, REGISTRY)
+
+
+class WorkersCollector:
+    """The sum of the samples the worker's processes write into ``directory``.
+
+    A child creates its file for a kind of metric (``counter_<pid>.db``,
+    ``gauge_mostrecent_<pid>.db``...) when it first uses one, and sizes it after creating it:
+    a scrape at that moment reads an empty file, which prometheus-client's own collector
+    fails on (``struct.error``), answering the whole scrape 500. A file that cannot be read
+    yet holds no sample, so it is left out of that scrape (and logged); the rest is served.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.mmap_dict import MmapedDict
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        readable = []
+        for path in sorted(glob.glob(os.path.join(self._directory, "*.db"))):
+            try:
+                list(MmapedDict.read_all_values_from_file(path))  # type: ignore[no-untyped-call]
+            except (OSError, RuntimeError, UnicodeDecodeError, struct.error) as exc:
+                log.warning("metrics: %s left out of this scrape, unreadable: %r", path, exc)
+                continue
+            readable.append(path)
+        merged = MultiProcessCollector.merge(readable)  # type: ignore[no-untyped-call]
+        yield from merged
 
 
 class _RunsCollector:

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from syncworker.coord import Coordinator
+from syncworker.errors import SyncworkerError
 from syncworker.registry.auth import Credentials
 from syncworker.registry.budget import (
     PROBE,
@@ -20,6 +21,11 @@ from syncworker.registry.budget import (
     identity_of,
     parse_headers,
 )
+from syncworker.registry.client import RegistryClient
+from syncworker.registry.gates import Gates
+from tests.support.images import make_image
+from tests.support.push import push_image
+from tests.support.registry_server import RegistryServer
 
 
 @pytest.mark.parametrize(
@@ -108,6 +114,20 @@ def test_an_upstream_without_a_budget_is_never_held(budget: PullBudget) -> None:
     assert budget.take("probe", 0) == PROBE
     budget.unlimited("probe")
     assert [budget.take(t, 0) for t in "abcdef"] == [0] * 6
+
+
+def test_a_missing_manifest_leaves_no_pull_in_flight(
+    budget: PullBudget, registry: RegistryServer
+) -> None:
+    # A real registry: no budget headers; its 404 for a missing tag declares nothing.
+    push_image(registry.url, "budget/app", "v1", make_image(seed="budget-404"))
+    with RegistryClient([registry.url], gates=Gates(budget=budget)) as client:
+        with pytest.raises(SyncworkerError, match="404"):
+            client.get_manifest("budget/nothere", "v1")
+        # The 404's pull is settled: the next sender finds out, instead of waiting for it.
+        assert budget.take("next", 0) == PROBE
+        budget.forgo("next")
+        client.get_manifest("budget/app", "v1")
 
 
 class Clock:

@@ -159,11 +159,14 @@ class Budget:
         seen = parse_headers(response.headers)
         if seen is not None:
             self._noted(token, seen, sent_at)
-        elif response.status == 429 and token is not None:
-            self._budget.forgo(token)
         elif _MANIFEST_PATH.search(request.url.split("?")[0]) and response.status < 400:
             self._none = True
             self._budget.unlimited(token)
+        elif token is not None:
+            # An error that declares nothing (a 429, the 404 of a missing tag): its pull
+            # counts as spent and leaves the flight, else every later sender would wait
+            # for an answer already in (a lease's length, in Redis; for ever, in-process).
+            self._budget.forgo(token)
         return response
 
     def _take(self, token: str, request: Request) -> None:

@@ -233,9 +233,8 @@ def sync_repo(
         state.coord.note_deferred(run_id, repo, len(result.deferred), result.refill_at)
         send_at(self.app, TASK_SYNC_REPO, [registry, repo, run_id], result.refill_at)
     elif run_id:
-        # Whichever message syncs it (a resend for the refill, or the sweep's), the
-        # repository is no longer held back.
-        state.coord.note_deferred(run_id, repo, 0, 0.0)
+        # Whichever message syncs it (a resend for the refill, or the sweep's), counting it
+        # drops what the pull budget held back of it.
         record_repo(state.coord, run_id, result, clear_live=live.written)
     return summarize(result)
 

@@ -31,8 +31,10 @@ REPOS = 150
 PAGE_SIZE = 40  # four catalog pages
 DEADLINE = 300.0
 # Coordination commands per repository of a no-op run: the walk's marks, the repository
-# lock, the count (one script touching the counters that change).
-MAX_NOOP_COMMANDS_PER_REPO = 12
+# lock, the count (one script touching the counters that change); and 4 for counting every
+# start of a run's repository, so a poison repository costs MAX_DELIVERIES kills per run
+# whatever messages carry it (INCRBY and EXPIRE as it starts, a script's GETDEL as it ends).
+MAX_NOOP_COMMANDS_PER_REPO = 12 + 4
 # The broker's per message: kombu's Redis transport lists the message (LPUSH), takes it
 # (BRPOP), notes it unacknowledged and acknowledges it (two MULTI/EXEC of two commands).
 MAX_BROKER_COMMANDS_PER_REPO = 11

@@ -129,7 +129,7 @@ class Walks(Part):
         """One start of ``message_id`` ended (whatever its outcome): it no longer counts.
         Several messages may share a name (a run's repository: its resends and retries),
         so each end takes off its own start only."""
-        self._lua_delivery_end(keys=[self._keys.delivery(message_id)])
+        self._lua_delivery_end(keys=[self._keys.delivery(message_id)], args=[int(DELIVERY_TTL)])
 
     @translated
     def end_walk(self, registry: str, run_id: str) -> bool:

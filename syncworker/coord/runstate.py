@@ -298,12 +298,10 @@ class Runs(Part):
 
     @translated
     def note_deferred(self, run_id: str, repo: str, tags: int, refill_at: float) -> None:
-        """``repo`` of ``run_id`` has ``tags`` deferred until ``refill_at`` (0 tags: none
-        any more); shown by :meth:`run_status` until it is counted."""
+        """``repo`` of ``run_id`` has ``tags`` deferred until ``refill_at``; shown by
+        :meth:`run_status` until it is counted (the count drops it)."""
         key = self._keys.run(run_id)
-        if not tags:
-            self._client.hdel(key, DEFERRED + repo)
-        elif self._client.exists(key):  # an expired run's hash is not made again
+        if self._client.exists(key):  # an expired run's hash is not made again
             self._client.hset(key, DEFERRED + repo, f"{tags} {refill_at}")
 
     @translated

@@ -64,6 +64,8 @@ def test_a_bug_in_a_task_is_a_named_failure_of_its_run(
     assert not CELERY_TASK_FAILED.search(cluster.log("w1"))
 
 
+# On a quiet machine the repository is given up before the sweep has resent it.
+@pytest.mark.timing
 def test_a_repository_whose_worker_dies_every_time_costs_a_few_kills_per_run(
     cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
 ) -> None:

@@ -65,6 +65,8 @@ def _status(cluster: Cluster, *args: str) -> str:
     return out.getvalue()
 
 
+# Needs several status polls within the first repository, which the machine may not give.
+@pytest.mark.timing
 def test_status_json_counts_images_before_the_repository_ends(slow_cluster: Cluster) -> None:
     slow_cluster.worker("w1")
     run_id, _ = trigger(slow_cluster)

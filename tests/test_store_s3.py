@@ -25,6 +25,7 @@ from syncworker.oci.mediatypes import OCI_MANIFEST
 from syncworker.retry import classify
 from syncworker.store import IndexEntry
 from syncworker.store.s3 import S3Store
+from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.ports import free_port
 from tests.support.s3_server import S3Server, any_s3, s3_server, s3rver_server
 
@@ -342,6 +343,27 @@ def test_closed_port_fails_fast_and_names_the_endpoint(s3_server: S3Server) -> N
         open_store("/mirror", driver)
     assert endpoint in str(caught.value) and "mirror" in str(caught.value)
     assert classify(caught.value)
+
+
+def test_a_body_cut_short_is_a_temporary_store_error_naming_the_key(
+    s3_server: S3Server,
+) -> None:
+    """A GetObject whose connection closes before the declared Content-Length is read (a
+    server writing the object beside the read, a dropped connection) is a StoreError the
+    retry policy takes as temporary, not an unexpected error that fails the repository."""
+    bucket = s3_server.new_bucket()
+    s3_server.client().put_object(Bucket=bucket, Key="mirror/a/oci-layout", Body=b"x" * 31)
+    with FaultProxy(
+        s3_server.endpoint, rate=1.0, faults=[Fault.TRUNCATE], paths="oci-layout$"
+    ) as proxy:
+        store = open_store("/mirror", {**s3_server.driver(bucket), "regionendpoint": proxy.url})
+        assert isinstance(store, S3Store)
+        with pytest.raises(StoreError) as caught:
+            store.backend.get("a/oci-layout")
+        assert proxy.injected() == {"truncate": 1}
+    assert "a/oci-layout" in str(caught.value) and bucket in str(caught.value)
+    assert classify(caught.value)
+    s3_server.drop(bucket)
 
 
 @pytest.mark.parametrize(

@@ -84,8 +84,13 @@ class S3Backend:
             answer = _unless_missing(lambda: self.client.get_object(Bucket=self._bucket, Key=key))
             if answer is None:
                 return None
-            with answer["Body"] as body:
+            # StreamingBody.read, not the raw stream its ``with`` yields: it turns a body cut
+            # short into a BotoCoreError and checks Content-Length.
+            body = answer["Body"]
+            try:
                 return Stored(body.read(), str(answer["ETag"]))
+            finally:
+                body.close()
 
     @contextmanager
     def open(

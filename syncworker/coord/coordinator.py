@@ -9,7 +9,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from syncworker.coord.catalogwalkstate import CatalogWalks
 from syncworker.coord.claims import Claims
+from syncworker.coord.deliveries import Deliveries
 from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
 from syncworker.coord.redisbudget import RedisPullBudget, RedisPullBudgets
@@ -18,7 +20,6 @@ from syncworker.coord.redislimits import RedisBandwidth, RedisLimiter, RedisLimi
 from syncworker.coord.redislocks import RedisLocks
 from syncworker.coord.requests import Requests, RequestStatus
 from syncworker.coord.runstate import FINISHED, RunFailure, Runs, RunStatus, RunTotals
-from syncworker.coord.walkstate import Walks
 from syncworker.errors import ConfigError
 from syncworker.waits import LockWaits
 
@@ -38,8 +39,8 @@ HEALTH_CHECK_INTERVAL = 30
 class Coordinator:
     """Locks and single-flights (the engine's ``Locks``), catalog walks, run state,
     upstream rate budgets (the registry client's ``Limiters``), a registry destination's
-    blob hints and claims, and the HTTP API's requests, in Redis: seven parts sharing one
-    client and key schema, each method delegated to one.
+    blob hints and claims, the HTTP API's requests, and the starts of each task's work, in
+    Redis: eight parts sharing one client and key schema, each method delegated to one.
 
     Thread-safe (redis-py's client pools its connections): share one per process; its one
     keeper thread re-arms every lock the process holds.
@@ -59,7 +60,8 @@ class Coordinator:
         self.waits = waits
         self._locks = RedisLocks(client, self._keys, self._where, waits)
         self._runs = Runs(client, self._keys, self._where)
-        self._walks = Walks(client, self._keys, self._where)
+        self._walks = CatalogWalks(client, self._keys, self._where)
+        self._deliveries = Deliveries(client, self._keys, self._where)
         self._limits = RedisLimits(client, self._keys, self._where)
         self._budgets = RedisPullBudgets(client, self._keys, self._where)
         self._hints = Hints(client, self._keys, self._where)
@@ -164,7 +166,7 @@ class Coordinator:
         """Recent runs, newest first."""
         return self._runs.recent(limit)
 
-    # -- catalog walks (coord/walkstate.py) -------------------------------------------------
+    # -- catalog walks (coord/catalogwalkstate.py) ------------------------------------------
 
     def begin_walk(self, registry: str, run_id: str) -> bool:
         """Claim the registry's walk for ``run_id``; False if a walk is already in progress."""
@@ -179,7 +181,7 @@ class Coordinator:
         return self._walks.cursor(registry)
 
     def advance_cursor(self, registry: str, expected: str | None, new: str | None) -> bool:
-        """Compare-and-set the cursor; see :meth:`Walks.advance_cursor`."""
+        """Compare-and-set the cursor; see :meth:`CatalogWalks.advance_cursor`."""
         return self._walks.advance_cursor(registry, expected, new)
 
     def mark_enqueued(self, run_id: str, *repos: str) -> int:
@@ -197,20 +199,22 @@ class Coordinator:
 
     def end_walk(self, registry: str, run_id: str) -> bool:
         """The catalog is done: clear the walk if ``run_id`` still owns it; see
-        :meth:`Walks.end_walk`."""
+        :meth:`CatalogWalks.end_walk`."""
         return self._walks.end_walk(registry, run_id)
 
     def note_cursor(self, run_id: str, previous: str | None, cursor: str) -> bool:
-        """See :meth:`Walks.note_cursor`."""
+        """See :meth:`CatalogWalks.note_cursor`."""
         return self._walks.note_cursor(run_id, previous, cursor)
 
+    # -- starts of a work that never ended (coord/deliveries.py) ---------------------------
+
     def delivery_started(self, message_id: str) -> int:
-        """See :meth:`Walks.delivery_started`."""
-        return self._walks.delivery_started(message_id)
+        """See :meth:`Deliveries.delivery_started`."""
+        return self._deliveries.delivery_started(message_id)
 
     def delivery_ended(self, message_id: str) -> None:
-        """See :meth:`Walks.delivery_ended`."""
-        self._walks.delivery_ended(message_id)
+        """See :meth:`Deliveries.delivery_ended`."""
+        self._deliveries.delivery_ended(message_id)
 
     # -- upstream rate budgets (coord/redislimits.py) ---------------------------------------
 

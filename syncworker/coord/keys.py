@@ -6,127 +6,128 @@ tags are validated by ``syncworker.oci`` before they get here, digests stay ``al
 A repository name never contains ``:``, so ``{registry}:{repo}:{tag}`` cannot be ambiguous
 as long as registry names (configuration keys) do not contain one either.
 
-=========================================  ======  ===========  ===============================
-key                                        type    owner        TTL
-=========================================  ======  ===========  ===============================
-``{p}:lock:repo:{dest_repo}``              string  redislocks   lock ttl, extended while held
-``{p}:flight:blob:{digest}``               string  redislocks   lock ttl, extended while held
-``{p}:flight:blob:{digest}:ok``            string  redislocks   LockWaits.recent (a holder
-                                                                finished: the next one
-                                                                re-checks the store)
-``{p}:progress:blob:{digest}``             hash    blobflight   lock ttl, from each write; a
-                                                                holder's token (of the flight
-                                                                or a lane) -> ``{bytes}
-                                                                {source}``: waiters take over
-                                                                a flight that stands still
-``{p}:lane:blob:{digest}:{source}``        string  blobflight   lock ttl, extended while held:
-                                                                one fetch per upstream once a
-                                                                holder of another upstream was
-                                                                too slow
-``{p}:flight:image:{reg}:{repo}:{ref}``    string  redislocks   lock ttl, extended while held
-``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  redislocks   LockWaits.recent (Redis TIME in
-                                                                microseconds at which the last
-                                                                successful copy began)
-``{p}:hint:blob:{reg}:{digest}``           string  hints.py     BLOB_HINT_TTL; a repository of
-                                                                the destination registry
-                                                                (``{reg}``: its host:port)
-                                                                holding the blob (a hint for
-                                                                mounts; the registry is the
-                                                                truth)
-``{p}:claim:{reg}:{dest_repo}``            string  claims.py    none; the source a repository of
-                                                                the destination registry
-                                                                (``{reg}``: its host:port)
-                                                                mirrors, as ``registry/repo``
-                                                                (deleted by hand to move it)
-``{p}:runs``                               zset    runstate     none; members are run ids scored
-                                                                by start time, pruned past
-                                                                RUN_TTL on each start_run
-``{p}:run:{id}``                           hash    runstate     RUN_TTL from start, then
-                                                                RUN_RETENTION from its finish;
-                                                                fields registry, state, started,
-                                                                finished, and ``deferred:{repo}``
-                                                                (``{tags} {refill}``) while a
-                                                                pull budget holds it back
-``{p}:run:{id}:counters``                  hash    runstate     same as the run hash; field per
-                                                                counter (COUNTERS), integers
-``{p}:run:{id}:failures``                  list    runstate     same as the run hash; JSON
-                                                                ``{repo, tag, reason}``, at most
-                                                                MAX_FAILURES
-``{p}:run:{id}:repos``                     hash    walkstate    the run hash's while it runs;
-                                                                deleted when it finishes.
-                                                                ``sent:{repo}`` (fanned out)
-                                                                and ``done:{repo}`` (counted,
-                                                                runstate), value 1
-``{p}:run:{id}:live``                      hash    runstate     the run hash's while it runs;
-                                                                deleted when it finishes. Per
-                                                                repository in flight: its
-                                                                counts so far (JSON, COUNTERS
-                                                                names), rewritten at most
-                                                                about once a second; deleted
-                                                                by the script that counts the
-                                                                repository (a redelivery
-                                                                overwrites its own field)
-``{p}:stats:runs``                         hash    runstate     none; per registry, runs
-                                                                ``started:{reg}`` and
-                                                                ``finished:{reg}:{ok|failed}``
-                                                                (counts), and
-                                                                ``last_ok:{reg}`` (when the
-                                                                last run without failures
-                                                                finished): a few fields per
-                                                                registry, for the metrics
-``{p}:walk:{reg}``                         string  walkstate    WALK_TTL, refreshed on each
-                                                                cursor advance; the run id of
-                                                                the walk in progress
-``{p}:cursor:{reg}``                       string  walkstate    WALK_TTL; the last catalog
-                                                                entry enqueued by the walk
-``{p}:run:{id}:cursors``                   hash    walkstate    as the repos hash; each cursor
-                                                                reached in this run -> the
-                                                                cursor it was reached from
-``{p}:delivery:{message}``                 string  walkstate    DELIVERY_TTL; how many starts of
-                                                                a task message did not end
-                                                                (its worker died under it);
-                                                                ``{message}`` is
-                                                                ``{task id}:{retries}``, or
-                                                                ``run:{id}:{repo}`` for every
-                                                                message of a run's repository
-``{p}:api:image:{reg}:{repo}:{ref}``       string  api/         COALESCE_TTL (api/coalesce.py);
-                                                                ``{digest} {task id}`` of the
-                                                                last sync_image it enqueued
-``{p}:request:{task_id}``                  hash    requests.p y REQUEST_TTL, re-armed on each
-                                                                change; a task the API sent:
-                                                                kind, registry, repo,
-                                                                reference, state (queued,
-                                                                running, done, failed),
-                                                                created, started, finished,
-                                                                result (the task's, JSON)
-``{p}:limit:{reg}:pause``                  string  redislimits  the pause; Redis-time ms until
-                                                                which no request goes out
-``{p}:limit:{reg}:next``                   string  redislimits  one turn + 1 s; Redis-time ms
-                                                                of the next free turn
-``{p}:limit:{reg}:slots``                  zset    redislimits  SLOT_LEASE, set on each take;
-                                                                a member per request in flight,
-                                                                scored by its lease's end (ms)
-``{p}:limit:{reg}:bytes``                  string  redislimits  BURST + 1 s past it; Redis-time
-                                                                ms of the download rate cap's
-                                                                next free instant
-``{p}:budget:{reg}:{identity}``            hash    redisbudget  a window + 60 s from each
-                                                                answer (a day: no budget);
-                                                                the pull budget of a login
-                                                                (``{identity}``: its name
-                                                                hashed, ``anonymous`` or
-                                                                ``helper``): remaining (-1:
-                                                                none), limit, window, refill,
-                                                                lowered (when it last fell)
-``{p}:budget:{reg}:{identity}:flight``     zset    redisbudget  FLIGHT_LEASE; a member per
-                                                                manifest GET in flight, scored
-                                                                by its lease's end (ms)
-``{p}:redbeat``                            prefix  RedBeat      RedBeat's own keys start with
-                                                                it (worker/settings.py hands it
-                                                                over): ``:schedule``,
-                                                                ``:statics``, ``:lock`` and one
-                                                                hash per beat entry, named
-                                                                ``syncworker.walk:{reg}``
-=========================================  ======  ===========  ===============================
+=========================================  ======  ================  ===============================
+key                                        type    owner             TTL
+=========================================  ======  ================  ===============================
+``{p}:lock:repo:{dest_repo}``              string  redislocks        lock ttl, extended while held
+``{p}:flight:blob:{digest}``               string  redislocks        lock ttl, extended while held
+``{p}:flight:blob:{digest}:ok``            string  redislocks        LockWaits.recent (a holder
+                                                                     finished: the next one
+                                                                     re-checks the store)
+``{p}:progress:blob:{digest}``             hash    blobflight        lock ttl, from each write; a
+                                                                     holder's token (of the flight
+                                                                     or a lane) -> ``{bytes}
+                                                                     {source}``: waiters take over a
+                                                                     flight that stands still
+``{p}:lane:blob:{digest}:{source}``        string  blobflight        lock ttl, extended while held:
+                                                                     one fetch per upstream once a
+                                                                     holder of another upstream was
+                                                                     too slow
+``{p}:flight:image:{reg}:{repo}:{ref}``    string  redislocks        lock ttl, extended while held
+``{p}:flight:image:{reg}:{repo}:{ref}:ok`` string  redislocks        LockWaits.recent (Redis TIME in
+                                                                     microseconds at which the last
+                                                                     successful copy began)
+``{p}:hint:blob:{reg}:{digest}``           string  hints.py          BLOB_HINT_TTL; a repository of
+                                                                     the destination registry
+                                                                     (``{reg}``: its host:port)
+                                                                     holding the blob (a hint for
+                                                                     mounts; the registry is the
+                                                                     truth)
+``{p}:claim:{reg}:{dest_repo}``            string  claims.py         none; the source a repository
+                                                                     of the destination registry
+                                                                     (``{reg}``: its host:port)
+                                                                     mirrors, as ``registry/repo``
+                                                                     (deleted by hand to move it)
+``{p}:runs``                               zset    runstate          none; members are run ids
+                                                                     scored by start time, pruned
+                                                                     past RUN_TTL on each start_run
+``{p}:run:{id}``                           hash    runstate          RUN_TTL from start, then
+                                                                     RUN_RETENTION from its finish;
+                                                                     fields registry, state,
+                                                                     started, finished, and
+                                                                     ``deferred:{repo}`` (``{tags}
+                                                                     {refill}``) while a pull budget
+                                                                     holds it back
+``{p}:run:{id}:counters``                  hash    runstate          same as the run hash; field per
+                                                                     counter (COUNTERS), integers
+``{p}:run:{id}:failures``                  list    runstate          same as the run hash; JSON
+                                                                     ``{repo, tag, reason}``, at
+                                                                     most MAX_FAILURES
+``{p}:run:{id}:repos``                     hash    catalogwalkstate  the run hash's while it runs;
+                                                                     deleted when it finishes.
+                                                                     ``sent:{repo}`` (fanned out)
+                                                                     and ``done:{repo}`` (counted,
+                                                                     runstate), value 1
+``{p}:run:{id}:live``                      hash    runstate          the run hash's while it runs;
+                                                                     deleted when it finishes. Per
+                                                                     repository in flight: its
+                                                                     counts so far (JSON, COUNTERS
+                                                                     names), rewritten at most about
+                                                                     once a second; deleted by the
+                                                                     script that counts the
+                                                                     repository (a redelivery
+                                                                     overwrites its own field)
+``{p}:stats:runs``                         hash    runstate          none; per registry, runs
+                                                                     ``started:{reg}`` and
+                                                                     ``finished:{reg}:{ok|failed}``
+                                                                     (counts), and ``last_ok:{reg}``
+                                                                     (when the last run without
+                                                                     failures finished): a few
+                                                                     fields per registry, for the
+                                                                     metrics
+``{p}:walk:{reg}``                         string  catalogwalkstate  WALK_TTL, refreshed on each
+                                                                     cursor advance; the run id of
+                                                                     the walk in progress
+``{p}:cursor:{reg}``                       string  catalogwalkstate  WALK_TTL; the last catalog
+                                                                     entry enqueued by the walk
+``{p}:run:{id}:cursors``                   hash    catalogwalkstate  as the repos hash; each cursor
+                                                                     reached in this run -> the
+                                                                     cursor it was reached from
+``{p}:delivery:{message}``                 string  deliveries        DELIVERY_TTL; how many starts
+                                                                     of a task message did not end
+                                                                     (its worker died under it);
+                                                                     ``{message}`` is ``{task
+                                                                     id}:{retries}``, or
+                                                                     ``run:{id}:{repo}`` for every
+                                                                     message of a run's repository
+``{p}:api:image:{reg}:{repo}:{ref}``       string  api/              COALESCE_TTL (api/coalesce.py);
+                                                                     ``{digest} {task id}`` of the
+                                                                     last sync_image it enqueued
+``{p}:request:{task_id}``                  hash    requests.py       REQUEST_TTL, re-armed on each
+                                                                     change; a task the API sent:
+                                                                     kind, registry, repo,
+                                                                     reference, state (queued,
+                                                                     running, done, failed),
+                                                                     created, started, finished,
+                                                                     result (the task's, JSON)
+``{p}:limit:{reg}:pause``                  string  redislimits       the pause; Redis-time ms until
+                                                                     which no request goes out
+``{p}:limit:{reg}:next``                   string  redislimits       one turn + 1 s; Redis-time ms
+                                                                     of the next free turn
+``{p}:limit:{reg}:slots``                  zset    redislimits       SLOT_LEASE, set on each take; a
+                                                                     member per request in flight,
+                                                                     scored by its lease's end (ms)
+``{p}:limit:{reg}:bytes``                  string  redislimits       BURST + 1 s past it; Redis-time
+                                                                     ms of the download rate cap's
+                                                                     next free instant
+``{p}:budget:{reg}:{identity}``            hash    redisbudget       a window + 60 s from each
+                                                                     answer (a day: no budget); the
+                                                                     pull budget of a login
+                                                                     (``{identity}``: its name
+                                                                     hashed, ``anonymous`` or
+                                                                     ``helper``): remaining (-1:
+                                                                     none), limit, window, refill,
+                                                                     lowered (when it last fell)
+``{p}:budget:{reg}:{identity}:flight``     zset    redisbudget       FLIGHT_LEASE; a member per
+                                                                     manifest GET in flight, scored
+                                                                     by its lease's end (ms)
+``{p}:redbeat``                            prefix  RedBeat           RedBeat's own keys start with
+                                                                     it (worker/settings.py hands it
+                                                                     over): ``:schedule``,
+                                                                     ``:statics``, ``:lock`` and one
+                                                                     hash per beat entry, named
+                                                                     ``syncworker.walk:{reg}``
+=========================================  ======  ================  ===============================
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ class Keys:
             self.run_live(run_id),
         )
 
-    # walkstate.py
+    # catalogwalkstate.py
     def walk(self, registry: str) -> str:
         return self._key("walk", registry)
 
@@ -250,6 +251,7 @@ class Keys:
     def run_cursors(self, run_id: str) -> str:
         return self._key("run", run_id, "cursors")
 
+    # deliveries.py
     def delivery(self, message_id: str) -> str:
         return self._key("delivery", message_id)
 

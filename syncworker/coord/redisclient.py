@@ -63,8 +63,8 @@ def redis_errors(where: str) -> Iterator[None]:
 
 
 class Part:
-    """One part of the Coordinator (locks, runs, walks): the client, the key schema, and
-    where Redis is (password redacted) for error messages."""
+    """One part of the Coordinator (locks, runs, catalog walks, ...): the client, the key
+    schema, and where Redis is (password redacted) for error messages."""
 
     def __init__(self, client: redis.Redis, keys: Keys, where: str) -> None:
         self._client = client

@@ -1,6 +1,6 @@
 """Run state in Redis: id, state, timestamps, counters and failures.
 
-A walk's run ends by itself: :meth:`Walks.end_walk` marks the catalog walked, and the
+A walk's run ends by itself: :meth:`CatalogWalks.end_walk` marks the catalog walked, and the
 run becomes ``finished`` at the moment the last fanned-out repository is counted done or
 failed (whichever of the two comes last), in the same Lua script as that count, so
 ``syncworker status`` and ``trigger --wait`` see the truth without polling the queues.

@@ -1,11 +1,13 @@
-"""Catalog walk state per registry: who is walking, and the cursor.
+"""The catalog walk's state in Redis, per registry: who is walking, the cursor, and what
+each run fanned out (the walk's logic is ``syncworker/runs/catalogwalk.py``).
 
-One page per task: the task reads the cursor, lists the page after it, fans out ``sync_repo``
-(each repo at most once per run: :meth:`Walks.mark_enqueued`), then moves the cursor with
-a compare-and-set, so a duplicate delivery of the same page cannot move it twice and a walk
-whose worker died resumes from the last page that was fully enqueued. At the end of the
-catalog, :meth:`Walks.end_walk` clears cursor and walk marker in one step (prefer it to
-``advance_cursor(..., None)``, which leaves a moment where the cursor reads as "start").
+One page per task: the task reads the cursor, lists the page after it, fans out
+``sync_repo`` (each repo at most once per run: :meth:`CatalogWalks.mark_enqueued`), then
+moves the cursor with a compare-and-set, so a duplicate delivery of the same page cannot
+move it twice and a walk whose worker died resumes from the last page that was fully
+enqueued. At the end of the catalog, :meth:`CatalogWalks.end_walk` clears cursor and walk
+marker in one step (prefer it to ``advance_cursor(..., None)``, which leaves a moment where
+the cursor reads as "start").
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from collections.abc import Sequence
 
 import redis
 
-from syncworker.coord.keys import DELIVERY_TTL, RUN_RETENTION, RUN_TTL, WALK_TTL, Keys
+from syncworker.coord.keys import RUN_RETENTION, RUN_TTL, WALK_TTL, Keys
 from syncworker.coord.redisclient import LuaArg, Part, text, translated
 from syncworker.coord.scripts import register
 
-__all__ = ["DONE", "SENT", "Walks"]
+__all__ = ["DONE", "SENT", "CatalogWalks"]
 
 # Field prefixes in the run's repos hash (keys.py): fanned out, and counted (lua/run_incr.lua).
 SENT, DONE = "sent:", "done:"
@@ -30,7 +32,7 @@ def _flag(value: str | None) -> tuple[str, str]:
     return ("0", "") if value is None else ("1", value)
 
 
-class Walks(Part):
+class CatalogWalks(Part):
     """The catalog walk of each registry."""
 
     def __init__(self, client: redis.Redis, keys: Keys, where: str) -> None:
@@ -38,7 +40,6 @@ class Walks(Part):
         self._lua_begin = register(self._client, "walk_begin")
         self._lua_advance = register(self._client, "walk_advance")
         self._lua_mark = register(self._client, "walk_mark")
-        self._lua_delivery_end = register(self._client, "delivery_end")
         self._lua_end = register(self._client, "walk_end")
 
     @translated
@@ -109,27 +110,6 @@ class Walks(Part):
             self._client.pexpire(key, ttl if ttl > 0 else int(RUN_TTL * 1000))
             return True
         return text(self._client.hget(key, cursor)) == (previous or "")
-
-    @translated
-    def delivery_started(self, message_id: str) -> int:
-        """Count a start of the work ``message_id`` (a task message, or all the messages of
-        one run's repository): how many of its starts have not ended
-        (:meth:`delivery_ended`), this one included; more than one means a worker died
-        under it before, or another start of it is running."""
-        key = self._keys.delivery(message_id)
-        # One round trip, no MULTI/EXEC: both commands arrive in one write.
-        pipe = self._client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, int(DELIVERY_TTL))
-        count, _ = pipe.execute()
-        return int(count)
-
-    @translated
-    def delivery_ended(self, message_id: str) -> None:
-        """One start of ``message_id`` ended (whatever its outcome): it no longer counts.
-        Several messages may share a name (a run's repository: its resends and retries),
-        so each end takes off its own start only."""
-        self._lua_delivery_end(keys=[self._keys.delivery(message_id)], args=[int(DELIVERY_TTL)])
 
     @translated
     def end_walk(self, registry: str, run_id: str) -> bool:

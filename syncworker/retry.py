@@ -31,7 +31,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Protocol, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 from syncworker.errors import (
     CoordError,
@@ -215,7 +215,7 @@ class Policy:
                 if not self.worth(exc):
                     raise
                 if attempt >= self.retries:
-                    raise _after_attempts(exc, attempt + 1) from None
+                    _raise_after_attempts(exc, attempt + 1)
                 delay = self.delay(attempt, exc, jitter())
                 if deadline is not None:
                     deadline.check_wait(delay, str(exc))
@@ -269,9 +269,11 @@ TASKS = Policy("tasks", retries=8, base=15.0, cap=300.0)
 LOCK_WAITS = Policy("lock waits", retries=120, base=5.0, cap=60.0)
 
 
-def _after_attempts(error: SyncworkerError, attempts: int) -> SyncworkerError:
-    """Altered bytes that came back altered every time say how often they were fetched
-    (a cause that survives refetching is the upstream's, not a proxy's hiccup)."""
+def _raise_after_attempts(error: SyncworkerError, attempts: int) -> NoReturn:
+    """Raise ``error``, the last attempt's, as it is: its cause is what :func:`classify`
+    judges a store's error by. Altered bytes that came back altered every time say how
+    often they were fetched (a cause that survives refetching is the upstream's, not a
+    proxy's hiccup)."""
     if attempts > 1 and isinstance(error, DigestMismatchError):
-        return DigestMismatchError(f"{error} (the same after {attempts} fetches)")
-    return error
+        raise DigestMismatchError(f"{error} (the same after {attempts} fetches)") from error
+    raise error

@@ -17,6 +17,7 @@ from syncworker.errors import (
     MalformedResponseError,
     NotFoundError,
     RegistryError,
+    StoreError,
     TransportError,
 )
 from syncworker.redact import redact_http_url as redact_url
@@ -33,7 +34,13 @@ from syncworker.registry.auth import (
     token_query,
 )
 from syncworker.registry.paths import link_next, link_path, link_query, reference
-from syncworker.retry import backoff_delay, classify, parse_retry_after, worth_refetching
+from syncworker.retry import (
+    REQUESTS,
+    backoff_delay,
+    classify,
+    parse_retry_after,
+    worth_refetching,
+)
 
 ip = ipaddress.ip_address
 
@@ -185,6 +192,31 @@ def test_altered_bytes_are_worth_another_fetch_other_content_errors_not() -> Non
     assert not classify(DigestMismatchError("flipped byte"))
     assert not worth_refetching(MalformedResponseError("bad JSON"))
     assert not worth_refetching(RegistryError("GET", "u", 404))
+
+
+def test_a_store_error_stays_temporary_once_its_retries_ran_out() -> None:
+    """A store's error is judged by its cause (a registry destination's upload cut):
+    raised from the retry loop it must still say "later", for the task's own retries."""
+
+    def upload() -> None:
+        try:
+            raise TransportError("connection reset by the destination")
+        except TransportError as exc:
+            raise StoreError(f"destination d:5000: {exc}") from exc
+
+    with pytest.raises(StoreError) as caught:
+        REQUESTS.but(retries=2, base=0.0).run(upload, sleep=lambda _: None)
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert classify(caught.value)
+
+
+def test_altered_bytes_every_time_say_how_often_and_why() -> None:
+    def fetch() -> None:
+        raise DigestMismatchError("flipped byte")
+
+    with pytest.raises(DigestMismatchError, match="the same after 3 fetches") as caught:
+        REQUESTS.but(retries=2, base=0.0).run(fetch, sleep=lambda _: None)
+    assert isinstance(caught.value.__cause__, DigestMismatchError)
 
 
 def test_redaction_drops_userinfo_and_unknown_query_values() -> None:

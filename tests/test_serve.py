@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import requests
 
 from tests.support.corpus import Corpus
 from tests.support.mirror import SKOPEO_READABLE, run_sync, write_sync_config
-from tests.support.ports import free_port
+from tests.support.ports import LOOPBACK, free_port
 from tests.support.registry_server import RegistryServer
 from tests.support.serve_server import ServeProcess
 
@@ -258,3 +259,26 @@ def test_metrics_count_requests_by_route_and_code_and_bytes_served(
     assert sample(f'{requests_total}{{code="405",method="PUT",route="manifest"}}') == 1
     sent = sample('syncworker_serve_bytes_total{route="manifest"}')
     assert sent >= len(got.content)
+
+
+def test_a_read_sent_with_a_chunked_body_ends_its_connection(tmp_path: Path) -> None:
+    """A GET whose body is framed by Transfer-Encoding (RFC 9112 section 6.1) is answered,
+    then its connection closed: the unread body is never taken for the next request, which
+    a proxy in front would pair with another client's (request smuggling)."""
+    config = write_sync_config(tmp_path, tmp_path / "store", [{"urls": ["http://127.0.0.1:9"]}])
+    smuggled = b"GET /v2/_catalog HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+    head = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with (
+        ServeProcess(config) as serve,
+        socket.create_connection((LOOPBACK, serve.port), timeout=30) as conn,
+    ):
+        conn.sendall(head + body)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n\r\n")
+    fields = dict(line.split(b": ", 1) for line in status.split(b"\r\n")[1:])
+    length = int(fields[b"Content-Length"])
+    assert rest[length:] == b""
+    assert status.startswith(b"HTTP/1.1 200") and b"Connection: close" in status

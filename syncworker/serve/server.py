@@ -116,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}
         request = Request(self.command, unquote(parts.path), parse_qs(parts.query), headers)
-        if request.method not in READ_METHODS or "content-length" in headers:
+        if request.method not in READ_METHODS or _has_body(headers):
             # A body we will not read would be taken for the next request.
             self.close_connection = True
         route, response = self.server.answer(request)
@@ -181,6 +181,12 @@ class _Handler(BaseHTTPRequestHandler):
         if sent != body.length:  # the status is sent: only closing tells the client
             self.close_connection = True
         return sent
+
+
+def _has_body(headers: dict[str, str]) -> bool:
+    """Whether a request is followed by a body: a Content-Length, or a Transfer-Encoding
+    (RFC 9112 section 6.1: chunked framing, whatever the method)."""
+    return "content-length" in headers or "transfer-encoding" in headers
 
 
 def _sendfile(sock: socket.socket, body: FileBody) -> int:

@@ -25,6 +25,7 @@ from syncworker.registry import Credentials
 from syncworker.registry.addresses import is_internal_address, origin, target_allowed
 from syncworker.registry.answers import declared_length, spec_errors
 from syncworker.registry.auth import (
+    TOKEN_LOCK_STRIPES,
     Challenge,
     Token,
     TokenCache,
@@ -111,11 +112,23 @@ def test_token_response_lifetime_defaults_to_60_seconds() -> None:
 def test_token_cache_expiry_per_scope() -> None:
     cache = TokenCache()
     key = ("realm", "svc", "repository:a:pull")
-    cache.put(key, Token("t", expires_at=100.0))
+    cache.put(key, Token("t", expires_at=100.0), now=0.0)
     assert cache.get(key, now=50.0) == Token("t", 100.0)
     assert cache.get(("realm", "svc", "repository:b:pull"), now=50.0) is None
     assert cache.get(key, now=99.0) is None  # refreshed a little before the deadline
     assert cache.lock(key) is cache.lock(key)
+
+
+def test_token_cache_holds_the_tokens_still_valid_not_one_per_scope_ever_used() -> None:
+    cache = TokenCache()
+    first = [("realm", "svc", f"repository:a{n}:pull") for n in range(5000)]
+    later = [("realm", "svc", f"repository:b{n}:pull") for n in range(5000)]
+    for key in first:
+        cache.put(key, Token("t", expires_at=100.0), now=0.0)
+    for key in later:  # every token of the first walk has expired by now
+        cache.put(key, Token("t", expires_at=400.0), now=300.0)
+    assert len(cache) == len(later)
+    assert len({id(cache.lock(key)) for key in first + later}) <= TOKEN_LOCK_STRIPES
 
 
 def test_secrets_stay_out_of_reprs() -> None:

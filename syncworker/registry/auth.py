@@ -23,6 +23,8 @@ from syncworker.oci.document import load_json
 
 __all__ = [
     "CATALOG_SCOPE",
+    "MIN_SWEEP_ENTRIES",
+    "TOKEN_LOCK_STRIPES",
     "Challenge",
     "CredentialSource",
     "Credentials",
@@ -47,6 +49,13 @@ MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 CATALOG_SCOPE = "registry:catalog:*"
 # Tokens are refreshed at least this often, whatever expires_in says (a day).
 MAX_TOKEN_LIFETIME = 86400.0
+# Token fetches of distinct keys are serialised over this many locks: one per key would
+# be a lock per repository ever pulled, kept for the life of the process.
+TOKEN_LOCK_STRIPES = 64
+# The cache drops its expired tokens whenever it has doubled since it last did (and holds
+# at least this many): a walk of a large catalog keeps only the tokens still valid, not
+# one per repository it ever pulled.
+MIN_SWEEP_ENTRIES = 256
 # Visible ASCII, no spaces: what may follow "Bearer " in a header.
 _TOKEN_VALUE = re.compile(r"[\x21-\x7e]{1,65536}")
 
@@ -191,24 +200,34 @@ class TokenCache:
     """Bearer tokens per (realm, service, scope), refreshed when they expire. Thread-safe.
 
     ``lock(key)`` serialises fetching one key so that many threads starting on the same
-    repository ask the token issuer once, not once each.
+    repository ask the token issuer once, not once each. Expired tokens are dropped as the
+    cache grows (:data:`MIN_SWEEP_ENTRIES`), so it holds the scopes of the last token
+    lifetime, however many repositories a process walks.
     """
 
     def __init__(self) -> None:
         self._tokens: dict[TokenKey, Token] = {}
-        self._locks: dict[TokenKey, threading.Lock] = {}
+        self._locks = tuple(threading.Lock() for _ in range(TOKEN_LOCK_STRIPES))
         self._guard = threading.Lock()
+        self._sweep_at = MIN_SWEEP_ENTRIES
+
+    def __len__(self) -> int:
+        return len(self._tokens)
 
     def get(self, key: TokenKey, now: float) -> Token | None:
         token = self._tokens.get(key)
         return token if token is not None and token.valid(now) else None
 
-    def put(self, key: TokenKey, token: Token) -> None:
-        self._tokens[key] = token
+    def put(self, key: TokenKey, token: Token, now: float) -> None:
+        with self._guard:
+            self._tokens[key] = token
+            if len(self._tokens) >= self._sweep_at:
+                self._tokens = {k: t for k, t in self._tokens.items() if t.valid(now)}
+                self._sweep_at = max(MIN_SWEEP_ENTRIES, 2 * len(self._tokens))
 
     def discard(self, key: TokenKey) -> None:
-        self._tokens.pop(key, None)
+        with self._guard:
+            self._tokens.pop(key, None)
 
     def lock(self, key: TokenKey) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
+        return self._locks[hash(key) % len(self._locks)]

@@ -130,7 +130,7 @@ class Authorizer:
             token = self._tokens.get(token_key, self._clock())
             if token is None:
                 token = self._fetch_token(key, request, challenge)
-                self._tokens.put(token_key, token)
+                self._tokens.put(token_key, token, self._clock())
             return token
 
     def _fetch_token(self, key: Origin, request: Request, challenge: auth.Challenge) -> auth.Token:

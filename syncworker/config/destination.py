@@ -35,8 +35,12 @@ class DestinationConfig(ConfigModel):
     """The registry that mirrored repositories are pushed to."""
 
     url: str
+    """The registry's ``http://`` or ``https://`` URL, without a path. Its login is looked
+    up by ``host:port`` as an upstream's."""
     tls_verify: bool = True
+    """Verify its TLS certificate."""
     cert_dir: str | None = None
+    """zot's ``certDir`` for it: ``ca.crt``, ``client.cert``, ``client.key``."""
 
     @field_validator("url")
     @classmethod

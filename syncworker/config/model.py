@@ -40,48 +40,50 @@ class ApiSettings(ConfigModel):
     in the environment wins over it)."""
 
     token: SecretStr | None = None
+    """The bearer token callers of ``syncworker api`` present (at least 16 characters);
+    ``SYNCWORKER_API_TOKEN`` in the environment wins over it."""
 
 
 class SyncworkerSettings(ConfigModel):
     """Our own top-level section."""
 
-    #: Repositories mirrored in parallel (threads in ``syncworker sync``).
     concurrency: int = Field(8, ge=1)
-    #: Blobs copied in parallel within one repository.
+    """Repositories mirrored in parallel (threads of ``syncworker sync``)."""
     blob_concurrency: int = Field(4, ge=1)
-    #: Tags of one repository mirrored in parallel (their blobs share the blob pool).
+    """Blobs copied in parallel within one repository."""
     tag_concurrency: int = Field(4, ge=1, le=64)
-    #: Repositories that may wait in the broker's ``syncworker.repo`` queue before a walk
-    #: lists its next catalog page: the walk then sends itself again a little later, so a
-    #: catalog of millions never sits in the broker (about 1.2 KB a message in Redis) while
-    #: workers always have the next page waiting.
+    """Tags of one repository mirrored in parallel (their blobs share the blob pool)."""
     walk_ahead: int = Field(10_000, ge=1)
-    #: Redis for coordination (and Celery's broker unless ``celery`` says otherwise); none
-    #: means ``syncworker sync`` coordinates its threads in-process, with nothing of Redis
-    #: loaded. ``SYNCWORKER_REDIS_URL`` overrides it.
+    """Celery: a walk lists its next catalog page only while fewer than this many
+    ``sync_repo`` messages wait in the broker (about 1.2 KB each in Redis), and looks again
+    2 s later, so a catalog of millions never sits in the broker."""
     redis: SecretStr | None = None
-    #: Merged into Celery's configuration (``broker_url``, ``worker_prefetch_multiplier``...).
+    """Redis URL (``redis://``, ``rediss://``, ``unix://``) for coordination, and Celery's
+    broker unless ``celery`` names another; ``SYNCWORKER_REDIS_URL`` wins over it. None:
+    ``syncworker sync`` coordinates its threads in-process, loading nothing of Redis."""
     celery: dict[str, Any] = Field(default_factory=dict, repr=False)
-    #: Finished runs whose stats and failures are kept in Redis.
+    """Merged over our Celery settings, mappings one level deep (``broker_url``,
+    ``task_time_limit``, ``broker_transport_options``...)."""
     runs_kept: int = Field(20, ge=1)
-    #: Media types written in ``index.json`` for Docker schema-2 manifests and lists (the
-    #: manifest bytes, and so digests, are the upstream's either way). ``preserve`` names
-    #: the type of the bytes, as zot's storage does: a registry serving the layout sends it
-    #: as ``Content-Type``, which clients check against the body. ``oci`` lists them under
-    #: their OCI twin types for layout readers that skip Docker types (skopeo 1.9, umoci),
-    #: at the price of that mismatch when a registry serves the layout.
+    """Accepted, not acted on: finished runs stay in Redis for 7 days."""
     layout_media_types: Literal["preserve", "oci"] = "preserve"
-    #: A blob larger than this many bytes (declared or streamed) fails its tag; None: the
-    #: client's limit (``DEFAULT_MAX_BLOB_SIZE`` in syncworker/registry/options.py).
+    """Media types that ``index.json`` names for Docker schema-2 manifests and lists (the
+    bytes, and so digests, are the upstream's either way). ``preserve``: the type of the
+    bytes, as zot's storage does, so a registry serving the layout sends the right
+    ``Content-Type``. ``oci``: their OCI twin types, for layout readers that skip Docker
+    types (skopeo 1.9, umoci)."""
     max_blob_size: int | None = Field(None, ge=1)
-    #: How long a docker credential helper may take to answer (config/docker.py).
+    """Bytes: a larger blob, declared or streamed, fails its tag. None: the client's limit,
+    64 GiB."""
     credential_helper_timeout: GoDuration = timedelta(seconds=HELPER_TIMEOUT)
-    #: The HTTP API (``syncworker api``).
+    """How long a docker credential helper (``docker-credential-<name>``) may take to
+    answer."""
     api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))
-    #: A registry to push into instead of OCI layouts (config/destination.py).
+    """The HTTP API, ``syncworker api``."""
     destination: DestinationConfig | None = None
-    #: The read-only registry over the store (``syncworker serve``; config/serving.py).
+    """A registry to push into instead of writing OCI layouts."""
     serve: ServeSettings = Field(default_factory=lambda: ServeSettings.model_validate({}))
+    """The read-only registry over the store, ``syncworker serve``."""
 
     @field_validator("redis")
     @classmethod
@@ -122,35 +124,59 @@ class ExtensionsConfig(ConfigModel):
     """zot's ``extensions``: ``sync`` is ours to read; the others are kept as they are."""
 
     sync: SyncConfig | None = None
+    """zot's sync extension: the upstreams to mirror."""
     search: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
     metrics: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on (syncworker's metrics: ``--metrics-port``)."""
     scrub: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on (``syncworker check`` verifies the store)."""
     lint: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
     ui: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
     mgmt: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
     api_key: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
     trust: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
     events: Any = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
 
 
 class Config(ConfigModel):
     """A zot configuration file, read by syncworker. Load it with ``load_config``."""
 
-    dist_spec_version: str | None = None
     storage: StorageConfig
-    http: _Opaque = Field(None, repr=False)
-    log: _Opaque = None
+    """Where the mirror is written: a directory, or S3."""
     extensions: ExtensionsConfig | None = None
-    scheduler: _Opaque = Field(None, repr=False)
-    cluster: _Opaque = Field(None, repr=False)
-    # zot fills these from its build; they may appear in a config it wrote back out.
-    go_version: str | None = None
-    commit: str | None = None
-    release_tag: str | None = None
-    binary_type: str | None = None
+    """zot's extensions; only ``sync`` is read."""
     syncworker: SyncworkerSettings = Field(
         default_factory=lambda: SyncworkerSettings.model_validate({})
     )
+    """syncworker's own settings; everything in it is optional."""
+    # zot's own, accepted so that a zot config loads as it is.
+    dist_spec_version: str | None = None
+    """zot's; accepted, not acted on."""
+    http: _Opaque = Field(None, repr=False)
+    """zot's server section; accepted, not acted on (``syncworker.serve`` configures
+    ``syncworker serve``)."""
+    log: _Opaque = None
+    """zot's; accepted, not acted on (``--log-format``, ``-v``)."""
+    scheduler: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
+    cluster: _Opaque = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
+    # zot fills these from its build; they may appear in a config it wrote back out.
+    go_version: str | None = None
+    """zot's build information; accepted, not acted on."""
+    commit: str | None = None
+    """zot's build information; accepted, not acted on."""
+    release_tag: str | None = None
+    """zot's build information; accepted, not acted on."""
+    binary_type: str | None = None
+    """zot's build information; accepted, not acted on."""
 
     _file_credentials: FileLogins = PrivateAttr(default_factory=dict)
 

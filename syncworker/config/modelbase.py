@@ -33,7 +33,8 @@ __all__ = [
 
 
 class ConfigModel(BaseModel):
-    """A config section: camelCase keys matched case-insensitively, unknown keys refused."""
+    """A config section: camelCase keys matched case-insensitively, unknown keys refused,
+    each field described by the docstring under it."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -42,6 +43,9 @@ class ConfigModel(BaseModel):
         populate_by_name=True,
         # Values may be secrets: an error names the field, never echoes what was in it.
         hide_input_in_errors=True,
+        # A field's docstring is its description: the configuration reference's meaning
+        # column (config/reference.py).
+        use_attribute_docstrings=True,
     )
     _aliases_by_lower: ClassVar[dict[str, str]]
     _null_means_default: ClassVar[frozenset[str]]

@@ -26,21 +26,24 @@ class ServeTls(ConfigModel):
     """A PEM certificate (with its chain) and its private key."""
 
     certificate: str = Field(min_length=1)
+    """A PEM file: the certificate and its chain."""
     key: str = Field(min_length=1)
+    """A PEM file: its private key."""
 
 
 class ServeSettings(ConfigModel):
-    #: Where to listen (``--listen`` wins).
     listen: str = DEFAULT_LISTEN
-    #: Serve HTTPS with this certificate; none: plain HTTP (behind a TLS proxy).
+    """``HOST:PORT`` to listen on (``--listen`` wins)."""
     tls: ServeTls | None = None
-    #: An htpasswd file of bcrypt hashes (``htpasswd -B``); none: anonymous read.
+    """Serve HTTPS with this certificate; none: plain HTTP (behind a TLS proxy)."""
     htpasswd: str | None = None
-    #: How long a pull of what an ``onDemand`` registry lacks waits for its copy; past it
-    #: the client is answered 503 and retries, the copy going on.
+    """An htpasswd file of bcrypt hashes (``htpasswd -B``), checked on every request;
+    none: anonymous read."""
     on_demand_timeout: GoDuration = timedelta(seconds=60)
-    #: How long a presigned S3 URL lives, when ``storage.redirect`` asks for redirects.
+    """How long a pull of what an ``onDemand`` registry lacks waits for its copy; past it
+    the client is answered 503 and retries, the copy going on."""
     redirect_expiry: GoDuration = timedelta(minutes=20)
+    """How long a presigned S3 URL lives, when ``storage.redirect`` asks for redirects."""
 
     @field_validator("listen")
     @classmethod

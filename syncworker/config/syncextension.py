@@ -41,15 +41,26 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 class TagsConfig(ConfigModel):
     regex: GoRegex = None
+    """Keep the tags this RE2 expression matches, searched anywhere in the tag (anchor it
+    with ``^...$``)."""
     exclude_regex: GoRegex = None
+    """Then drop the tags this RE2 expression matches."""
     semver: bool = False
+    """Then keep only semantic-version tags (``v1``, ``1.2``, ``1.2.3-beta``)."""
 
 
 class ContentConfig(ConfigModel):
     prefix: Glob
+    """The upstream repositories the rule takes: a glob, ``*`` within a path segment,
+    ``**`` across them. The first matching rule wins."""
     tags: TagsConfig | None = None
+    """Which tags of those repositories to mirror; none: every tag."""
     destination: str | None = None
+    """Where they go in the mirror: this path before the upstream name (``/`` is the
+    root)."""
     strip_prefix: bool = False
+    """With ``destination``: drop the prefix's literal directories (all of a prefix
+    without wildcards) from the name."""
 
     @field_validator("destination")
     @classmethod
@@ -74,45 +85,79 @@ class RegistryConfig(ConfigModel):
     """One upstream: zot's ``registries[]`` entry."""
 
     urls: list[str] = Field(min_length=1)
+    """The upstream's URLs, tried in order (failover). Credentials go only to the URL they
+    were given for."""
     poll_interval: GoDuration | None = None
+    """Beat walks the registry this often (``6h``); 0 or none: never, unless
+    ``schedule``."""
     content: list[ContentConfig] = []
+    """Rules choosing what to mirror and where; none: every repository, every tag, under
+    its own name."""
     tls_verify: bool = True
-    # `syncworker serve` mirrors what this entry's rules map and the store lacks, on a pull.
+    """Verify the upstream's TLS certificate."""
     on_demand: bool = False
+    """``syncworker serve`` mirrors what its pullers ask for and the store lacks, if one of
+    this entry's rules maps the name."""
     cert_dir: str | None = None
+    """A directory of ``ca.crt`` (trusted), ``client.cert`` and ``client.key`` (mutual
+    TLS), as zot reads it."""
     max_retries: int | None = Field(None, ge=0)
+    """Retries of a request that failed temporarily; none: 3."""
     retry_delay: GoDuration | None = None
+    """The first retry's delay, doubled for each next one (``Retry-After`` wins); none:
+    500ms."""
     only_signed: bool = False
-    preserve_digest: bool = False  # we always store manifests byte for byte
-    sync_legacy_cosign_tags: bool = True
-    # zot's syncTimeout: the deadline of one repository's sync (everything past it fails).
+    """Mirror only images signed by cosign or notation (a signature tag or referrer)."""
     sync_timeout: GoDuration | None = None
-    # zot's (regclient's) per-upstream limits, held for the whole cluster: requests per
-    # second and requests in flight. 0 (zot's default) or absent: no limit.
+    """One repository's deadline: past it, every request and download of that repository
+    fails; none: no deadline."""
     req_per_sec: float | None = Field(None, ge=0, allow_inf_nan=False)
+    """Requests per second to this upstream, for the whole cluster (fractions allowed); 0
+    or none: no limit."""
     req_concurrent: int | None = Field(None, ge=0)
-    # ours: bytes per second read from this upstream, for the whole cluster; absent: no cap.
+    """Requests in flight to this upstream, for the whole cluster (a blob counting until
+    its last byte); 0 or none: no limit."""
     download_rate: ByteSize | None = None
-    # ours: pulls of the budget an upstream declares (Docker Hub's ratelimit-remaining)
-    # left unspent, for other users of the same login.
+    """Bytes per second read from this upstream, for the whole cluster (``1MiB``,
+    ``500KiB``, or a number of bytes); none: no cap."""
     pull_budget_reserve: int = Field(0, ge=0)
-    # Accepted for zot compatibility, not acted on: `syncworker serve` pulls through only
-    # what the store lacks and never checks a stored tag upstream on a pull, the scheduled
-    # syncs keep it current (manifestCheckInterval); syncworker sizes its own pools and
-    # timeouts (disableHTTP2) and backs off on its own curve (maxRetryDelay).
-    manifest_check_interval: GoDuration | None = None
-    max_retry_delay: GoDuration | None = None
-    disable_http2: bool | None = Field(None, alias="disableHTTP2")
+    """Pulls of the budget an upstream declares (Docker Hub's ``ratelimit-remaining``)
+    left unspent, for other users of the same login."""
     max_idle_conns_per_host: int | None = Field(None, ge=1)
+    """Keep-alive connections kept to this upstream; none: as many as threads use it."""
     credential_helper: str | None = None
-    oauth2_credential_helper: dict[str, Any] | None = Field(None, repr=False)
-    # ours
+    """``ecr``: log in to Amazon ECR with the AWS SDK's credentials (zot's other helpers
+    are refused)."""
     name: str = ""
+    """The registry's name in commands, logs, metrics and task arguments; empty: the
+    first URL's ``host:port``."""
     repos: list[RepositoryName] = []
+    """The repositories to mirror, for upstreams without ``/v2/_catalog`` (Docker Hub,
+    where ``alpine`` means ``library/alpine``); empty: list the catalog."""
     platforms: list[PlatformField] = []
+    """Only these children of multi-arch images (``linux/amd64``, ``linux/arm64/v8``); the
+    index is kept unchanged. Empty: every platform."""
     schedule: CronSchedule | None = None
-    # Remove from the mirror the tags this upstream no longer lists (engine/prune.py).
+    """When beat walks the registry, a five-field cron (``"0 2 * * *"``); wins over
+    ``pollInterval``."""
     prune: bool = False
+    """Remove from the mirror's ``index.json`` the tags this upstream no longer lists
+    (after a complete tag listing; never a blob)."""
+    # zot's, accepted so that a zot config loads as it is.
+    preserve_digest: bool = False
+    """zot's; accepted, not acted on: manifests are always stored byte for byte."""
+    sync_legacy_cosign_tags: bool = True
+    """zot's; accepted, not acted on: cosign's ``sha256-<hex>.sig`` tags always follow
+    their images."""
+    manifest_check_interval: GoDuration | None = None
+    """zot's; accepted, not acted on: ``serve`` never checks a stored tag upstream on a
+    pull, the scheduled syncs keep it current."""
+    max_retry_delay: GoDuration | None = None
+    """zot's; accepted, not acted on: retries back off on syncworker's own curve."""
+    disable_http2: bool | None = Field(None, alias="disableHTTP2")
+    """zot's; accepted, not acted on."""
+    oauth2_credential_helper: dict[str, Any] | None = Field(None, repr=False)
+    """zot's; accepted, not acted on."""
 
     _rules: ContentRules = PrivateAttr()
 
@@ -207,6 +252,12 @@ class SyncConfig(ConfigModel):
     """zot's ``extensions.sync``."""
 
     enable: bool = True
+    """``false``: ``syncworker sync`` mirrors nothing."""
     credentials_file: str | None = None
-    download_dir: str | None = None  # zot stages through it for cloud storage; we stream
+    """A JSON file of logins, ``{"host:port": {"username": ..., "password": ...}}``,
+    looked up before docker's ``config.json``."""
+    download_dir: str | None = None
+    """zot's; accepted, not acted on: zot stages downloads there for cloud storage,
+    syncworker streams them."""
     registries: list[RegistryConfig] = []
+    """The upstreams, each mirrored on its own."""

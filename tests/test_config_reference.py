@@ -1,0 +1,59 @@
+"""docs/CONFIG.md's reference table is the config model's: every key with its type, default
+and the docstring under its field, so the document cannot drift from what is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncworker.config import load_config
+from syncworker.config.modelbase import ConfigModel
+from syncworker.config.reference import BEGIN, END, markdown_table, replace_table, rows
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "CONFIG.md"
+
+
+def test_the_documents_table_is_the_models() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    listed = text.split(BEGIN + "\n", 1)[1].split("\n" + END, 1)[0]
+    assert listed == markdown_table(), (
+        "docs/CONFIG.md's reference differs from the config model: run "
+        "`python -m syncworker.config.reference docs/CONFIG.md`"
+    )
+
+
+def test_each_key_appears_once_with_its_default() -> None:
+    found = {row.key: row for row in rows()}
+    assert len(found) == len(list(rows()))
+    assert found["syncworker.concurrency"].default == "`8`"
+    assert found["syncworker.credentialHelperTimeout"].default == "`30s`"
+    assert found["syncworker.serve.redirectExpiry"].kind == "duration"
+    assert found["extensions.sync.registries[].urls"].default == "required"
+    assert found["extensions.sync.registries[].downloadRate"].kind == "size"
+    assert found["storage.storageDriver.regionendpoint"].kind == "string"  # distribution's own keys
+
+
+def test_a_field_without_a_docstring_is_refused() -> None:
+    class Undescribed(ConfigModel):
+        documented: int = 1
+        """Described."""
+        bare: bool = False
+
+    with pytest.raises(ValueError, match="Undescribed.bare"):
+        list(rows(Undescribed))
+
+
+def test_rewriting_keeps_what_surrounds_the_table() -> None:
+    text = f"before\n{BEGIN}\nstale\n{END}\nafter\n"
+    assert replace_table(text) == f"before\n{BEGIN}\n{markdown_table()}\n{END}\nafter\n"
+    with pytest.raises(ValueError, match="config:begin"):
+        replace_table("no markers")
+
+
+def test_the_examples_load() -> None:
+    """The examples the document points to are configurations the model accepts."""
+    for name in ("mirror.yaml", "mirror-to-registry.yaml", "zot-config.json"):
+        load_config(ROOT / "examples" / name)

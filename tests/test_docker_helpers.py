@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from syncworker.config import load_config
-from syncworker.config.docker import DOCKER_HUB_SERVER, HelperLogin, docker_login
+from syncworker.config.docker import DOCKER_HUB_SERVER, FAILURE_KEPT, HelperLogin, docker_login
 from syncworker.errors import ConfigError
 from syncworker.registry.auth import Credentials
 from tests.support.images import make_image
@@ -225,3 +225,20 @@ def test_not_found_is_anonymous_and_garbage_is_an_error(helper: Helper) -> None:
     assert [found.current(), found.current()] == [Credentials("u", "one")] * 2
     found.refused()
     assert found.current() == Credentials("u", "two")
+
+
+def test_a_failure_is_kept_for_a_while_then_the_helper_is_asked_again(helper: Helper) -> None:
+    """A helper that failed once (its network call, a locked keyring) does not fail its
+    registry for the life of a worker."""
+    now = [0.0]
+    helper.config({"credsStore": HELPER})
+    helper.plan({"fail": "keyring locked"})
+    found = HelperLogin(HELPER, "registry.example", clock=lambda: now[0])
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="exited with status 1"):
+            found.current()
+    assert len(helper.asked) == 1  # kept: not one wait per repository
+    helper.plan({}, {"Username": "u", "Secret": "s"})
+    now[0] = FAILURE_KEPT
+    assert found.current() == Credentials("u", "s")
+    assert len(helper.asked) == 2

@@ -7,7 +7,8 @@
 credential-helper protocol, github.com/docker/docker-credential-helpers): ``get`` with the
 server address on stdin answers ``{"ServerURL", "Username", "Secret"}``. It runs without a
 shell, under a timeout, when a registry first asks for a login; its answer is kept for the
-process and asked again after the registry refuses it (a 401). A ``<token>`` username makes
+process and asked again after the registry refuses it (a 401), its failure for
+:data:`FAILURE_KEPT`. A ``<token>`` username makes
 the secret an identity token, which the token layer spends as an OAuth2 refresh token at the
 registry's realm, as docker does. The helper's output is never logged: it is the secret.
 
@@ -22,7 +23,8 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DOCKER_HUB_SERVER",
+    "FAILURE_KEPT",
     "HELPER_PREFIX",
     "HELPER_TIMEOUT",
     "HelperLogin",
@@ -47,6 +50,10 @@ HELPER_PREFIX = "docker-credential-"
 #: A helper that asks a desktop keyring may wait on an unlock prompt; docker waits without
 #: limit, a mirror must not: past this, the registry's login fails.
 HELPER_TIMEOUT = 30.0
+#: A helper's failure is kept this long, so a registry's repositories do not each wait on
+#: a broken helper; then it is asked again, so one that failed for a moment (its network
+#: call, a keyring still locked) does not fail a worker's registry for the worker's life.
+FAILURE_KEPT = 60.0
 # What every helper of docker-credential-helpers prints when it has no login for the address.
 _NOT_FOUND = "credentials not found"
 # A helper's answer is a small JSON object; more is not a helper.
@@ -94,16 +101,25 @@ def _read_config() -> Mapping[str, Any]:
 
 class HelperLogin:
     """The login a credential helper gives for one registry (a ``CredentialSource``):
-    asked once, kept until :meth:`refused`; a failure is kept too, so a registry's
-    repositories do not each wait on a broken helper. Thread-safe."""
+    asked once, kept until :meth:`refused`; a failure is kept for :data:`FAILURE_KEPT`.
+    Thread-safe."""
 
-    def __init__(self, helper: str, host: str, timeout: float = HELPER_TIMEOUT) -> None:
+    def __init__(
+        self,
+        helper: str,
+        host: str,
+        timeout: float = HELPER_TIMEOUT,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.program = HELPER_PREFIX + helper
         self._host = host
         self._server = DOCKER_HUB_SERVER if host == host_key(DOCKER_HUB_SERVER) else host
         self._timeout = timeout
+        self._clock = clock
         self._lock = threading.Lock()
         self._asked = False
+        self._failed_at = 0.0
         self._login: Credentials | None = None
         self._error: ConfigError | None = None
 
@@ -112,12 +128,13 @@ class HelperLogin:
 
     def current(self) -> Credentials | None:
         with self._lock:
-            if not self._asked:
+            stale = self._error is not None and self._clock() >= self._failed_at + FAILURE_KEPT
+            if not self._asked or stale:
                 self._login, self._error = None, None
                 try:
                     self._login = self._ask()
                 except ConfigError as exc:
-                    self._error = exc
+                    self._error, self._failed_at = exc, self._clock()
                 self._asked = True
             if self._error is not None:
                 raise self._error

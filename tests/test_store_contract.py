@@ -496,6 +496,20 @@ def test_find_blob_sees_other_processes_writes(backend: Backend) -> None:
     assert backend.store.find_blob(digest) == "elsewhere"
 
 
+@layouts_only
+def test_a_hint_gc_made_stale_is_replaced_by_the_next_holder(backend: Backend) -> None:
+    """gc removed the blob from the repository its hint names: the next repository to
+    store the digest becomes its hint, so later copies link it instead of fetching it."""
+    store = backend.store
+    digest, data = blob(b"a layer gc took from its first holder")
+    store.put_blob("first", digest, len(data), [data])
+    store.delete_blob("first", digest)  # what gc does, holding the repository
+    assert store.find_blob(digest) is None
+    store.put_blob("second", digest, len(data), [data])
+    assert backend.read_raw(f".digests/{digest.algorithm}/{digest.hex}") == b"second"
+    assert backend.reopen().find_blob(digest) == "second"
+
+
 # -- index.json -------------------------------------------------------------------------
 
 

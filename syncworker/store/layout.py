@@ -83,8 +83,9 @@ class LayoutStore:
         self._with_layout: Recent[str, bool] = Recent(REPOS_KEPT)
         self._checked: Recent[str, bool] = Recent(REPOS_KEPT)
         self._hints: Recent[Digest, str] = Recent(DIGESTS_KEPT)
-        # Digests whose hint this process has seen or written: the first holder stays the
-        # hint, so writing it again would only be refused.
+        # Digests whose hint this process has seen or written: True while it names a holder
+        # (the first holder stays the hint, so writing it again would only be refused),
+        # False once it proved stale (gc removed the blob there): the next holder replaces it.
         self._hinted: Recent[Digest, bool] = Recent(DIGESTS_KEPT)
         self._scan_lock = threading.Lock()
         self._unmarked: dict[str, str] | None = None
@@ -106,8 +107,9 @@ class LayoutStore:
             return known
         hint = self._read_hint(digest)  # another process's copy, or ours proved stale
         if hint is not None:
-            self._hinted.put(digest, True)
-            if self._holds(hint, digest):
+            holds = self._holds(hint, digest)
+            self._hinted.put(digest, holds)
+            if holds:
                 self._hints.put(digest, hint)
                 return hint
         repo = self._unmarked_blobs().get(f"{digest.algorithm}/{digest.hex}")
@@ -305,10 +307,11 @@ class LayoutStore:
         repository to hold a digest stays its hint unless that one proved stale.
         """
         self._hints.put(digest, repo)
-        if digest in self._hinted and not repair:
+        hinted = self._hinted.get(digest)
+        if hinted and not repair:
             return
         try:
-            if repair:
+            if repair or hinted is False:
                 self.backend.put(self._hint_key(digest), repo.encode())
             else:
                 self.backend.put_if_absent(self._hint_key(digest), repo.encode())

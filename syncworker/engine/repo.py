@@ -5,8 +5,8 @@ that is all (a no-op run costs one request per tag plus the tag list). Otherwise
 tree and only then move the tag. Tags run ``tag_concurrency`` at a time, so a far-away
 upstream is not paid one round trip per tag in series; their blobs go to the process's
 shared blob pool. Special tags follow the images they are about, whatever the tag rules
-say, once those are mirrored; referrers found through the API are stored untagged,
-recursively, each digest visited once, with cycles refused.
+say, once those are mirrored; referrers found through the API are stored untagged
+(:mod:`syncworker.engine.referrers`).
 
 Every effect goes through ``sink`` (:mod:`syncworker.engine.sinks`): into
 the store for a sync, into memory for a dry run, so both make the same decisions.
@@ -33,37 +33,26 @@ from syncworker.engine.plan import (
     valid_tags,
 )
 from syncworker.engine.prune import plan_prune
+from syncworker.engine.referrers import ReferrerWalk, special_tags_of
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.engine.sinks import Fetched, Sink
 from syncworker.errors import (
     NotFoundError,
     PullDeferred,
-    ReferenceCycleError,
     SyncworkerError,
 )
 from syncworker.filters import (
-    SPECIAL_SUFFIXES,
     ContentRules,
-    special_tag,
     special_tag_subject,
 )
 from syncworker.oci import Descriptor, Digest, Platform, parse_manifest
 from syncworker.registry import RegistryClient
 from syncworker.store import IndexEntry, Store
 
-__all__ = ["DEFAULT_TAG_CONCURRENCY", "SIGNATURE_ARTIFACT_TYPES", "RepoJob"]
+__all__ = ["DEFAULT_TAG_CONCURRENCY", "RepoJob"]
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_ARTIFACT_TYPES = frozenset(
-    {
-        "application/vnd.dev.cosign.artifact.sig.v1+json",
-        "application/vnd.cncf.notary.signature",
-    }
-)
-# Referrers of referrers (a signature on an SBOM on an image) are followed this deep; a
-# hostile upstream cannot make a worker walk forever.
-MAX_REFERRER_DEPTH = 8
 # Tags of one repository in flight at once: enough to hide an upstream's round trip, few
 # enough that one repository does not take every connection to its registry.
 DEFAULT_TAG_CONCURRENCY = 4
@@ -94,15 +83,21 @@ class RepoJob:
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
     _listed: set[Digest] = field(init=False, default_factory=set)
     _synced: set[Digest] = field(init=False, default_factory=set)
-    _all_tags: set[str] = field(init=False, default_factory=set)
-    _tags_listed: bool = field(init=False, default=False)
-    _walked: set[Digest] = field(init=False, default_factory=set)
+    _referrers: ReferrerWalk = field(init=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.images = TreeWalker(self.sink, self.platforms)
         self.result = self.sink.new_result(self.registry, self.upstream_repo, self.dest_repo)
         self._index = IndexWriter(self.sink, self.dest_repo, self._unlisted)
+        self._referrers = ReferrerWalk(
+            self.client,
+            self.images,
+            self.upstream_repo,
+            self.dest_repo,
+            self.layout_media_types,
+            self._account,
+        )
 
     # -- whole repository -------------------------------------------------------------
 
@@ -130,7 +125,9 @@ class RepoJob:
         with the complete tag list of this run in hand."""
         try:
             entries = self.store.index(self.dest_repo)
-            prune = plan_prune(self.store, self.dest_repo, entries, self._all_tags, self.platforms)
+            prune = plan_prune(
+                self.store, self.dest_repo, entries, self._referrers.upstream_tags, self.platforms
+            )
             if prune and self.sink.remove_from_index(self.dest_repo, prune.tags, prune.untagged):
                 self.result.pruned, self.result.pruned_bytes = prune.names, prune.size
                 log.info("%s: pruned %s", self.dest_repo, ", ".join(prune.names))
@@ -144,7 +141,7 @@ class RepoJob:
             self._load_stored([tag])
             desc = self.sync_tag(tag)
             if desc is not None:
-                self._load_stored(_special_tags_of(desc.digest))
+                self._load_stored(special_tags_of(desc.digest))
                 self._sync_special_tags_of(desc.digest)
         return self.result
 
@@ -164,7 +161,7 @@ class RepoJob:
         return self.result
 
     def _sync_special_tags_of(self, digest: Digest) -> None:
-        for tag in _special_tags_of(digest):
+        for tag in special_tags_of(digest):
             try:
                 desc = self.client.head_manifest(self.upstream_repo, tag)
             except NotFoundError:
@@ -176,8 +173,7 @@ class RepoJob:
 
     def _valid_tags(self, tags: Iterable[str]) -> list[str]:
         valid = valid_tags(tags, self._fail)
-        self._all_tags = set(valid)
-        self._tags_listed = True
+        self._referrers.tags_listed(valid)
         return valid
 
     def _load_stored(self, tags: list[str] | None = None) -> None:
@@ -241,11 +237,15 @@ class RepoJob:
     ) -> Descriptor | None:
         if self._stored.get(tag) == desc.digest:
             self._note_synced(desc)
-            if special_tag_subject(tag) is None:
-                self._refresh_referrers(tag, desc.digest)
+            if special_tag_subject(tag) is None:  # referrers attached since, with the tag
+                self._index.add(self._referrers.refresh(desc.digest, self._listed), tag)
             self._unchanged(tag)
             return desc
-        if self.only_signed and special_tag_subject(tag) is None and not self._signed(desc):
+        if (
+            self.only_signed
+            and special_tag_subject(tag) is None
+            and not self._referrers.signed(desc)
+        ):
             log.info(
                 "%s/%s:%s is not signed; skipped (onlySigned)",
                 self.registry,
@@ -265,7 +265,7 @@ class RepoJob:
         """
         tree = self.images.walk(self.dest_repo, desc, fetched)
         special = tag is not None and special_tag_subject(tag) is not None
-        entries = [] if special else self._follow_referrers(desc.digest, (desc.digest,))
+        entries = [] if special else self._referrers.follow(desc.digest, (desc.digest,))
         entries.append(IndexEntry(self._index_descriptor(desc), tag))
         if special and desc.is_index:
             entries += self._special_index_entries(desc)
@@ -305,71 +305,6 @@ class RepoJob:
         serving this layout (zot) answers the referrers API for them."""
         return [IndexEntry(self._index_descriptor(c)) for c in self._stored_children(desc)]
 
-    def _follow_referrers(self, subject: Digest, chain: tuple[Digest, ...]) -> list[IndexEntry]:
-        """Referrers through the API, when the upstream's tag list did not already carry
-        them as a special tag; recursively, refusing cycles. Each subject is listed once
-        per job: a lattice of referrers costs requests per manifest, not per path. Returns
-        their index entries, deepest first."""
-        if special_tag(subject) in self._all_tags or not self._first_walk(subject):
-            return []
-        return self._copy_referrers(subject, self._list_referrers(subject), chain)
-
-    def _refresh_referrers(self, tag: str, subject: Digest) -> None:
-        """An unchanged image: copy the referrers attached upstream since it was mirrored
-        (a signature, an SBOM), listed with ``tag``. One request, on upstreams with the
-        referrers API only: the client learns once that a registry has none, and then the
-        fallback tag in the tag list brings them as a special tag. Referrers the index
-        already lists are not walked again."""
-        if special_tag(subject) in self._all_tags or not self._first_walk(subject):
-            return
-        found = self.client.referrers_api(self.upstream_repo, subject) or []
-        new = [r for r in found if r.digest not in self._listed]
-        if new:
-            self._index.add(self._copy_referrers(subject, new, (subject,)), tag)
-
-    def _copy_referrers(
-        self, subject: Digest, referrers: list[Descriptor], chain: tuple[Digest, ...]
-    ) -> list[IndexEntry]:
-        entries: list[IndexEntry] = []
-        if len(chain) > MAX_REFERRER_DEPTH:
-            raise ReferenceCycleError(f"referrers nested deeper than {MAX_REFERRER_DEPTH}")
-        for referrer in referrers:
-            if referrer.digest in chain:
-                raise ReferenceCycleError(
-                    f"referrer {referrer.digest} of {subject} is also its ancestor"
-                )
-            if referrer.digest in self._walked:
-                continue
-            # Copied even when present: cheap then (no GET), and it lists a referrer that a
-            # crash left unlisted.
-            tree = self.images.walk(self.dest_repo, referrer)
-            entries += self._follow_referrers(referrer.digest, (*chain, referrer.digest))
-            entries.append(IndexEntry(self._index_descriptor(referrer)))
-            self._account(tree, str(referrer.digest))
-        return entries
-
-    def _first_walk(self, subject: Digest) -> bool:
-        with self._lock:
-            first = subject not in self._walked
-            self._walked.add(subject)
-            return first
-
-    def _list_referrers(self, subject: Digest) -> list[Descriptor]:
-        """With the tag list in hand, a registry without the referrers API costs nothing
-        here: its special tags are in the list and handled as such."""
-        if not self._tags_listed:
-            return self.client.referrers(self.upstream_repo, subject)
-        return self.client.referrers_api(self.upstream_repo, subject) or []
-
-    def _signed(self, desc: Descriptor) -> bool:
-        if special_tag(desc.digest, ".sig") in self._all_tags:
-            return True
-        if special_tag(desc.digest) in self._all_tags:
-            referrers = self.client.referrers(self.upstream_repo, desc.digest)
-        else:
-            referrers = self._list_referrers(desc.digest)
-        return any(r.artifact_type in SIGNATURE_ARTIFACT_TYPES for r in referrers)
-
     def _index_descriptor(self, desc: Descriptor) -> Descriptor:
         return index_descriptor(desc, self.layout_media_types)
 
@@ -398,9 +333,3 @@ class RepoJob:
         failure = Failure(self.registry, self.upstream_repo, tag, str(exc))
         log.warning("%s", failure)
         self.result.failures.append(failure)
-
-
-def _special_tags_of(digest: Digest) -> list[str]:
-    """cosign's special tags for what it attaches to ``digest``: signature, attestation,
-    SBOM."""
-    return [special_tag(digest, suffix) for suffix in SPECIAL_SUFFIXES]

@@ -11,8 +11,8 @@ registry and a layout is the model):
 - ``claim``: kept beside the registry, in Redis when one is shared, else in this process
   (:mod:`syncworker.store.claim` says why);
 - ``update_index``: tags pushed last; a referrer listed untagged is added to its subject's
-  referrers tag-schema index when the registry has no referrers API (spec.md "Pushing
-  Manifests with Subject": then the client maintains it).
+  referrers tag-schema index when the registry has no referrers API
+  (:mod:`syncworker.store.referrerindex`).
 
 Nothing is written beside the registry; an upload session a crash abandons is the
 registry's to expire, and the next run opens a new one.
@@ -21,14 +21,12 @@ registry's to expire, and the next run opens a new one.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from syncworker.errors import (
     InvalidNameError,
@@ -42,18 +40,16 @@ from syncworker.oci import (
     MAX_MANIFEST_BYTES,
     Descriptor,
     Digest,
-    Manifest,
     parse_manifest,
     validate_repository,
     verifying,
 )
-from syncworker.oci.mediatypes import OCI_INDEX
 from syncworker.registry import ClientOptions, Credentials
 from syncworker.registry.pushclient import PushClient
-from syncworker.registry.referrers import fallback_tag
 from syncworker.store.claim import Source
 from syncworker.store.memo import DIGESTS_KEPT, KeyedLocks, Recent
 from syncworker.store.protocol import BlobHints, ClaimRecords, IndexEntry
+from syncworker.store.referrerindex import list_referrer
 
 __all__ = ["Destination", "MemoryClaims", "MemoryHints", "RegistryStore"]
 
@@ -246,7 +242,9 @@ class RegistryStore:
                     changed |= self._push_tag(repo, entry.tag, entry.descriptor.digest)
             for entry in entries:
                 if entry.tag is None:
-                    changed |= self._list_referrer(repo, entry.descriptor.digest)
+                    digest = entry.descriptor.digest
+                    manifest = parse_manifest(self.read_blob(repo, digest), None, digest)
+                    changed |= list_referrer(self.client, repo, manifest)
         return changed
 
     def remove_from_index(
@@ -310,33 +308,6 @@ class RegistryStore:
         self.client.put_manifest(repo, tag, raw, parse_manifest(raw, None, digest).media_type)
         return True
 
-    def _list_referrer(self, repo: str, digest: Digest) -> bool:
-        manifest = parse_manifest(self.read_blob(repo, digest), None, digest)
-        subject = manifest.subject
-        if subject is None or self.client.referrers_api(repo, subject.digest) is not None:
-            return False
-        tag = fallback_tag(subject.digest)
-        listed = self._fallback_index(repo, tag)
-        if any(d.get("digest") == str(digest) for d in listed["manifests"]):
-            return False
-        listed["manifests"].append(_referrer_descriptor(manifest))
-        raw = json.dumps(listed, separators=(",", ":")).encode()
-        self.client.put_manifest(repo, tag, raw, OCI_INDEX)
-        return True
-
-    def _fallback_index(self, repo: str, tag: str) -> dict[str, Any]:
-        """The subject's tag-schema index as it is (other tools' entries kept), or a new
-        one if the tag is absent or holds something that is no index."""
-        try:
-            raw, manifest = self.client.get_manifest(repo, tag)
-        except NotFoundError:
-            manifest = None
-        if manifest is None or not manifest.is_index:
-            return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-        doc: dict[str, Any] = json.loads(raw)
-        doc.setdefault("manifests", [])
-        return doc
-
     def _has_tags(self, repo: str) -> bool:
         try:
             return bool(self.client.tags(repo))
@@ -395,17 +366,3 @@ class _Source:
         except BaseException as exc:
             self.failure = exc
             raise
-
-
-def _referrer_descriptor(manifest: Manifest) -> dict[str, Any]:
-    """spec.md "Listing Referrers": the referrer's type, digest, size, annotations, and
-    its artifactType, or failing that its config's mediaType (whatever it is)."""
-    config = manifest.blobs[0].media_type if manifest.blobs else None
-    desc = Descriptor(
-        manifest.media_type,
-        manifest.digest,
-        manifest.size,
-        annotations=manifest.annotations,
-        artifact_type=manifest.artifact_type or config,
-    )
-    return desc.to_json()

@@ -2,8 +2,9 @@
 
 Keys are ``<rootdirectory>/<key>`` (``.../<repo>/index.json``, ``.../blobs/<alg>/<hex>``),
 what zot's S3 storage reads. boto3 does the S3 work (signing, retries, connection pooling,
-managed copies); this module only maps the layout's primitives onto it. botocore
-exceptions become StoreError in one place, :meth:`S3Backend._errors`.
+managed copies, its client made in ``syncworker/store/s3client.py``); this module only
+maps the layout's primitives onto it. botocore exceptions become StoreError in one place,
+:meth:`S3Backend._errors`.
 
 Visibility: a blob is streamed into a multipart upload that is completed only after the
 digest verified, so its final key never holds partial or wrong content; an un-completed
@@ -22,15 +23,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from syncworker.errors import StoreError
 from syncworker.store.layout import LayoutStore
 from syncworker.store.layoutbackend import Listing, Stored
-from syncworker.store.s3log import log_operations
+from syncworker.store.s3client import connect
 from syncworker.store.s3multipart import CONFLICT_CODES, MultipartUpload, error_code
 from syncworker.store.s3optional import conditions_honoured, is_unsupported, lacks, shows
 from syncworker.store.s3settings import S3Settings
@@ -54,7 +53,7 @@ class S3Backend:
 
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
-        self.client = _client(settings, retries=5)
+        self.client = connect(settings, retries=5)
         self._bucket = settings.bucket
         self._prefix = f"{settings.root}/" if settings.root else ""
         # Whether the server honours If-Match / If-None-Match: probed on the first write.
@@ -67,7 +66,7 @@ class S3Backend:
 
     def check(self) -> None:
         """Fail fast, with one attempt, when the bucket is missing, unreachable or forbidden."""
-        probe = _client(self.settings, retries=1)
+        probe = connect(self.settings, retries=1)
         with self._errors("HeadBucket", ""):
             probe.head_bucket(Bucket=self._bucket)
 
@@ -364,47 +363,6 @@ class S3Store(LayoutStore):
     def client(self) -> Any:
         """The boto3 client (tests hook its events to see which calls were made)."""
         return self._s3.client
-
-
-_SESSION: list[boto3.session.Session] = []
-_SESSION_LOCK = threading.Lock()
-
-
-def _client(settings: S3Settings, retries: int) -> Any:
-    # One boto3 session per process: a session loads the service models (about half a
-    # second); clients made from it share them. Credentials go to the client, not the
-    # session, so stores with different keys still share it. Sessions are not thread-safe.
-    with _SESSION_LOCK:
-        if not _SESSION:
-            _SESSION.append(boto3.session.Session())
-        client = _SESSION[0].client(
-            "s3",
-            region_name=settings.region,
-            endpoint_url=settings.endpoint,
-            use_ssl=settings.secure,
-            verify=not settings.skip_verify,
-            aws_access_key_id=settings.access_key,
-            aws_secret_access_key=settings.secret_key,
-            aws_session_token=settings.session_token,
-            config=_config(settings, retries),
-        )
-    log_operations(client)
-    return client
-
-
-def _config(settings: S3Settings, retries: int) -> Config:
-    return Config(
-        retries={"mode": "standard", "max_attempts": retries},
-        connect_timeout=5,  # seconds; an unreachable endpoint must fail fast
-        read_timeout=60,
-        max_pool_connections=32,  # concurrent blob copies per worker share one client
-        s3={"addressing_style": "path" if settings.path_style else "auto"},
-        user_agent_extra=settings.user_agent,
-        # Content checksums only where S3 requires them: several S3-compatible servers
-        # reject the CRC headers newer botocore adds by default; our digests verify content.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
 
 
 def _range(start: int, length: int | None) -> str:

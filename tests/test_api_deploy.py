@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from syncworker.cli import build_parser
-from syncworker.cli.api import TOKEN_ENV, parse_listen
+from syncworker.cli.api import TOKEN_ENV
+from syncworker.config.serving import listen_address
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -20,7 +21,7 @@ WEBHOOK = "/v1/webhooks/distribution"
 def listen_port(args: list[str]) -> int:
     parsed = build_parser(args).parse_args(args)
     assert parsed.command == "api" and parsed.config == "/etc/syncworker/config.yaml"
-    return parse_listen(parsed.listen)[1]
+    return listen_address(parsed.listen)[1]
 
 
 def test_compose_api_and_the_upstream_that_notifies_it() -> None:

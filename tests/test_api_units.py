@@ -17,8 +17,9 @@ from syncworker.api.notifications import (
     normal_host,
 )
 from syncworker.api.routing import entries_for_hosts, refusal, validate_image
-from syncworker.cli.api import TOKEN_ENV, api_token, parse_listen
+from syncworker.cli.api import TOKEN_ENV, api_token
 from syncworker.config import Config
+from syncworker.config.serving import listen_address
 from syncworker.errors import ConfigError, ContentError, RequestError
 from syncworker.oci import Reference
 
@@ -145,11 +146,11 @@ def test_the_environment_token_wins_and_short_ones_are_refused(
 
 
 def test_listen_addresses() -> None:
-    assert parse_listen("0.0.0.0:8080") == ("0.0.0.0", 8080)
-    assert parse_listen("[::]:9000") == ("::", 9000)
+    assert listen_address("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    assert listen_address("[::]:9000") == ("::", 9000)
     for bad in ("8080", ":8080", "host:", "host:99999", "host:http"):
         with pytest.raises(ConfigError):
-            parse_listen(bad)
+            listen_address(bad)
 
 
 def test_other_commands_never_import_the_web_stack() -> None:

@@ -22,10 +22,11 @@ from syncworker.api.dispatch import Dispatcher
 from syncworker.celeryapp import create_app
 from syncworker.cli.status import RUN_STATE
 from syncworker.config import Config, load_config
+from syncworker.config.serving import listen_address
 from syncworker.errors import ConfigError
 from syncworker.runtime import Runtime
 
-__all__ = ["MIN_TOKEN_CHARS", "TOKEN_ENV", "add_parser", "api_token", "parse_listen", "run"]
+__all__ = ["MIN_TOKEN_CHARS", "TOKEN_ENV", "add_parser", "api_token", "run"]
 
 TOKEN_ENV = "SYNCWORKER_API_TOKEN"
 # A token is the only thing between the network and the broker: refuse one short enough
@@ -48,7 +49,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     token = api_token(config)
-    host, port = parse_listen(args.listen)
+    host, port = listen_address(args.listen)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise ConfigError("--ssl-certfile", "HTTPS needs both --ssl-certfile and --ssl-keyfile")
     # Redis for the server's lifetime: its requests record runs through the Coordinator.
@@ -85,14 +86,6 @@ def api_token(config: Config) -> str:
         reason = f"the API token ({TOKEN_ENV}) {state} {MIN_TOKEN_CHARS} characters"
         raise ConfigError("syncworker.api.token", reason)
     return token
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT``."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("--listen", f"expected HOST:PORT, got {listen!r}")
-    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def _tls(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from datetime import timedelta
 from pydantic import Field, field_validator
 
 from syncworker.config.modelbase import ConfigModel, GoDuration
+from syncworker.errors import ConfigError
 
-__all__ = ["DEFAULT_LISTEN", "ServeSettings", "ServeTls", "parse_listen"]
+__all__ = ["DEFAULT_LISTEN", "ServeSettings", "ServeTls", "listen_address", "parse_listen"]
 
 DEFAULT_LISTEN = "0.0.0.0:5000"
 
@@ -20,6 +21,14 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"expected HOST:PORT, got {listen!r}")
     return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def listen_address(listen: str, key: str = "--listen") -> tuple[str, int]:
+    """:func:`parse_listen` for a command's address; ConfigError naming ``key`` otherwise."""
+    try:
+        return parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
 
 
 class ServeTls(ConfigModel):

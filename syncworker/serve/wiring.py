@@ -6,7 +6,7 @@ from __future__ import annotations
 import ssl
 
 from syncworker.config import Config
-from syncworker.config.serving import parse_listen
+from syncworker.config.serving import listen_address
 from syncworker.errors import ConfigError
 from syncworker.runtime import Runtime
 from syncworker.serve.context import Filler, Served, ServedStore
@@ -66,10 +66,7 @@ def build_server(
 ) -> RegistryHTTPServer:
     """The server on ``listen`` (else ``syncworker.serve.listen``), bound and ready."""
     text = listen or config.syncworker.serve.listen
-    try:
-        address = parse_listen(text)
-    except ValueError as exc:
-        raise ConfigError("--listen", str(exc)) from None
+    address = listen_address(text)
     settings = config.syncworker.serve
     htpasswd = Htpasswd(settings.htpasswd) if settings.htpasswd else None
     try:

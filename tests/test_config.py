@@ -442,6 +442,16 @@ BAD_FIELDS = [
         "'preserve' or 'oci'",
     ),
     ({**ZOT_CONFIG, "syncworker": {"redis": "http://x"}}, "syncworker.redis", "redis://"),
+    (
+        {**ZOT_CONFIG, "syncworker": {"credentialHelperTimeout": "0s"}},
+        "syncworker.credentialHelperTimeout",
+        "must be a positive duration",
+    ),
+    (
+        {**ZOT_CONFIG, "syncworker": {"serve": {"onDemandTimeout": "500ns"}}},
+        "syncworker.serve.onDemandTimeout",
+        "must be a positive duration",
+    ),
     ({**ZOT_CONFIG, "extension": {}}, "extension", "unknown key"),
     ({"extensions": {}}, "storage", "required"),
     (

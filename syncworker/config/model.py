@@ -16,7 +16,7 @@ from syncworker.config.credentials import (
 )
 from syncworker.config.destination import DestinationConfig
 from syncworker.config.docker import HELPER_TIMEOUT, docker_login
-from syncworker.config.modelbase import ConfigModel, GoDuration
+from syncworker.config.modelbase import ConfigModel, PositiveDuration
 from syncworker.config.serving import ServeSettings
 from syncworker.config.storage import StorageConfig
 from syncworker.config.syncextension import RegistryConfig, SyncConfig
@@ -75,7 +75,7 @@ class SyncworkerSettings(ConfigModel):
     max_blob_size: int | None = Field(None, ge=1)
     """Bytes: a larger blob, declared or streamed, fails its tag. None: the client's limit,
     64 GiB."""
-    credential_helper_timeout: GoDuration = timedelta(seconds=HELPER_TIMEOUT)
+    credential_helper_timeout: PositiveDuration = timedelta(seconds=HELPER_TIMEOUT)
     """How long a docker credential helper (``docker-credential-<name>``) may take to
     answer."""
     api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))

@@ -24,6 +24,7 @@ from syncworker.oci import Platform, validate_repository
 __all__ = [
     "CronSchedule",
     "GoDuration",
+    "PositiveDuration",
     "GoRegex",
     "Glob",
     "PlatformField",
@@ -89,6 +90,13 @@ def _duration(value: Any) -> timedelta:
     raise ValueError("a duration is a string with a unit, such as 90s, 1h30m or 500ms")
 
 
+def _positive_duration(value: Any) -> timedelta:
+    found = _duration(value)
+    if found <= timedelta(0):  # 500ns too: below timedelta's microsecond it is 0
+        raise ValueError("must be a positive duration")
+    return found
+
+
 def _regex(value: Any) -> CompiledGoRegex | None:
     if value is None or value == "":
         return None  # filters/rules.py: an empty regex keeps every tag
@@ -149,6 +157,8 @@ def _cron(value: Any) -> str:
 
 
 GoDuration = Annotated[timedelta, PlainValidator(_duration)]
+#: A wait or a lifetime: 0 would fail everything it bounds at once.
+PositiveDuration = Annotated[timedelta, PlainValidator(_positive_duration)]
 GoRegex = Annotated[CompiledGoRegex | None, PlainValidator(_regex)]
 Glob = Annotated[str, PlainValidator(_glob)]
 PlatformField = Annotated[Platform, PlainValidator(_platform)]

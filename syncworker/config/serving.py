@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from pydantic import Field, field_validator
 
-from syncworker.config.modelbase import ConfigModel, GoDuration
+from syncworker.config.modelbase import ConfigModel, PositiveDuration
 from syncworker.errors import ConfigError
 
 __all__ = ["DEFAULT_LISTEN", "ServeSettings", "ServeTls", "listen_address", "parse_listen"]
@@ -48,21 +48,14 @@ class ServeSettings(ConfigModel):
     htpasswd: str | None = None
     """An htpasswd file of bcrypt hashes (``htpasswd -B``), checked on every request;
     none: anonymous read."""
-    on_demand_timeout: GoDuration = timedelta(seconds=60)
+    on_demand_timeout: PositiveDuration = timedelta(seconds=60)
     """How long a pull of what an ``onDemand`` registry lacks waits for its copy; past it
     the client is answered 503 and retries, the copy going on."""
-    redirect_expiry: GoDuration = timedelta(minutes=20)
+    redirect_expiry: PositiveDuration = timedelta(minutes=20)
     """How long a presigned S3 URL lives, when ``storage.redirect`` asks for redirects."""
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
-        return value
-
-    @field_validator("on_demand_timeout", "redirect_expiry")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be a positive duration")
         return value

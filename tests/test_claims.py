@@ -105,6 +105,17 @@ def test_a_registry_destination_keeps_its_claims_beside_it(backend: Backend) -> 
     assert alone.claim("claimed", B) == B and alone.claim("claimed", A) == B
 
 
+def test_a_claim_is_withdrawn_only_by_the_source_holding_it(backend: Backend) -> None:
+    store = backend.store
+    assert store.claim("same", A) == A
+    store.release_claim("same", B)  # not B's: kept
+    assert backend.reopen().claimant("same") == A
+    store.release_claim("same", A)
+    assert backend.reopen().claimant("same") is None
+    assert store.claim("same", B) == B
+    store.release_claim("never", A)  # nothing to withdraw
+
+
 @layouts_only
 def test_a_claim_edited_by_hand_is_refused_and_an_empty_one_taken_again(
     backend: Backend,
@@ -189,6 +200,31 @@ def test_two_processes_claiming_one_destination_at_once_leave_one_source(
     [loser] = [repo for repo, (code, _) in outcomes.items() if code == 1]
     assert f"destination 'same' mirrors hub/{winner}, not hub/{loser}" in outcomes[loser][1]
     assert layout_tags(root) == {"same": corpus.tags[winner]}
+
+
+@pytest.mark.parametrize("cause", ["unresolvable", "unauthorized"])
+def test_a_first_sync_that_mirrored_nothing_leaves_the_destination_unclaimed(
+    seeded_registry: Seeded,
+    make_registry: Callable[..., RegistryServer],
+    tmp_path: Path,
+    cause: str,
+) -> None:
+    """A source whose first sync failed before anything was listed (its host mistyped, its
+    login missing) holds nothing there: the source configured next (the fix) mirrors it."""
+    server, corpus = seeded_registry
+    root = tmp_path / "store"
+    url = "http://no-such-host.invalid" if cause == "unresolvable" else ""
+    if not url:
+        url = make_registry(htpasswd=("user", "secret")).url
+    content = [{"prefix": "library/alpine", "destination": "same", "stripPrefix": True}]
+    wrong = {"name": "old", "urls": [url], "repos": ["library/alpine"], "content": content}
+    failed = run_sync(write_sync_config(tmp_path, root, [wrong]))
+    assert failed.code == 1
+    assert not (root / "same" / CLAIM_FILE).exists()
+    fixed = one_source_config(tmp_path / "fixed", root, server, "library/alpine")
+    assert run_sync(fixed).code == 0
+    assert layout_tags(root) == {"same": corpus.tags["library/alpine"]}
+    assert json.loads((root / "same" / CLAIM_FILE).read_bytes())["registry"] == "hub"
 
 
 def test_a_store_written_before_claims_is_adopted_by_its_next_sync(

@@ -41,7 +41,7 @@ class Coalescer:
         self._keys = Keys(coord.prefix)
         self._ttl = ttl
         self._claim = register(self._client, "api_claim")
-        self._release = register(self._client, "api_release")
+        self._release = register(self._client, "delete_if_equal")
 
     def claim(self, registry: str, repo: str, reference: str, digest: str, task_id: str) -> str:
         """The task id that serves this request: an earlier one for the same digest, or

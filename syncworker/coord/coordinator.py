@@ -269,3 +269,7 @@ class Coordinator:
 
     def destination_claimant(self, registry: str, repo: str) -> str | None:
         return self._claims.destination_claimant(registry, repo)
+
+    def release_destination(self, registry: str, repo: str, source: str) -> None:
+        """See :meth:`Claims.release_destination`."""
+        self._claims.release_destination(registry, repo, source)

@@ -194,13 +194,14 @@ class Mirror:
         dest_repo = self._destination_or_failure(registry, upstream_repo)
         if isinstance(dest_repo, RepoResult):
             return dest_repo
-        with self._repo_lock(registry, dest_repo, lock_wait):
-            refused = self._claim(registry, upstream_repo, dest_repo)
-            if refused is not None:
-                return refused
+
+        def run() -> RepoResult:  # its syncTimeout starts once the lock is held
             job = self._job(up, upstream_repo, dest_repo)
             job.catalogued = _catalogued(up, listed)
             return job.run(up.rules)
+
+        with self._repo_lock(registry, dest_repo, lock_wait):
+            return self._claimed(registry, upstream_repo, dest_repo, run)
 
     def sync_image(
         self, registry: str, upstream_repo: str, reference: str, *, lock_wait: float | None = None
@@ -214,10 +215,8 @@ class Mirror:
             ref = Reference.of(upstream_repo, reference)
         except ContentError as exc:
             return self._failed(registry, upstream_repo, reference, exc)
-        with self._repo_lock(registry, dest_repo, lock_wait):
-            refused = self._claim(registry, upstream_repo, dest_repo)
-            if refused is not None:
-                return refused
+
+        def run() -> RepoResult:
             job = self._job(up, upstream_repo, dest_repo)
             if ref.tag is not None:
                 job.run_single_tag(ref.tag)
@@ -225,6 +224,9 @@ class Mirror:
                 assert ref.digest is not None
                 job.run_single_digest(ref.digest)
             return job.result
+
+        with self._repo_lock(registry, dest_repo, lock_wait):
+            return self._claimed(registry, upstream_repo, dest_repo, run)
 
     @contextmanager
     def _repo_lock(self, registry: str, dest_repo: str, wait: float | None) -> Iterator[None]:
@@ -238,19 +240,37 @@ class Mirror:
                 self._events.waited(registry, "lock", time.monotonic() - asked)
                 yield
 
-    def _claim(self, registry: str, upstream_repo: str, dest_repo: str) -> RepoResult | None:
-        """Claim ``dest_repo`` for this source (held lock, nothing written yet); the failed
-        result naming both sources when another one holds it."""
+    def _claimed(
+        self, registry: str, upstream_repo: str, dest_repo: str, work: Callable[[], RepoResult]
+    ) -> RepoResult:
+        """``work()`` once this source holds ``dest_repo``'s claim (the lock held, nothing
+        written yet); the failed result naming both sources when another one holds it.
+
+        A claim taken here binds only if ``work`` lists something there: when it copied
+        nothing and found nothing already present (a first sync whose upstream's host does
+        not resolve, or that answers 401), the claim is withdrawn, so the source configured
+        next (the fix) is not refused. Only a sync killed before it could withdraw leaves
+        such a claim (delete ``<repo>/.claim``, or the Redis key, to move the destination).
+        """
         source = Source(registry, upstream_repo)
         try:
-            held = self.store.claim(dest_repo, source)
+            held = self.store.claimant(dest_repo)
+            taken = held is None
+            if taken:
+                held = self.store.claim(dest_repo, source)
             if held != source:
                 raise ClaimError(dest_repo, str(held), str(source))
         except SyncworkerError as exc:
             refused = self._failed(registry, upstream_repo, None, exc)
             log.warning("%s", refused.failures[0])
             return refused
-        return None
+        result = work()
+        if taken and not (result.copied or result.skipped):
+            try:
+                self.store.release_claim(dest_repo, source)
+            except SyncworkerError as exc:  # the claim stays: the next sync of it withdraws it
+                log.warning("%s: claim of %s not withdrawn: %s", dest_repo, source, exc)
+        return result
 
     def _job(
         self, up: Upstream, upstream_repo: str, dest_repo: str, planned: bool = False
@@ -309,10 +329,7 @@ class Mirror:
         images = TreeWalker(sink, up.platforms)
         repair = TreeRepair(self.store, images, registry, upstream_repo, dest_repo)
         with self._repo_lock(registry, dest_repo, lock_wait):
-            refused = self._claim(registry, upstream_repo, dest_repo)
-            if refused is not None:
-                return refused
-            return repair.repair(broken)
+            return self._claimed(registry, upstream_repo, dest_repo, lambda: repair.repair(broken))
 
     def plan_repo(self, registry: str, upstream_repo: str, *, listed: bool = False) -> RepoResult:
         """What ``sync_repo`` would do, without writing (a :class:`RepoPlan`); no lock."""

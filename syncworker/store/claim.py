@@ -4,7 +4,10 @@ A destination repository holds one (registry, upstream repository) pair. Two sou
 destination make a mirror of neither: with ``prune`` each source's sync deletes the other's
 tags, and tags of the same name overwrite each other. So the first sync of a repository
 records its source there before writing anything else, and every sync, from any process,
-compares its own source with the one recorded, under the repository's lock.
+compares its own source with the one recorded, under the repository's lock. A sync that took
+the claim and then listed nothing there (its first sync failed: the upstream's host does not
+resolve, or answers 401) withdraws it (``release_claim``): the source configured next, the
+fix, must not be refused for a sync that left nothing.
 
 Where the record lives:
 

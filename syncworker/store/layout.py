@@ -228,6 +228,11 @@ class LayoutStore:
     def claimant(self, repo: str) -> Source | None:
         return self._claim_at(self._repo_key(repo, CLAIM_FILE))
 
+    def release_claim(self, repo: str, source: Source) -> None:
+        key = self._repo_key(repo, CLAIM_FILE)
+        if self._claim_at(key) == source:  # no other source claims over ours meanwhile
+            self.backend.delete(key)
+
     def _claim_at(self, key: str) -> Source | None:
         found = self.backend.get(key)
         return None if found is None else load_claim(found.data, self.backend.where(key))

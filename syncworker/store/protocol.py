@@ -65,6 +65,8 @@ class ClaimRecords(Protocol):
 
     def destination_claimant(self, registry: str, repo: str) -> str | None: ...
 
+    def release_destination(self, registry: str, repo: str, source: str) -> None: ...
+
 
 @runtime_checkable
 class RepoHolder(Protocol):
@@ -173,6 +175,12 @@ class Store(Protocol):
 
     def claimant(self, repo: str) -> Source | None:
         """The source ``repo`` is claimed by, or None; reads only."""
+        ...
+
+    def release_claim(self, repo: str, source: Source) -> None:
+        """Withdraw ``source``'s claim on ``repo`` (the sync that took it left nothing
+        there); a claim of another source, or none, is left as it is. Called under the
+        repository's lock."""
         ...
 
     def clean_leftovers(self) -> int:

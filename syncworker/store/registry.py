@@ -89,6 +89,11 @@ class MemoryClaims:
     def destination_claimant(self, registry: str, repo: str) -> str | None:
         return self._held.get((registry, repo))
 
+    def release_destination(self, registry: str, repo: str, source: str) -> None:
+        with self._lock:
+            if self._held.get((registry, repo)) == source:
+                del self._held[(registry, repo)]
+
 
 class MemoryHints:
     """This process's hints only, the most recently used (a blob forgotten is uploaded
@@ -277,6 +282,10 @@ class RegistryStore:
         with self._errors(repo):
             held = self._claims.destination_claimant(self._host, repo)
         return None if held is None else Source.parse(held)
+
+    def release_claim(self, repo: str, source: Source) -> None:
+        with self._errors(repo):
+            self._claims.release_destination(self._host, repo, str(source))
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ class Leadership:
         self._client = client
         self._token: str | None = None
         self._renew = register(client, "beat_renew")
-        self._release = register(client, "beat_release")
+        self._release = register(client, "delete_if_equal")
         self._write = register(client, "beat_write_if_held")
 
     @property

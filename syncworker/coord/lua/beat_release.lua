@@ -1,5 +1,0 @@
--- KEYS: the beat lock. ARGV: token. Deletes the lock only when it is still ours.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0

@@ -5,6 +5,7 @@ with the size of what is stored, optional fields of a wrong type dropped."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,16 @@ def test_a_bad_size_of_an_unstored_manifest_is_refused(tmp_path: Path, size: Any
     bad = Descriptor(OCI_MANIFEST, Digest.of(b"absent"), size)
     with pytest.raises(StoreError, match="size"):
         store.update_index("r", [IndexEntry(bad, "v1")])
+
+
+@pytest.mark.parametrize("name", ["index.json", ".claim"])
+def test_a_file_nested_too_deep_to_parse_is_a_store_error_naming_it(
+    tmp_path: Path, name: str
+) -> None:
+    """Another tool's file (or a damaged one) nested past Python's recursion limit: its
+    repository fails with a StoreError naming the file, as any unreadable file does, not
+    a RecursionError that ends a whole gc or check with a traceback."""
+    store, _ = stored(tmp_path)
+    (tmp_path / "r" / name).write_bytes(b"[" * 100_000)
+    with pytest.raises(StoreError, match=rf"\br(: |/){re.escape(name)}"):
+        store.index("r") if name == "index.json" else store.claimant("r")

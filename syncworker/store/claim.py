@@ -34,7 +34,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from syncworker.errors import StoreError
+from syncworker.errors import ContentError, StoreError
+from syncworker.oci.document import load_json
 
 __all__ = [
     "CLAIM_FILE",
@@ -74,9 +75,9 @@ def load_claim(raw: bytes, where: str) -> Source | None:
     if not raw.strip():
         return None
     try:
-        doc = json.loads(raw)
+        doc = load_json(raw, where)
         return Source(_text(doc["registry"]), _text(doc["repository"]))
-    except (ValueError, KeyError, TypeError):
+    except (ContentError, KeyError, TypeError):
         raise StoreError(
             f"{where}: not a claim (want {{'registry': ..., 'repository': ...}});"
             " remove it to let the next sync claim the repository"

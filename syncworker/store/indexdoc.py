@@ -20,6 +20,7 @@ from typing import Any
 
 from syncworker.errors import ContentError, StoreError
 from syncworker.oci import Descriptor, Platform
+from syncworker.oci.document import load_json
 from syncworker.oci.mediatypes import OCI_INDEX
 from syncworker.store.protocol import REF_NAME, IndexEntry
 
@@ -50,9 +51,9 @@ def new_index() -> dict[str, Any]:
 def load_index(raw: bytes, where: str) -> dict[str, Any]:
     """Parse ``index.json`` bytes; a StoreError naming ``where`` if it is not an index."""
     try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise StoreError(f"{where}: index.json is not JSON: {exc}") from None
+        doc = load_json(raw, f"{where}: index.json")
+    except ContentError as exc:
+        raise StoreError(str(exc)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
         raise StoreError(f"{where}: index.json is not an OCI image index")
     doc.setdefault("manifests", [])

@@ -10,7 +10,7 @@ a cold run then a no-op run:
   scripts run as well as the clients' own), of the coordination and of the broker apart:
   each has a Redis of its own here, as with a separate broker (or RabbitMQ) in production;
 - the fan-out of a catalog page of 1,000: each page of the walk run in this process alone
-  (``runs.walk.walk_page`` sending as ``walk_catalog`` does), wall and CPU seconds; and, for
+  (``runs.catalogwalk.walk_page`` sending as ``walk_catalog`` does), wall and CPU seconds; and, for
   the runs, each ``walk_catalog`` the workers logged (``succeeded in``), slower as it
   shares the box with the repositories being synced;
 - bytes the run keys hold once both runs finished (``MEMORY USAGE`` of every
@@ -25,7 +25,7 @@ import shutil
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,7 @@ from syncworker.coord import Coordinator
 from syncworker.engine import Mirror
 from syncworker.runs.catalogwalk import Step, claim_walk, walk_page
 from syncworker.runtime import Runtime
-from syncworker.worker.send import send_each
-from syncworker.worker.tasknames import TASK_SYNC_REPO
+from syncworker.worker.send import CeleryWalkQueue
 from tests.support.redis_server import RedisServer
 from tests.support.synthetic_registry import SyntheticRegistry
 
@@ -312,9 +311,7 @@ def _walk_alone(app: Celery, coord: Coordinator, mirror: Mirror) -> list[tuple[f
     """(wall, CPU) seconds of each page of a walk of the whole catalog."""
     run_id = claim_walk(coord, REGISTRY, "scale-fanout").run_id
 
-    def enqueue(registry: str, repos: Sequence[str], run: str) -> None:
-        send_each(app, TASK_SYNC_REPO, [[registry, repo, run] for repo in repos])
-
+    enqueue = CeleryWalkQueue(app).send_repos
     pages = []
     while True:
         wall, cpu = time.perf_counter(), time.process_time()

@@ -1,5 +1,5 @@
 """The public Celery tasks, and the internal run sweep. Thin: the engine mirrors and
-checks, ``runs.walk`` walks, ``runs.check`` counts checks, ``runs.sweep`` sweeps,
+checks, ``runs.catalogwalk`` walks, ``runs.storecheck`` counts checks, ``runs.sweep`` sweeps,
 ``worker.policy`` retries. Arguments are plain values; credentials never travel in a
 message, workers read them from their own config.
 
@@ -12,7 +12,6 @@ Other services call them by name::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery, shared_task
@@ -20,20 +19,19 @@ from celery import Celery, shared_task
 from syncworker.engine import Failure, RepoResult
 from syncworker.engine.checkrun import check_one, checker
 from syncworker.runs.catalogwalk import (
-    Step,
-    claim_walk,
-    record_catalog_failure,
+    continue_walk,
+    give_up_walk,
     record_repo,
     record_repo_lost,
-    walk_page,
+    trigger_walk,
 )
 from syncworker.runs.storecheck import check_failures, check_mode, record_check
 from syncworker.runs.sweep import stalled
-from syncworker.waits import TASK_REPO_WAIT, WALK_AHEAD_WAIT
+from syncworker.waits import TASK_REPO_WAIT
 from syncworker.worker.checks import check_args
 from syncworker.worker.policy import SyncTask
 from syncworker.worker.send import (
-    queue_length,
+    CeleryWalkQueue,
     send,
     send_at,
     send_each,
@@ -42,7 +40,6 @@ from syncworker.worker.send import (
 )
 from syncworker.worker.state import WorkerState, config_of, worker_state
 from syncworker.worker.tasknames import (
-    QUEUE_REPO,
     TASK_CHECK_REPO,
     TASK_SWEEP,
     TASK_SYNC_IMAGE,
@@ -109,9 +106,7 @@ class _Task(SyncTask):
 class _WalkTask(_Task):
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         registry, run_id = _walk_args(args, kwargs, self.request.id)
-        coord = self.state.coord
-        if coord.current_walk(registry) == run_id:
-            record_catalog_failure(coord, registry, run_id, reason)
+        give_up_walk(self.state.coord, registry, run_id, reason)
         return {"registry": registry, "run_id": run_id, "failures": [reason]}
 
 
@@ -186,32 +181,20 @@ def _walk_args(args: tuple[Any, ...], kwargs: dict[str, Any], task_id: str) -> t
 
 @shared_task(bind=True, base=_WalkTask, name=TASK_WALK)  # type: ignore[untyped-decorator]
 def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> dict[str, Any]:
-    """One page of ``registry``'s catalog; without ``run_id``, a trigger: start a walk (its
-    run id is this task's id) unless one is in progress, which makes this a no-op."""
+    """One page of ``registry``'s catalog walk (runs/catalogwalk.py); without ``run_id``, a
+    trigger: start a walk (its run id is this task's id) unless one is in progress, which
+    makes this a no-op."""
     state = self.state
+    queue = CeleryWalkQueue(self.app)
     if run_id is None:
-        claim = claim_walk(state.coord, registry, self.request.id)
+        claim = trigger_walk(state.coord, queue, registry, self.request.id)
         if not claim.started:
-            log.info(
-                "walk of %s is already in progress as run %s: this trigger is a no-op",
-                registry,
-                claim.run_id,
-            )
             return {"registry": registry, "run_id": claim.run_id, "started": False}
         run_id = claim.run_id
-        start_sweep(self.app, registry, run_id)
-
-    def enqueue(registry: str, repos: Sequence[str], run_id: str) -> None:
-        send_each(self.app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in repos])
-
-    def room() -> bool:  # the walk stays at most walkAhead repositories ahead of workers
-        return queue_length(self.app, QUEUE_REPO) < state.config.syncworker.walk_ahead
-
-    step = walk_page(state.coord, state.mirror, registry, run_id, enqueue, state.page_size, room)
-    if step is Step.MORE:
-        send(self.app, TASK_WALK, [registry, run_id], ignore_result=True)
-    elif step is Step.WAIT:
-        send(self.app, TASK_WALK, [registry, run_id], countdown=WALK_AHEAD_WAIT, ignore_result=True)
+    walk_ahead = state.config.syncworker.walk_ahead
+    step = continue_walk(
+        state.coord, state.mirror, queue, registry, run_id, state.page_size, walk_ahead
+    )
     return {"registry": registry, "run_id": run_id, "step": step.value}
 
 

@@ -1,5 +1,6 @@
 """What the API's requests do: send the public tasks by name, through the helpers the CLI
-uses (the walk start and ``send`` of ``syncworker.worker``), after routing and validation.
+uses (``start_walk`` of ``syncworker.runs.catalogwalk``, ``send`` of ``syncworker.worker``),
+after routing and validation.
 
 Blocking (redis-py, kombu): the web layer calls it from its thread pool.
 """
@@ -22,10 +23,9 @@ from syncworker.coord import Coordinator
 from syncworker.coord.requests import RequestStatus
 from syncworker.errors import ContentError, CoordError, RequestError
 from syncworker.oci import validate_repository
-from syncworker.runs.catalogwalk import Claim
-from syncworker.worker.send import publishing, send
+from syncworker.runs.catalogwalk import Claim, start_walk
+from syncworker.worker.send import CeleryWalkQueue, publishing, send
 from syncworker.worker.tasknames import TASK_SYNC_IMAGE, TASK_SYNC_REPO
-from syncworker.worker.walkstart import start_walk
 
 __all__ = ["PUBLISH_RETRY_POLICY", "Accepted", "Dispatcher", "Outcome"]
 
@@ -71,7 +71,7 @@ class Dispatcher:
     def walk(self, registry: str) -> Claim:
         """Start a walk of ``registry``, or name the one in progress."""
         registry_entry(self.config, registry)
-        claim = start_walk(self.app, self.coord, registry)
+        claim = start_walk(self.coord, CeleryWalkQueue(self.app), registry)
         log.info("walk of %s: run %s (%s)", registry, claim.run_id, _new(claim.started))
         return claim
 

@@ -22,10 +22,10 @@ from syncworker.config import Config, load_config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.errors import ConfigError
 from syncworker.oci import Reference
+from syncworker.runs.catalogwalk import start_walk
 from syncworker.runtime import Runtime
-from syncworker.worker.send import publishing
+from syncworker.worker.send import CeleryWalkQueue, publishing
 from syncworker.worker.tasknames import TASK_SYNC_IMAGE
-from syncworker.worker.walkstart import start_walk
 
 __all__ = ["add_parser", "run"]
 
@@ -69,7 +69,7 @@ def _trigger(args: argparse.Namespace, config: Config, coord: Coordinator) -> in
 
 def _trigger_walk(app: Celery, coord: Coordinator, config: Config, registry: str) -> str:
     config.registry(registry)  # an unknown name is a ConfigError before anything is sent
-    claim = start_walk(app, coord, registry)
+    claim = start_walk(coord, CeleryWalkQueue(app), registry)
     if claim.started:
         print(f"started walk of {registry}: run {claim.run_id}", file=sys.stderr)
     else:

@@ -1,36 +1,59 @@
-"""The catalog walk, one page per call, and the run's accounting (``walk_catalog``).
+"""The catalog walk: a run of a whole registry pages through its upstream's catalog and fans
+out one ``sync_repo`` per repository. All of the walk's logic is here, Celery-free; its
+state in Redis is ``syncworker/coord/catalogwalkstate.py``, the Celery side sends its
+messages (:class:`WalkQueue`, ``syncworker/worker/send.py``), and the ``walk_catalog`` task
+(``syncworker/tasks.py``) only wires them together.
 
-Celery-free: the task passes ``enqueue`` (which sends ``sync_repo`` for each repository of
-a page, in one batch), so this is the whole logic of a walk and of counting a repository
-into its run.
+- **Start.** Beat (or another service) sends ``walk_catalog(registry)`` without a run: a
+  trigger (:func:`trigger_walk`), whose task id becomes the run id. ``syncworker trigger``
+  and the API start a walk with :func:`start_walk`, which sends its first page under the run
+  id. Either way the registry's walk marker is claimed first, so a walk in progress makes
+  the trigger a no-op that names its run, and a sweep (``runs/sweep.py``) is sent with it.
+- **A page** (:func:`continue_walk`, one ``walk_catalog`` message each): is this run still
+  the registry's walk? → are ``walkAhead`` repositories or more waiting for workers? then
+  nothing is listed, and this page is sent again in ``WALK_AHEAD_WAIT`` (back-pressure: a
+  catalog of millions never sits in the broker) → read the cursor → list the page after it
+  → fan out each repository the content rules keep and not yet enqueued in this run → move
+  the cursor to the page's last entry by compare-and-set → send the next page.
+- **End.** The catalog's last page ends the walk (marker and cursor cleared in one step);
+  the run finishes once its last repository is counted. Pages that lead back to one already
+  walked, a page given up for good (:func:`give_up_walk`) or a broker that refuses the
+  first page end it with a ``(catalog)`` failure, so the next trigger starts afresh.
+- **After a crash.** A walk whose worker died is redelivered and reads the cursor it left,
+  skipping what it had already sent; a repository sent twice (a crash between sending and
+  marking it) is still counted once in the run (``incr(once_for=repo)``), its second sync
+  finding everything in the store. A page the broker lost is sent again by the sweep.
 
-A page is processed as: is this run still the registry's walk? → read the cursor → list
-the page after it → fan out each matching repository not yet enqueued in this run →
-compare-and-set the cursor to the page's last entry (or end the walk at the catalog's end).
-A walk whose worker died is redelivered and reads the cursor it left, skipping what it had
-already sent; a repository sent twice (a crash between sending and marking it) is still
-counted once in the run (``incr(once_for=repo)``), its second sync finding everything in
-the store.
+Each finished repository is counted into its run here too (:func:`record_repo`).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from syncworker.coord import Coordinator, RunFailure
+from syncworker.coord import FAILED, Coordinator, RunFailure
 from syncworker.engine import Mirror, RepoResult
+from syncworker.errors import CoordError
+from syncworker.waits import WALK_AHEAD_WAIT
 
 __all__ = [
     "CATALOG_FAILURE",
     "Claim",
     "Step",
+    "WalkQueue",
     "claim_walk",
+    "continue_walk",
+    "give_up_walk",
     "record_catalog_failure",
     "record_repo",
     "record_repo_lost",
+    "start_walk",
+    "trigger_walk",
     "walk_page",
 ]
 
@@ -40,6 +63,27 @@ log = logging.getLogger(__name__)
 CATALOG_FAILURE = "(catalog)"
 
 Enqueue = Callable[[str, Sequence[str], str], None]  # registry, repos of a page, run id
+
+
+class WalkQueue(Protocol):
+    """What a walk sends, and how much of what it sent still waits for a worker. Sending
+    raises :class:`CoordError` when the broker does not take the message."""
+
+    def send_page(
+        self, registry: str, run_id: str, *, delay: float = 0.0, first: bool = False
+    ) -> None:
+        """Send the walk's next page, ``delay`` seconds from now; ``first``: its first page,
+        sent under the run id (as beat's trigger is), so a redelivered one continues its
+        own walk."""
+
+    def send_repos(self, registry: str, repos: Sequence[str], run_id: str) -> None:
+        """Send ``sync_repo`` for each of ``repos`` in ``run_id``, in one batch."""
+
+    def repos_waiting(self) -> int:
+        """How many ``sync_repo`` messages wait in their queue (not those a worker holds)."""
+
+    def start_sweep(self, registry: str, run_id: str) -> None:
+        """Have the run's sweep look at it in one sweep interval (``runs/sweep.py``)."""
 
 
 class Step(enum.Enum):
@@ -75,6 +119,68 @@ def claim_walk(coord: Coordinator, registry: str, run_id: str) -> Claim:
         coord.start_run(registry, run_id)
         return Claim(run_id, True)
     return Claim(coord.current_walk(registry) or run_id, False)
+
+
+def start_walk(coord: Coordinator, queue: WalkQueue, registry: str) -> Claim:
+    """Start a walk of ``registry`` now unless one is in progress (whose run it then names);
+    ``syncworker trigger`` and ``syncworker api`` start walks through this."""
+    claim = claim_walk(coord, registry, str(uuid.uuid4()))
+    if claim.started:
+        _send_first_page(coord, queue, registry, claim.run_id)
+    return claim
+
+
+def _send_first_page(coord: Coordinator, queue: WalkQueue, registry: str, run_id: str) -> None:
+    """Send the walk's first page and its sweep; if the broker refuses, end the walk now, or
+    it would block every trigger of this registry until its marker expires."""
+    try:
+        queue.send_page(registry, run_id, first=True)
+        queue.start_sweep(registry, run_id)
+    except CoordError as exc:
+        coord.record_failure(run_id, CATALOG_FAILURE, None, str(exc))
+        coord.finish_run(run_id, FAILED)  # first: ending the walk would finish it as done
+        coord.end_walk(registry, run_id)
+        raise
+
+
+def trigger_walk(coord: Coordinator, queue: WalkQueue, registry: str, task_id: str) -> Claim:
+    """A ``walk_catalog`` sent without a run (beat's): start the walk whose run id is
+    ``task_id``, and its sweep, unless another walk is in progress; the trigger's own task
+    then walks the first page."""
+    claim = claim_walk(coord, registry, task_id)
+    if not claim.started:
+        log.info(
+            "walk of %s is already in progress as run %s: this trigger is a no-op",
+            registry,
+            claim.run_id,
+        )
+        return claim
+    queue.start_sweep(registry, claim.run_id)
+    return claim
+
+
+def continue_walk(
+    coord: Coordinator,
+    mirror: Mirror,
+    queue: WalkQueue,
+    registry: str,
+    run_id: str,
+    page_size: int | None,
+    walk_ahead: int,
+) -> Step:
+    """Walk the page after the cursor (:func:`walk_page`) unless ``walk_ahead`` repositories
+    or more wait for workers, then send what comes next: the next page, or this page again
+    in ``WALK_AHEAD_WAIT``."""
+
+    def room() -> bool:  # the walk stays at most walk_ahead repositories ahead of workers
+        return queue.repos_waiting() < walk_ahead
+
+    step = walk_page(coord, mirror, registry, run_id, queue.send_repos, page_size, room)
+    if step is Step.MORE:
+        queue.send_page(registry, run_id)
+    elif step is Step.WAIT:
+        queue.send_page(registry, run_id, delay=WALK_AHEAD_WAIT)
+    return step
 
 
 def walk_page(
@@ -150,6 +256,13 @@ def record_repo_lost(coord: Coordinator, run_id: str, repo: str, reason: str) ->
     the live counts its deliveries may have left go with it."""
     failure = RunFailure(repo, None, reason)
     coord.incr(run_id, once_for=repo, failures=[failure], clear_live=True, repos_failed=1)
+
+
+def give_up_walk(coord: Coordinator, registry: str, run_id: str, reason: str) -> None:
+    """A page given up for good (retries exhausted, its workers killed under it): the walk
+    ends with ``reason`` if this run still owns it."""
+    if coord.current_walk(registry) == run_id:
+        record_catalog_failure(coord, registry, run_id, reason)
 
 
 def record_catalog_failure(coord: Coordinator, registry: str, run_id: str, reason: str) -> None:

@@ -1,4 +1,5 @@
-"""Sending tasks: the one place where broker errors are translated, and the sweep's timer."""
+"""Sending tasks: the one place where broker errors are translated, the sweep's timer, and
+the catalog walk's messages (:class:`CeleryWalkQueue`)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from redis.exceptions import RedisError
 from syncworker.errors import CoordError
 from syncworker.runs.sweep import sweep_seconds
 from syncworker.worker.settings import VISIBILITY_TIMEOUT
-from syncworker.worker.tasknames import TASK_SWEEP
+from syncworker.worker.tasknames import QUEUE_REPO, TASK_SWEEP, TASK_SYNC_REPO, TASK_WALK
 
 __all__ = [
+    "CeleryWalkQueue",
     "PUBLISH_BATCH",
     "publishing",
     "queue_length",
@@ -103,3 +105,29 @@ def sweep_interval(app: Celery) -> float:
     unacknowledged in a worker, and one held past that timeout would be handed out again."""
     visibility = app.conf.broker_transport_options.get("visibility_timeout", VISIBILITY_TIMEOUT)
     return min(sweep_seconds(), float(visibility) / 2)
+
+
+class CeleryWalkQueue:
+    """A catalog walk's messages (``runs/catalogwalk.py`` ``WalkQueue``) as Celery tasks:
+    ``walk_catalog`` pages and ``sync_repo`` repositories."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def send_page(
+        self, registry: str, run_id: str, *, delay: float = 0.0, first: bool = False
+    ) -> None:
+        args = [registry, run_id]
+        if first:  # under the run id, as beat's trigger is
+            send(self._app, TASK_WALK, args, task_id=run_id)
+        else:
+            send(self._app, TASK_WALK, args, countdown=delay or None, ignore_result=True)
+
+    def send_repos(self, registry: str, repos: Sequence[str], run_id: str) -> None:
+        send_each(self._app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in repos])
+
+    def repos_waiting(self) -> int:
+        return queue_length(self._app, QUEUE_REPO)
+
+    def start_sweep(self, registry: str, run_id: str) -> None:
+        start_sweep(self._app, registry, run_id)

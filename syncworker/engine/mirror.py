@@ -176,7 +176,8 @@ class Mirror:
         listed: bool = False,
     ) -> RepoResult:
         """Mirror every kept tag of ``upstream_repo``; failures are in the result, never raised,
-        except :class:`~syncworker.errors.LockBusy` when ``lock_wait`` runs out. ``listed``:
+        except the repository lock's: :class:`~syncworker.errors.LockBusy` when ``lock_wait``
+        runs out, or the error of a lock that cannot be taken (Redis, the store). ``listed``:
         the repository comes from :meth:`list_page`, so if that read the upstream's catalog,
         a repository without tags is skipped (``skip_reason``) instead of failed."""
         started = time.monotonic()

@@ -154,10 +154,12 @@ def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[tuple[
 def _outcome(registry: str, upstream_repo: str, future: Future[RepoResult]) -> RepoResult:
     try:
         return future.result()
+    except SyncworkerError as exc:  # its lock could not be taken: Redis, or the store's own
+        log.warning("%s/%s: not mirrored: %s", registry, upstream_repo, exc)
+        reason = str(exc)
     except Exception as exc:  # a bug must not hide the other repositories' results
         log.exception("unexpected error mirroring %s/%s", registry, upstream_repo)
-        result = RepoResult(registry, upstream_repo, None)
-        result.failures.append(
-            Failure(registry, upstream_repo, None, f"{type(exc).__name__}: {exc}")
-        )
-        return result
+        reason = f"{type(exc).__name__}: {exc}"
+    result = RepoResult(registry, upstream_repo, None)
+    result.failures.append(Failure(registry, upstream_repo, None, reason))
+    return result

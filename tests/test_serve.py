@@ -282,3 +282,27 @@ def test_a_read_sent_with_a_chunked_body_ends_its_connection(tmp_path: Path) -> 
     length = int(fields[b"Content-Length"])
     assert rest[length:] == b""
     assert status.startswith(b"HTTP/1.1 200") and b"Connection: close" in status
+
+
+def test_an_htpasswd_file_gone_bad_is_an_error_answer_and_a_log_line(tmp_path: Path) -> None:
+    """An edit that breaks the file (it is read again when it changes) refuses every
+    request with the spec's error and says why in the log, instead of dropping
+    connections with a traceback."""
+    htpasswd = tmp_path / "htpasswd"
+    made = subprocess.run(
+        ["htpasswd", "-Bbn", "reader", "pw"], capture_output=True, text=True, check=True
+    )
+    htpasswd.write_text(made.stdout)
+    settings = {"serve": {"htpasswd": str(htpasswd)}}
+    registries = [{"urls": ["http://127.0.0.1:9"]}]
+    config = write_sync_config(tmp_path, tmp_path / "store", registries, settings=settings)
+    with ServeProcess(config) as serve:
+        assert requests.get(f"{serve.url}/v2/", auth=("reader", "pw"), timeout=30).ok
+        htpasswd.write_text("reader:pw\n")
+        got = requests.get(f"{serve.url}/v2/", auth=("reader", "pw"), timeout=30)
+        assert got.status_code == 500 and got.json()["errors"][0]["code"] == "UNKNOWN"
+        assert f"{htpasswd} line 1: not user:bcrypt-hash" in serve.output()
+        htpasswd.unlink()
+        gone = requests.get(f"{serve.url}/v2/", auth=("reader", "pw"), timeout=30)
+        assert gone.status_code == 500
+        assert "Traceback" not in serve.output()

@@ -21,6 +21,7 @@ from syncworker.serve.apierrors import unauthorized
 __all__ = ["REALM", "Htpasswd"]
 
 REALM = "syncworker"
+_KEY = "syncworker.serve.htpasswd"
 _BCRYPT = ("$2a$", "$2b$", "$2y$")
 
 
@@ -51,12 +52,14 @@ class Htpasswd:
     def _load(self) -> None:
         try:
             found = os.stat(self.path)
-        except OSError as exc:
-            raise ConfigError("syncworker.serve.htpasswd", f"{self.path}: {exc.strerror}") from None
-        stamp = (found.st_mtime_ns, found.st_ino)
-        if stamp == self._stamp:
-            return
-        users = _parse(Path(self.path).read_text(encoding="utf-8"), self.path)
+            stamp = (found.st_mtime_ns, found.st_ino)
+            if stamp == self._stamp:
+                return
+            text = Path(self.path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+            raise ConfigError(_KEY, f"{self.path}: {reason or exc}") from None
+        users = _parse(text, self.path)
         with self._guard:
             self._users, self._good, self._stamp = users, set(), stamp
 
@@ -70,8 +73,7 @@ def _parse(text: str, where: str) -> dict[str, bytes]:
         user, sep, hashed = line.partition(":")
         if not sep or not hashed.startswith(_BCRYPT):
             raise ConfigError(
-                "syncworker.serve.htpasswd",
-                f"{where} line {number}: not user:bcrypt-hash (make it with htpasswd -B)",
+                _KEY, f"{where} line {number}: not user:bcrypt-hash (make it with htpasswd -B)"
             )
         users[user] = hashed.encode()
     return users

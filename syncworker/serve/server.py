@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from syncworker.errors import SyncworkerError
+from syncworker.errors import ConfigError, SyncworkerError
 from syncworker.retry import classify
 from syncworker.serve.apierrors import ApiError
 from syncworker.serve.context import Served
@@ -86,6 +86,10 @@ class RegistryHTTPServer(ThreadingHTTPServer):
                 self.htpasswd.check(request.headers.get("authorization"))
             except ApiError as exc:
                 return "unauthorized", error_response(exc)
+            except ConfigError as exc:  # the file was removed or garbled since it was read
+                log.error("%s %s refused: %s", request.method, request.path[:300], exc)
+                refused = ApiError(500, "UNKNOWN", "credentials cannot be checked; see logs")
+                return "error", error_response(refused)
         try:
             return dispatch(self.served, request)
         except SyncworkerError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -34,6 +34,10 @@ def test_compose_api_and_the_upstream_that_notifies_it() -> None:
     [endpoint] = yaml.safe_load(raw)
     url = urlsplit(endpoint["url"])
     assert (url.hostname, url.port, url.path) == ("api", port, WEBHOOK)
+    # Pushers address the upstream as localhost:5000, so the events name the entry.
+    config = yaml.safe_load((ROOT / "deploy" / "compose" / "syncworker.yaml").read_text())
+    [entry] = config["extensions"]["sync"]["registries"]
+    assert parse_qs(url.query) == {"registry": [entry["name"]]}
     assert endpoint["headers"]["Authorization"] == ["Bearer ${" + TOKEN_ENV + ":-}"]
 
 

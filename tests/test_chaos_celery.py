@@ -162,7 +162,7 @@ def test_killed_workers_message_comes_back_at_visibility_timeout_plus_restore(
             wait_for("w1 to receive it", lambda: "received" in cluster.log("w1"), 60, cluster)
             cluster.kill("w1")  # stuck mid-blob behind the proxy: the task cannot have ended
             killed = time.monotonic()
-            # README: back in its queue after the visibility timeout + RESTORE_SECONDS.
+            # docs/CLUSTER.md: back in its queue after the visibility timeout + RESTORE_SECONDS.
             wait_for(
                 "the message back in its queue",
                 lambda: client.llen(QUEUE_REPO) == 1,

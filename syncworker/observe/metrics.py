@@ -111,7 +111,7 @@ FILLS = Counter(
     "(the client was answered 503, the copy goes on) or failed",
     ["kind", "outcome"],
 )
-#: Every metric, for the README's generated list.
+#: Every metric, for the generated list in docs/OBSERVABILITY.md.
 METRICS = (
     REQUESTS, RETRIES, THROTTLED, WAITED, BLOBS, BLOB_BYTES, IMAGES, REPOSITORIES,
     REPO_SECONDS, BLOB_SECONDS, RUNS_STARTED, RUNS_FINISHED, RUNS_IN_PROGRESS, LAST_SUCCESS,
@@ -210,7 +210,7 @@ def _exposed(metric: MetricWrapperBase) -> str:
 
 
 def markdown_table() -> str:
-    """The README's list of metrics: ``python -m syncworker.observe.metrics``."""
+    """docs/OBSERVABILITY.md's list of metrics: ``python -m syncworker.observe.metrics``."""
     rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
     for m in METRICS:
         labels = ", ".join(f"`{label}`" for label in m._labelnames)

@@ -3,6 +3,8 @@ and the docstring under its field, so the document cannot drift from what is loa
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,27 @@ def test_the_examples_load() -> None:
     """The examples the document points to are configurations the model accepts."""
     for name in ("mirror.yaml", "mirror-to-registry.yaml", "zot-config.json"):
         load_config(ROOT / "examples" / name)
+
+
+ENV_NAME = re.compile(r"^SYNCWORKER_[A-Z_]+$")
+
+
+def _environment_read() -> set[str]:
+    """Every ``SYNCWORKER_...`` string constant of the package."""
+    trees = [ast.parse(p.read_text(encoding="utf-8")) for p in (ROOT / "syncworker").rglob("*.py")]
+    return {
+        node.value
+        for tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if ENV_NAME.match(node.value)
+    }
+
+
+def test_every_environment_variable_is_documented_once() -> None:
+    section = DOC.read_text(encoding="utf-8").split("## Environment\n", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        line.split(" | ")[0].strip("| `") for line in section.splitlines() if line.startswith("| `")
+    ]
+    assert len(rows) == len(set(rows))
+    assert set(rows) == _environment_read()

@@ -1,22 +1,27 @@
-"""The "only here" claims of docs/ARCHITECTURE.md, checked against the code: key names are
-built only in coord/keys.py, Lua only in coord/lua/, each library's exceptions are caught
-only in the modules its table names, and `sync` without Redis never imports redis-py."""
+"""The documents' claims, checked against the code: docs/ARCHITECTURE.md's "only here"s (key
+names are built only in coord/keys.py, Lua only in coord/lua/, each library's exceptions are
+caught only in the modules its table names, `sync` without Redis never imports redis-py),
+and the README's one-process quick start, run as written against a real registry."""
 
 from __future__ import annotations
 
 import ast
 import functools
 import importlib
+import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path
 
 import redis
 
 from tests.support.corpus import Corpus
-from tests.support.mirror import write_sync_config
+from tests.support.images import make_image, make_index
+from tests.support.mirror import layout_tags, write_sync_config
+from tests.support.push import push_image
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 
@@ -236,3 +241,60 @@ def test_sync_uses_redis_only_when_configured(
     assert "redis imported: True" in _sync(shared)
     left = redis.Redis.from_url(private_redis.url).keys(f"{DEFAULT_PREFIX}*")
     assert left, "the single-flights' markers of the copy it coordinated through Redis"
+
+
+# -- the README's quick start, run as written --------------------------------------------
+
+_CLI = "import sys; from syncworker.cli import main; sys.exit(main(sys.argv[1:]))"
+QUICK_START_URL = "http://127.0.0.1:5000"
+
+
+def _quick_start() -> tuple[str, list[list[str]]]:
+    """The one-process quick start's config and its command lines, comments dropped."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("### Cluster quick start", 1)[0]
+    config = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shell = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = [line.split(" #", 1)[0].split() for line in shell.splitlines()]
+    return config, [line for line in lines if line and line[:2] != ["pip", "install"]]
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    if command[0] == "syncworker":
+        command = [sys.executable, "-c", _CLI, *command[1:]]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_the_quick_start_works_as_written(
+    make_registry: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    """Against a fresh registry standing in for 127.0.0.1:5000: the config is valid, the
+    first sync copies the tags its rule takes and no other, the second copies nothing, and
+    skopeo reads the mirrored image at the upstream's digest."""
+    config, commands = _quick_start()
+    assert QUICK_START_URL in config
+    server = make_registry()
+    pushed = {
+        ("library/alpine", "3.20"): make_index("quick-start-alpine"),
+        ("library/alpine", "3.21"): make_image("quick-start-alpine-3.21"),
+        ("library/alpine", "edge"): make_image("quick-start-edge"),  # not a version: left
+        ("library/busybox", "1.36"): make_image("quick-start-busybox", fmt="docker"),
+        ("team/app", "1.0"): make_image("quick-start-app"),  # outside library/**: left
+    }
+    for (repo, tag), image in pushed.items():
+        push_image(server.url, repo, tag, image)
+    (tmp_path / "mirror.yaml").write_text(config.replace(QUICK_START_URL, server.url))
+    verbs = [" ".join(command[:2]) for command in commands]
+    assert verbs == ["syncworker validate", "syncworker sync", "syncworker sync", "skopeo inspect"]
+    runs = [_run(command, tmp_path) for command in commands]
+    assert [run.returncode for run in runs] == [0, 0, 0, 0], [run.stderr for run in runs]
+    assert "3 images copied, 0 unchanged" in runs[1].stdout
+    assert "0 images copied, 3 unchanged, 0 blobs fetched" in runs[2].stdout
+    assert json.loads(runs[3].stdout)["Digest"] == pushed[("library/alpine", "3.20")].digest
+    assert layout_tags(tmp_path / "mirror") == {
+        "library/alpine": {
+            "3.20": pushed[("library/alpine", "3.20")].digest,
+            "3.21": pushed[("library/alpine", "3.21")].digest,
+        },
+        "library/busybox": {"1.36": pushed[("library/busybox", "1.36")].digest},
+    }

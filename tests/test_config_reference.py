@@ -32,7 +32,8 @@ def test_each_key_appears_once_with_its_default() -> None:
     assert len(found) == len(list(rows()))
     assert found["syncworker.concurrency"].default == "`8`"
     assert found["syncworker.credentialHelperTimeout"].default == "`30s`"
-    assert found["syncworker.serve.redirectExpiry"].kind == "duration"
+    assert found["syncworker.serve.redirectExpiry"].kind == "duration > 0"
+    assert found["extensions.sync.registries[].retryDelay"].kind == "duration"
     assert found["extensions.sync.registries[].urls"].default == "required"
     assert found["extensions.sync.registries[].downloadRate"].kind == "size"
     assert found["storage.storageDriver.regionendpoint"].kind == "string"  # distribution's own keys

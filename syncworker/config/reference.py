@@ -28,6 +28,7 @@ from syncworker.config.modelbase import (
     GoDuration,
     GoRegex,
     PlatformField,
+    PositiveDuration,
     RepositoryName,
 )
 from syncworker.config.sizes import ByteSize
@@ -40,6 +41,7 @@ END = "<!-- config:end -->"
 # The field types that validate a string their own way, by the name a reader knows them by.
 _NAMED: tuple[tuple[Any, str], ...] = (
     (GoDuration, "duration"),
+    (PositiveDuration, "duration > 0"),
     (GoRegex, "RE2 regex"),
     (Glob, "glob"),
     (PlatformField, "platform"),
@@ -47,7 +49,14 @@ _NAMED: tuple[tuple[Any, str], ...] = (
     (CronSchedule, "cron"),
     (ByteSize, "size"),
 )
-_PLAIN = {bool: "bool", int: "integer", float: "number", str: "string", SecretStr: "string"}
+_PLAIN = {
+    bool: "bool",
+    int: "integer",
+    float: "number",
+    str: "string",
+    SecretStr: "string",
+    Any: "any",
+}
 _DURATION_UNITS = (("h", 3600), ("m", 60), ("s", 1))
 
 
@@ -127,7 +136,9 @@ def _kind(tp: Any) -> str:
         return "mapping"
     if origin is Literal:
         return " or ".join(f"`{value}`" for value in args)
-    return _PLAIN.get(tp, "any")
+    if tp not in _PLAIN:
+        raise ValueError(f"no name for the type {tp!r}: add it to _NAMED or _PLAIN")
+    return _PLAIN[tp]
 
 
 def _bounds(metadata: Sequence[object]) -> str:

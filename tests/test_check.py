@@ -15,6 +15,9 @@ import requests
 import yaml
 
 from syncworker.cli import main
+from syncworker.config.loader import load_config
+from syncworker.engine.checkrun import checker
+from syncworker.runtime import Runtime
 from tests.support.images import Manifest, make_artifact, make_image, make_index, make_layer
 from tests.support.mirror import (
     SKOPEO_READABLE,
@@ -241,3 +244,28 @@ def test_a_layer_damaged_where_repositories_share_it_is_fetched_not_linked(
     assert one.code == 1 and f"blob {shared.digest} corrupt" in one.stdout, one.output
     assert run_check(config, "--deep", "--repair").code == 0
     check_store(root)
+
+
+def test_a_repair_acting_on_a_stale_check_never_deletes_a_blob_made_whole_since(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """Two repairs of one damage (a redelivered ``check_repo``, or a second command) each
+    check without the lock: the second, once it holds the lock, finds the layer whole again
+    and keeps it, so an upstream that no longer serves it costs the tree nothing."""
+    repo = f"{REPO}/twice"
+    image = make_image((tmp_path.name, "twice"), layers=1)
+    push_image(registry.url, repo, "v1", image)
+    root, config = _mirror(registry, tmp_path, tmp_path.name)
+    assert run_sync(config).code == 0
+    layer = blob_path(root, repo, image.blobs[-1].digest)
+    corrupt(layer)
+    with Runtime.open(load_config(config)) as runtime, checker(runtime.mirror, deep=True) as trees:
+        stale = trees.check_repo(repo)
+        assert [str(d.digest) for t in stale.broken for d in t.damage] == [image.blobs[-1].digest]
+        assert runtime.mirror.repair(repo, stale.broken).ok  # the first repair
+        url = f"{registry.url}/v2/{repo}/manifests/{image.digest}"
+        assert requests.delete(url, timeout=10).status_code == 202
+        second = runtime.mirror.repair(repo, stale.broken)
+        assert not second.ok  # the upstream no longer has the image to walk
+        assert layer.exists()
+        assert trees.check_repo(repo).ok

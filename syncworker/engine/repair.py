@@ -1,12 +1,13 @@
 """Make broken trees whole again from their upstream: ``syncworker check --repair``.
 
 Under the repository's lock (no sync or gc of it runs meanwhile): each blob found corrupt
-is removed (a store keeps an existing blob, its name being its content), then the tree of
-each broken entry is copied again by digest with nothing present trusted: every manifest
-of it is fetched and walked even where one is stored, and missing blobs are fetched from
-the upstream, never linked from another repository (on a filesystem that may be the same
-damaged file). Children are written before their parents, as in a sync, and the entry in
-``index.json`` is left as it is: it already names this digest.
+whose bytes still do not hash to its name is removed (a store keeps an existing blob, its
+name being its content), then the tree of each broken entry is copied again by digest
+with nothing present trusted: every manifest of it is fetched and walked even where one is
+stored, and missing blobs are fetched from the upstream, never linked from another
+repository (on a filesystem that may be the same damaged file). Children are written
+before their parents, as in a sync, and the entry in ``index.json`` is left as it is: it
+already names this digest.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 from syncworker.engine.images import TreeWalker
 from syncworker.engine.plan import as_of_bytes
 from syncworker.engine.results import Failure, RepoResult
-from syncworker.engine.treecheck import BrokenTree
+from syncworker.engine.treecheck import BrokenTree, hashes_to_its_name
 from syncworker.errors import NotFoundError, StoreError, SyncworkerError
 from syncworker.store import Store
-from syncworker.store.protocol import Repairable
+from syncworker.store.protocol import Readable, Repairable
 
 __all__ = ["TreeRepair"]
 
@@ -70,7 +71,13 @@ class TreeRepair:
                 f" {', '.join(map(str, corrupt))}; remove it there and run the repair again"
             )
         for digest in corrupt:
-            self.store.delete_blob(self.dest_repo, digest)
+            # The check looked without the lock: another repair (a redelivered task, a
+            # second command) may have made it whole since, and then deleting it would
+            # break every tree naming it if the upstream no longer serves it.
+            store = self.store
+            if isinstance(store, Readable) and hashes_to_its_name(store, self.dest_repo, digest):
+                continue
+            store.delete_blob(self.dest_repo, digest)
 
 
 def _cause(exc: SyncworkerError, upstream_repo: str) -> str:

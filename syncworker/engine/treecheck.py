@@ -31,7 +31,15 @@ from syncworker.store import IndexEntry, Store
 from syncworker.store.protocol import Readable
 
 # ``expected_children`` is passed on for the commands, which may not import ``filters``.
-__all__ = ["BrokenTree", "CheckSink", "Damage", "RepoCheck", "TreeChecker", "expected_children"]
+__all__ = [
+    "BrokenTree",
+    "CheckSink",
+    "Damage",
+    "RepoCheck",
+    "TreeChecker",
+    "expected_children",
+    "hashes_to_its_name",
+]
 
 Problem = Literal["absent", "corrupt"]
 
@@ -188,6 +196,11 @@ class TreeChecker:
             return None, 0
         hashed, whole = _hash(self._readable, repo, desc.digest)
         return (None if whole else Damage(desc.digest, "corrupt", "blob")), hashed
+
+
+def hashes_to_its_name(store: Readable, repo: str, digest: Digest) -> bool:
+    """Whether ``repo`` holds ``digest`` with bytes that hash to it."""
+    return store.blob_size(repo, digest) is not None and _hash(store, repo, digest)[1]
 
 
 def _hash(store: Readable, repo: str, digest: Digest) -> tuple[int, bool]:

@@ -22,7 +22,6 @@ __all__ = [
     "GC_REPO_WAIT",
     "REPO_WAIT",
     "TASK_REPO_WAIT",
-    "WALK_AHEAD_WAIT",
     "FlightWatch",
     "LockWaits",
     "Verdict",
@@ -35,10 +34,6 @@ REPO_WAIT: float | None = None
 #: A Celery task waits this long for a busy repository, then retries later: a worker is not
 #: tied up behind another worker's long copy.
 TASK_REPO_WAIT = 10.0
-#: A walk whose next page would put more than ``walkAhead`` repositories in the broker
-#: looks again this much later (a countdown message, not a worker sleeping): short next to
-#: the time workers take to drain ``walkAhead`` repositories, so they never run dry.
-WALK_AHEAD_WAIT = 2.0
 #: ``syncworker gc`` waits this long for a repository a sync holds, then reports it busy.
 GC_REPO_WAIT = 60.0
 

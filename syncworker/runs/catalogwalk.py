@@ -39,10 +39,10 @@ from typing import Protocol
 from syncworker.coord import FAILED, Coordinator, RunFailure
 from syncworker.engine import Mirror, RepoResult
 from syncworker.errors import CoordError
-from syncworker.waits import WALK_AHEAD_WAIT
 
 __all__ = [
     "CATALOG_FAILURE",
+    "WALK_AHEAD_WAIT",
     "Claim",
     "Step",
     "WalkQueue",
@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 
 # The "repository" a failure to list the catalog is filed under in the run's failures.
 CATALOG_FAILURE = "(catalog)"
+# A walk whose next page would put more than ``walkAhead`` repositories in the broker looks
+# again this much later (a countdown message, not a worker sleeping): short next to the time
+# workers take to drain ``walkAhead`` repositories, so they never run dry.
+WALK_AHEAD_WAIT = 2.0
 
 Enqueue = Callable[[str, Sequence[str], str], None]  # registry, repos of a page, run id
 

@@ -1,7 +1,7 @@
 """The public Celery tasks, and the internal run sweep. Thin: the engine mirrors and
-checks, ``runs.catalogwalk`` walks, ``runs.storecheck`` counts checks, ``runs.sweep`` sweeps,
-``worker.policy`` retries. Arguments are plain values; credentials never travel in a
-message, workers read them from their own config.
+checks, ``runs.catalogwalk`` walks, ``runs.repocount`` and ``runs.storecheck`` count,
+``runs.sweep`` sweeps, ``worker.policy`` retries. Arguments are plain values; credentials
+never travel in a message, workers read them from their own config.
 
 Other services call them by name::
 
@@ -18,13 +18,8 @@ from celery import Celery, shared_task
 
 from syncworker.engine import Failure, RepoResult
 from syncworker.engine.checkrun import check_one, checker
-from syncworker.runs.catalogwalk import (
-    continue_walk,
-    give_up_walk,
-    record_repo,
-    record_repo_lost,
-    trigger_walk,
-)
+from syncworker.runs.catalogwalk import continue_walk, give_up_walk, trigger_walk
+from syncworker.runs.repocount import record_repo, record_repo_lost
 from syncworker.runs.storecheck import check_failures, check_mode, record_check
 from syncworker.runs.sweep import stalled
 from syncworker.waits import TASK_REPO_WAIT

@@ -23,7 +23,8 @@ from syncworker.coord import Coordinator, LockBusy, RunStatus
 from syncworker.engine import Failure, Mirror, RepoResult
 from syncworker.errors import ConfigError, RegistryError, TransportError
 from syncworker.retry import TASKS, backoff_delay
-from syncworker.runs.catalogwalk import Step, claim_walk, record_repo, record_repo_lost, walk_page
+from syncworker.runs.catalogwalk import Step, claim_walk, walk_page
+from syncworker.runs.repocount import record_repo, record_repo_lost
 from syncworker.runs.sweep import stalled
 from syncworker.worker.policy import retry_delay
 from syncworker.worker.schedule import beat_schedule

@@ -24,7 +24,7 @@ messages (:class:`WalkQueue`, ``syncworker/worker/send.py``), and the ``walk_cat
   marking it) is still counted once in the run (``incr(once_for=repo)``), its second sync
   finding everything in the store. A page the broker lost is sent again by the sweep.
 
-Each finished repository is counted into its run here too (:func:`record_repo`).
+Each repository is counted into its run by ``runs/repocount.py``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from syncworker.coord import FAILED, Coordinator, RunFailure
-from syncworker.engine import Mirror, RepoResult
+from syncworker.coord import FAILED, Coordinator
+from syncworker.engine import Mirror
 from syncworker.errors import CoordError
 
 __all__ = [
@@ -50,8 +50,6 @@ __all__ = [
     "continue_walk",
     "give_up_walk",
     "record_catalog_failure",
-    "record_repo",
-    "record_repo_lost",
     "start_walk",
     "trigger_walk",
     "walk_page",
@@ -230,36 +228,6 @@ def walk_page(
     if coord.advance_cursor(registry, cursor, next_last):
         return Step.MORE
     return Step.RACED
-
-
-def record_repo(
-    coord: Coordinator, run_id: str, result: RepoResult, *, clear_live: bool = False
-) -> None:
-    """Count one finished repository into its run, with its failures, in one step;
-    ``clear_live``: its worker wrote live counts, which this count replaces."""
-    failures = [RunFailure(f.upstream_repo, f.tag, f.reason) for f in result.failures]
-    coord.incr(
-        run_id,
-        once_for=result.upstream_repo,
-        failures=failures,
-        clear_live=clear_live,
-        repos_done=int(result.ok and result.skip_reason is None),
-        repos_failed=int(not result.ok),
-        repos_skipped=int(result.skip_reason is not None),
-        images_copied=len(result.copied),
-        images_skipped=len(result.skipped),
-        images_failed=len(result.failures),
-        blobs_fetched=result.blobs_fetched,
-        blobs_linked=result.blobs_linked,
-        bytes=result.bytes_copied,
-    )
-
-
-def record_repo_lost(coord: Coordinator, run_id: str, repo: str, reason: str) -> None:
-    """A sync_repo that failed for good outside the engine (retries exhausted, time limit):
-    the live counts its deliveries may have left go with it."""
-    failure = RunFailure(repo, None, reason)
-    coord.incr(run_id, once_for=repo, failures=[failure], clear_live=True, repos_failed=1)
 
 
 def give_up_walk(coord: Coordinator, registry: str, run_id: str, reason: str) -> None:

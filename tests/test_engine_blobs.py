@@ -317,3 +317,25 @@ def test_a_large_blob_the_store_failed_is_fetched_again(
     store = FailingStore(tmp_path, 1)
     _copy_into(upstream, store, data)
     assert (store.puts, upstream.count("GET", path)) == (2, 2)
+
+
+@pytest.mark.parametrize("disk", ["writable", "full"])
+def test_a_large_blob_a_spooling_store_failed_is_written_again_from_a_temporary_file(
+    upstream: HostileRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk: str
+) -> None:
+    """A store that asks for it (a registry destination) is given a large blob again from
+    a temporary file: fetched once. A spool that cannot be written fails nothing: the blob
+    is fetched again."""
+    data = bytes(range(256)) * (REPLAY_LIMIT // 256 + 1)
+    path = f"/v2/r/blobs/{Digest.of(data)}"
+    upstream.route("GET", path, Answer(200, data))
+    if disk == "full":
+
+        def full(**_: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr("syncworker.engine.replay.tempfile.TemporaryFile", full)
+    store = FailingStore(tmp_path, 1)
+    store.spools_blobs = True
+    _copy_into(upstream, store, data)
+    assert (store.puts, upstream.count("GET", path)) == (2, 1 if disk == "writable" else 2)

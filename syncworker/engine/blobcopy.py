@@ -183,9 +183,9 @@ class BlobCopier:
         A stream that breaks, or whose bytes arrive altered, is fetched again from the
         start (the store kept nothing of it). A store that failed to keep the blob is
         asked first whether it landed after all (an answer lost after the upload), then
-        given a small blob again from memory (:mod:`.replay`); only a large one is
-        fetched again."""
-        replay = Replay(desc.size)
+        given a small blob again from memory, or a large one from a temporary file where
+        the store asks for it (:mod:`.replay`); only another large one is fetched again."""
+        replay = Replay(desc.size, spool=self._store.spools_blobs)
         failures: list[SyncworkerError] = []
 
         def attempt() -> int:
@@ -208,7 +208,8 @@ class BlobCopier:
             again = "writing it again" if isinstance(exc, StoreError) else "fetching again"
             log.warning("%s@%s: %s; %s in %.1fs", upstream_repo, desc.digest, exc, again, delay)
 
-        return client.refetching.run(attempt, sleep=self._sleep, on_retry=note)
+        with replay:
+            return client.refetching.run(attempt, sleep=self._sleep, on_retry=note)
 
     def _link(self, dest_repo: str, desc: Descriptor, stats: BlobStats) -> bool:
         if not self._link_allowed:

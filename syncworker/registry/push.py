@@ -145,6 +145,8 @@ class _Body:
             for chunk in self._chunks:
                 self.sent += len(chunk)
                 yield chunk
+        except GeneratorExit:
+            raise  # the sender stopped reading (its connection broke): not the source's error
         except BaseException as exc:
             self.failure = exc
             raise

@@ -75,6 +75,8 @@ def check_repo_name(repo: str) -> str:
 class LayoutStore:
     """A :class:`~syncworker.store.protocol.Store` of OCI layouts over ``backend``."""
 
+    spools_blobs = False
+
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._repo_locks = KeyedLocks()

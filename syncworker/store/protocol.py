@@ -97,6 +97,13 @@ class Store(Protocol):
     Repository names reaching a store are already validated (``oci.validate_repository``).
     """
 
+    #: Whether the engine keeps a large blob in a local temporary file while it writes it,
+    #: so that a write broken part-way is sent again from there instead of the blob being
+    #: fetched from the upstream twice (small blobs are kept in memory for every store):
+    #: a registry destination, whose upload is one request a network can break. A layout
+    #: on disk or in S3 (which resends its own parts) does not need the second copy.
+    spools_blobs: bool
+
     def has_blob(self, repo: str, digest: Digest) -> bool:
         """Whether ``repo`` already holds the complete, verified blob."""
         ...

@@ -112,6 +112,8 @@ class MemoryHints:
 class RegistryStore:
     """Pushes into the registry at ``destination``. Thread-safe."""
 
+    spools_blobs = True
+
     def __init__(
         self,
         destination: Destination,

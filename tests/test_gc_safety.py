@@ -370,3 +370,23 @@ def test_gc_failing_part_way_reports_what_it_removed(
     done = collect(store, lambda repo: store.hold(repo), 0.0)
     assert len(done.removed) == 2 and "503 SlowDown" in done.skipped[repo]
     check_store(root)
+
+
+def test_gc_collects_a_repository_whose_first_sync_never_wrote_its_index(
+    tmp_path: Path,
+) -> None:
+    """Every tag of a new repository failed (or its sync was killed) after some of its tree
+    was stored: no index.json lists anything there, so past the grace all of it is
+    garbage, removed manifest first; before, gc never looked at such a repository."""
+    store = FsStore(tmp_path / "store")
+    image = make_image(("gc", "never indexed"), layers=1, layer_size=SMALL)
+    for blob in image.blobs:
+        store.put_blob("never/indexed", Digest.parse(blob.digest), blob.size, [blob.data])
+    store.put_manifest("never/indexed", Digest.parse(image.digest), image.raw)
+    assert store.repositories() == []
+
+    done = collect(store, lambda repo: store.hold(repo), 0.0)
+    assert not done.skipped
+    assert [str(r.digest) for r in done.removed][0] == image.digest  # the parent first
+    assert {str(r.digest) for r in done.removed} == {image.digest, *(b.digest for b in image.blobs)}
+    assert not any(store.has_blob("never/indexed", Digest.parse(b.digest)) for b in image.blobs)

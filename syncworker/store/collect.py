@@ -1,7 +1,8 @@
 """Garbage collection of an OCI-layout store: remove the blobs no kept manifest reaches.
 
 It keeps the store's invariant (docs/ARCHITECTURE.md, "Crash safety"): a manifest present
-has its whole tree. Per repository, holding the same locks as the syncs:
+has its whole tree. Per repository (every one holding a layout file, also one whose first
+sync ended before it wrote ``index.json``), holding the same locks as the syncs:
 
 1. Mark everything ``index.json`` reaches: the entries, then each manifest's config,
    layers and the children the repository is expected to hold (``expected``; children a
@@ -87,7 +88,7 @@ def collect(
         if on_removed is not None:
             on_removed(item)
 
-    for repo in store.repositories():
+    for repo in store.layouts():
         try:
             with lock(repo):
                 done.spared += _Repo(store, repo, expected).collect(grace, dry_run, removed)

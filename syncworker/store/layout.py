@@ -267,6 +267,11 @@ class LayoutStore:
         """Every repository with an ``index.json``, sorted."""
         return sorted(repo for repo, files in self._layouts() if indexdoc.INDEX_FILE in files)
 
+    def layouts(self) -> list[str]:
+        """Every repository holding a layout file, sorted: also those whose first sync
+        ended before it wrote ``index.json`` (blobs, an ``oci-layout``, nothing listed)."""
+        return sorted(repo for repo, _ in self._layouts())
+
     def clean_leftovers(self, max_age: float | None = None) -> int:
         """Remove temporaries left by a crash: at once those of writers known dead, others
         once untouched for ``max_age`` seconds (None: the backend's grace period)."""

@@ -84,3 +84,37 @@ def test_every_environment_variable_is_documented_once() -> None:
     ]
     assert len(rows) == len(set(rows))
     assert set(rows) == _environment_read()
+
+
+# camelCase words in the documents' code that are not our keys: docker's config.json, and
+# fields of OCI documents.
+NOT_CONFIG = {"credHelpers", "credsStore", "mediaType", "artifactType"}
+CAMEL = re.compile(r"^[a-z]+[A-Z]\w*$")
+KEY_PATH = re.compile(r"^(?:storage|extensions|syncworker)\.[\w.\[\]]+$")
+
+
+def test_the_documents_name_only_keys_the_model_has() -> None:
+    """A key a document names in code (``walkAhead``, ``syncworker.serve.listen``,
+    ``extensions.sync.registries[0].reqPerSec``) is one the reference lists."""
+    keys = {row.key for row in rows()}
+    names = {key.rsplit(".", 1)[-1].removesuffix("[]") for key in keys}
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    unknown, checked = set(), 0
+    for doc in documents:
+        for code in re.findall(r"`([^`\n]+)`", doc.read_text(encoding="utf-8")):
+            word = code.split(":")[0].strip()
+            path = re.sub(r"\[\d+\]", "[]", word)
+            if CAMEL.match(word) and word not in names | NOT_CONFIG:
+                unknown.add(f"{doc.name}: {word}")
+            elif KEY_PATH.match(path) and _is_key_path(path):
+                checked += 1
+                if path not in keys:
+                    unknown.add(f"{doc.name}: {word}")
+    assert checked > 10
+    assert not unknown, sorted(unknown)
+
+
+def _is_key_path(path: str) -> bool:
+    """``syncworker.`` also begins task, queue and logger names: only a camelCase one there
+    is surely a key."""
+    return not path.startswith("syncworker.") or any(c.isupper() for c in path)

@@ -1,6 +1,7 @@
 """The pull budget below the end-to-end tests: Docker Hub's headers read; the budget's
 contract, the same for one process and for Redis (a pull per GET in flight, answers noted
-in any order, the reserve, the refill, one sender finding out an unknown budget)."""
+in any order, the reserve, the refill, one sender finding out an unknown budget); the
+manifests it was spent on, kept byte for byte per repository."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from syncworker.registry.budget import (
 )
 from syncworker.registry.client import RegistryClient
 from syncworker.registry.gates import Gates
+from syncworker.registry.paid import Kept, LocalPaidManifests, PaidManifests
 from tests.support.images import make_image
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
@@ -147,3 +149,36 @@ def test_the_budget_refills_a_window_after_the_last_pull() -> None:
     assert budget.take("b", 0) == clock.now + 60
     clock.now += 60
     assert budget.take("b", 0) == 0
+
+
+@pytest.fixture(params=["local", "redis"])
+def paid(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> Iterator[PaidManifests]:
+    if request.param == "local":
+        yield LocalPaidManifests()
+        return
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield Coordinator(client, redis_prefix).paid_manifests("hub")
+    finally:
+        client.close()
+
+
+def test_a_paid_manifest_is_kept_byte_for_byte_per_repository(paid: PaidManifests) -> None:
+    raw = b'{"schemaVersion": 2,  "mediaType": "x"}\n'
+    paid.keep("lib/app", "sha256:aa", Kept(raw, "application/vnd.oci.image.index.v1+json"), 60)
+    paid.keep("lib/app", "sha256:bb", Kept(raw, None), 60)
+    assert paid.find("lib/app", "sha256:aa") == (raw, "application/vnd.oci.image.index.v1+json")
+    assert paid.find("lib/app", "sha256:bb") == (raw, None)
+    assert paid.find("lib/other", "sha256:aa") is None  # another repository paid nothing
+
+
+def test_a_paid_manifest_is_dropped_when_its_time_is_up() -> None:
+    clock = Clock()
+    paid = LocalPaidManifests(clock)
+    paid.keep("lib/app", "sha256:aa", Kept(b"{}", None), 60)
+    clock.now += 59
+    assert paid.find("lib/app", "sha256:aa") is not None
+    clock.now += 1
+    assert paid.find("lib/app", "sha256:aa") is None

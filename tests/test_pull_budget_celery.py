@@ -37,7 +37,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 def upstream() -> Iterator[tuple[RegistryServer, Corpus]]:
     server = RegistryServer()
     try:
-        yield server, seed_many(server, repos=REPOS, tags=TAGS, layers=1, shared_layers=1)
+        yield server, seed_many(server, repos=REPOS, tags=TAGS, layers=2, shared_layers=1)
     finally:
         server.stop()
 

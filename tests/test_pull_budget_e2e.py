@@ -23,7 +23,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 
 REPOS, TAGS = 4, 3
-MANIFESTS = REPOS * TAGS  # single-platform images: one manifest each
+MANIFESTS = REPOS * TAGS  # distinct single-platform images (a layer of their own each)
 LIMIT = 7
 HOUR = 3600
 
@@ -32,7 +32,7 @@ HOUR = 3600
 def upstream() -> Iterator[tuple[RegistryServer, Corpus]]:
     server = RegistryServer()
     try:
-        yield server, seed_many(server, repos=REPOS, tags=TAGS, layers=1, shared_layers=1)
+        yield server, seed_many(server, repos=REPOS, tags=TAGS, layers=2, shared_layers=1)
     finally:
         server.stop()
 

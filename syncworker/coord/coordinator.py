@@ -14,7 +14,11 @@ from syncworker.coord.claims import Claims
 from syncworker.coord.deliveries import Deliveries
 from syncworker.coord.hints import Hints
 from syncworker.coord.keys import Keys
-from syncworker.coord.redisbudget import RedisPullBudget, RedisPullBudgets
+from syncworker.coord.redisbudget import (
+    RedisPaidManifests,
+    RedisPullBudget,
+    RedisPullBudgets,
+)
 from syncworker.coord.redisclient import describe_client, redact_url, redis_errors
 from syncworker.coord.redislimits import RedisBandwidth, RedisLimiter, RedisLimits
 from syncworker.coord.redislocks import RedisLocks
@@ -227,6 +231,10 @@ class Coordinator:
     def pull_budget(self, registry: str, identity: str) -> RedisPullBudget:
         """The cluster-wide pull budget of login ``identity`` on ``registry``."""
         return self._budgets.pull_budget(registry, identity)
+
+    def paid_manifests(self, registry: str) -> RedisPaidManifests:
+        """The manifests ``registry``'s pull budget was spent on, kept for the cluster."""
+        return self._budgets.paid_manifests(registry)
 
     def bandwidth(self, registry: str, bytes_per_sec: int) -> RedisBandwidth:
         """The cluster-wide download rate cap of ``registry``; see :class:`RedisBandwidth`."""

@@ -121,6 +121,11 @@ key                                        type    owner             TTL
 ``{p}:budget:{reg}:{identity}:flight``     zset    redisbudget       FLIGHT_LEASE; a member per
                                                                      manifest GET in flight, scored
                                                                      by its lease's end (ms)
+``{p}:paid:{reg}:{repo}:{digest}``         hash    redisbudget       KEEP_WINDOWS of the budget's
+                                                                     window; a manifest the pull
+                                                                     budget was spent on: ``raw``
+                                                                     (its bytes), ``type`` (the
+                                                                     media type its answer named)
 ``{p}:redbeat``                            prefix  RedBeat           RedBeat's own keys start with
                                                                      it (worker/settings.py hands it
                                                                      over): ``:schedule``,
@@ -282,6 +287,9 @@ class Keys:
 
     def budget_flight(self, registry: str, identity: str) -> str:
         return self._key("budget", registry, identity, "flight")
+
+    def paid(self, registry: str, repo: str, digest: str) -> str:
+        return self._key("paid", registry, repo, digest)
 
     # worker/settings.py: the prefix RedBeat builds its keys under (it appends to it).
     def redbeat(self) -> str:

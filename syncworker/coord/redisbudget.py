@@ -2,6 +2,8 @@
 ``PullBudget``): one Lua call before each manifest GET (``lua/budget_take.lua``) and one
 per answer that declares the budget (``lua/budget_note.lua``), on Redis's clock. An
 upstream that declares none costs one call per process, for its first manifest answer.
+The manifests a budget was spent on (the registry client's ``PaidManifests``) are kept
+beside it: one HSET and EXPIRE per manifest GET, one HMGET per GET by digest.
 """
 
 from __future__ import annotations
@@ -9,10 +11,17 @@ from __future__ import annotations
 import redis
 
 from syncworker.coord.keys import Keys
-from syncworker.coord.redisclient import LuaArg, Part, translated
+from syncworker.coord.redisclient import LuaArg, Part, text, translated
 from syncworker.coord.scripts import register
+from syncworker.registry.paid import Kept
 
-__all__ = ["CLOCK_SKEW_MS", "FLIGHT_LEASE", "RedisPullBudget", "RedisPullBudgets"]
+__all__ = [
+    "CLOCK_SKEW_MS",
+    "FLIGHT_LEASE",
+    "RedisPaidManifests",
+    "RedisPullBudget",
+    "RedisPullBudgets",
+]
 
 # A manifest GET's pull stays counted as in flight until its answer, or this lease if its
 # worker died mid-request: a manifest answer takes seconds, never a minute.
@@ -32,6 +41,9 @@ class RedisPullBudgets(Part):
 
     def pull_budget(self, registry: str, identity: str) -> RedisPullBudget:
         return RedisPullBudget(self, registry, identity)
+
+    def paid_manifests(self, registry: str) -> RedisPaidManifests:
+        return RedisPaidManifests(self, registry)
 
 
 class RedisPullBudget(Part):
@@ -66,3 +78,27 @@ class RedisPullBudget(Part):
     def _note(self, token: str | None, what: str, *numbers: int) -> None:
         args: list[LuaArg] = [token or "", what, *(numbers or (0, 0, 0, 0)), CLOCK_SKEW_MS]
         self._budgets.note_script(keys=self._names, args=args)
+
+
+class RedisPaidManifests(Part):
+    """The manifests upstream ``registry``'s pull budget was spent on, for every worker."""
+
+    def __init__(self, budgets: RedisPullBudgets, registry: str) -> None:
+        super().__init__(budgets._client, budgets._keys, budgets._where)
+        self._registry = registry
+
+    @translated
+    def find(self, repo: str, digest: str) -> Kept | None:
+        key = self._keys.paid(self._registry, repo, digest)
+        raw, media_type = self._client.hmget(key, ["raw", "type"])
+        if raw is None:
+            return None
+        return Kept(raw if isinstance(raw, bytes) else raw.encode(), text(media_type) or None)
+
+    @translated
+    def keep(self, repo: str, digest: str, kept: Kept, seconds: float) -> None:
+        key = self._keys.paid(self._registry, repo, digest)
+        with self._client.pipeline() as pipe:
+            pipe.hset(key, mapping={"raw": kept.raw, "type": kept.media_type or ""})
+            pipe.expire(key, max(1, int(seconds)))
+            pipe.execute()

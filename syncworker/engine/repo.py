@@ -215,12 +215,14 @@ class RepoJob:
         """Mirror ``tag``; return its descriptor, or None if it failed or was left out.
 
         A tag the store has is HEADed (the no-op test); a new one is fetched by tag at
-        once, since its manifest is needed anyway.
+        once, since its manifest is needed anyway, except from an upstream that counts
+        pulls: HEADed there too (free), its tree may be in the store already (a walk a
+        deferral cut short) and then costs no pull.
         """
         return self._guarded(tag, partial(self._fetch_and_apply, tag))
 
     def _fetch_and_apply(self, tag: str) -> Descriptor | None:
-        if tag in self._stored:
+        if tag in self._stored or self.client.counts_pulls:
             return self._apply(tag, self.client.head_manifest(self.upstream_repo, tag))
         fetched = self.client.get_manifest(self.upstream_repo, tag)
         return self._apply(tag, fetched[1].descriptor(), fetched)

@@ -141,6 +141,13 @@ class Budget:
         self._sleep = sleep
         # Set once an answer showed this upstream has no budget: nothing more to ask.
         self._none = False
+        #: The window (seconds) the last answer declaring a budget named; 0 before one.
+        self.window = 0
+
+    @property
+    def counts_pulls(self) -> bool:
+        """Whether this upstream may count manifest GETs: not yet shown to have no budget."""
+        return not self._none
 
     def send(self, request: Request) -> Response:
         if self._none or not self._origins.own(request.url):
@@ -194,6 +201,7 @@ class Budget:
 
     def _noted(self, token: str | None, seen: Headers, sent_at: float) -> None:
         self._budget.note(token, seen, sent_at)
+        self.window = seen.window
         if self._stats.hook is not None:
             self._stats.hook.pull_budget(seen.remaining)
 

@@ -82,6 +82,12 @@ class RegistryClient:
     def get_manifest(self, repo: str, ref: str) -> tuple[bytes, Manifest]:
         return manifests.get_manifest(self._t, repo, ref)
 
+    @property
+    def counts_pulls(self) -> bool:
+        """Whether this upstream may count each manifest GET against a pull budget (Docker
+        Hub): not yet shown to have none. A HEAD is free there."""
+        return self._t.paid.counts_pulls
+
     def blob(self, repo: str, descriptor: Descriptor) -> AbstractContextManager[Iterable[bytes]]:
         return blobs.blob(self._t, repo, descriptor)
 

@@ -1,8 +1,9 @@
 """What one upstream's traffic passes through besides the protocol: its request budget
-(:mod:`.limits`), its download rate cap (:mod:`.bandwidth`) and the pull budget of its
-login (:mod:`.budget`), each shared with every other client of the same upstream. An
-upstream without a setting gets no gate for it, so its requests pay nothing; every
-upstream has a pull budget gate, which asks nothing once an answer shows it has none."""
+(:mod:`.limits`), its download rate cap (:mod:`.bandwidth`), the pull budget of its login
+(:mod:`.budget`) and the manifests that budget was spent on (:mod:`.paid`), each shared
+with every other client of the same upstream. An upstream without a setting gets no gate
+for it, so its requests pay nothing; every upstream has a pull budget gate, which asks
+nothing once an answer shows it has none."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from syncworker.registry.bandwidth import Bandwidth, LocalBandwidth
 from syncworker.registry.budget import LocalPullBudget, PullBudget
 from syncworker.registry.limits import Limiter, LocalLimiter
 from syncworker.registry.options import ClientOptions
+from syncworker.registry.paid import LocalPaidManifests, PaidManifests
 
 __all__ = ["NO_GATES", "Gates", "Limiters", "LocalLimiters", "gates_for"]
 
@@ -25,6 +27,8 @@ class Gates:
     limiter: Limiter | None = None
     bandwidth: Bandwidth | None = None
     budget: PullBudget | None = None
+    #: Where manifests the pull budget was spent on are kept (:mod:`.paid`).
+    paid: PaidManifests | None = None
 
 
 NO_GATES = Gates()
@@ -42,6 +46,8 @@ class Limiters(Protocol):
 
     def pull_budget(self, registry: str, identity: str) -> PullBudget: ...
 
+    def paid_manifests(self, registry: str) -> PaidManifests: ...
+
 
 class LocalLimiters:
     """:class:`Limiters` for one process (``syncworker sync`` without Redis)."""
@@ -51,6 +57,7 @@ class LocalLimiters:
         self._made: dict[str, LocalLimiter] = {}
         self._bandwidths: dict[str, LocalBandwidth] = {}
         self._budgets: dict[tuple[str, str], LocalPullBudget] = {}
+        self._paid: dict[str, LocalPaidManifests] = {}
 
     def limiter(
         self, registry: str, req_per_sec: float | None, max_concurrent: int | None
@@ -75,6 +82,13 @@ class LocalLimiters:
                 found = self._budgets[registry, identity] = LocalPullBudget()
             return found
 
+    def paid_manifests(self, registry: str) -> PaidManifests:
+        with self._guard:
+            found = self._paid.get(registry)
+            if found is None:
+                found = self._paid[registry] = LocalPaidManifests()
+            return found
+
 
 def gates_for(limiters: Limiters, registry: str, options: ClientOptions, identity: str) -> Gates:
     """The gates of upstream ``registry`` its ``options`` ask for, and the pull budget of
@@ -86,4 +100,5 @@ def gates_for(limiters: Limiters, registry: str, options: ClientOptions, identit
     bandwidth = None
     if options.download_rate is not None:
         bandwidth = limiters.bandwidth(registry, options.download_rate)
-    return Gates(limiter, bandwidth, limiters.pull_budget(registry, identity))
+    budget = limiters.pull_budget(registry, identity)
+    return Gates(limiter, bandwidth, budget, limiters.paid_manifests(registry))

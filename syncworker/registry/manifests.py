@@ -7,6 +7,7 @@ from syncworker.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Dige
 from syncworker.oci import parse_manifest as _parse
 from syncworker.registry import answers, paths
 from syncworker.registry.http import Response
+from syncworker.registry.paid import Kept
 from syncworker.registry.stack import Stack
 
 __all__ = ["get_manifest", "head_manifest"]
@@ -46,8 +47,13 @@ def get_manifest(t: Stack, repo: str, ref: str) -> tuple[bytes, Manifest]:
     """The manifest's exact bytes and what they refer to, verified and size-capped.
 
     Verified against ``ref`` when it is a digest, else against the digest header if sent.
+    A manifest the upstream's pull budget was spent on lately is not fetched again
+    (:mod:`.paid`).
     """
     ref = paths.reference(ref)
+    kept = t.paid.find(repo, ref)
+    if kept is not None:
+        return kept.raw, _parse(kept.raw, kept.media_type, Digest.parse(ref))
 
     def verified(response: Response) -> None:
         expected = _expected(ref, response)
@@ -67,7 +73,9 @@ def get_manifest(t: Stack, repo: str, ref: str) -> tuple[bytes, Manifest]:
         check=verified,
     )
     media_type = answers.media_type(response.headers) or None
-    return response.body, _parse(response.body, media_type, _expected(ref, response))
+    manifest = _parse(response.body, media_type, _expected(ref, response))
+    t.paid.keep(repo, str(manifest.digest), Kept(response.body, media_type))
+    return response.body, manifest
 
 
 def _expected(ref: str, response: Response) -> Digest | None:

@@ -31,6 +31,7 @@ from syncworker.registry.gates import NO_GATES, Gates
 from syncworker.registry.http import Body, Handler, Params, Request, Response
 from syncworker.registry.limits import RateLimit
 from syncworker.registry.options import ClientOptions
+from syncworker.registry.paid import PaidFor
 from syncworker.registry.pool import Pool
 from syncworker.registry.redirects import Redirects
 from syncworker.registry.requestlog import RequestLog
@@ -68,9 +69,13 @@ class Stack:
             handler = Throttle(handler, gates.bandwidth, stats, sleep)
         if gates.limiter is not None:
             handler = RateLimit(handler, gates.limiter, origins, stats, sleep)
+        budget = None
         if gates.budget is not None:
             reserve = options.pull_budget_reserve
-            handler = Budget(handler, gates.budget, origins, reserve, stats, sleep)
+            budget = Budget(handler, gates.budget, origins, reserve, stats, sleep)
+            handler = budget
+        #: The manifests this upstream's pull budget was spent on (:mod:`.paid`).
+        self.paid = PaidFor(gates.paid, budget)
         handler = Redirects(handler, self._pool.admit)
         logins = logins_by_origin(bases, credentials)
         handler = Auth(handler, origins, logins, self._pool.admit, clock)

@@ -1,0 +1,92 @@
+"""Manifests a pull budget was spent on, kept for a while so they are never paid for twice.
+
+Docker Hub counts every manifest GET, whatever comes of it. A tree whose walk the budget
+interrupts (an index fetched, its next child deferred) is walked again when the budget
+refills; without what was fetched the first time, the index would be paid for again, and
+with a budget smaller than one tree the walk would never end. So every manifest fetched
+from an upstream that declares a budget is kept here, by repository and digest, for
+:data:`KEEP_WINDOWS` of the budget's windows (a deferred walk comes back within one), and
+a GET by digest is answered from here first. Kept per process (:class:`LocalPaidManifests`)
+or, through Redis, for the cluster (``syncworker.coord``'s ``Coordinator.paid_manifests``),
+since the walk that comes back may run on another worker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from syncworker.registry.budget import Budget
+
+__all__ = ["KEEP_WINDOWS", "Kept", "LocalPaidManifests", "PaidFor", "PaidManifests"]
+
+# Windows of the budget a paid-for manifest is kept: a deferred walk is sent again when
+# the window refills, so one would do; the second covers a resend that waited its turn.
+KEEP_WINDOWS = 2
+
+
+class Kept(NamedTuple):
+    """A manifest's bytes as received, and the media type its answer declared."""
+
+    raw: bytes
+    media_type: str | None
+
+
+class PaidManifests(Protocol):
+    """The paid-for manifests of one upstream. Each call is one atomic step."""
+
+    def find(self, repo: str, digest: str) -> Kept | None:
+        """Manifest ``digest`` of ``repo`` if it was paid for lately."""
+        ...
+
+    def keep(self, repo: str, digest: str, kept: Kept, seconds: float) -> None:
+        """Keep manifest ``digest`` of ``repo`` for ``seconds``."""
+        ...
+
+
+@dataclass
+class LocalPaidManifests:
+    """:class:`PaidManifests` for one process; what expired is dropped as more is kept."""
+
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _kept: dict[tuple[str, str], tuple[float, Kept]] = field(default_factory=dict)
+
+    def find(self, repo: str, digest: str) -> Kept | None:
+        with self._lock:
+            found = self._kept.get((repo, digest))
+            return found[1] if found is not None and found[0] > self.clock() else None
+
+    def keep(self, repo: str, digest: str, kept: Kept, seconds: float) -> None:
+        with self._lock:
+            now = self.clock()
+            self._kept = {k: v for k, v in self._kept.items() if v[0] > now}
+            self._kept[repo, digest] = (now + seconds, kept)
+
+
+class PaidFor:
+    """What one client's manifest GETs ask of ``memo``: nothing without a budget layer,
+    nor once that layer knows the upstream declares no budget."""
+
+    def __init__(self, memo: PaidManifests | None, budget: Budget | None) -> None:
+        self._memo = memo
+        self._budget = budget
+
+    @property
+    def counts_pulls(self) -> bool:
+        """Whether a manifest GET may spend a pull (see :attr:`Budget.counts_pulls`)."""
+        return self._budget is not None and self._budget.counts_pulls
+
+    def find(self, repo: str, ref: str) -> Kept | None:
+        """The manifest ``ref`` (a digest) of ``repo`` if it was paid for lately."""
+        if self._memo is None or ":" not in ref or not self.counts_pulls:
+            return None
+        return self._memo.find(repo, ref)
+
+    def keep(self, repo: str, digest: str, kept: Kept) -> None:
+        """A manifest just fetched: kept if its upstream declared a budget."""
+        if self._memo is not None and self._budget is not None and self._budget.window:
+            self._memo.keep(repo, digest, kept, KEEP_WINDOWS * self._budget.window)

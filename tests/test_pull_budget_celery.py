@@ -82,17 +82,18 @@ def test_an_on_demand_request_refused_by_the_budget_runs_when_it_refills(
     redis_server = RedisServer()
     # Two pulls a window: the tag and its signature.
     hub = PullCounter(server.url, limit=2, window=WINDOW)
-    # Someone else spends the budget first: the window starts now.
-    spend = urllib.request.Request(
-        f"{hub.url}/v2/scale/repo-000/manifests/t0", headers={"Accept": OCI_MANIFEST}
-    )
-    for _ in range(2):
-        urllib.request.urlopen(spend).close()
     cluster = RateCluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
     token = secrets.token_hex(16)
     api = ApiServer(cluster.config_path, tmp_path / "api.log", token=token, env=cluster.env)
     try:
         cluster.worker("w0")
+        # Someone else spends the budget first, once everything is up (starting it takes
+        # longer than a window on a loaded machine): the window starts now.
+        spend = urllib.request.Request(
+            f"{hub.url}/v2/scale/repo-000/manifests/t0", headers={"Accept": OCI_MANIFEST}
+        )
+        for _ in range(2):
+            urllib.request.urlopen(spend).close()
         body = {"registry": REGISTRY, "repo": "scale/repo-001", "reference": "t0"}
         accepted = api.request("POST", "/v1/sync", token, json=body, timeout=30)
         assert accepted.status_code == 202, accepted.text

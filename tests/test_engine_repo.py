@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,21 @@ def test_sync_image_by_tag_and_by_digest(mirror: Mirror, registry: RegistryServe
     assert by_digest.copied == [untagged.digest]
     assert mirror.store.has_blob(repo, Digest.parse(untagged.digest))
     assert mirror.sync_image(NAME, repo, untagged.digest).skipped == [untagged.digest]
+
+
+def test_a_single_name_on_docker_hub_is_asked_as_library_and_stored_as_given(
+    registry: RegistryServer, store: FsStore
+) -> None:
+    """Docker Hub's ``alpine`` is ``library/alpine`` upstream, as docker spells it; the
+    copy lands under the name asked (a pull-through's client reads it back by it)."""
+    image = make_image("engine-hub-single")
+    push_image(registry.url, "library/enginehub", "3.20", image)
+    hub = replace(_upstream(registry), rules=ContentRules([ContentRule("**")]), docker_hub=True)
+    with Mirror({NAME: hub}, store, LocalLocks(), blob_threads=4) as mirror:
+        result = mirror.sync_image(NAME, "enginehub", "3.20")
+    assert result.ok and result.copied == ["3.20"], result.failures
+    assert result.upstream_repo == "library/enginehub"
+    assert _tags(store, "enginehub") == {"3.20": image.digest}
 
 
 def test_repository_outside_the_rules_and_unknown_registry(mirror: Mirror) -> None:

@@ -27,6 +27,7 @@ def upstream(config: Config, registry: RegistryConfig) -> Upstream:
         only_signed=registry.only_signed,
         sync_timeout=timeout.total_seconds() if (timeout := registry.sync_timeout) else None,
         prune=registry.prune,
+        docker_hub=registry.docker_hub,
     )
 
 

@@ -27,7 +27,7 @@ from syncworker.config.modelbase import (
 from syncworker.config.sizes import ByteSize
 from syncworker.errors import InvalidNameError
 from syncworker.filters import ContentRule, ContentRules, TagRule
-from syncworker.oci import validate_repository
+from syncworker.oci import docker_hub_repository, validate_repository
 
 if TYPE_CHECKING:
     from syncworker.registry.options import ClientOptions
@@ -203,12 +203,20 @@ class RegistryConfig(ConfigModel):
         if not self.name:
             # Default name: the first URL's host[:port], which is how zot keys credentials.
             object.__setattr__(self, "name", urlsplit(self.urls[0]).netloc)
-        if host_key(self.urls[0]) == DOCKER_HUB:
-            # Docker Hub's official images live under library/, as docker spells "alpine".
-            repos = [repo if "/" in repo else f"library/{repo}" for repo in self.repos]
-            object.__setattr__(self, "repos", repos)
+        repos = [self.upstream_repository(repo) for repo in self.repos]
+        object.__setattr__(self, "repos", repos)
         self._rules = ContentRules([content.rule() for content in self.content])
         return self
+
+    @property
+    def docker_hub(self) -> bool:
+        """Whether this upstream is Docker Hub, under any of its names."""
+        return host_key(self.urls[0]) == DOCKER_HUB
+
+    def upstream_repository(self, name: str) -> str:
+        """The upstream's name for repository ``name`` (Docker Hub's ``alpine`` is
+        ``library/alpine``, as docker spells it)."""
+        return docker_hub_repository(name) if self.docker_hub else name
 
     @property
     def hosts(self) -> list[str]:

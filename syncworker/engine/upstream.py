@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from syncworker.filters import ContentRules
-from syncworker.oci import Platform
+from syncworker.oci import Platform, docker_hub_repository
 from syncworker.registry import ClientOptions
 from syncworker.registry.auth import Login
 
@@ -36,3 +36,9 @@ class Upstream:
     sync_timeout: float | None = None
     #: Remove from the mirror the tags the upstream no longer lists (our ``prune``).
     prune: bool = False
+    #: The upstream is Docker Hub: its single-name repositories are ``library/<name>``.
+    docker_hub: bool = False
+
+    def repository(self, name: str) -> str:
+        """The upstream's name for repository ``name``, as docker spells it."""
+        return docker_hub_repository(name) if self.docker_hub else name

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from syncworker.errors import InvalidNameError
 from syncworker.oci.digest import Digest
 
-__all__ = ["Reference", "validate_repository", "validate_tag"]
+__all__ = ["Reference", "docker_hub_repository", "validate_repository", "validate_tag"]
 
 # distribution-spec spec.md#pulling-manifests: <name> and <reference> grammars.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -27,6 +27,12 @@ def validate_repository(name: str) -> str:
     if len(name) > MAX_REPOSITORY_LENGTH or not _REPOSITORY.fullmatch(name):
         raise InvalidNameError(f"invalid repository name {name[:300]!r}")
     return name
+
+
+def docker_hub_repository(name: str) -> str:
+    """Docker Hub's name for repository ``name``: a single name is an official image under
+    ``library/``, as docker spells ``alpine`` (Docker Hub answers nothing for ``alpine``)."""
+    return name if "/" in name else f"library/{name}"
 
 
 def validate_tag(tag: str) -> str:

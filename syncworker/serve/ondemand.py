@@ -96,7 +96,7 @@ class OnDemand:
             except ContentError:
                 continue
             for repo in sources:
-                if entry.repos and repo not in entry.repos:
+                if entry.repos and entry.upstream_repository(repo) not in entry.repos:
                     continue
                 if tag is None or rules.filter_tags(repo, [tag]):
                     return Source(entry.name, repo)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -346,3 +348,22 @@ def test_trigger_whose_broker_is_down_ends_its_walk(
     assert coord.current_walk(REGISTRY) is None  # the next trigger is not blocked
     (run,) = coord.runs()
     assert run.state == "failed" and run.failures[0].repo == "(catalog)"
+
+
+def test_trigger_image_wait_past_its_timeout_says_so_and_fails(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    """No worker takes the task: --timeout ends the wait with one line, not an internal
+    error (the task stays queued for the workers)."""
+    path = write_config(
+        tmp_path,
+        registries=[{"urls": ["http://127.0.0.1:9"], "name": REGISTRY}],
+        syncworker={"redis": private_redis.url},
+    )
+    args = ["trigger", "-c", str(path), "--image", "team/app:v1", "--wait", "--timeout", "0.2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "syncworker", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert "gave up waiting (--timeout)" in done.stderr, done.stderr
+    assert "internal error" not in done.stderr

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
 
 from syncworker.celeryapp import create_app
 from syncworker.cli.status import RUN_STATE, describe, print_failures
@@ -141,7 +142,11 @@ def _trigger_image(app: Celery, config: Config, args: argparse.Namespace) -> int
     print(result.id, flush=True)
     if not args.wait:
         return EXIT_OK
-    summary = result.get(timeout=args.timeout, propagate=False)
+    try:
+        summary = result.get(timeout=args.timeout, propagate=False)
+    except CeleryTimeout:
+        print("syncworker: gave up waiting (--timeout); the copy goes on", file=sys.stderr)
+        return EXIT_FAILED
     if not isinstance(summary, dict):
         print(f"syncworker: sync_image failed: {summary}", file=sys.stderr)
         return EXIT_FAILED

@@ -1,9 +1,10 @@
 """What ``Runtime.open`` opens from a configuration: the Coordinator when Redis is configured
 (every part shares it), this process's locks otherwise, only as far as asked, and all of it
-closed together."""
+closed together, connections to the upstreams included."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,12 @@ from syncworker.errors import ConfigError, CoordError
 from syncworker.runtime import Runtime
 from syncworker.store import FsStore
 from syncworker.store.claim import Source
+from tests.support.images import make_image
 from tests.support.mirror import write_sync_config
 from tests.support.ports import free_port
+from tests.support.push import push_image
 from tests.support.redis_server import RedisServer
+from tests.support.registry_server import RegistryServer
 
 UPSTREAM = [{"urls": ["https://upstream.example"]}]
 
@@ -77,3 +81,28 @@ def test_a_configured_redis_that_does_not_answer_fails_the_open(tmp_path: Path) 
     with pytest.raises(CoordError):
         Runtime.open(_config(tmp_path, redis=url))
     assert not (tmp_path / "store").exists()  # nothing was opened after it
+
+
+def _sockets() -> int:
+    return sum(1 for fd in os.listdir("/proc/self/fd") if _is_socket(fd))
+
+
+def _is_socket(fd: str) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    except OSError:
+        return False  # the descriptor listdir itself held
+
+
+def test_closing_the_runtime_closes_the_connections_to_the_upstreams(
+    tmp_path: Path, registry: RegistryServer
+) -> None:
+    push_image(registry.url, "closing/app", "v1", make_image("closing", layers=1))
+    config = load_config(
+        write_sync_config(tmp_path, tmp_path / "store", [{"name": "up", "urls": [registry.url]}])
+    )
+    before = _sockets()
+    with Runtime.open(config) as runtime:
+        assert runtime.mirror.sync_repo("up", "closing/app").ok
+        assert _sockets() > before  # kept alive for the next request
+    assert _sockets() == before

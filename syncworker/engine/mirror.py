@@ -81,7 +81,12 @@ class Mirror:
         return self._events
 
     def close(self) -> None:
+        """Wait for the blob copies in flight, then close every upstream's connections."""
         self._blob_pool.shutdown(wait=True)
+        with self._clients_lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
 
     def __enter__(self) -> Mirror:
         return self

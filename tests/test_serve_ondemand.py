@@ -17,6 +17,9 @@ import pytest
 import requests
 import yaml
 
+from syncworker.config import load_config
+from syncworker.serve.apierrors import ApiError
+from syncworker.serve.ondemand import MAX_FLIGHTS, OnDemand
 from tests.support.cluster import Cluster
 from tests.support.corpus import Corpus
 from tests.support.images import make_artifact, make_image
@@ -155,3 +158,27 @@ def pull_at_once(replicas: list[ServeProcess], tmp_path: Path) -> list[str]:
     for thread in threads:
         thread.join()
     return found
+
+
+def test_a_replica_holds_a_bounded_number_of_copies_past_it_none_starts(tmp_path: Path) -> None:
+    """Each digest of a mapped name is a copy of its own: a client asking for many cannot
+    make a replica queue upstream requests without end."""
+    config = load_config(ondemand_config(tmp_path, "http://127.0.0.1:9"))
+    release, started = threading.Event(), []
+
+    def copy(registry: str, repo: str, reference: str) -> None:
+        started.append(reference)
+        release.wait(60)
+
+    filler = OnDemand(config.registries, copy, wait=0.001)
+    try:
+        for n in range(MAX_FLIGHTS):
+            with pytest.raises(ApiError, match="being mirrored"):
+                filler.fill_image("mirror/library/alpine", f"3.{n}")
+        with pytest.raises(ApiError, match="too many images") as refused:
+            filler.fill_image("mirror/library/alpine", "3.x")
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"]
+    finally:
+        release.set()
+        filler.close()
+    assert "3.x" not in started

@@ -108,7 +108,8 @@ SERVED_BYTES = Counter(
 FILLS = Counter(
     "syncworker_serve_fills_total",
     "On-demand fills of `syncworker serve`: kind=image or referrers, outcome=ok, timeout "
-    "(the client was answered 503, the copy goes on) or failed",
+    "(the client was answered 503, the copy goes on), refused (503: too many copies held, "
+    "none started) or failed",
     ["kind", "outcome"],
 )
 #: Every metric, for the generated list in docs/OBSERVABILITY.md.

@@ -6,7 +6,10 @@ upstream repository is ever fetched: any other name is unknown at once, without 
 upstream (never an open proxy). Identical requests in one process share one copy; across
 replicas the copy itself is single-flight (the engine's image flight, in Redis with
 workers), so a blob is fetched once for the fleet. A client waits at most ``wait``
-seconds, then is answered 503 with ``Retry-After`` and retries, the copy going on.
+seconds, then is answered 503 with ``Retry-After`` and retries, the copy going on. A
+replica holds at most :data:`MAX_FLIGHTS` copies, running or waiting their turn: past it a
+new one is refused at once (503), so a client asking for many references (any digest of a
+mapped name is a copy) cannot queue upstream requests without end.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from syncworker.filters.tagclasses import special_tag
 from syncworker.oci import Digest
 from syncworker.serve.apierrors import ApiError
 
-__all__ = ["COPY_THREADS", "Copy", "Counter", "OnDemand", "Source"]
+__all__ = ["COPY_THREADS", "MAX_FLIGHTS", "Copy", "Counter", "OnDemand", "Source"]
 
 log = logging.getLogger(__name__)
 
 # Copies started by one replica at once; more wait their turn (each also waits in a queue
 # of the workers when Redis is configured).
 COPY_THREADS = 16
+# Copies one replica holds, running or waiting for a thread: a few minutes of work for
+# COPY_THREADS, and a bound on what one client can make it queue.
+MAX_FLIGHTS = 256
 # What a 503 tells a client to wait before it retries (RFC 9110 section 10.2.3).
 RETRY_AFTER_SECONDS = 5
 
@@ -103,8 +109,16 @@ class OnDemand:
         return None
 
     def _fill(self, kind: str, source: Source, references: tuple[str, ...]) -> None:
-        future = self._flight(source, references)
         reference = references[0]
+        future = self._flight(source, references)
+        if future is None:
+            self._count(kind, "refused")
+            raise ApiError(
+                503,
+                "UNAVAILABLE",
+                f"too many images are being mirrored to start {source.repo}:{reference}; retry",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         try:
             future.result(timeout=self._wait)
         except FutureTimeout:
@@ -122,12 +136,15 @@ class OnDemand:
             return
         self._count(kind, "ok")
 
-    def _flight(self, source: Source, references: tuple[str, ...]) -> Future[None]:
-        """The copies of ``references`` in flight in this process, started if none is."""
+    def _flight(self, source: Source, references: tuple[str, ...]) -> Future[None] | None:
+        """The copies of ``references`` in flight in this process, started if none is;
+        None when MAX_FLIGHTS are already held."""
         key = (source.registry, source.repo, references)
         with self._guard:
             found = self._flights.get(key)
             if found is None:
+                if len(self._flights) >= MAX_FLIGHTS:
+                    return None
                 found = self._pool.submit(self._copy_all, source, references)
                 self._flights[key] = found
                 found.add_done_callback(lambda _: self._landed(key))

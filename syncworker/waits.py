@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "GC_REPO_WAIT",
+    "REPAIR_REPO_WAIT",
     "REPO_WAIT",
     "TASK_REPO_WAIT",
     "FlightWatch",
@@ -36,6 +37,9 @@ REPO_WAIT: float | None = None
 TASK_REPO_WAIT = 10.0
 #: ``syncworker gc`` waits this long for a repository a sync holds, then reports it busy.
 GC_REPO_WAIT = 60.0
+#: ``syncworker check --repair`` in one process waits this long for a sync or gc holding a
+#: repository, then leaves it unrepaired (a worker's check waits ``TASK_REPO_WAIT``).
+REPAIR_REPO_WAIT = 60.0
 
 
 @dataclass(frozen=True, slots=True)

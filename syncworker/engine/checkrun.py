@@ -14,14 +14,13 @@ from syncworker.engine.mirror import Mirror
 from syncworker.engine.results import Failure, RepoResult
 from syncworker.engine.treecheck import RepoCheck, TreeChecker
 from syncworker.errors import LockBusy
+from syncworker.waits import REPAIR_REPO_WAIT
 
 __all__ = ["CheckOutcome", "check_one", "check_repos", "checker", "store_repos"]
 
 # Blobs hashed at once: hashing is CPU-bound and releases the GIL, so one per core (and a
 # few more to hide the reads of a remote store).
 HASH_THREADS = (os.cpu_count() or 1) + 2
-# How long a repair waits for a sync or gc holding the repository.
-REPAIR_LOCK_WAIT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +49,7 @@ def check_one(
     repo: str,
     *,
     repair: bool,
-    lock_wait: float | None = REPAIR_LOCK_WAIT,
+    lock_wait: float | None = REPAIR_REPO_WAIT,
     raise_busy: bool = False,
 ) -> CheckOutcome:
     """Check ``repo``; with ``repair``, copy what is broken again and check once more. A

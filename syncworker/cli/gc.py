@@ -106,7 +106,7 @@ def _collect(args: argparse.Namespace, runtime: Runtime, grace: timedelta) -> Co
         ):
             yield
 
-    return collect(
+    done = collect(
         store,
         hold,
         grace.total_seconds(),
@@ -114,6 +114,9 @@ def _collect(args: argparse.Namespace, runtime: Runtime, grace: timedelta) -> Co
         dry_run=args.dry_run,
         on_removed=removed,
     )
+    if isinstance(store, RepoHolder) and not args.dry_run:
+        store.drop_unused_locks()  # of repositories deleted by hand, which no sync holds again
+    return done
 
 
 def _expected(mirror: Mirror) -> Expected:

@@ -4,7 +4,9 @@ Nothing but the layout (image-spec image-layout.md) lives in a repository direct
 from the ``.lock`` file that serialises ``index.json`` replacements between processes and
 the ``.claim`` naming the repository's source (:mod:`syncworker.store.claim`), so skopeo,
 umoci and zot read it as is. ``.locks/<repo>/.lock`` is the repository's own lock,
-flocked by every sync and gc of it (:meth:`FsStore.hold`). Blobs are streamed into temporaries (see
+flocked by every sync and gc of it (:meth:`FsStore.hold`), and removed by its last holder
+when the repository holds no ``index.json`` (:mod:`syncworker.store.fslocks`; gc removes those
+of repositories deleted by hand). Blobs are streamed into temporaries (see
 :mod:`syncworker.store.fsfiles`) and appear at their final name by ``link``, complete and
 verified; identical blobs of several repositories share one inode.
 """
@@ -18,11 +20,14 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 from syncworker.errors import LockBusy, StoreError
 from syncworker.store.fsfiles import LEFTOVER_GRACE_SECONDS, Durability, Temporaries, fsync_path
+from syncworker.store.fslocks import lock_file, remove_lock
+from syncworker.store.indexdoc import INDEX_FILE
 from syncworker.store.layout import LayoutStore, check_repo_name
 from syncworker.store.layoutbackend import Listing, Stored
 from syncworker.store.memo import REPOS_KEPT, Recent
@@ -35,9 +40,6 @@ LOCK_FILE = ".lock"
 READ_CHUNK = 1 << 20
 # Repository locks held by syncs and gc (see FsStore.hold); hidden, so never a repository.
 LOCKS_DIR = ".locks"
-# How often a holder waiting with a timeout tries a lock file another process holds again
-# (flock itself waits only forever or not at all).
-LOCK_POLL_SECONDS = 0.05
 T = TypeVar("T")
 
 
@@ -267,21 +269,32 @@ class FsBackend:
         self._durable.written(path)
 
     @contextmanager
-    def exclusive(self, key: str, blocking_timeout: float | None) -> Iterator[None]:
+    def exclusive(
+        self,
+        key: str,
+        blocking_timeout: float | None,
+        unused: Callable[[], bool] | None = None,
+        keep_dir: str = "",
+    ) -> Iterator[None]:
         """Hold the lock file ``key`` (flock: released by the kernel when the holder
-        dies); LockBusy after ``blocking_timeout`` seconds, None waits as long as it takes."""
+        dies); LockBusy after ``blocking_timeout`` seconds, None waits as long as it takes.
+
+        When ``unused()`` says so at release, the lock file is removed while still held,
+        with the directories that this leaves empty up to ``keep_dir``
+        (:mod:`syncworker.store.fslocks` says why no other holder is harmed)."""
         path = self._path(key)
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         with self._errors(key):
-            # Not made durable: a lock file lost in a crash is made again by the next holder.
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, flags, 0o644)
+            fd = lock_file(path, blocking_timeout, self.where(key))
         try:
-            with self._errors(key):
-                _flock_within(fd, blocking_timeout, self.where(key))
             yield
         finally:
-            os.close(fd)
+            try:
+                if unused is not None and unused():
+                    remove_lock(path, os.path.join(self.root, keep_dir))
+            except (OSError, StoreError):
+                pass  # kept: the next holder removes it
+            finally:
+                os.close(fd)
 
     @contextmanager
     def _flock(self, path: str) -> Iterator[None]:
@@ -323,22 +336,29 @@ class FsStore(LayoutStore):
         # ``.lock`` inside a directory per repository: no repository segment starts with a
         # dot, so no name (``a.lock/b`` beside ``a``) lands on another one's lock file.
         key = f"{LOCKS_DIR}/{check_repo_name(repo)}/{LOCK_FILE}"
-        return self._fs.exclusive(key, blocking_timeout)
+        return self._fs.exclusive(key, blocking_timeout, partial(self._gone, repo), LOCKS_DIR)
 
+    def drop_unused_locks(self) -> int:
+        """Remove the lock files of repositories that hold no ``index.json`` (deleted by
+        hand, or never written), each while holding it: one another process holds is left
+        for its holder to remove. How many were removed."""
+        top = os.path.join(self._fs.root, LOCKS_DIR)
+        dropped = 0
+        for directory, _, files in os.walk(top):
+            repo = os.path.relpath(directory, top)
+            if LOCK_FILE not in files or repo == "." or not self._gone(repo):
+                continue
+            try:
+                with self.hold(repo, blocking_timeout=0):
+                    pass
+            except (LockBusy, StoreError):
+                continue
+            dropped += not os.path.exists(os.path.join(directory, LOCK_FILE))
+        return dropped
 
-def _flock_within(fd: int, timeout: float | None, where: str) -> None:
-    if timeout is None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise LockBusy(where, timeout) from None
-        time.sleep(LOCK_POLL_SECONDS)
+    def _gone(self, repo: str) -> bool:
+        """Whether ``repo`` holds no ``index.json``: its lock file need not stay."""
+        return self.backend.head(f"{repo}/{INDEX_FILE}") is None
 
 
 def _label(key: str) -> str:

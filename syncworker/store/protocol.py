@@ -81,6 +81,11 @@ class RepoHolder(Protocol):
         seconds (None: as long as it takes). Released when the holder's process dies."""
         ...
 
+    def drop_unused_locks(self) -> int:
+        """Remove what holding left for repositories that hold nothing now (deleted by
+        hand, or never written), never a hold another process has; how many."""
+        ...
+
 
 def held(store: object, repo: str, blocking_timeout: float | None) -> AbstractContextManager[None]:
     """``store``'s own hold on ``repo`` when it has one (:class:`RepoHolder`), else

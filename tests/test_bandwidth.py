@@ -1,9 +1,11 @@
 """The download rate cap, below the end-to-end tests: ``downloadRate`` read from the config
-(field-named errors), the virtual clock in one process and in Redis, and no Redis call per
-chunk for an upstream without a cap (counted by a private Redis's own ``commandstats``)."""
+(field-named errors), the virtual clock in one process and in Redis, no Redis call per
+chunk for an upstream without a cap (counted by a private Redis's own ``commandstats``),
+and what a capped body says of its wait: one log line, and the bandwidth wait metric."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,18 @@ from syncworker.config import load_config
 from syncworker.coord import Coordinator
 from syncworker.coord.redislimits import BURST as REDIS_BURST
 from syncworker.errors import ConfigError
+from syncworker.oci import Descriptor, Digest
 from syncworker.registry.bandwidth import BURST, LocalBandwidth
+from syncworker.registry.blobs import blob
+from syncworker.registry.gates import Gates
 from syncworker.registry.options import ClientOptions
+from syncworker.registry.requestlog import LOGGER
+from syncworker.registry.stack import Stack
+from syncworker.registry.stats import ClientStats
 from tests.support.corpus import Corpus, seed_many
+from tests.support.images import make_image
 from tests.support.mirror import run_sync, write_sync_config
+from tests.support.push import push_image
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 
@@ -170,3 +180,66 @@ def test_redis_is_asked_per_chunk_only_with_a_cap(
     # 2 images: 4 distinct layers of 256 KiB, 2 configs and 2 manifests, each at least
     # one chunk.
     assert capped - plain >= 8, (plain, capped)
+
+
+class _VirtualTime:
+    """The cap's clock, and the sleep that waits for it by moving it on."""
+
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class _Hook:
+    """What the metrics would be told of the waits."""
+
+    def __init__(self) -> None:
+        self.rate_limited = self.capped_for = 0.0
+
+    def response(self, method: str, code: str) -> None:
+        pass
+
+    def retried(self) -> None:
+        pass
+
+    def waited(self, seconds: float) -> None:
+        self.rate_limited += seconds
+
+    def capped(self, seconds: float) -> None:
+        self.capped_for += seconds
+
+    def pull_budget(self, remaining: int) -> None:
+        pass
+
+
+def test_a_capped_body_is_one_log_line_and_a_bandwidth_wait(
+    registry: RegistryServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 256 KiB layer at 64 KiB/s waits 4 s (of the cap's clock) over many chunks: one
+    INFO line when the body ends, naming it; the small config blob a DEBUG line. The waits
+    are counted as the cap's, not as the request rate limit's."""
+    image = make_image("bandwidth-log", layers=1, layer_size=256 * 1024)
+    push_image(registry.url, "bandwidth/log", "v1", image)
+    config, layer = image.blobs[0], image.blobs[-1]
+    clock, hook = _VirtualTime(), _Hook()
+    gates = Gates(bandwidth=LocalBandwidth(64 * 1024, clock=clock))
+    t = Stack(
+        [registry.url], None, ClientOptions(), ClientStats(hook), sleep=clock.sleep, gates=gates
+    )
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        for pushed in (layer, config):
+            wanted = Descriptor(pushed.media_type, Digest.parse(pushed.digest), pushed.size)
+            with blob(t, "bandwidth/log", wanted) as chunks:
+                assert sum(len(chunk) for chunk in chunks) == pushed.size
+    t.close()
+    said = [r for r in caplog.records if "download rate cap held it back" in r.getMessage()]
+    got = [(r.levelno, r.getMessage()) for r in said]
+    assert len(got) == 2, got  # one line per body, however many chunks it took
+    assert got[0][0] == logging.INFO and layer.digest in got[0][1] and "4.0 s" in got[0][1]
+    assert got[1][0] == logging.DEBUG and config.digest in got[1][1]
+    assert hook.capped_for == pytest.approx((layer.size + config.size) / (64 * 1024))
+    assert hook.rate_limited == 0

@@ -37,8 +37,8 @@ THROTTLED = Counter(
 )
 WAITED = Counter(
     "syncworker_wait_seconds_total",
-    "Time spent waiting: kind=rate_limit (the upstream's budget) or kind=lock (a repository "
-    "held by another worker)",
+    "Time spent waiting: kind=rate_limit (the upstream's request budget), kind=bandwidth "
+    "(its download rate cap) or kind=lock (a repository held by another worker)",
     ["registry", "kind"],
 )
 BLOBS = Counter(
@@ -128,6 +128,7 @@ class _UpstreamHook:
         self._retries = RETRIES.labels(registry)
         self._throttled = THROTTLED.labels(registry)
         self._waited = WAITED.labels(registry, "rate_limit")
+        self._capped = WAITED.labels(registry, "bandwidth")
         self._budget = PULL_BUDGET.labels(registry)
 
     def response(self, method: str, code: str) -> None:
@@ -140,6 +141,9 @@ class _UpstreamHook:
 
     def waited(self, seconds: float) -> None:
         self._waited.inc(seconds)
+
+    def capped(self, seconds: float) -> None:
+        self._capped.inc(seconds)
 
     def pull_budget(self, remaining: int) -> None:
         self._budget.set(remaining)

@@ -6,7 +6,9 @@ of a process (:class:`LocalBandwidth`) or, through Redis, by every worker of a c
 (``syncworker.coord``'s ``Coordinator.bandwidth``). The layer (:class:`Throttle`) spends
 each chunk after it is read and waits as long as the budget says before the next read, so
 the connection's own flow control slows the sender. A redirected blob download (object
-storage, a CDN) counts too: the cap protects the line it arrives on.
+storage, a CDN) counts too: the cap protects the line it arrives on. What the cap held a
+body back is said once, when the body is closed (never a line per chunk), and counted in
+the hook's :meth:`~.stats.RequestHook.capped` (the ``kind="bandwidth"`` wait metric).
 
 A virtual clock, not a bucket of tokens: each spend moves the next free instant on by
 ``size / rate``; after an idle spell at most :data:`BURST` seconds of credit remain, so the
@@ -15,6 +17,7 @@ gaps between bodies (a manifest read, a store write) are made up for without a l
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,13 +26,17 @@ from typing import Protocol
 
 from syncworker.registry.deadline import Deadline
 from syncworker.registry.http import Handler, Request, Response
+from syncworker.registry.requestlog import log
 from syncworker.registry.stats import ClientStats
 
-__all__ = ["BURST", "Bandwidth", "LocalBandwidth", "Throttle"]
+__all__ = ["BURST", "NOTICEABLE", "Bandwidth", "LocalBandwidth", "Throttle"]
 
 # Seconds of unused rate an idle upstream keeps: enough to make up for the pauses between
 # bodies, small against any run the cap matters for.
 BURST = 0.5
+# Seconds of waiting for the cap, over one body, that are worth an INFO line (``-v``); a
+# shorter hold is a DEBUG line (``-vv``), like the other decisions about a request.
+NOTICEABLE = 1.0
 
 
 class Bandwidth(Protocol):
@@ -58,19 +65,41 @@ class Throttle:
 
     def send(self, request: Request) -> Response:
         response = self._inner.send(request)
-        what = response.what
-        response.metered(lambda size: self._spend(size, request.deadline, what))
+        held = _Held(response)
+        response.metered(lambda size: self._spend(size, request.deadline, held))
+        response.on_close(held.report)
         return response
 
-    def _spend(self, size: int, deadline: Deadline | None, what: str) -> None:
+    def _spend(self, size: int, deadline: Deadline | None, held: _Held) -> None:
         wait = self._bandwidth.spend(size)
         if wait <= 0:
             return
         if deadline is not None:
-            deadline.check_wait(wait, f"{what}: waiting for the download rate cap")
+            deadline.check_wait(wait, f"{held.response.what}: waiting for the download rate cap")
         if self._stats.hook is not None:
-            self._stats.hook.waited(wait)
+            self._stats.hook.capped(wait)
+        held.seconds += wait
         self._sleep(wait)
+
+
+@dataclass(slots=True)
+class _Held:
+    """How long the cap held one body back; added to by one thread, the body's reader."""
+
+    response: Response
+    seconds: float = 0.0
+
+    def report(self) -> None:
+        if self.seconds <= 0:
+            return
+        level = logging.INFO if self.seconds >= NOTICEABLE else logging.DEBUG
+        log.log(
+            level,
+            "%s: the download rate cap held it back %.1f s (%d bytes read)",
+            self.response.what,
+            self.seconds,
+            self.response.received,
+        )
 
 
 @dataclass

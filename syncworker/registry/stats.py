@@ -22,6 +22,10 @@ class RequestHook(Protocol):
         """The upstream's rate limit held a request back for ``seconds``."""
         ...
 
+    def capped(self, seconds: float) -> None:
+        """The upstream's download rate cap held a body's reading back for ``seconds``."""
+        ...
+
     def pull_budget(self, remaining: int) -> None:
         """An answer declared ``remaining`` pulls left of the login's budget."""
         ...
@@ -37,7 +41,7 @@ class StatsSnapshot:
 
 class ClientStats:
     """Counters shared by every thread using one client; ``hook``, if any, is told of each
-    answer, retry and rate-limit wait as well."""
+    answer, retry, rate-limit wait and download-cap wait as well."""
 
     def __init__(self, hook: RequestHook | None = None) -> None:
         self.hook = hook

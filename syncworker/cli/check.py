@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from syncworker.cli.units import human_size
+from syncworker.cli.units import human_size, positive_int
 from syncworker.config import load_config
 from syncworker.engine.checkrun import CheckOutcome, check_repos, store_repos
 from syncworker.runtime import Runtime
@@ -42,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
         help="only the repositories this registry (by name) mirrors into; repeatable",
     )
     parser.add_argument(
-        "--concurrency", type=int, help="repositories in parallel (in this process)"
+        "--concurrency", type=positive_int, help="repositories in parallel (in this process)"
     )
     parser.add_argument(
         "--local",

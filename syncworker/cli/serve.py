@@ -14,6 +14,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from syncworker.cli.units import port_number
 from syncworker.config import load_config
 from syncworker.observe.exporter import serve_own
 from syncworker.observe.metrics import ServeMetrics
@@ -33,7 +34,9 @@ def add_parser(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="address to serve on (default: syncworker.serve.listen)",
     )
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--metrics-port", type=port_number, help="serve Prometheus metrics on this port"
+    )
     parser.set_defaults(func=run)
 
 

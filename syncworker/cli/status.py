@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from syncworker.cli.runtext import describe, print_failures
+from syncworker.cli.units import positive_int, positive_seconds
 from syncworker.config import load_config
 from syncworker.coord import RECENT_RUNS
 from syncworker.runtime import Runtime
@@ -32,10 +33,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("-c", "--config", required=True, help="YAML or JSON config file")
     parser.add_argument("run", nargs="?", help="one run id (default: recent runs)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("-n", "--limit", type=int, default=RECENT_RUNS, help="runs listed")
+    parser.add_argument("-n", "--limit", type=positive_int, default=RECENT_RUNS, help="runs listed")
     parser.add_argument(
         "--watch",
-        type=float,
+        type=positive_seconds,
         nargs="?",
         const=WATCH_SECONDS,
         metavar="SECONDS",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from syncworker.cli import EXIT_DEFERRED, EXIT_FAILURES, EXIT_OK
 from syncworker.cli.plans import print_plan, print_pruned
-from syncworker.cli.units import human_size, utc
+from syncworker.cli.units import human_size, port_number, positive_int, utc
 from syncworker.config import load_config
 from syncworker.engine import NO_EVENTS, Events, RepoResult, RunSummary, run_registries
 from syncworker.observe.fanout import Fanout
@@ -35,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "-r", "--registry", action="append", help="only this registry (by name); repeatable"
     )
-    parser.add_argument("--concurrency", type=int, help="repositories in parallel")
+    parser.add_argument("--concurrency", type=positive_int, help="repositories in parallel")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
         "--dry-run",
@@ -46,7 +46,9 @@ def add_parser(subparsers: Any) -> None:
         "--json", action="store_true", help="the summary as one JSON object on stdout"
     )
     parser.add_argument(
-        "--metrics-port", type=int, help="serve Prometheus metrics on this port during the run"
+        "--metrics-port",
+        type=port_number,
+        help="serve Prometheus metrics on this port during the run",
     )
     parser.add_argument(
         "--metrics-file",

@@ -19,6 +19,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from syncworker.celeryapp import create_app
 from syncworker.cli.status import RUN_STATE, describe, print_failures
+from syncworker.cli.units import positive_seconds
 from syncworker.config import Config, load_config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.errors import ConfigError
@@ -43,7 +44,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("-r", "--registry", help="registry name (default: all / the only one)")
     parser.add_argument("--image", metavar="REPO:TAG|REPO@DIGEST", help="one image, on demand")
     parser.add_argument("--wait", action="store_true", help="wait until finished")
-    parser.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    parser.add_argument(
+        "--timeout", type=positive_seconds, help="give up waiting after this many seconds"
+    )
     parser.set_defaults(func=run)
 
 

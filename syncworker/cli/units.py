@@ -1,10 +1,38 @@
-"""Numbers as the commands print them."""
+"""Numbers as the commands read and print them."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import time
 
-__all__ = ["human_size", "utc"]
+__all__ = ["human_size", "port_number", "positive_int", "positive_seconds", "utc"]
+
+
+def positive_int(text: str) -> int:
+    """An option's whole number of at least 1 (argparse's ``type``): anything else is a
+    usage error naming the option, not a failure deep in a thread pool."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def port_number(text: str) -> int:
+    """A TCP port to listen on, 1 to 65535."""
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return seconds
 
 
 def human_size(n: int) -> str:

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from syncworker.cli.celeryrun import prepare, start
+from syncworker.cli.units import port_number
 from syncworker.coord import Coordinator
 
 __all__ = ["NODE_NAME", "add_parser", "run"]
@@ -28,7 +29,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("-l", "--loglevel", default="INFO", help="worker log level")
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=port_number,
         help="serve Prometheus metrics on this port (the sum of every pool process)",
     )
     parser.add_argument(

@@ -13,7 +13,6 @@ import redis
 from syncworker.coord.keys import Keys
 from syncworker.coord.redisclient import LuaArg, Part, text, translated
 from syncworker.coord.scripts import register
-from syncworker.registry.paid import Kept
 
 __all__ = [
     "CLOCK_SKEW_MS",
@@ -88,17 +87,18 @@ class RedisPaidManifests(Part):
         self._registry = registry
 
     @translated
-    def find(self, repo: str, digest: str) -> Kept | None:
+    def find(self, repo: str, digest: str) -> tuple[bytes, str | None] | None:
         key = self._keys.paid(self._registry, repo, digest)
         raw, media_type = self._client.hmget(key, ["raw", "type"])
         if raw is None:
             return None
-        return Kept(raw if isinstance(raw, bytes) else raw.encode(), text(media_type) or None)
+        return (raw if isinstance(raw, bytes) else raw.encode(), text(media_type) or None)
 
     @translated
-    def keep(self, repo: str, digest: str, kept: Kept, seconds: float) -> None:
+    def keep(self, repo: str, digest: str, kept: tuple[bytes, str | None], seconds: float) -> None:
         key = self._keys.paid(self._registry, repo, digest)
+        raw, media_type = kept
         with self._client.pipeline() as pipe:
-            pipe.hset(key, mapping={"raw": kept.raw, "type": kept.media_type or ""})
+            pipe.hset(key, mapping={"raw": raw, "type": media_type or ""})
             pipe.expire(key, max(1, int(seconds)))
             pipe.execute()

@@ -36,13 +36,15 @@ class Kept(NamedTuple):
 
 
 class PaidManifests(Protocol):
-    """The paid-for manifests of one upstream. Each call is one atomic step."""
+    """The paid-for manifests of one upstream. Each call is one atomic step. A manifest is
+    a plain (bytes, media type) pair here, so that ``syncworker.coord``, below this
+    package, can keep them without importing it."""
 
-    def find(self, repo: str, digest: str) -> Kept | None:
+    def find(self, repo: str, digest: str) -> tuple[bytes, str | None] | None:
         """Manifest ``digest`` of ``repo`` if it was paid for lately."""
         ...
 
-    def keep(self, repo: str, digest: str, kept: Kept, seconds: float) -> None:
+    def keep(self, repo: str, digest: str, kept: tuple[bytes, str | None], seconds: float) -> None:
         """Keep manifest ``digest`` of ``repo`` for ``seconds``."""
         ...
 
@@ -53,14 +55,16 @@ class LocalPaidManifests:
 
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _kept: dict[tuple[str, str], tuple[float, Kept]] = field(default_factory=dict)
+    _kept: dict[tuple[str, str], tuple[float, tuple[bytes, str | None]]] = field(
+        default_factory=dict
+    )
 
-    def find(self, repo: str, digest: str) -> Kept | None:
+    def find(self, repo: str, digest: str) -> tuple[bytes, str | None] | None:
         with self._lock:
             found = self._kept.get((repo, digest))
             return found[1] if found is not None and found[0] > self.clock() else None
 
-    def keep(self, repo: str, digest: str, kept: Kept, seconds: float) -> None:
+    def keep(self, repo: str, digest: str, kept: tuple[bytes, str | None], seconds: float) -> None:
         with self._lock:
             now = self.clock()
             self._kept = {k: v for k, v in self._kept.items() if v[0] > now}
@@ -84,7 +88,8 @@ class PaidFor:
         """The manifest ``ref`` (a digest) of ``repo`` if it was paid for lately."""
         if self._memo is None or ":" not in ref or not self.counts_pulls:
             return None
-        return self._memo.find(repo, ref)
+        found = self._memo.find(repo, ref)
+        return None if found is None else Kept(*found)
 
     def keep(self, repo: str, digest: str, kept: Kept) -> None:
         """A manifest just fetched: kept if its upstream declared a budget."""

@@ -25,7 +25,16 @@ from syncworker.coord import Coordinator, LockBusy, RunStatus
 from syncworker.engine import Failure, Mirror, RepoResult
 from syncworker.errors import ConfigError, RegistryError, TransportError
 from syncworker.retry import TASKS, backoff_delay
-from syncworker.runs.catalogwalk import Step, claim_walk, walk_page
+from syncworker.runs.catalogwalk import (
+    WALK_AHEAD_WAIT,
+    Claim,
+    Step,
+    claim_walk,
+    continue_walk,
+    start_walk,
+    trigger_walk,
+    walk_page,
+)
 from syncworker.runs.repocount import record_repo, record_repo_lost
 from syncworker.runs.sweep import stalled
 from syncworker.worker.policy import retry_delay
@@ -264,6 +273,60 @@ def test_a_redelivered_page_sends_only_what_its_first_delivery_did_not(
     assert first + rest == corpus.repositories
     status = coord.run_status("run-r")
     assert status is not None and status.total == len(corpus.repositories)
+
+
+class RecordingQueue:
+    """A walk's messages kept instead of sent; ``waiting`` repositories wait for workers."""
+
+    def __init__(self, waiting: int) -> None:
+        self.waiting = waiting
+        self.pages: list[tuple[str, float, bool]] = []  # run id, delay, first
+        self.repos: list[str] = []
+        self.sweeps: list[str] = []
+
+    def send_page(
+        self, registry: str, run_id: str, *, delay: float = 0.0, first: bool = False
+    ) -> None:
+        self.pages.append((run_id, delay, first))
+
+    def send_repos(self, registry: str, repos: Sequence[str], run_id: str) -> None:
+        self.repos.extend(repos)
+
+    def repos_waiting(self) -> int:
+        return self.waiting
+
+    def start_sweep(self, registry: str, run_id: str) -> None:
+        self.sweeps.append(run_id)
+
+
+def test_a_walk_holds_its_page_back_while_walk_ahead_repositories_wait(
+    coord: Coordinator, mirror: Mirror, seeded_registry: tuple[RegistryServer, Corpus]
+) -> None:
+    _, corpus = seeded_registry
+    queue = RecordingQueue(waiting=3)
+    assert trigger_walk(coord, queue, REGISTRY, "run-w") == Claim("run-w", True)
+    assert queue.sweeps == ["run-w"]
+    # walkAhead 3, and 3 wait: nothing is listed or sent, the page comes again later.
+    assert continue_walk(coord, mirror, queue, REGISTRY, "run-w", 2, 3) is Step.WAIT
+    assert queue.repos == [] and coord.cursor(REGISTRY) is None
+    assert queue.pages == [("run-w", WALK_AHEAD_WAIT, False)]
+    queue.waiting = 2
+    assert continue_walk(coord, mirror, queue, REGISTRY, "run-w", 2, 3) is Step.MORE
+    assert queue.repos == corpus.repositories[:2]
+    assert queue.pages[-1] == ("run-w", 0.0, False)
+    # Another trigger, or a start on demand, names the walk in progress and sends nothing.
+    assert trigger_walk(coord, queue, REGISTRY, "run-x") == Claim("run-w", False)
+    assert start_walk(coord, queue, REGISTRY) == Claim("run-w", False)
+    assert len(queue.pages) == 2 and queue.sweeps == ["run-w"]
+
+
+def test_a_walk_started_on_demand_sends_its_first_page_under_its_run_id(
+    coord: Coordinator,
+) -> None:
+    queue = RecordingQueue(waiting=0)
+    claim = start_walk(coord, queue, REGISTRY)
+    assert claim.started and coord.current_walk(REGISTRY) == claim.run_id
+    assert queue.pages == [(claim.run_id, 0.0, True)] and queue.sweeps == [claim.run_id]
 
 
 def test_failures_are_recorded_and_a_lost_repo_counts_once(coord: Coordinator) -> None:

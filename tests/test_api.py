@@ -321,3 +321,13 @@ def test_api_refuses_to_start_without_a_token(tmp_path: Path) -> None:
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert "API token" in done.stderr and "tiny-tok" not in done.stderr
+
+
+def test_a_refused_path_cannot_forge_a_log_line(api: Api) -> None:
+    """The path of a request without the token is logged as data: a line break in it
+    (sent percent-encoded) starts no line of its own."""
+    answer = api.server.request("GET", "/v1/runs%0a2026-01-01 INFO forged-by-a-stranger")
+    assert answer.status_code == 401
+    lines = api.server.log().splitlines()
+    assert any("forged-by-a-stranger" in line for line in lines)
+    assert not any(line.startswith("2026-01-01 INFO forged") for line in lines)

@@ -47,7 +47,8 @@ class Guard:
             await self._app(scope, receive, send)
             return
         if scope["path"] not in OPEN_PATHS and not self._authorized(scope):
-            log.warning("refused %s %s from %s: missing or wrong bearer token",
+            # The path as a literal: a stranger's percent-encoded line break forges no line.
+            log.warning("refused %s %r from %s: missing or wrong bearer token",
                         scope["method"], scope["path"][:200], _client(scope))  # fmt: skip
             await _answer(send, 401, "a valid Authorization: Bearer token is required",
                           [_CHALLENGE])  # fmt: skip

@@ -87,7 +87,7 @@ class RegistryHTTPServer(ThreadingHTTPServer):
             except ApiError as exc:
                 return "unauthorized", error_response(exc)
             except ConfigError as exc:  # the file was removed or garbled since it was read
-                log.error("%s %s refused: %s", request.method, request.path[:300], exc)
+                log.error("%s %r refused: %s", request.method, request.path[:300], exc)
                 refused = ApiError(500, "UNKNOWN", "credentials cannot be checked; see logs")
                 return "error", error_response(refused)
         try:

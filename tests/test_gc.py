@@ -187,3 +187,28 @@ def test_gc_collects_a_repository_whose_indexes_lack_filtered_children(
     run = run_gc(config, "--grace", "0s")
     assert run.code == 0 and "gc: removed 3 blobs" in run.stdout, run.output
     assert index.children[1].digest in check_store(root, platforms=["linux/arm64"])[repo]
+
+
+def test_widening_platforms_fetches_the_new_children_so_gc_and_check_pass(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """An index mirrored for arm64 only, then ``platforms`` widened to everything: the
+    next sync fetches the amd64 child of the unchanged index, so check finds the tree
+    whole and gc collects the repository instead of skipping it."""
+    repo, root = "gc/widened", tmp_path / "store"
+    entry = {"urls": [registry.url], "content": [{"prefix": repo}], "prune": True}
+    narrow = write_sync_config(tmp_path, root, [{**entry, "platforms": ["linux/arm64"]}])
+    index = make_index(("gc", "widened"), layers=1)
+    push_image(registry.url, repo, "multi", index)
+    assert run_sync(narrow).code == 0
+    amd64 = root / repo / "blobs" / index.children[0].digest.replace(":", "/")
+    assert not amd64.exists()
+
+    wide = write_sync_config(tmp_path, root, [entry])
+    widened = run_sync(wide)
+    assert widened.code == 0 and amd64.exists(), widened.output
+    assert run_sync(wide).code == 0  # and the run after that is a no-op again
+    assert main(["check", "-c", str(wide)]) == 0
+    run = run_gc(wide, "--grace", "0s")
+    assert run.code == 0 and "skipped" in run.stdout and "0 repositories skipped" in run.stdout
+    assert {c.digest for c in index.children} <= check_store(root)[repo]

@@ -3,7 +3,8 @@
 The one walk of a tree a sync, a repair, a dry run and a check share, so each decision is
 made here once: a cycle is refused, a tree nested deeper than ``MAX_DEPTH`` is refused, an
 index's children are those ``expected_children`` keeps, and a manifest the sink knows
-whole ends the walk there without a GET.
+whole ends the walk there without a GET (an index there still has its wanted children
+looked up, since ``platforms`` may want more of them than when it was stored).
 
 Order makes a crash harmless: blobs, then each image manifest, then the index that lists
 them. A manifest is put only after everything it refers to, so a manifest present in the
@@ -36,6 +37,8 @@ class CopiedTree:
 
     digests: set[Digest] = field(default_factory=set)
     stats: BlobStats = field(default_factory=BlobStats)
+    #: Manifests the walk put (a walk of a tree the sink held whole puts none).
+    put: int = 0
 
 
 class TreeWalker:
@@ -50,6 +53,14 @@ class TreeWalker:
         already in hand (a new tag is fetched by tag, saving the HEAD)."""
         tree = CopiedTree()
         _Walk(self, dest_repo, tree).node(desc, (), fetched)
+        return tree
+
+    def complete(self, dest_repo: str, desc: Descriptor) -> CopiedTree:
+        """The tree of ``desc``, which ``dest_repo`` holds already (an unchanged tag):
+        its digests, read from the sink, and for an index the wanted children it lacks."""
+        tree = CopiedTree({desc.digest})
+        if desc.is_index:
+            _Walk(self, dest_repo, tree).whole_index(desc.digest, ())
         return tree
 
 
@@ -68,11 +79,8 @@ class _Walk:
             raise ReferenceCycleError(f"manifest refers back to itself: {chain}")
         self.tree.digests.add(digest)
         if sink.whole(self.dest_repo, digest):
-            if desc.is_index:  # its children's digests, without a GET
-                raw = sink.read_manifest(self.dest_repo, digest)
-                self.tree.digests.update(
-                    c.digest for c in parse_manifest(raw, None, digest).children
-                )
+            if desc.is_index:
+                self.whole_index(digest, parents)
             return
         if len(parents) >= MAX_DEPTH:
             raise ContentError(f"manifest {digest} is nested more than {MAX_DEPTH} deep")
@@ -87,6 +95,19 @@ class _Walk:
         else:
             self.tree.stats.add(sink.put_blobs(self.dest_repo, manifest))
         sink.put_manifest(self.dest_repo, digest, raw)
+        self.tree.put += 1
+
+    def whole_index(self, digest: Digest, parents: tuple[Digest, ...]) -> None:
+        """An index the sink holds: its children's digests without a GET, and the
+        children ``platforms`` wants that it lacks. The index alone does not say its tree
+        is whole once ``platforms`` was widened (or a filter changed which children are
+        expected) since it was stored; each wanted child is asked of the sink (in a store,
+        one lookup each) and only a missing one is fetched."""
+        sink = self.walker.sink
+        index = parse_manifest(sink.read_manifest(self.dest_repo, digest), None, digest)
+        self.tree.digests.update(c.digest for c in index.children)
+        for child in expected_children(index, self.walker.platforms):
+            self.node(child, (*parents, digest))
 
 
 def _check_type(desc: Descriptor, manifest: Manifest) -> None:

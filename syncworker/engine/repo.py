@@ -153,7 +153,7 @@ class RepoJob:
                 if not self.sink.whole(self.dest_repo, digest):
                     self.copy(desc, None)
                 else:
-                    self._unchanged(str(digest))
+                    self._complete(desc, str(digest))
             except SyncworkerError as exc:
                 self._fail(str(digest), exc)
                 return self.result
@@ -238,10 +238,10 @@ class RepoJob:
         self, tag: str, desc: Descriptor, fetched: Fetched | None = None
     ) -> Descriptor | None:
         if self._stored.get(tag) == desc.digest:
-            self._note_synced(desc)
+            tree = self.images.complete(self.dest_repo, desc)
             if special_tag_subject(tag) is None:  # referrers attached since, with the tag
                 self._index.add(self._referrers.refresh(desc.digest, self._listed), tag)
-            self._unchanged(tag)
+            self._complete_done(tree, tag)
             return desc
         if (
             self.only_signed
@@ -289,12 +289,19 @@ class RepoJob:
     def _image_done(self, outcome: ImageOutcome, size: int = 0) -> None:
         self.events.image_done(self.registry, self.upstream_repo, outcome, size)
 
-    def _note_synced(self, desc: Descriptor) -> None:
-        """An unchanged tag: its digest (and an index's children) may be the subject of
-        special tags, read from the store without asking the upstream."""
-        self._synced.add(desc.digest)
-        if desc.is_index:
-            self._synced.update(c.digest for c in self._stored_children(desc))
+    def _complete(self, desc: Descriptor, name: str) -> None:
+        self._complete_done(self.images.complete(self.dest_repo, desc), name)
+
+    def _complete_done(self, tree: CopiedTree, name: str) -> None:
+        """A manifest the store holds under ``name``: unchanged, unless an index lacked
+        children ``platforms`` now wants (then copied). Its digests (an index's children
+        too) may be the subject of special tags, read from the store."""
+        if tree.put:
+            self._account(tree, name)
+            return
+        with self._lock:
+            self._synced.update(tree.digests)
+        self._unchanged(name)
 
     def _stored_children(self, desc: Descriptor) -> tuple[Descriptor, ...]:
         raw = self.sink.read_manifest(self.dest_repo, desc.digest)

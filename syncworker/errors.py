@@ -199,6 +199,16 @@ class LockBusy(SyncworkerError):
         self.key = key
 
 
+class LockLost(SyncworkerError):
+    """A lock expired under its holder (Redis restarted, or the holder was cut off from it
+    or paused for longer than the lock's TTL): another worker may hold it now, so the
+    holder stops removing anything."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"lock {key} expired while held; stopped, another worker may hold it")
+        self.key = key
+
+
 class PullDeferred(SyncworkerError):
     """A manifest GET not sent: the upstream's pull budget is spent (or down to its
     reserve) until ``refill_at`` (Unix time). What needs it is deferred, not failed."""

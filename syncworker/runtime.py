@@ -57,7 +57,7 @@ class Runtime:
         runtime = cls(config)
         try:
             if url:
-                runtime.coord = _connect(url)
+                runtime.coord = _connect(url, settings.lock_ttl.total_seconds())
             if upto != "redis":
                 runtime._store = _open_store(config, runtime.coord)
             if upto == "mirror":
@@ -135,10 +135,10 @@ class Runtime:
         self.close()
 
 
-def _connect(url: str) -> Coordinator:
+def _connect(url: str, lock_ttl: float) -> Coordinator:
     from syncworker.coord import Coordinator  # redis-py: only when Redis is configured
 
-    coord = Coordinator.from_url(url)
+    coord = Coordinator.from_url(url, lock_ttl=lock_ttl)
     try:
         coord.ping()
     except BaseException:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "GC_REPO_WAIT",
+    "LOCK_TTL",
     "REPAIR_REPO_WAIT",
     "REPO_WAIT",
     "TASK_REPO_WAIT",
@@ -30,6 +31,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How long a Redis lock outlives its holder's last renewal (``syncworker.lockTtl``): a
+#: holder killed with SIGKILL frees its locks this long after; a live one renews them every
+#: third of it, and stops removing anything once it finds one lost.
+LOCK_TTL = 60.0
 #: ``repo_lock``'s default: a sync in one process waits its turn as long as it takes.
 REPO_WAIT: float | None = None
 #: A Celery task waits this long for a busy repository, then retries later: a worker is not

@@ -17,6 +17,7 @@ from syncworker.cli.units import human_size
 from syncworker.config import Config, load_config
 from syncworker.config.durations import parse_duration
 from syncworker.engine import Mirror
+from syncworker.engine.locks import RepoHold
 from syncworker.engine.treecheck import expected_children
 from syncworker.errors import ConfigError
 from syncworker.runtime import Runtime
@@ -99,12 +100,12 @@ def _collect(args: argparse.Namespace, runtime: Runtime, grace: timedelta) -> Co
             print(f"{verb} {item.repo}@{item.digest} ({human_size(item.size)})", flush=True)
 
     @contextmanager
-    def hold(repo: str) -> Iterator[None]:
+    def hold(repo: str) -> Iterator[RepoHold]:
         with (
-            locks.repo_lock(repo, blocking_timeout=GC_REPO_WAIT),
+            locks.repo_lock(repo, blocking_timeout=GC_REPO_WAIT) as lock,
             held(store, repo, GC_REPO_WAIT),
         ):
-            yield
+            yield lock
 
     done = collect(
         store,

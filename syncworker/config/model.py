@@ -21,6 +21,7 @@ from syncworker.config.serving import ServeSettings
 from syncworker.config.storage import StorageConfig
 from syncworker.config.syncextension import RegistryConfig, SyncConfig
 from syncworker.errors import ConfigError
+from syncworker.waits import LOCK_TTL
 
 if TYPE_CHECKING:
     from syncworker.registry.auth import Credentials, Login
@@ -78,6 +79,11 @@ class SyncworkerSettings(ConfigModel):
     credential_helper_timeout: PositiveDuration = timedelta(seconds=HELPER_TIMEOUT)
     """How long a docker credential helper (``docker-credential-<name>``) may take to
     answer."""
+    lock_ttl: PositiveDuration = timedelta(seconds=LOCK_TTL)
+    """How long a Redis lock outlives its holder's last renewal: a worker killed with
+    SIGKILL frees the repositories and blobs it held this long after. A holder renews its
+    locks every third of it; one that finds its lock lost anyway (Redis restarted, the
+    holder cut off or paused longer) stops removing (gc, prune), naming the lock."""
     api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))
     """The HTTP API, ``syncworker api``."""
     destination: DestinationConfig | None = None

@@ -25,7 +25,7 @@ from syncworker.coord.redislocks import RedisLocks
 from syncworker.coord.requests import Requests, RequestStatus
 from syncworker.coord.runstate import FINISHED, RunFailure, Runs, RunStatus, RunTotals
 from syncworker.errors import ConfigError
-from syncworker.waits import LockWaits
+from syncworker.waits import LOCK_TTL, LockWaits
 
 __all__ = ["Coordinator"]
 
@@ -57,12 +57,13 @@ class Coordinator:
         *,
         where: str | None = None,
         waits: LockWaits = LockWaits(),  # noqa: B008 - frozen, so shared safely
+        lock_ttl: float = LOCK_TTL,
     ) -> None:
         self._client = client
         self._keys = Keys(prefix)
         self._where = where if where is not None else describe_client(client)
         self.waits = waits
-        self._locks = RedisLocks(client, self._keys, self._where, waits)
+        self._locks = RedisLocks(client, self._keys, self._where, waits, lock_ttl)
         self._runs = Runs(client, self._keys, self._where)
         self._walks = CatalogWalks(client, self._keys, self._where)
         self._deliveries = Deliveries(client, self._keys, self._where)
@@ -83,6 +84,7 @@ class Coordinator:
         prefix: str = "syncworker",
         *,
         waits: LockWaits = LockWaits(),  # noqa: B008 - frozen, so shared safely
+        lock_ttl: float = LOCK_TTL,
     ) -> Coordinator:
         """Connect to ``redis://``, ``rediss://`` or ``unix://`` (nothing is sent yet)."""
         try:
@@ -100,7 +102,7 @@ class Coordinator:
                 "syncworker.redis",
                 f"bad Redis URL {redact_url(url)} (percent-encode '@', ':' and '/' in a password)",
             ) from None
-        return cls(client, prefix, where=redact_url(url), waits=waits)
+        return cls(client, prefix, where=redact_url(url), waits=waits, lock_ttl=lock_ttl)
 
     @property
     def client(self) -> redis.Redis:

@@ -2,9 +2,11 @@
 
 This is the engine's ``Locks`` protocol for a cluster. A lock has a TTL so that a worker
 killed with SIGKILL does not hold it forever; the Coordinator's :class:`Keeper` re-arms it
-while the holder works. If the lock is lost anyway (Redis restarted, the process was paused
-past the TTL), exiting the block logs a warning instead of raising: the work is done, and
-the next holder re-checks the store before writing.
+while the holder works. If the lock is lost anyway (Redis restarted, the process was cut
+off from it or paused past the TTL), a repository lock's holder is told before each removal
+(:meth:`RepoHold.ensure` raises LockLost: gc and prune stop, since a sync may now hold the
+repository), and exiting the block logs a warning instead of raising: what was copied is
+done, and the next holder re-checks the store before writing.
 """
 
 from __future__ import annotations
@@ -20,18 +22,15 @@ from redis.exceptions import LockNotOwnedError, RedisError
 from redis.lock import Lock
 
 from syncworker.coord.blobflight import FlightBoard, RedisFlight
-from syncworker.coord.keeper import POLL_SECONDS, Keeper, new_lock
+from syncworker.coord.keeper import POLL_SECONDS, Held, Keeper, new_lock
 from syncworker.coord.keys import Keys
 from syncworker.coord.redisclient import Part, redis_errors, text
-from syncworker.errors import LockBusy
+from syncworker.errors import LockBusy, LockLost
 from syncworker.waits import LockWaits
 
-__all__ = ["DEFAULT_TTL", "RedisLocks"]
+__all__ = ["RedisLocks", "RepoHold"]
 
 log = logging.getLogger(__name__)
-
-# A killed holder's lock frees itself this long after its last extension.
-DEFAULT_TTL = 60.0
 
 
 def _release(lock: Lock, lost: bool) -> None:
@@ -46,25 +45,47 @@ def _release(lock: Lock, lost: bool) -> None:
         log.warning("could not release lock %s (it expires by its TTL): %s", lock.name, exc)
 
 
-class RedisLocks(Part):
-    """Repository locks and the blob / image single-flights, waiting as ``waits`` says."""
+class RepoHold:
+    """A repository lock in Redis as its holder sees it (the engine's ``RepoHold``)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, where: str, waits: LockWaits) -> None:
+    def __init__(self, lock: Lock, held: Held, where: str) -> None:
+        self._lock, self._held, self._where = lock, held, where
+
+    def ensure(self) -> None:
+        """LockLost unless the lock still holds this holder's token: what the keeper
+        found at its last renewal, then one GET (the TTL may have run out since)."""
+        if not self._held.lost:
+            with redis_errors(self._where):
+                owned = self._lock.owned()
+            if owned:
+                return
+        raise LockLost(str(self._lock.name))
+
+
+class RedisLocks(Part):
+    """Repository locks and the blob / image single-flights, waiting as ``waits`` says;
+    ``ttl``: how long a lock outlives its holder's last renewal."""
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, where: str, waits: LockWaits, ttl: float
+    ) -> None:
         super().__init__(client, keys, where)
         self.waits = waits
+        self.ttl = ttl
         self.keeper = Keeper()
         self._board = FlightBoard(client, keys, where, waits)
 
     @contextmanager
     def repo_lock(
-        self, dest_repo: str, *, ttl: float = DEFAULT_TTL, blocking_timeout: float | None = None
-    ) -> Iterator[None]:
+        self, dest_repo: str, *, ttl: float | None = None, blocking_timeout: float | None = None
+    ) -> Iterator[RepoHold]:
         """Hold the destination repository's lock; :class:`LockBusy` after ``blocking_timeout``.
 
         ``blocking_timeout=None`` waits as long as it takes; ``0`` tries once.
         """
-        with self._hold(self._keys.repo_lock(dest_repo), ttl, blocking_timeout):
-            yield
+        key = self._keys.repo_lock(dest_repo)
+        with self._hold(key, self.ttl if ttl is None else ttl, blocking_timeout) as hold:
+            yield hold
 
     @contextmanager
     def blob_flight(
@@ -72,12 +93,13 @@ class RedisLocks(Part):
         digest: str,
         *,
         source: str,
-        ttl: float = DEFAULT_TTL,
+        ttl: float | None = None,
         blocking_timeout: float | None = None,
     ) -> Iterator[RedisFlight]:
         """One fetch per blob digest in the cluster (the engine's ``Locks.blob_flight``):
         the holder's flight says to look in the store again when it waited for another
         holder or one finished within ``LockWaits.recent``."""
+        ttl = self.ttl if ttl is None else ttl
         wait = self.waits.flight if blocking_timeout is None else blocking_timeout
         deadline = time.monotonic() + wait
         key = self._keys.blob_flight(digest)
@@ -105,7 +127,7 @@ class RedisLocks(Part):
         repo: str,
         reference: str,
         *,
-        ttl: float = DEFAULT_TTL,
+        ttl: float | None = None,
         blocking_timeout: float | None = None,
     ) -> Iterator[bool]:
         """Coalesce identical on-demand requests: True for the one that copies, False for the
@@ -114,6 +136,7 @@ class RedisLocks(Part):
         arriving during a copy share the next one. If the copier fails or dies, a waiter
         takes over."""
         key = self._keys.image_flight(registry, repo, reference)
+        ttl = self.ttl if ttl is None else ttl
         wait = self.waits.flight if blocking_timeout is None else blocking_timeout
         deadline = time.monotonic() + wait
         arrived = self._now()
@@ -138,22 +161,22 @@ class RedisLocks(Part):
             # The holder left having failed, or began before we arrived: copy ourselves.
 
     @contextmanager
-    def _hold(self, key: str, ttl: float, blocking_timeout: float | None) -> Iterator[None]:
+    def _hold(self, key: str, ttl: float, blocking_timeout: float | None) -> Iterator[RepoHold]:
         lock = new_lock(self._client, key, ttl, blocking_timeout)
         with redis_errors(self._where):
             acquired = lock.acquire()
         if not acquired:
             raise LockBusy(key, blocking_timeout)
-        with self._kept(lock, ttl):
-            yield
+        with self._kept(lock, ttl) as held:
+            yield RepoHold(lock, held, self._where)
 
     @contextmanager
-    def _kept(self, lock: Lock, ttl: float) -> Iterator[None]:
+    def _kept(self, lock: Lock, ttl: float) -> Iterator[Held]:
         """Keep an acquired lock alive for the duration of the block, then release it."""
         held = None
         try:
             with self.keeper.keep(lock, ttl) as held:
-                yield
+                yield held
         finally:
             _release(lock, held is not None and held.lost)
 

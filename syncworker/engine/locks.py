@@ -21,7 +21,7 @@ from typing import Protocol
 from syncworker.errors import LockBusy
 from syncworker.waits import FlightWatch, LockWaits, Verdict
 
-__all__ = ["BlobFlight", "LocalLocks", "Locks"]
+__all__ = ["HELD", "BlobFlight", "LocalLocks", "Locks", "RepoHold"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,26 @@ class BlobFlight(Protocol):
         ...
 
 
+class RepoHold(Protocol):
+    """What a repository lock's holder gets."""
+
+    def ensure(self) -> None:
+        """Raise :class:`~syncworker.errors.LockLost` if the lock is no longer this
+        holder's (it expired under it): called before each removal, so a holder that lost
+        its lock removes nothing more."""
+        ...
+
+
+class _Held:
+    """A hold that cannot be lost: a lock of this process, held until released."""
+
+    def ensure(self) -> None:
+        return None
+
+
+HELD: RepoHold = _Held()
+
+
 class Locks(Protocol):
     """Mutual exclusion and single-flights, per process or per cluster.
 
@@ -54,7 +74,7 @@ class Locks(Protocol):
 
     def repo_lock(
         self, dest_repo: str, *, blocking_timeout: float | None = ...
-    ) -> AbstractContextManager[None]:
+    ) -> AbstractContextManager[RepoHold]:
         """Hold the destination repository: one writer of its ``index.json`` at a time."""
         ...
 
@@ -118,9 +138,11 @@ class LocalLocks:
         self._finished_blobs: OrderedDict[str, float] = OrderedDict()
 
     @contextmanager
-    def repo_lock(self, dest_repo: str, *, blocking_timeout: float | None = None) -> Iterator[None]:
+    def repo_lock(
+        self, dest_repo: str, *, blocking_timeout: float | None = None
+    ) -> Iterator[RepoHold]:
         with self._entry(("repo", dest_repo)) as entry, _held(entry, dest_repo, blocking_timeout):
-            yield
+            yield HELD
 
     @contextmanager
     def blob_flight(

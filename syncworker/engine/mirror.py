@@ -18,7 +18,7 @@ from syncworker.engine.blobcopy import BlobCopier, BlobStats
 from syncworker.engine.dryrun import PlanSink
 from syncworker.engine.events import NO_EVENTS, BlobOutcome, Events
 from syncworker.engine.images import TreeWalker
-from syncworker.engine.locks import Locks
+from syncworker.engine.locks import Locks, RepoHold
 from syncworker.engine.plan import LayoutMediaTypes
 from syncworker.engine.repair import TreeRepair
 from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY, RepoJob
@@ -201,12 +201,13 @@ class Mirror:
         if isinstance(dest_repo, RepoResult):
             return dest_repo
 
-        def run() -> RepoResult:  # its syncTimeout starts once the lock is held
-            job = self._job(up, upstream_repo, dest_repo)
-            job.catalogued = _catalogued(up, listed)
-            return job.run(up.rules)
+        with self._repo_lock(registry, dest_repo, lock_wait) as hold:
 
-        with self._repo_lock(registry, dest_repo, lock_wait):
+            def run() -> RepoResult:  # its syncTimeout starts once the lock is held
+                job = self._job(up, upstream_repo, dest_repo)
+                job.catalogued, job.hold = _catalogued(up, listed), hold
+                return job.run(up.rules)
+
             return self._claimed(registry, upstream_repo, dest_repo, run)
 
     def sync_image(
@@ -239,16 +240,16 @@ class Mirror:
             return self._claimed(registry, upstream_repo, dest_repo, run)
 
     @contextmanager
-    def _repo_lock(self, registry: str, dest_repo: str, wait: float | None) -> Iterator[None]:
+    def _repo_lock(self, registry: str, dest_repo: str, wait: float | None) -> Iterator[RepoHold]:
         """``dest_repo``'s lock, and the store's own hold on it when it has one (so a gc
         in any process is kept out: ``store.held``); telling the events how long other
         holders kept us waiting."""
         asked = time.monotonic()
-        with self.locks.repo_lock(dest_repo, blocking_timeout=wait):
+        with self.locks.repo_lock(dest_repo, blocking_timeout=wait) as hold:
             left = None if wait is None else max(0.0, wait - (time.monotonic() - asked))
             with held(self.store, dest_repo, left):
                 self._events.waited(registry, "lock", time.monotonic() - asked)
-                yield
+                yield hold
 
     def _claimed(
         self, registry: str, upstream_repo: str, dest_repo: str, work: Callable[[], RepoResult]

@@ -24,6 +24,7 @@ from functools import partial
 from syncworker.engine.events import NO_EVENTS, Events, ImageOutcome
 from syncworker.engine.images import CopiedTree, TreeWalker
 from syncworker.engine.index import IndexWriter
+from syncworker.engine.locks import HELD, RepoHold
 from syncworker.engine.plan import (
     LayoutMediaTypes,
     TagPlan,
@@ -77,6 +78,9 @@ class RepoJob:
     #: 404 for its tag list then means "listed without tags" and skips it.
     catalogued: bool = False
     events: Events = NO_EVENTS
+    #: The repository's lock, asked before a prune removes anything (a lock lost meanwhile
+    #: stops it: another sync may hold the repository now).
+    hold: RepoHold = HELD
     images: TreeWalker = field(init=False)
     result: RepoResult = field(init=False)
     _index: IndexWriter = field(init=False)
@@ -128,6 +132,8 @@ class RepoJob:
             prune = plan_prune(
                 self.store, self.dest_repo, entries, self._referrers.upstream_tags, self.platforms
             )
+            if prune:
+                self.hold.ensure()
             if prune and self.sink.remove_from_index(self.dest_repo, prune.tags, prune.untagged):
                 self.result.pruned, self.result.pruned_bytes = prune.names, prune.size
                 log.info("%s: pruned %s", self.dest_repo, ", ".join(prune.names))

@@ -14,7 +14,9 @@ sync ended before it wrote ``index.json``), holding the same locks as the syncs:
    however old they are, since the next sync will trust it.
 3. Delete the rest parents first (an index before its children, a manifest before its
    config and layers), so a collection killed or failing part-way leaves only blobs no
-   manifest refers to, never a manifest without its tree.
+   manifest refers to, never a manifest without its tree. Before each deletion the lock
+   is asked whether it is still ours (``Hold.ensure``): a Redis lock that expired under a
+   long collection stops it there, since a sync may now reuse what it would delete.
 
 Only layout stores (a directory or S3); a registry destination collects its own garbage.
 Blobs shared between repositories are copies (S3) or hard links (a directory), each
@@ -28,17 +30,28 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from syncworker.errors import SyncworkerError
 from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest, Manifest, parse_manifest
 from syncworker.store.layout import LayoutStore
 
-__all__ = ["Collected", "Expected", "RepoLock", "Removed", "collect"]
+__all__ = ["Collected", "Expected", "Hold", "RepoLock", "Removed", "collect"]
 
 log = logging.getLogger(__name__)
 
-#: Holds a repository against syncs: ``lock(repo)`` is a context manager.
-RepoLock = Callable[[str], AbstractContextManager[object]]
+
+class Hold(Protocol):
+    """What holding a repository yields (the engine's ``RepoHold``)."""
+
+    def ensure(self) -> None:
+        """Raise LockLost if the hold is no longer ours."""
+        ...
+
+
+#: Holds a repository against syncs: ``lock(repo)`` is a context manager, yielding a
+#: :class:`Hold` to ask before each deletion (None: a hold that cannot be lost).
+RepoLock = Callable[[str], AbstractContextManager[Hold | None]]
 #: ``(repo, index) -> the children of index that repo is expected to hold``.
 Expected = Callable[[str, Manifest], Sequence[Descriptor]]
 
@@ -90,8 +103,9 @@ def collect(
 
     for repo in store.layouts():
         try:
-            with lock(repo):
-                done.spared += _Repo(store, repo, expected).collect(grace, dry_run, removed)
+            with lock(repo) as hold:
+                spared = _Repo(store, repo, expected).collect(grace, dry_run, removed, hold)
+                done.spared += spared
         except SyncworkerError as exc:
             done.skipped[repo] = str(exc)
             log.warning("gc: %s skipped: %s", repo, exc)
@@ -112,7 +126,11 @@ class _Repo:
         self.reached: set[Digest] = set()
 
     def collect(
-        self, grace: float, dry_run: bool, removed: Callable[[Removed], None]
+        self,
+        grace: float,
+        dry_run: bool,
+        removed: Callable[[Removed], None],
+        hold: Hold | None = None,
     ) -> list[Removed]:
         """Remove the garbage; return the unreached blobs that ``grace`` spared."""
         self._mark(e.descriptor.digest for e in self._store.index(self._repo))
@@ -124,6 +142,8 @@ class _Repo:
         garbage = {d: size for d, size, age in unreached if d not in self.reached and age >= grace}
         for digest in self._parents_first(garbage):
             if not dry_run:
+                if hold is not None:
+                    hold.ensure()
                 self._store.delete_blob(self._repo, digest)
             removed(Removed(self._repo, digest, garbage[digest]))
         return [Removed(self._repo, d, size) for d, size, _ in unreached if d not in garbage]

@@ -182,3 +182,19 @@ def test_a_replica_holds_a_bounded_number_of_copies_past_it_none_starts(tmp_path
         release.set()
         filler.close()
     assert "3.x" not in started
+
+
+def test_sigterm_ends_a_replica_whose_copy_waits_on_absent_workers(
+    seeded_registry: Seeded, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """The copy is the workers' task: the stopping replica stops waiting for it instead of
+    holding its process up to an hour."""
+    config = ondemand_config(tmp_path, seeded_registry[0].url, onDemandTimeout="1ms")
+    doc = yaml.safe_load(config.read_text())
+    doc["syncworker"] = {"redis": private_redis.url, "serve": doc["syncworker"]["serve"]}
+    config.write_text(yaml.safe_dump(doc))
+    with ServeProcess(config) as serve:
+        got = requests.get(f"{serve.url}/v2/mirror/library/alpine/manifests/3.20", timeout=30)
+        assert got.status_code == 503  # no worker runs: the copy waits
+        serve.stop()  # SIGTERM, then SIGKILL if it has not ended within STOP_TIMEOUT
+        assert serve.returncode == 0, serve.output()[-2000:]

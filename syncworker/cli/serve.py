@@ -51,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
         _stop_on_term(server.shutdown)
         log.warning("serving %s on %s:%d", served.store, *server.server_address[:2])
         with server:
-            server.serve_forever(poll_interval=0.5)
+            try:
+                server.serve_forever(poll_interval=0.5)
+            finally:
+                served.close()
     return 0
 
 

@@ -44,6 +44,10 @@ class Filler(Protocol):
         """Whether an on-demand registry's content rule maps destination ``name``."""
         ...
 
+    def close(self) -> None:
+        """Start no copy from here on, and stop waiting on those of others."""
+        ...
+
 
 @dataclass
 class Served:
@@ -55,6 +59,11 @@ class Served:
     filler: Filler | None = None
     _manifests: OrderedDict[Digest, Manifest] = field(default_factory=OrderedDict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        """The server has stopped: pull-through starts nothing more."""
+        if self.filler is not None:
+            self.filler.close()
 
     def manifest(self, name: str, digest: Digest) -> Manifest | None:
         """The parsed manifest ``digest`` of ``name``; None if it is no manifest."""

@@ -3,6 +3,7 @@ image single-flight) when Redis is configured, else by a :class:`Mirror` in this
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -34,10 +35,11 @@ def in_process(runtime: Runtime) -> Copy:
     return copy
 
 
-def through_workers(config: Config) -> Copy:
+def through_workers(config: Config, stopping: threading.Event) -> Copy:
     """Copies by the workers: ``sync_image`` sent to their on-demand queue, its state read
-    until it has ended. Identical copies sent by several replicas make one (the task's
-    image single-flight)."""
+    until it has ended, or until ``stopping`` is set (the server stops: the task goes on in
+    the workers). Identical copies sent by several replicas make one (the task's image
+    single-flight)."""
     from syncworker.celeryapp import create_app
     from syncworker.worker.send import send
     from syncworker.worker.tasknames import TASK_SYNC_IMAGE
@@ -47,17 +49,18 @@ def through_workers(config: Config) -> Copy:
     def copy(registry: str, repo: str, reference: str) -> None:
         task_id = str(uuid.uuid4())
         send(app, TASK_SYNC_IMAGE, [registry, repo, reference], task_id=task_id)
-        _wait(app, task_id)
+        _wait(app, task_id, stopping)
 
     return copy
 
 
-def _wait(app: Celery, task_id: str) -> None:
+def _wait(app: Celery, task_id: str, stopping: threading.Event) -> None:
     """Until the task has ended (its state read, not subscribed to: the result backend's
-    subscriber is not safe to share among threads)."""
+    subscriber is not safe to share among threads), or ``stopping`` is set."""
     deadline = time.monotonic() + COPY_LIMIT
     result = app.AsyncResult(task_id)
     while time.monotonic() < deadline:
         if result.state in _DONE:
             return
-        time.sleep(POLL_SECONDS)
+        if stopping.wait(POLL_SECONDS):
+            return

@@ -63,9 +63,12 @@ class OnDemand:
         copy: Copy,
         wait: float,
         counter: Counter | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self._registries = [r for r in registries if r.on_demand]
         self._copy, self._wait, self._counter = copy, wait, counter
+        # Set by close(): a copy that waits on the workers stops waiting.
+        self._stopping = stopping or threading.Event()
         self._pool = ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="ondemand")
         # Reentrant: a flight that ends at once runs its done-callback under the guard.
         self._guard = threading.RLock()
@@ -90,6 +93,9 @@ class OnDemand:
             self._fill("referrers", source, (str(subject), special_tag(subject)))
 
     def close(self) -> None:
+        """No copy starts from here on; one waiting on the workers stops waiting (the task
+        goes on there), so the process can end without waiting for them."""
+        self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _source(self, name: str, tag: str | None) -> Source | None:

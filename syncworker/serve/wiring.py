@@ -4,6 +4,7 @@ HTTP server built over them (``syncworker serve``)."""
 from __future__ import annotations
 
 import ssl
+import threading
 
 from syncworker.config import Config
 from syncworker.config.serving import listen_address
@@ -41,9 +42,11 @@ def _filler(runtime: Runtime, counter: Counter | None) -> Filler | None:
     config = runtime.config
     if not any(entry.on_demand for entry in config.registries):
         return None
-    copy = through_workers(config) if runtime.coord is not None else in_process(runtime)
+    stopping = threading.Event()
+    workers = runtime.coord is not None
+    copy = through_workers(config, stopping) if workers else in_process(runtime)
     wait = config.syncworker.serve.on_demand_timeout.total_seconds()
-    return OnDemand(config.registries, copy, wait, counter)
+    return OnDemand(config.registries, copy, wait, counter, stopping)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:

@@ -51,6 +51,11 @@ class ServeProcess:
     def running(self) -> bool:
         return self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """How the command exited (None while it runs; -9 when SIGKILL ended it)."""
+        return self._proc.poll()
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 

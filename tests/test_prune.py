@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ import pytest
 import requests
 
 from syncworker.cli.units import human_size
+from syncworker.config import load_config
+from syncworker.config.mirrorbuild import build_mirror
+from syncworker.config.storeopen import store_for
+from syncworker.engine import LocalLocks
+from syncworker.errors import LockLost
 from tests.support.hostile import Answer, HostileRegistry, json_answer
 from tests.support.images import OCI_INDEX, Manifest, make_artifact, make_image, make_index
 from tests.support.mirror import layout_tags, run_sync, write_sync_config
@@ -211,3 +217,37 @@ def test_a_prune_that_cannot_read_a_manifest_removes_nothing(
     assert run.code == 1 and f"{repo}: nothing pruned: " in run.output, run.output
     assert (root / repo / "index.json").read_bytes() == before
     assert sig_tag in layout_tags(root)[repo]
+
+
+class _LostLocks(LocalLocks):
+    """Locks whose repository lock is found lost when asked (as a Redis lock that expired
+    under a holder paused past its TTL, tests/test_lock_ttl.py)."""
+
+    @contextmanager
+    def repo_lock(self, dest_repo: str, *, blocking_timeout: float | None = None) -> Iterator[Any]:
+        with super().repo_lock(dest_repo, blocking_timeout=blocking_timeout):
+            yield self
+
+    def ensure(self) -> None:
+        raise LockLost("syncworker:lock:repo:prune/lost")
+
+
+def test_a_prune_whose_lock_was_lost_removes_nothing(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    repo = "prune/lost"
+    images = {tag: make_image(("prune-lost", tag), layers=1) for tag in ("v1", "v2")}
+    for tag, image in images.items():
+        push_image(registry.url, repo, tag, image)
+    root = tmp_path / "store"
+    path = _config(tmp_path, registry.url, repo, prune=True)
+    assert run_sync(path).code == 0
+    _delete(registry, repo, images["v2"])
+    config = load_config(path)
+    with build_mirror(config, store_for(config), _LostLocks()) as mirror:
+        result = mirror.sync_repo(registry.host, repo)
+    assert result.pruned == [] and sorted(layout_tags(root)[repo]) == ["v1", "v2"]
+    assert [f.reason for f in result.failures] == [
+        "lock syncworker:lock:repo:prune/lost expired while held; stopped, another worker may"
+        " hold it"
+    ]

@@ -18,8 +18,10 @@ import pytest
 import requests
 
 from tests.support.corpus import Corpus
+from tests.support.images import make_artifact, make_image
 from tests.support.mirror import SKOPEO_READABLE, run_sync, write_sync_config
 from tests.support.ports import LOOPBACK, free_port
+from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
 from tests.support.serve_server import ServeProcess
 
@@ -306,3 +308,28 @@ def test_an_htpasswd_file_gone_bad_is_an_error_answer_and_a_log_line(tmp_path: P
         gone = requests.get(f"{serve.url}/v2/", auth=("reader", "pw"), timeout=30)
         assert gone.status_code == 500
         assert "Traceback" not in serve.output()
+
+
+def test_a_referrer_gone_from_the_store_is_left_out_of_the_listing(
+    make_registry: type, tmp_path: Path
+) -> None:
+    """A manifest listed in ``index.json`` whose blob a prune and gc removed since is
+    logged and left out; the other referrers are still answered."""
+    upstream = make_registry()
+    subject = make_image("gone-referrer")
+    push_image(upstream.url, "app", "1", subject)
+    kept, gone = (
+        make_artifact(subject, artifact_type=SBOM_TYPE, payload=f'{{"n": {n}}}'.encode())
+        for n in (1, 2)
+    )
+    for artifact in (kept, gone):
+        push_image(upstream.url, "app", None, artifact)
+    config = write_sync_config(tmp_path, tmp_path / "store", [{"urls": [upstream.url]}])
+    assert run_sync(config).code == 0
+    (tmp_path / "store/app/blobs" / gone.digest.replace(":", "/")).unlink()
+    with ServeProcess(config) as serve:
+        got = requests.get(f"{serve.url}/v2/app/referrers/{subject.digest}", timeout=30)
+        output = serve.output()
+    assert got.status_code == 200, got.text
+    assert [d["digest"] for d in got.json()["manifests"]] == [kept.digest]
+    assert f"listed manifest {gone.digest} is absent" in output

@@ -9,15 +9,19 @@ per process (manifests are addressed by content).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from syncworker.oci import Manifest
+from syncworker.errors import StoreError
+from syncworker.oci import Digest, Manifest
 from syncworker.oci.mediatypes import OCI_INDEX
 from syncworker.serve.context import Served, parse_digest
 from syncworker.serve.messages import Request, Response, json_response
 from syncworker.store import IndexEntry
 
 __all__ = ["list_referrers"]
+
+log = logging.getLogger(__name__)
 
 
 def list_referrers(served: Served, request: Request, name: str, digest_text: str) -> Response:
@@ -32,7 +36,7 @@ def list_referrers(served: Served, request: Request, name: str, digest_text: str
         if digest in seen or not _candidate(entry):
             continue
         seen.add(digest)
-        manifest = served.manifest(name, digest)
+        manifest = _listed(served, name, digest)
         if manifest is None or manifest.subject is None or manifest.subject.digest != subject:
             continue
         if artifact_type is not None and manifest.artifact_type != artifact_type:
@@ -43,6 +47,20 @@ def list_referrers(served: Served, request: Request, name: str, digest_text: str
         headers["OCI-Filters-Applied"] = "artifactType"
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": found}
     return json_response(index, headers=headers)
+
+
+def _listed(served: Served, name: str, digest: Digest) -> Manifest | None:
+    """The manifest an ``index.json`` entry names; None, logged, when it is absent from the
+    store (pruned and collected since the index was read): the listing answers the rest.
+    A store that fails to read a manifest it holds is an error, not an absent referrer."""
+    try:
+        return served.manifest(name, digest)
+    except StoreError:
+        if served.store.blob_size(name, digest) is not None:
+            raise
+    log.warning("referrers of %s: listed manifest %s is absent from the store; left out",
+                name, digest)  # fmt: skip
+    return None
 
 
 def _candidate(entry: IndexEntry) -> bool:

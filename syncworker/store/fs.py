@@ -46,8 +46,6 @@ T = TypeVar("T")
 class FsBackend:
     """The :class:`~syncworker.store.layoutbackend.Backend` of a local (or shared) directory."""
 
-    lists_cheaply = True
-
     def __init__(self, root: Path | str) -> None:
         try:
             self.root = os.path.realpath(root)

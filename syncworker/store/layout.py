@@ -20,7 +20,6 @@ written is ever reachable from an ``index.json``.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -89,8 +88,6 @@ class LayoutStore:
         # (the first holder stays the hint, so writing it again would only be refused),
         # False once it proved stale (gc removed the blob there): the next holder replaces it.
         self._hinted: Recent[Digest, bool] = Recent(DIGESTS_KEPT)
-        self._scan_lock = threading.Lock()
-        self._unmarked: dict[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend!r})"
@@ -114,10 +111,9 @@ class LayoutStore:
             if holds:
                 self._hints.put(digest, hint)
                 return hint
-        repo = self._unmarked_blobs().get(f"{digest.algorithm}/{digest.hex}")
-        if repo is not None and self._holds(repo, digest):
-            self._remember(digest, repo, repair=True)
-            return repo
+        # No scan of the store for a blob without a hint (another tool's, or a crash's
+        # between blob and hint): a miss costs at most one download, after which the
+        # hint names our copy. A scan would hold every blob of the store in memory.
         return None
 
     def link_blob(self, src_repo: str, repo: str, digest: Digest) -> None:
@@ -311,7 +307,7 @@ class LayoutStore:
             return None
         return found.data.decode("utf-8", "replace") or None
 
-    def _remember(self, digest: Digest, repo: str, *, repair: bool = False) -> None:
+    def _remember(self, digest: Digest, repo: str) -> None:
         """Note where ``digest`` lives, for find_blob in this and every other process.
 
         Hints are checked against the blob itself before use, so losing or failing to
@@ -320,10 +316,10 @@ class LayoutStore:
         """
         self._hints.put(digest, repo)
         hinted = self._hinted.get(digest)
-        if hinted and not repair:
+        if hinted:
             return
         try:
-            if repair or hinted is False:
+            if hinted is False:
                 self.backend.put(self._hint_key(digest), repo.encode())
             else:
                 self.backend.put_if_absent(self._hint_key(digest), repo.encode())
@@ -336,18 +332,6 @@ class LayoutStore:
             return self.has_blob(repo, digest)
         except StoreError:
             return False  # a corrupt hint naming no valid repository
-
-    def _unmarked_blobs(self) -> dict[str, str]:
-        """Blobs without a hint (written by another tool, or a hint lost in a crash), as
-        ``alg/hex`` -> a repository holding it: listed once per store object, and only on
-        backends where listing is cheap. Our own writers always leave a hint."""
-        with self._scan_lock:
-            if self._unmarked is None:
-                self._unmarked = {}
-                if self.backend.lists_cheaply:
-                    for repo, _ in self._layouts():
-                        self._list_blobs(repo, self._unmarked)
-            return self._unmarked
 
     def _layouts(self) -> Iterator[tuple[str, frozenset[str]]]:
         """Every directory holding a layout file, with the names of its files; one listing
@@ -364,8 +348,3 @@ class LayoutStore:
                 for d in listing.dirs
                 if not d.startswith(".") and not (is_layout and d == "blobs")
             ]
-
-    def _list_blobs(self, repo: str, into: dict[str, str]) -> None:
-        for algorithm in self.backend.list(f"{repo}/blobs/").dirs:
-            for name in self.backend.list(f"{repo}/blobs/{algorithm}/").files:
-                into.setdefault(f"{algorithm}/{name}", repo)

@@ -35,10 +35,6 @@ class Listing:
 
 
 class Backend(Protocol):
-    #: Whether listing every blob of the store once is cheap enough to find blobs written
-    #: by other tools (a local directory: yes; a bucket of millions of keys: no).
-    lists_cheaply: bool
-
     def where(self, key: str) -> str:
         """``key`` as a path or URL for messages (never with credentials)."""
         ...

@@ -49,8 +49,6 @@ _HEAD_BUCKET_CODES = {"404": "NoSuchBucket", "403": "AccessDenied", "301": "Perm
 class S3Backend:
     """The :class:`~syncworker.store.layoutbackend.Backend` of one bucket (and key prefix)."""
 
-    lists_cheaply = False  # a list request per thousand keys: never the whole store
-
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
         self.client = connect(settings, retries=5)

@@ -18,8 +18,10 @@ import requests
 import yaml
 
 from syncworker.config import load_config
+from syncworker.filters.tagclasses import special_tag
+from syncworker.oci import Digest
 from syncworker.serve.apierrors import ApiError
-from syncworker.serve.ondemand import MAX_FLIGHTS, OnDemand
+from syncworker.serve.ondemand import MAX_FLIGHTS, REFERRERS_FRESH_SECONDS, OnDemand
 from tests.support.cluster import Cluster
 from tests.support.corpus import Corpus
 from tests.support.images import make_artifact, make_image
@@ -198,3 +200,42 @@ def test_sigterm_ends_a_replica_whose_copy_waits_on_absent_workers(
         assert got.status_code == 503  # no worker runs: the copy waits
         serve.stop()  # SIGTERM, then SIGKILL if it has not ended within STOP_TIMEOUT
         assert serve.returncode == 0, serve.output()[-2000:]
+
+
+def test_a_referrers_listing_past_the_wait_is_answered_and_a_fresh_one_copies_nothing(
+    tmp_path: Path,
+) -> None:
+    """A listing is never failed by its copy (a 503 fails ``notation verify``): past the
+    wait it is answered from the store. Listings of a subject copied moments ago share
+    that copy, until REFERRERS_FRESH_SECONDS have passed."""
+    config = load_config(ondemand_config(tmp_path, "http://127.0.0.1:9"))
+    release, started, counted = threading.Event(), [], []
+    now = [1000.0]
+    subject = Digest.parse("sha256:" + "ab" * 32)
+    name = "mirror/library/app"
+
+    def stuck_copy(registry: str, repo: str, reference: str) -> None:
+        release.wait(60)
+
+    def copy(registry: str, repo: str, reference: str) -> None:
+        started.append(reference)
+
+    def counter(kind: str, outcome: str) -> None:
+        counted.append(outcome)
+
+    stuck = OnDemand(config.registries, stuck_copy, 0.001, counter)
+    try:
+        stuck.fill_referrers(name, subject, None)  # still copying: answered all the same
+    finally:
+        release.set()
+        stuck.close()
+    filler = OnDemand(config.registries, copy, 60, counter, clock=lambda: now[0])
+    try:
+        filler.fill_referrers(name, subject, None)
+        filler.fill_referrers(name, subject, SBOM)
+        now[0] += REFERRERS_FRESH_SECONDS
+        filler.fill_referrers(name, subject, None)
+    finally:
+        filler.close()
+    assert counted == ["timeout", "ok", "fresh", "ok"]
+    assert started == [str(subject), special_tag(subject)] * 2

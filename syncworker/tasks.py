@@ -27,7 +27,6 @@ from syncworker.worker.checks import check_args
 from syncworker.worker.policy import SyncTask
 from syncworker.worker.send import (
     CeleryWalkQueue,
-    send,
     send_at,
     send_each,
     start_sweep,
@@ -251,7 +250,7 @@ def sweep_run(
             len(resend.repos),
         )
     if resend.walk:
-        send(self.app, TASK_WALK, [registry, run_id])
+        CeleryWalkQueue(self.app).send_page(registry, run_id)
     _resend_repos(self.app, registry, run_id, resend.repos)
     start_sweep(self.app, registry, run_id, mark)
     return {"run_id": run_id, "over": False, "resent": len(resend.repos) + resend.walk}

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.api_server import ROOT, SYNCWORKER, ApiServer
+from tests.support.api_server import ApiServer
+from tests.support.command import ROOT, SYNCWORKER
 from tests.support.images import make_image
 from tests.support.ports import LOOPBACK, free_port, wait_until
 from tests.support.process import stop_process

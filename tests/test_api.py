@@ -24,8 +24,9 @@ import requests
 import yaml
 
 from syncworker.coord import Coordinator
-from tests.support.api_server import ROOT, SYNCWORKER, ApiServer
+from tests.support.api_server import ApiServer
 from tests.support.cluster import queued_args, queued_task
+from tests.support.command import ROOT, SYNCWORKER
 from tests.support.redis_server import RedisServer
 from tests.support.tls import TlsMaterial
 
@@ -121,7 +122,7 @@ def test_every_endpoint_but_healthz_needs_the_token(api: Api, method: str, path:
         assert answer.headers["WWW-Authenticate"].startswith("Bearer")
     assert api.stored_keys() == []  # nothing enqueued, nothing recorded
     assert api.server.request("GET", "/healthz").json() == {"status": "ok"}
-    assert api.token not in api.server.log() and api.config_token not in api.server.log()
+    assert api.token not in api.server.output() and api.config_token not in api.server.output()
 
 
 def test_bodies_over_the_limit_are_413_and_enqueue_nothing(api: Api) -> None:
@@ -328,6 +329,6 @@ def test_a_refused_path_cannot_forge_a_log_line(api: Api) -> None:
     (sent percent-encoded) starts no line of its own."""
     answer = api.server.request("GET", "/v1/runs%0a2026-01-01 INFO forged-by-a-stranger")
     assert answer.status_code == 401
-    lines = api.server.log().splitlines()
+    lines = api.server.output().splitlines()
     assert any("forged-by-a-stranger" in line for line in lines)
     assert not any(line.startswith("2026-01-01 INFO forged") for line in lines)

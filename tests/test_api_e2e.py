@@ -146,7 +146,7 @@ def test_push_is_mirrored_by_its_notification_alone(start: Callable[..., Setup])
     push(setup, "team/app", "v1", make_image(seed="v1"))
     wait_for("the re-push notified", lambda: setup.notifications()["Events"] > events)
     wait_for("every notification delivered", setup.delivered)
-    assert "coalesced with task" in setup.api.log()
+    assert "coalesced with task" in setup.api.output()
     assert setup.queue() == [] and setup.sync_images_run() == 1
 
     # New content under the same tag is a new sync, never folded into the first one.
@@ -155,7 +155,7 @@ def test_push_is_mirrored_by_its_notification_alone(start: Callable[..., Setup])
     assert skopeo_digest(setup.cluster.store, "team/app", "v1") == second
     wait_for("the second sync_image logged", lambda: setup.sync_images_run() >= 2)
     assert setup.sync_images_run() == 2
-    assert setup.token not in setup.api.log() + setup.cluster.log("w1")
+    assert setup.token not in setup.api.output() + setup.cluster.log("w1")
 
 
 def test_wrong_token_enqueues_nothing_and_every_retry_is_refused(
@@ -166,10 +166,10 @@ def test_wrong_token_enqueues_nothing_and_every_retry_is_refused(
     wait_for("the registry to retry", lambda: setup.notifications()["Failures"] >= 5)
     metrics = setup.notifications()
     assert set(metrics["Statuses"]) == {"401 Unauthorized"} and metrics["Successes"] == 0
-    refused = setup.api.log().count("refused POST /v1/webhooks/distribution")
+    refused = setup.api.output().count("refused POST /v1/webhooks/distribution")
     assert refused >= 5
     # Nothing reached the broker or Redis: no queue, no coalescing key, no run.
     client = redis.Redis.from_url(setup.cluster.redis_url)
     assert client.keys("*") == []
     assert not setup.cluster.store.exists() or not any(setup.cluster.store.iterdir())
-    assert "sync_image" not in setup.api.log()
+    assert "sync_image" not in setup.api.output()

@@ -1,7 +1,7 @@
-"""The download rate cap, below the end-to-end tests: ``downloadRate`` read from the config
-(field-named errors), the virtual clock in one process and in Redis, no Redis call per
-chunk for an upstream without a cap (counted by a private Redis's own ``commandstats``),
-and what a capped body says of its wait: one log line, and the bandwidth wait metric."""
+"""The download rate cap, below the end-to-end tests: the virtual clock in one process and
+in Redis, no Redis call per chunk for an upstream without a cap (counted by a private
+Redis's own ``commandstats``), and what a capped body says of its wait: one log line, and
+the bandwidth wait metric. ``downloadRate`` in the config: ``test_rate_config.py``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,9 @@ from typing import Any
 
 import pytest
 import redis
-import yaml
 
-from syncworker.config import load_config
 from syncworker.coord import Coordinator
 from syncworker.coord.redislimits import BURST as REDIS_BURST
-from syncworker.errors import ConfigError
 from syncworker.oci import Descriptor, Digest
 from syncworker.registry.bandwidth import BURST, LocalBandwidth
 from syncworker.registry.blobs import blob
@@ -32,51 +29,6 @@ from tests.support.mirror import run_sync, write_sync_config
 from tests.support.push import push_image
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
-
-R0 = "extensions.sync.registries[0]."
-
-
-def _config(tmp_path: Path, **registry: Any) -> Path:
-    doc = {
-        "storage": {"rootDirectory": str(tmp_path / "store")},
-        "extensions": {"sync": {"registries": [{"urls": ["https://up.example"], **registry}]}},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-@pytest.mark.parametrize(
-    ("given", "rate"),
-    [(1000, 1000), ("500KiB", 500 * 1024), ("1MiB", 1024**2), ("2GiB", 2 * 1024**3)],
-)
-def test_download_rate_reaches_the_client_options(
-    tmp_path: Path, given: int | str, rate: int
-) -> None:
-    opts = load_config(_config(tmp_path, downloadRate=given)).registries[0].client_options()
-    assert opts.download_rate == rate
-
-
-def test_absent_is_no_cap(tmp_path: Path) -> None:
-    assert load_config(_config(tmp_path)).registries[0].client_options() == ClientOptions()
-
-
-@pytest.mark.parametrize(
-    ("given", "message"),
-    [
-        ("1MB", "is not a size"),
-        ("fast", "is not a size"),
-        (0, "more than 0 bytes"),
-        (-5, "more than 0 bytes"),
-        (1.5, "a number of bytes"),
-        (True, "a number of bytes"),
-    ],
-)
-def test_bad_download_rates_are_named(tmp_path: Path, given: Any, message: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        load_config(_config(tmp_path, downloadRate=given))
-    assert [path for path, _ in info.value.errors] == [R0 + "downloadRate"]
-    assert message in info.value.errors[0][1]
 
 
 class Clock:

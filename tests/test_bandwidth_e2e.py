@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import trigger, wait_finished
-from tests.support.corpus import Corpus, seed_many
+from tests.support.cluster import Cluster, seeded_upstream, trigger, wait_finished
+from tests.support.corpus import Corpus
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.mirror import run_sync, write_sync_config
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
-from tests.test_rate_e2e import RateCluster
+from tests.support.sampling import Sampler
 
 pytestmark = pytest.mark.slow
 
@@ -71,57 +68,13 @@ class CountingProxy(FaultProxy):
         return True
 
 
-@dataclass
-class ByteSampler:
-    """A byte count every 0.1 s: ``(monotonic time, total)``."""
-
-    count: Callable[[], int]
-    samples: list[tuple[float, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> ByteSampler:
-        self._take()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._take()
-
-    def _take(self) -> None:
-        self.samples.append((time.monotonic(), self.count()))
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self._take()
-
-    def rate(self) -> tuple[int, float]:
-        """The bytes sent, and their rate over the run: from the last sample before the
-        first byte to the end of the run (the last sample, taken once the run is over;
-        the sockets' buffers hold the last bytes sent for a while before they are read)."""
-        first, last = self.samples[0][1], self.samples[-1][1]
-        began = max(t for t, n in self.samples if n == first)
-        return last - first, (last - first) / (self.samples[-1][0] - began)
-
-
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[RegistryServer, Corpus]]:
-    server = RegistryServer()
-    try:
-        yield (
-            server,
-            seed_many(
-                server, repos=REPOS, tags=1, layers=LAYERS, layer_size=LAYER, shared_layers=REPOS
-            ),
-        )
-    finally:
-        server.stop()
+    yield from seeded_upstream(REPOS, 1, layers=LAYERS, layer_size=LAYER, shared_layers=REPOS)
 
 
-def assert_near_cap(sampler: ByteSampler) -> None:
-    sent, rate = sampler.rate()
+def assert_near_cap(sampler: Sampler) -> None:
+    sent, rate = sampler.total, sampler.rate()
     print(f"\n[bandwidth] {sent} bytes at {rate / 1024**2:.3f} MiB/s (cap {CAP / 1024**2} MiB/s)")
     assert sent >= REPOS * LAYERS * LAYER
     assert abs(rate - CAP) <= TOLERANCE * CAP, (rate, CAP)
@@ -136,7 +89,7 @@ def test_one_process_reads_at_the_cap(
             tmp_path, tmp_path / "store", [{"urls": [proxy.url], "downloadRate": "2MiB"}],
             settings={"concurrency": 4},
         )  # fmt: skip
-        with ByteSampler(lambda: proxy.sent) as sampler:
+        with Sampler(lambda: proxy.sent, interval=0.1) as sampler:
             run = run_sync(config, "-q")
     assert run.code == 0, run.output[-3000:]
     assert_near_cap(sampler)
@@ -148,12 +101,12 @@ def test_three_workers_share_one_cap(
     server, _ = upstream
     redis_server = RedisServer()
     proxy = CountingProxy(server.url)
-    cluster = RateCluster(tmp_path, server, redis_server.url, upstream_url=proxy.url)
+    cluster = Cluster(tmp_path, server, redis_server.url, upstream_url=proxy.url)
     try:
         cluster.write_config(downloadRate=CAP)
         for index in range(3):
             cluster.worker(f"w{index}")
-        with ByteSampler(lambda: proxy.sent) as sampler:
+        with Sampler(lambda: proxy.sent, interval=0.1) as sampler:
             run_id, _ = trigger(cluster)
             status = wait_finished(cluster.coord(), run_id)
     finally:

@@ -63,8 +63,6 @@ BLOB_CONCURRENCY = 4
 class ChaosCluster(Cluster):
     """A Cluster whose config sets the visibility timeout and nothing else of kombu's."""
 
-    upstream_url: str = ""
-
     def write_config(self, **registry: Any) -> None:
         url = self.upstream_url or self.upstream.url
         config = {

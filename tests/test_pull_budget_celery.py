@@ -18,12 +18,18 @@ import pytest
 
 from syncworker.coord import RunStatus
 from tests.support.api_server import ApiServer
-from tests.support.cluster import REGISTRY, trigger, wait_finished, wait_until
-from tests.support.corpus import Corpus, seed_many
+from tests.support.cluster import (
+    REGISTRY,
+    Cluster,
+    seeded_upstream,
+    trigger,
+    wait_finished,
+    wait_until,
+)
+from tests.support.corpus import Corpus
 from tests.support.pull_budget import PullCounter
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
-from tests.test_rate_e2e import RateCluster
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +41,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[RegistryServer, Corpus]]:
-    server = RegistryServer()
-    try:
-        yield server, seed_many(server, repos=REPOS, tags=TAGS, layers=2, shared_layers=1)
-    finally:
-        server.stop()
+    yield from seeded_upstream(REPOS, TAGS, layers=2, shared_layers=1)
 
 
 def test_a_deferred_run_finishes_by_itself_when_the_budget_refills(
@@ -48,7 +50,7 @@ def test_a_deferred_run_finishes_by_itself_when_the_budget_refills(
     server, _ = upstream
     redis_server = RedisServer()
     hub = PullCounter(server.url, limit=LIMIT, window=WINDOW)
-    cluster = RateCluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
+    cluster = Cluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
     try:
         for index in range(2):
             cluster.worker(f"w{index}")
@@ -82,7 +84,7 @@ def test_an_on_demand_request_refused_by_the_budget_runs_when_it_refills(
     redis_server = RedisServer()
     # Two pulls a window: the tag and its signature.
     hub = PullCounter(server.url, limit=2, window=WINDOW)
-    cluster = RateCluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
+    cluster = Cluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
     token = secrets.token_hex(16)
     api = ApiServer(cluster.config_path, tmp_path / "api.log", token=token, env=cluster.env)
     try:

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from syncworker.coord.redisbudget import CLOCK_SKEW_MS
-from tests.support.corpus import Corpus, seed_many
+from tests.support.cluster import seeded_upstream
+from tests.support.corpus import Corpus
 from tests.support.mirror import SyncRun, run_sync, write_sync_config
 from tests.support.pull_budget import PullCounter
 from tests.support.redis_server import RedisServer
@@ -30,11 +31,7 @@ HOUR = 3600
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[RegistryServer, Corpus]]:
-    server = RegistryServer()
-    try:
-        yield server, seed_many(server, repos=REPOS, tags=TAGS, layers=2, shared_layers=1)
-    finally:
-        server.stop()
+    yield from seeded_upstream(REPOS, TAGS, layers=2, shared_layers=1)
 
 
 @pytest.fixture(params=["local", "redis"])

@@ -1,5 +1,6 @@
-"""The per-upstream limits in the configuration: zot's reqPerSec and reqConcurrent reach
-the client's options; bad values are refused, each named by its field path."""
+"""The per-upstream limits in the configuration: zot's reqPerSec and reqConcurrent, and our
+downloadRate, reach the client's options; bad values are refused, each named by its field
+path."""
 
 from __future__ import annotations
 
@@ -55,4 +56,37 @@ def test_bad_limits_are_named(
     with pytest.raises(ConfigError) as info:
         load_config(_config(tmp_path, **limits))
     assert [path for path, _ in info.value.errors] == [R0 + field]
+    assert message in info.value.errors[0][1]
+
+
+@pytest.mark.parametrize(
+    ("given", "rate"),
+    [(1000, 1000), ("500KiB", 500 * 1024), ("1MiB", 1024**2), ("2GiB", 2 * 1024**3)],
+)
+def test_download_rate_reaches_the_client_options(
+    tmp_path: Path, given: int | str, rate: int
+) -> None:
+    opts = load_config(_config(tmp_path, downloadRate=given)).registries[0].client_options()
+    assert opts.download_rate == rate
+
+
+def test_absent_is_no_cap(tmp_path: Path) -> None:
+    assert load_config(_config(tmp_path)).registries[0].client_options() == ClientOptions()
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("1MB", "is not a size"),
+        ("fast", "is not a size"),
+        (0, "more than 0 bytes"),
+        (-5, "more than 0 bytes"),
+        (1.5, "a number of bytes"),
+        (True, "a number of bytes"),
+    ],
+)
+def test_bad_download_rates_are_named(tmp_path: Path, given: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_config(tmp_path, downloadRate=given))
+    assert [path for path, _ in info.value.errors] == [R0 + "downloadRate"]
     assert message in info.value.errors[0][1]

@@ -10,15 +10,11 @@ Nothing here asserts on how long a run took: only on what the upstream saw.
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from syncworker.coord import RunStatus
 from tests.support.cluster import Cluster, seeded_upstream, trigger, wait_finished
@@ -27,6 +23,7 @@ from tests.support.fault_proxy import CHUNK, Fault, FaultProxy
 from tests.support.mirror import run_sync, write_sync_config
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
+from tests.support.sampling import Sampler
 
 pytestmark = pytest.mark.slow
 
@@ -39,39 +36,6 @@ RETRY_AFTER = 3
 # A request already on its way when the 429 was sent (its turn taken before the pause was
 # noted) may still arrive just after it; none may arrive later in the window.
 IN_FLIGHT_GRACE = 0.5
-
-
-@dataclass
-class Sampler:
-    """Reads the registry's request counter once a second: ``(monotonic time, total)``."""
-
-    server: RegistryServer
-    samples: list[tuple[float, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> Sampler:
-        self.samples.append((time.monotonic(), self.server.request_count()))
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.samples.append((time.monotonic(), self.server.request_count()))
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self.samples.append((time.monotonic(), self.server.request_count()))
-
-    def rates(self) -> list[float]:
-        """Requests per second between consecutive samples (whole seconds only)."""
-        pairs = zip(self.samples, self.samples[1:], strict=False)
-        return [(n2 - n1) / (t2 - t1) for (t1, n1), (t2, n2) in pairs if t2 - t1 >= 0.9]
-
-    @property
-    def total(self) -> int:
-        return self.samples[-1][1] - self.samples[0][1]
 
 
 def assert_within_budget(sampler: Sampler) -> None:
@@ -97,31 +61,10 @@ def test_embedded_sync_stays_within_req_per_sec(
         [{"urls": [server.url], "reqPerSec": RATE}],
         settings={"concurrency": WORKERS},
     )
-    with Sampler(server) as sampler:
+    with Sampler(server.request_count) as sampler:
         run = run_sync(config, "-q")
     assert run.code == 0, run.output[-3000:]
     assert_within_budget(sampler)
-
-
-@dataclass
-class RateCluster(Cluster):
-    """A Cluster whose workers reach the upstream at ``upstream_url`` (a proxy)."""
-
-    upstream_url: str = ""
-
-    def write_config(self, **registry: Any) -> None:
-        super().write_config(**registry)
-        if self.upstream_url:
-            config = yaml.safe_load(self.config_path.read_text())
-            config["extensions"]["sync"]["registries"][0]["urls"] = [self.upstream_url]
-            self.config_path.write_text(yaml.safe_dump(config))
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.close()
 
 
 def run_workers(cluster: Cluster) -> RunStatus:
@@ -134,13 +77,13 @@ def run_workers(cluster: Cluster) -> RunStatus:
 
 
 def test_four_celery_workers_share_one_req_per_sec(
-    upstream: tuple[RegistryServer, Corpus], tmp_path: Path, redis_server: RedisServer
+    upstream: tuple[RegistryServer, Corpus], tmp_path: Path, private_redis: RedisServer
 ) -> None:
     server, _ = upstream
-    cluster = Cluster(tmp_path, server, redis_server.url)
+    cluster = Cluster(tmp_path, server, private_redis.url)
     try:
         cluster.write_config(reqPerSec=RATE)
-        with Sampler(server) as sampler:
+        with Sampler(server.request_count) as sampler:
             run_workers(cluster)
     finally:
         cluster.stop_all()
@@ -190,11 +133,11 @@ class SlowBlobs(FaultProxy):
 
 
 def test_four_celery_workers_share_one_req_concurrent(
-    upstream: tuple[RegistryServer, Corpus], tmp_path: Path, redis_server: RedisServer
+    upstream: tuple[RegistryServer, Corpus], tmp_path: Path, private_redis: RedisServer
 ) -> None:
     server, _ = upstream
     with SlowBlobs(server.url, stall=0.2) as stub:
-        cluster = RateCluster(tmp_path, server, redis_server.url, upstream_url=stub.url)
+        cluster = Cluster(tmp_path, server, private_redis.url, upstream_url=stub.url)
         try:
             cluster.write_config(reqConcurrent=2)
             run_workers(cluster)
@@ -227,11 +170,11 @@ class ThrottleOnce(FaultProxy):
 
 
 def test_a_429_seen_by_one_worker_pauses_them_all(
-    upstream: tuple[RegistryServer, Corpus], tmp_path: Path, redis_server: RedisServer
+    upstream: tuple[RegistryServer, Corpus], tmp_path: Path, private_redis: RedisServer
 ) -> None:
     server, _ = upstream
     with ThrottleOnce(server.url, at=40, retry_after=RETRY_AFTER) as stub:
-        cluster = RateCluster(tmp_path, server, redis_server.url, upstream_url=stub.url)
+        cluster = Cluster(tmp_path, server, private_redis.url, upstream_url=stub.url)
         try:
             # A generous rate: the limiter is on (and with it the shared pause), the
             # workers are not slowed by it.

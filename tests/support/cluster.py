@@ -103,6 +103,8 @@ class Cluster:
     page_size: int = PAGE_SIZE
     sweep_seconds: float = SWEEP_SECONDS
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Where the workers reach the upstream, when not at its own address (a proxy).
+    upstream_url: str = ""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     config_path: Path = field(init=False)
     store: Path = field(init=False)
@@ -116,7 +118,8 @@ class Cluster:
         config = {
             "storage": {"rootDirectory": str(self.store)},
             "extensions": {"sync": {"registries": [
-                {"urls": [self.upstream.url], "name": REGISTRY, **registry}
+                {"urls": [self.upstream_url or self.upstream.url], "name": REGISTRY,
+                 **registry}
             ]}},
             "syncworker": {
                 "redis": self.redis_url,
@@ -198,12 +201,15 @@ class Cluster:
 # -- fixtures -----------------------------------------------------------------------------
 
 
-def seeded_upstream(repos: int, tags: int) -> Iterator[tuple[RegistryServer, Corpus]]:
-    """A registry holding ``repos`` repositories of ``tags`` tags that share some layers,
-    for a module-scoped fixture (``yield from``); stopped when the module is done."""
+def seeded_upstream(repos: int, tags: int, **shape: int) -> Iterator[tuple[RegistryServer, Corpus]]:
+    """A registry holding ``repos`` repositories of ``tags`` tags that share some layers
+    (``shape``: the other sizes of ``seed_many``, two layers of which three are shared
+    unless it says otherwise), for a module-scoped fixture (``yield from``); stopped when
+    the module is done."""
     server = RegistryServer()
+    shape = {"layers": 2, "shared_layers": 3, **shape}
     try:
-        yield server, seed_many(server, repos=repos, tags=tags, layers=2, shared_layers=3)
+        yield server, seed_many(server, repos=repos, tags=tags, **shape)
     finally:
         server.stop()
 

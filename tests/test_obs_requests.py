@@ -6,17 +6,13 @@ signature."""
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from syncworker.registry import ClientOptions, ClientStats
 from syncworker.registry.auth import Credentials
@@ -24,7 +20,7 @@ from syncworker.registry.requestlog import LOGGER
 from syncworker.registry.stack import Stack
 from tests.support.images import make_image
 from tests.support.loopback import LoopbackServer
-from tests.support.mirror import assert_no_secret, write_sync_config
+from tests.support.mirror import assert_no_secret, sync_in_subprocess, write_sync_config
 from tests.support.ports import LOOPBACK
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
@@ -43,20 +39,11 @@ def test_vv_prints_each_request_and_no_secret(
     make_registry: Callable[..., RegistryServer],
     s3_server: S3Server,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     issuer = make_token_issuer(users={USER: PASSWORD}, anonymous_pull=False)
     server = make_registry(token_auth=issuer)
     push_image(server.url, "team/app", "v1", make_image(("vv", 1)), auth=(USER, PASSWORD))
-    tokens: list[str] = []
-    issue = issuer.issue
-
-    def recording(user: str | None, scopes: list[str]) -> dict[str, Any]:
-        body = issue(user, scopes)
-        tokens.append(body["token"])
-        return body
-
-    monkeypatch.setattr(issuer, "issue", recording)
+    pushed = issuer.tokens_issued
     bucket = s3_server.new_bucket()
     output = _sync_vv(tmp_path, server, s3_server, bucket)
     base = re.escape(server.url)
@@ -72,6 +59,7 @@ def test_vv_prints_each_request_and_no_secret(
     }
     missing = [name for name, line in lines.items() if not re.search(line, output)]
     assert not missing, output[-4000:]
+    tokens = issuer.tokens[pushed:]
     assert tokens, "the token issuer was never asked"
     signatures = [token.rsplit(".", 1)[1] for token in tokens]
     secrets = [PASSWORD, SECRET_KEY, *tokens, *signatures, *SIGNATURE_MARKS]
@@ -80,23 +68,12 @@ def test_vv_prints_each_request_and_no_secret(
 
 def _sync_vv(tmp_path: Path, server: RegistryServer, s3: S3Server, bucket: str) -> str:
     credentials = {server.host: {"username": USER, "password": PASSWORD}}
+    driver = s3.driver(bucket, "/mirror")
     config = write_sync_config(
-        tmp_path, tmp_path / "unused", [{"urls": [server.url]}], credentials=credentials
-    )
-    doc = yaml.safe_load(config.read_text())
-    doc["storage"] = {"rootDirectory": "/mirror", "storageDriver": s3.driver(bucket, "/mirror")}
-    config.write_text(yaml.safe_dump(doc))
-    done = subprocess.run(
-        [sys.executable, "-m", "syncworker", "-vv", "sync", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-        check=False,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
-    return output
+        tmp_path, Path("/mirror"), [{"urls": [server.url]}], credentials=credentials,
+        storage_driver=driver,
+    )  # fmt: skip
+    return sync_in_subprocess(config, "-vv")
 
 
 def test_retries_and_failed_requests_are_lines_too(

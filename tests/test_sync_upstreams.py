@@ -7,15 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from tests.support.client import registry_session
 from tests.support.images import Manifest, make_image, make_index
@@ -26,6 +21,7 @@ from tests.support.mirror import (
     check_store,
     mirrored_digest,
     run_sync,
+    sync_in_subprocess,
     write_sync_config,
 )
 from tests.support.ports import LOOPBACK, free_port
@@ -147,22 +143,13 @@ def test_bearer_token_upstream(
     make_registry: Callable[..., RegistryServer],
     tmp_path: Path,
     tmp_store_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     issuer = make_token_issuer(users={USER: PASSWORD}, anonymous_pull=False)
     server = make_registry(token_auth=issuer)
     images = _images("bearer")
     _push_all(server.url, images)
-    tokens: list[str] = []
-    issue = issuer.issue
-
-    def recording(user: str | None, scopes: list[str]) -> dict[str, Any]:
-        body = issue(user, scopes)
-        tokens.append(body["token"])
-        return body
-
-    monkeypatch.setattr(issuer, "issue", recording)
+    pushed = issuer.tokens_issued
     credentials = {server.host: {"username": USER, "password": PASSWORD}}
     config = write_sync_config(
         tmp_path,
@@ -174,6 +161,7 @@ def test_bearer_token_upstream(
     run = _sync(config, caplog)
     assert run.code == 0, run.output
     _assert_mirrored(tmp_store_root, images)
+    tokens = issuer.tokens[pushed:]
     assert tokens, "the mirror never asked the token issuer"
     # A JWT's signature part alone is as secret as the whole token.
     secrets = [PASSWORD, _basic_header(), *tokens, *(t.rsplit(".", 1)[1] for t in tokens)]
@@ -301,22 +289,11 @@ def test_no_secret_at_vv_in_a_subprocess_with_s3(
     images = _images("vv")
     _push_all(server.url, images)
     credentials = {server.host: {"username": USER, "password": PASSWORD}}
-    config = write_sync_config(
-        tmp_path, tmp_path / "unused", [{"urls": [server.url]}], credentials=credentials
-    )
-    doc = yaml.safe_load(config.read_text())
     driver = s3_server.driver(s3_server.new_bucket(), "/mirror")
-    doc["storage"] = {"rootDirectory": "/mirror", "storageDriver": driver}
-    config.write_text(yaml.safe_dump(doc))
-    done = subprocess.run(
-        [sys.executable, "-m", "syncworker", "-vv", "sync", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-        check=False,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
+    config = write_sync_config(
+        tmp_path, Path("/mirror"), [{"urls": [server.url]}], credentials=credentials,
+        storage_driver=driver,
+    )  # fmt: skip
+    output = sync_in_subprocess(config, "-vv")
     secrets = [PASSWORD, _basic_header(), SECRET_KEY, "AWS4-HMAC-SHA256", "Signature="]
     assert_no_secret([output], *secrets)

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "mirrored_digest",
     "run_sync",
     "skopeo_raw",
+    "sync_in_subprocess",
     "temporaries",
     "write_sync_config",
 ]
@@ -52,6 +54,8 @@ REF_NAME = "org.opencontainers.image.ref.name"
 # Fast test retries: a refused connection or TLS failure should not cost seconds.
 TEST_RETRY = {"maxRetries": 1, "retryDelay": "10ms"}
 SKOPEO_TIMEOUT = 60.0
+SUBPROCESS_SYNC_TIMEOUT = 300.0
+ROOT = Path(__file__).resolve().parents[2]
 # Blobs up to this size are returned for parsing (manifests are far smaller).
 MANIFEST_LIMIT = 4 << 20
 
@@ -80,11 +84,13 @@ def write_sync_config(
     credentials: Mapping[str, Mapping[str, str]] | None = None,
     settings: Mapping[str, Any] | None = None,
     sync: Mapping[str, Any] | None = None,
+    storage_driver: Mapping[str, Any] | None = None,
 ) -> Path:
     """A zot-style config mirroring ``registries`` (content ``**`` unless given) into
     ``root``; ``credentials`` are written to a zot credentials file beside it;
     ``settings`` is our own top-level ``syncworker`` section; ``sync`` adds keys to
-    ``extensions.sync``."""
+    ``extensions.sync``; ``storage_driver`` puts ``root`` in a bucket
+    (``S3Server.driver``)."""
     block: dict[str, Any] = {"enable": True, "registries": [], **(sync or {})}
     for entry in registries:
         block["registries"].append({"content": [{"prefix": "**"}], **TEST_RETRY, **entry})
@@ -94,6 +100,8 @@ def write_sync_config(
         block["credentialsFile"] = str(creds)
     config = directory / "sync.yaml"
     doc: dict[str, Any] = {"storage": {"rootDirectory": str(root)}, "extensions": {"sync": block}}
+    if storage_driver is not None:
+        doc["storage"]["storageDriver"] = dict(storage_driver)
     if settings is not None:
         doc["syncworker"] = dict(settings)
     config.write_text(yaml.safe_dump(doc), encoding="utf-8")
@@ -106,6 +114,22 @@ def run_sync(config: Path, *extra: str) -> SyncRun:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["-vv", "sync", "-c", str(config), *extra])
     return SyncRun(code, out.getvalue(), err.getvalue())
+
+
+def sync_in_subprocess(config: Path, *options: str) -> str:
+    """``syncworker OPTIONS sync -c config`` in its own process, as a deployment runs it
+    (its own logging set-up): the output of a run that must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "syncworker", *options, "sync", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_SYNC_TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    return output
 
 
 def skopeo_raw(root: Path, repo: str, tag: str) -> bytes:

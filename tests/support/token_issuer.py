@@ -108,11 +108,15 @@ class TokenIssuer(LoopbackServer):
         self.rootcertbundle = workdir / "token-signer.pem"
         self.rootcertbundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self._lock = threading.Lock()
-        self.tokens_issued = 0
+        self.tokens: list[str] = []  # every token issued, for a test to look for in output
         self.issued_to: Counter[str | None] = Counter()  # user (None: anonymous) -> tokens
         self.scopes_requested: list[str] = []
         self.rejected = 0
         self._serve(_handler_for(self))
+
+    @property
+    def tokens_issued(self) -> int:
+        return len(self.tokens)
 
     @property
     def realm(self) -> str:
@@ -169,7 +173,7 @@ class TokenIssuer(LoopbackServer):
         }
         token = self._sign(claims)
         with self._lock:
-            self.tokens_issued += 1
+            self.tokens.append(token)
             self.issued_to[user] += 1
             self.scopes_requested.extend(scopes)
         issued_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))

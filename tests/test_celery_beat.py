@@ -16,6 +16,7 @@ import json
 import re
 import signal
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -63,6 +64,14 @@ def beat_cluster(tmp_path: Path, redis_url: str, **registry: str) -> Cluster:
     return cluster
 
 
+@pytest.fixture
+def cluster(tmp_path: Path, private_redis: RedisServer) -> Iterator[Cluster]:
+    """Beats whose schedule sends the registry's walk every INTERVAL seconds."""
+    made = beat_cluster(tmp_path, private_redis.url, pollInterval=f"{INTERVAL}s")
+    yield made
+    made.stop_all()
+
+
 def fires(cluster: Cluster, *beats: str) -> list[datetime]:
     """When each beat logged sending the registry's walk, all beats together, in order."""
     found = [m for name in beats for m in _FIRED.findall(cluster.log(name))]
@@ -76,6 +85,20 @@ def wait_fires(cluster: Cluster, count: int, *beats: str, timeout: float = DEADL
         return len(fires(cluster, *beats)) >= count
 
     wait_for(f"{count} walks fired", enough, timeout=timeout)
+
+
+def take_over(cluster: Cluster) -> None:
+    """beat1 fires, beat2 starts; then beat1 frozen past its lock (a long pause, a network
+    partition) until beat2 has taken over and fired."""
+    cluster.beat("beat1")
+    wait_fires(cluster, 1, "beat1")
+    cluster.beat("beat2")
+    wait_for("beat2 to start", lambda: "beat: Starting..." in cluster.log("beat2"))
+    cluster.kill("beat1", signal.SIGSTOP)
+    try:
+        wait_fires(cluster, 1, "beat2")
+    finally:
+        cluster.kill("beat1", signal.SIGCONT)
 
 
 def assert_once_per_period(times: list[datetime], period: float) -> None:
@@ -109,17 +132,13 @@ def stored_last_run(redis_url: str) -> datetime:
 
 
 def test_interval_longer_than_the_lock_keeps_firing(
-    tmp_path: Path, private_redis: RedisServer
+    cluster: Cluster, private_redis: RedisServer
 ) -> None:
-    cluster = beat_cluster(tmp_path, private_redis.url, pollInterval=f"{INTERVAL}s")
-    try:
-        cluster.beat("beat")
-        wait_fires(cluster, 3, "beat")
-        assert_once_per_period(fires(cluster, "beat"), INTERVAL)
-        assert walks_queued(private_redis.url) == len(fires(cluster, "beat"))
-        assert "WARNING" not in cluster.log("beat")  # nor RedBeat's deprecation warnings
-    finally:
-        cluster.stop_all()
+    cluster.beat("beat")
+    wait_fires(cluster, 3, "beat")
+    assert_once_per_period(fires(cluster, "beat"), INTERVAL)
+    assert walks_queued(private_redis.url) == len(fires(cluster, "beat"))
+    assert "WARNING" not in cluster.log("beat")  # nor RedBeat's deprecation warnings
 
 
 def test_cron_period_longer_than_the_lock_fires(tmp_path: Path, private_redis: RedisServer) -> None:
@@ -138,79 +157,50 @@ def test_cron_period_longer_than_the_lock_fires(tmp_path: Path, private_redis: R
 
 
 def test_redis_restarted_under_beat_keeps_firing_without_refiring(
-    tmp_path: Path, private_redis: RedisServer
+    cluster: Cluster, private_redis: RedisServer
 ) -> None:
-    cluster = beat_cluster(tmp_path, private_redis.url, pollInterval=f"{INTERVAL}s")
-    try:
-        cluster.beat("beat")
-        wait_fires(cluster, 2, "beat")
-        # Down for longer than the lock, and back empty (no persistence): lock, schedule
-        # and the entry's last run are gone.
-        private_redis.stop()
-        time.sleep(LOCK_TIMEOUT + 1)
-        private_redis.start()
-        # Written back with the last run beat sent, not as a new entry (whose first run would
-        # be a whole period after the restart: a nightly walk due meanwhile would be skipped).
-        last_run = stored_last_run(private_redis.url)
-        logged = fires(cluster, "beat")  # to the millisecond
-        assert any(abs(fired - last_run) < timedelta(seconds=1) for fired in logged), logged
-        wait_fires(cluster, 4, "beat")
-        assert_once_per_period(fires(cluster, "beat"), INTERVAL)
-        assert walks_queued(private_redis.url) == len(fires(cluster, "beat")) - 2
-    finally:
-        cluster.stop_all()
+    cluster.beat("beat")
+    wait_fires(cluster, 2, "beat")
+    # Down for longer than the lock, and back empty (no persistence): lock, schedule
+    # and the entry's last run are gone.
+    private_redis.stop()
+    time.sleep(LOCK_TIMEOUT + 1)
+    private_redis.start()
+    # Written back with the last run beat sent, not as a new entry (whose first run would
+    # be a whole period after the restart: a nightly walk due meanwhile would be skipped).
+    last_run = stored_last_run(private_redis.url)
+    logged = fires(cluster, "beat")  # to the millisecond
+    assert any(abs(fired - last_run) < timedelta(seconds=1) for fired in logged), logged
+    wait_fires(cluster, 4, "beat")
+    assert_once_per_period(fires(cluster, "beat"), INTERVAL)
+    assert walks_queued(private_redis.url) == len(fires(cluster, "beat")) - 2
 
 
 def test_two_beats_fire_each_due_time_once_across_a_takeover(
-    tmp_path: Path, private_redis: RedisServer
+    cluster: Cluster, private_redis: RedisServer
 ) -> None:
-    cluster = beat_cluster(tmp_path, private_redis.url, pollInterval=f"{INTERVAL}s")
-    try:
-        cluster.beat("beat1")
-        wait_fires(cluster, 1, "beat1")
-        cluster.beat("beat2")
-        wait_for("beat2 to start", lambda: "beat: Starting..." in cluster.log("beat2"))
-        # beat1 frozen past its lock (a long pause, a network partition): beat2 takes over.
-        cluster.kill("beat1", signal.SIGSTOP)
-        try:
-            wait_fires(cluster, 1, "beat2")
-        finally:
-            cluster.kill("beat1", signal.SIGCONT)
-        count = len(fires(cluster, "beat1", "beat2"))
-        wait_fires(cluster, count + 2, "beat1", "beat2")
-        times = fires(cluster, "beat1", "beat2")
-        assert_once_per_period(times, INTERVAL)
-        assert walks_queued(private_redis.url) == len(times)
-        assert "lost the lock" in cluster.log("beat1")
-    finally:
-        cluster.stop_all()
+    take_over(cluster)
+    count = len(fires(cluster, "beat1", "beat2"))
+    wait_fires(cluster, count + 2, "beat1", "beat2")
+    times = fires(cluster, "beat1", "beat2")
+    assert_once_per_period(times, INTERVAL)
+    assert walks_queued(private_redis.url) == len(times)
+    assert "lost the lock" in cluster.log("beat1")
 
 
 def test_a_beat_that_saw_another_fire_does_not_refire_after_redis_lost_everything(
-    tmp_path: Path, private_redis: RedisServer
+    cluster: Cluster, private_redis: RedisServer
 ) -> None:
-    cluster = beat_cluster(tmp_path, private_redis.url, pollInterval=f"{INTERVAL}s")
+    take_over(cluster)
+    wait_for("beat1 to stand by", lambda: "lost the lock" in cluster.log("beat1"))
+    # beat2 frozen, and Redis back empty: beat1 takes the lock and writes the schedule
+    # back, knowing nothing newer than its own fire, which beat2's came after.
+    cluster.kill("beat2", signal.SIGSTOP)
     try:
-        cluster.beat("beat1")
-        wait_fires(cluster, 1, "beat1")
-        cluster.beat("beat2")
-        wait_for("beat2 to start", lambda: "beat: Starting..." in cluster.log("beat2"))
-        cluster.kill("beat1", signal.SIGSTOP)  # beat2 takes over and fires
-        try:
-            wait_fires(cluster, 1, "beat2")
-        finally:
-            cluster.kill("beat1", signal.SIGCONT)
-        wait_for("beat1 to stand by", lambda: "lost the lock" in cluster.log("beat1"))
-        # beat2 frozen, and Redis back empty: beat1 takes the lock and writes the schedule
-        # back, knowing nothing newer than its own fire, which beat2's came after.
-        cluster.kill("beat2", signal.SIGSTOP)
-        try:
-            private_redis.stop()
-            private_redis.start()
-            count = len(fires(cluster, "beat1", "beat2"))
-            wait_fires(cluster, count + 1, "beat1", "beat2")
-        finally:
-            cluster.kill("beat2", signal.SIGCONT)
-        assert_once_per_period(fires(cluster, "beat1", "beat2"), INTERVAL)
+        private_redis.stop()
+        private_redis.start()
+        count = len(fires(cluster, "beat1", "beat2"))
+        wait_fires(cluster, count + 1, "beat1", "beat2")
     finally:
-        cluster.stop_all()
+        cluster.kill("beat2", signal.SIGCONT)
+    assert_once_per_period(fires(cluster, "beat1", "beat2"), INTERVAL)

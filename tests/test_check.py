@@ -65,10 +65,42 @@ def skopeo_copy(root: Path, repo: str, tag: str, dest: Path) -> None:
     assert done.returncode == 0, f"skopeo cannot copy {repo}:{tag}: {done.stderr.decode()}"
 
 
-def _mirror(registry: RegistryServer, tmp_path: Path, seed: str, **entry: Any) -> tuple[Path, Path]:
+def _mirror(registry: RegistryServer, tmp_path: Path, **entry: Any) -> tuple[Path, Path]:
+    """REPO's repositories mirrored into a directory: (its root, the config)."""
     root = tmp_path / "store"
     registries = [{"urls": [registry.url], "content": [{"prefix": f"{REPO}/**"}], **entry}]
     config = write_sync_config(tmp_path, root, registries, settings=SKOPEO_READABLE)
+    assert run_sync(config).code == 0
+    return root, config
+
+
+def _mirror_broken(
+    registry: RegistryServer, tmp_path: Path, leaf: str, **entry: Any
+) -> tuple[str, Manifest, Path]:
+    """An image pushed as ``REPO/<leaf>:v1`` and mirrored, then its last layer removed from
+    the store: (the repository, the image, the config)."""
+    repo = f"{REPO}/{leaf}"
+    image = make_image((tmp_path.name, leaf), layers=1)
+    push_image(registry.url, repo, "v1", image)
+    root, config = _mirror(registry, tmp_path, **entry)
+    blob_path(root, repo, image.blobs[-1].digest).unlink()
+    return repo, image, config
+
+
+def _mirror_apart(
+    registry: RegistryServer, tmp_path: Path, images: dict[str, Manifest]
+) -> tuple[Path, Path]:
+    """Each of ``images`` pushed as ``REPO/<name>/app:v1`` and mirrored by a registry entry
+    of its own, named ``<name>``: (the store's root, the config)."""
+    for name, image in images.items():
+        push_image(registry.url, f"{REPO}/{name}/app", "v1", image)
+    root = tmp_path / "store"
+    registries = [
+        {"name": name, "urls": [registry.url], "content": [{"prefix": f"{REPO}/{name}/**"}]}
+        for name in images
+    ]
+    config = write_sync_config(tmp_path, root, registries)
+    assert run_sync(config).code == 0
     return root, config
 
 
@@ -93,8 +125,7 @@ def test_check_names_each_broken_tree_and_repair_makes_it_whole(
 ) -> None:
     repo = f"{REPO}/{tmp_path.name[-20:]}"
     images = _push_set(registry, repo, tmp_path.name)
-    root, config = _mirror(registry, tmp_path, tmp_path.name)
-    assert run_sync(config).code == 0
+    root, config = _mirror(registry, tmp_path)
     whole = run_check(config, "--deep")
     assert whole.code == 0, whole.output
     assert "0 broken" in whole.stdout, whole.output
@@ -140,8 +171,7 @@ def test_children_left_out_by_platforms_are_expected(
     repo = f"{REPO}/platforms"
     image = make_index((tmp_path.name, "platforms"), layers=1)
     push_image(registry.url, repo, "multi", image)
-    root, config = _mirror(registry, tmp_path, tmp_path.name, platforms=["linux/amd64"])
-    assert run_sync(config).code == 0
+    root, config = _mirror(registry, tmp_path, platforms=["linux/amd64"])
     kept = image.children[0]
     assert not blob_path(root, repo, image.children[1].digest).exists()
     assert run_check(config, "--deep").code == 0
@@ -155,12 +185,7 @@ def test_children_left_out_by_platforms_are_expected(
 def test_a_repair_the_upstream_cannot_serve_fails_and_names_the_cause(
     registry: RegistryServer, tmp_path: Path
 ) -> None:
-    repo = f"{REPO}/orphan"
-    image = make_image((tmp_path.name, "orphan"), layers=1)
-    push_image(registry.url, repo, "v1", image)
-    root, config = _mirror(registry, tmp_path, tmp_path.name)
-    assert run_sync(config).code == 0
-    blob_path(root, repo, image.blobs[-1].digest).unlink()
+    repo, image, config = _mirror_broken(registry, tmp_path, "orphan")
     url = f"{registry.url}/v2/{repo}/manifests/{image.digest}"
     assert requests.delete(url, timeout=10).status_code == 202
 
@@ -175,17 +200,8 @@ def test_a_repair_the_upstream_cannot_serve_fails_and_names_the_cause(
 def test_registry_option_checks_only_what_that_registry_mirrors(
     registry: RegistryServer, tmp_path: Path
 ) -> None:
-    images = {}
-    for name in ("one", "two"):
-        images[name] = make_image((tmp_path.name, name), layers=1)
-        push_image(registry.url, f"{REPO}/{name}/app", "v1", images[name])
-    root = tmp_path / "store"
-    registries = [
-        {"name": name, "urls": [registry.url], "content": [{"prefix": f"{REPO}/{name}/**"}]}
-        for name in ("one", "two")
-    ]
-    config = write_sync_config(tmp_path, root, registries)
-    assert run_sync(config).code == 0
+    images = {name: make_image((tmp_path.name, name), layers=1) for name in ("one", "two")}
+    root, config = _mirror_apart(registry, tmp_path, images)
     for name, image in images.items():
         blob_path(root, f"{REPO}/{name}/app", image.blobs[-1].digest).unlink()
 
@@ -200,12 +216,7 @@ def test_registry_option_checks_only_what_that_registry_mirrors(
 def test_the_claim_names_the_source_when_the_rules_no_longer_do(
     registry: RegistryServer, tmp_path: Path
 ) -> None:
-    repo = f"{REPO}/claimed"
-    image = make_image((tmp_path.name, "claimed"), layers=1)
-    push_image(registry.url, repo, "v1", image)
-    root, config = _mirror(registry, tmp_path, tmp_path.name, name="up")
-    assert run_sync(config).code == 0
-    blob_path(root, repo, image.blobs[-1].digest).unlink()
+    repo, _, config = _mirror_broken(registry, tmp_path, "claimed", name="up")
     doc = yaml.safe_load(config.read_text())
     doc["extensions"]["sync"]["registries"][0]["content"] = [{"prefix": "elsewhere/**"}]
     config.write_text(yaml.safe_dump(doc))
@@ -221,16 +232,8 @@ def test_a_layer_damaged_where_repositories_share_it_is_fetched_not_linked(
     """On a directory, repositories share a layer's file (hard links): bytes damaged in place
     are damaged in all of them, so a repair must fetch it, never link another holder's."""
     shared = make_layer((tmp_path.name, "shared"), size=256 * 1024)
-    for name in ("one", "two"):
-        image = make_image((tmp_path.name, name), base=[shared])
-        push_image(registry.url, f"{REPO}/{name}/app", "v1", image)
-    root = tmp_path / "store"
-    registries = [
-        {"name": name, "urls": [registry.url], "content": [{"prefix": f"{REPO}/{name}/**"}]}
-        for name in ("one", "two")
-    ]
-    config = write_sync_config(tmp_path, root, registries)
-    assert run_sync(config).code == 0
+    images = {name: make_image((tmp_path.name, name), base=[shared]) for name in ("one", "two")}
+    root, config = _mirror_apart(registry, tmp_path, images)
     path = blob_path(root, f"{REPO}/one/app", shared.digest)
     assert path.stat().st_nlink == 2
     with path.open("r+b") as damaged:  # in place: both repositories see it
@@ -255,8 +258,7 @@ def test_a_repair_acting_on_a_stale_check_never_deletes_a_blob_made_whole_since(
     repo = f"{REPO}/twice"
     image = make_image((tmp_path.name, "twice"), layers=1)
     push_image(registry.url, repo, "v1", image)
-    root, config = _mirror(registry, tmp_path, tmp_path.name)
-    assert run_sync(config).code == 0
+    root, config = _mirror(registry, tmp_path)
     layer = blob_path(root, repo, image.blobs[-1].digest)
     corrupt(layer)
     with Runtime.open(load_config(config)) as runtime, checker(runtime.mirror, deep=True) as trees:

@@ -131,20 +131,35 @@ def test_a_claim_edited_by_hand_is_refused_and_an_empty_one_taken_again(
 # -- syncworker sync -------------------------------------------------------------------------
 
 
-def one_source_config(
+RIVALS = ("library/alpine", "library/busybox")
+
+
+def rival_configs(
     directory: Path,
     root: Path,
     server: RegistryServer,
-    repo: str,
     *,
     prune: bool = True,
     settings: dict[str, Any] | None = None,
-) -> Path:
-    """A config of its own (valid alone) mapping upstream ``repo`` into ``same``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    content = [{"prefix": repo, "destination": "same", "stripPrefix": True}]
-    registry = {"name": "hub", "urls": [server.url], "content": content, "prune": prune}
-    return write_sync_config(directory, root, [registry], settings=settings)
+) -> dict[str, Path]:
+    """For each of RIVALS, a config of its own (valid alone) mapping it into ``same``."""
+    configs = {}
+    for repo in RIVALS:
+        own = directory / repo.replace("/", "-")
+        own.mkdir(parents=True, exist_ok=True)
+        content = [{"prefix": repo, "destination": "same", "stripPrefix": True}]
+        registry = {"name": "hub", "urls": [server.url], "content": content, "prune": prune}
+        configs[repo] = write_sync_config(own, root, [registry], settings=settings)
+    return configs
+
+
+def alpine_synced_first(server: RegistryServer, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The rivals' configs into one store, alpine's synced (it holds ``same``): (the store's
+    root, alpine's config, busybox's)."""
+    root = tmp_path / "store"
+    alpine, busybox = rival_configs(tmp_path, root, server).values()
+    assert run_sync(alpine).code == 0
+    return root, alpine, busybox
 
 
 def files_of(root: Path) -> dict[str, bytes]:
@@ -161,10 +176,7 @@ def test_a_second_config_mirroring_into_the_same_destination_is_refused(
     seeded_registry: Seeded, tmp_path: Path
 ) -> None:
     server, corpus = seeded_registry
-    root = tmp_path / "store"
-    alpine = one_source_config(tmp_path / "a", root, server, "library/alpine")
-    busybox = one_source_config(tmp_path / "b", root, server, "library/busybox")
-    assert run_sync(alpine).code == 0
+    root, alpine, busybox = alpine_synced_first(server, tmp_path)
     before = files_of(root)
     for _ in range(2):
         run = run_sync(busybox)
@@ -183,10 +195,7 @@ def test_two_processes_claiming_one_destination_at_once_leave_one_source(
 ) -> None:
     server, corpus = seeded_registry
     root = tmp_path / "store"
-    configs = {
-        repo: one_source_config(tmp_path / repo.replace("/", "-"), root, server, repo)
-        for repo in ("library/alpine", "library/busybox")
-    }
+    configs = rival_configs(tmp_path, root, server)
     procs = {
         repo: subprocess.Popen([*SYNCWORKER, "sync", "-q", "-c", str(config)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -221,7 +230,7 @@ def test_a_first_sync_that_mirrored_nothing_leaves_the_destination_unclaimed(
     failed = run_sync(write_sync_config(tmp_path, root, [wrong]))
     assert failed.code == 1
     assert not (root / "same" / CLAIM_FILE).exists()
-    fixed = one_source_config(tmp_path / "fixed", root, server, "library/alpine")
+    fixed = rival_configs(tmp_path / "fixed", root, server)["library/alpine"]
     assert run_sync(fixed).code == 0
     assert layout_tags(root) == {"same": corpus.tags["library/alpine"]}
     assert json.loads((root / "same" / CLAIM_FILE).read_bytes())["registry"] == "hub"
@@ -231,10 +240,7 @@ def test_a_store_written_before_claims_is_adopted_by_its_next_sync(
     seeded_registry: Seeded, tmp_path: Path
 ) -> None:
     server, corpus = seeded_registry
-    root = tmp_path / "store"
-    alpine = one_source_config(tmp_path / "a", root, server, "library/alpine")
-    busybox = one_source_config(tmp_path / "b", root, server, "library/busybox")
-    assert run_sync(alpine).code == 0
+    root, alpine, busybox = alpine_synced_first(server, tmp_path)
     (root / "same" / CLAIM_FILE).unlink()  # as every repository was before claims
     again = run_sync(alpine)
     assert again.code == 0 and "0 images copied" in again.stdout
@@ -274,10 +280,9 @@ def test_a_dry_run_reports_the_refusal_and_writes_nothing(
     seeded_registry: Seeded, tmp_path: Path
 ) -> None:
     server, _ = seeded_registry
-    root = tmp_path / "store"
-    assert run_sync(one_source_config(tmp_path / "a", root, server, "library/alpine")).code == 0
+    root, alpine, busybox = alpine_synced_first(server, tmp_path)
     before = files_of(root)
-    run = run_sync(one_source_config(tmp_path / "b", root, server, "library/busybox"), "--dry-run")
+    run = run_sync(busybox, "--dry-run")
     assert run.code == 1
     assert "destination 'same' mirrors hub/library/alpine, not hub/library/busybox" in run.output
     assert files_of(root) == before
@@ -292,11 +297,7 @@ def test_a_registry_destination_keeps_its_claim_across_configs(
     server, corpus = seeded_registry
     dest = make_registry()
     settings = {"destination": {"url": dest.url}, "redis": private_redis.url}
-    made = {
-        repo: one_source_config(tmp_path / repo.replace("/", "-"), tmp_path / "unused", server,
-                                repo, prune=False, settings=settings)
-        for repo in ("library/alpine", "library/busybox")
-    }  # fmt: skip
+    made = rival_configs(tmp_path, tmp_path / "unused", server, prune=False, settings=settings)
     assert run_sync(made["library/alpine"]).code == 0
     assert dest_tags(dest, "same") == set(corpus.tags["library/alpine"])
     run = run_sync(made["library/busybox"])

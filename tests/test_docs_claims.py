@@ -48,6 +48,18 @@ def modules() -> tuple[tuple[str, ast.Module], ...]:
     )
 
 
+def found_outside(allowed: str, matches: Callable[[ast.AST], bool]) -> list[str]:
+    """Where a module other than ``allowed`` has a node that ``matches``: path, line and
+    the start of its source."""
+    return [
+        f"{path}:{node.lineno}: {ast.unparse(node)[:80]}"
+        for path, tree in modules()
+        if path != allowed
+        for node in ast.walk(tree)
+        if matches(node)
+    ]
+
+
 def _is_prefix(node: ast.AST) -> bool:
     """A reference to a key prefix: ``prefix`` or ``something.prefix``."""
     return (isinstance(node, ast.Name) and node.id == "prefix") or (
@@ -79,13 +91,7 @@ def _builds_key(node: ast.AST) -> bool:
 
 
 def test_key_names_are_built_only_in_the_key_builder() -> None:
-    found = [
-        f"{path}:{node.lineno}: {ast.unparse(node)}"
-        for path, tree in modules()
-        if path != KEYS_MODULE
-        for node in ast.walk(tree)
-        if _builds_key(node)
-    ]
+    found = found_outside(KEYS_MODULE, _builds_key)
     assert not found, (
         "Redis key names built outside syncworker/coord/keys.py: add a method to Keys (and a "
         "row to the key tables) and call it instead:\n" + "\n".join(found)
@@ -99,13 +105,7 @@ def _runs_lua(node: ast.AST) -> bool:
 
 
 def test_lua_lives_only_in_coord_lua() -> None:
-    found = [
-        f"{path}:{node.lineno}"
-        for path, tree in modules()
-        if path != SCRIPTS_MODULE
-        for node in ast.walk(tree)
-        if _runs_lua(node)
-    ]
+    found = found_outside(SCRIPTS_MODULE, _runs_lua)
     assert not found, (
         "Lua outside syncworker/coord/lua/: put the script in coord/lua/NAME.lua and call "
         "coord.scripts.register(client, NAME):\n" + "\n".join(found)

@@ -1,13 +1,11 @@
 """The catalog walk's state in Redis, per registry: who is walking, the cursor, and what
 each run fanned out (the walk's logic is ``syncworker/runs/catalogwalk.py``).
 
-One page per task: the task reads the cursor, lists the page after it, fans out
-``sync_repo`` (each repo at most once per run: :meth:`CatalogWalks.mark_enqueued`), then
-moves the cursor with a compare-and-set, so a duplicate delivery of the same page cannot
-move it twice and a walk whose worker died resumes from the last page that was fully
-enqueued. At the end of the catalog, :meth:`CatalogWalks.end_walk` clears cursor and walk
-marker in one step (prefer it to ``advance_cursor(..., None)``, which leaves a moment where
-the cursor reads as "start").
+What the walk relies on: the cursor moves only by compare-and-set
+(:meth:`CatalogWalks.advance_cursor`), so two deliveries of one page cannot both move it; a
+repository is marked fanned out at most once per run (:meth:`CatalogWalks.mark_enqueued`);
+:meth:`CatalogWalks.end_walk` clears cursor and walk marker in one step (prefer it to
+``advance_cursor(..., None)``, which leaves a moment where the cursor reads as "start").
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """``GET /v2/_catalog`` (distribution's catalog API, kept by the OCI spec as an extension):
-every repository of the store with an ``index.json``."""
+every repository of the store with an ``index.json``, as listed a few seconds ago at most
+(``Served.repositories``), a page of it by ``n`` and ``last``."""
 
 from __future__ import annotations
 
@@ -14,5 +15,5 @@ DEFAULT_PAGE = 100
 
 
 def list_repositories(served: Served, request: Request) -> Response:
-    shown, headers = page(request, served.store.repositories(), DEFAULT_PAGE)
+    shown, headers = page(request, served.repositories(), DEFAULT_PAGE)
     return json_response({"repositories": shown}, headers=headers)

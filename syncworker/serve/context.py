@@ -8,13 +8,16 @@ configured values.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from syncworker.errors import ContentError, InvalidNameError, StoreError
 from syncworker.oci import Digest, Manifest, parse_manifest, validate_repository
 from syncworker.serve.apierrors import digest_invalid, name_invalid
+from syncworker.serve.shared import Shared
 from syncworker.store import Store
 from syncworker.store.layout import check_repo_name
 from syncworker.store.protocol import Readable, Servable
@@ -24,6 +27,10 @@ __all__ = ["Filler", "Served", "ServedStore", "parse_digest", "repository"]
 # Parsed manifests kept per process (by digest, so never stale): referrers listings read
 # every untagged manifest of a repository, each parsed once.
 MANIFEST_CACHE_ENTRIES = 4096
+# The store's repositories are listed again at most this often: every anonymous
+# ``/v2/_catalog`` listing the store (on S3 a listing of the whole bucket) would let any
+# client make the store work without end.
+CATALOG_SECONDS = 5.0
 
 
 @runtime_checkable
@@ -57,8 +64,17 @@ class Served:
     store: ServedStore
     redirect_expiry: int | None = None
     filler: Filler | None = None
+    clock: Callable[[], float] = time.monotonic
+    _catalog: Shared[list[str]] = field(init=False)
     _manifests: OrderedDict[Digest, Manifest] = field(default_factory=OrderedDict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._catalog = Shared(self.store.repositories, CATALOG_SECONDS, self.clock)
+
+    def repositories(self) -> list[str]:
+        """The store's repositories, sorted, as listed at most CATALOG_SECONDS ago."""
+        return self._catalog.get()
 
     def close(self) -> None:
         """The server has stopped: pull-through starts nothing more."""

@@ -144,4 +144,7 @@ def test_kube_worker_serves_where_it_is_scraped() -> None:
 def test_documented_metric_list_is_the_codes() -> None:
     readme = (ROOT / "docs" / "OBSERVABILITY.md").read_text()
     listed = readme.split("<!-- metrics:begin -->\n", 1)[1].split("\n<!-- metrics:end -->", 1)[0]
-    assert listed == markdown_table()
+    assert listed == markdown_table(), (
+        "docs/OBSERVABILITY.md's metric list differs from the code's: put the output of "
+        "`python -m syncworker.observe.metrics` between its markers"
+    )

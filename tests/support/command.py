@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
-from tests.support.ports import LOOPBACK, free_port, wait_until
+from tests.support.ports import LoopbackAddress, free_port, wait_until
 from tests.support.process import stop_process
 
 __all__ = ["ROOT", "SYNCWORKER", "ListeningCommand", "StartError"]
@@ -25,7 +25,7 @@ class StartError(RuntimeError):
     """The command exited or never answered."""
 
 
-class ListeningCommand:
+class ListeningCommand(LoopbackAddress):
     """``syncworker -v ARGS --listen 127.0.0.1:PORT``; a subclass says when it answers."""
 
     def __init__(
@@ -52,14 +52,6 @@ class ListeningCommand:
 
     def answers(self) -> bool:
         raise NotImplementedError
-
-    @property
-    def host(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}"
 
     def running(self) -> bool:
         return self._proc.poll() is None

@@ -6,9 +6,26 @@ import socket
 import time
 from collections.abc import Callable
 
-__all__ = ["LOOPBACK", "free_port", "wait_until"]
+__all__ = ["LOOPBACK", "LoopbackAddress", "free_port", "wait_until"]
 
 LOOPBACK = "127.0.0.1"
+
+
+class LoopbackAddress:
+    """The address of a server of ours on a loopback ``port``, reached by ``scheme``."""
+
+    port: int
+    scheme: str = "http"
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``, as used in image references."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``scheme://127.0.0.1:PORT``, no trailing slash."""
+        return f"{self.scheme}://{self.host}"
 
 
 def free_port() -> int:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from tests.support.ports import LOOPBACK, free_port, wait_until
+from tests.support.ports import LOOPBACK, LoopbackAddress, free_port, wait_until
 from tests.support.process import stop_process
 
 __all__ = [
@@ -109,7 +109,7 @@ def _parse_label(item: str) -> tuple[str, str]:
     return name.strip(), quoted.strip().strip('"')
 
 
-class RegistryServer:
+class RegistryServer(LoopbackAddress):
     """One distribution 2.8 registry on 127.0.0.1, started on construction.
 
     Options: `htpasswd=(user, password)` for basic auth, `token_auth=` an object with
@@ -161,16 +161,6 @@ class RegistryServer:
     @property
     def scheme(self) -> str:
         return "https" if self._tls else "http"
-
-    @property
-    def host(self) -> str:
-        """`127.0.0.1:PORT`, as used in image references."""
-        return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """`http://127.0.0.1:PORT` (https with `tls=`), no trailing slash."""
-        return f"{self.scheme}://{self.host}"
 
     @property
     def metrics_url(self) -> str:

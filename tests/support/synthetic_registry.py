@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.loopback import LoopbackServer
-from tests.support.ports import LOOPBACK
+from tests.support.ports import LoopbackAddress
 
 __all__ = ["MAX_PAGE", "SyntheticImage", "SyntheticRegistry"]
 
@@ -95,7 +95,7 @@ def _image(seed: int, repo: str, tag: str, layer_size: int) -> SyntheticImage:
     return SyntheticImage(manifest, config, layer)
 
 
-class SyntheticRegistry(LoopbackServer):
+class SyntheticRegistry(LoopbackServer, LoopbackAddress):
     """``repos`` repositories of ``tags`` tags each, served on 127.0.0.1 until :meth:`stop`."""
 
     def __init__(
@@ -115,14 +115,6 @@ class SyntheticRegistry(LoopbackServer):
         self._count_guard = threading.Lock()
         self.image = functools.lru_cache(maxsize=4096)(self._make_image)
         self._serve(_handler_for(self))
-
-    @property
-    def host(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
 
     def total_requests(self) -> int:
         with self._count_guard:

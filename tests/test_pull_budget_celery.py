@@ -1,8 +1,11 @@
-"""Docker Hub's pull budget on Celery workers: a run that needs three windows of a stub's
-budget (``tests/support/pull_budget.py``, a 5 s window) finishes by itself. Each
-repository the budget defers is sent again for when it refills (a countdown message, not
-a worker waiting), ``status`` shows the deferred tags and the refill time meanwhile, the
-upstream never answers 429, and each manifest is pulled once."""
+"""Docker Hub's pull budget on Celery workers: a run of three workers sharing one budget
+in Redis, needing three windows of a stub's budget (``tests/support/pull_budget.py``, a
+5 s window), finishes by itself. Each repository the budget defers is sent again for when
+it refills (a countdown message, not a worker waiting), ``status`` shows the deferred tags
+and the refill time meanwhile, the upstream never answers 429 (the stub refuses every
+pull past its budget, so no window was ever overspent by the three together), and each
+manifest is pulled once. An on-demand request is deferred and then done by itself, even
+for an index with more manifests than one window's budget."""
 
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ from tests.support.cluster import (
     wait_until,
 )
 from tests.support.corpus import Corpus
+from tests.support.images import make_index
 from tests.support.pull_budget import PullCounter
+from tests.support.push import push_image
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 
@@ -52,7 +57,7 @@ def test_a_deferred_run_finishes_by_itself_when_the_budget_refills(
     hub = PullCounter(server.url, limit=LIMIT, window=WINDOW)
     cluster = Cluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
     try:
-        for index in range(2):
+        for index in range(3):
             cluster.worker(f"w{index}")
         run_id, _ = trigger(cluster)
         coord = cluster.coord()
@@ -64,6 +69,7 @@ def test_a_deferred_run_finishes_by_itself_when_the_budget_refills(
         hub.close()
         redis_server.close()
     assert (status.state, status.done, status.failures) == ("finished", REPOS, [])
+    # Not one pull past the budget of any window, by the three workers together.
     assert (hub.counted, hub.refused) == (MANIFESTS, 0)
     # While the budget held it back, status said so, and when it refills.
     assert held, "status never showed deferred tags"
@@ -82,7 +88,6 @@ def test_an_on_demand_request_refused_by_the_budget_runs_when_it_refills(
     ``deferred`` with the refill time, then ``done`` once the budget refills, by itself."""
     server, _ = upstream
     redis_server = RedisServer()
-    # Two pulls a window: the tag and its signature.
     hub = PullCounter(server.url, limit=2, window=WINDOW)
     cluster = Cluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
     token = secrets.token_hex(16)
@@ -97,16 +102,7 @@ def test_an_on_demand_request_refused_by_the_budget_runs_when_it_refills(
         for _ in range(2):
             urllib.request.urlopen(spend).close()
         body = {"registry": REGISTRY, "repo": "scale/repo-001", "reference": "t0"}
-        accepted = api.request("POST", "/v1/sync", token, json=body, timeout=30)
-        assert accepted.status_code == 202, accepted.text
-        path = f"/v1/sync/{accepted.json()['task_id']}"
-        seen: list[dict[str, Any]] = []
-
-        def ended() -> bool:
-            seen.append(api.request("GET", path, token, timeout=30).json())
-            return bool(seen[-1]["state"] in ("done", "failed"))
-
-        assert wait_until(ended, timeout=60, interval=0.2), seen[-1]
+        seen = _until_ended(api, token, body)
     finally:
         api.stop()
         cluster.stop_all()
@@ -115,4 +111,51 @@ def test_an_on_demand_request_refused_by_the_budget_runs_when_it_refills(
     deferred = [s for s in seen if s["state"] == "deferred"]
     assert deferred and deferred[0]["result"]["refill_at"] > time.time() - 60, seen
     assert seen[-1]["state"] == "done" and seen[-1]["result"]["copied"] == 1, seen[-1]
-    assert (hub.counted, hub.refused) == (4, 0)
+    # The two spent, then the image's one manifest: its tag and the referrers tag-schema
+    # tag are asked with free HEADs.
+    assert (hub.counted, hub.refused) == (3, 0)
+
+
+def test_an_on_demand_index_larger_than_a_window_is_done_window_by_window(
+    upstream: tuple[RegistryServer, Corpus], tmp_path: Path
+) -> None:
+    """``POST /v1/sync`` for a two-platform index through one pull a window: each resend
+    goes on from what the last one paid for (kept in Redis), instead of paying for the
+    index again and stopping at the same child for ever."""
+    server, _ = upstream
+    index = make_index("budget-ondemand-index")
+    push_image(server.url, "scale/index", "multi", index)
+    redis_server = RedisServer()
+    hub = PullCounter(server.url, limit=1, window=WINDOW)
+    cluster = Cluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
+    token = secrets.token_hex(16)
+    api = ApiServer(cluster.config_path, tmp_path / "api.log", token=token, env=cluster.env)
+    try:
+        cluster.worker("w0")
+        body = {"registry": REGISTRY, "repo": "scale/index", "reference": "multi"}
+        seen = _until_ended(api, token, body, timeout=90)
+    finally:
+        api.stop()
+        cluster.stop_all()
+        hub.close()
+        redis_server.close()
+    assert any(s["state"] == "deferred" for s in seen), seen
+    assert seen[-1]["state"] == "done" and seen[-1]["result"]["copied"] == 1, seen[-1]
+    assert (hub.counted, hub.refused) == (1 + len(index.children), 0)
+
+
+def _until_ended(
+    api: ApiServer, token: str, body: dict[str, str], timeout: float = 60
+) -> list[dict[str, Any]]:
+    """``POST /v1/sync`` of ``body``, then its state polled until done or failed."""
+    accepted = api.request("POST", "/v1/sync", token, json=body, timeout=30)
+    assert accepted.status_code == 202, accepted.text
+    path = f"/v1/sync/{accepted.json()['task_id']}"
+    seen: list[dict[str, Any]] = []
+
+    def ended() -> bool:
+        seen.append(api.request("GET", path, token, timeout=30).json())
+        return bool(seen[-1]["state"] in ("done", "failed"))
+
+    assert wait_until(ended, timeout=timeout, interval=0.2), seen[-1]
+    return seen

@@ -122,10 +122,11 @@ key                                        type    owner             TTL
                                                                      manifest GET in flight, scored
                                                                      by its lease's end (ms)
 ``{p}:paid:{reg}:{repo}:{digest}``         hash    redisbudget       KEEP_WINDOWS of the budget's
-                                                                     window; a manifest the pull
-                                                                     budget was spent on: ``raw``
-                                                                     (its bytes), ``type`` (the
-                                                                     media type its answer named)
+                                                                     window from its last use; a
+                                                                     manifest the pull budget was
+                                                                     spent on: ``raw`` (its bytes),
+                                                                     ``type`` (the media type its
+                                                                     answer named)
 ``{p}:redbeat``                            prefix  RedBeat           RedBeat's own keys start with
                                                                      it (worker/settings.py hands it
                                                                      over): ``:schedule``,

@@ -5,10 +5,10 @@ interrupts (an index fetched, its next child deferred) is walked again when the 
 refills; without what was fetched the first time, the index would be paid for again, and
 with a budget smaller than one tree the walk would never end. So every manifest fetched
 from an upstream that declares a budget is kept here, by repository and digest, for
-:data:`KEEP_WINDOWS` of the budget's windows (a deferred walk comes back within one), and
-a GET by digest is answered from here first. Kept per process (:class:`LocalPaidManifests`)
-or, through Redis, for the cluster (``syncworker.coord``'s ``Coordinator.paid_manifests``),
-since the walk that comes back may run on another worker.
+:data:`KEEP_WINDOWS` of the budget's windows from its last use (a deferred walk comes
+back within one), and a GET by digest is answered from here first. Kept per process
+(:class:`LocalPaidManifests`) or, through Redis, for the cluster (``syncworker.coord``'s
+``Coordinator.paid_manifests``), since the walk that comes back may run on another worker.
 """
 
 from __future__ import annotations
@@ -85,11 +85,16 @@ class PaidFor:
         return self._budget is not None and self._budget.counts_pulls
 
     def find(self, repo: str, ref: str) -> Kept | None:
-        """The manifest ``ref`` (a digest) of ``repo`` if it was paid for lately."""
+        """The manifest ``ref`` (a digest) of ``repo`` if it was paid for lately; kept
+        again from now, since a tree that takes many windows needs its root in each."""
         if self._memo is None or ":" not in ref or not self.counts_pulls:
             return None
         found = self._memo.find(repo, ref)
-        return None if found is None else Kept(*found)
+        if found is None:
+            return None
+        kept = Kept(*found)
+        self.keep(repo, ref, kept)
+        return kept
 
     def keep(self, repo: str, digest: str, kept: Kept) -> None:
         """A manifest just fetched: kept if its upstream declared a budget."""

@@ -13,7 +13,7 @@ from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest
 from syncworker.oci.document import load_json
 from syncworker.oci.mediatypes import OCI_INDEX
 from syncworker.registry import paths
-from syncworker.registry.manifests import get_manifest
+from syncworker.registry.manifests import get_manifest, head_manifest
 from syncworker.registry.stack import Stack
 
 __all__ = ["fallback_tag", "referrers", "referrers_api", "referrers_tag_schema"]
@@ -89,9 +89,14 @@ def _index_entries(body: bytes) -> list[Descriptor] | None:
 
 
 def referrers_tag_schema(t: Stack, repo: str, digest: Digest) -> list[Descriptor]:
-    """The referrers listed under the fallback tag ``<alg>-<hex>``; [] if there is none."""
+    """The referrers listed under the fallback tag ``<alg>-<hex>``; [] if there is none.
+    An upstream that may count pulls is asked with a free ``HEAD`` first: the tag is
+    mostly absent, and its index, fetched by digest, is kept once paid for."""
+    ref = fallback_tag(digest)
     try:
-        _, index = get_manifest(t, repo, fallback_tag(digest))
+        if t.paid.counts_pulls:
+            ref = str(head_manifest(t, repo, ref).digest)
+        _, index = get_manifest(t, repo, ref)
     except NotFoundError:
         return []
     return list(index.children) if index.is_index else []

@@ -15,6 +15,7 @@ import pytest
 
 from syncworker.coord import RunFailure
 from syncworker.worker.policy import MAX_DELIVERIES
+from syncworker.worker.tasknames import QUEUE_REPO, QUEUE_WALK
 from tests.support.cluster import (
     REGISTRY,
     REPOS,
@@ -24,9 +25,10 @@ from tests.support.cluster import (
     trigger,
     upstream,
     wait_finished,
+    wait_for,
 )
 from tests.support.corpus import Corpus
-from tests.support.faults import BUG_ENV, KILL_ENV
+from tests.support.faults import BUG_ENV, GATE_HELD, GATE_OPEN, KILL_ENV, KILL_GATE_ENV
 from tests.support.hostile import Answer, HostileRegistry, json_answer
 from tests.support.images import make_image
 from tests.support.redis_server import RedisServer
@@ -39,16 +41,23 @@ pytestmark = pytest.mark.slow
 FAULTS = ("-I", "tests.support.faults")
 # How Celery reports a task that ended with an exception.
 CELERY_TASK_FAILED = re.compile(r"Task syncworker\.\w+\[[^\]]+\] raised unexpected")
+# How the sweep reports repositories it sent again (not a walk page).
+RESENT = re.compile(r"made no progress for \S+: sending again \d+ repositories")
 # How Celery reports a pool process that died under a task.
 POOL_PROCESS_KILLED = re.compile(r"Process '\S+' pid:\d+ exited with 'signal 9 \(SIGKILL\)'")
 
 
-def run_failing(cluster: Cluster, fault_env: str, repo: str) -> RunFailure:
-    """Walk with the worker's fault ``fault_env`` aimed at ``repo``: the run ends, every
-    repository counted, ``repo`` its one failure (returned)."""
+def start_failing(cluster: Cluster, fault_env: str, repo: str, *options: str) -> str:
+    """Start a walk with the fault ``fault_env`` aimed at ``repo`` in worker "w1" (started
+    with ``options``); its run id."""
     cluster.extra_env[fault_env] = repo
-    cluster.worker("w1", *FAULTS)
+    cluster.worker("w1", *FAULTS, *options)
     run_id, _ = trigger(cluster)
+    return run_id
+
+
+def failure_of(cluster: Cluster, run_id: str, repo: str) -> RunFailure:
+    """The run ends, every repository counted, ``repo`` its one failure (returned)."""
     status = wait_finished(cluster.coord(), run_id)
     assert (status.total, status.done, status.counters["repos_failed"]) == (REPOS, REPOS, 1)
     [failure] = status.failures
@@ -59,27 +68,39 @@ def run_failing(cluster: Cluster, fault_env: str, repo: str) -> RunFailure:
 def test_a_bug_in_a_task_is_a_named_failure_of_its_run(
     cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
 ) -> None:
-    failure = run_failing(cluster, BUG_ENV, upstream[1].repositories[3])
+    repo = upstream[1].repositories[3]
+    failure = failure_of(cluster, start_failing(cluster, BUG_ENV, repo), repo)
     assert "unexpected KeyError" in failure.reason
     assert not CELERY_TASK_FAILED.search(cluster.log("w1"))
 
 
-# On a quiet machine the repository is given up before the sweep has resent it.
-@pytest.mark.timing
 def test_a_repository_whose_worker_dies_every_time_costs_a_few_kills_per_run(
-    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus], tmp_path: Path
 ) -> None:
-    """The sweep sends the stuck repository again (new messages) every few seconds while
-    its first message waits out the visibility timeout: all of them count as one work,
-    so the run pays at most MAX_DELIVERIES dead workers for it, not that many per resend."""
-    cluster.sweep_seconds = 1  # a resend between any two kills
+    """The sweep sends the stuck repository again (a new message) while its first message
+    is still being delivered again and again: all of them count as one work, so the run
+    pays at most MAX_DELIVERIES dead workers for it, not that many per message.
+
+    The order is forced: the repository's first start is held in its worker until the sweep
+    (in a worker of its own, on the walk queue) has sent it again; only then do the kills
+    begin, with two messages of it in the broker."""
+    cluster.sweep_seconds = 1
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    cluster.extra_env[KILL_GATE_ENV] = str(gate)
+    cluster.worker("walker", "-Q", QUEUE_WALK)
     # The last repository: once it alone is left, the run stops moving and is swept.
-    failure = run_failing(cluster, KILL_ENV, upstream[1].repositories[-1])
+    repo = upstream[1].repositories[-1]
+    run_id = start_failing(cluster, KILL_ENV, repo, "-Q", QUEUE_REPO)
+    wait_for("the repository's first start", (gate / GATE_HELD).exists)
+    seen = len(cluster.log("walker"))
+    wait_for("the sweep", lambda: RESENT.search(cluster.log("walker"), seen) is not None)
+    (gate / GATE_OPEN).touch()
+
+    failure = failure_of(cluster, run_id, repo)
     started = re.search(r"started (\d+) times without finishing", failure.reason)
     assert started is not None and int(started.group(1)) > MAX_DELIVERIES, failure.reason
-    log = cluster.log("w1")
-    assert "sending again" in log  # the sweep did resend it, as a new message
-    assert 0 < len(POOL_PROCESS_KILLED.findall(log)) <= MAX_DELIVERIES
+    assert 0 < len(POOL_PROCESS_KILLED.findall(cluster.log("w1"))) <= MAX_DELIVERIES
 
 
 class Pages(dict[tuple[str, str], Answer]):

@@ -1,8 +1,9 @@
 """A run counted per image as it happens, on real Celery workers (the harness of
-tests/support/cluster.py: a private Redis, `syncworker worker` processes, a real registry
-slowed by the configured rate limit): `status --json` shows a repository's images before the
-repository ends, and a repository whose worker is killed mid-way and that is delivered
-again ends with each image counted exactly once."""
+tests/support/cluster.py: a private Redis, `syncworker worker` processes, a real registry):
+`status --json` shows a repository's images before the repository ends (the registry behind
+proxies that hold chosen blobs until the test lets them go), and a repository whose worker
+is killed mid-way and that is delivered again ends with each image counted exactly once
+(the registry slowed by the configured rate limit)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,22 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from syncworker.cli import main
 from syncworker.coord import Coordinator, RunStatus
+from syncworker.observe.live import LIVE_INTERVAL
 from tests.support import cluster as e2e
 from tests.support.cluster import DEADLINE, Cluster, seeded_upstream, trigger, wait_finished
 from tests.support.corpus import Corpus
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
+from tests.support.stalling_proxy import StallingProxy
 
 persistent_redis = e2e.persistent_redis
 
@@ -33,11 +37,47 @@ pytestmark = pytest.mark.slow
 # the workers): each takes seconds, over which its images end one by one.
 REPOS, TAGS = 2, 16
 REQ_PER_SEC = 6
+# Tags of the first repository whose image the upstream holds until the test lets it go.
+HELD_TAGS = ("t4", "t8", "t12")
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture(scope="module")
 def many_tags() -> Iterator[tuple[RegistryServer, Corpus]]:
     yield from seeded_upstream(REPOS, TAGS)
+
+
+def _config_blob(server: RegistryServer, repo: str, tag: str) -> str:
+    """The config blob of ``repo:tag``'s image: its own, shared with no other image."""
+    answer = requests.get(
+        f"{server.url}/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}, timeout=30
+    )
+    answer.raise_for_status()
+    digest: str = answer.json()["config"]["digest"]
+    return digest
+
+
+@pytest.fixture
+def held_cluster(
+    tmp_path: Path, many_tags: tuple[RegistryServer, Corpus], persistent_redis: RedisServer
+) -> Iterator[tuple[Cluster, list[StallingProxy]]]:
+    """A cluster whose worker syncs one tag at a time, from an upstream that holds the config
+    blob of each of HELD_TAGS of the first repository until released: a chain of proxies,
+    one per blob."""
+    server, corpus = many_tags
+    proxies: list[StallingProxy] = []
+    url = server.url
+    for tag in HELD_TAGS:
+        digest = _config_blob(server, corpus.repositories[0], tag)
+        proxies.append(StallingProxy(url, digest, after=1))
+        url = proxies[-1].url
+    made = Cluster(
+        tmp_path, server, persistent_redis.url, upstream_url=url, settings={"tagConcurrency": 1}
+    )
+    yield made, list(proxies)
+    made.stop_all()
+    for proxy in proxies:
+        proxy.close()
 
 
 @pytest.fixture
@@ -56,8 +96,7 @@ def _images(counters: dict[str, int]) -> int:
 
 def _status(cluster: Cluster, *args: str) -> str:
     """``syncworker status ARGS -c CONFIG``, run in this process: a poll takes milliseconds,
-    not the seconds a fresh interpreter takes on a loaded machine, so the polls see the
-    first repository's images end one by one."""
+    not the seconds a fresh interpreter takes on a loaded machine."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["status", *args, "-c", str(cluster.config_path)])
@@ -65,26 +104,51 @@ def _status(cluster: Cluster, *args: str) -> str:
     return out.getvalue()
 
 
-# Needs several status polls within the first repository, which the machine may not give.
-@pytest.mark.timing
-def test_status_json_counts_images_before_the_repository_ends(slow_cluster: Cluster) -> None:
-    slow_cluster.worker("w1")
-    run_id, _ = trigger(slow_cluster)
+def test_status_json_counts_images_before_the_repository_ends(
+    held_cluster: tuple[Cluster, list[StallingProxy]],
+) -> None:
+    """The first repository's tags are synced one at a time, three of them held at a blob.
+    The first two held are each let go once LIVE_INTERVAL has passed since they were
+    reached, so that their image, ending, writes the repository's counts (a worker writes
+    them at most that often, and only as an image ends); the next is let go only once
+    `status` has shown that count. So `status` shows two counts, rising, while the
+    repository is open (the third held)."""
+    cluster, held = held_cluster
+    cluster.worker("w1")
+    run_id, _ = trigger(cluster)
     polls: list[dict[str, Any]] = []
-    texts: list[str] = []  # the text form, until it has shown a repository in flight
-    deadline = time.monotonic() + DEADLINE
-    while not polls or polls[-1]["state"] == "running":
-        assert time.monotonic() < deadline, polls[-1:]
-        polls.append(json.loads(_status(slow_cluster, run_id, "--json")))
-        if polls[-1]["in_flight"] and not any("in flight" in t for t in texts):
-            texts.append(_status(slow_cluster, run_id))
+
+    def until(what: str, ready: Callable[[], bool]) -> None:
+        """Poll ``status --json`` until ``ready``."""
+        deadline = time.monotonic() + DEADLINE
+        while not ready():
+            assert time.monotonic() < deadline, f"no {what}: {polls[-1:]}"
+            polls.append(json.loads(_status(cluster, run_id, "--json")))
+            time.sleep(0.05)
+
+    def copied() -> int:
+        return int(polls[-1]["counters"]["images_copied"]) if polls else 0
+
+    texts = []  # the text form, while the repository is held open
+    for _ in range(2):
+        until("held blob reached", lambda: any(p.reached.is_set() for p in held))
+        [proxy] = [p for p in held if p.reached.is_set()]  # one tag at a time
+        before = copied()
+        time.sleep(LIVE_INTERVAL)
+        held.remove(proxy)
+        proxy.release()
+        until("count of the held image", lambda before=before: copied() > before)
+        texts.append(_status(cluster, run_id))
+    for proxy in held:
+        proxy.release()
+    until("end of the run", lambda: bool(polls) and polls[-1]["state"] != "running")
 
     first_repository = [p for p in polls if p["counters"]["repos_done"] == 0]
-    copied = [p["counters"]["images_copied"] for p in first_repository]
-    assert len({c for c in copied if c > 0}) >= 2, copied  # rising, with the repository open
-    assert copied == sorted(copied)
+    copied_seen = [p["counters"]["images_copied"] for p in first_repository]
+    assert len({c for c in copied_seen if c > 0}) >= 2, copied_seen  # rising, while open
+    assert copied_seen == sorted(copied_seen)
     assert all(p["in_flight"] == 1 for p in first_repository if p["counters"]["images_copied"])
-    assert any(re.search(r" [1-9]\d* images copied, .*\(1 repos in flight\)", t) for t in texts)
+    assert all(re.search(r" [1-9]\d* images copied, .*\(1 repos in flight\)", t) for t in texts)
     last = polls[-1]
     assert last["state"] == "finished" and last["counters"]["repos_done"] == REPOS
     assert last["counters"]["images_copied"] == REPOS * TAGS  # results replaced live counts

@@ -105,6 +105,8 @@ class Cluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     #: Where the workers reach the upstream, when not at its own address (a proxy).
     upstream_url: str = ""
+    # More of the config's `syncworker` section, e.g. {"tagConcurrency": 1}.
+    settings: dict[str, Any] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     config_path: Path = field(init=False)
     store: Path = field(init=False)
@@ -130,6 +132,7 @@ class Cluster:
                     "redbeat_lock_timeout": 5,
                     "beat_max_loop_interval": 1,
                 },
+                **self.settings,
             },
         }  # fmt: skip
         self.config_path.write_text(yaml.safe_dump(config))

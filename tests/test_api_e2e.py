@@ -166,7 +166,7 @@ def test_wrong_token_enqueues_nothing_and_every_retry_is_refused(
     wait_for("the registry to retry", lambda: setup.notifications()["Failures"] >= 5)
     metrics = setup.notifications()
     assert set(metrics["Statuses"]) == {"401 Unauthorized"} and metrics["Successes"] == 0
-    refused = setup.api.output().count("refused POST /v1/webhooks/distribution")
+    refused = setup.api.output().count("refused POST '/v1/webhooks/distribution'")
     assert refused >= 5
     # Nothing reached the broker or Redis: no queue, no coalescing key, no run.
     client = redis.Redis.from_url(setup.cluster.redis_url)

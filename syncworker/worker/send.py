@@ -117,11 +117,11 @@ class CeleryWalkQueue:
     def send_page(
         self, registry: str, run_id: str, *, delay: float = 0.0, first: bool = False
     ) -> None:
-        args = [registry, run_id]
-        if first:  # under the run id, as beat's trigger is
-            send(self._app, TASK_WALK, args, task_id=run_id)
-        else:
-            send(self._app, TASK_WALK, args, countdown=delay or None, ignore_result=True)
+        # Nobody waits on a page's result: asking for it would subscribe a long-lived
+        # sender (the API) to a result channel that never gets a message.
+        # The first page goes under the run id, as beat's trigger does.
+        timing = {"task_id": run_id} if first else {"countdown": delay or None}
+        send(self._app, TASK_WALK, [registry, run_id], ignore_result=True, **timing)
 
     def send_repos(self, registry: str, repos: Sequence[str], run_id: str) -> None:
         send_each(self._app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in repos])

@@ -23,7 +23,7 @@ from syncworker.engine import LocalLocks
 from syncworker.errors import LockLost
 from tests.support.hostile import Answer, HostileRegistry, json_answer
 from tests.support.images import OCI_INDEX, Manifest, make_artifact, make_image, make_index
-from tests.support.mirror import layout_tags, run_sync, write_sync_config
+from tests.support.mirror import check_store, layout_tags, run_sync, write_sync_config
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
 
@@ -251,3 +251,35 @@ def test_a_prune_whose_lock_was_lost_removes_nothing(
         "lock syncworker:lock:repo:prune/lost expired while held; stopped, another worker may"
         " hold it"
     ]
+
+
+def test_a_digest_synced_on_purpose_stays_when_a_tag_naming_it_is_pruned(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """``early`` is synced by digest before a tag names it, ``late`` after: pruning the
+    tags leaves both listed untagged, their trees whole."""
+    repo = "prune/bydigest"
+    images = {tag: make_image(("prune-bydigest", tag), layers=1) for tag in ("early", "late")}
+    for tag, image in images.items():
+        push_image(registry.url, repo, tag, image)
+    push_image(registry.url, repo, "kept", make_image(("prune-bydigest", "kept"), layers=1))
+    root, path = tmp_path / "store", _config(tmp_path, registry.url, repo, prune=True)
+    config = load_config(path)
+    with build_mirror(config, store_for(config), LocalLocks()) as mirror:
+        assert not mirror.sync_image(registry.host, repo, images["early"].digest).failures
+        assert run_sync(path).code == 0
+        assert not mirror.sync_image(registry.host, repo, images["late"].digest).failures
+    for image in images.values():
+        _delete(registry, repo, image)
+
+    run = run_sync(path)
+    assert run.code == 0 and "PRUNED" in run.stdout, run.output
+    assert layout_tags(root)[repo].keys() == {"kept"}
+    untagged = [
+        m["digest"]
+        for m in json.loads((root / repo / "index.json").read_bytes())["manifests"]
+        if "annotations" not in m
+    ]
+    assert sorted(untagged) == sorted(i.digest for i in images.values())
+    reachable = check_store(root)[repo]
+    assert {i.digest for i in images.values()} <= reachable

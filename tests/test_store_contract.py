@@ -527,20 +527,29 @@ def test_update_index_merge_rules(store: Store) -> None:
         ("v1", Digest.of(three)),
         ("v2", Digest.of(two)),
     ]
-    # Untagged: added once; not added for a digest already listed.
+    # Untagged: added once, beside any tag of the digest, which comes and goes alone.
     assert store.update_index("r", [manifest_entry(one)])
     assert not store.update_index("r", [manifest_entry(one)])
-    assert not store.update_index("r", [manifest_entry(two)])
-    # Tagging an untagged digest replaces the untagged entry.
+    assert store.update_index("r", [manifest_entry(two)])
     assert store.update_index("r", [manifest_entry(one, "v3")])
     assert [(e.tag, e.descriptor.digest) for e in store.index("r")] == [
         ("v1", Digest.of(three)),
         ("v2", Digest.of(two)),
+        (None, Digest.of(one)),
+        (None, Digest.of(two)),
         ("v3", Digest.of(one)),
     ]
+    assert store.remove_from_index("r", ["v2", "v3"], [])
+    assert [(e.tag, e.descriptor.digest) for e in store.index("r")] == [
+        ("v1", Digest.of(three)),
+        (None, Digest.of(one)),
+        (None, Digest.of(two)),
+    ]
+    assert store.update_index("r", [manifest_entry(one, "v3")])
     # The same digest under two tags is two entries.
     assert store.update_index("r", [manifest_entry(one, "latest")])
     assert {e.tag for e in store.index("r") if e.descriptor.digest == Digest.of(one)} == {
+        None,
         "v3",
         "latest",
     }

@@ -158,8 +158,9 @@ class RepoJob:
                 desc = self.client.head_manifest(self.upstream_repo, str(digest))
                 if not self.sink.whole(self.dest_repo, digest):
                     self.copy(desc, None)
-                else:
+                else:  # held under a tag, maybe: listed untagged too, kept once it goes
                     self._complete(desc, str(digest))
+                    self._index.add([IndexEntry(self._index_descriptor(desc))])
             except SyncworkerError as exc:
                 self._fail(str(digest), exc)
                 return self.result

@@ -83,10 +83,11 @@ def merge_index(
     Entries are made schema-valid first (see :func:`_schema_valid`); their sizes are the
     caller's to check against what is stored.
 
-    A tagged entry replaces whatever held the tag (in place, keeping the order) and any
-    untagged entry of the same digest; an untagged entry is added unless its digest is
-    already listed, and replaces an untagged entry of its digest listed under another
-    media type.
+    A tagged entry replaces whatever held the tag (in place, keeping the order); an
+    untagged entry is added unless its digest is already listed untagged, and replaces an
+    untagged entry of its digest listed under another media type. Tags and untagged
+    entries are independent: a digest synced by digest stays listed when a tag naming it
+    comes and goes (a prune removes the tag, not what was asked for by digest).
     """
     manifests: list[Any] = list(doc["manifests"])
     changed = False
@@ -120,8 +121,8 @@ def _put_untagged(manifests: list[Any], entry: IndexEntry) -> bool:
     has one media type: another one listed for it is the other ``layoutMediaTypes``."""
     digest = str(entry.descriptor.digest)
     for i, m in enumerate(manifests):
-        if _digest_of(m) == digest:
-            retyped = _tag_of(m) is None and m.get("mediaType") != entry.descriptor.media_type
+        if _tag_of(m) is None and _digest_of(m) == digest:
+            retyped: bool = m.get("mediaType") != entry.descriptor.media_type
             if retyped:
                 manifests[i] = _entry_json(entry)
             return retyped
@@ -131,14 +132,10 @@ def _put_untagged(manifests: list[Any], entry: IndexEntry) -> bool:
 
 def _replace_tag(manifests: list[Any], entry: IndexEntry) -> bool:
     """Put ``entry`` in ``manifests`` in place; return whether anything changed."""
-    digest = str(entry.descriptor.digest)
     holders = [i for i, m in enumerate(manifests) if _tag_of(m) == entry.tag]
-    redundant = [
-        i for i, m in enumerate(manifests) if _tag_of(m) is None and _digest_of(m) == digest
-    ]
-    if len(holders) == 1 and not redundant and _parse_entry(manifests[holders[0]]) == entry:
+    if len(holders) == 1 and _parse_entry(manifests[holders[0]]) == entry:
         return False
-    drop = set(holders) | set(redundant)
+    drop = set(holders)
     position = min(drop) if drop else len(manifests)
     manifests[:] = [m for i, m in enumerate(manifests) if i not in drop]
     manifests.insert(min(position, len(manifests)), _entry_json(entry))

@@ -145,3 +145,29 @@ def test_misses_list_nothing_and_hold_nothing_however_many_blobs(tmp_path: Path)
     assert listed == []
     digest = put(store, "four", b"written here")
     assert FsStore(tmp_path).find_blob(digest) == "four"
+
+
+@pytest.mark.parametrize("write", ["put", "put_if_absent", "write", "copy"])
+def test_a_commit_failing_past_the_pending_limit_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: str
+) -> None:
+    """Past MAX_PENDING paths waiting, a write commits them at once; a disk failing that
+    commit (syncfs or fsync: EIO) is a StoreError naming the path, on every write path,
+    never a raw OSError."""
+    store = FsStore(tmp_path)
+    digest = put(store, "src", b"linked")
+
+    def failing(*_: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("syncworker.store.fsfiles.MAX_PENDING", 0)
+    monkeypatch.setattr(os, "fsync", failing)
+    monkeypatch.setattr(store.backend._durable, "_syncfs", failing)  # type: ignore[attr-defined]
+    writes = {
+        "put": lambda: store.backend.put("r/put", b"x"),
+        "put_if_absent": lambda: store.backend.put_if_absent("r/absent", b"x"),
+        "write": lambda: put(store, "r", b"written"),
+        "copy": lambda: store.link_blob("src", "dst", digest),
+    }
+    with pytest.raises(StoreError, match=f"{tmp_path}/.*Input/output error"):
+        writes[write]()

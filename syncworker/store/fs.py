@@ -122,7 +122,7 @@ class FsBackend:
         with self._temps.create("put") as (fd, tmp), self._errors(key):
             _write_all(fd, data)
             self._in_directory(path, lambda: os.replace(tmp, path))
-        self._durable.written(path)
+            self._durable.written(path)  # may commit: its errors are ours too
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
@@ -136,7 +136,7 @@ class FsBackend:
                 _write_all(fd, data)
             finally:
                 os.close(fd)
-        self._durable.written(path)
+            self._durable.written(path)
         return True
 
     def put_if_match(self, key: str, data: bytes, version: str | None) -> bool:
@@ -179,7 +179,7 @@ class FsBackend:
                     shutil.copyfile(source, tmp)
                     self._publish(tmp, path)
                 return True
-        self._durable.written(path)
+            self._durable.written(path)
         return True
 
     def list(self, prefix: str) -> Listing:

@@ -17,7 +17,7 @@ from syncworker.config import Config
 from syncworker.worker.settings import celery_settings
 from syncworker.worker.state import env_config
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "sending_app"]
 
 
 def create_app(config: Config) -> Celery:
@@ -25,6 +25,16 @@ def create_app(config: Config) -> Celery:
     app = Celery("syncworker", set_as_current=False)
     app.conf.update(celery_settings(config))
     app.syncworker_config = config
+    return app
+
+
+def sending_app(config: Config) -> Celery:
+    """The app of a process that sends tasks and follows them through its requests in Redis
+    (``coord/requests.py``), never their results: Celery's Redis backend would otherwise
+    subscribe to the result of every task sent, for the life of the process, and the
+    replies nobody reads would pile up in its socket. (Workers still store results.)"""
+    app = create_app(config)
+    app.conf.result_backend = None
     return app
 
 

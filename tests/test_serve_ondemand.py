@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 import yaml
 
@@ -22,6 +23,7 @@ from syncworker.filters.tagclasses import special_tag
 from syncworker.oci import Digest
 from syncworker.serve.apierrors import ApiError
 from syncworker.serve.ondemand import MAX_FLIGHTS, REFERRERS_FRESH_SECONDS, OnDemand
+from syncworker.worker.tasknames import QUEUE_ONDEMAND
 from tests.support.cluster import Cluster
 from tests.support.corpus import Corpus
 from tests.support.images import make_artifact, make_image
@@ -191,10 +193,7 @@ def test_sigterm_ends_a_replica_whose_copy_waits_on_absent_workers(
 ) -> None:
     """The copy is the workers' task: the stopping replica stops waiting for it instead of
     holding its process up to an hour."""
-    config = ondemand_config(tmp_path, seeded_registry[0].url, onDemandTimeout="1ms")
-    doc = yaml.safe_load(config.read_text())
-    doc["syncworker"] = {"redis": private_redis.url, "serve": doc["syncworker"]["serve"]}
-    config.write_text(yaml.safe_dump(doc))
+    config = through_absent_workers(tmp_path, seeded_registry[0].url, private_redis.url)
     with ServeProcess(config) as serve:
         got = requests.get(f"{serve.url}/v2/mirror/library/alpine/manifests/3.20", timeout=30)
         assert got.status_code == 503  # no worker runs: the copy waits
@@ -239,3 +238,35 @@ def test_a_referrers_listing_past_the_wait_is_answered_and_a_fresh_one_copies_no
         filler.close()
     assert counted == ["timeout", "ok", "fresh", "ok"]
     assert started == [str(subject), special_tag(subject)] * 2
+
+
+def through_absent_workers(directory: Path, upstream: str, redis_url: str) -> Path:
+    """A config whose copies are the workers' tasks (none runs), waited for 1ms."""
+    config = ondemand_config(directory, upstream, onDemandTimeout="1ms")
+    doc = yaml.safe_load(config.read_text())
+    doc["syncworker"] = {"redis": redis_url, "serve": doc["syncworker"]["serve"]}
+    config.write_text(yaml.safe_dump(doc))
+    return config
+
+
+def test_a_copy_through_the_workers_is_followed_by_its_request_not_its_result(
+    seeded_registry: Seeded, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Celery's Redis result backend subscribes to the result of every task it sends (and
+    drops the subscription with the AsyncResult); nothing in serve reads that connection,
+    so its replies pile up in the socket. The copy is followed through its request in
+    Redis instead, as the HTTP API follows its tasks, and nothing subscribes."""
+    config = through_absent_workers(tmp_path, seeded_registry[0].url, private_redis.url)
+    client = redis.Redis.from_url(private_redis.url)
+    with ServeProcess(config) as serve:
+        got = requests.get(f"{serve.url}/v2/mirror/library/alpine/manifests/3.20", timeout=30)
+        assert got.status_code == 503  # no worker runs: the copy waits
+        pause = threading.Event()
+        for _ in range(600):  # until the copy's task is with the broker
+            if client.llen(QUEUE_ONDEMAND):
+                break
+            pause.wait(0.1)
+        requested = list(client.scan_iter(match="*request:*"))
+        subscribed = [name for name in client.info("commandstats") if "subscribe" in name]
+    assert subscribed == []
+    assert len(requested) == 1 and client.hget(requested[0], "state") == b"queued"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from celery import Celery
@@ -81,7 +80,7 @@ class Dispatcher:
         validate_repository(repo)
         _refuse_untaken(entry, repo)
         task_id = str(uuid.uuid4())
-        with self._request(task_id, "repo", registry, repo, None):
+        with self.coord.sending_request(task_id, "repo", registry, repo, None):
             send(self.app, TASK_SYNC_REPO, [registry, repo], task_id=task_id,
                  retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
         log.info("sync_repo(%s, %s) sent as task %s", registry, repo, task_id)
@@ -145,7 +144,7 @@ class Dispatcher:
                          registry, repo, reference, claimed)  # fmt: skip
                 return Accepted(registry, repo, reference, claimed, coalesced=True)
         try:
-            with self._request(task_id, "image", registry, repo, reference):
+            with self.coord.sending_request(task_id, "image", registry, repo, reference):
                 send(self.app, TASK_SYNC_IMAGE, [registry, repo, reference], task_id=task_id,
                      retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
         except CoordError:
@@ -154,20 +153,6 @@ class Dispatcher:
             raise
         log.info("sync_image(%s, %s, %s) sent as task %s", registry, repo, reference, task_id)
         return Accepted(registry, repo, reference, task_id, coalesced=False)
-
-    @contextmanager
-    def _request(
-        self, task_id: str, kind: str, registry: str, repo: str, reference: str | None
-    ) -> Iterator[None]:
-        """The request opened before its task is sent (a worker may take it at once), and
-        forgotten if sending fails: its caller gets an error, not an id."""
-        self.coord.open_request(task_id, kind, registry, repo, reference)
-        try:
-            yield
-        except CoordError:
-            with suppress(CoordError):  # Redis down: the request expires by itself
-                self.coord.forget_request(task_id)
-            raise
 
     # -- readiness ---------------------------------------------------------------------------
 

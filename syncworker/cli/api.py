@@ -15,11 +15,10 @@ import ssl
 from typing import Any
 
 import uvicorn
-from celery import Celery
 
 from syncworker.api.app import build_api
 from syncworker.api.dispatch import Dispatcher
-from syncworker.celeryapp import create_app
+from syncworker.celeryapp import sending_app
 from syncworker.cli.status import RUN_STATE
 from syncworker.config import Config, load_config
 from syncworker.config.serving import listen_address
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--ssl-certfile", "HTTPS needs both --ssl-certfile and --ssl-keyfile")
     # Redis for the server's lifetime: its requests record runs through the Coordinator.
     with Runtime.open(config, upto="redis", redis=RUN_STATE) as runtime:
-        dispatcher = Dispatcher(config, _sending_app(config), runtime.coordinator)
+        dispatcher = Dispatcher(config, sending_app(config), runtime.coordinator)
         uvicorn.run(
             build_api(dispatcher, token),
             host=host,
@@ -64,15 +63,6 @@ def run(args: argparse.Namespace) -> int:
             **_tls(args),
         )
     return 0
-
-
-def _sending_app(config: Config) -> Celery:
-    """The Celery app, without a result backend: the API never waits on a task, and
-    Celery's Redis backend would otherwise subscribe to the result of every task it sends,
-    for the life of the process. (Workers still store sync_image's results.)"""
-    app = create_app(config)
-    app.conf.result_backend = None
-    return app
 
 
 def api_token(config: Config) -> str:

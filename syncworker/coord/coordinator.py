@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import redis
@@ -24,7 +25,7 @@ from syncworker.coord.redislimits import RedisBandwidth, RedisLimiter, RedisLimi
 from syncworker.coord.redislocks import RedisLocks
 from syncworker.coord.requests import Requests, RequestStatus
 from syncworker.coord.runstate import FINISHED, RunFailure, Runs, RunStatus, RunTotals
-from syncworker.errors import ConfigError
+from syncworker.errors import ConfigError, CoordError
 from syncworker.waits import LOCK_TTL, LockWaits
 
 __all__ = ["Coordinator"]
@@ -262,6 +263,20 @@ class Coordinator:
     def forget_request(self, task_id: str) -> None:
         """Drop a request whose task could not be sent."""
         self._requests.forget(task_id)
+
+    @contextmanager
+    def sending_request(
+        self, task_id: str, kind: str, registry: str, repo: str, reference: str | None = None
+    ) -> Iterator[None]:
+        """The request opened before its task is sent inside (a worker may take it at
+        once), and forgotten if sending fails: its caller gets an error, not an id."""
+        self.open_request(task_id, kind, registry, repo, reference)
+        try:
+            yield
+        except CoordError:
+            with suppress(CoordError):  # Redis down: the request expires by itself
+                self.forget_request(task_id)
+            raise
 
     def move_request(self, task_id: str, state: str, result: dict[str, Any] | None = None) -> bool:
         """Move an open request along; see :meth:`Requests.move`."""

@@ -43,8 +43,8 @@ def _filler(runtime: Runtime, counter: Counter | None) -> Filler | None:
     if not any(entry.on_demand for entry in config.registries):
         return None
     stopping = threading.Event()
-    workers = runtime.coord is not None
-    copy = through_workers(config, stopping) if workers else in_process(runtime)
+    coord = runtime.coord
+    copy = in_process(runtime) if coord is None else through_workers(config, coord, stopping)
     wait = config.syncworker.serve.on_demand_timeout.total_seconds()
     return OnDemand(config.registries, copy, wait, counter, stopping)
 

@@ -1,12 +1,18 @@
-"""Parts of ``syncworker serve`` driven in-process over a real filesystem store: what a
-request costs the store, counted where the store is read."""
+"""Parts of ``syncworker serve`` driven in-process over a real filesystem store and a real
+htpasswd file: what a request costs, counted where the store is read or a password hashed."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from pathlib import Path
 
+import bcrypt
+import pytest
+
+from syncworker.serve import htpasswd
+from syncworker.serve.apierrors import ApiError
 from syncworker.serve.catalogroute import list_repositories
 from syncworker.serve.context import CATALOG_SECONDS, Served
 from syncworker.serve.messages import Request
@@ -59,3 +65,33 @@ def test_concurrent_catalogs_share_one_listing_kept_a_few_seconds(tmp_path: Path
     now[0] += CATALOG_SECONDS
     assert catalog(served, {"n": ["2"], "last": ["b"]}) == ["c", "d"]
     assert store.listings == 2
+
+
+def test_an_unknown_user_costs_one_bcrypt_as_a_wrong_password_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a hash to check, an unknown user was refused at once and a known one with a
+    wrong password after bcrypt: the time told which users exist."""
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(5)).replace(b"$2b$", b"$2y$", 1)
+    path = tmp_path / "htpasswd"
+    path.write_bytes(b"reader:" + hashed + b"\n")
+    checked: list[bytes] = []
+    verify = htpasswd._bcrypt_ok
+
+    def counting(password: str, against: bytes) -> bool:
+        checked.append(against)
+        return verify(password, against)
+
+    monkeypatch.setattr(htpasswd, "_bcrypt_ok", counting)
+    auth = htpasswd.Htpasswd(str(path))
+    for user in ("reader", "nobody"):
+        with pytest.raises(ApiError) as refused:
+            auth.check(basic(user, "wrong"))
+        assert refused.value.status == 401
+    assert len(checked) == 2 and checked[0] == hashed
+    assert checked[1][4:7] == b"05$" and checked[1] != hashed  # the file's cost
+    assert auth.check(basic("reader", "right")) == "reader"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -2,8 +2,10 @@
 distribution's htpasswd auth accepts; no file means anonymous read.
 
 A password checked once is remembered in this process by a hash of the pair, so that
-bcrypt (tens of milliseconds by design) runs once per client, not once per request. The
-file is read again when it changes.
+bcrypt (tens of milliseconds by design) runs once per client, not once per request. A
+user the file lacks is checked against a hash of the file's cost all the same, so that
+the answer takes as long as for a wrong password: the time does not tell which users
+exist. The file is read again when it changes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ __all__ = ["REALM", "Htpasswd"]
 REALM = "syncworker"
 _KEY = "syncworker.serve.htpasswd"
 _BCRYPT = ("$2a$", "$2b$", "$2y$")
+# bcrypt's cost of the hash unknown users are checked against when the file has none
+# (distribution's htpasswd writes bcrypt.DefaultCost, 10).
+DEFAULT_COST = 10
 
 
 class Htpasswd:
@@ -31,6 +36,7 @@ class Htpasswd:
         self._guard = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._users: dict[str, bytes] = {}
+        self._absent = b""
         self._good: set[bytes] = set()
         self._load()
 
@@ -42,8 +48,9 @@ class Htpasswd:
         with self._guard:
             if key in self._good:
                 return user
-            hashed = self._users.get(user)
-        if hashed is None or not _bcrypt_ok(password, hashed):
+            hashed, absent = self._users.get(user), self._absent
+        matches = _bcrypt_ok(password, absent if hashed is None else hashed)
+        if hashed is None or not matches:
             raise unauthorized(REALM)
         with self._guard:
             self._good.add(key)
@@ -60,8 +67,9 @@ class Htpasswd:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
             raise ConfigError(_KEY, f"{self.path}: {reason or exc}") from None
         users = _parse(text, self.path)
+        absent = _absent_hash(users)
         with self._guard:
-            self._users, self._good, self._stamp = users, set(), stamp
+            self._users, self._absent, self._good, self._stamp = users, absent, set(), stamp
 
 
 def _parse(text: str, where: str) -> dict[str, bytes]:
@@ -77,6 +85,16 @@ def _parse(text: str, where: str) -> dict[str, bytes]:
             )
         users[user] = hashed.encode()
     return users
+
+
+def _absent_hash(users: dict[str, bytes]) -> bytes:
+    """A bcrypt hash of a random password at the highest cost of ``users``' hashes, for
+    checking a user the file lacks as long as one it holds."""
+    import bcrypt
+
+    costs = [int(hashed[4:6]) for hashed in users.values() if hashed[4:6].isdigit()]
+    cost = min(max(costs, default=DEFAULT_COST), 31)
+    return bytes(bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(max(cost, 4))))
 
 
 def _basic(header: str | None) -> tuple[str, str]:

@@ -17,8 +17,10 @@ from collections.abc import Iterator
 
 import fakeredis
 import pytest
+from redis.lock import Lock
 
 from syncworker.coord import Coordinator, LockBusy
+from syncworker.coord.keeper import Keeper, new_lock
 from syncworker.engine import LocalLocks, Locks
 from syncworker.waits import LockWaits
 from tests.test_coord_support import _fake_server
@@ -485,3 +487,33 @@ def test_one_keeper_thread_keeps_every_held_lock(real_coord: Coordinator) -> Non
             thread.join(timeout=60)
     for i in range(holders):
         assert not real_coord.client.exists(f"{real_coord.prefix}:flight:blob:sha256:{i:064x}")
+
+
+def test_a_lock_kept_while_the_keeper_stops_is_kept_alive(real_coord: Coordinator) -> None:
+    """``Keeper.stop`` waits for its thread, which is busy extending a lock; a lock taken
+    meanwhile must get a thread of its own, not the ending one, or it expires while held."""
+    keeper, ttl = Keeper(), 1.0
+    extending, finish = threading.Event(), threading.Event()
+
+    class SlowLock(Lock):
+        def reacquire(self) -> bool:
+            extending.set()
+            assert finish.wait(timeout=60)
+            return bool(super().reacquire())
+
+    key = f"{real_coord.prefix}:keeper:"
+    first = SlowLock(real_coord.client, key + "first", timeout=ttl, thread_local=False)
+    second = new_lock(real_coord.client, key + "second", ttl)
+    assert first.acquire() and second.acquire()
+    with keeper.keep(first, ttl):
+        assert extending.wait(timeout=60)
+        stopper = threading.Thread(target=keeper.stop)
+        stopper.start()
+        with keeper.keep(second, ttl) as held:
+            finish.set()
+            stopper.join(timeout=60)
+            time.sleep(ttl * 2.5)
+            assert not held.lost and second.owned()
+    keeper.stop()
+    first.release()
+    second.release()

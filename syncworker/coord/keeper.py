@@ -70,7 +70,9 @@ class Keeper:
         self._cond = threading.Condition()
         self._held: set[Held] = set()
         self._thread: threading.Thread | None = None
-        self._stopping = False
+        # Set when :meth:`stop` tells ``_thread`` to end; each thread has its own, so a
+        # lock kept while a stopped thread is still ending starts a new one.
+        self._told_to_stop = threading.Event()
 
     @contextmanager
     def keep(self, lock: Lock, ttl: float) -> Iterator[Held]:
@@ -90,31 +92,36 @@ class Keeper:
     def stop(self) -> None:
         """End the thread (a later :meth:`keep` starts a new one)."""
         with self._cond:
-            thread, self._stopping = self._thread, True
-            self._cond.notify()
+            thread, self._thread = self._thread, None
+            self._told_to_stop.set()
+            self._cond.notify_all()
         if thread is not None:
             thread.join()
-        with self._cond:
-            self._thread, self._stopping = None, False
 
     def _start(self) -> None:
         # Also after a fork: the child inherits the thread object, not the thread.
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="lock-keeper", daemon=True)
+        thread = self._thread
+        if thread is None or self._told_to_stop.is_set() or not thread.is_alive():
+            self._told_to_stop = told = threading.Event()
+            self._thread = threading.Thread(
+                target=self._keep_alive, args=(told,), name="lock-keeper", daemon=True
+            )
             self._thread.start()
 
-    def _run(self) -> None:
-        while (due := self._next_due()) is not None:
+    def _keep_alive(self, told_to_stop: threading.Event) -> None:
+        while (due := self._next_due(told_to_stop)) is not None:
             for held in due:
                 self._rearm(held)
 
-    def _next_due(self) -> list[Held] | None:
-        """Wait until some locks are due (returned, rescheduled) or the keeper stops (None)."""
+    def _next_due(self, told_to_stop: threading.Event) -> list[Held] | None:
+        """Wait until some locks are due (returned, rescheduled) or this thread is told to
+        stop (None)."""
         with self._cond:
-            while not self._stopping:
+            while not told_to_stop.is_set():
                 if not self._held:
                     if not self._cond.wait(IDLE_EXIT) and not self._held:
-                        self._thread = None
+                        if self._thread is threading.current_thread():
+                            self._thread = None
                         return None
                     continue
                 now = time.monotonic()

@@ -603,6 +603,23 @@ def test_public_upstream_redirecting_inside_is_refused(
     assert client.stats.snapshot().retries == 0
 
 
+def test_a_token_post_redirected_to_another_host_is_refused_unsent(
+    server: Scripted, other: Scripted
+) -> None:
+    """A 307/308 keeps the method and body (RFC 9110 section 15.4.8): followed to another
+    host, an identity token's refresh-token grant would hand that host the token."""
+    challenge = f'Bearer realm="{server.url}/token",service="s"'
+    server.on("GET", "/v2/r/tags/list", Answer(401, headers={"WWW-Authenticate": challenge}))
+    server.on("POST", "/token", Answer(307, headers={"Location": f"{other.url}/token"}))
+    client = RegistryClient([server.url], Credentials("<token>", SECRET), FAST)
+    with client, pytest.raises(RegistryError) as caught:
+        client.tags("r")
+    message = str(caught.value)
+    assert f"POST {server.url}/token" in message
+    assert f"redirect to another host, 127.0.0.1:{other.server_address[1]}, refused" in message
+    assert other.seen == [] and SECRET not in message
+
+
 # -- where credentials may go ------------------------------------------------------------
 
 

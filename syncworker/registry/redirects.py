@@ -2,8 +2,10 @@
 
 Authorization never leaves its origin; a redirect to an address the upstream may not send
 us to (:mod:`.addresses`) is refused, and one it may is pinned to the address judged
-(:meth:`.pool.Pool.admit`); a streamed upload is never sent again (its body is spent);
-303, and 301/302 after a body, turn the request into a GET, as browsers and requests do.
+(:meth:`.pool.Pool.admit`); a streamed upload is never sent again (its body is spent),
+and no body goes to another origin by 307/308 (a token request's form holds a login or a
+refresh token: RFC 9110 section 15.4.8 has the body sent again as it is); 303, and 301/302
+after a body, turn the request into a GET, as browsers and requests do.
 """
 
 from __future__ import annotations
@@ -57,6 +59,16 @@ class Redirects:
                 status,
                 detail="redirected a streamed upload, whose body cannot be sent again",
             )
+        moved = origin(target) != origin(request.url)
+        if request.body is not None and moved and status in (307, 308):
+            _, host, port = origin(target)
+            raise RegistryError(
+                request.method,
+                redact_http_url(request.url),
+                status,
+                detail=f"redirect to another host, {host}:{port}, refused: the request's body "
+                "(a login, a refresh token) is sent only where it was addressed",
+            )
         if not self._admit(target, upstream):
             raise RegistryError(
                 request.method,
@@ -65,7 +77,7 @@ class Redirects:
                 detail=f"redirect to {redact_http_url(target)} refused (internal address)",
             )
         headers = request.headers
-        if origin(target) != origin(request.url):
+        if moved:
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         method, body = request.method, request.body
         if status == 303 or (status in (301, 302) and body):

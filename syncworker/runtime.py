@@ -118,15 +118,21 @@ class Runtime:
         return self._mirror
 
     def close(self) -> None:
-        """Stop the Mirror's pools, then disconnect from Redis."""
+        """Stop the Mirror's pools, close the store's connections, then disconnect from
+        Redis."""
         mirror, self._mirror = self._mirror, None
+        store, self._store = self._store, None
         coord, self.coord = self.coord, None
         try:
             if mirror is not None:
                 mirror.close()
         finally:
-            if coord is not None:
-                coord.close()
+            try:
+                if store is not None:
+                    store.close()
+            finally:
+                if coord is not None:
+                    coord.close()
 
     def __enter__(self) -> Runtime:
         return self

@@ -5,6 +5,7 @@ closed together, connections to the upstreams included."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,4 +106,22 @@ def test_closing_the_runtime_closes_the_connections_to_the_upstreams(
     with Runtime.open(config) as runtime:
         assert runtime.mirror.sync_repo("up", "closing/app").ok
         assert _sockets() > before  # kept alive for the next request
+    assert _sockets() == before
+
+
+def test_closing_the_runtime_closes_the_connections_to_a_registry_destination(
+    tmp_path: Path, registry: RegistryServer, make_registry: Callable[..., RegistryServer]
+) -> None:
+    push_image(registry.url, "closing/dest", "v1", make_image("closing-dest", layers=1))
+    dest = make_registry()
+    upstream = [{"name": "up", "urls": [registry.url]}]
+    settings = {"destination": {"url": dest.url}}
+    config = load_config(
+        write_sync_config(tmp_path, tmp_path / "store", upstream, settings=settings)
+    )
+    before = _sockets()
+    with Runtime.open(config) as runtime:
+        assert runtime.mirror.sync_repo("up", "closing/dest").ok
+        runtime.mirror.close()  # the upstream's connections: only the destination's are left
+        assert _sockets() > before
     assert _sockets() == before

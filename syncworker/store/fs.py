@@ -61,6 +61,9 @@ class FsBackend:
     def where(self, key: str) -> str:
         return f"{self.root}/{key}"
 
+    def close(self) -> None:
+        """Nothing to close: every file is closed by the call that opened it."""
+
     def head(self, key: str) -> int | None:
         try:
             found = os.stat(self._path(key))

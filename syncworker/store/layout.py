@@ -268,6 +268,9 @@ class LayoutStore:
         ended before it wrote ``index.json`` (blobs, an ``oci-layout``, nothing listed)."""
         return sorted(repo for repo, _ in self._layouts())
 
+    def close(self) -> None:
+        self.backend.close()
+
     def clean_leftovers(self, max_age: float | None = None) -> int:
         """Remove temporaries left by a crash: at once those of writers known dead, others
         once untouched for ``max_age`` seconds (None: the backend's grace period)."""

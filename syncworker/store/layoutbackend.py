@@ -35,6 +35,10 @@ class Listing:
 
 
 class Backend(Protocol):
+    def close(self) -> None:
+        """Close the connections the backend keeps open (a bucket's pool)."""
+        ...
+
     def where(self, key: str) -> str:
         """``key`` as a path or URL for messages (never with credentials)."""
         ...

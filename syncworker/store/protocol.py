@@ -203,6 +203,10 @@ class Store(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Close the connections the store keeps open; it is not used afterwards."""
+        ...
+
 
 @runtime_checkable
 class Readable(Protocol):

@@ -270,6 +270,9 @@ class RegistryStore:
             names = list(self.client.catalog())
             return sorted(name for name in names if self._has_tags(name))
 
+    def close(self) -> None:
+        self.client.close()
+
     def clean_leftovers(self, max_age: float | None = None) -> int:
         """Nothing to clean: an abandoned upload session is the registry's to expire."""
         return 0

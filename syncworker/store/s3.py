@@ -71,6 +71,9 @@ class S3Backend:
     def where(self, key: str) -> str:
         return f"s3://{self._bucket}/{self._prefix}{key}"
 
+    def close(self) -> None:
+        self.client.close()
+
     def head(self, key: str) -> int | None:
         found = self._head(self._prefix + key)
         return None if found is None else int(found["ContentLength"])

@@ -40,12 +40,15 @@ class ServedStore(Store, Readable, Servable, Protocol):
 
 class Filler(Protocol):
     """Pull-through: copy an image, or a subject's referrers, into the store before it is
-    served; returns once it is there. Raises ApiError (404 for a name no rule maps, 503
-    when the copy outlasts the wait)."""
+    served; returns once it is there, or once the wait is over."""
 
-    def fill_image(self, name: str, reference: str) -> None: ...
+    def fill_image(self, name: str, reference: str) -> None:
+        """Raises ApiError 503 when the copy outlasts the wait or cannot start."""
+        ...
 
-    def fill_referrers(self, name: str, subject: Digest, artifact_type: str | None) -> None: ...
+    def fill_referrers(self, name: str, subject: Digest, artifact_type: str | None) -> None:
+        """Never raises: a listing is answered from the store as it is."""
+        ...
 
     def maps(self, name: str) -> bool:
         """Whether an on-demand registry's content rule maps destination ``name``."""

@@ -21,7 +21,7 @@ from syncworker.engine.checkrun import check_one, checker
 from syncworker.runs.catalogwalk import continue_walk, give_up_walk, trigger_walk
 from syncworker.runs.repocount import record_repo, record_repo_lost
 from syncworker.runs.storecheck import check_failures, check_mode, record_check
-from syncworker.runs.sweep import stalled
+from syncworker.runs.sweep import end_lost_fan_out, stalled
 from syncworker.waits import TASK_REPO_WAIT
 from syncworker.worker.checks import check_args
 from syncworker.worker.policy import SyncTask
@@ -239,7 +239,10 @@ def sweep_run(
     """If ``run_id`` has not moved since ``previous``, send its lost work again; then look
     again later, until the run is over."""
     mark, resend = stalled(self.state.coord, registry, run_id, previous)
-    if mark is None:
+    if resend.fan_out_lost:
+        log.warning("check run %s: its fan-out stopped part-way; the run ends failed", run_id)
+        end_lost_fan_out(self.state.coord, registry, run_id)
+    if mark is None or resend.fan_out_lost:
         return {"run_id": run_id, "over": True}
     if resend.walk or resend.repos:
         log.warning(

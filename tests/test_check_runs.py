@@ -26,11 +26,11 @@ from syncworker.runs.storecheck import (
     fan_out_check,
     record_check,
 )
-from syncworker.runs.sweep import stalled
+from syncworker.runs.sweep import Resend, end_lost_fan_out, stalled
 from syncworker.store import IndexEntry
 from syncworker.tasks import _resend_repos
 from syncworker.worker.checks import start_check
-from syncworker.worker.tasknames import QUEUE_REPO, TASK_CHECK_REPO
+from syncworker.worker.tasknames import QUEUE_REPO, QUEUE_WALK, TASK_CHECK_REPO, TASK_SWEEP
 from tests.support.cluster import queued_args, queued_task
 from tests.support.redis_server import RedisServer
 
@@ -65,7 +65,7 @@ def test_a_check_run_counts_each_repository_once_and_keeps_what_is_broken(
         sent.extend(repos)
 
     label = check_label(deep=True, repair=True)
-    fan_out_check(coord, label, "check-1", ["a", "b", "c"], enqueue)
+    fan_out_check(coord, label, "check-1", ["a", "b", "c"], enqueue, lambda: None)
     assert sent == ["a", "b", "c"]
     status = coord.run_status("check-1")
     assert status is not None and (status.registry, status.total, status.state) == (
@@ -128,6 +128,57 @@ def test_start_check_sends_a_task_per_repository_and_the_sweep_resends_with_the_
             ["lib/a", run_id, True, False],
             ["lib/b", run_id, True, False],
         ]
+    finally:
+        app.close()
+        coord.close()
+        broker.close()
+
+
+def test_a_check_whose_command_died_during_the_fan_out_ends_failed(
+    tmp_path: Path, private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command dies after sending the first repositories: the sweep it sent first
+    finds the run not moving and not fanned out, and ends it failed, saying why; a
+    fan-out that ended is swept as before."""
+    path = tmp_path / "config.yaml"
+    doc = {
+        "storage": {"rootDirectory": str(tmp_path / "store")},
+        "extensions": {"sync": {"registries": []}},
+        "syncworker": {"redis": private_redis.url},
+    }
+    path.write_text(yaml.safe_dump(doc))
+    app = create_app(load_config(path))
+    coord = Coordinator.from_url(private_redis.url)
+    broker = redis.Redis.from_url(private_redis.url)
+    monkeypatch.setattr("syncworker.runs.storecheck.FANOUT_BATCH", 1)
+    batches: list[Sequence[str]] = []
+
+    def dying(app: object, task: str, args: Sequence[Sequence[object]]) -> None:
+        batches.append([a[0] for a in args])  # type: ignore[misc]
+        if len(batches) == 2:
+            raise KeyboardInterrupt  # the command killed part-way
+
+    monkeypatch.setattr("syncworker.worker.checks.send_each", dying)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            start_check(app, coord, ["lib/a", "lib/b", "lib/c"], deep=False, repair=False)
+        sweeps = broker.lrange(QUEUE_WALK, 0, -1)
+        assert [queued_task(raw) for raw in sweeps] == [TASK_SWEEP]
+        label, run_id, _ = queued_args(sweeps[0])
+        assert label == check_label(deep=False, repair=False)
+
+        mark, resend = stalled(coord, label, run_id, None)
+        assert mark is not None and not resend.fan_out_lost  # it may still be sending
+        _, resend = stalled(coord, label, run_id, mark)
+        assert resend.fan_out_lost
+        end_lost_fan_out(coord, label, run_id)
+        status = coord.run_status(run_id)
+        assert status is not None and status.state == "failed"
+        assert [f.reason for f in status.failures] == [
+            "the check stopped sending repositories after 1 (the command that started it"
+            " died); run the check again"
+        ]
+        assert stalled(coord, label, run_id, mark) == (None, Resend())
     finally:
         app.close()
         coord.close()

@@ -165,6 +165,10 @@ class Coordinator:
         """See :meth:`Runs.note_deferred`."""
         self._runs.note_deferred(run_id, repo, tags, refill_at)
 
+    def walked(self, run_id: str) -> bool:
+        """Whether everything ``run_id`` covers was fanned out (:meth:`end_walk`)."""
+        return self._runs.walked(run_id)
+
     def run_status(self, run_id: str) -> RunStatus | None:
         """The run's status, or None if there is no such run (or it expired)."""
         return self._runs.run_status(run_id)

@@ -326,6 +326,11 @@ class Runs(Part):
         self._lua_finish(keys=self._ending_keys(run_id), args=args)
 
     @translated
+    def walked(self, run_id: str) -> bool:
+        """Whether everything ``run_id`` covers was fanned out (``end_walk``)."""
+        return bool(self._client.hexists(self._keys.run(run_id), "walked"))
+
+    @translated
     def run_status(self, run_id: str) -> RunStatus | None:
         """The run's status, or None if there is no such run (or it expired)."""
         if not _RUN_ID.match(run_id):

@@ -59,11 +59,19 @@ def check_mode(label: str) -> tuple[bool, bool] | None:
 
 
 def fan_out_check(
-    coord: Coordinator, label: str, run_id: str, repos: Sequence[str], enqueue: Enqueue
+    coord: Coordinator,
+    label: str,
+    run_id: str,
+    repos: Sequence[str],
+    enqueue: Enqueue,
+    sweep: Callable[[], None],
 ) -> None:
-    """Start run ``run_id`` filed under ``label`` and send a check of each of ``repos``;
-    the run ends once the last is counted (at once when there are none)."""
+    """Start run ``run_id`` filed under ``label`` and its ``sweep``, and send a check of
+    each of ``repos``; the run ends once the last is counted (at once when there are none).
+    The sweep goes before the fan-out, so a fan-out that dies part-way ends its run too
+    (runs/sweep.py)."""
     coord.start_run(label, run_id)
+    sweep()
     for start in range(0, len(repos), FANOUT_BATCH):
         fresh = coord.not_enqueued(run_id, repos[start : start + FANOUT_BATCH])
         enqueue(fresh, run_id)

@@ -9,6 +9,11 @@ it sends the walk's next page again while the walk is on, and once the walk is o
 ``sync_repo`` for every repository enqueued but not yet counted. Duplicates are harmless:
 the cursor moves by compare-and-set, a repository is counted once per run, and a repeated
 sync finds everything in the store.
+
+A check's run is fanned out by the command that started it, not by a task: if nothing moved
+over a whole interval before its fan-out ended, that command died part-way, and nothing can
+send the rest. The run then ends failed, saying so, rather than staying "running" until it
+expires.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from syncworker.coord import RUNNING, Coordinator
+from syncworker.coord import FAILED, RUNNING, Coordinator
 from syncworker.errors import ConfigError
+from syncworker.runs.storecheck import check_mode
 
 __all__ = [
     "DEFAULT_SWEEP_SECONDS",
     "SWEEP_ENV",
     "Resend",
+    "end_lost_fan_out",
     "progress_mark",
     "stalled",
     "sweep_seconds",
@@ -53,6 +60,8 @@ def sweep_seconds() -> float:
 class Resend:
     walk: bool = False
     repos: list[str] = field(default_factory=list)
+    #: A check's fan-out stopped for good: the run is to end (:func:`end_lost_fan_out`).
+    fan_out_lost: bool = False
 
 
 def progress_mark(coord: Coordinator, registry: str, run_id: str) -> str | None:
@@ -75,8 +84,23 @@ def stalled(
     mark = progress_mark(coord, registry, run_id)
     if mark is None or mark != previous:
         return mark, Resend()
+    if check_mode(registry) is not None and not coord.walked(run_id):
+        return mark, Resend(fan_out_lost=True)
     if coord.current_walk(registry) == run_id:
         # Still walking: the page is what is stuck; repositories not yet done are expected
         # to wait in the queue behind the ones in progress.
         return mark, Resend(walk=True)
     return mark, Resend(repos=coord.uncounted(run_id))
+
+
+def end_lost_fan_out(coord: Coordinator, label: str, run_id: str) -> None:
+    """End check run ``run_id``, whose fan-out stopped part-way: failed, saying how far
+    it got (what was sent is still checked, and counted into it no more)."""
+    status = coord.run_status(run_id)
+    sent = status.total if status is not None else 0
+    reason = (
+        f"the check stopped sending repositories after {sent} (the command that started it"
+        " died); run the check again"
+    )
+    coord.record_failure(run_id, label, None, reason)
+    coord.finish_run(run_id, FAILED)

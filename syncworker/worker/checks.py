@@ -37,8 +37,7 @@ def start_check(
         send_each(app, TASK_CHECK_REPO, check_args(batch, run_id, deep=deep, repair=repair))
 
     try:
-        fan_out_check(coord, label, run_id, repos, enqueue)
-        start_sweep(app, label, run_id)
+        fan_out_check(coord, label, run_id, repos, enqueue, lambda: start_sweep(app, label, run_id))
     except CoordError as exc:
         coord.record_failure(run_id, label, None, str(exc))
         coord.finish_run(run_id, FAILED)

@@ -76,6 +76,9 @@ def test_the_budget_is_spent_never_overspent(
         line = _deferred_line(first)
         assert re.search(rf"hub: {MANIFESTS - LIMIT} tags, .* refills at \d{{4}}-", line), line
         assert (hub.counted, hub.refused) == (LIMIT, 0)
+        # Each repository's line counts the tags it left for later.
+        per_repo = re.findall(r"^\[ *\d+\] hub/.*unchanged, (\d+) deferred, ", first.stderr, re.M)
+        assert sum(map(int, per_repo)) == MANIFESTS - LIMIT, first.stderr[-3000:]
 
         spent = _sync(tmp_path, hub, settings)
         assert spent.code == 3, spent.output[-3000:]

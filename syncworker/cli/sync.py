@@ -227,10 +227,13 @@ class RepoPrinter:
             state = "FAILED" if result.failures else "ok"
             if result.skip_reason is not None:
                 state = f"skipped ({result.skip_reason})"
+            # Tags the pull budget left for later are named, or a repository with only
+            # those would read as mirrored and up to date.
+            deferred = f"{len(result.deferred)} deferred, " if result.deferred else ""
             line = (
                 f"[{self._done:>5}] {result.registry}/{result.upstream_repo}: {state}, "
                 f"{len(result.copied)} {self._copied}, {len(result.skipped)} unchanged, "
-                f"{human_size(result.bytes_copied)}{self._fetched}"
+                f"{deferred}{human_size(result.bytes_copied)}{self._fetched}"
             )
             if self._json is not None:
                 line = self._as_json(result, line)

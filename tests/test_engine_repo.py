@@ -206,3 +206,45 @@ def test_image_copier_keeps_wanted_platforms_and_fetches_shared_blobs_once(
         assert store.has_blob(repo, Digest.parse(index.digest))
         for child in index.children:
             assert store.has_blob(repo, Digest.parse(child.digest)) == (child is arm64)
+
+
+class LookupCountingStore(FsStore):
+    """Counts manifest lookups and index.json writes."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.lookups = self.index_writes = 0
+
+    def has_manifest(self, repo: str, digest: Digest) -> bool:
+        self.lookups += 1
+        return super().has_manifest(repo, digest)
+
+    def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:
+        written = super().update_index(repo, entries)
+        self.index_writes += written
+        return written
+
+
+def test_widened_platforms_complete_an_unchanged_index_once_then_cost_no_lookup(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """The run after ``platforms`` is widened looks the index's children up and fetches the
+    new one; the entry then records the setting, so later no-op runs look nothing up."""
+    repo, index = "engine/widened", make_index("engine-widened", layers=1)
+    push_image(registry.url, repo, "multi", index)
+    store = LookupCountingStore(tmp_path / "store")
+    amd64 = index.children[0].digest
+
+    narrow = _upstream(registry, platforms=(Platform.parse("linux/arm64"),))
+    with Mirror({NAME: narrow}, store, LocalLocks()) as mirror:
+        assert mirror.sync_repo(NAME, repo).ok
+    assert not store.has_blob(repo, Digest.parse(amd64))
+    store.lookups = store.index_writes = 0
+    with Mirror({NAME: _upstream(registry)}, store, LocalLocks()) as mirror:
+        widened = mirror.sync_repo(NAME, repo)
+    assert widened.copied == ["multi"] and store.has_blob(repo, Digest.parse(amd64))
+    assert store.index_writes == 1
+    store.lookups = store.index_writes = 0
+    with Mirror({NAME: _upstream(registry)}, store, LocalLocks()) as mirror:
+        assert mirror.sync_repo(NAME, repo).skipped == ["multi"]
+    assert (store.lookups, store.index_writes) == (0, 0)

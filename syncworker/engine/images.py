@@ -55,12 +55,15 @@ class TreeWalker:
         _Walk(self, dest_repo, tree).node(desc, (), fetched)
         return tree
 
-    def complete(self, dest_repo: str, desc: Descriptor) -> CopiedTree:
+    def complete(
+        self, dest_repo: str, desc: Descriptor, *, look_up_children: bool = True
+    ) -> CopiedTree:
         """The tree of ``desc``, which ``dest_repo`` holds already (an unchanged tag):
-        its digests, read from the sink, and for an index the wanted children it lacks."""
+        its digests, read from the sink, and for an index the wanted children it lacks
+        (unless ``look_up_children`` is False: they are known to be there)."""
         tree = CopiedTree({desc.digest})
         if desc.is_index:
-            _Walk(self, dest_repo, tree).whole_index(desc.digest, ())
+            _Walk(self, dest_repo, tree).whole_index(desc.digest, (), look_up_children)
         return tree
 
 
@@ -97,15 +100,20 @@ class _Walk:
         sink.put_manifest(self.dest_repo, digest, raw)
         self.tree.put += 1
 
-    def whole_index(self, digest: Digest, parents: tuple[Digest, ...]) -> None:
+    def whole_index(
+        self, digest: Digest, parents: tuple[Digest, ...], look_up_children: bool = True
+    ) -> None:
         """An index the sink holds: its children's digests without a GET, and the
         children ``platforms`` wants that it lacks. The index alone does not say its tree
         is whole once ``platforms`` was widened (or a filter changed which children are
         expected) since it was stored; each wanted child is asked of the sink (in a store,
-        one lookup each) and only a missing one is fetched."""
+        one lookup each) and only a missing one is fetched. ``look_up_children`` False:
+        the caller knows them to be there (``plan.CHILDREN_FOR``), nothing is asked."""
         sink = self.walker.sink
         index = parse_manifest(sink.read_manifest(self.dest_repo, digest), None, digest)
         self.tree.digests.update(c.digest for c in index.children)
+        if not look_up_children:
+            return
         for child in expected_children(index, self.walker.platforms):
             self.node(child, (*parents, digest))
 

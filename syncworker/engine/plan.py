@@ -13,6 +13,7 @@ from syncworker.oci import Descriptor, Digest, Manifest, validate_tag
 from syncworker.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 __all__ = [
+    "CHILDREN_FOR",
     "UPSTREAM_MEDIA_TYPE",
     "LayoutMediaTypes",
     "as_of_bytes",
@@ -32,6 +33,11 @@ LayoutMediaTypes = Literal["preserve", "oci"]
 # the structures match, so ``oci`` lists the OCI type and keeps Docker's in an annotation.
 _OCI_TWIN = {DOCKER_MANIFEST: OCI_MANIFEST, DOCKER_MANIFEST_LIST: OCI_INDEX}
 UPSTREAM_MEDIA_TYPE = "io.syncworker.upstream.mediaType"
+# On an index's entry: the ``platforms`` setting (``children_key``) its children were
+# completed under. While it is the setting of the run, an unchanged index is whole without
+# looking its children up; once the setting changes, they are looked up (and the missing
+# ones fetched) once, and the entry says so again.
+CHILDREN_FOR = "io.syncworker.children-for"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +68,12 @@ def blobs_to_copy(manifest: Manifest) -> list[Descriptor]:
     return out
 
 
-def index_descriptor(desc: Descriptor, layout_media_types: LayoutMediaTypes) -> Descriptor:
+def index_descriptor(
+    desc: Descriptor, layout_media_types: LayoutMediaTypes, children_for: str | None = None
+) -> Descriptor:
     """What index.json records for ``desc``: media type, digest, size, platform (for
-    children listed untagged) and artifactType.
+    children listed untagged) and artifactType; for an index, ``children_for``
+    (``CHILDREN_FOR``) when given.
 
     The media type is the one of the bytes: a registry serving the layout (zot) sends it as
     ``Content-Type``, and clients refuse a body whose ``mediaType`` differs (distribution's
@@ -75,6 +84,8 @@ def index_descriptor(desc: Descriptor, layout_media_types: LayoutMediaTypes) -> 
     if layout_media_types == "oci" and media_type in _OCI_TWIN:
         annotations = {UPSTREAM_MEDIA_TYPE: media_type}
         media_type = _OCI_TWIN[media_type]
+    if desc.is_index and children_for is not None:
+        annotations[CHILDREN_FOR] = children_for
     return Descriptor(
         media_type,
         desc.digest,
@@ -99,7 +110,9 @@ def relisted(stored: Descriptor, layout_media_types: LayoutMediaTypes) -> Descri
     under ``layout_media_types``; None if it is right as it is. No download is needed: an
     entry listed under a twin type keeps the type of its bytes in an annotation."""
     original = stored.annotations.get(UPSTREAM_MEDIA_TYPE)
-    wanted = index_descriptor(as_of_bytes(stored), layout_media_types)
+    wanted = index_descriptor(
+        as_of_bytes(stored), layout_media_types, stored.annotations.get(CHILDREN_FOR)
+    )
     if (wanted.media_type, wanted.annotations.get(UPSTREAM_MEDIA_TYPE)) == (
         stored.media_type,
         original,

@@ -26,6 +26,7 @@ from syncworker.engine.images import CopiedTree, TreeWalker
 from syncworker.engine.index import IndexWriter
 from syncworker.engine.locks import HELD, RepoHold
 from syncworker.engine.plan import (
+    CHILDREN_FOR,
     LayoutMediaTypes,
     TagPlan,
     index_descriptor,
@@ -44,6 +45,7 @@ from syncworker.errors import (
 )
 from syncworker.filters import (
     ContentRules,
+    children_key,
     special_tag_subject,
 )
 from syncworker.oci import Descriptor, Digest, Platform, parse_manifest
@@ -85,6 +87,8 @@ class RepoJob:
     result: RepoResult = field(init=False)
     _index: IndexWriter = field(init=False)
     _stored: dict[str, Digest] = field(init=False, default_factory=dict)
+    #: Of each stored tag of an index: the setting its children were completed under.
+    _children_for: dict[str, str | None] = field(init=False, default_factory=dict)
     _listed: set[Digest] = field(init=False, default_factory=set)
     _synced: set[Digest] = field(init=False, default_factory=set)
     _referrers: ReferrerWalk = field(init=False)
@@ -189,6 +193,9 @@ class RepoJob:
         entry alone, no download)."""
         entries = self.store.index(self.dest_repo, tags)
         self._stored.update({e.tag: e.descriptor.digest for e in entries if e.tag})
+        self._children_for.update(
+            {e.tag: e.descriptor.annotations.get(CHILDREN_FOR) for e in entries if e.tag}
+        )
         self._listed.update(e.descriptor.digest for e in entries)
         self._index.relist(entries, self.layout_media_types)
 
@@ -245,7 +252,10 @@ class RepoJob:
         self, tag: str, desc: Descriptor, fetched: Fetched | None = None
     ) -> Descriptor | None:
         if self._stored.get(tag) == desc.digest:
-            tree = self.images.complete(self.dest_repo, desc)
+            settled = self._children_for.get(tag) == children_key(self.platforms)
+            tree = self.images.complete(self.dest_repo, desc, look_up_children=not settled)
+            if not settled and desc.is_index:  # completed under this setting from now on
+                self._index.add([IndexEntry(self._index_descriptor(desc), tag)], tag)
             if special_tag_subject(tag) is None:  # referrers attached since, with the tag
                 self._index.add(self._referrers.refresh(desc.digest, self._listed), tag)
             self._complete_done(tree, tag)
@@ -322,7 +332,7 @@ class RepoJob:
         return [IndexEntry(self._index_descriptor(c)) for c in self._stored_children(desc)]
 
     def _index_descriptor(self, desc: Descriptor) -> Descriptor:
-        return index_descriptor(desc, self.layout_media_types)
+        return index_descriptor(desc, self.layout_media_types, children_key(self.platforms))
 
     # -- failures ---------------------------------------------------------------------
 

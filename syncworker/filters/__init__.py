@@ -3,7 +3,7 @@ tag classes and platform matching they are built from."""
 
 from syncworker.filters.globs import compile_glob
 from syncworker.filters.goregex import GoRegex, compile_go_regex
-from syncworker.filters.platforms import expected_children, wants_platform
+from syncworker.filters.platforms import children_key, expected_children, wants_platform
 from syncworker.filters.rules import ContentRule, ContentRules, TagRule
 from syncworker.filters.tagclasses import (
     SPECIAL_SUFFIXES,
@@ -18,6 +18,7 @@ __all__ = [
     "ContentRules",
     "GoRegex",
     "TagRule",
+    "children_key",
     "compile_glob",
     "compile_go_regex",
     "expected_children",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from syncworker.oci import Descriptor, Manifest, Platform
 
-__all__ = ["expected_children", "wants_platform"]
+__all__ = ["children_key", "expected_children", "wants_platform"]
 
 
 def wants_platform(wanted: Sequence[Platform], platform: Platform | None) -> bool:
@@ -28,3 +28,9 @@ def expected_children(index: Manifest, platforms: Sequence[Platform]) -> list[De
     expected, not damage. The one rule for what the sync copies, what gc marks and what a
     check requires."""
     return [child for child in index.children if wants_platform(platforms, child.platform)]
+
+
+def children_key(platforms: Sequence[Platform]) -> str:
+    """``platforms`` as one string, the same for the same setting: what an index's
+    children were completed under (two settings with one key expect the same children)."""
+    return ",".join(sorted({str(p) for p in platforms})) or "*"

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 from pathlib import Path
 
 import bcrypt
 import pytest
 
+from syncworker.config import Config
+from syncworker.errors import ConfigError
 from syncworker.serve import htpasswd
 from syncworker.serve.apierrors import ApiError
 from syncworker.serve.catalogroute import list_repositories
 from syncworker.serve.context import CATALOG_SECONDS, Served
 from syncworker.serve.messages import Request
+from syncworker.serve.wiring import build_server
 from syncworker.store.fs import FsStore
 
 
@@ -95,3 +99,22 @@ def test_an_unknown_user_costs_one_bcrypt_as_a_wrong_password_does(
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_an_address_in_use_is_named_by_where_it_came_from(tmp_path: Path) -> None:
+    """A port already taken is named as the option when given, else as the config key (the
+    default 0.0.0.0:5000 is the quick start's upstream port, so it is often taken)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = Config.model_validate({
+            "storage": {"rootDirectory": str(tmp_path)},
+            "syncworker": {"serve": {"listen": address}},
+        })  # fmt: skip
+        served = Served(FsStore(tmp_path))
+        for given, key in ((None, "syncworker.serve.listen"), (address, "--listen")):
+            with pytest.raises(ConfigError) as refused:
+                build_server(config, served, given)
+            assert refused.value.path == key
+            assert refused.value.message.startswith(f"cannot listen on {address}: ")

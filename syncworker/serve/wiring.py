@@ -69,7 +69,9 @@ def build_server(
 ) -> RegistryHTTPServer:
     """The server on ``listen`` (else ``syncworker.serve.listen``), bound and ready."""
     text = listen or config.syncworker.serve.listen
-    address = listen_address(text)
+    # The error names where the address came from: the option, or the config's default.
+    key = "--listen" if listen else "syncworker.serve.listen"
+    address = listen_address(text, key)
     settings = config.syncworker.serve
     htpasswd = Htpasswd(settings.htpasswd) if settings.htpasswd else None
     try:
@@ -77,4 +79,4 @@ def build_server(
             address, served, htpasswd=htpasswd, tls=tls_context(config), observer=observer
         )
     except OSError as exc:
-        raise ConfigError("--listen", f"cannot listen on {text}: {exc.strerror or exc}") from None
+        raise ConfigError(key, f"cannot listen on {text}: {exc.strerror or exc}") from None

@@ -252,7 +252,9 @@ class RepoJob:
         self, tag: str, desc: Descriptor, fetched: Fetched | None = None
     ) -> Descriptor | None:
         if self._stored.get(tag) == desc.digest:
-            settled = self._children_for.get(tag) == children_key(self.platforms)
+            settled = not self.store.keeps_annotations or self._children_for.get(
+                tag
+            ) == children_key(self.platforms)
             tree = self.images.complete(self.dest_repo, desc, look_up_children=not settled)
             if not settled and desc.is_index:  # completed under this setting from now on
                 self._index.add([IndexEntry(self._index_descriptor(desc), tag)], tag)

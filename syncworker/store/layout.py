@@ -75,6 +75,7 @@ class LayoutStore:
     """A :class:`~syncworker.store.protocol.Store` of OCI layouts over ``backend``."""
 
     spools_blobs = False
+    keeps_annotations = True
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend

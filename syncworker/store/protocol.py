@@ -109,6 +109,12 @@ class Store(Protocol):
     #: on disk or in S3 (which resends its own parts) does not need the second copy.
     spools_blobs: bool
 
+    #: Whether :meth:`index` gives back the annotations :meth:`update_index` was given
+    #: (an ``index.json`` does; a registry keeps tags, not entries). The sync records there
+    #: which ``platforms`` an index's children were completed under; without them it
+    #: trusts a stored index whole, as it cannot tell that setting changed.
+    keeps_annotations: bool
+
     def has_blob(self, repo: str, digest: Digest) -> bool:
         """Whether ``repo`` already holds the complete, verified blob."""
         ...

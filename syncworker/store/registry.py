@@ -113,6 +113,7 @@ class RegistryStore:
     """Pushes into the registry at ``destination``. Thread-safe."""
 
     spools_blobs = True
+    keeps_annotations = False
 
     def __init__(
         self,

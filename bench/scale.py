@@ -11,7 +11,7 @@ a cold run then a no-op run:
   each has a Redis of its own here, as with a separate broker (or RabbitMQ) in production;
 - the fan-out of a catalog page of 1,000: each page of the walk run in this process alone
   (``runs.catalogwalk.walk_page`` sending as ``walk_catalog`` does), wall and CPU seconds; and, for
-  the runs, each ``walk_catalog`` the workers logged (``succeeded in``), slower as it
+  the runs, each ``walk_catalog`` the workers logged (``done in``), slower as it
   shares the box with the repositories being synced;
 - bytes the run keys hold once both runs finished (``MEMORY USAGE`` of every
   ``{prefix}:run:*`` key), per repository;
@@ -79,7 +79,7 @@ LAYER_SIZE = 4096
 PREFIX = "syncworker"
 REGISTRY = "upstream"  # the registry's name in write_sync_config's config
 PAGE = 1000
-_WALK_DONE = re.compile(r"Task syncworker\.walk_catalog\[[^\]]+\] succeeded in ([0-9.]+)s")
+_WALK_DONE = re.compile(r"syncworker\.walk_catalog\([^)]*\) done in ([0-9.]+)s")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ __all__ = [
     "run_skopeo",
     "run_sync",
     "syncworker_argv",
+    "use_code",
     "write_skopeo_source",
     "write_sync_config",
 ]
@@ -64,6 +65,12 @@ def snapshot_code(workdir: Path) -> Path:
     )
     _code_root = target
     return target
+
+
+def use_code(root: Path) -> None:
+    """Run measured processes from ``root``, a directory holding a ``syncworker/`` copy."""
+    global _code_root
+    _code_root = root
 
 
 def code_root() -> Path:

@@ -151,7 +151,7 @@ def test_killed_workers_message_comes_back_at_visibility_timeout_plus_restore(
         try:
             # An idle worker on another queue: kombu restores from its event loop.
             cluster.worker("idle", "-Q", "syncworker.ondemand")
-            cluster.worker("w1", "-Q", QUEUE_REPO)
+            cluster.worker("w1", "-Q", QUEUE_REPO, "-v")  # -v: Celery's "received" line
             app = create_app(load_config(cluster.config_path))
             app.send_task(TASK_SYNC_REPO, args=[REGISTRY, repo])  # no run: no sweep resends
             app.close()

@@ -103,6 +103,41 @@ def test_worker_json_lines_name_task_run_registry_and_repository(
         assert line["registry"] == REGISTRY and line["run_id"] == run_id and line["task_id"]
 
 
+def _repo_lines(text: str) -> list[str]:
+    """Our line of each sync_repo that ended."""
+    return [
+        line
+        for line in text.splitlines()
+        if "syncworker.sync_repo(" in line and " done in " in line
+    ]
+
+
+@pytest.mark.slow
+def test_a_worker_logs_one_line_per_task_and_celerys_own_lines_with_v(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    repos = set(upstream[1].repositories)
+    for name, options in (("quiet", ()), ("verbose", ("-v",))):
+        cluster.worker(name, *options)
+        run_id, _ = trigger(cluster)
+        assert wait_finished(cluster.coord(), run_id).state == "finished"
+        # A task logs its end after it has counted its repository into the run.
+        wait_for(f"{name}'s lines", lambda name=name: len(_repo_lines(cluster.log(name))) >= REPOS)
+        cluster.stop_all()
+    quiet = cluster.log("quiet")
+    lines = _repo_lines(quiet)
+    assert len(lines) == REPOS, lines
+    ids = {line.rsplit("(task ", 1)[1].rstrip(")") for line in lines}
+    assert len(ids) == REPOS and "None" not in ids, lines  # each names its own task
+    assert " received" not in quiet and " succeeded in " not in quiet
+    verbose = cluster.log("verbose")
+    assert verbose.count("Task syncworker.sync_repo[") >= 2 * len(repos)  # received, succeeded
+    succeeded = [
+        line for line in verbose.splitlines() if "sync_repo" in line and "succeeded" in line
+    ]
+    assert succeeded and all(line.endswith(": None") for line in succeeded)  # nothing stored
+
+
 @pytest.mark.parametrize(
     ("options", "level"),
     [

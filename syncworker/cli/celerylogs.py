@@ -20,14 +20,23 @@ __all__ = ["celery_log_format", "quiet_banner"]
 
 # Task arguments -> the context fields they fill.
 _TASK_FIELDS = {"registry": "registry", "repo": "repository", "run_id": "run_id"}
+# Celery's INFO lines of every task: "received" (the consumer) and "succeeded in ...: result"
+# (the pool process). Our policy logs one line per task ("done in", with its task id), so
+# these two are shown only with -v or a DEBUG log level: at a thousand tasks a minute they
+# were two of every three lines, and CPU of the worker's.
+_PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 
-def celery_log_format(log_format: str) -> None:
-    """Apply ``log_format`` to the handlers Celery sets up; connected before the pool forks,
-    so its children do the same."""
+def celery_log_format(log_format: str, per_task_lines: bool = False) -> None:
+    """Apply ``log_format`` to the handlers Celery sets up, and keep Celery's own per-task
+    INFO lines out unless ``per_task_lines``; connected before the pool forks, so its
+    children do the same."""
 
-    def setup(logger: logging.Logger, **_: Any) -> None:
+    def setup(logger: logging.Logger, loglevel: int = logging.INFO, **_: Any) -> None:
         redact_handlers(logger)
+        if not per_task_lines and loglevel > logging.DEBUG:
+            for name in _PER_TASK_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
         if log_format == "json":
             for handler in logger.handlers:
                 handler.setFormatter(JsonFormatter())

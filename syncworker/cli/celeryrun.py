@@ -27,7 +27,7 @@ def prepare(args: argparse.Namespace) -> Runtime:
 
 def start(args: argparse.Namespace, config: Config, command: str) -> int:
     """Run Celery's ``command`` (``worker`` or ``beat``) for ``config`` until it exits."""
-    celery_log_format(args.log_format)
+    celery_log_format(args.log_format, per_task_lines=args.verbose > 0)
     app = create_app(config)
     app.set_current()
     code = app.start(

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from celery import Task
+from celery.app.task import get_actual_ignore_result
 from celery.exceptions import Ignore, Reject, Retry
 
 from syncworker.coord import LockBusy
@@ -52,6 +53,12 @@ class SyncTask(Task):  # type: ignore[misc]
     max_retries = TASKS.retries
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._run(args, kwargs)
+        # Celery reprs every return value for its "succeeded" line, logged or not: it gets
+        # the result only when it stores it (whoever follows the task got it by progress).
+        return None if get_actual_ignore_result(self, self.request) else result
+
+    def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         started = time.monotonic()
         counted = False
         try:
@@ -71,7 +78,8 @@ class SyncTask(Task):  # type: ignore[misc]
         finally:
             if counted:
                 self._ended(args)
-        log.info("%s%s done in %.1fs", self.name, _brief(args), time.monotonic() - started)
+        took = time.monotonic() - started
+        log.info("%s%s done in %.2fs (task %s)", self.name, _brief(args), took, self.request.id)
         self._tell(_outcome(result), result)
         return result
 

@@ -33,7 +33,7 @@ import yaml
 
 from bench.report import BENCH_DIR
 from bench.sections import SCALE_MEMORY_SECTION, splice
-from bench.tools import REPO_ROOT, syncworker_argv
+from bench.tools import REPO_ROOT, code_at, syncworker_argv
 from tests.support.synthetic_registry import SyntheticRegistry
 
 __all__ = ["Run", "main"]
@@ -59,21 +59,6 @@ class Run:
 
 def _load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def _code(workdir: Path, rev: str | None) -> Path:
-    """A copy of ``syncworker/`` at ``rev`` (None: this checkout, as it is now)."""
-    target = workdir / ("code-" + (rev or "head"))
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    if rev is None:
-        shutil.copytree(REPO_ROOT / "syncworker", target / "syncworker")
-    else:
-        archive = subprocess.run(
-            ["git", "archive", rev, "syncworker"], cwd=REPO_ROOT, capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target
 
 
 def _config(path: Path, url: str, root: Path, *, listed: bool) -> Path:
@@ -207,7 +192,7 @@ def main() -> int:
     after = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
     ).stdout.strip()
-    codes = {"before": _code(args.workdir, before), "after": _code(args.workdir, None)}
+    codes = {"before": code_at(args.workdir, before), "after": code_at(args.workdir, None)}
     if args.after_first:
         codes = {"after": codes["after"], "before": codes["before"]}
     runs: list[Run] = []

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import redis
 from bench import tools
 from bench.proc import tree_cpu
 from bench.scale import LAYER_SIZE, SCALE_PROCESSES, SCALE_WORKERS, redis_commands
-from bench.tools import REPO_ROOT, CeleryWorkers, check_ok, write_sync_config
+from bench.tools import CeleryWorkers, check_ok, code_at, write_sync_config
 from tests.support.redis_server import RedisServer
 from tests.support.synthetic_registry import SyntheticRegistry
 
@@ -34,22 +32,6 @@ __all__ = ["main"]
 
 # Not per repository: our own INFO reads, connections saying hello, the run's status polls.
 PER_RUN = ("info", "hello", "ping", "client|setinfo", "script|load", "hgetall", "lrange")
-
-
-def _code(workdir: Path, rev: str | None) -> Path:
-    """``syncworker/`` at ``rev`` (None: this checkout as it is), compiled to bytecode."""
-    target = workdir / ("code-" + (rev or "head"))
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    if rev is None:
-        shutil.copytree(REPO_ROOT / "syncworker", target / "syncworker")
-    else:
-        archive = subprocess.run(
-            ["git", "archive", rev, "syncworker"], cwd=REPO_ROOT, capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(target)], check=True)
-    return target
 
 
 def _reads(client: redis.Redis) -> int:
@@ -92,7 +74,7 @@ def main() -> None:
     workdir: Path = args.workdir
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    codes = {"before": _code(workdir, args.before), "after": _code(workdir, None)}
+    codes = {"before": code_at(workdir, args.before), "after": code_at(workdir, None)}
     rows = [
         f"`{args.repos}` repositories, {SCALE_WORKERS} workers × {SCALE_PROCESSES} processes,"
         f" before = `{args.before}`",

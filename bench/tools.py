@@ -25,7 +25,9 @@ __all__ = [
     "CeleryWorkers",
     "check_ok",
     "child_env",
+    "code_at",
     "code_root",
+    "compile_code",
     "snapshot_code",
     "run_skopeo",
     "run_sync",
@@ -54,7 +56,8 @@ def syncworker_argv(*args: str) -> list[str]:
 
 
 def snapshot_code(workdir: Path) -> Path:
-    """Copy the checkout's `syncworker/` package under `workdir`; run it from there."""
+    """Copy the checkout's `syncworker/` package under `workdir`, compiled; run it from
+    there."""
     global _code_root
     target = workdir / "code"
     shutil.rmtree(target, ignore_errors=True)
@@ -63,8 +66,32 @@ def snapshot_code(workdir: Path) -> Path:
         target / "syncworker",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
+    compile_code(target)
     _code_root = target
     return target
+
+
+def code_at(workdir: Path, rev: str | None) -> Path:
+    """A compiled copy of ``syncworker/`` at ``rev`` (None: this checkout as it is now)."""
+    target = workdir / ("code-" + (rev or "head"))
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    if rev is None:
+        shutil.copytree(REPO_ROOT / "syncworker", target / "syncworker")
+    else:
+        archive = subprocess.run(
+            ["git", "archive", rev, "syncworker"], cwd=REPO_ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    compile_code(target)
+    return target
+
+
+def compile_code(root: Path) -> None:
+    """Write the bytecode of every module under ``root``, as installing a program does: with
+    PYTHONDONTWRITEBYTECODE set (as here) each measured process would otherwise compile
+    syncworker's modules again, about 0.13 CPU-s of every start."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root)], check=True)
 
 
 def use_code(root: Path) -> None:

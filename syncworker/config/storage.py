@@ -59,7 +59,7 @@ class S3DriverConfig(ConfigModel):
     chunk_size: int | None = Field(None, alias="chunksize", ge=5 * 1024 * 1024)
     """Bytes per part of a multipart upload (at least 5 MiB); none: 16 MiB."""
     multipart_copy_chunk_size: int | None = Field(None, alias="multipartcopychunksize", ge=1)
-    """Bytes per part of a server-side copy (at least 5 MiB); none: 512 MiB."""
+    """Bytes per part of a server-side copy (less than 5 MiB is taken as 5 MiB); none: 512 MiB."""
     multipart_copy_max_concurrency: int | None = Field(
         None, alias="multipartcopymaxconcurrency", ge=1
     )

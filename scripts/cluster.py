@@ -237,7 +237,7 @@ def supervise(cluster: Cluster) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repos", type=int, default=10, help="generated repositories")
     parser.add_argument("--poll-interval", default="2m", help="beat's walk interval")
     parser.add_argument("--redis", help="Redis URL (default: 6379 if it answers, else private)")

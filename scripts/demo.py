@@ -36,7 +36,7 @@ from tests.support.serve_server import ServeProcess  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repos", type=int, default=50, help="generated repositories")
     parser.add_argument("--keep", type=Path, help="mirror into this directory and keep it")
     parser.add_argument(

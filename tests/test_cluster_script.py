@@ -1,5 +1,6 @@
 """``scripts/cluster.py`` (what ``scripts/cluster.sh`` runs once the packages are there): it
-comes up, a command it prints works against it, and Ctrl-C leaves no process and no file.
+comes up, a command it prints works against it, and Ctrl-C leaves no process and no file;
+its ``-h``, and ``scripts/demo.py``'s, say what the script does in whole sentences.
 
 ``cluster.sh`` itself only installs what is missing (pip included) and execs this script,
 so the test starts the script: a test must not reinstall the project.
@@ -95,3 +96,16 @@ def test_cluster_comes_up_answers_and_stops_everything_on_ctrl_c() -> None:
     while not lines.empty():
         rest.append(lines.get())
     assert f"removed {work}" in "".join(rest)
+
+
+@pytest.mark.parametrize("script", ["cluster.py", "demo.py"])
+def test_help_describes_the_script_in_whole_sentences(script: str) -> None:
+    """``-h`` gives the docstring's first paragraph, never its first line cut mid-sentence."""
+    done = subprocess.run(
+        [sys.executable, f"scripts/{script}", "-h"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "1000"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    description = done.stdout.split("\n\n")[1]
+    assert description.endswith("."), done.stdout

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from syncworker.engine import LocalLocks, Mirror, Upstream
+from syncworker.engine import LocalLocks, Mirror, Upstream, run_registries
 from syncworker.engine.blobcopy import BlobCopier
+from syncworker.engine.events import NullEvents
 from syncworker.engine.images import TreeWalker
 from syncworker.engine.sinks import CopySink
 from syncworker.errors import ConfigError, LockBusy, StoreError
@@ -111,6 +112,36 @@ def test_repository_outside_the_rules_and_unknown_registry(mirror: Mirror) -> No
     assert not refused.ok and "no content rule" in refused.failures[0].reason
     with pytest.raises(ConfigError, match="no registry named 'nope'"):
         mirror.sync_repo("nope", "engine/app")
+
+
+class _EndsThread(NullEvents):
+    """Events that end one repository's thread with an exception outside ``Exception``."""
+
+    def __init__(self, repo: str, exc: BaseException) -> None:
+        self.repo, self.exc = repo, exc
+
+    def repo_started(self, registry: str, repo: str) -> None:
+        if repo == self.repo:
+            raise self.exc
+
+
+@pytest.mark.parametrize(
+    "exc", [SystemExit(3), GeneratorExit("closed"), KeyboardInterrupt()], ids=type
+)
+def test_a_repository_whose_thread_ends_outside_exception_is_counted_failed(
+    registry: RegistryServer, store: FsStore, exc: BaseException
+) -> None:
+    repos = ["engine/end-a", "engine/end-b", "engine/end-c"]
+    for repo in repos:
+        push_image(registry.url, repo, "v1", make_image(f"{repo}-v1"))
+    upstream = replace(_upstream(registry), repos=tuple(repos))
+    events = _EndsThread("engine/end-b", exc)
+    with Mirror({NAME: upstream}, store, LocalLocks(), events=events) as mirror:
+        summary = run_registries(mirror, [NAME], concurrency=len(repos))
+    assert (summary.repos, summary.repos_failed, summary.copied) == (3, 1, 2)
+    [failure] = summary.failures
+    assert failure.upstream_repo == "engine/end-b"
+    assert failure.reason.startswith(type(exc).__name__), failure.reason
 
 
 def test_sync_repo_gives_up_when_the_repository_stays_locked(

@@ -152,13 +152,19 @@ def _walk(mirror: Mirror, registry: str, summary: RunSummary) -> Iterator[tuple[
 
 
 def _outcome(registry: str, upstream_repo: str, future: Future[RepoResult]) -> RepoResult:
-    try:
+    """The repository's result, or a failure naming what ended its thread. Every class of
+    exception counts, ``BaseException`` too (a ``SystemExit`` or ``GeneratorExit`` raised in
+    a repository's thread): one left uncaught here would kill the pool's thread and drop the
+    repository from the run. The exception is read, not raised, so a ``KeyboardInterrupt``
+    of the main thread arriving meanwhile still stops the run."""
+    exc = future.exception()
+    if exc is None:
         return future.result()
-    except SyncworkerError as exc:  # its lock could not be taken: Redis, or the store's own
+    if isinstance(exc, SyncworkerError):  # its lock could not be taken: Redis, or the store's
         log.warning("%s/%s: not mirrored: %s", registry, upstream_repo, exc)
         reason = str(exc)
-    except Exception as exc:  # a bug must not hide the other repositories' results
-        log.exception("unexpected error mirroring %s/%s", registry, upstream_repo)
+    else:  # a bug must not hide the other repositories' results
+        log.error("unexpected error mirroring %s/%s", registry, upstream_repo, exc_info=exc)
         reason = f"{type(exc).__name__}: {exc}"
     result = RepoResult(registry, upstream_repo, None)
     result.failures.append(Failure(registry, upstream_repo, None, reason))

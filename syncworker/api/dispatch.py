@@ -123,7 +123,10 @@ class Dispatcher:
             return
         entries = named or entries_for_hosts(self.config, push.hosts)
         if not entries:
-            outcome.skipped.append(Skipped(_label(push), "no registry entry for its host"))
+            # The hosts it came from, and the fix, so a misnamed upstream is told apart.
+            hosts = ", ".join(dict.fromkeys(push.hosts))
+            why = f"no registry entry for its host ({hosts}); ?registry=NAME names one"
+            outcome.skipped.append(Skipped(_label(push), why))
         for entry in entries:
             reason = refusal(entry, push.repo, push.tag)
             if reason is not None:

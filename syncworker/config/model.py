@@ -83,7 +83,8 @@ class SyncworkerSettings(ConfigModel):
     """How long a Redis lock outlives its holder's last renewal: a worker killed with
     SIGKILL frees the repositories and blobs it held this long after. A holder renews its
     locks every third of it; one that finds its lock lost anyway (Redis restarted, the
-    holder cut off or paused longer) stops removing (gc, prune), naming the lock."""
+    holder cut off or paused longer) stops removing (gc, prune) and writing index.json
+    (a sync fails the repository), naming the lock."""
     api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))
     """The HTTP API, ``syncworker api``."""
     destination: DestinationConfig | None = None

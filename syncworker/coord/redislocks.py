@@ -4,9 +4,10 @@ This is the engine's ``Locks`` protocol for a cluster. A lock has a TTL so that 
 killed with SIGKILL does not hold it forever; the Coordinator's :class:`Keeper` re-arms it
 while the holder works. If the lock is lost anyway (Redis restarted, the process was cut
 off from it or paused past the TTL), a repository lock's holder is told before each removal
-(:meth:`RepoHold.ensure` raises LockLost: gc and prune stop, since a sync may now hold the
-repository), and exiting the block logs a warning instead of raising: what was copied is
-done, and the next holder re-checks the store before writing.
+and each ``index.json`` write (:meth:`RepoHold.ensure` raises LockLost: gc and prune stop,
+a sync lists nothing more, since a gc or another sync may now hold the repository), and
+exiting the block logs a warning instead of raising: what was copied is content-addressed
+and listed nowhere, and the next holder re-checks the store before writing.
 """
 
 from __future__ import annotations

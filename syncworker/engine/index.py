@@ -4,6 +4,11 @@ Entries are recorded once their whole tree (and referrers) is in the store, and 
 batches: a repository of thousands of tags does not rewrite its index once per tag. A batch
 is written when it is full, when it is old, and when the job ends, so a crash loses at
 most the listing of trees that are already stored (the next run lists them without a GET).
+
+Each write is the job's commit point, so the repository lock is asked right before it: a
+holder that lost its lock (paused past its TTL) lists nothing more, since a gc or another
+sync may have changed the repository since (on S3, with no store lock, a gc may have
+deleted a blob of the trees to list).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
+from syncworker.engine.locks import RepoHold
 from syncworker.engine.plan import LayoutMediaTypes, relisted
 from syncworker.engine.sinks import Sink
 from syncworker.errors import SyncworkerError
@@ -30,14 +36,17 @@ OnFailure = Callable[[str, SyncworkerError], None]
 
 class IndexWriter:
     """Collects entries for ``dest_repo`` and merges them into its index (through
-    ``sink``) in batches; a context manager that writes what is left on exit.
+    ``sink``) in batches; a context manager that writes what is left on exit. ``hold``:
+    the repository's lock, asked before each write (:class:`~syncworker.errors.LockLost`
+    fails the batch's entries).
 
     Entries of tags announced with :meth:`expect` are written in that order, whatever
     order the tags finish in, so the same content always gives the same ``index.json``.
     """
 
-    def __init__(self, sink: Sink, dest_repo: str, on_failure: OnFailure) -> None:
+    def __init__(self, sink: Sink, dest_repo: str, on_failure: OnFailure, hold: RepoHold) -> None:
         self._sink = sink
+        self._hold = hold
         self._dest_repo = dest_repo
         self._on_failure = on_failure
         self._order: deque[str] = deque()
@@ -106,6 +115,7 @@ class IndexWriter:
         if not batch:
             return
         try:
+            self._hold.ensure()
             self._sink.update_index(self._dest_repo, batch)
         except SyncworkerError as exc:
             for name in dict.fromkeys(entry.tag or str(entry.descriptor.digest) for entry in batch):

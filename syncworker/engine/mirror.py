@@ -18,7 +18,7 @@ from syncworker.engine.blobcopy import BlobCopier, BlobStats
 from syncworker.engine.dryrun import PlanSink
 from syncworker.engine.events import NO_EVENTS, BlobOutcome, Events
 from syncworker.engine.images import TreeWalker
-from syncworker.engine.locks import Locks, RepoHold
+from syncworker.engine.locks import HELD, Locks, RepoHold
 from syncworker.engine.plan import LayoutMediaTypes
 from syncworker.engine.repair import TreeRepair
 from syncworker.engine.repo import DEFAULT_TAG_CONCURRENCY, RepoJob
@@ -204,8 +204,8 @@ class Mirror:
         with self._repo_lock(registry, dest_repo, lock_wait) as hold:
 
             def run() -> RepoResult:  # its syncTimeout starts once the lock is held
-                job = self._job(up, upstream_repo, dest_repo)
-                job.catalogued, job.hold = _catalogued(up, listed), hold
+                job = self._job(up, upstream_repo, dest_repo, hold)
+                job.catalogued = _catalogued(up, listed)
                 return job.run(up.rules)
 
             return self._claimed(registry, upstream_repo, dest_repo, run)
@@ -227,16 +227,17 @@ class Mirror:
         except ContentError as exc:
             return self._failed(registry, upstream_repo, reference, exc)
 
-        def run() -> RepoResult:
-            job = self._job(up, upstream_repo, dest_repo)
-            if ref.tag is not None:
-                job.run_single_tag(ref.tag)
-            else:
-                assert ref.digest is not None
-                job.run_single_digest(ref.digest)
-            return job.result
+        with self._repo_lock(registry, dest_repo, lock_wait) as hold:
 
-        with self._repo_lock(registry, dest_repo, lock_wait):
+            def run() -> RepoResult:
+                job = self._job(up, upstream_repo, dest_repo, hold)
+                if ref.tag is not None:
+                    job.run_single_tag(ref.tag)
+                else:
+                    assert ref.digest is not None
+                    job.run_single_digest(ref.digest)
+                return job.result
+
             return self._claimed(registry, upstream_repo, dest_repo, run)
 
     @contextmanager
@@ -284,10 +285,11 @@ class Mirror:
         return result
 
     def _job(
-        self, up: Upstream, upstream_repo: str, dest_repo: str, planned: bool = False
+        self, up: Upstream, upstream_repo: str, dest_repo: str, hold: RepoHold | None = None
     ) -> RepoJob:
-        """The job of ``upstream_repo``: into the store, or ``planned`` into memory (a
-        dry run, of which observers are told nothing but its requests)."""
+        """The job of ``upstream_repo``: into the store under ``hold``, its repository
+        lock, or without one into memory (a dry run, of which observers are told nothing
+        but its requests)."""
         client = self.client(up.name)
         deadline = None
         if up.sync_timeout is not None:  # zot's syncTimeout: one repository's deadline
@@ -295,7 +297,7 @@ class Mirror:
             deadline = Deadline.after(limit, f"syncTimeout ({limit:g}s)")
             client = client.bounded(deadline)
         sink: Sink = PlanSink(client, upstream_repo, self.store)
-        if not planned:
+        if hold is not None:
             blobs = self._job_blobs(up.name, deadline)
             sink = CopySink(client, upstream_repo, self.store, blobs, self._blob_pool)
         return RepoJob(
@@ -310,7 +312,8 @@ class Mirror:
             layout_media_types=self._layout_media_types,
             tag_concurrency=self._tag_concurrency,
             prune=up.prune,
-            events=NO_EVENTS if planned else self._events,
+            events=NO_EVENTS if hold is None else self._events,
+            hold=HELD if hold is None else hold,
         )
 
     def _job_blobs(self, registry: str, deadline: Deadline | None) -> BlobCopier:
@@ -355,7 +358,7 @@ class Mirror:
                 raise ClaimError(dest_repo, str(held), str(source))
         except SyncworkerError as exc:
             return self._failed(registry, upstream_repo, None, exc)
-        job = self._job(up, upstream_repo, dest_repo, planned=True)
+        job = self._job(up, upstream_repo, dest_repo)
         job.catalogued = _catalogued(up, listed)
         plan = job.run(up.rules)
         plan.copied.sort()

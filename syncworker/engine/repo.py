@@ -80,8 +80,9 @@ class RepoJob:
     #: 404 for its tag list then means "listed without tags" and skips it.
     catalogued: bool = False
     events: Events = NO_EVENTS
-    #: The repository's lock, asked before a prune removes anything (a lock lost meanwhile
-    #: stops it: another sync may hold the repository now).
+    #: The repository's lock, asked before each index.json write and before a prune
+    #: removes anything (a lock lost meanwhile stops both: another sync or a gc may hold
+    #: the repository now).
     hold: RepoHold = HELD
     images: TreeWalker = field(init=False)
     result: RepoResult = field(init=False)
@@ -97,7 +98,7 @@ class RepoJob:
     def __post_init__(self) -> None:
         self.images = TreeWalker(self.sink, self.platforms)
         self.result = self.sink.new_result(self.registry, self.upstream_repo, self.dest_repo)
-        self._index = IndexWriter(self.sink, self.dest_repo, self._unlisted)
+        self._index = IndexWriter(self.sink, self.dest_repo, self._unlisted, self.hold)
         self._referrers = ReferrerWalk(
             self.client,
             self.images,

@@ -75,6 +75,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         "extensions": {"sync": {"registries": [
             {"urls": [UPSTREAM], "name": "up", "content": [{"prefix": "team/**"}]},
             {"urls": ["https://registry.example.com"], "name": "harbor"},
+            {"urls": ["https://registry-1.docker.io"], "name": "hub"},  # never contacted
         ]}},
         "syncworker": {"redis": server.url, "api": {"token": config_token}},
     }  # fmt: skip
@@ -183,6 +184,16 @@ def test_registry_parameter_names_the_entry_whatever_the_host(api: Api) -> None:
     named = api.call("POST", "/v1/webhooks/distribution?registry=up", json={"events": [event]})
     assert [a["registry"] for a in named.json()["accepted"]] == ["up"]
     assert api.queued() == [("syncworker.sync_image", ["up", "team/app", "v2"])]
+
+
+def test_a_single_name_on_docker_hub_is_sent_as_the_official_image(api: Api) -> None:
+    """As the scheduled sync of ``repos: [alpine]`` names it, so both land in one copy."""
+    body = {"registry": "hub", "repo": "alpine", "reference": "3.20"}
+    answer = api.call("POST", "/v1/sync", json=body)
+    assert answer.status_code == 202
+    status = api.call("GET", f"/v1/sync/{answer.json()['task_id']}").json()
+    assert status["repo"] == "library/alpine"
+    assert api.queued() == [("syncworker.sync_image", ["hub", "library/alpine", "3.20"])]
 
 
 def test_sync_walk_and_runs_show_what_status_json_shows(api: Api) -> None:

@@ -92,11 +92,11 @@ def test_sync_image_by_tag_and_by_digest(mirror: Mirror, registry: RegistryServe
     assert mirror.sync_image(NAME, repo, untagged.digest).skipped == [untagged.digest]
 
 
-def test_a_single_name_on_docker_hub_is_asked_as_library_and_stored_as_given(
+def test_a_single_name_on_docker_hub_is_asked_and_stored_as_library(
     registry: RegistryServer, store: FsStore
 ) -> None:
-    """Docker Hub's ``alpine`` is ``library/alpine`` upstream, as docker spells it; the
-    copy lands under the name asked (a pull-through's client reads it back by it)."""
+    """Docker Hub's ``alpine`` is ``library/alpine``, as docker spells it: asked upstream
+    and stored so, where a scheduled sync of the same image puts it."""
     image = make_image("engine-hub-single")
     push_image(registry.url, "library/enginehub", "3.20", image)
     hub = replace(_upstream(registry), rules=ContentRules([ContentRule("**")]), docker_hub=True)
@@ -104,7 +104,8 @@ def test_a_single_name_on_docker_hub_is_asked_as_library_and_stored_as_given(
         result = mirror.sync_image(NAME, "enginehub", "3.20")
     assert result.ok and result.copied == ["3.20"], result.failures
     assert result.upstream_repo == "library/enginehub"
-    assert _tags(store, "enginehub") == {"3.20": image.digest}
+    assert _tags(store, "library/enginehub") == {"3.20": image.digest}
+    assert store.repositories() == ["library/enginehub"]
 
 
 def test_repository_outside_the_rules_and_unknown_registry(mirror: Mirror) -> None:

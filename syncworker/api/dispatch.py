@@ -77,7 +77,7 @@ class Dispatcher:
     def repo(self, registry: str, repo: str) -> str:
         """Send ``sync_repo(registry, repo)``; its task id (a request :meth:`status` reads)."""
         entry = registry_entry(self.config, registry)
-        validate_repository(repo)
+        repo = entry.upstream_repository(validate_repository(repo))
         _refuse_untaken(entry, repo)
         task_id = str(uuid.uuid4())
         with self.coord.sending_request(task_id, "repo", registry, repo, None):
@@ -95,6 +95,7 @@ class Dispatcher:
         entry; its tag is taken as asked, as ``syncworker trigger --image`` does."""
         entry = registry_entry(self.config, registry)
         ref = validate_image(repo, reference)
+        repo = entry.upstream_repository(repo)
         _refuse_untaken(entry, repo)
         digest = str(ref.digest) if ref.digest is not None else None
         return self._send_image(registry, repo, reference, digest)
@@ -132,7 +133,8 @@ class Dispatcher:
             if reason is not None:
                 outcome.skipped.append(Skipped(f"{entry.name}/{_label(push)}", reason))
                 continue
-            accepted = self._send_image(entry.name, push.repo, push.reference, push.digest)
+            repo = entry.upstream_repository(push.repo)
+            accepted = self._send_image(entry.name, repo, push.reference, push.digest)
             outcome.accepted.append(accepted)
 
     # -- sending -----------------------------------------------------------------------------

@@ -53,8 +53,10 @@ def validate_image(repo: str, reference: str, digest: str | None = None) -> Refe
 
 def refusal(entry: RegistryConfig, repo: str, tag: str | None) -> str | None:
     """Why ``entry`` does not mirror ``repo`` (``:tag``), or None if it does: its ``repos``
-    list, then its content rules (prefix glob, then tag rules when there is a tag)."""
-    if entry.repos and entry.upstream_repository(repo) not in entry.repos:
+    list, then its content rules (prefix glob, then tag rules when there is a tag), over
+    ``repo`` as docker spells it (Docker Hub's ``alpine`` is ``library/alpine``)."""
+    repo = entry.upstream_repository(repo)
+    if entry.repos and repo not in entry.repos:
         return "not in the registry's repos list"
     rules = entry.content_rules()
     try:

@@ -25,7 +25,7 @@ from syncworker.config.modelbase import (
     RepositoryName,
 )
 from syncworker.config.sizes import ByteSize
-from syncworker.errors import InvalidNameError
+from syncworker.errors import ContentError, InvalidNameError
 from syncworker.filters import ContentRule, ContentRules, TagRule
 from syncworker.oci import docker_hub_repository, validate_repository
 
@@ -217,6 +217,23 @@ class RegistryConfig(ConfigModel):
         """The upstream's name for repository ``name`` (Docker Hub's ``alpine`` is
         ``library/alpine``, as docker spells it)."""
         return docker_hub_repository(name) if self.docker_hub else name
+
+    def stored_name(self, name: str) -> str | None:
+        """Where this entry stores what a client asks for as ``name``, when the content
+        rules map ``name`` back to an upstream name that docker spells otherwise (Docker
+        Hub's ``alpine``: stored where the rules put ``library/alpine``, as a scheduled
+        sync does); None when they map it to no such name."""
+        if not self.docker_hub:
+            return None
+        rules = self.content_rules()
+        try:
+            for repo in rules.sources(name):
+                upstream = self.upstream_repository(repo)
+                if upstream != repo:
+                    return rules.destination(upstream)
+        except ContentError:  # a rule maps it to a name the spec forbids: no other name
+            return None
+        return None
 
     @property
     def hosts(self) -> list[str]:

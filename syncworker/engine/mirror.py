@@ -213,15 +213,14 @@ class Mirror:
     def sync_image(
         self, registry: str, upstream_repo: str, reference: str, *, lock_wait: float | None = None
     ) -> RepoResult:
-        """Mirror one tag or digest of ``upstream_repo`` with its referrers. It is asked
-        upstream as docker spells it (Docker Hub's ``alpine`` is ``library/alpine``) and
-        stored where the content rules put the name as given: a pull-through's client
-        reads it back by the name it pulled."""
+        """Mirror one tag or digest of ``upstream_repo`` with its referrers. It is named
+        as docker spells it (Docker Hub's ``alpine`` is ``library/alpine``), upstream and
+        to the content rules, so it lands where a scheduled sync puts it."""
         up = self.upstream(registry)
+        upstream_repo = up.repository(upstream_repo)
         dest_repo = self._destination_or_failure(registry, upstream_repo)
         if isinstance(dest_repo, RepoResult):
             return dest_repo
-        upstream_repo = up.repository(upstream_repo)
         try:
             ref = Reference.of(upstream_repo, reference)
         except ContentError as exc:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from syncworker.config.syncextension import RegistryConfig
 from syncworker.errors import ContentError, InvalidNameError, StoreError
 from syncworker.oci import Digest, Manifest, parse_manifest, validate_repository
 from syncworker.serve.apierrors import digest_invalid, name_invalid
@@ -22,7 +23,7 @@ from syncworker.store import Store
 from syncworker.store.layout import check_repo_name
 from syncworker.store.protocol import Readable, Servable
 
-__all__ = ["Filler", "Served", "ServedStore", "parse_digest", "repository"]
+__all__ = ["Filler", "Served", "ServedStore", "parse_digest", "repository", "stored_names"]
 
 # Parsed manifests kept per process (by digest, so never stale): referrers listings read
 # every untagged manifest of a repository, each parsed once.
@@ -67,6 +68,9 @@ class Served:
     store: ServedStore
     redirect_expiry: int | None = None
     filler: Filler | None = None
+    #: The store's name for a repository as a client asks for it (a Docker Hub mirror
+    #: stores ``alpine`` as ``library/alpine``): :func:`stored_names`; as asked by default.
+    names: Callable[[str], str] = field(default=lambda name: name)
     clock: Callable[[], float] = time.monotonic
     _catalog: Shared[list[str]] = field(init=False)
     _manifests: OrderedDict[Digest, Manifest] = field(default_factory=OrderedDict)
@@ -99,6 +103,22 @@ class Served:
             if len(self._manifests) > MANIFEST_CACHE_ENTRIES:
                 self._manifests.popitem(last=False)
         return parsed
+
+
+def stored_names(registries: list[RegistryConfig]) -> Callable[[str], str]:
+    """The store's name for what a client asks for: the first registry entry (in
+    configuration order) that stores it under another name decides, else the name asked.
+    A docker daemon with ``registry-mirrors`` asks for ``library/alpine``, ``docker pull
+    mirror:5000/alpine`` for ``alpine``: both read the one copy under ``library/alpine``."""
+
+    def stored(name: str) -> str:
+        for entry in registries:
+            found = entry.stored_name(name)
+            if found is not None:
+                return found
+        return name
+
+    return stored
 
 
 def repository(name: str) -> str:

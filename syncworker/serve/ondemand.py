@@ -150,15 +150,16 @@ class OnDemand:
 
     def _source(self, name: str, tag: str | None) -> Source | None:
         """The first ``onDemand`` registry (in configuration order) whose rules store an
-        upstream repository as ``name`` (and keep ``tag``), and that repository."""
+        upstream repository as ``name`` (and keep ``tag``), and that repository as docker
+        spells it (Docker Hub's ``alpine`` is ``library/alpine``)."""
         for entry in self._registries:
             rules = entry.content_rules()
             try:
                 sources = rules.sources(name)
             except ContentError:
                 continue
-            for repo in sources:
-                if entry.repos and entry.upstream_repository(repo) not in entry.repos:
+            for repo in map(entry.upstream_repository, sources):
+                if entry.repos and repo not in entry.repos:
                     continue
                 if tag is None or rules.filter_tags(repo, [tag]):
                     return Source(entry.name, repo)

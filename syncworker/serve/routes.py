@@ -34,13 +34,13 @@ def _named(
     handler: Callable[[Served, Request, str, str], Response],
 ) -> Route:
     def route(served: Served, request: Request, match: re.Match[str]) -> Response:
-        return handler(served, request, repository(match["name"]), match["ref"])
+        return handler(served, request, served.names(repository(match["name"])), match["ref"])
 
     return route
 
 
 def _tags(served: Served, request: Request, match: re.Match[str]) -> Response:
-    return list_tags(served, request, repository(match["name"]))
+    return list_tags(served, request, served.names(repository(match["name"])))
 
 
 def _uploads(served: Served, request: Request, match: re.Match[str]) -> Response:

@@ -10,7 +10,7 @@ from syncworker.config import Config
 from syncworker.config.serving import listen_address
 from syncworker.errors import ConfigError
 from syncworker.runtime import Runtime
-from syncworker.serve.context import Filler, Served, ServedStore
+from syncworker.serve.context import Filler, Served, ServedStore, stored_names
 from syncworker.serve.copiers import in_process, through_workers
 from syncworker.serve.htpasswd import Htpasswd
 from syncworker.serve.ondemand import Counter, OnDemand
@@ -33,7 +33,9 @@ def open_served(runtime: Runtime, counter: Counter | None = None) -> Served:
     redirect = config.storage.redirect
     expiry = config.syncworker.serve.redirect_expiry.total_seconds()
     wants = redirect is not None and not redirect.disable
-    return Served(store, int(expiry) if wants else None, _filler(runtime, counter))
+    filler = _filler(runtime, counter)
+    names = stored_names(config.registries)
+    return Served(store, int(expiry) if wants else None, filler, names=names)
 
 
 def _filler(runtime: Runtime, counter: Counter | None) -> Filler | None:

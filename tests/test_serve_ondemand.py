@@ -188,6 +188,25 @@ def test_a_replica_holds_a_bounded_number_of_copies_past_it_none_starts(tmp_path
     assert "3.x" not in started
 
 
+def test_a_closed_filler_starts_nothing_and_answers_each_fill(tmp_path: Path) -> None:
+    """A keep-alive connection is still served while the replica stops: past close() an
+    image pull is a 503 its client retries elsewhere, a referrers listing is answered from
+    the store, and no copy starts."""
+    config = load_config(ondemand_config(tmp_path, "http://127.0.0.1:9"))
+    started: list[str] = []
+
+    def copy(registry: str, repo: str, reference: str) -> None:
+        started.append(reference)
+
+    filler = OnDemand(config.registries, copy, wait=60)
+    filler.close()
+    with pytest.raises(ApiError, match="stopping") as refused:
+        filler.fill_image("mirror/library/alpine", "3.20")
+    assert refused.value.status == 503 and refused.value.headers["Retry-After"]
+    filler.fill_referrers("mirror/library/alpine", Digest.parse("sha256:" + "cd" * 32), None)
+    assert started == []
+
+
 def test_sigterm_ends_a_replica_whose_copy_waits_on_absent_workers(
     seeded_registry: Seeded, private_redis: RedisServer, tmp_path: Path
 ) -> None:

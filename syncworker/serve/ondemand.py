@@ -109,10 +109,12 @@ class OnDemand:
             return
         outcome = self._fill("image", source, (reference,))
         if outcome == "refused":
+            stopping = self._stopping.is_set()
+            why = "the server is stopping" if stopping else "too many images are being mirrored"
             raise ApiError(
                 503,
                 "UNAVAILABLE",
-                f"too many images are being mirrored to start {source.repo}:{reference}; retry",
+                f"{source.repo}:{reference} cannot start mirroring now: {why}; retry",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         if outcome == "timeout":
@@ -145,8 +147,9 @@ class OnDemand:
     def close(self) -> None:
         """No copy starts from here on; one waiting on the workers stops waiting (the task
         goes on there), so the process can end without waiting for them."""
-        self._stopping.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._guard:  # so no flight is submitted to the pool once it is shut
+            self._stopping.set()
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _source(self, name: str, tag: str | None) -> Source | None:
         """The first ``onDemand`` registry (in configuration order) whose rules store an
@@ -193,12 +196,13 @@ class OnDemand:
 
     def _flight(self, source: Source, references: tuple[str, ...]) -> Future[None] | None:
         """The copies of ``references`` in flight in this process, started if none is;
-        None when MAX_FLIGHTS are already held."""
+        None when MAX_FLIGHTS are already held, or once :meth:`close` was called (a
+        keep-alive connection is still answered while the server stops)."""
         key: _Key = (source.registry, source.repo, references)
         with self._guard:
             found = self._flights.get(key)
             if found is None:
-                if len(self._flights) >= MAX_FLIGHTS:
+                if len(self._flights) >= MAX_FLIGHTS or self._stopping.is_set():
                     return None
                 found = self._pool.submit(self._copy_all, source, references)
                 self._flights[key] = found

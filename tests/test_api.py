@@ -334,7 +334,7 @@ def test_api_refuses_to_start_without_a_token(tmp_path: Path) -> None:
             text=True, timeout=60, env={**os.environ, "SYNCWORKER_API_TOKEN": env_token},
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
-        assert "API token" in done.stderr and "tiny-tok" not in done.stderr
+        assert "syncworker.api.token" in done.stderr and "tiny-tok" not in done.stderr
 
 
 def test_a_refused_path_cannot_forge_a_log_line(api: Api) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from syncworker.api.notifications import (
 from syncworker.api.routing import entries_for_hosts, refusal, validate_image
 from syncworker.cli.api import TOKEN_ENV, api_token
 from syncworker.config import Config
+from syncworker.config.loader import validate
 from syncworker.config.serving import listen_address
 from syncworker.errors import ConfigError, ContentError, RequestError
 from syncworker.oci import Reference
@@ -143,6 +145,20 @@ def test_the_environment_token_wins_and_short_ones_are_refused(
     monkeypatch.delenv(TOKEN_ENV)
     with pytest.raises(ConfigError):
         api_token(config())
+
+
+def test_a_short_token_in_the_config_is_refused_as_it_loads(tmp_path: Path) -> None:
+    """`validate` and every command refuse it, not only `syncworker api` when it starts;
+    the error names the key and never echoes the token."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "storage: {rootDirectory: /tmp/unused}\n"
+        "extensions: {sync: {registries: [{urls: ['http://127.0.0.1:5000']}]}}\n"
+        "syncworker: {api: {token: tooshort}}\n"
+    )
+    problems = validate(path)
+    assert any("syncworker.api.token" in problem for problem in problems), problems
+    assert not any("tooshort" in problem for problem in problems)
 
 
 def test_listen_addresses() -> None:

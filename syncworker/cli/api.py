@@ -21,16 +21,14 @@ from syncworker.api.dispatch import Dispatcher
 from syncworker.celeryapp import sending_app
 from syncworker.cli.status import RUN_STATE
 from syncworker.config import Config, load_config
+from syncworker.config.model import MIN_TOKEN_CHARS
 from syncworker.config.serving import listen_address
 from syncworker.errors import ConfigError
 from syncworker.runtime import Runtime
 
-__all__ = ["MIN_TOKEN_CHARS", "TOKEN_ENV", "add_parser", "api_token", "run"]
+__all__ = ["TOKEN_ENV", "add_parser", "api_token", "run"]
 
 TOKEN_ENV = "SYNCWORKER_API_TOKEN"
-# A token is the only thing between the network and the broker: refuse one short enough
-# to guess (`openssl rand -hex 32` makes a good one).
-MIN_TOKEN_CHARS = 16
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 

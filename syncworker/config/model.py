@@ -32,6 +32,9 @@ __all__ = ["REDIS_URL_ENV", "ApiSettings", "Config", "ExtensionsConfig", "Syncwo
 REDIS_URL_ENV = "SYNCWORKER_REDIS_URL"
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# A token is the only thing between the network and the broker: one short enough to guess
+# is refused, from the config as from the environment (`openssl rand -hex 32` makes a good one).
+MIN_TOKEN_CHARS = 16
 # Opaque zot sections may hold secrets (LDAP bind passwords, API keys): never in a repr.
 _Opaque = dict[str, Any] | None
 
@@ -43,6 +46,13 @@ class ApiSettings(ConfigModel):
     token: SecretStr | None = None
     """The bearer token callers of ``syncworker api`` present (at least 16 characters);
     ``SYNCWORKER_API_TOKEN`` in the environment wins over it."""
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_TOKEN_CHARS} characters")
+        return value
 
 
 class SyncworkerSettings(ConfigModel):

@@ -1,5 +1,5 @@
-"""``python -m bench.task_cpu --before REV``: what one no-op ``sync_repo`` costs Celery
-workers, ``REV``'s code and this checkout's alternately (A B A B) on the same box.
+"""``python -m bench.task_cpu --before REV [--after REV]``: what a no-op ``sync_repo`` costs
+workers, two revisions' code alternately (A B A B) on the same box.
 
 A synthetic registry serves ``--repos`` one-tag repositories; a coordination Redis and a
 broker Redis of their own count commands (``INFO commandstats``, Lua's own included) and
@@ -67,6 +67,7 @@ def _run(
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.task_cpu", description=__doc__)
     parser.add_argument("--before", required=True, help="the revision to compare with")
+    parser.add_argument("--after", help="the revision compared (default: this checkout)")
     parser.add_argument("--repos", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench-task-cpu"))
@@ -74,10 +75,10 @@ def main() -> None:
     workdir: Path = args.workdir
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    codes = {"before": code_at(workdir, args.before), "after": code_at(workdir, None)}
+    codes = {"before": code_at(workdir, args.before), "after": code_at(workdir, args.after)}
     rows = [
         f"`{args.repos}` repositories, {SCALE_WORKERS} workers × {SCALE_PROCESSES} processes,"
-        f" before = `{args.before}`",
+        f" before = `{args.before}`, after = `{args.after or 'this checkout'}`",
         "",
         "| run | worker CPU ms / repo | coordination commands / round trips per repo"
         " | broker commands / round trips per repo | load |",

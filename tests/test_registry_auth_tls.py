@@ -93,3 +93,22 @@ def test_tls_verify_off_also_reaches_a_plain_http_upstream(registry: RegistrySer
     insecure = ClientOptions(tls_verify=False, max_retries=0)
     with RegistryClient([registry.url], options=insecure) as client:
         assert client.tags("tlsoff/app") == ["v1"]
+
+
+def test_a_refusal_says_whether_a_login_was_configured(
+    make_registry: Callable[..., RegistryServer],
+) -> None:
+    """A wrong password and a missing login get the same 401: the error tells them apart."""
+    server = make_registry(htpasswd=(USER, PASSWORD))
+    messages: dict[str, str] = {}
+    for name, login in (("none", None), ("wrong", Credentials(USER, "not-" + PASSWORD))):
+        with (
+            RegistryClient([server.url], login, OPTIONS) as client,
+            pytest.raises(RegistryError) as caught,
+        ):
+            client.tags("team/app")
+        assert caught.value.status == 401
+        messages[name] = str(caught.value)
+    assert "no login is configured for this registry" in messages["none"]
+    assert "the login configured for this registry was refused" in messages["wrong"]
+    assert PASSWORD not in messages["wrong"]

@@ -94,6 +94,11 @@ class Authorizer:
             # Not this scope's own challenge: ask without, and learn its own from the 401.
             return None
 
+    def has_login(self, url: str) -> bool:
+        """Whether a login is configured for ``url``'s registry."""
+        key = self._origins.of(url)
+        return key is not None and self._credentials.get(key) is not None
+
     def learn(self, url: str, www_authenticate: str, sent: str | None, scope: str | None) -> bool:
         """Remember, for ``scope``, the challenge of a 401 that ``url`` (one of ours)
         answered itself; True if answering it may change the outcome."""
@@ -194,16 +199,29 @@ class Auth:
             challenge = response.headers.get("WWW-Authenticate", "")
             # A streamed body is spent: it cannot be sent again with the new credentials.
             if not self._authorizer.learn(request.url, challenge, sent, request.scope):
-                raise refused
+                raise self._explained(refused, request)
             if request.streamed:
                 raise refused
             renewed = self._authorizer.header(request)
             answered = renewed is not None and renewed != sent
             _log_challenge(refused_at, challenge, answered)
             if not answered:
-                raise refused
+                raise self._explained(refused, request)
             sent = renewed
-        raise refused
+        raise self._explained(refused, request)
+
+    def _explained(self, refused: RegistryError, request: Request) -> RegistryError:
+        """The final 401, saying whether a login was configured for the registry: a wrong
+        password and a missing login otherwise read the same."""
+        why = (
+            "the login configured for this registry was refused"
+            if self._authorizer.has_login(request.url)
+            else "no login is configured for this registry"
+        )
+        detail = f"{refused.detail} ({why})" if refused.detail else why
+        return type(refused)(
+            refused.method, refused.url, refused.status, refused.codes, detail, refused.retry_after
+        )
 
     def _token(
         self,

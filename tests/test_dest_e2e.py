@@ -368,7 +368,7 @@ def test_the_example_loads_with_its_destination() -> None:
 def test_on_demand_image_reads_only_its_own_tags_on_the_destination(
     registry: RegistryServer, make_registry: Callable[..., RegistryServer], tmp_path: Path
 ) -> None:
-    """sync_image asks the destination about its tag and that tag's cosign tags, never
+    """sync_image asks the destination about its tag and that tag's special tags, never
     for the repository's whole tag list."""
     repo = "dest/on-demand"
     images = {f"v{i}": make_image(f"{repo}-{i}") for i in range(6)}
@@ -382,8 +382,9 @@ def test_on_demand_image_reads_only_its_own_tags_on_the_destination(
     with build_mirror(config, store_for(config), LocalLocks()) as mirror:
         unchanged = mirror.sync_image(registry.host, repo, "v3")
     assert (unchanged.failures, unchanged.skipped, unchanged.copied) == ([], ["v3"], [])
-    # v3 itself, then its .sig/.att/.sbom tags (absent): four GETs, no tag list.
-    assert spent() == {("manifest", "get", "200"): 1, ("manifest", "get", "404"): 3}
+    # v3 itself, then its tag-schema and .sig/.att/.sbom tags (absent): five GETs, no tag
+    # list.
+    assert spent() == {("manifest", "get", "200"): 1, ("manifest", "get", "404"): 4}
 
     deleted = requests.delete(f"{dest.url}/v2/{repo}/manifests/{images['v3'].digest}", timeout=30)
     assert deleted.status_code == 202

@@ -4,6 +4,8 @@ the engine is built from plain values, as the config layer builds it."""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import requests
 
 from syncworker.engine import LocalLocks, Mirror, Upstream, run_registries
 from syncworker.engine.blobcopy import BlobCopier
@@ -23,12 +26,22 @@ from syncworker.oci import Digest, Platform
 from syncworker.registry import ClientOptions, RegistryClient
 from syncworker.store import IndexEntry
 from syncworker.store.fs import FsStore
-from tests.support.images import cosign_signature_tag, make_cosign_signature, make_image, make_index
+from tests.support.images import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    cosign_signature_tag,
+    make_artifact,
+    make_cosign_signature,
+    make_image,
+    make_index,
+    referrers_tag,
+)
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
 
 NAME = "upstream"
 FAST = ClientOptions(max_retries=1, retry_delay=0.01)
+SBOM = "application/spdx+json"
 
 
 def _upstream(server: RegistryServer, **extra: object) -> Upstream:
@@ -90,6 +103,57 @@ def test_sync_image_by_tag_and_by_digest(mirror: Mirror, registry: RegistryServe
     assert by_digest.copied == [untagged.digest]
     assert mirror.store.has_blob(repo, Digest.parse(untagged.digest))
     assert mirror.sync_image(NAME, repo, untagged.digest).skipped == [untagged.digest]
+
+
+def test_sync_image_keeps_the_special_tags_a_repository_sync_keeps(
+    registry: RegistryServer, mirror: Mirror, store: FsStore, tmp_path: Path
+) -> None:
+    """On an upstream without the referrers API (distribution 2.8) an image's referrers
+    are listed under its tag-schema tag, its cosign signature under ``.sig``: an on-demand
+    copy holds both tags, as a sync of the whole repository does, and a referrer attached
+    upstream later arrives with the next on-demand copy."""
+    repo = "engine/special"
+    image = make_image("engine-special")
+    signature = make_cosign_signature(image, reference=f"{registry.host}/{repo}:v1")
+    push_image(registry.url, repo, "v1", image)
+    push_image(registry.url, repo, cosign_signature_tag(image.digest), signature)
+    push_image(registry.url, repo, None, make_artifact(image, artifact_type=SBOM, payload=b"1"))
+    assert mirror.sync_image(NAME, repo, "v1").ok
+    whole = FsStore(tmp_path / "whole")
+    with Mirror({NAME: _upstream(registry)}, whole, LocalLocks(), blob_threads=2) as other:
+        assert other.sync_repo(NAME, repo).ok
+    assert _entries(store, repo) == _entries(whole, repo)
+    tag_schema = referrers_tag(image.digest)
+    assert set(_tags(store, repo)) == {"v1", cosign_signature_tag(image.digest), tag_schema}
+
+    later = make_artifact(image, artifact_type=SBOM, payload=b"2")
+    push_image(registry.url, repo, None, later)
+    again = mirror.sync_image(NAME, repo, "v1")
+    assert again.copied == [tag_schema], again.failures
+    assert (None, later.digest) in _entries(store, repo)
+    for tag in (tag_schema, cosign_signature_tag(image.digest)):  # as skopeo reads them
+        assert _skopeo_raw_digest(tmp_path / "store" / repo, tag) == _upstream_digest(
+            registry, repo, tag
+        )
+
+
+def _entries(store: FsStore, repo: str) -> set[tuple[str | None, str]]:
+    return {(e.tag, str(e.descriptor.digest)) for e in store.index(repo)}
+
+
+def _skopeo_raw_digest(layout: Path, tag: str) -> str:
+    done = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{layout}:{tag}"],
+                          capture_output=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    return "sha256:" + hashlib.sha256(done.stdout).hexdigest()
+
+
+def _upstream_digest(registry: RegistryServer, repo: str, tag: str) -> str:
+    accept = ", ".join((OCI_INDEX, OCI_MANIFEST))
+    url = f"{registry.url}/v2/{repo}/manifests/{tag}"
+    answer = requests.head(url, headers={"Accept": accept}, timeout=30)
+    assert answer.status_code == 200, answer.status_code
+    return answer.headers["Docker-Content-Digest"]
 
 
 def test_a_single_name_on_docker_hub_is_asked_and_stored_as_library(

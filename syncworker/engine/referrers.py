@@ -120,6 +120,6 @@ class ReferrerWalk:
 
 
 def special_tags_of(digest: Digest) -> list[str]:
-    """cosign's special tags for what it attaches to ``digest``: signature, attestation,
-    SBOM."""
-    return [special_tag(digest, suffix) for suffix in SPECIAL_SUFFIXES]
+    """The special tags about ``digest``: the referrers tag schema's (where an upstream
+    without the referrers API lists them), then cosign's signature, attestation, SBOM."""
+    return [special_tag(digest), *(special_tag(digest, suffix) for suffix in SPECIAL_SUFFIXES)]

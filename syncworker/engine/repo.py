@@ -147,7 +147,9 @@ class RepoJob:
 
     def run_single_tag(self, tag: str) -> RepoResult:
         """On demand: one tag, its special tags and its referrers (no tag listing, on
-        either side)."""
+        either side): each special tag HEADed, so the copy holds what a sync of the whole
+        repository would (a referrer attached since, on an upstream without the referrers
+        API, changes the tag-schema tag)."""
         with self._index:
             self._load_stored([tag])
             desc = self.sync_tag(tag)

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 from syncworker.config.syncextension import RegistryConfig
 from syncworker.errors import ContentError
-from syncworker.filters.tagclasses import special_tag
 from syncworker.oci import Digest
 from syncworker.serve.apierrors import ApiError
 
@@ -127,14 +126,15 @@ class OnDemand:
 
     def fill_referrers(self, name: str, subject: Digest, artifact_type: str | None) -> None:
         """A subject's referrers as the upstream lists them now, copied into the store
-        (zot's ``SyncReference``): a copy of the subject by digest takes those its
-        referrers API lists, a copy of its referrers tag-schema tag those an upstream
-        without the API keeps there. Every ``artifactType`` is copied: the listing filters.
-        Never raises: past the wait the listing is answered from the store."""
+        (zot's ``SyncReference``) by a copy of the subject by digest: it takes those the
+        referrers API lists, and the subject's special tags (those an upstream without
+        the API keeps under its tag-schema tag). Every ``artifactType`` is copied: the
+        listing filters. Never raises: past the wait the listing is answered from the
+        store."""
         source = self._source(name, None)
         if source is None:
             return
-        references = (str(subject), special_tag(subject))
+        references = (str(subject),)
         key = (source.registry, source.repo, references)
         with self._guard:
             copied = self._copied.get(key)

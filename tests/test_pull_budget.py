@@ -169,9 +169,9 @@ def test_a_paid_manifest_is_kept_byte_for_byte_per_repository(paid: PaidManifest
     raw = b'{"schemaVersion": 2,  "mediaType": "x"}\n'
     paid.keep("lib/app", "sha256:aa", Kept(raw, "application/vnd.oci.image.index.v1+json"), 60)
     paid.keep("lib/app", "sha256:bb", Kept(raw, None), 60)
-    assert paid.find("lib/app", "sha256:aa") == (raw, "application/vnd.oci.image.index.v1+json")
-    assert paid.find("lib/app", "sha256:bb") == (raw, None)
-    assert paid.find("lib/other", "sha256:aa") is None  # another repository paid nothing
+    assert paid.find("lib/app", "sha256:aa", 0) == (raw, "application/vnd.oci.image.index.v1+json")
+    assert paid.find("lib/app", "sha256:bb", 0) == (raw, None)
+    assert paid.find("lib/other", "sha256:aa", 0) is None  # another repository paid nothing
 
 
 def test_a_paid_manifest_is_dropped_when_its_time_is_up() -> None:
@@ -179,6 +179,18 @@ def test_a_paid_manifest_is_dropped_when_its_time_is_up() -> None:
     paid = LocalPaidManifests(clock)
     paid.keep("lib/app", "sha256:aa", Kept(b"{}", None), 60)
     clock.now += 59
-    assert paid.find("lib/app", "sha256:aa") is not None
+    assert paid.find("lib/app", "sha256:aa", 0) is not None
     clock.now += 1
-    assert paid.find("lib/app", "sha256:aa") is None
+    assert paid.find("lib/app", "sha256:aa", 0) is None
+
+
+def test_a_paid_manifest_found_is_kept_from_then() -> None:
+    clock = Clock()
+    paid = LocalPaidManifests(clock)
+    paid.keep("lib/app", "sha256:aa", Kept(b"{}", None), 60)
+    clock.now += 50
+    assert paid.find("lib/app", "sha256:aa", 60) is not None
+    clock.now += 59
+    assert paid.find("lib/app", "sha256:aa", 0) is not None
+    clock.now += 1
+    assert paid.find("lib/app", "sha256:aa", 0) is None

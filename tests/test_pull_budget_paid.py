@@ -12,8 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from syncworker.coord import Coordinator
 from syncworker.coord.redisbudget import CLOCK_SKEW_MS
+from syncworker.registry.budget import LocalPullBudget
+from syncworker.registry.client import RegistryClient
+from syncworker.registry.gates import Gates
 from tests.support.corpus import Corpus, seed_many
 from tests.support.images import DEFAULT_PLATFORMS
 from tests.support.mirror import layout_tags, run_sync, write_sync_config
@@ -62,3 +67,33 @@ def test_a_walk_cut_short_by_the_budget_goes_on_where_it_stopped(
     assert (hub.counted, hub.refused) == (MANIFESTS, 0)
     stored = layout_tags(tmp_path / "store")
     assert stored["scale/repo-000"]["t0"] == corpus.digest("scale/repo-000", "t0")
+
+
+def test_a_paid_manifest_found_again_is_kept_longer_without_being_sent_again(
+    upstream: tuple[RegistryServer, Corpus],
+) -> None:
+    """Each GET by digest of a kept manifest re-arms its time in Redis; its bytes, written
+    there once, are not written again (the server's command counts tell)."""
+    server, corpus = upstream
+    redis_server = RedisServer()
+    digest = str(corpus.digest("scale/repo-000", "t0"))
+    try:
+        store = redis.Redis.from_url(redis_server.url)
+        gates = Gates(budget=LocalPullBudget(), paid=Coordinator(store, "t").paid_manifests("hub"))
+        with (
+            PullCounter(server.url, limit=100, window=HOUR) as hub,
+            RegistryClient([hub.url], gates=gates) as client,
+        ):
+            first = client.get_manifest("scale/repo-000", digest)
+            (key,) = store.keys("t:paid:*")
+            store.expire(key, 60)
+            for _ in range(3):
+                assert client.get_manifest("scale/repo-000", digest) == first
+            ttl = store.ttl(key)
+            writes = store.info("commandstats")["cmdstat_hset"]["calls"]
+            store.close()
+    finally:
+        redis_server.close()
+    assert hub.counted == 1
+    assert ttl > 60  # kept from its last use
+    assert writes == 1

@@ -3,7 +3,7 @@
 per answer that declares the budget (``lua/budget_note.lua``), on Redis's clock. An
 upstream that declares none costs one call per process, for its first manifest answer.
 The manifests a budget was spent on (the registry client's ``PaidManifests``) are kept
-beside it: one HSET and EXPIRE per manifest GET, one HMGET per GET by digest.
+beside it: one HSET and EXPIRE per manifest GET, one HMGET and EXPIRE per GET by digest.
 """
 
 from __future__ import annotations
@@ -87,9 +87,14 @@ class RedisPaidManifests(Part):
         self._registry = registry
 
     @translated
-    def find(self, repo: str, digest: str) -> tuple[bytes, str | None] | None:
+    def find(self, repo: str, digest: str, seconds: float) -> tuple[bytes, str | None] | None:
         key = self._keys.paid(self._registry, repo, digest)
-        raw, media_type = self._client.hmget(key, ["raw", "type"])
+        # One round trip; the TTL of a key that is gone is not set.
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.hmget(key, ["raw", "type"])
+            if seconds:
+                pipe.expire(key, max(1, int(seconds)))
+            (raw, media_type), *_ = pipe.execute()
         if raw is None:
             return None
         return (raw if isinstance(raw, bytes) else raw.encode(), text(media_type) or None)

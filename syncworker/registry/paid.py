@@ -40,8 +40,9 @@ class PaidManifests(Protocol):
     a plain (bytes, media type) pair here, so that ``syncworker.coord``, below this
     package, can keep them without importing it."""
 
-    def find(self, repo: str, digest: str) -> tuple[bytes, str | None] | None:
-        """Manifest ``digest`` of ``repo`` if it was paid for lately."""
+    def find(self, repo: str, digest: str, seconds: float) -> tuple[bytes, str | None] | None:
+        """Manifest ``digest`` of ``repo`` if it was paid for lately, then kept ``seconds``
+        from now (0: as long as it was)."""
         ...
 
     def keep(self, repo: str, digest: str, kept: tuple[bytes, str | None], seconds: float) -> None:
@@ -59,10 +60,15 @@ class LocalPaidManifests:
         default_factory=dict
     )
 
-    def find(self, repo: str, digest: str) -> tuple[bytes, str | None] | None:
+    def find(self, repo: str, digest: str, seconds: float) -> tuple[bytes, str | None] | None:
         with self._lock:
+            now = self.clock()
             found = self._kept.get((repo, digest))
-            return found[1] if found is not None and found[0] > self.clock() else None
+            if found is None or found[0] <= now:
+                return None
+            if seconds:
+                self._kept[repo, digest] = (now + seconds, found[1])
+            return found[1]
 
     def keep(self, repo: str, digest: str, kept: tuple[bytes, str | None], seconds: float) -> None:
         with self._lock:
@@ -89,14 +95,15 @@ class PaidFor:
         again from now, since a tree that takes many windows needs its root in each."""
         if self._memo is None or ":" not in ref or not self.counts_pulls:
             return None
-        found = self._memo.find(repo, ref)
-        if found is None:
-            return None
-        kept = Kept(*found)
-        self.keep(repo, ref, kept)
-        return kept
+        found = self._memo.find(repo, ref, self._seconds())
+        return None if found is None else Kept(*found)
 
     def keep(self, repo: str, digest: str, kept: Kept) -> None:
         """A manifest just fetched: kept if its upstream declared a budget."""
-        if self._memo is not None and self._budget is not None and self._budget.window:
-            self._memo.keep(repo, digest, kept, KEEP_WINDOWS * self._budget.window)
+        if self._memo is not None and (seconds := self._seconds()):
+            self._memo.keep(repo, digest, kept, seconds)
+
+    def _seconds(self) -> float:
+        """How long a manifest is kept from its last use: KEEP_WINDOWS of the budget's
+        window, 0 while no answer has named one."""
+        return KEEP_WINDOWS * self._budget.window if self._budget is not None else 0

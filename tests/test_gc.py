@@ -212,3 +212,27 @@ def test_widening_platforms_fetches_the_new_children_so_gc_and_check_pass(
     run = run_gc(wide, "--grace", "0s")
     assert run.code == 0 and "skipped" in run.stdout and "0 repositories skipped" in run.stdout
     assert {c.digest for c in index.children} <= check_store(root)[repo]
+
+
+def test_gc_under_narrower_platforms_keeps_every_child_an_index_lists(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """gc run with a config whose ``platforms`` wants fewer children than the store's index
+    holds (a config rolled back, or gc given another config than the workers'): the
+    children present are kept, so the tree stays whole for the wider setting that stored it."""
+    repo, root = "gc/narrowed", tmp_path / "store"
+    entry = {"urls": [registry.url], "content": [{"prefix": repo}]}
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "narrow").mkdir()
+    wide = write_sync_config(tmp_path / "wide", root, [entry])
+    narrow = write_sync_config(tmp_path / "narrow", root, [{**entry, "platforms": ["linux/arm64"]}])
+    index = make_index(("gc", "narrowed"), layers=1)
+    push_image(registry.url, repo, "multi", index)
+    assert run_sync(wide).code == 0
+    before = _files(root / repo)
+
+    run = run_gc(narrow, "--grace", "0s")
+    assert run.code == 0 and "gc: removed 0 blobs" in run.stdout, run.output
+    assert _files(root / repo) == before
+    assert main(["check", "-c", str(wide)]) == 0
+    assert {c.digest for c in index.children} <= check_store(root)[repo]

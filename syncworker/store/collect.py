@@ -5,9 +5,11 @@ has its whole tree. Per repository (every one holding a layout file, also one wh
 sync ended before it wrote ``index.json``), holding the same locks as the syncs:
 
 1. Mark everything ``index.json`` reaches: the entries, then each manifest's config,
-   layers and the children the repository is expected to hold (``expected``; children a
-   ``platforms`` filter left out are never stored). An entry or expected child that is
-   absent or unreadable fails the repository: its blobs cannot be known, nothing goes.
+   layers and children. An entry or a child the repository is expected to hold
+   (``expected``; children a ``platforms`` filter left out are never stored) that is absent
+   or unreadable fails the repository: its blobs cannot be known, nothing goes. A child
+   not expected is kept when present, so a collection under a narrower ``platforms``
+   than the sync's breaks no tree.
 2. Spare what is younger than ``grace`` (a sync without shared locks, or one that took the
    lock before a restart, may be about to list it), and mark from every manifest spared:
    a child written by a sync that failed before its index keeps its config and layers,
@@ -133,9 +135,10 @@ class _Repo:
         hold: Hold | None = None,
     ) -> list[Removed]:
         """Remove the garbage; return the unreached blobs that ``grace`` spared."""
-        self._mark(e.descriptor.digest for e in self._store.index(self._repo))
+        # Listed first: marking keeps the children present that no filter expects.
         blobs = self._store.blob_ages(self._repo)
         self._listed = {digest for digest, _, _ in blobs}
+        self._mark(e.descriptor.digest for e in self._store.index(self._repo))
         unreached = sorted((b for b in blobs if b[0] not in self.reached), key=lambda b: b[1])
         young = (d for d, size, age in unreached if age < grace and self._manifest(d, size))
         self._mark(young, spared=True)
@@ -152,17 +155,22 @@ class _Repo:
         """Mark ``roots`` (manifests) and their trees. A manifest that is absent or
         unreadable raises (the blobs it needs cannot be known), except an absent child of
         a ``spared`` manifest, which has no tree to keep."""
-        todo = list(roots)
+        todo = [(digest, spared) for digest in roots]  # (manifest, may it be absent?)
         while todo:
-            digest = todo.pop()
+            digest, optional = todo.pop()
             if digest in self.reached:
                 continue
-            if spared and digest not in self._listed:
+            if optional and digest not in self._listed:
                 continue
             self.reached.add(digest)
             manifest = self._read(digest)
             if manifest.is_index:
-                todo += (c.digest for c in self._expected(self._repo, manifest))
+                expected = {c.digest for c in self._expected(self._repo, manifest)}
+                # Every child present is kept, expected or not: gc given a narrower
+                # ``platforms`` than the sync that stored the index must not break its tree.
+                todo += (
+                    (c.digest, optional or c.digest not in expected) for c in manifest.children
+                )
             else:
                 self.reached.update(b.digest for b in manifest.blobs)
 

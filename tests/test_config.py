@@ -452,6 +452,11 @@ BAD_FIELDS = [
         "syncworker.serve.onDemandTimeout",
         "must be a positive duration",
     ),
+    (
+        {**ZOT_CONFIG, "syncworker": {"lockTtl": "500ms"}},
+        "syncworker.lockTtl",
+        "must be at least 1s",
+    ),
     ({**ZOT_CONFIG, "extension": {}}, "extension", "unknown key"),
     ({"extensions": {}}, "storage", "required"),
     (

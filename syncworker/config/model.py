@@ -35,6 +35,7 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # A token is the only thing between the network and the broker: one short enough to guess
 # is refused, from the config as from the environment (`openssl rand -hex 32` makes a good one).
 MIN_TOKEN_CHARS = 16
+MIN_LOCK_TTL = timedelta(seconds=1)
 # Opaque zot sections may hold secrets (LDAP bind passwords, API keys): never in a repr.
 _Opaque = dict[str, Any] | None
 
@@ -94,13 +95,21 @@ class SyncworkerSettings(ConfigModel):
     SIGKILL frees the repositories and blobs it held this long after. A holder renews its
     locks every third of it; one that finds its lock lost anyway (Redis restarted, the
     holder cut off or paused longer) stops removing (gc, prune) and writing index.json
-    (a sync fails the repository), naming the lock."""
+    (a sync fails the repository), naming the lock. At least 1s: a shorter lock is lost
+    to a scheduling delay."""
     api: ApiSettings = Field(default_factory=lambda: ApiSettings.model_validate({}))
     """The HTTP API, ``syncworker api``."""
     destination: DestinationConfig | None = None
     """A registry to push into instead of writing OCI layouts."""
     serve: ServeSettings = Field(default_factory=lambda: ServeSettings.model_validate({}))
     """The read-only registry over the store, ``syncworker serve``."""
+
+    @field_validator("lock_ttl")
+    @classmethod
+    def _lock_outlives_jitter(cls, value: timedelta) -> timedelta:
+        if value < MIN_LOCK_TTL:
+            raise ValueError("must be at least 1s: a shorter lock is lost to a scheduling delay")
+        return value
 
     @field_validator("redis")
     @classmethod

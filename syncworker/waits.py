@@ -6,8 +6,9 @@ lock wait of their own. A leaf, like ``errors``: the engine and ``coord`` both i
 neither imports the other.
 
 A blob flight waiter decides with :class:`FlightWatch`, the same in both implementations:
-it waits while its holder makes progress, takes the flight over from a holder whose progress
-stood still for :attr:`LockWaits.stall`, and fetches from its own upstream once a holder
+it waits while its holder makes progress or beats (alive, waiting on purpose:
+:mod:`syncworker.heartbeat`), takes the flight over from a holder that did neither for
+:attr:`LockWaits.stall`, and fetches from its own upstream once a holder
 fetching from *another* upstream has kept it :attr:`LockWaits.foreign` seconds. So an
 upstream that trickles a popular layer slows its own copies only.
 """
@@ -53,9 +54,10 @@ class LockWaits:
 
     #: The longest a flight waiter waits for others before LockBusy (a task retries later).
     flight: float = 3600.0
-    #: A blob flight holder whose byte count has not moved for this long loses the flight to
-    #: a waiter. Longer than a read timeout's worth of silence plus a retry's backoff, so a
-    #: holder that is merely reconnecting keeps it.
+    #: A blob flight holder whose byte count has not moved for this long, and that has not
+    #: beaten meanwhile (alive, waiting on purpose), loses the flight to a waiter. Longer
+    #: than a read timeout's worth of silence, so a holder that is merely reconnecting keeps
+    #: it.
     stall: float = 30.0
     #: A waiter whose holder fetches from another upstream fetches from its own after this
     #: long: small blobs still come once for the cluster, a trickling upstream delays no one
@@ -64,7 +66,7 @@ class LockWaits:
     #: A blob flight that finished this recently makes the next holder look in the store
     #: again (it may have stored the blob since the caller looked).
     recent: float = 300.0
-    #: A holder publishes its byte count at most this often.
+    #: A holder publishes its byte count, and its heartbeat, at most this often.
     progress_every: float = 1.0
 
     def __post_init__(self) -> None:
@@ -84,27 +86,41 @@ class Verdict(enum.Enum):
 class FlightWatch:
     """A blob flight waiter's view of the holders it has seen, on the caller's clock.
 
-    :meth:`see` is told the holder (an identity), its upstream and its byte count at each
-    look, and answers what to do (logging why it stops waiting). A new holder (one took
-    over) starts the clocks again."""
+    :meth:`see` is told the holder (an identity), its upstream, its byte count and its
+    heartbeat count at each look, and answers what to do (logging why it stops waiting). A
+    count that changed is a holder alive; one not known (None: not published yet, or its
+    entry expired) tells nothing, so an expired entry never passes for progress. A new
+    holder (one took over) starts the clocks again."""
 
-    __slots__ = ("_holder", "_key", "_moved", "_progress", "_since", "_source", "_waits")
+    __slots__ = ("_beats", "_holder", "_key", "_moved", "_progress", "_since", "_source", "_waits")
 
     def __init__(self, key: str, source: str, waits: LockWaits) -> None:
         self._key = key
         self._source = source
         self._waits = waits
         self._holder: object = None
-        self._progress = -1
+        self._progress: int | None = None
+        self._beats: int | None = None
         self._since = 0.0
         self._moved = 0.0
 
-    def see(self, holder: object, source: str | None, progress: int, now: float) -> Verdict:
+    def see(
+        self,
+        holder: object,
+        source: str | None,
+        progress: int | None,
+        beats: int | None,
+        now: float,
+    ) -> Verdict:
         """``source`` None: the holder has not said yet (it has only just begun)."""
         if holder != self._holder:
-            self._holder, self._progress, self._since, self._moved = holder, progress, now, now
-        elif progress != self._progress:
-            self._progress, self._moved = progress, now
+            self._holder, self._progress, self._beats = holder, progress, beats
+            self._since = self._moved = now
+        else:
+            if progress is not None and progress != self._progress:
+                self._progress, self._moved = progress, now
+            if beats is not None and beats != self._beats:
+                self._beats, self._moved = beats, now
         foreign = source is not None and source != self._source
         if foreign and now - self._since >= self._waits.foreign:
             log.info(
@@ -116,8 +132,8 @@ class FlightWatch:
             return Verdict.OWN_UPSTREAM
         if now - self._moved >= self._waits.stall:
             log.warning(
-                "blob %s: its holder (fetching from %s) made no progress for %gs; taking "
-                "its flight over",
+                "blob %s: its holder (fetching from %s) made no progress and was not waiting "
+                "on purpose for %gs; taking its flight over",
                 self._key,
                 source or "an upstream",
                 self._waits.stall,

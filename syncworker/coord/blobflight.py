@@ -4,7 +4,9 @@ and whether it is getting anywhere.
 The flight itself is a redis-py lock (``{p}:flight:blob:{digest}``). Beside it a hash
 (``{p}:progress:blob:{digest}``) maps each holder's token to ``"{bytes} {source}"``: the
 holder writes it when it boards and at most every ``LockWaits.progress_every`` while it
-streams. A waiter reads the current holder's entry and lets
+streams; and ``"{token}:alive"`` to a count of heartbeats, written as often while it waits
+on purpose (:mod:`syncworker.heartbeat`). A waiter reads the current holder's entries
+(an expired entry tells nothing: it is no progress) and lets
 :class:`~syncworker.waits.FlightWatch` decide: wait, take the flight over
 (``lua/flight_take.lua``: only from the holder it saw), or leave for its own upstream's lane
 (``{p}:lane:blob:{digest}:{source}``, a flight of its own with entries in the same hash). A
@@ -36,10 +38,12 @@ class RedisFlight:
     """A blob flight's holder in the cluster (the engine's ``BlobFlight``)."""
 
     __slots__ = (
+        "_beats",
         "_client",
         "_every",
         "_key",
         "_last",
+        "_last_beat",
         "_record",
         "_token",
         "_ttl",
@@ -63,7 +67,8 @@ class RedisFlight:
         self._record = f" {source}"
         self._ttl = ttl
         self._every = every
-        self._last = time.monotonic()
+        self._last = self._last_beat = time.monotonic()
+        self._beats = 0
         self.look_again = False
 
     def progress(self, nbytes: int) -> None:
@@ -77,11 +82,30 @@ class RedisFlight:
             # Waiters may then take the flight over: a second fetch, never a wrong one.
             log.debug("could not publish progress of %s: %s", self._key, exc)
 
+    def alive(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat < self._every:
+            return
+        self._last_beat = now
+        self._beats += 1
+        try:
+            self._write(alive_field(self._token), str(self._beats))
+        except CoordError as exc:
+            log.debug("could not publish the heartbeat of %s: %s", self._key, exc)
+
     def write(self, nbytes: int) -> None:
+        self._write(self._token, f"{nbytes}{self._record}")
+
+    def _write(self, field: str, value: str) -> None:
         with redis_errors(self._where), self._client.pipeline(transaction=False) as pipe:
-            pipe.hset(self._key, self._token, f"{nbytes}{self._record}")
+            pipe.hset(self._key, field, value)
             pipe.pexpire(self._key, int(self._ttl * 1000))
             pipe.execute()
+
+
+def alive_field(token: str) -> str:
+    """The progress hash's field of the heartbeats of the holder ``token``."""
+    return f"{token}:alive"
 
 
 class FlightBoard(Part):
@@ -109,14 +133,15 @@ class FlightBoard(Part):
                 if lock.acquire(blocking=False, token=token):
                     return lock, self._boarded(progress_key, token, source, ttl, waited)
                 holder = text(self._client.get(key))
-                record = text(self._client.hget(progress_key, holder)) if holder else None
-            if holder is None:
-                continue  # it left between our two questions: ask again
+                if holder is None:
+                    continue  # it left between our two questions: ask again
+                record, beats = self._client.hmget(progress_key, holder, alive_field(holder))
             if not waited:
                 log.debug("waiting for blob %s, held by another worker", key)
                 waited = True
-            progress, _, seen = (record or "-1 ").partition(" ")
-            verdict = watch.see(holder, seen or None, int(progress), time.monotonic())
+            progress, seen = _progress(text(record))
+            alive = None if beats is None else int(beats)
+            verdict = watch.see(holder, seen, progress, alive, time.monotonic())
             if verdict is Verdict.OWN_UPSTREAM:
                 return None
             if verdict is Verdict.TAKE_OVER and self._take_over(key, holder, token, ttl, lock):
@@ -143,3 +168,11 @@ class FlightBoard(Part):
         # What redis-py's Lock.acquire would have recorded: the token it re-arms and releases.
         lock.local.token = lock.redis.connection_pool.get_encoder().encode(token)
         return True
+
+
+def _progress(record: str | None) -> tuple[int | None, str | None]:
+    """A holder's byte count and upstream, from its entry; None for each not known."""
+    if record is None:
+        return None, None
+    count, _, source = record.partition(" ")
+    return int(count), source or None

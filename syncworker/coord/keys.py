@@ -17,8 +17,9 @@ key                                        type    owner             TTL
 ``{p}:progress:blob:{digest}``             hash    blobflight        lock ttl, from each write; a
                                                                      holder's token (of the flight
                                                                      or a lane) -> ``{bytes}
-                                                                     {source}``: waiters take over a
-                                                                     flight that stands still
+                                                                     {source}``, ``{token}:alive``
+                                                                     -> heartbeats: waiters take
+                                                                     over a flight that stands still
 ``{p}:lane:blob:{digest}:{source}``        string  blobflight        lock ttl, extended while held:
                                                                      one fetch per upstream once a
                                                                      holder of another upstream was

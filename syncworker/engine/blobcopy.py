@@ -8,7 +8,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Protocol
@@ -16,6 +16,7 @@ from typing import Protocol
 from syncworker.engine.locks import BlobFlight, Locks
 from syncworker.engine.replay import Replay
 from syncworker.errors import DeadlineExceededError, LockBusy, StoreError, SyncworkerError
+from syncworker.heartbeat import beating, holding, pause
 from syncworker.oci import Descriptor, Digest
 from syncworker.registry import Deadline
 from syncworker.retry import Retrying
@@ -67,7 +68,7 @@ class BlobCopier:
         self,
         store: Store,
         locks: Locks,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = pause,
         on_done: Callable[[BlobStats, float], None] | None = None,
         *,
         link: bool = True,
@@ -193,10 +194,10 @@ class BlobCopier:
                 if self._store.has_blob(dest_repo, desc.digest):
                     return desc.size
                 if replay.whole:
-                    kept = _counted(replay.replay(), flight.progress)
-                    return self._store.put_blob(dest_repo, desc.digest, desc.size, kept)
-            with client.blob(upstream_repo, desc) as chunks:
-                stream = replay.record(_counted(chunks, flight.progress))
+                    with _Counted(replay.replay(), flight) as kept:
+                        return self._store.put_blob(dest_repo, desc.digest, desc.size, kept)
+            with client.blob(upstream_repo, desc) as chunks, _Counted(chunks, flight) as counted:
+                stream = replay.record(counted)
                 try:
                     return self._store.put_blob(dest_repo, desc.digest, desc.size, stream)
                 except StoreError:
@@ -208,7 +209,7 @@ class BlobCopier:
             again = "writing it again" if isinstance(exc, StoreError) else "fetching again"
             log.warning("%s@%s: %s; %s in %.1fs", upstream_repo, desc.digest, exc, again, delay)
 
-        with replay:
+        with replay, holding(flight):
             return client.refetching.run(attempt, sleep=self._sleep, on_retry=note)
 
     def _link(self, dest_repo: str, desc: Descriptor, stats: BlobStats) -> bool:
@@ -233,10 +234,29 @@ class BlobCopier:
         return True
 
 
-def _counted(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
-    """``chunks`` as they are, ``progress`` told the bytes so far after each."""
-    total = 0
-    for chunk in chunks:
-        total += len(chunk)
-        progress(total)
-        yield chunk
+class _Counted:
+    """A blob's ``chunks`` as they are, for the store: the flight is told the bytes so far
+    after each, and beats while the store holds a chunk and once the last is read (an
+    upload part, the completion of a large upload): only reading from the source is
+    silent. A context manager: its exit, after the store's write, ends the beating."""
+
+    def __init__(self, chunks: Iterable[bytes], flight: BlobFlight) -> None:
+        self._chunks, self._flight = chunks, flight
+        self._stream = self._counted()
+        self._finishing = ExitStack()
+
+    def __enter__(self) -> Iterator[bytes]:
+        return self._stream
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()  # a store that failed part-way left it suspended, beating
+        self._finishing.close()
+
+    def _counted(self) -> Generator[bytes, None, None]:
+        total = 0
+        for chunk in self._chunks:
+            total += len(chunk)
+            self._flight.progress(total)
+            with beating(self._flight):
+                yield chunk
+        self._finishing.enter_context(beating(self._flight))

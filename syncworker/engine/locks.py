@@ -40,6 +40,11 @@ class BlobFlight(Protocol):
         """The holder has ``nbytes`` of the blob so far: waiters see it making progress."""
         ...
 
+    def alive(self) -> None:
+        """The holder is alive, waiting on purpose (:mod:`syncworker.heartbeat`): waiters
+        see it alive though no byte moves."""
+        ...
+
 
 class RepoHold(Protocol):
     """What a repository lock's holder gets."""
@@ -118,9 +123,13 @@ class _Flight:
     source: str
     look_again: bool = False
     bytes: int = 0
+    beats: int = 0
 
     def progress(self, nbytes: int) -> None:
         self.bytes = nbytes
+
+    def alive(self) -> None:
+        self.beats += 1
 
 
 class LocalLocks:
@@ -178,7 +187,7 @@ class LocalLocks:
                     log.debug("waiting for blob %s, held by another thread", key)
                     waited = True
                 now = time.monotonic()
-                verdict = watch.see(holder, holder.source, holder.bytes, now)
+                verdict = watch.see(holder, holder.source, holder.bytes, holder.beats, now)
                 if verdict is Verdict.OWN_UPSTREAM:
                     return None
                 if verdict is Verdict.TAKE_OVER:

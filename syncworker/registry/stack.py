@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from syncworker.heartbeat import pause
 from syncworker.registry.addresses import Origins
 from syncworker.registry.authorizer import Auth, CredentialsArg, logins_by_origin
 from syncworker.registry.bandwidth import Throttle
@@ -54,7 +55,7 @@ class Stack:
         options: ClientOptions,
         stats: ClientStats,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = pause,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         gates: Gates = NO_GATES,

@@ -97,6 +97,17 @@ def test_an_unknown_user_costs_one_bcrypt_as_a_wrong_password_does(
     assert auth.check(basic("reader", "right")) == "reader"
 
 
+def test_a_bcrypt_cost_htpasswd_never_writes_is_refused_naming_the_line(tmp_path: Path) -> None:
+    """A cost of 31 (a garbled or hand-edited line) would make each check, and the hash
+    made for unknown users as the file loads, run for days: the file is refused instead."""
+    path = tmp_path / "htpasswd"
+    good = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    path.write_text(f"reader:{good}\nwriter:$2y$31$" + "a" * 53 + "\n")
+    with pytest.raises(ConfigError) as refused:
+        htpasswd.Htpasswd(str(path))
+    assert f"{path} line 2: bcrypt cost '31'" in str(refused.value)
+
+
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 

@@ -28,6 +28,9 @@ _BCRYPT = ("$2a$", "$2b$", "$2y$")
 # bcrypt's cost of the hash unknown users are checked against when the file has none
 # (distribution's htpasswd writes bcrypt.DefaultCost, 10).
 DEFAULT_COST = 10
+# The costs Apache's `htpasswd -B -C` writes. A higher one (a garbled or hand-edited line)
+# would make each check, and the hash made for unknown users at every load, run for hours.
+COSTS = range(4, 18)
 
 
 class Htpasswd:
@@ -83,6 +86,12 @@ def _parse(text: str, where: str) -> dict[str, bytes]:
             raise ConfigError(
                 _KEY, f"{where} line {number}: not user:bcrypt-hash (make it with htpasswd -B)"
             )
+        if not hashed[4:6].isdigit() or int(hashed[4:6]) not in COSTS:
+            raise ConfigError(
+                _KEY,
+                f"{where} line {number}: bcrypt cost {hashed[4:6]!r} is not "
+                f"{COSTS.start}-{COSTS.stop - 1} (htpasswd -B -C)",
+            )
         users[user] = hashed.encode()
     return users
 
@@ -92,9 +101,8 @@ def _absent_hash(users: dict[str, bytes]) -> bytes:
     checking a user the file lacks as long as one it holds."""
     import bcrypt
 
-    costs = [int(hashed[4:6]) for hashed in users.values() if hashed[4:6].isdigit()]
-    cost = min(max(costs, default=DEFAULT_COST), 31)
-    return bytes(bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(max(cost, 4))))
+    cost = max((int(hashed[4:6]) for hashed in users.values()), default=DEFAULT_COST)
+    return bytes(bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(cost)))
 
 
 def _basic(header: str | None) -> tuple[str, str]:

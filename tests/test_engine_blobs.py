@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from syncworker.engine import LocalLocks
+from syncworker.engine import LocalLocks, replay
 from syncworker.engine.blobcopy import BlobCopier
 from syncworker.engine.replay import REPLAY_LIMIT
 from syncworker.errors import (
@@ -319,13 +319,13 @@ def test_a_large_blob_the_store_failed_is_fetched_again(
     assert (store.puts, upstream.count("GET", path)) == (2, 2)
 
 
-@pytest.mark.parametrize("disk", ["writable", "full"])
+@pytest.mark.parametrize("disk", ["writable", "full", "spoken for"])
 def test_a_large_blob_a_spooling_store_failed_is_written_again_from_a_temporary_file(
     upstream: HostileRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk: str
 ) -> None:
     """A store that asks for it (a registry destination) is given a large blob again from
-    a temporary file: fetched once. A spool that cannot be written fails nothing: the blob
-    is fetched again."""
+    a temporary file: fetched once. A spool that cannot be written, or that would pass the
+    spool space of the process, fails nothing: the blob is fetched again."""
     data = bytes(range(256)) * (REPLAY_LIMIT // 256 + 1)
     path = f"/v2/r/blobs/{Digest.of(data)}"
     upstream.route("GET", path, Answer(200, data))
@@ -335,7 +335,10 @@ def test_a_large_blob_a_spooling_store_failed_is_written_again_from_a_temporary_
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr("syncworker.engine.replay.tempfile.TemporaryFile", full)
+    space = replay._SpoolSpace(len(data) - 1 if disk == "spoken for" else len(data))
+    monkeypatch.setattr(replay, "_space", space)
     store = FailingStore(tmp_path, 1)
     store.spools_blobs = True
     _copy_into(upstream, store, data)
     assert (store.puts, upstream.count("GET", path)) == (2, 1 if disk == "writable" else 2)
+    assert space.reserve(space.limit)  # every reservation was given back

@@ -6,8 +6,9 @@ A small blob is kept in memory, for every store. A larger one is kept in a tempo
 only for a store that asks (``Store.spools_blobs``: a registry destination, whose upload
 is one request a network can break part-way); on a disk or in S3 a second copy on disk
 would cost more than the rare fetch again. The file is anonymous (unlinked at once), so a
-crash leaves nothing behind; a spool that cannot be written (the disk full) is dropped and
-the blob is fetched again if it must be: keeping a copy never fails one.
+crash leaves nothing behind; a spool that cannot be written (the disk full), or would pass
+:data:`SPOOL_SPACE` with the others of the process, is not kept and the blob is fetched
+again if it must be: keeping a copy never fails one.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from typing import IO, Self
 
 from syncworker.errors import StoreError, SyncworkerError
 
-__all__ = ["REPLAY_LIMIT", "SPOOL_CHUNK", "Replay"]
+__all__ = ["REPLAY_LIMIT", "SPOOL_CHUNK", "SPOOL_SPACE", "Replay"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,32 @@ log = logging.getLogger(__name__)
 REPLAY_LIMIT = 4 * 1024 * 1024
 # A spooled blob is read back in chunks of this size (memory stays one chunk).
 SPOOL_CHUNK = 1024 * 1024
+# Disk the spools of one process may hold at once. A blob that would pass it is not
+# spooled (fetched again if its upload fails): `$TMPDIR` may be a tmpfs, which is memory.
+SPOOL_SPACE = 2 * 1024 * 1024 * 1024
+
+
+class _SpoolSpace:
+    """The bytes reserved by the spools of this process, against :data:`SPOOL_SPACE`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, size: int) -> bool:
+        with self._lock:
+            if self._used + size > self.limit:
+                return False
+            self._used += size
+            return True
+
+    def free(self, size: int) -> None:
+        with self._lock:
+            self._used -= size
+
+
+_space = _SpoolSpace(SPOOL_SPACE)
 
 
 class Replay:
@@ -41,7 +69,8 @@ class Replay:
         self._keep = size <= limit
         self._chunks: list[bytes] = []
         self._spool: IO[bytes] | None = None
-        self._spooling = spool and not self._keep
+        self._reserved = size if spool and not self._keep and _space.reserve(size) else 0
+        self._spooling = self._reserved > 0
         #: Every chunk of a stream that ended (its verifying reader found it whole) is kept.
         self.whole = False
 
@@ -50,6 +79,8 @@ class Replay:
 
     def __exit__(self, *exc: object) -> None:
         self._drop_spool()
+        _space.free(self._reserved)
+        self._reserved = 0
 
     def record(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """``chunks`` as they pass, kept if the blob is small enough or spooled."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
 import signal
 import subprocess
@@ -30,9 +31,18 @@ import yaml
 
 from syncworker.errors import StoreError
 from syncworker.oci import Digest
+from syncworker.store import indexdoc
 from syncworker.store.collect import collect
 from syncworker.store.fs import FsStore
-from tests.support.images import Blob, Manifest, make_image, make_index, make_layer
+from tests.support.images import (
+    OCI_MANIFEST,
+    Blob,
+    Manifest,
+    make_artifact,
+    make_image,
+    make_index,
+    make_layer,
+)
 from tests.support.mirror import check_store, layout_tags, run_sync, write_sync_config
 from tests.support.ports import wait_until
 from tests.support.push import push_image, push_manifest
@@ -390,3 +400,43 @@ def test_gc_collects_a_repository_whose_first_sync_never_wrote_its_index(
     assert [str(r.digest) for r in done.removed][0] == image.digest  # the parent first
     assert {str(r.digest) for r in done.removed} == {image.digest, *(b.digest for b in image.blobs)}
     assert not any(store.has_blob("never/indexed", Digest.parse(b.digest)) for b in image.blobs)
+
+
+def _image_as_a_layer() -> tuple[Manifest, Manifest]:
+    """An image, and an artifact whose one layer is that image's manifest (its payload);
+    the first seed whose image has a blob that sorts before the artifact, the order in
+    which gc, missing the image's tree, deleted that blob before the image."""
+    for seed in itertools.count():
+        image = make_image(("gc", "as a layer", seed), layers=3, layer_size=SMALL)
+        artifact = make_artifact(
+            None,
+            artifact_type="application/vnd.example.image",
+            payload=image.raw,
+            payload_media_type=OCI_MANIFEST,
+        )
+        if min(b.digest for b in image.blobs) < artifact.digest:
+            return image, artifact
+    raise AssertionError("unreachable")
+
+
+def test_gc_failing_anywhere_leaves_whole_a_manifest_another_lists_as_a_layer(
+    tmp_path: Path,
+) -> None:
+    """The image's manifest is both a layer and a manifest with a tree of its own, so it
+    goes before its config and layers however far gc gets. Garbage all of it (smallest
+    first, the artifact is read before the image), gc failing after each count of
+    deletions."""
+    image, artifact = _image_as_a_layer()
+    repo = "gc/as-a-layer"
+    blobs = {b.digest: b.data for b in (*image.blobs, *artifact.blobs)}
+    blobs |= {image.digest: image.raw, artifact.digest: artifact.raw}
+    assert len(artifact.raw) < len(image.raw)
+    for after in range(len(blobs)):
+        root = tmp_path / str(after)
+        store = _FailingDeletes(root, after)
+        for digest, data in blobs.items():
+            store.put_blob(repo, Digest.parse(digest), len(data), [data])
+        store.backend.put(f"{repo}/index.json", indexdoc.dump_index(indexdoc.new_index()))
+        done = collect(store, store.hold, 0.0)
+        assert len(done.removed) == after
+        check_store(root)  # every manifest left, listed or not, has its whole tree

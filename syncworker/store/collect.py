@@ -42,6 +42,9 @@ __all__ = ["Collected", "Expected", "Hold", "RepoLock", "Removed", "collect"]
 
 log = logging.getLogger(__name__)
 
+# Bytes read of a blob named as a config or layer to tell whether it may be a manifest.
+PEEK_BYTES = 64
+
 
 class Hold(Protocol):
     """What holding a repository yields (the engine's ``RepoHold``)."""
@@ -185,17 +188,25 @@ class _Repo:
         bytes that are no manifest. A read that fails raises: what it is stays unknown."""
         if digest not in self._manifests:
             parsed = None
-            # A config or layer of a manifest already read is not read: no download of
-            # layers that a manifest, smaller and so read first, names as such.
-            if size <= MAX_MANIFEST_BYTES and digest not in self._blobs:
+            # A config or layer of a manifest already read is read whole only if its first
+            # bytes are JSON: no download of the layers that a manifest, smaller and so read
+            # first, names as such, and still no manifest named as a layer (an artifact's
+            # payload) taken for a blob, its tree then deleted before it.
+            if size <= MAX_MANIFEST_BYTES and (digest not in self._blobs or self._json(digest)):
                 raw = self._store.read_blob(self._repo, digest)
-                if raw.lstrip()[:1] == b"{":
+                if _is_json(raw):
                     try:
                         parsed = self._parsed(digest, raw)
                     except SyncworkerError:
                         parsed = None  # JSON, but not a manifest (a config)
             self._manifests[digest] = parsed
         return self._manifests[digest]
+
+    def _json(self, digest: Digest) -> bool:
+        """Whether the blob's first bytes (one ranged read) may begin a JSON object."""
+        with self._store.open_blob_range(self._repo, digest, 0, PEEK_BYTES) as chunks:
+            head = b"".join(chunks)
+        return _is_json(head) or not head.strip()  # all blank so far: cannot tell
 
     def _parsed(self, digest: Digest, raw: bytes) -> Manifest:
         manifest = self._manifests[digest] = parse_manifest(raw, None, digest)
@@ -225,3 +236,8 @@ class _Repo:
                 if parents[child] == 0:
                     ready.append(child)
         return order
+
+
+def _is_json(raw: bytes) -> bool:
+    """Whether ``raw`` begins as a JSON object does, as every manifest does."""
+    return raw.lstrip()[:1] == b"{"

@@ -19,7 +19,7 @@ import pytest
 from syncworker.coord import RunStatus
 from tests.support.cluster import Cluster, seeded_upstream, trigger, wait_finished
 from tests.support.corpus import Corpus
-from tests.support.fault_proxy import CHUNK, Fault, FaultProxy
+from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.mirror import run_sync, write_sync_config
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
@@ -120,16 +120,26 @@ class SlowBlobs(FaultProxy):
     ) -> bool:
         if "/blobs/" not in path:
             return super().send_body(path, source, sink, fault, length)
+        closed = False
         try:
             sink.write(source.read(length // 2))
             sink.flush()
             time.sleep(self._stall)
-            while chunk := source.read(CHUNK):
-                sink.write(chunk)
+            rest = source.read(length - length // 2)
+            # Counted closed before its last bytes go: the client, which holds its slot
+            # until it has them, then frees it at once, and the next GET may arrive
+            # before this thread runs again.
+            self._close()
+            closed = True
+            sink.write(rest)
             return True
         finally:
-            with self._lock:
-                self._open -= 1
+            if not closed:
+                self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            self._open -= 1
 
 
 def test_four_celery_workers_share_one_req_concurrent(

@@ -174,13 +174,21 @@ def continue_walk(
     or more wait for workers, then send what comes next: the next page, or this page again
     in ``WALK_AHEAD_WAIT``."""
 
+    waiting = 0
+
     def room() -> bool:  # the walk stays at most walk_ahead repositories ahead of workers
-        return queue.repos_waiting() < walk_ahead
+        nonlocal waiting
+        waiting = queue.repos_waiting()
+        return waiting < walk_ahead
 
     step = walk_page(coord, mirror, registry, run_id, queue.send_repos, page_size, room)
     if step is Step.MORE:
         queue.send_page(registry, run_id)
     elif step is Step.WAIT:
+        log.info(
+            "walk %s of %s: %d repositories wait for workers (walkAhead %d): next page in %gs",
+            run_id, registry, waiting, walk_ahead, WALK_AHEAD_WAIT,
+        )  # fmt: skip
         queue.send_page(registry, run_id, delay=WALK_AHEAD_WAIT)
     return step
 

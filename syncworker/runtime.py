@@ -57,7 +57,7 @@ class Runtime:
         runtime = cls(config)
         try:
             if url:
-                runtime.coord = _connect(url, settings.lock_ttl.total_seconds())
+                runtime.coord = _connect(url, settings.lock_ttl.total_seconds(), settings.runs_kept)
             if upto != "redis":
                 runtime._store = _open_store(config, runtime.coord)
             if upto == "mirror":
@@ -141,10 +141,10 @@ class Runtime:
         self.close()
 
 
-def _connect(url: str, lock_ttl: float) -> Coordinator:
+def _connect(url: str, lock_ttl: float, runs_kept: int) -> Coordinator:
     from syncworker.coord import Coordinator  # redis-py: only when Redis is configured
 
-    coord = Coordinator.from_url(url, lock_ttl=lock_ttl)
+    coord = Coordinator.from_url(url, lock_ttl=lock_ttl, runs_kept=runs_kept)
     try:
         coord.ping()
     except BaseException:

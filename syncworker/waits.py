@@ -24,6 +24,7 @@ __all__ = [
     "LOCK_TTL",
     "REPAIR_REPO_WAIT",
     "REPO_WAIT",
+    "RUNS_KEPT",
     "TASK_REPO_WAIT",
     "FlightWatch",
     "LockWaits",
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 #: holder killed with SIGKILL frees its locks this long after; a live one renews them every
 #: third of it, and stops removing anything once it finds one lost.
 LOCK_TTL = 60.0
+#: Runs per registry kept in Redis (``syncworker.runsKept``): the one going on and the
+#: most recent finished ones.
+RUNS_KEPT = 20
 #: ``repo_lock``'s default: a sync in one process waits its turn as long as it takes.
 REPO_WAIT: float | None = None
 #: A Celery task waits this long for a busy repository, then retries later: a worker is not

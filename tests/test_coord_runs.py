@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from syncworker.cli import main
+from syncworker.config import load_config
 from syncworker.coord import FAILED, FINISHED, RUNNING, Coordinator, RunFailure, RunStatus
 from syncworker.coord.keys import RUN_RETENTION
 from syncworker.coord.runstate import MAX_REASON_CHARS
+from syncworker.runtime import Runtime
+from tests.support.mirror import write_sync_config
+from tests.support.redis_server import RedisServer
 
 # The shared fixtures: coord (real Redis and fakeredis), real_coord.
 pytest_plugins = ["tests.test_coord_support"]
@@ -143,3 +151,35 @@ def test_concurrent_counts_add_up(coord: Coordinator) -> None:
     status = coord.run_status(run_id)
     assert status is not None
     assert status.counters["images_copied"] == 400 and status.counters["bytes"] == 4000
+
+
+def test_runs_kept_per_registry_with_status_listing_them(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """``syncworker.runsKept: 3``: each registry keeps its run going on and its most recent
+    finished ones, three in all; a run that starts forgets the older ones (their keys too),
+    another registry's runs untouched."""
+    settings = {"redis": private_redis.url, "runsKept": 3}
+    config = write_sync_config(tmp_path, tmp_path / "store", [], settings=settings)
+    with Runtime.open(load_config(config), upto="redis") as runtime:
+        coord = runtime.coord
+        assert coord is not None
+        other = coord.start_run("other", "other-1")
+        coord.finish_run(other)
+        ids = [f"docker-{n}" for n in range(1, 6)]
+        for run_id in ids:
+            coord.start_run("docker", run_id)
+            coord.finish_run(run_id, FAILED if run_id == "docker-2" else FINISHED)
+        going_on = coord.start_run("docker", "docker-6")
+        assert coord.run_status("docker-3") is None
+        assert not coord.client.keys("syncworker:*docker-[123]*")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["status", "-c", str(config), "--json", "-n", "100"]) == 0
+    listed = {run["id"]: run["state"] for run in json.loads(out.getvalue())}
+    assert listed == {
+        going_on: RUNNING,
+        "docker-5": FINISHED,
+        "docker-4": FINISHED,
+        "other-1": FINISHED,
+    }

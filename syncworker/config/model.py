@@ -21,7 +21,7 @@ from syncworker.config.serving import ServeSettings
 from syncworker.config.storage import StorageConfig
 from syncworker.config.syncextension import RegistryConfig, SyncConfig
 from syncworker.errors import ConfigError
-from syncworker.waits import LOCK_TTL
+from syncworker.waits import LOCK_TTL, RUNS_KEPT
 
 if TYPE_CHECKING:
     from syncworker.registry.auth import Credentials, Login
@@ -76,8 +76,10 @@ class SyncworkerSettings(ConfigModel):
     celery: dict[str, Any] = Field(default_factory=dict, repr=False)
     """Merged over our Celery settings, mappings one level deep (``broker_url``,
     ``task_time_limit``, ``broker_transport_options``...)."""
-    runs_kept: int = Field(20, ge=1)
-    """Accepted, not acted on: finished runs stay in Redis for 7 days."""
+    runs_kept: int = Field(RUNS_KEPT, ge=1)
+    """Runs per registry that Redis keeps for ``syncworker status`` and the REST API: the
+    one going on and the most recent finished ones; an older finished run is forgotten
+    when a new one starts. A finished run is also forgotten 7 days after it ended."""
     layout_media_types: Literal["preserve", "oci"] = "preserve"
     """Media types that ``index.json`` names for Docker schema-2 manifests and lists (the
     bytes, and so digests, are the upstream's either way). ``preserve``: the type of the

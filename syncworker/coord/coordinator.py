@@ -26,7 +26,7 @@ from syncworker.coord.redislocks import RedisLocks
 from syncworker.coord.requests import Requests, RequestStatus
 from syncworker.coord.runstate import FINISHED, RunFailure, Runs, RunStatus, RunTotals
 from syncworker.errors import ConfigError, CoordError
-from syncworker.waits import LOCK_TTL, LockWaits
+from syncworker.waits import LOCK_TTL, RUNS_KEPT, LockWaits
 
 __all__ = ["Coordinator"]
 
@@ -59,13 +59,14 @@ class Coordinator:
         where: str | None = None,
         waits: LockWaits = LockWaits(),  # noqa: B008 - frozen, so shared safely
         lock_ttl: float = LOCK_TTL,
+        runs_kept: int = RUNS_KEPT,
     ) -> None:
         self._client = client
         self._keys = Keys(prefix)
         self._where = where if where is not None else describe_client(client)
         self.waits = waits
         self._locks = RedisLocks(client, self._keys, self._where, waits, lock_ttl)
-        self._runs = Runs(client, self._keys, self._where)
+        self._runs = Runs(client, self._keys, self._where, runs_kept)
         self._walks = CatalogWalks(client, self._keys, self._where)
         self._deliveries = Deliveries(client, self._keys, self._where)
         self._limits = RedisLimits(client, self._keys, self._where)
@@ -86,6 +87,7 @@ class Coordinator:
         *,
         waits: LockWaits = LockWaits(),  # noqa: B008 - frozen, so shared safely
         lock_ttl: float = LOCK_TTL,
+        runs_kept: int = RUNS_KEPT,
     ) -> Coordinator:
         """Connect to ``redis://``, ``rediss://`` or ``unix://`` (nothing is sent yet)."""
         try:
@@ -103,7 +105,14 @@ class Coordinator:
                 "syncworker.redis",
                 f"bad Redis URL {redact_url(url)} (percent-encode '@', ':' and '/' in a password)",
             ) from None
-        return cls(client, prefix, where=redact_url(url), waits=waits, lock_ttl=lock_ttl)
+        return cls(
+            client,
+            prefix,
+            where=redact_url(url),
+            waits=waits,
+            lock_ttl=lock_ttl,
+            runs_kept=runs_kept,
+        )
 
     @property
     def client(self) -> redis.Redis:

@@ -41,7 +41,10 @@ key                                        type    owner             TTL
                                                                      (deleted by hand to move it)
 ``{p}:runs``                               zset    runstate          none; members are run ids
                                                                      scored by start time, pruned
-                                                                     past RUN_TTL on each start_run
+                                                                     past RUN_TTL on each start_run,
+                                                                     with a registry's finished
+                                                                     runs past ``runsKept`` (keys
+                                                                     and all)
 ``{p}:run:{id}``                           hash    runstate          RUN_TTL from start, then
                                                                      RUN_RETENTION from its finish;
                                                                      fields registry, state,

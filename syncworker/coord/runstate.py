@@ -26,7 +26,9 @@ import redis
 
 from syncworker.coord.keys import MAX_FAILURES, RUN_RETENTION, RUN_TTL, Keys
 from syncworker.coord.redisclient import LuaArg, Part, redact, text, translated
+from syncworker.coord.runskept import forget_finished
 from syncworker.coord.scripts import register
+from syncworker.waits import RUNS_KEPT
 
 __all__ = [
     "COUNTERS",
@@ -224,8 +226,9 @@ def _parse_totals(stats: dict[Any, Any]) -> dict[str, RunTotals]:
 class Runs(Part):
     """Runs: start, count, record failures, finish, read back."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, where: str) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, where: str, kept: int = RUNS_KEPT) -> None:
         super().__init__(client, keys, where)
+        self._kept = kept
         self._lua_start = register(self._client, "run_start")
         self._lua_incr = register(self._client, "run_incr")
         self._lua_failure = register(self._client, "run_failure")
@@ -245,7 +248,9 @@ class Runs(Part):
         now = time.time()
         keys = [*self._ending_keys(run_id), self._keys.runs()]
         args: list[LuaArg] = [registry, now, _ms(RUN_TTL), now - RUN_TTL, run_id, *COUNTERS]
-        self._lua_start(keys=keys, args=args)
+        if self._lua_start(keys=keys, args=args):
+            ended = {FINISHED, FAILED}
+            forget_finished(self._client, self._keys, registry, run_id, self._kept, ended)
         return run_id
 
     @translated

@@ -16,6 +16,9 @@ import yaml
 
 from syncworker.cli import main
 from syncworker.config.loader import load_config
+from syncworker.config.mirrorbuild import build_mirror
+from syncworker.config.storeopen import store_for
+from syncworker.engine import LocalLocks
 from syncworker.engine.checkrun import checker
 from syncworker.runtime import Runtime
 from tests.support.images import Manifest, make_artifact, make_image, make_index, make_layer
@@ -271,3 +274,43 @@ def test_a_repair_acting_on_a_stale_check_never_deletes_a_blob_made_whole_since(
         assert not second.ok  # the upstream no longer has the image to walk
         assert layer.exists()
         assert trees.check_repo(repo).ok
+
+
+def test_a_tree_several_entries_list_is_checked_and_repaired_once(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """An index synced by digest, then tagged ``v1`` and ``v2`` and its first child
+    ``v1-amd64``: ``index.json`` lists the index three times. One broken layer of that
+    child is one broken tree naming every entry of the index, and one naming the child's
+    tag; the repair GETs each manifest of them from the upstream once."""
+    repo = f"{REPO}/entries"
+    image = make_index((tmp_path.name, "entries"), layers=1)
+    child = image.children[0]
+    for tag in ("v1", "v2"):
+        push_image(registry.url, repo, tag, image)
+    push_image(registry.url, repo, "v1-amd64", child)
+    root = tmp_path / "store"
+    registries = [{"urls": [registry.url], "content": [{"prefix": repo}]}]
+    config = write_sync_config(tmp_path, root, registries)
+    loaded = load_config(config)
+    with build_mirror(loaded, store_for(loaded), LocalLocks()) as mirror:
+        assert mirror.sync_image(registry.host, repo, image.digest).ok
+    assert run_sync(config).code == 0
+    blob_path(root, repo, child.blobs[-1].digest).unlink()
+
+    found = run_check(config)
+    assert found.code == 1, found.output
+    index = f"{repo}:v1, {repo}:v2, {repo}@{image.digest}"
+    assert f"BROKEN {index} ({image.digest}): blob " in found.stdout, found.output
+    assert f"BROKEN {repo}:v1-amd64 ({child.digest}): " in found.stdout, found.output
+    assert found.stdout.count("BROKEN ") == 2, found.output
+    assert "1 repositories, 2 trees, " in found.stdout, found.output
+    assert ": 2 broken" in found.stdout, found.output
+
+    gets = registry.request_count(handler="manifest", method="get")
+    repaired = run_check(config, "--repair")
+    assert repaired.code == 0, repaired.output
+    assert f"REPAIRED {index}\n" in repaired.stdout, repaired.output
+    manifests = 1 + len(image.children)
+    assert registry.request_count(handler="manifest", method="get") - gets == manifests
+    check_store(root)

@@ -45,7 +45,7 @@ def coord(redis_url: str, redis_prefix: str) -> Iterator[Coordinator]:
 def _broken(repo: str, tag: str) -> BrokenTree:
     digest = Digest.of(f"{repo}:{tag}".encode())
     entry = IndexEntry(Descriptor(OCI_MANIFEST, digest, 10), tag)
-    return BrokenTree(repo, entry, (Damage(Digest.of(b"layer"), "absent", "blob"),))
+    return BrokenTree(repo, (entry,), (Damage(Digest.of(b"layer"), "absent", "blob"),))
 
 
 def test_labels_carry_the_options_and_are_no_registry() -> None:

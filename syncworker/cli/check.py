@@ -1,8 +1,9 @@
 """``syncworker check -c FILE [--deep] [--repair] [-r NAME]``: is every mirrored tree whole?
 
-Every entry of every repository's ``index.json`` (tags and stored referrers): its manifests
+Every tree of every repository's ``index.json`` (tags and stored referrers): its manifests
 present and hashing to their digests, its blobs present at their size, and with ``--deep``
-hashing to their digests. One line per broken entry, exit 1 if any. ``--repair`` copies
+hashing to their digests. One line per broken tree naming each entry that lists it, exit 1
+if any. ``--repair`` copies
 the broken trees again from their upstream, trusting nothing present, then checks again.
 With Redis configured the workers check, a task per repository, as a run
 (:mod:`syncworker.cli.checkcluster`); otherwise this process does, on a thread pool.
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_outcome(outcome: CheckOutcome, out: TextIO) -> None:
-    """The lines of one repository: each broken entry, what a repair did, what is left."""
+    """The lines of one repository: each broken tree, what a repair did, what is left."""
     for tree in outcome.found.broken:
         print(f"BROKEN {tree}", file=out)
     if outcome.found.error is not None:

@@ -2,12 +2,12 @@
 
 Under the repository's lock (no sync or gc of it runs meanwhile): each blob found corrupt
 whose bytes still do not hash to its name is removed (a store keeps an existing blob, its
-name being its content), then the tree of each broken entry is copied again by digest
-with nothing present trusted: every manifest of it is fetched and walked even where one is
-stored, and missing blobs are fetched from the upstream, never linked from another
-repository (on a filesystem that may be the same damaged file). Children are written
-before their parents, as in a sync, and the entry in ``index.json`` is left as it is: it
-already names this digest.
+name being its content), then each broken tree is copied again by digest with nothing
+present trusted but what this repair wrote: every manifest of it is fetched and walked
+even where one is stored (once, however many trees share it), and missing blobs are
+fetched from the upstream, never linked from another repository (on a filesystem that
+may be the same damaged file). Children are written before their parents, as in a sync,
+and the entries in ``index.json`` are left as they are: they already name this digest.
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ class TreeRepair:
             except SyncworkerError as exc:
                 reason = f"{tree.name}: not repaired: {_cause(exc, self.upstream_repo)}"
                 log.warning("%s", reason)
-                name = tree.entry.tag or str(tree.entry.descriptor.digest)
+                name = tree.tag_field or str(tree.descriptor.digest)
                 result.failures.append(Failure(self.registry, self.upstream_repo, name, reason))
         return result
 
     def _repair(self, tree: BrokenTree, result: RepoResult) -> None:
         self._drop_corrupt(tree)
-        desc = as_of_bytes(tree.entry.descriptor)
+        desc = as_of_bytes(tree.descriptor)
         copied = self.images.walk(self.dest_repo, desc)
         result.copied.append(tree.name)
         result.bytes_copied += copied.stats.bytes

@@ -90,7 +90,8 @@ class CopySink(UpstreamSink):
     """Writes into ``store``: blobs through ``blobs`` on ``pool``, then manifests, then
     index entries, in the order the walk gives (children before parents, tags last).
     ``trust_present``: False for a repair, where a manifest found present is fetched and
-    walked all the same, since the tree below it is what was found broken."""
+    walked all the same, since the tree below it is what was found broken; one this sink
+    put is whole all the same (it was put after its tree), so trees sharing it get it once."""
 
     def __init__(
         self,
@@ -107,8 +108,11 @@ class CopySink(UpstreamSink):
         self._blobs = blobs
         self._pool = pool
         self._trust_present = trust_present
+        self._put: set[tuple[str, Digest]] = set()
 
     def whole(self, repo: str, digest: Digest) -> bool:
+        if (repo, digest) in self._put:
+            return True
         return self._trust_present and self._store.has_manifest(repo, digest)
 
     def read_manifest(self, repo: str, digest: Digest) -> bytes:
@@ -116,6 +120,7 @@ class CopySink(UpstreamSink):
 
     def put_manifest(self, repo: str, digest: Digest, raw: bytes) -> None:
         self._store.put_manifest(repo, digest, raw)
+        self._put.add((repo, digest))
 
     def put_blobs(self, repo: str, m: Manifest) -> BlobStats:
         futures = [

@@ -1,14 +1,15 @@
 """Whether every tree a repository lists is whole: ``syncworker check``.
 
-For each entry of a repository's ``index.json`` (tags, and untagged referrers), walk its
-tree as the sync wrote it, with the sync's own walk (:class:`TreeWalker`) into a
-:class:`CheckSink`: each manifest present and hashing to its digest, each child an index
-expects (``expected_children``: those its platforms keep), each config and layer present
-at its declared size, and with ``deep`` hashing to its digest. A tree the sync would have
-refused (nested past ``MAX_DEPTH``, a cycle) makes the repository's ``error``. Manifests
-several trees share are read once per repository, and blobs looked at once, on a pool, so
-a deep check of a large repository hashes on every core (``hashlib`` releases the GIL
-while it hashes a large chunk).
+For each tree a repository's ``index.json`` lists (tags, and untagged entries: referrers,
+images synced by digest), walk it as the sync wrote it, once however many entries list it,
+with the sync's own walk (:class:`TreeWalker`) into a :class:`CheckSink`: each manifest
+present and hashing to its digest, each child an index expects (``expected_children``:
+those its platforms keep), each config and layer present at its declared size, and with
+``deep`` hashing to its digest. A tree the sync would have refused (nested past
+``MAX_DEPTH``, a cycle) makes the repository's ``error``. Manifests several trees share
+are read once per repository, and blobs looked at once, on a pool, so a deep check of a
+large repository hashes on every core (``hashlib`` releases the GIL while it hashes a
+large chunk).
 
 Nothing is written: the repair, which needs the upstream, is :mod:`syncworker.engine.repair`.
 """
@@ -58,22 +59,38 @@ class Damage:
 
 @dataclass(frozen=True, slots=True)
 class BrokenTree:
-    """An entry of ``repo``'s ``index.json`` whose tree is not whole."""
+    """A tree of ``repo`` that is not whole, with the ``index.json`` entries listing it:
+    one digest may be listed under several tags, and untagged beside them (synced by
+    digest, then tagged). Tagged entries come first."""
 
     repo: str
-    entry: IndexEntry
+    entries: tuple[IndexEntry, ...]
     damage: tuple[Damage, ...]
 
     @property
+    def descriptor(self) -> Descriptor:
+        return self.entries[0].descriptor
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(e.tag for e in self.entries if e.tag is not None)
+
+    @property
+    def tag_field(self) -> str | None:
+        """Its tags as one failure's ``tag``; None when it is listed untagged only."""
+        return ", ".join(self.tags) or None
+
+    @property
     def name(self) -> str:
-        """``repo:tag``, or ``repo@digest`` for an untagged entry (a referrer)."""
-        if self.entry.tag is not None:
-            return f"{self.repo}:{self.entry.tag}"
-        return f"{self.repo}@{self.entry.descriptor.digest}"
+        """Each entry as ``repo:tag``, or ``repo@digest`` when untagged (a referrer, an
+        image synced by digest)."""
+        untagged = len(self.tags) < len(self.entries)
+        names = [f"{self.repo}:{tag}" for tag in self.tags]
+        return ", ".join(names + [f"{self.repo}@{self.descriptor.digest}"] * untagged)
 
     def __str__(self) -> str:
         found = "; ".join(str(d) for d in self.damage)
-        return f"{self.name} ({self.entry.descriptor.digest}): {found}"
+        return f"{self.name} ({self.descriptor.digest}): {found}"
 
 
 @dataclass(slots=True)
@@ -167,23 +184,23 @@ class TreeChecker:
         return done
 
     def _check(self, repo: str, done: RepoCheck) -> None:
-        entries = self._store.index(repo)
+        listed = _by_tree(self._store.index(repo))
         platforms = self._platforms(repo)
         read: dict[Digest, Fetched | Damage] = {}
         trees = []
-        for entry in entries:
+        for entries in listed:
             tree = CheckSink(self._store, read)
-            TreeWalker(tree, platforms).walk(repo, as_of_bytes(entry.descriptor))
+            TreeWalker(tree, platforms).walk(repo, as_of_bytes(entries[0].descriptor))
             trees.append(tree)
         blobs = {d: desc for tree in trees for d, desc in tree.blobs.items()}
         looked = self._pool.map(self._blob, [repo] * len(blobs), blobs.values())
         states = dict(zip(blobs, looked, strict=True))
-        done.trees, done.blobs = len(entries), len(blobs)
+        done.trees, done.blobs = len(listed), len(blobs)
         done.bytes_hashed = sum(hashed for _, hashed in states.values())
-        for entry, tree in zip(entries, trees, strict=True):
+        for entries, tree in zip(listed, trees, strict=True):
             damage = [*tree.damage, *(d for b in tree.blobs if (d := states[b][0]) is not None)]
             if damage:
-                done.broken.append(BrokenTree(repo, entry, tuple(dict.fromkeys(damage))))
+                done.broken.append(BrokenTree(repo, entries, tuple(dict.fromkeys(damage))))
 
     def _blob(self, repo: str, desc: Descriptor) -> tuple[Damage | None, int]:
         """The damage of one blob, if any, and the bytes hashed to find out."""
@@ -196,6 +213,17 @@ class TreeChecker:
             return None, 0
         hashed, whole = _hash(self._readable, repo, desc.digest)
         return (None if whole else Damage(desc.digest, "corrupt", "blob")), hashed
+
+
+def _by_tree(entries: Sequence[IndexEntry]) -> list[tuple[IndexEntry, ...]]:
+    """``entries`` grouped by the tree they list (its digest and the media type of its
+    bytes, all a walk depends on), tagged first: a digest under two tags, or tagged and
+    untagged, is walked once."""
+    trees: dict[tuple[Digest, str], list[IndexEntry]] = {}
+    for entry in entries:
+        root = as_of_bytes(entry.descriptor)
+        trees.setdefault((root.digest, root.media_type), []).append(entry)
+    return [tuple(sorted(listing, key=lambda e: e.tag is None)) for listing in trees.values()]
 
 
 def hashes_to_its_name(store: Readable, repo: str, digest: Digest) -> bool:

@@ -82,7 +82,7 @@ def fan_out_check(
 def check_failures(outcome: CheckOutcome) -> list[RunFailure]:
     """What the run keeps of one repository: each tree left broken, each failed repair."""
     final = outcome.final
-    found = [RunFailure(final.repo, t.entry.tag, f"{_BROKEN}{t}") for t in final.broken]
+    found = [RunFailure(final.repo, t.tag_field, f"{_BROKEN}{t}") for t in final.broken]
     if final.error is not None:
         found.append(RunFailure(final.repo, None, f"{_FAILED}{final.repo}: {final.error}"))
     if outcome.repair is not None:

@@ -282,7 +282,8 @@ def test_a_tree_several_entries_list_is_checked_and_repaired_once(
     """An index synced by digest, then tagged ``v1`` and ``v2`` and its first child
     ``v1-amd64``: ``index.json`` lists the index three times. One broken layer of that
     child is one broken tree naming every entry of the index, and one naming the child's
-    tag; the repair GETs each manifest of them from the upstream once."""
+    tag; the repair GETs each manifest of them from the upstream once, and skopeo reads
+    the repaired image by tag."""
     repo = f"{REPO}/entries"
     image = make_index((tmp_path.name, "entries"), layers=1)
     child = image.children[0]
@@ -314,3 +315,12 @@ def test_a_tree_several_entries_list_is_checked_and_repaired_once(
     manifests = 1 + len(image.children)
     assert registry.request_count(handler="manifest", method="get") - gets == manifests
     check_store(root)
+    # docs/STORE.md: skopeo reads it by tag; without one it cannot choose among the entries.
+    skopeo_copy(root, repo, "v2", tmp_path / "copy")
+    untold = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{root}/{repo}"],
+        capture_output=True,
+        timeout=SKOPEO_TIMEOUT,
+        check=False,
+    )
+    assert b"more than one image in oci" in untold.stderr, untold

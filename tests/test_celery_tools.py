@@ -2,25 +2,31 @@
 private real Redis. Two workers started alike are two nodes (each its own default name,
 no DuplicateNodenameWarning, both in `status --watch`); `-n` still names one; `syncworker
 inspect` and `celery -A syncworker.celeryapp` (with the config named) reach them all from
-a shell that has nothing else set."""
+a shell that has nothing else set. `trigger --wait` with no worker says so once, without
+the broker's password, and goes on waiting for one."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 
-from tests.support.cluster import DEADLINE, ROOT, Cluster, NoUpstream
+from tests.support.cluster import DEADLINE, ROOT, SYNCWORKER, Cluster, NoUpstream, wait_for
 from tests.support.redis_server import RedisServer
+from tests.support.registry_server import RegistryServer
 from tests.test_obs_status import watching
 
 pytestmark = pytest.mark.slow
 
 DUPLICATE = "DuplicateNodenameWarning"
+NO_WORKER = "no syncworker worker answers on "
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +95,33 @@ def test_celery_command_line_with_the_config_named(cluster: Cluster) -> None:
     assert bare.returncode != 0
     assert "SYNCWORKER_CONFIG: not set" in bare.stderr
     assert "syncworker inspect -c FILE" in bare.stderr
+
+
+def test_trigger_wait_says_once_that_no_worker_answers_then_waits_for_one(
+    tmp_path: Path, registry: RegistryServer
+) -> None:
+    password = secrets.token_hex(8)
+    with RedisServer() as redis_server:
+        redis.Redis(port=redis_server.port).config_set("requirepass", password)
+        broker = f"redis://:***@127.0.0.1:{redis_server.port}/0"
+        idle = Cluster(tmp_path, registry, broker.replace("***", password))
+        err = tmp_path / "trigger.err"
+        with err.open("w") as err_file:
+            waiting = subprocess.Popen(
+                [*SYNCWORKER, "trigger", "--wait", "-c", str(idle.config_path)], cwd=ROOT,
+                env=idle.env, stdout=subprocess.DEVNULL, stderr=err_file,
+            )  # fmt: skip
+        try:
+            wait_for("the no-worker line", lambda: NO_WORKER in err.read_text())
+            assert waiting.poll() is None, err.read_text()  # still waiting
+            idle.worker("late", "-P", "threads")
+            assert waiting.wait(timeout=DEADLINE) == 0, err.read_text()  # the late worker walked
+        finally:
+            waiting.kill()
+            waiting.wait()
+            idle.stop_all()
+    shown = err.read_text()
+    assert shown.count(NO_WORKER) == 1, shown
+    assert f"{NO_WORKER}{broker}: the run waits for one" in shown
+    assert f"`syncworker worker -c {idle.config_path}`" in shown
+    assert password not in shown

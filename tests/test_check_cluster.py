@@ -1,6 +1,7 @@
 """``syncworker check`` with Redis configured: a ``check_repo`` task per repository on the
-workers (real ``syncworker worker`` processes), counted into a run that ``status --json``
-shows while it goes on; ``--repair`` through the workers too, read back by skopeo."""
+workers (real ``syncworker worker`` processes; a line on stderr while none answers),
+counted into a run that ``status --json`` shows while it goes on; ``--repair`` through the
+workers too, read back by skopeo."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ __all__ = ["cluster", "persistent_redis", "upstream"]  # fixtures, imported for 
 pytestmark = pytest.mark.slow
 
 LABEL = "(check --deep)"
+NO_WORKER = "no syncworker worker answers on "
 
 
 def _skopeo_readable(cluster: Cluster) -> None:
@@ -81,6 +83,8 @@ def test_check_fans_out_to_the_workers_with_its_progress_in_status(
     wait_for("the check's run", lambda: bool(_runs(cluster)))
     waiting = _runs(cluster)[0]
     assert (waiting["state"], waiting["total"], waiting["done"]) == ("running", REPOS, 0)
+    wait_for("the no-worker line", lambda: NO_WORKER in err.read_text())
+    assert "or `check --local` to check in this process" in err.read_text()
     port = free_port()
     cluster.worker("w1", "--metrics-port", str(port))
     cluster.worker("w2")
@@ -106,6 +110,7 @@ def test_check_fans_out_to_the_workers_with_its_progress_in_status(
     repaired = cluster.cli("check", "--deep", "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "2 repaired" in repaired.stdout, repaired.stdout
+    assert NO_WORKER not in repaired.stderr  # two workers answer
     for repo, (tag, _, _) in damaged.items():
         skopeo_copy(cluster.store, repo, tag, cluster.workdir / f"copy-{repo.replace('/', '-')}")
     assert cluster.cli("check", "--local").returncode == 0

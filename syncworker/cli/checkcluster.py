@@ -10,6 +10,7 @@ import time
 
 from syncworker.celeryapp import create_app
 from syncworker.cli.runtext import describe
+from syncworker.cli.workerping import warn_if_none_answers
 from syncworker.config import Config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.coord.keys import MAX_FAILURES
@@ -35,15 +36,15 @@ def check_on_workers(args: argparse.Namespace, config: Config, registries: list[
 
 def _check(args: argparse.Namespace, runtime: Runtime, repos: list[str]) -> int:
     coord = runtime.coordinator
-    run_id = start_check(
-        create_app(runtime.config), coord, repos, deep=args.deep, repair=args.repair
-    )
+    app = create_app(runtime.config)
+    run_id = start_check(app, coord, repos, deep=args.deep, repair=args.repair)
     print(
         f"check run {run_id}: {len(repos)} repositories sent to the workers"
         f" (`syncworker status {run_id}` shows it)",
         file=sys.stderr,
         flush=True,
     )
+    warn_if_none_answers(app, args.config, instead="`check --local` to check in this process")
     status = _wait(coord, run_id, quiet=args.quiet)
     for failure in status.failures:
         print(failure_line(failure))

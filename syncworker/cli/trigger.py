@@ -20,6 +20,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from syncworker.celeryapp import create_app
 from syncworker.cli.status import RUN_STATE, describe, print_failures
 from syncworker.cli.units import positive_seconds
+from syncworker.cli.workerping import warn_if_none_answers
 from syncworker.config import Config, load_config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.errors import ConfigError
@@ -67,6 +68,7 @@ def _trigger(args: argparse.Namespace, config: Config, coord: Coordinator) -> in
         print(run_id, flush=True)
     if not args.wait:
         return EXIT_OK
+    warn_if_none_answers(app, args.config)
     finished = _wait_runs(coord, run_ids, args.timeout)
     return EXIT_OK if all(_succeeded(s) for s in finished) else EXIT_FAILED
 
@@ -145,6 +147,7 @@ def _trigger_image(app: Celery, config: Config, args: argparse.Namespace) -> int
     print(result.id, flush=True)
     if not args.wait:
         return EXIT_OK
+    warn_if_none_answers(app, args.config)
     try:
         summary = result.get(timeout=args.timeout, propagate=False)
     except CeleryTimeout:

@@ -15,6 +15,7 @@ from typing import Any
 
 from syncworker.celeryapp import create_app
 from syncworker.cli.runtext import describe, print_failures
+from syncworker.cli.workerping import answering
 from syncworker.config import Config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
 from syncworker.worker.schedule import next_run
@@ -23,7 +24,7 @@ from syncworker.worker.tasknames import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK
 __all__ = ["ClusterView", "watch"]
 
 QUEUES = (QUEUE_WALK, QUEUE_REPO, QUEUE_ONDEMAND)
-# How long workers have to answer a ping: a busy worker answers between tasks' chunks.
+# How long workers have to answer a ping: short, since each refresh waits for it.
 PING_TIMEOUT = 1.0
 # Clear the terminal and home the cursor: each refresh replaces the last.
 CLEAR = "\x1b[H\x1b[2J"
@@ -61,7 +62,7 @@ class ClusterView:
             time=time.time(),
             runs=coord.runs(limit),
             next_runs={r.name: next_run(app, r.name) for r in config.registries},
-            workers=sorted(_workers(app)),
+            workers=sorted(answering(app, PING_TIMEOUT)),
             queues=_queue_lengths(app),
         )
 
@@ -86,11 +87,6 @@ class ClusterView:
 
 def _clock(when: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
-
-
-def _workers(app: Any) -> set[str]:
-    replies = app.control.inspect(timeout=PING_TIMEOUT).ping() or {}
-    return set(replies)
 
 
 def _queue_lengths(app: Any) -> dict[str, int]:

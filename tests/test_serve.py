@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.command import ROOT, START_TIMEOUT, SYNCWORKER
 from tests.support.corpus import Corpus
 from tests.support.images import make_artifact, make_image
 from tests.support.mirror import SKOPEO_READABLE, run_sync, write_sync_config
-from tests.support.ports import LOOPBACK, free_port
+from tests.support.ports import LOOPBACK, free_port, wait_until
+from tests.support.process import stop_process
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
 from tests.support.serve_server import ServeProcess
@@ -261,6 +263,25 @@ def test_metrics_count_requests_by_route_and_code_and_bytes_served(
     assert sample(f'{requests_total}{{code="405",method="PUT",route="manifest"}}') == 1
     sent = sample('syncworker_serve_bytes_total{route="manifest"}')
     assert sent >= len(got.content)
+
+
+def test_it_says_where_it_serves_from_at_the_default_log_level(tmp_path: Path) -> None:
+    """One plain line on stderr, without -v: the store's directory and the address; no
+    log level, no Python repr."""
+    config = write_sync_config(tmp_path, tmp_path / "store", [{"urls": ["http://127.0.0.1:9"]}])
+    port = free_port()
+    err = tmp_path / "serve.err"
+    with err.open("w") as err_file:
+        serving = subprocess.Popen(
+            [*SYNCWORKER, "serve", "-c", str(config), "--listen", f"{LOOPBACK}:{port}"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err_file,
+        )  # fmt: skip
+    try:
+        assert wait_until(lambda: "serving" in err.read_text(), timeout=START_TIMEOUT)
+    finally:
+        stop_process(serving)
+    line = f"syncworker: serving {tmp_path / 'store'} (read-only) on http://{LOOPBACK}:{port}"
+    assert err.read_text().splitlines() == [line]
 
 
 def test_a_read_sent_with_a_chunked_body_ends_its_connection(tmp_path: Path) -> None:

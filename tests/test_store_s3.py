@@ -383,8 +383,9 @@ def test_bad_driver_values_are_named(
         open_store("/mirror", {**s3_server.driver("b"), **change})
 
 
-def test_secrets_stay_out_of_reprs(logged: Logged) -> None:
+def test_secrets_stay_out_of_reprs_and_the_location(logged: Logged) -> None:
     secret = logged.driver["secretkey"]
+    assert logged.store.location() == f"s3://{logged.bucket}/mirror"
     assert secret not in repr(logged.store)
     assert secret not in repr(logged.store.settings)  # type: ignore[attr-defined]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -49,13 +50,24 @@ def run(args: argparse.Namespace) -> int:
         if args.metrics_port:
             serve_own(args.metrics_port)
         _stop_on_term(server.shutdown)
-        log.warning("serving %s on %s:%d", served.store, *server.server_address[:2])
+        where = served.store.location()
+        _announce(args.log_format, f"syncworker: serving {where} (read-only) on {server.url}")
         with server:
             try:
                 server.serve_forever(poll_interval=0.5)
             finally:
                 served.close()
     return 0
+
+
+def _announce(log_format: str, line: str) -> None:
+    """The start-up line, seen at the default level (WARNING) without being a warning:
+    printed to stderr like Celery's worker banner; a log record at INFO when every line
+    must be JSON (the worker drops its banner then)."""
+    if log_format == "json":
+        log.info(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _stop_on_term(stop: Any) -> None:

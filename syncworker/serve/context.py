@@ -38,6 +38,10 @@ CATALOG_SECONDS = 5.0
 class ServedStore(Store, Readable, Servable, Protocol):
     """A store that can be served: an OCI layout store (filesystem or S3)."""
 
+    def location(self) -> str:
+        """Where the store is, for a person (never a secret)."""
+        ...
+
 
 class Filler(Protocol):
     """Pull-through: copy an image, or a subject's referrers, into the store before it is

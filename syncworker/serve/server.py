@@ -70,6 +70,13 @@ class RegistryHTTPServer(ThreadingHTTPServer):
     def port(self) -> int:
         return int(self.server_address[1])
 
+    @property
+    def url(self) -> str:
+        """Where clients reach this server, e.g. ``http://127.0.0.1:5000``."""
+        host = str(self.server_address[0])
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
     def get_request(self) -> tuple[Any, Any]:
         conn, addr = self.socket.accept()
         if self.tls is not None:

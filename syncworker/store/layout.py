@@ -93,6 +93,10 @@ class LayoutStore:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend!r})"
 
+    def location(self) -> str:
+        """The store's directory, or ``s3://bucket/prefix``."""
+        return self.backend.where("").removesuffix("/") or "/"
+
     # -- blobs --------------------------------------------------------------------------
 
     def has_blob(self, repo: str, digest: Digest) -> bool:

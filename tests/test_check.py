@@ -211,7 +211,7 @@ def test_registry_option_checks_only_what_that_registry_mirrors(
     one = run_check(config, "-r", "one")
     assert one.code == 1, one.output
     assert f"BROKEN {REPO}/one/app:v1 " in one.stdout and "/two/" not in one.stdout
-    assert "1 repositories" in one.stdout
+    assert "1 repository," in one.stdout
     unknown = run_check(config, "-r", "three")
     assert unknown.code == 2 and "three" in unknown.stderr, unknown.output
 
@@ -305,7 +305,7 @@ def test_a_tree_several_entries_list_is_checked_and_repaired_once(
     assert f"BROKEN {index} ({image.digest}): blob " in found.stdout, found.output
     assert f"BROKEN {repo}:v1-amd64 ({child.digest}): " in found.stdout, found.output
     assert found.stdout.count("BROKEN ") == 2, found.output
-    assert "1 repositories, 2 trees, " in found.stdout, found.output
+    assert "1 repository, 2 trees, " in found.stdout, found.output
     assert ": 2 broken" in found.stdout, found.output
 
     gets = registry.request_count(handler="manifest", method="get")

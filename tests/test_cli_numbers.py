@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from syncworker.cli import main
+from syncworker.cli.units import REPOSITORIES, counted
 from tests.support.mirror import write_sync_config
 
 BAD = [
@@ -32,3 +33,12 @@ def test_a_bad_number_is_a_usage_error_naming_its_option(
     err = capsys.readouterr().err
     assert ended.value.code == 2, err
     assert "argument " in err and option in err and repr(value) in err, err
+
+
+def test_a_count_reads_in_its_number() -> None:
+    assert [counted(n, "entry", "entries") for n in (0, 1, 2)] == [
+        "0 entries",
+        "1 entry",
+        "2 entries",
+    ]
+    assert counted(1, *REPOSITORIES) == "1 repository" and counted(3, "blob") == "3 blobs"

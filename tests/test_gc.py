@@ -85,11 +85,11 @@ def test_gc_removes_what_no_index_reaches(registry: RegistryServer, tmp_path: Pa
     assert _files(root) == files
     listed = {line.split("@")[1].split(" ")[0] for line in dry.stdout.splitlines() if "@" in line}
     assert listed == garbage
-    assert f"gc: would remove 3 blobs ({human_size(size)}) of 1 repositories" in dry.stdout
+    assert f"gc: would remove 3 blobs ({human_size(size)}) of 1 repository;" in dry.stdout
 
     run = run_gc(config, "--grace", "0s")
     assert run.code == 0, run.output
-    assert f"gc: removed 3 blobs ({human_size(size)}) of 1 repositories" in run.stdout
+    assert f"gc: removed 3 blobs ({human_size(size)}) of 1 repository;" in run.stdout
     blobs = root / REPO / "blobs" / "sha256"
     assert {f"sha256:{p.name}" for p in blobs.iterdir()} == {kept.digest} | {
         b.digest for b in kept.blobs

@@ -78,7 +78,7 @@ def test_a_tag_deleted_upstream_is_pruned_only_when_asked(
     assert sorted(layout_tags(root)[repo]) == ["v1", "v3"]
     size = images["v2"].size + sum(b.size for b in images["v2"].blobs)
     assert f"  PRUNED {registry.host}/{repo}: v2 ({human_size(size)})" in run.stdout
-    assert f"pruned 1 entries ({human_size(size)};" in run.stdout
+    assert f"pruned 1 entry ({human_size(size)};" in run.stdout
     # Blobs stay (gc's business); the index lost exactly one entry.
     assert (root / repo / "blobs" / "sha256" / images["v2"].digest.split(":")[1]).exists()
     entries = json.loads(index_before)["manifests"]

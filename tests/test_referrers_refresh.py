@@ -133,5 +133,5 @@ def test_a_failing_listing_fails_only_its_tag(upstream: HostileRegistry, tmp_pat
     upstream.route("GET", path, Answer(500, b"broken"))
     run = run_sync(config)
     assert run.code != 0
-    assert "1 unchanged" in run.stdout and "1 failures" in run.stdout, run.output
+    assert "1 unchanged" in run.stdout and "1 failure\n" in run.stdout, run.output
     assert f"{repo}:v1" in run.stdout and f"{repo}:v2" not in run.stdout

@@ -64,7 +64,7 @@ def test_sync_skips_a_catalogued_repository_without_tags(
 
     text = run_sync(config)
     assert text.code == 0, text.stderr
-    assert "0 failures, 1 repositories skipped" in text.stdout
+    assert "0 failures, 1 repository skipped" in text.stdout
     assert f"SKIPPED {upstream.host}/{BLOB_ONLY}: listed by the catalog without tags" in text.stdout
     planned = run_sync(config, "--dry-run")
     assert planned.code == 0 and "skipped: listed by the catalog without tags" in planned.stdout

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from syncworker.cli.units import human_size, positive_int
+from syncworker.cli.units import REPOSITORIES, counted, human_size, positive_int
 from syncworker.config import load_config
 from syncworker.engine.checkrun import CheckOutcome, check_repos, store_repos
 from syncworker.runtime import Runtime
@@ -133,7 +133,8 @@ class Printer:
 
     def summary(self, seconds: float) -> None:
         line = (
-            f"check: {self.repos} repositories, {self.trees} trees, {self.blobs} blobs"
+            f"check: {counted(self.repos, *REPOSITORIES)}, {counted(self.trees, 'tree')},"
+            f" {counted(self.blobs, 'blob')}"
             f" ({human_size(self.hashed)} hashed) in {seconds:.1f}s: {self.broken} broken"
         )
         if self.repaired or self.broken != self.left:

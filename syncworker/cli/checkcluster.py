@@ -10,6 +10,7 @@ import time
 
 from syncworker.celeryapp import create_app
 from syncworker.cli.runtext import describe
+from syncworker.cli.units import REPOSITORIES, counted
 from syncworker.cli.workerping import warn_if_none_answers
 from syncworker.config import Config
 from syncworker.coord import RUNNING, Coordinator, RunStatus
@@ -39,7 +40,7 @@ def _check(args: argparse.Namespace, runtime: Runtime, repos: list[str]) -> int:
     app = create_app(runtime.config)
     run_id = start_check(app, coord, repos, deep=args.deep, repair=args.repair)
     print(
-        f"check run {run_id}: {len(repos)} repositories sent to the workers"
+        f"check run {run_id}: {counted(len(repos), *REPOSITORIES)} sent to the workers"
         f" (`syncworker status {run_id}` shows it)",
         file=sys.stderr,
         flush=True,

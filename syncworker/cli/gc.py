@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from syncworker.cli.units import human_size
+from syncworker.cli.units import REPOSITORIES, counted, human_size
 from syncworker.config import Config, load_config
 from syncworker.config.durations import parse_duration
 from syncworker.engine import Mirror
@@ -64,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     verb = "would remove" if args.dry_run else "removed"
     repos = len({r.repo for r in done.removed})
     print(
-        f"gc: {verb} {len(done.removed)} blobs ({human_size(done.bytes)}) of {repos}"
-        f" repositories; {len(done.skipped)} repositories skipped" + _spared(done.spared)
+        f"gc: {verb} {counted(len(done.removed), 'blob')} ({human_size(done.bytes)}) of"
+        f" {counted(repos, *REPOSITORIES)}; {counted(len(done.skipped), *REPOSITORIES)} skipped"
+        + _spared(done.spared)
     )
     for repo, reason in sorted(done.skipped.items()):
         print(f"  SKIPPED {repo}: {reason}")
@@ -78,7 +79,7 @@ def _spared(spared: list[Removed]) -> str:
     if not spared:
         return ""
     size = human_size(sum(r.size for r in spared))
-    return f"; {len(spared)} blobs ({size}) that no index.json reaches kept for --grace"
+    return f"; {counted(len(spared), 'blob')} ({size}) that no index.json reaches kept for --grace"
 
 
 def _collect(args: argparse.Namespace, runtime: Runtime, grace: timedelta) -> Collected:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
-from syncworker.cli.units import human_size
+from syncworker.cli.units import REPOSITORIES, counted, human_size
 from syncworker.engine import RepoResult, RunSummary
 from syncworker.engine.dryrun import RepoPlan
 
@@ -22,7 +22,8 @@ def print_pruned(results: Sequence[RepoResult], out: TextIO) -> None:
     if pruned:
         total = sum(len(r.pruned) for r in pruned)
         size = human_size(sum(r.pruned_bytes for r in pruned))
-        print(f"pruned {total} entries ({size}; run syncworker gc to free it)", file=out)
+        entries = counted(total, "entry", "entries")
+        print(f"pruned {entries} ({size}; run syncworker gc to free it)", file=out)
 
 
 def print_plan(summary: RunSummary, out: TextIO) -> int:
@@ -43,10 +44,11 @@ def print_plan(summary: RunSummary, out: TextIO) -> int:
             print(f"  skipped: {result.skip_reason}", file=out)
     pruned = sum(len(r.pruned) for r in plans)
     print(
-        f"dry run, nothing written: {len(plans)} repositories, {summary.copied} tags to copy"
-        f" ({summary.blobs_fetched} blobs, {human_size(summary.bytes_copied)} to fetch),"
+        f"dry run, nothing written: {counted(len(plans), *REPOSITORIES)},"
+        f" {counted(summary.copied, 'tag')} to copy ({counted(summary.blobs_fetched, 'blob')},"
+        f" {human_size(summary.bytes_copied)} to fetch),"
         f" {pruned} to prune ({human_size(sum(r.pruned_bytes for r in plans))}),"
-        f" {summary.skipped} unchanged, {len(summary.failures)} failures",
+        f" {summary.skipped} unchanged, {counted(len(summary.failures), 'failure')}",
         file=out,
     )
     for failure in summary.failures:

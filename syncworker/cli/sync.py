@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from syncworker.cli import EXIT_DEFERRED, EXIT_FAILURES, EXIT_OK
 from syncworker.cli.plans import print_plan, print_pruned
-from syncworker.cli.units import human_size, port_number, positive_int, utc
+from syncworker.cli.units import REPOSITORIES, counted, human_size, port_number, positive_int, utc
 from syncworker.config import load_config
 from syncworker.engine import NO_EVENTS, Events, RepoResult, RunSummary, run_registries
 from syncworker.observe.fanout import Fanout
@@ -104,18 +104,18 @@ def exit_code(summary: RunSummary) -> int:
 def print_summary(summary: RunSummary, out: TextIO) -> None:
     skipped = summary.repos_skipped
     print(
-        f"mirrored {summary.repos} repositories in {summary.elapsed:.1f}s: "
-        f"{summary.copied} images copied, {summary.skipped} unchanged, "
-        f"{summary.blobs_fetched} blobs fetched ({human_size(summary.bytes_copied)}), "
-        f"{len(summary.failures)} failures"
-        + (f", {len(skipped)} repositories skipped" if skipped else ""),
+        f"mirrored {counted(summary.repos, *REPOSITORIES)} in {summary.elapsed:.1f}s: "
+        f"{counted(summary.copied, 'image')} copied, {summary.skipped} unchanged, "
+        f"{counted(summary.blobs_fetched, 'blob')} fetched ({human_size(summary.bytes_copied)}), "
+        f"{counted(len(summary.failures), 'failure')}"
+        + (f", {counted(len(skipped), *REPOSITORIES)} skipped" if skipped else ""),
         file=out,
     )
     for failure in summary.failures:
         print(f"  FAILED {failure}", file=out)
     for registry, deferred in sorted(summary.deferred.items()):
         print(
-            f"  DEFERRED {registry}: {deferred.tags} tags, its pull budget refills at "
+            f"  DEFERRED {registry}: {counted(deferred.tags, 'tag')}, its pull budget refills at "
             f"{utc(deferred.refill_at)}",
             file=out,
         )

@@ -6,7 +6,15 @@ import argparse
 import math
 import time
 
-__all__ = ["human_size", "port_number", "positive_int", "positive_seconds", "utc"]
+__all__ = [
+    "REPOSITORIES",
+    "counted",
+    "human_size",
+    "port_number",
+    "positive_int",
+    "positive_seconds",
+    "utc",
+]
 
 
 def positive_int(text: str) -> int:
@@ -43,6 +51,16 @@ def human_size(n: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+# The noun the commands count most, for counted(n, *REPOSITORIES).
+REPOSITORIES = ("repository", "repositories")
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """``n`` and the noun in its number: ``1 entry``, ``2 entries`` (``plural`` when it is
+    not the noun and an "s")."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def utc(when: float) -> str:

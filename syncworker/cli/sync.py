@@ -211,11 +211,13 @@ def _live_display(registries: list[str]) -> LiveDisplay:
 
 class RepoPrinter:
     """One line per finished repository, numbered, to stderr (grep-able logs); ``as_json``:
-    as a JSON log line naming the registry and repository; ``dry_run``: what the plan would
-    copy and fetch, since nothing was."""
+    as a JSON log line naming the registry and repository; ``dry_run``: only the
+    repositories that failed, since the plan on stdout names every one, with what the plan
+    would copy and fetch."""
 
     def __init__(self, stream: TextIO, *, as_json: bool = False, dry_run: bool = False) -> None:
         self._stream = stream
+        self._failures_only = dry_run
         self._copied, self._fetched = ("to copy", " to fetch") if dry_run else ("copied", "")
         self._json = JsonFormatter() if as_json else None
         self._done = 0
@@ -224,6 +226,8 @@ class RepoPrinter:
     def __call__(self, result: RepoResult) -> None:
         with self._lock:
             self._done += 1
+            if self._failures_only and not result.failures:
+                return
             state = "FAILED" if result.failures else "ok"
             if result.skip_reason is not None:
                 state = f"skipped ({result.skip_reason})"

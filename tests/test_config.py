@@ -572,18 +572,32 @@ def test_bad_go_durations(text: str) -> None:
         parse_duration(text)
 
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
 def test_example_configs_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    examples = Path(__file__).resolve().parent.parent / "examples"
-    monkeypatch.chdir(examples.parent)
-    for name in ("mirror.yaml", "zot-config.json"):
-        assert validate(examples / name) == [], name
+    monkeypatch.chdir(EXAMPLES.parent)
+    for path in sorted(EXAMPLES.glob("*.*")):
+        assert validate(path) == [], path.name
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.*")))
+def test_every_content_rule_of_an_example_takes_a_listed_repository(name: str) -> None:
+    """Where an example lists its ``repos`` (no catalog walk), a rule none of them reaches
+    (the first matching rule wins) would never apply: a reader copying it gets nothing."""
+    for registry in load_config(EXAMPLES / name).registries:
+        if not registry.repos:
+            continue
+        rules = registry.content_rules()
+        used = {id(rules.match(repo)) for repo in registry.repos}
+        unused = [rule.prefix for rule in rules.rules if id(rule) not in used]
+        assert unused == [], f"{name} {registry.name}: no repository of repos reaches {unused}"
 
 
 def test_example_registries_fill_distinct_destinations() -> None:
     # Both entries of the example take library/alpine; one destination holds one source, so a
     # shared one would leave whichever registry syncs second failing on every run.
-    path = Path(__file__).resolve().parent.parent / "examples" / "mirror.yaml"
-    registries = load_config(path).registries
+    registries = load_config(EXAMPLES / "mirror.yaml").registries
     targets = [reg.content_rules().destination("library/alpine") for reg in registries]
     assert len(targets) == 2 and None not in targets and len(set(targets)) == 2, targets
 

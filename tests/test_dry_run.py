@@ -10,10 +10,12 @@ from pathlib import Path
 import requests
 
 from syncworker.cli.units import human_size
+from syncworker.engine.images import MAX_DEPTH
 from tests.support.images import make_image, make_layer
 from tests.support.mirror import layout_tags, run_sync, write_sync_config
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
+from tests.test_engine_walker import nested
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -88,3 +90,17 @@ def test_dry_run_plans_without_fetching_blobs_or_writing(
     assert done.code == 0, done.output
     assert f"2 images copied, 1 unchanged, {blobs} blobs fetched" in done.stdout
     assert sorted(layout_tags(root)[repo]) == ["fresh", "kept", "moved"]
+
+
+def test_a_dry_run_names_on_stderr_only_what_it_could_not_plan(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    push_image(registry.url, "dryfail/fine", "v1", make_image(("dryfail", "fine")))
+    too_deep = nested(make_image(("dryfail", "deep")), MAX_DEPTH)
+    push_image(registry.url, "dryfail/deep", "v1", too_deep)
+    registries = [{"urls": [registry.url], "content": [{"prefix": "dryfail/**"}]}]
+    run = run_sync(write_sync_config(tmp_path, tmp_path / "store", registries), "--dry-run")
+    assert run.code == 1, run.output
+    assert "dryfail/fine -> dryfail/fine" in run.stdout and "dryfail/deep" in run.stdout
+    [line] = [line for line in run.stderr.splitlines() if "dryfail/" in line]
+    assert "dryfail/deep: FAILED" in line, run.stderr

@@ -134,7 +134,7 @@ def test_dry_run_plans_a_deep_chain_of_referrers(registry: RegistryServer, store
     assert len(done.copied) == 1 + 5  # the tag, and the referrers tag of each level
 
 
-def _nested(leaf: Manifest, levels: int) -> Manifest:
+def nested(leaf: Manifest, levels: int) -> Manifest:
     """``leaf`` under ``levels`` indexes of one child each."""
     top = leaf
     for _ in range(levels):
@@ -149,8 +149,8 @@ def test_dry_run_and_real_run_refuse_the_same_nesting_depth(
     """The deepest manifest of a tree may have ``MAX_DEPTH - 1`` manifests above it; one
     level more is refused, by the plan as by the copy."""
     repo = "walker/nested"
-    push_image(registry.url, repo, "deepest", _nested(make_image(("walker", 1)), MAX_DEPTH - 1))
-    push_image(registry.url, repo, "too-deep", _nested(make_image(("walker", 2)), MAX_DEPTH))
+    push_image(registry.url, repo, "deepest", nested(make_image(("walker", 1)), MAX_DEPTH - 1))
+    push_image(registry.url, repo, "too-deep", nested(make_image(("walker", 2)), MAX_DEPTH))
     with _mirror(registry, store) as mirror:
         plan, done = _plan_then_sync(mirror, repo)
     assert plan.copied == ["deepest"]
@@ -172,8 +172,8 @@ def _store_tree(store: FsStore, repo: str, tag: str, top: Manifest) -> None:
 def test_the_check_refuses_the_nesting_depth_the_sync_refuses(store: FsStore) -> None:
     """A tree nested one level deeper than a sync stores (written by hand) is reported
     as not checkable, naming the depth, never as whole."""
-    deepest = _nested(make_image(("walker", "check", 1)), MAX_DEPTH - 1)
-    too_deep = _nested(make_image(("walker", "check", 2)), MAX_DEPTH)
+    deepest = nested(make_image(("walker", "check", 1)), MAX_DEPTH - 1)
+    too_deep = nested(make_image(("walker", "check", 2)), MAX_DEPTH)
     _store_tree(store, "walker/ok", "deepest", deepest)
     _store_tree(store, "walker/deep", "too-deep", too_deep)
     with ThreadPoolExecutor(2) as pool:

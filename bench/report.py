@@ -250,12 +250,8 @@ def write_report(path: Path, meta: dict[str, Any], measurements: list[Measuremen
 
 
 def plot_workers(path: Path, measurements: list[Measurement]) -> bool:
-    """Wall time and speed-up against worker count, one line per added latency."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: write the file only
-    import matplotlib.pyplot as plt
-
+    """Wall time and speed-up against worker count, one line per added latency; nothing
+    (and no matplotlib needed) when the workers were not measured."""
     series: dict[int, list[tuple[int, float]]] = {}
     for m in measurements:
         if ".workers." in m.key and m.samples:
@@ -264,6 +260,11 @@ def plot_workers(path: Path, measurements: list[Measurement]) -> bool:
             )
     if not series:
         return False
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
     fig, (walls, speedups) = plt.subplots(1, 2, figsize=(10, 4))
     for ms, points in sorted(series.items()):
         points.sort()

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from syncworker.engine.blobcopy import BlobCopier, BlobStats
+from syncworker.engine.claims import check_claim, give_back, take_claim
 from syncworker.engine.dryrun import PlanSink
 from syncworker.engine.events import NO_EVENTS, BlobOutcome, Events
 from syncworker.engine.images import TreeWalker
@@ -27,7 +28,7 @@ from syncworker.engine.sinks import CopySink, Sink
 from syncworker.engine.sources import configured_sources, source_of
 from syncworker.engine.treecheck import BrokenTree
 from syncworker.engine.upstream import Upstream
-from syncworker.errors import ClaimError, ConfigError, ContentError, SyncworkerError
+from syncworker.errors import ConfigError, ContentError, SyncworkerError
 from syncworker.oci import Platform, Reference, validate_repository
 from syncworker.registry import Deadline, RegistryClient
 from syncworker.registry.budget import identity_of
@@ -208,7 +209,7 @@ class Mirror:
                 job.catalogued = _catalogued(up, listed)
                 return job.run(up.rules)
 
-            return self._claimed(registry, upstream_repo, dest_repo, run)
+            return self._claimed(registry, upstream_repo, dest_repo, hold, run)
 
     def sync_image(
         self, registry: str, upstream_repo: str, reference: str, *, lock_wait: float | None = None
@@ -237,7 +238,7 @@ class Mirror:
                     job.run_single_digest(ref.digest)
                 return job.result
 
-            return self._claimed(registry, upstream_repo, dest_repo, run)
+            return self._claimed(registry, upstream_repo, dest_repo, hold, run)
 
     @contextmanager
     def _repo_lock(self, registry: str, dest_repo: str, wait: float | None) -> Iterator[RepoHold]:
@@ -252,35 +253,25 @@ class Mirror:
                 yield hold
 
     def _claimed(
-        self, registry: str, upstream_repo: str, dest_repo: str, work: Callable[[], RepoResult]
+        self,
+        registry: str,
+        upstream_repo: str,
+        dest_repo: str,
+        hold: RepoHold,
+        work: Callable[[], RepoResult],
     ) -> RepoResult:
-        """``work()`` once this source holds ``dest_repo``'s claim (the lock held, nothing
-        written yet); the failed result naming both sources when another one holds it.
-
-        A claim taken here binds only if ``work`` lists something there: when it copied
-        nothing and found nothing already present (a first sync whose upstream's host does
-        not resolve, or that answers 401), the claim is withdrawn, so the source configured
-        next (the fix) is not refused. Only a sync killed before it could withdraw leaves
-        such a claim (delete ``<repo>/.claim``, or the Redis key, to move the destination).
-        """
+        """``work()`` once this source holds ``dest_repo``'s claim (:mod:`.claims`); the
+        failed result naming both sources when another one holds it."""
         source = Source(registry, upstream_repo)
         try:
-            held = self.store.claimant(dest_repo)
-            taken = held is None
-            if taken:
-                held = self.store.claim(dest_repo, source)
-            if held != source:
-                raise ClaimError(dest_repo, str(held), str(source))
+            taken = take_claim(self.store, dest_repo, source)
         except SyncworkerError as exc:
             refused = self._failed(registry, upstream_repo, None, exc)
             log.warning("%s", refused.failures[0])
             return refused
         result = work()
-        if taken and not (result.copied or result.skipped):
-            try:
-                self.store.release_claim(dest_repo, source)
-            except SyncworkerError as exc:  # the claim stays: the next sync of it withdraws it
-                log.warning("%s: claim of %s not withdrawn: %s", dest_repo, source, exc)
+        if taken:
+            give_back(self.store, dest_repo, source, hold, result)
         return result
 
     def _job(
@@ -341,8 +332,10 @@ class Mirror:
         )
         images = TreeWalker(sink, up.platforms)
         repair = TreeRepair(self.store, images, registry, upstream_repo, dest_repo)
-        with self._repo_lock(registry, dest_repo, lock_wait):
-            return self._claimed(registry, upstream_repo, dest_repo, lambda: repair.repair(broken))
+        with self._repo_lock(registry, dest_repo, lock_wait) as hold:
+            return self._claimed(
+                registry, upstream_repo, dest_repo, hold, lambda: repair.repair(broken)
+            )
 
     def plan_repo(self, registry: str, upstream_repo: str, *, listed: bool = False) -> RepoResult:
         """What ``sync_repo`` would do, without writing (a :class:`RepoPlan`); no lock."""
@@ -350,11 +343,8 @@ class Mirror:
         dest_repo = self._destination_or_failure(registry, upstream_repo)
         if isinstance(dest_repo, RepoResult):
             return dest_repo
-        source = Source(registry, upstream_repo)
         try:
-            held = self.store.claimant(dest_repo)
-            if held not in (None, source):
-                raise ClaimError(dest_repo, str(held), str(source))
+            check_claim(self.store, dest_repo, Source(registry, upstream_repo))
         except SyncworkerError as exc:
             return self._failed(registry, upstream_repo, None, exc)
         job = self._job(up, upstream_repo, dest_repo)

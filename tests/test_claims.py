@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import requests
 
-from syncworker.errors import ClaimError, StoreError
+from syncworker.engine.claims import give_back, take_claim
+from syncworker.engine.results import RepoResult
+from syncworker.errors import ClaimError, LockLost, StoreError
 from syncworker.store import Source, Store
 from syncworker.store.claim import CLAIM_FILE
 from syncworker.store.registry import Destination, RegistryStore
@@ -114,6 +116,28 @@ def test_a_claim_is_withdrawn_only_by_the_source_holding_it(backend: Backend) ->
     assert backend.reopen().claimant("same") is None
     assert store.claim("same", B) == B
     store.release_claim("never", A)  # nothing to withdraw
+
+
+class _Hold:
+    """A repository lock as its holder sees it, lost or not."""
+
+    def __init__(self, lost: bool) -> None:
+        self.lost = lost
+
+    def ensure(self) -> None:
+        if self.lost:
+            raise LockLost("syncworker:lock:same")
+
+
+def test_a_claim_is_given_back_only_while_the_lock_holds(backend: Backend) -> None:
+    """A sync that wrote nothing gives its claim back, unless its lock was lost meanwhile:
+    another sync of the same source may have written there since, and holds it now."""
+    store, nothing = backend.store, RepoResult("hub", "library/alpine", "same")
+    assert take_claim(store, "same", A)
+    give_back(store, "same", A, _Hold(lost=True), nothing)
+    assert backend.reopen().claimant("same") == A
+    give_back(store, "same", A, _Hold(lost=False), nothing)
+    assert backend.reopen().claimant("same") is None
 
 
 @layouts_only

@@ -25,7 +25,8 @@ import shutil
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ __all__ = [
     "page_seconds",
     "redis_commands",
     "run_key_bytes",
+    "scale_servers",
 ]
 
 SCALE_REPOS = 5000
@@ -112,6 +114,23 @@ class ScaleFigures:
     @property
     def redis_us_per_repo(self) -> float:
         return 1e6 * self.redis_cpu / self.repos
+
+
+@contextmanager
+def scale_servers(repos: int, workdir: Path) -> Iterator[tuple[Path, str, str]]:
+    """A synthetic registry of ``repos`` scale repositories and a Redis each for the
+    coordination and the broker, for as long as the block runs: the config syncing them
+    into ``workdir/store`` (written as ``workdir/config.yaml``), and both Redis URLs."""
+    with (
+        SyntheticRegistry(repos, layer_size=LAYER_SIZE) as registry,
+        RedisServer() as server,
+        RedisServer() as broker,
+    ):
+        config = write_sync_config(
+            workdir / "config.yaml", registry.url, workdir / "store",
+            redis_url=server.url, broker_url=broker.url,
+        )  # fmt: skip
+        yield config, server.url, broker.url
 
 
 def redis_commands(client: redis.Redis) -> Counter[str]:

@@ -22,10 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.proc import tree_cpu
-from bench.scale import LAYER_SIZE, SCALE_PROCESSES, SCALE_WORKERS
-from bench.tools import CeleryWorkers, child_env, code_root, syncworker_argv, write_sync_config
-from tests.support.redis_server import RedisServer
-from tests.support.synthetic_registry import SyntheticRegistry
+from bench.scale import SCALE_PROCESSES, SCALE_WORKERS, scale_servers
+from bench.tools import CeleryWorkers, child_env, code_root, syncworker_argv
 
 __all__ = ["PROFILE_DIR_ENV", "install"]
 
@@ -110,15 +108,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.prof"):
         old.unlink()
-    with (
-        SyntheticRegistry(args.repos, layer_size=LAYER_SIZE) as registry,
-        RedisServer() as server,
-        RedisServer() as broker,
-    ):
-        config = write_sync_config(
-            out / "config.yaml", registry.url, out / "store",
-            redis_url=server.url, broker_url=broker.url,
-        )  # fmt: skip
+    with scale_servers(args.repos, out) as (config, _, _):
         _run(CeleryWorkers(config, SCALE_WORKERS, out, concurrency=SCALE_PROCESSES), out, "cold")
         profiled = _ProfiledWorkers(config, SCALE_WORKERS, out, concurrency=SCALE_PROCESSES)
         _run(profiled, out, "noop", args.repos)

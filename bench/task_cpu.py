@@ -23,10 +23,8 @@ import redis
 
 from bench import tools
 from bench.proc import tree_cpu
-from bench.scale import LAYER_SIZE, SCALE_PROCESSES, SCALE_WORKERS, redis_commands
-from bench.tools import CeleryWorkers, check_ok, code_at, write_sync_config
-from tests.support.redis_server import RedisServer
-from tests.support.synthetic_registry import SyntheticRegistry
+from bench.scale import SCALE_PROCESSES, SCALE_WORKERS, redis_commands, scale_servers
+from bench.tools import CeleryWorkers, check_ok, code_at
 
 __all__ = ["main"]
 
@@ -84,16 +82,8 @@ def main() -> None:
         " | broker commands / round trips per repo | load |",
         "|---|---|---|---|---|",
     ]
-    with (
-        SyntheticRegistry(args.repos, layer_size=LAYER_SIZE) as registry,
-        RedisServer() as server,
-        RedisServer() as broker,
-    ):
-        config = write_sync_config(
-            workdir / "config.yaml", registry.url, workdir / "store",
-            redis_url=server.url, broker_url=broker.url,
-        )  # fmt: skip
-        redises = (redis.Redis.from_url(server.url), redis.Redis.from_url(broker.url))
+    with scale_servers(args.repos, workdir) as (config, coord_url, broker_url):
+        redises = (redis.Redis.from_url(coord_url), redis.Redis.from_url(broker_url))
         tools.use_code(codes["after"])
         (workdir / "logs-cold").mkdir()
         _run("cold", config, workdir / "logs-cold", redises, args.repos)

@@ -23,6 +23,7 @@ from syncworker.coord import Coordinator, LockBusy
 from syncworker.coord.keeper import Keeper, new_lock
 from syncworker.engine import LocalLocks, Locks
 from syncworker.waits import LockWaits
+from tests.support.debug_log import debug_handler
 from tests.test_coord_support import _fake_server
 
 # The shared fixtures: coord (real Redis and fakeredis), real_coord.
@@ -224,14 +225,8 @@ class _Waiters(logging.Handler):
 
 @pytest.fixture
 def waiters() -> Iterator[_Waiters]:
-    handler = _Waiters()
-    logger = logging.getLogger("syncworker")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with debug_handler(_Waiters()) as handler:
+        yield handler
 
 
 def test_repo_lock_excludes_threads(locks: Locks) -> None:

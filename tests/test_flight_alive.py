@@ -32,6 +32,7 @@ from syncworker.oci import Digest
 from syncworker.registry import ClientOptions
 from syncworker.store.fs import FsStore
 from syncworker.waits import FlightWatch, LockWaits, Verdict
+from tests.support.debug_log import debug_handler
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.images import make_image, make_layer
 from tests.support.ports import wait_until
@@ -75,14 +76,8 @@ class _Waiting(logging.Handler):
 
 @pytest.fixture
 def waiting() -> Iterator[_Waiting]:
-    handler = _Waiting()
-    logger = logging.getLogger("syncworker")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with debug_handler(_Waiting()) as handler:
+        yield handler
 
 
 class _SlowToFinish(FsStore):

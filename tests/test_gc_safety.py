@@ -11,10 +11,8 @@ tree-complete check all of this relies on) is shown to catch a deleted blob, lis
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import itertools
-import os
 import signal
 import subprocess
 import sys
@@ -34,6 +32,7 @@ from syncworker.oci import Digest
 from syncworker.store import indexdoc
 from syncworker.store.collect import collect
 from syncworker.store.fs import FsStore
+from tests.support.gc_pipe import gc_on_a_pipe
 from tests.support.images import (
     OCI_MANIFEST,
     Blob,
@@ -291,10 +290,9 @@ def test_gc_beside_a_sync_in_another_process_waits_for_it(
 
 KILL_IMAGES = 40
 KILL_INDEXES = 4
-# Lines of gc's output read before each kill: gc writes into a pipe of PIPE_BYTES, so it
+# Lines of gc's output read before each kill: gc writes into a one-page pipe, so it
 # is stopped a few dozen deletions further, never at the end.
 KILL_AFTER = (1, 10, 20)
-PIPE_BYTES = 4096
 
 
 def _large_garbage(registry: RegistryServer, repo: str, config: Path) -> list[tuple[str, Manifest]]:
@@ -319,15 +317,8 @@ def _large_garbage(registry: RegistryServer, repo: str, config: Path) -> list[tu
 def _gc_killed_after(config: Path, lines: int) -> int:
     """Run ``syncworker gc`` in a process; SIGKILL it once it has reported ``lines``
     deletions; its exit status."""
-    read, write = os.pipe()
-    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    gc = subprocess.Popen(
-        [sys.executable, "-m", "syncworker", "gc", "-c", str(config), "--grace", "0s"],
-        stdout=write,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write)
-    with os.fdopen(read, "rb") as out:
+    gc, out = gc_on_a_pipe(config, stderr=subprocess.DEVNULL)
+    with out:
         for _ in range(lines):
             assert out.readline().startswith(b"removed "), "gc ended early"
         gc.send_signal(signal.SIGKILL)

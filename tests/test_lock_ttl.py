@@ -6,8 +6,6 @@ their own."""
 
 from __future__ import annotations
 
-import fcntl
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from syncworker.errors import LockBusy
 from syncworker.oci import Digest
 from syncworker.runtime import Runtime
 from syncworker.store import indexdoc
+from tests.support.gc_pipe import gc_on_a_pipe
 from tests.support.images import make_image, make_layer
 from tests.support.mirror import write_sync_config
 from tests.support.ports import wait_until
@@ -38,10 +37,9 @@ __all__ = ["s3_server"]  # the session fixture, imported for pytest
 
 REPO = "ttl/app"
 TTL = "1s"
-# Blobs no index.json reaches; gc reports each deletion into a pipe of PIPE_BYTES, so it
+# Blobs no index.json reaches; gc reports each deletion into a one-page pipe, so it
 # is paused a few dozen deletions in, never at the end.
 GARBAGE = 150
-PIPE_BYTES = 4096
 WAIT_SECONDS = 60.0
 # The gc test's upstream: nothing answers there, and gc asks no upstream.
 NO_UPSTREAM = "http://127.0.0.1:9"
@@ -96,18 +94,11 @@ def test_a_gc_that_lost_its_lock_stops_deleting(
         store.backend.put(  # type: ignore[attr-defined]
             f"{REPO}/index.json", indexdoc.dump_index(indexdoc.new_index())
         )
-    read, write = os.pipe()
-    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    gc = subprocess.Popen(
-        [sys.executable, "-m", "syncworker", "gc", "-c", str(config), "--grace", "0s"],
-        stdout=write,
-        stderr=subprocess.STDOUT,
-    )
-    os.close(write)
+    gc, out = gc_on_a_pipe(config, stderr=subprocess.STDOUT)
     client = redis.Redis.from_url(private_redis.url)
     key = Keys("syncworker").repo_lock(REPO)
     try:
-        with os.fdopen(read, "rb") as out:
+        with out:
             assert out.readline().startswith(b"removed "), "gc ended early"
             gc.send_signal(signal.SIGSTOP)  # paused past its lock's TTL...
             assert wait_until(lambda: client.get(key) is None, timeout=WAIT_SECONDS)

@@ -19,17 +19,18 @@ import http.client
 import socket
 import struct
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import urlsplit
 
 from tests.support.fault_proxy import CHUNK, HOP_BY_HOP, WAIT_SECONDS
+from tests.support.loopback import LoopbackServer
 from tests.support.ports import LOOPBACK
 
 __all__ = ["CuttingProxy"]
 
 
-class CuttingProxy:
+class CuttingProxy(LoopbackServer):
     """Forwards everything to ``registry``; cuts the first ``cuts`` large blob uploads."""
 
     def __init__(self, registry: str, *, larger_than: int, cuts: int = 1) -> None:
@@ -39,14 +40,11 @@ class CuttingProxy:
         self._left = cuts
         self._lock = threading.Lock()
         self.cut = 0
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._serve(_handler_for(self))
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        return f"http://{LOOPBACK}:{self.port}"
 
     def should_cut(self, method: str, path: str, length: int) -> bool:
         if method != "PUT" or "/blobs/uploads/" not in path or length <= self.larger_than:
@@ -57,16 +55,6 @@ class CuttingProxy:
             self._left -= 1
             self.cut += 1
             return True
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _handler_for(proxy: CuttingProxy) -> type[BaseHTTPRequestHandler]:

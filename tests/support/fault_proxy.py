@@ -39,10 +39,11 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 from enum import StrEnum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import urlsplit
 
+from tests.support.loopback import LoopbackServer
 from tests.support.ports import LOOPBACK
 
 __all__ = ["CHUNK", "HOP_BY_HOP", "WAIT_SECONDS", "Fault", "FaultProxy"]
@@ -68,7 +69,7 @@ class Fault(StrEnum):
 BODY_FAULTS = frozenset({Fault.TRUNCATE, Fault.FLIP, Fault.STALL})
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """Forwards GET/HEAD to ``upstream``, injecting faults into a ``rate`` of requests."""
 
     def __init__(
@@ -95,14 +96,11 @@ class FaultProxy:
         self._requests = 0
         self._closing = threading.Event()
         self._clients: set[socket.socket] = set()
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._serve(_handler_for(self))
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        return f"http://{LOOPBACK}:{self.port}"
 
     @property
     def rate(self) -> float:
@@ -127,16 +125,12 @@ class FaultProxy:
 
     def close(self) -> None:
         self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self.stop()
         with self._lock:
             clients = list(self._clients)
         for sock in clients:  # keep-alive connections idle in their handler threads
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> Self:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

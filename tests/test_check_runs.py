@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import redis
 import yaml
+from celery import Celery
 
 from syncworker.celeryapp import create_app
 from syncworker.config import load_config
@@ -97,9 +99,16 @@ def test_a_check_run_counts_each_repository_once_and_keeps_what_is_broken(
     assert failure_line(lost) == "FAILED d: started 6 times without finishing"
 
 
-def test_start_check_sends_a_task_per_repository_and_the_sweep_resends_with_the_options(
-    tmp_path: Path, private_redis: RedisServer
-) -> None:
+class _Wired(NamedTuple):
+    app: Celery
+    coord: Coordinator
+    broker: redis.Redis
+
+
+@pytest.fixture
+def wired(tmp_path: Path, private_redis: RedisServer) -> Iterator[_Wired]:
+    """A Celery app, a coordinator and a broker client on one private Redis, from a
+    config with no registries; all closed after."""
     path = tmp_path / "config.yaml"
     doc = {
         "storage": {"rootDirectory": str(tmp_path / "store")},
@@ -111,45 +120,43 @@ def test_start_check_sends_a_task_per_repository_and_the_sweep_resends_with_the_
     coord = Coordinator.from_url(private_redis.url)
     broker = redis.Redis.from_url(private_redis.url)
     try:
-        run_id = start_check(app, coord, ["lib/a", "lib/b"], deep=True, repair=False)
-        queued = broker.lrange(QUEUE_REPO, 0, -1)
-        assert {queued_task(raw) for raw in queued} == {TASK_CHECK_REPO}
-        assert sorted(queued_args(raw)[0] for raw in queued) == ["lib/a", "lib/b"]
-        assert all(queued_args(raw)[1:] == [run_id, True, False] for raw in queued)
-        broker.delete(QUEUE_REPO)  # lost with the broker, say
-
-        label = check_label(deep=True, repair=False)
-        mark, _ = stalled(coord, label, run_id, None)
-        _, resend = stalled(coord, label, run_id, mark)
-        assert resend.repos == ["lib/a", "lib/b"]
-        _resend_repos(app, label, run_id, resend.repos)
-        again = broker.lrange(QUEUE_REPO, 0, -1)
-        assert sorted(queued_args(raw) for raw in again) == [
-            ["lib/a", run_id, True, False],
-            ["lib/b", run_id, True, False],
-        ]
+        yield _Wired(app, coord, broker)
     finally:
         app.close()
         coord.close()
         broker.close()
 
 
+def test_start_check_sends_a_task_per_repository_and_the_sweep_resends_with_the_options(
+    wired: _Wired,
+) -> None:
+    app, coord, broker = wired
+    run_id = start_check(app, coord, ["lib/a", "lib/b"], deep=True, repair=False)
+    queued = broker.lrange(QUEUE_REPO, 0, -1)
+    assert {queued_task(raw) for raw in queued} == {TASK_CHECK_REPO}
+    assert sorted(queued_args(raw)[0] for raw in queued) == ["lib/a", "lib/b"]
+    assert all(queued_args(raw)[1:] == [run_id, True, False] for raw in queued)
+    broker.delete(QUEUE_REPO)  # lost with the broker, say
+
+    label = check_label(deep=True, repair=False)
+    mark, _ = stalled(coord, label, run_id, None)
+    _, resend = stalled(coord, label, run_id, mark)
+    assert resend.repos == ["lib/a", "lib/b"]
+    _resend_repos(app, label, run_id, resend.repos)
+    again = broker.lrange(QUEUE_REPO, 0, -1)
+    assert sorted(queued_args(raw) for raw in again) == [
+        ["lib/a", run_id, True, False],
+        ["lib/b", run_id, True, False],
+    ]
+
+
 def test_a_check_whose_command_died_during_the_fan_out_ends_failed(
-    tmp_path: Path, private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+    wired: _Wired, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The command dies after sending the first repositories: the sweep it sent first
     finds the run not moving and not fanned out, and ends it failed, saying why; a
     fan-out that ended is swept as before."""
-    path = tmp_path / "config.yaml"
-    doc = {
-        "storage": {"rootDirectory": str(tmp_path / "store")},
-        "extensions": {"sync": {"registries": []}},
-        "syncworker": {"redis": private_redis.url},
-    }
-    path.write_text(yaml.safe_dump(doc))
-    app = create_app(load_config(path))
-    coord = Coordinator.from_url(private_redis.url)
-    broker = redis.Redis.from_url(private_redis.url)
+    app, coord, broker = wired
     monkeypatch.setattr("syncworker.runs.storecheck.FANOUT_BATCH", 1)
     batches: list[Sequence[str]] = []
 
@@ -159,27 +166,22 @@ def test_a_check_whose_command_died_during_the_fan_out_ends_failed(
             raise KeyboardInterrupt  # the command killed part-way
 
     monkeypatch.setattr("syncworker.worker.checks.send_each", dying)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            start_check(app, coord, ["lib/a", "lib/b", "lib/c"], deep=False, repair=False)
-        sweeps = broker.lrange(QUEUE_WALK, 0, -1)
-        assert [queued_task(raw) for raw in sweeps] == [TASK_SWEEP]
-        label, run_id, _ = queued_args(sweeps[0])
-        assert label == check_label(deep=False, repair=False)
+    with pytest.raises(KeyboardInterrupt):
+        start_check(app, coord, ["lib/a", "lib/b", "lib/c"], deep=False, repair=False)
+    sweeps = broker.lrange(QUEUE_WALK, 0, -1)
+    assert [queued_task(raw) for raw in sweeps] == [TASK_SWEEP]
+    label, run_id, _ = queued_args(sweeps[0])
+    assert label == check_label(deep=False, repair=False)
 
-        mark, resend = stalled(coord, label, run_id, None)
-        assert mark is not None and not resend.fan_out_lost  # it may still be sending
-        _, resend = stalled(coord, label, run_id, mark)
-        assert resend.fan_out_lost
-        end_lost_fan_out(coord, label, run_id)
-        status = coord.run_status(run_id)
-        assert status is not None and status.state == "failed"
-        assert [f.reason for f in status.failures] == [
-            "the check stopped sending repositories after 1 (the command that started it"
-            " died); run the check again"
-        ]
-        assert stalled(coord, label, run_id, mark) == (None, Resend())
-    finally:
-        app.close()
-        coord.close()
-        broker.close()
+    mark, resend = stalled(coord, label, run_id, None)
+    assert mark is not None and not resend.fan_out_lost  # it may still be sending
+    _, resend = stalled(coord, label, run_id, mark)
+    assert resend.fan_out_lost
+    end_lost_fan_out(coord, label, run_id)
+    status = coord.run_status(run_id)
+    assert status is not None and status.state == "failed"
+    assert [f.reason for f in status.failures] == [
+        "the check stopped sending repositories after 1 (the command that started it"
+        " died); run the check again"
+    ]
+    assert stalled(coord, label, run_id, mark) == (None, Resend())

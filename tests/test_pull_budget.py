@@ -56,17 +56,26 @@ def test_identity_names_no_login() -> None:
 
 
 @pytest.fixture(params=["local", "redis"])
-def budget(
+def shared_coord(
     request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
-) -> Iterator[PullBudget]:
+) -> Iterator[Coordinator | None]:
+    """None for the in-process kinds, else a coordinator on Redis for the shared ones;
+    its client closed after."""
     if request.param == "local":
-        yield LocalPullBudget()
+        yield None
         return
     client = redis.Redis.from_url(redis_url)
     try:
-        yield Coordinator(client, redis_prefix).pull_budget("hub", "anonymous")
+        yield Coordinator(client, redis_prefix)
     finally:
         client.close()
+
+
+@pytest.fixture
+def budget(shared_coord: Coordinator | None) -> PullBudget:
+    if shared_coord is None:
+        return LocalPullBudget()
+    return shared_coord.pull_budget("hub", "anonymous")
 
 
 def test_one_sender_finds_out_an_unknown_budget(budget: PullBudget) -> None:
@@ -151,18 +160,11 @@ def test_the_budget_refills_a_window_after_the_last_pull() -> None:
     assert budget.take("b", 0) == 0
 
 
-@pytest.fixture(params=["local", "redis"])
-def paid(
-    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
-) -> Iterator[PaidManifests]:
-    if request.param == "local":
-        yield LocalPaidManifests()
-        return
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield Coordinator(client, redis_prefix).paid_manifests("hub")
-    finally:
-        client.close()
+@pytest.fixture
+def paid(shared_coord: Coordinator | None) -> PaidManifests:
+    if shared_coord is None:
+        return LocalPaidManifests()
+    return shared_coord.paid_manifests("hub")
 
 
 def test_a_paid_manifest_is_kept_byte_for_byte_per_repository(paid: PaidManifests) -> None:

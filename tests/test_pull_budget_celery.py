@@ -13,7 +13,8 @@ import re
 import secrets
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,7 @@ def test_an_on_demand_request_refused_by_the_budget_runs_when_it_refills(
     """``POST /v1/sync`` for a tag while the budget is spent: the request reads
     ``deferred`` with the refill time, then ``done`` once the budget refills, by itself."""
     server, _ = upstream
-    redis_server = RedisServer()
-    hub = PullCounter(server.url, limit=2, window=WINDOW)
-    cluster = Cluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
-    token = secrets.token_hex(16)
-    api = ApiServer(cluster.config_path, tmp_path / "api.log", token=token, env=cluster.env)
-    try:
-        cluster.worker("w0")
+    with _on_demand(server, tmp_path, limit=2) as (hub, sync):
         # Someone else spends the budget first, once everything is up (starting it takes
         # longer than a window on a loaded machine): the window starts now.
         spend = urllib.request.Request(
@@ -101,13 +96,7 @@ def test_an_on_demand_request_refused_by_the_budget_runs_when_it_refills(
         )
         for _ in range(2):
             urllib.request.urlopen(spend).close()
-        body = {"registry": REGISTRY, "repo": "scale/repo-001", "reference": "t0"}
-        seen = _until_ended(api, token, body)
-    finally:
-        api.stop()
-        cluster.stop_all()
-        hub.close()
-        redis_server.close()
+        seen = sync({"registry": REGISTRY, "repo": "scale/repo-001", "reference": "t0"}, 60)
     deferred = [s for s in seen if s["state"] == "deferred"]
     assert deferred and deferred[0]["result"]["refill_at"] > time.time() - 60, seen
     assert seen[-1]["state"] == "done" and seen[-1]["result"]["copied"] == 1, seen[-1]
@@ -125,27 +114,41 @@ def test_an_on_demand_index_larger_than_a_window_is_done_window_by_window(
     server, _ = upstream
     index = make_index("budget-ondemand-index")
     push_image(server.url, "scale/index", "multi", index)
-    redis_server = RedisServer()
-    hub = PullCounter(server.url, limit=1, window=WINDOW)
-    cluster = Cluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
-    token = secrets.token_hex(16)
-    api = ApiServer(cluster.config_path, tmp_path / "api.log", token=token, env=cluster.env)
-    try:
-        cluster.worker("w0")
-        body = {"registry": REGISTRY, "repo": "scale/index", "reference": "multi"}
-        seen = _until_ended(api, token, body, timeout=90)
-    finally:
-        api.stop()
-        cluster.stop_all()
-        hub.close()
-        redis_server.close()
+    with _on_demand(server, tmp_path, limit=1) as (hub, sync):
+        seen = sync({"registry": REGISTRY, "repo": "scale/index", "reference": "multi"}, 90)
     assert any(s["state"] == "deferred" for s in seen), seen
     assert seen[-1]["state"] == "done" and seen[-1]["result"]["copied"] == 1, seen[-1]
     assert (hub.counted, hub.refused) == (1 + len(index.children), 0)
 
 
+# ``POST /v1/sync`` of a body, then its state polled until it ended or the seconds ran out.
+Sync = Callable[[dict[str, str], float], list[dict[str, Any]]]
+
+
+@contextmanager
+def _on_demand(
+    server: RegistryServer, tmp_path: Path, limit: int
+) -> Iterator[tuple[PullCounter, Sync]]:
+    """One Celery worker and the API on a private Redis, pulling from ``server`` through a
+    stub budget of ``limit`` pulls a window; the stub and a way to ask the API for a sync.
+    All stopped after."""
+    redis_server = RedisServer()
+    hub = PullCounter(server.url, limit=limit, window=WINDOW)
+    cluster = Cluster(tmp_path, server, redis_server.url, upstream_url=hub.url)
+    token = secrets.token_hex(16)
+    api = ApiServer(cluster.config_path, tmp_path / "api.log", token=token, env=cluster.env)
+    try:
+        cluster.worker("w0")
+        yield hub, lambda body, timeout: _until_ended(api, token, body, timeout)
+    finally:
+        api.stop()
+        cluster.stop_all()
+        hub.close()
+        redis_server.close()
+
+
 def _until_ended(
-    api: ApiServer, token: str, body: dict[str, str], timeout: float = 60
+    api: ApiServer, token: str, body: dict[str, str], timeout: float
 ) -> list[dict[str, Any]]:
     """``POST /v1/sync`` of ``body``, then its state polled until done or failed."""
     accepted = api.request("POST", "/v1/sync", token, json=body, timeout=30)

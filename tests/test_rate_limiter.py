@@ -171,9 +171,13 @@ def test_a_429_pauses_every_thread_once_and_the_retry_does_not_wait_twice(
     assert not in_pause, in_pause
     retried = [at for at, path in recorded.times if path == "/v2/a/tags/list"][1:]
     assert len(retried) == 1 and retried[0] >= refused_at + 1.9
-    # The backoff (0.1 s) and the rest of the pause, plus the per-turn waits of the rate,
-    # stay within one Retry-After and one backoff: nothing waited twice.
-    assert 1.9 <= sum(slept) <= 2.0 + 0.1 + 0.05, slept
+    # The backoff (0.1 s) and the rest of the pause stay within one Retry-After and one
+    # backoff: nothing waited twice. The waits for a turn of the rate (1/50 s each) are
+    # left out: how many the retry waits depends on how often the other thread, sending
+    # in a loop, takes the turn first.
+    turn = 1 / 50
+    longer = [seconds for seconds in slept if seconds > turn * 1.5]
+    assert 1.9 <= sum(longer) <= 2.0 + 0.1 + 0.05, slept
 
 
 def test_without_a_limit_the_client_has_no_limiter(recorded: _Recorded) -> None:

@@ -28,8 +28,8 @@ import requests
 import yaml
 
 from syncworker.errors import StoreError
-from syncworker.oci import Digest
-from syncworker.store import indexdoc
+from syncworker.oci import Descriptor, Digest
+from syncworker.store import IndexEntry, indexdoc
 from syncworker.store.collect import collect
 from syncworker.store.fs import FsStore
 from tests.support.gc_pipe import gc_on_a_pipe
@@ -431,3 +431,20 @@ def test_gc_failing_anywhere_leaves_whole_a_manifest_another_lists_as_a_layer(
         done = collect(store, store.hold, 0.0)
         assert len(done.removed) == after
         check_store(root)  # every manifest left, listed or not, has its whole tree
+
+
+def test_gc_keeps_the_tree_of_a_manifest_an_artifact_carries_as_a_layer(tmp_path: Path) -> None:
+    """An artifact kept (listed in index.json) whose layer is an image's manifest: the
+    image's config and layers are kept with it, so the manifest it carries stays whole."""
+    image, artifact = _image_as_a_layer()
+    repo, root = "gc/carried", tmp_path / "store"
+    store = FsStore(root)
+    for blob in (*image.blobs, *artifact.blobs):
+        store.put_blob(repo, Digest.parse(blob.digest), len(blob.data), [blob.data])
+    for manifest in (image, artifact):
+        store.put_manifest(repo, Digest.parse(manifest.digest), manifest.raw)
+    listed = Descriptor(OCI_MANIFEST, Digest.parse(artifact.digest), len(artifact.raw))
+    store.update_index(repo, [IndexEntry(listed, "payload")])
+    done = collect(store, store.hold, 0.0)
+    assert not done.removed and not done.skipped, done
+    check_store(root)

@@ -9,7 +9,7 @@ sync ended before it wrote ``index.json``), holding the same locks as the syncs:
    (``expected``; children a ``platforms`` filter left out are never stored) that is absent
    or unreadable fails the repository: its blobs cannot be known, nothing goes. A child
    not expected is kept when present, so a collection under a narrower ``platforms``
-   than the sync's breaks no tree.
+   than the sync's breaks no tree; so is the tree of a layer that is itself a manifest.
 2. Spare what is younger than ``grace`` (a sync without shared locks, or one that took the
    lock before a restart, may be about to list it), and mark from every manifest spared:
    a child written by a sync that failed before its index keeps its config and layers,
@@ -36,6 +36,7 @@ from typing import Protocol
 
 from syncworker.errors import SyncworkerError
 from syncworker.oci import MAX_MANIFEST_BYTES, Descriptor, Digest, Manifest, parse_manifest
+from syncworker.oci.mediatypes import MANIFEST_TYPES
 from syncworker.store.layout import LayoutStore
 
 __all__ = ["Collected", "Expected", "Hold", "RepoLock", "Removed", "collect"]
@@ -175,7 +176,16 @@ class _Repo:
                     (c.digest, optional or c.digest not in expected) for c in manifest.children
                 )
             else:
-                self.reached.update(b.digest for b in manifest.blobs)
+                for blob in manifest.blobs:
+                    # A layer that is a manifest (an artifact carrying an image) keeps its
+                    # own tree too; one only said to be one is a plain blob.
+                    nested = None
+                    if blob.media_type in MANIFEST_TYPES and blob.digest in self._listed:
+                        nested = self._manifest(blob.digest, blob.size)
+                    if nested is None:
+                        self.reached.add(blob.digest)
+                    else:
+                        todo.append((blob.digest, optional))
 
     def _read(self, digest: Digest) -> Manifest:
         found = self._manifests.get(digest)

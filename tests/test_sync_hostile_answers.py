@@ -102,13 +102,18 @@ def _odd_headers(upstream: HostileRegistry, name: str) -> Shape:
     upstream.serve_image(repo, "length", image)
     # "²".isdigit() is True in Python, int("²") raises; on the wire it is latin-1 0xB2.
     headers = {"Content-Type": OCI_MANIFEST, "Content-Length": "²"}
-    upstream.route("GET", f"/v2/{repo}/manifests/length", Answer(200, image.raw, headers))
+    # By tag and by digest: a client that HEADs a new tag first (it may not yet know
+    # whether the upstream counts pulls) then GETs it by digest.
+    for ref in ("length", image.digest):
+        upstream.route("GET", f"/v2/{repo}/manifests/{ref}", Answer(200, image.raw, headers))
     # UTF-8 bytes (not latin-1 text) in a header: the client reads them as latin-1.
     other = make_image(("hostile-answers", "digest-header"))
     upstream.serve_image(repo, "digest", other)
     snowman = "sha256:\u2603".encode().decode("latin-1")
     digest_headers = {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": snowman}
     upstream.route("GET", f"/v2/{repo}/manifests/digest", Answer(200, other.raw, digest_headers))
+    head = {**digest_headers, "Content-Length": str(other.size)}
+    upstream.route("HEAD", f"/v2/{repo}/manifests/digest", Answer(200, b"", head))
     upstream.serve_image(repo, "fine", make_image(("hostile-answers", "headers-fine")))
     return Shape([repo], [(name, repo, "length"), (name, repo, "digest")])
 

@@ -35,7 +35,7 @@ __all__ = [
 
 class ConfigModel(BaseModel):
     """A config section: camelCase keys matched case-insensitively, unknown keys refused,
-    each field described by the docstring under it."""
+    each field described by the docstring under it (config/reference.py reads them)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -44,9 +44,9 @@ class ConfigModel(BaseModel):
         populate_by_name=True,
         # Values may be secrets: an error names the field, never echoes what was in it.
         hide_input_in_errors=True,
-        # A field's docstring is its description: the configuration reference's meaning
-        # column (config/reference.py).
-        use_attribute_docstrings=True,
+        # A field's docstring is its meaning in the configuration reference, which reads
+        # it from the source (config/reference.py); pydantic is not asked to, as that reads
+        # and parses the source of every model each time a command starts.
     )
     _aliases_by_lower: ClassVar[dict[str, str]]
     _null_means_default: ClassVar[frozenset[str]]

@@ -8,8 +8,11 @@ docs/CONFIG.md between markers so the document cannot drift from the model.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import re
 import sys
+import textwrap
 import types
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -72,11 +75,12 @@ class Row:
 
 def rows(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[Row]:
     """Every key of ``model``, depth first, each section followed by its keys."""
+    described = _docstrings(model)
     for name, field in model.model_fields.items():
         key = prefix + (field.alias or name)
-        if field.description is None:
+        if name not in described:
             raise ValueError(f"{model.__name__}.{name} ({key}) has no docstring to describe it")
-        meaning = " ".join(field.description.split()).replace("``", "`")
+        meaning = " ".join(described[name].split()).replace("``", "`")
         tp = _unwrap_optional(field.annotation)
         many = get_origin(tp) is list
         section = _section(get_args(tp)[0] if many else tp)
@@ -98,6 +102,37 @@ def replace_table(text: str) -> str:
     if pattern.search(text) is None:
         raise ValueError(f"no {BEGIN} ... {END} block to replace")
     return pattern.sub(lambda _: f"{BEGIN}\n{markdown_table()}\n{END}", text, count=1)
+
+
+def _docstrings(model: type[BaseModel]) -> dict[str, str]:
+    """The docstring under each field of ``model`` and of the models it inherits, read from
+    their source here: the models are built without them, since loading a config needs none
+    and reading every model's source cost a one-repository no-op sync about a tenth of its CPU."""
+    found: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if cls is not BaseModel and issubclass(cls, BaseModel):
+            found.update(_own_docstrings(cls))
+    return found
+
+
+def _own_docstrings(cls: type) -> dict[str, str]:
+    """Field name to the string that follows its annotated assignment in ``cls``'s body."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}  # no source to read (built dynamically): every field reads as undescribed
+    body = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)).body
+    found = {}
+    for statement, following in zip(body, body[1:], strict=False):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            found[statement.target.id] = inspect.cleandoc(following.value.value)
+    return found
 
 
 def _section(tp: Any) -> type[BaseModel] | None:

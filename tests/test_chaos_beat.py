@@ -16,11 +16,11 @@ from tests.support.redis_server import RedisServer
 from tests.test_celery_beat import (
     INTERVAL,
     LOCK_TIMEOUT,
+    assert_each_fire_queued,
     assert_once_per_period,
     beat_cluster,
     fires,
     wait_fires,
-    walks_queued,
 )
 
 pytestmark = pytest.mark.chaos
@@ -52,6 +52,6 @@ def test_two_beats_through_pauses_and_redis_restarts(tmp_path: Path) -> None:
             wait_fires(cluster, count + 2, *BEATS)  # still firing after the last fault
             times = fires(cluster, *BEATS)
             assert_once_per_period(times, INTERVAL)
-            assert walks_queued(redis_server.url) == len(times)
+            assert_each_fire_queued(cluster, redis_server.url, *BEATS)
         finally:
             cluster.stop_all()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,9 +88,10 @@ def _config(path: Path, upstream: str, redis_url: str, broker_url: str, ahead: i
     return path
 
 
-def _case(workdir: Path, registry: SyntheticRegistry, ahead: int) -> Case:
-    logs = workdir / f"ahead-{ahead}"
-    logs.mkdir(parents=True, exist_ok=True)
+def _case(workdir: Path, registry: SyntheticRegistry, ahead: int, number: int) -> Case:
+    logs = workdir / f"{number}-ahead-{ahead}"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
     with RedisServer() as coord, RedisServer() as broker:
         config = _config(logs / "config.yaml", registry.url, coord.url, broker.url, ahead)
         client = redis.Redis.from_url(broker.url)
@@ -141,6 +143,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.walk_ahead", description=__doc__)
     parser.add_argument("--repos", type=int, default=20_000)
     parser.add_argument("--bound", type=int, default=2_000, help="walkAhead of the bounded run")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="bounded and unbounded runs in turn, this many each"
+    )
     parser.add_argument("--workdir", type=Path, default=BENCH_DIR / "out" / "walk-ahead")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args()
@@ -148,8 +153,8 @@ def main() -> int:
     snapshot_code(args.workdir)
     cases = []
     with SyntheticRegistry(args.repos) as registry:
-        for ahead in (args.bound, UNBOUNDED):
-            cases.append(_case(args.workdir, registry, ahead))
+        for number, ahead in enumerate((args.bound, UNBOUNDED) * args.rounds, 1):
+            cases.append(_case(args.workdir, registry, ahead, number))
             (args.workdir / "cases.json").write_text(json.dumps([asdict(c) for c in cases]))
     text = args.results.read_text() if args.results.exists() else ""
     args.results.write_text(splice(text, section(cases), START, END))

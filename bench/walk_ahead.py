@@ -16,6 +16,7 @@ import argparse
 import json
 import shutil
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def section(cases: list[Case]) -> list[str]:
     lines = [
         START,
         "## Broker back-pressure (`walkAhead`)",
+        "",
+        f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, 2 shared cores.",
         "",
         "`python -m bench.walk_ahead`: every tag filtered out, so each repository costs its"
         f" message, its tag list and its count; {WORKERS} workers × {PROCESSES} processes, a"

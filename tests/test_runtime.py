@@ -87,7 +87,8 @@ def test_a_configured_redis_that_does_not_answer_fails_the_open(tmp_path: Path) 
 def _connections_to(server: RegistryServer) -> int:
     """This process's open TCP connections to ``server``'s port: its socket descriptors whose
     inode the kernel's connection table lists with that remote port. Counting every socket
-    of the process instead would count what other tests left for the garbage collector."""
+    of the process would count what other tests left for the garbage collector; each test
+    here starts its own registries for the same reason."""
     inodes = {_socket_inode(fd) for fd in os.listdir("/proc/self/fd")} - {None}
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -110,31 +111,35 @@ def _socket_inode(fd: str) -> str | None:
 
 
 def test_closing_the_runtime_closes_the_connections_to_the_upstreams(
-    tmp_path: Path, registry: RegistryServer
+    tmp_path: Path, make_registry: Callable[..., RegistryServer]
 ) -> None:
-    push_image(registry.url, "closing/app", "v1", make_image("closing", layers=1))
+    upstream = make_registry()  # its own: no other test's connections to count
+    push_image(upstream.url, "closing/app", "v1", make_image("closing", layers=1))
     config = load_config(
-        write_sync_config(tmp_path, tmp_path / "store", [{"name": "up", "urls": [registry.url]}])
+        write_sync_config(tmp_path, tmp_path / "store", [{"name": "up", "urls": [upstream.url]}])
     )
+    assert _connections_to(upstream) == 0  # push_image's are closed
     with Runtime.open(config) as runtime:
         assert runtime.mirror.sync_repo("up", "closing/app").ok
-        assert _connections_to(registry) > 0  # kept alive for the next request
-    assert _connections_to(registry) == 0
+        assert _connections_to(upstream) > 0  # kept alive for the next request
+    assert _connections_to(upstream) == 0
 
 
 def test_closing_the_runtime_closes_the_connections_to_a_registry_destination(
-    tmp_path: Path, registry: RegistryServer, make_registry: Callable[..., RegistryServer]
+    tmp_path: Path, make_registry: Callable[..., RegistryServer]
 ) -> None:
-    push_image(registry.url, "closing/dest", "v1", make_image("closing-dest", layers=1))
-    dest = make_registry()
-    upstream = [{"name": "up", "urls": [registry.url]}]
+    upstream, dest = make_registry(), make_registry()  # their own: no other test's connections
+    push_image(upstream.url, "closing/dest", "v1", make_image("closing-dest", layers=1))
+    registries = [{"name": "up", "urls": [upstream.url]}]
     settings = {"destination": {"url": dest.url}}
     config = load_config(
-        write_sync_config(tmp_path, tmp_path / "store", upstream, settings=settings)
+        write_sync_config(tmp_path, tmp_path / "store", registries, settings=settings)
     )
+    assert _connections_to(upstream) == 0  # push_image's are closed
     with Runtime.open(config) as runtime:
         assert runtime.mirror.sync_repo("up", "closing/dest").ok
+        assert _connections_to(upstream) > 0
         runtime.mirror.close()  # the upstream's connections
-        assert _connections_to(registry) == 0
+        assert _connections_to(upstream) == 0
         assert _connections_to(dest) > 0  # the destination's, kept for the next push
     assert _connections_to(dest) == 0

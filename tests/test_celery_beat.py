@@ -120,12 +120,16 @@ def walks_queued(redis_url: str) -> int:
 def assert_each_fire_queued(cluster: Cluster, redis_url: str, *beats: str, lost: int = 0) -> None:
     """Each fire the beats logged has its one walk message in the queue, less ``lost`` (those
     a Redis that came back empty wiped). Beat logs a fire just before it sends the message, so
-    the two are read until they agree: a message sent twice or never keeps them apart."""
-    wait_for(
-        "each fire's walk message queued once",
-        lambda: walks_queued(redis_url) == len(fires(cluster, *beats)) - lost,
-        timeout=10,
-    )
+    the two are read until they agree, the queue first: then it can never hold more than the
+    fires read after it, and one message more fails at once; one never sent never agrees."""
+
+    def agree() -> bool:
+        queued = walks_queued(redis_url)
+        fired = len(fires(cluster, *beats)) - lost
+        assert queued <= fired, f"{queued} walk messages queued for {fired} fires: one sent twice"
+        return queued == fired
+
+    wait_for("each fire's walk message queued once", agree, timeout=10)
 
 
 def stored_last_run(redis_url: str) -> datetime:

@@ -49,6 +49,21 @@ def test_a_field_without_a_docstring_is_refused() -> None:
         list(rows(Undescribed))
 
 
+def test_a_field_redeclared_without_a_docstring_is_refused() -> None:
+    """The docstring under the base's declaration describes the base's field, not the new one."""
+
+    class Base(ConfigModel):
+        size: int = 1
+        """Described."""
+
+    class Redeclared(Base):
+        size: int = 2
+
+    assert [row.meaning for row in rows(Base)] == ["Described."]
+    with pytest.raises(ValueError, match="Redeclared.size"):
+        list(rows(Redeclared))
+
+
 def test_rewriting_keeps_what_surrounds_the_table() -> None:
     text = f"before\n{BEGIN}\nstale\n{END}\nafter\n"
     assert replace_table(text) == f"before\n{BEGIN}\n{markdown_table()}\n{END}\nafter\n"

@@ -78,9 +78,10 @@ def rows(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[Row]:
     described = _docstrings(model)
     for name, field in model.model_fields.items():
         key = prefix + (field.alias or name)
-        if name not in described:
+        description = field.description or described.get(name)
+        if description is None:
             raise ValueError(f"{model.__name__}.{name} ({key}) has no docstring to describe it")
-        meaning = " ".join(described[name].split()).replace("``", "`")
+        meaning = " ".join(description.split()).replace("``", "`")
         tp = _unwrap_optional(field.annotation)
         many = get_origin(tp) is list
         section = _section(get_args(tp)[0] if many else tp)
@@ -104,34 +105,36 @@ def replace_table(text: str) -> str:
     return pattern.sub(lambda _: f"{BEGIN}\n{markdown_table()}\n{END}", text, count=1)
 
 
-def _docstrings(model: type[BaseModel]) -> dict[str, str]:
-    """The docstring under each field of ``model`` and of the models it inherits, read from
-    their source here: the models are built without them, since loading a config needs none
-    and reading every model's source cost a one-repository no-op sync about a tenth of its CPU."""
-    found: dict[str, str] = {}
+def _docstrings(model: type[BaseModel]) -> dict[str, str | None]:
+    """The docstring under each field of ``model`` and of the models it inherits (None for a
+    field declared without one, a redeclared field's own), read from their source here: the
+    models are built without them, since loading a config needs none, and pydantic reading
+    every model's source cost each command about a tenth of its start-up."""
+    found: dict[str, str | None] = {}
     for cls in reversed(model.__mro__):
         if cls is not BaseModel and issubclass(cls, BaseModel):
             found.update(_own_docstrings(cls))
     return found
 
 
-def _own_docstrings(cls: type) -> dict[str, str]:
-    """Field name to the string that follows its annotated assignment in ``cls``'s body."""
+def _own_docstrings(cls: type) -> dict[str, str | None]:
+    """Each field annotated in ``cls``'s body to the string that follows it, if one does."""
     try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}  # no source to read (built dynamically): every field reads as undescribed
-    body = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)).body
-    found = {}
-    for statement, following in zip(body, body[1:], strict=False):
-        if (
-            isinstance(statement, ast.AnnAssign)
-            and isinstance(statement.target, ast.Name)
-            and isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-            and isinstance(following.value.value, str)
-        ):
-            found[statement.target.id] = inspect.cleandoc(following.value.value)
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}  # no source to read: its fields read as undescribed, an error naming them
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef)).body
+    found: dict[str, str | None] = {}
+    for statement, following in zip(body, [*body[1:], None], strict=True):
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            docstring = (
+                following.value.value
+                if isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+                else None
+            )
+            found[statement.target.id] = None if docstring is None else inspect.cleandoc(docstring)
     return found
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import threading
 import time
@@ -119,7 +120,8 @@ def section(cases: list[Case]) -> list[str]:
         START,
         "## Broker back-pressure (`walkAhead`)",
         "",
-        f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, 2 shared cores.",
+        f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, as the last run ended;"
+        f" {os.cpu_count()} cores, shared.",
         "",
         "`python -m bench.walk_ahead`: every tag filtered out, so each repository costs its"
         f" message, its tag list and its count; {WORKERS} workers × {PROCESSES} processes, a"
@@ -136,7 +138,7 @@ def section(cases: list[Case]) -> list[str]:
         lines.append(
             f"| {ahead} | {c.repos:,} | {c.repos_done:,} | {c.peak_queue:,} |"
             f" {c.peak_memory_mib:.1f} / {c.used_memory_peak_mib:.1f} | {c.wall:.0f} |"
-            f" {c.cpu:.1f} | {c.load_before:.0f}–{c.load_after:.0f} |"
+            f" {c.cpu:.1f} | {c.load_before:.1f}–{c.load_after:.1f} |"
         )
     lines.append(END)
     return lines

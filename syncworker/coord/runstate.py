@@ -173,6 +173,11 @@ class RunTotals:
     last_ok: float | None = None  # when the last run without failures finished
 
 
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    """A hash as Lua returns HGETALL's answer (field, value, field, value ...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _parse_run(
     run_id: str,
     meta: dict[Any, Any],
@@ -234,6 +239,7 @@ class Runs(Part):
         self._lua_failure = register(self._client, "run_failure")
         self._lua_finish = register(self._client, "run_finish")
         self._lua_live = register(self._client, "run_live")
+        self._lua_read = register(self._client, "run_read")
 
     def _ending_keys(self, run_id: str) -> list[str]:
         """What a script that may end the run takes: its keys, then the stats hash."""
@@ -343,42 +349,16 @@ class Runs(Part):
         return self._read([run_id])[0]
 
     def _read(self, run_ids: Sequence[str]) -> list[RunStatus | None]:
-        """Several runs in one round trip, a second one for runs with live counts.
-
-        Counters are read before the live counts: a repository counted in between is then
-        missing from both for this one reading, never in both. Live fields of repositories
-        already counted (a killed delivery's, whose redelivery finished without writing
-        any) are left out."""
+        """Several runs in one round trip, each read in one step (``lua/run_read.lua``): a
+        repository counted while it is read is in its counters or in its live counts, so a
+        count shown never drops back."""
         with self._client.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
-                pipe.hgetall(self._keys.run(run_id))
-                pipe.hgetall(self._keys.run_counters(run_id))
-                pipe.lrange(self._keys.run_failures(run_id), 0, -1)
-                pipe.hgetall(self._keys.run_live(run_id))
+                self._lua_read(keys=list(self._keys.run_keys(run_id)), client=pipe)
             replies = pipe.execute()
-        runs = [replies[4 * i : 4 * i + 4] for i in range(len(run_ids))]
-        live = self._uncounted_live(run_ids, [run[3] for run in runs])
         return [
-            _parse_run(run_id, meta, counters, failures, fields)
-            for run_id, (meta, counters, failures, _), fields in zip(
-                run_ids, runs, live, strict=True
-            )
-        ]
-
-    def _uncounted_live(
-        self, run_ids: Sequence[str], live: Sequence[dict[Any, Any]]
-    ) -> list[list[Any]]:
-        """The live values of each run whose repository is not counted yet."""
-        with self._client.pipeline(transaction=False) as pipe:
-            for run_id, fields in zip(run_ids, live, strict=True):
-                if fields:
-                    pipe.hmget(self._keys.run_repos(run_id), [f"done:{text(k)}" for k in fields])
-            marks = iter(pipe.execute() if any(live) else [])
-        return [
-            [value for value, done in zip(fields.values(), next(marks), strict=True) if not done]
-            if fields
-            else []
-            for fields in live
+            _parse_run(run_id, _pairs(meta), _pairs(counters), failures, live)
+            for run_id, (meta, counters, failures, live) in zip(run_ids, replies, strict=True)
         ]
 
     @translated

@@ -349,9 +349,9 @@ class Runs(Part):
         return self._read([run_id])[0]
 
     def _read(self, run_ids: Sequence[str]) -> list[RunStatus | None]:
-        """Several runs in one round trip, each read in one step (``lua/run_read.lua``): a
-        repository counted while it is read is in its counters or in its live counts, so a
-        count shown never drops back."""
+        """Several runs in one pipeline (redis-py asks ``SCRIPT EXISTS`` before it: two round
+        trips), each run read in one step (``lua/run_read.lua``): a repository counted while
+        it is read is in its counters or in its live counts, never in neither nor both."""
         with self._client.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
                 self._lua_read(keys=list(self._keys.run_keys(run_id)), client=pipe)

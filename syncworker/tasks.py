@@ -1,7 +1,8 @@
-"""The public Celery tasks, and the internal run sweep. Thin: the engine mirrors and
-checks, ``runs.catalogwalk`` walks, ``runs.repocount`` and ``runs.storecheck`` count,
-``runs.sweep`` sweeps, ``worker.policy`` retries. Arguments are plain values; credentials
-never travel in a message, workers read them from their own config.
+"""The public Celery tasks, and the internal batches and run sweep. Thin: the engine mirrors
+and checks, ``worker.repobatch`` syncs and counts a run's repositories, ``runs.catalogwalk``
+walks, ``runs.repocount`` and ``runs.storecheck`` count, ``runs.sweep`` sweeps,
+``worker.policy`` retries. Arguments are plain values; credentials never travel in a
+message, workers read them from their own config.
 
 Other services call them by name::
 
@@ -19,12 +20,13 @@ from celery import Celery, shared_task
 from syncworker.engine import Failure, RepoResult
 from syncworker.engine.checkrun import check_one, checker
 from syncworker.runs.catalogwalk import continue_walk, give_up_walk, trigger_walk
-from syncworker.runs.repocount import record_repo, record_repo_lost
+from syncworker.runs.repocount import record_repo_lost
 from syncworker.runs.storecheck import check_failures, check_mode, record_check
 from syncworker.runs.sweep import end_lost_fan_out, stalled
 from syncworker.waits import TASK_REPO_WAIT
 from syncworker.worker.checks import check_args
 from syncworker.worker.policy import SyncTask
+from syncworker.worker.repobatch import repo_work, sync_batch, sync_counted
 from syncworker.worker.send import (
     CeleryWalkQueue,
     send_at,
@@ -38,6 +40,7 @@ from syncworker.worker.tasknames import (
     TASK_SWEEP,
     TASK_SYNC_IMAGE,
     TASK_SYNC_REPO,
+    TASK_SYNC_REPOS,
     TASK_WALK,
 )
 
@@ -47,6 +50,7 @@ __all__ = [
     "sweep_run",
     "sync_image",
     "sync_repo",
+    "sync_repos",
     "walk_catalog",
 ]
 
@@ -114,7 +118,7 @@ class _RepoTask(_Task):
         run_id = _run_of(args, kwargs)
         if self.request.id is None or not run_id:
             return super()._work()
-        return f"run:{run_id}:{_repo_args(args, kwargs)[1]}", True
+        return repo_work(run_id, _repo_args(args, kwargs)[1]), True
 
     def progress(self, state: str, result: dict[str, Any] | None) -> None:
         """Only a repository sync sent without a run (by the API) has a request to move."""
@@ -128,6 +132,20 @@ class _RepoTask(_Task):
         if run_id:
             record_repo_lost(self.state.coord, run_id, repo, reason)
         return _failed(registry, repo, None, reason)
+
+
+class _BatchTask(_Task):
+    def _work(self) -> tuple[str, bool] | None:
+        """Each repository of the batch counts its own starts (worker/repobatch.py)."""
+        return None
+
+    def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
+        """The batch failed as a whole (its sends failed past its retries, or it hit the time
+        limit): each of its repositories goes to a message of its own, where the policy deals
+        with it alone; those counted already are counted once."""
+        registry, repos, run_id = _batch_args(args, kwargs)
+        send_each(self.app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in repos])
+        return {"registry": registry, "run_id": run_id, "failures": [reason]}
 
 
 class _ImageTask(_Task):
@@ -155,6 +173,12 @@ def _repo_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]
     return registry, kwargs.get("repo", args[1] if len(args) > 1 else "?")
 
 
+def _batch_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, list[str], str]:
+    registry = kwargs.get("registry", args[0] if args else "?")
+    repos = kwargs.get("repos", args[1] if len(args) > 1 else [])
+    return registry, repos, kwargs.get("run_id", args[2] if len(args) > 2 else "?")
+
+
 def _run_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """The run a ``sync_repo`` counts into (None: sent on its own, e.g. by the API)."""
     run_id: str | None = kwargs.get("run_id", args[2] if len(args) > 2 else None)
@@ -179,7 +203,7 @@ def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> d
     trigger: start a walk (its run id is this task's id) unless one is in progress, which
     makes this a no-op."""
     state = self.state
-    queue = CeleryWalkQueue(self.app)
+    queue = CeleryWalkQueue(self.app, state.config.syncworker.repos_per_task)
     if run_id is None:
         claim = trigger_walk(state.coord, queue, registry, self.request.id)
         if not claim.started:
@@ -196,24 +220,19 @@ def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> d
 def sync_repo(
     self: _RepoTask, registry: str, repo: str, run_id: str | None = None
 ) -> dict[str, Any]:
-    """Mirror ``repo`` under its destination's lock; count it into ``run_id`` if given.
-    A run's repositories come from its walk of the listing; without a run, ``repo`` was
-    named by whoever sent the task, and its absence upstream is a failure."""
-    state = self.state
-    listed = run_id is not None
-    with state.live.track(registry, repo, run_id) as live:
-        result = state.mirror.sync_repo(registry, repo, lock_wait=TASK_REPO_WAIT, listed=listed)
-    if run_id and result.ok and result.refill_at is not None:
-        # The upstream's pull budget deferred some tags: the repository is counted by the
-        # message sent for when it refills, not by a worker waiting for it.
-        log.info("%s/%s: %d tags deferred", registry, repo, len(result.deferred))
-        state.coord.note_deferred(run_id, repo, len(result.deferred), result.refill_at)
-        send_at(self.app, TASK_SYNC_REPO, [registry, repo, run_id], result.refill_at)
-    elif run_id:
-        # Whichever message syncs it (a resend for the refill, or the sweep's), counting it
-        # drops what the pull budget held back of it.
-        record_repo(state.coord, run_id, result, clear_live=live.written)
-    return summarize(result)
+    """Mirror ``repo`` under its destination's lock; count it into ``run_id`` if given
+    (worker/repobatch.py ``sync_counted``)."""
+    return summarize(sync_counted(self.app, self.state, registry, repo, run_id))
+
+
+@shared_task(bind=True, base=_BatchTask, name=TASK_SYNC_REPOS)  # type: ignore[untyped-decorator]
+def sync_repos(self: _BatchTask, registry: str, repos: list[str], run_id: str) -> dict[str, Any]:
+    """Mirror a walk's ``repos`` one after the other, each counted into ``run_id`` as
+    ``sync_repo`` counts it (worker/repobatch.py)."""
+    again = self._redelivered() or bool(self.request.retries)
+    batch = (registry, repos, run_id)
+    went = sync_batch(self.app, self.state, batch, again=again, task_id=self.request.id)
+    return {"registry": registry, "run_id": run_id, "repos": len(repos), "went": went}
 
 
 @shared_task(bind=True, base=_CheckTask, name=TASK_CHECK_REPO)  # type: ignore[untyped-decorator]

@@ -31,7 +31,7 @@ from tests.support.cluster import (
     assert_store_matches,
     cluster,
     persistent_redis,
-    queued_args,
+    queued_repos,
     queued_task,
     sync_repo_runs,
     trigger,
@@ -138,7 +138,7 @@ def test_walk_worker_killed_mid_walk_resumes_from_cursor(
 
     assert "syncworker.walk_catalog" in cluster.log("walker2")
     queued = redis.Redis.from_url(cluster.redis_url).lrange("syncworker.repo", 0, -1)
-    repos = sorted(queued_args(raw)[1] for raw in queued)
+    repos = sorted(repo for raw in queued for repo in queued_repos(raw))
     assert sorted(set(repos)) == corpus.repositories  # each repository fanned out
     # Once, but for the page the walker was frozen in: a repository sent and not yet marked
     # then is sent again by the page's redelivery (runs/catalogwalk.py marks only once sent).

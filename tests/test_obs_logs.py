@@ -5,6 +5,7 @@ secrets are redacted on every handler."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,15 +128,19 @@ def test_a_worker_logs_one_line_per_task_and_celerys_own_lines_with_v(
     quiet = cluster.log("quiet")
     lines = _repo_lines(quiet)
     assert len(lines) == REPOS, lines
-    ids = {line.rsplit("(task ", 1)[1].rstrip(")") for line in lines}
-    assert len(ids) == REPOS and "None" not in ids, lines  # each names its own task
+    assert "(task None)" not in quiet, lines  # each names the message that carried it
     assert " received" not in quiet and " succeeded in " not in quiet
     verbose = cluster.log("verbose")
-    assert verbose.count("Task syncworker.sync_repo[") >= 2 * len(repos)  # received, succeeded
-    succeeded = [
-        line for line in verbose.splitlines() if "sync_repo" in line and "succeeded" in line
-    ]
-    assert succeeded and all(line.endswith(": None") for line in succeeded)  # nothing stored
+    # Celery's received and succeeded lines, one each per message; ours, one per repository,
+    # each naming one of those messages.
+    received = set(re.findall(r"Task syncworker\.sync_repos\[([0-9a-f-]+)\] received", verbose))
+    succeeded = re.findall(
+        r"Task syncworker\.sync_repos\[([0-9a-f-]+)\] succeeded in [0-9.]+s: (.*)", verbose
+    )
+    assert received and {task for task, _ in succeeded} == received, verbose
+    assert all(result == "None" for _, result in succeeded)  # nothing stored
+    named = {line.rsplit("(task ", 1)[1].rstrip(")") for line in _repo_lines(verbose)}
+    assert named == received and len(_repo_lines(verbose)) == len(repos)
 
 
 @pytest.mark.parametrize(

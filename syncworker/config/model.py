@@ -67,8 +67,12 @@ class SyncworkerSettings(ConfigModel):
     """Tags of one repository mirrored in parallel (their blobs share the blob pool)."""
     walk_ahead: int = Field(10_000, ge=1)
     """Celery: a walk lists its next catalog page only while fewer than this many
-    ``sync_repo`` messages wait in the broker (about 1.2 KB each in Redis), and looks again
-    2 s later, so a catalog of millions never sits in the broker."""
+    repositories wait in the broker (counted as ``reposPerTask`` per waiting message), and
+    looks again 2 s later, so a catalog of millions never sits in the broker."""
+    repos_per_task: int = Field(16, ge=1, le=1000)
+    """Celery: repositories a walk sends in one message; a worker syncs them one after the
+    other and sends those still left after 5 s on as two messages, so slow repositories
+    spread over the workers while a no-op run pays the per-message cost once per batch."""
     redis: SecretStr | None = None
     """Redis URL (``redis://``, ``rediss://``, ``unix://``) for coordination, and Celery's
     broker unless ``celery`` names another; ``SYNCWORKER_REDIS_URL`` wins over it. None:

@@ -84,6 +84,14 @@ class CatalogWalks(Part):
         return [repo for repo, mark in zip(repos, marks, strict=True) if mark is None]
 
     @translated
+    def counted(self, run_id: str, repos: Sequence[str]) -> set[str]:
+        """Those of ``repos`` already counted in ``run_id`` (one command for them all)."""
+        if not repos:
+            return set()
+        marks = self._client.hmget(self._keys.run_repos(run_id), [f"{DONE}{r}" for r in repos])
+        return {repo for repo, mark in zip(repos, marks, strict=True) if mark is not None}
+
+    @translated
     def uncounted(self, run_id: str) -> list[str]:
         """Repositories fanned out in ``run_id`` and not yet counted done or failed (by
         ``incr(once_for=repo)``): in the queues, in progress, or lost with a message."""

@@ -213,6 +213,10 @@ class Coordinator:
         """Those of ``repos`` not yet marked by :meth:`mark_enqueued` in ``run_id``."""
         return self._walks.not_enqueued(run_id, repos)
 
+    def counted(self, run_id: str, repos: Sequence[str]) -> set[str]:
+        """Those of ``repos`` already counted in ``run_id``."""
+        return self._walks.counted(run_id, repos)
+
     def uncounted(self, run_id: str) -> list[str]:
         """Repositories fanned out in ``run_id`` and not yet counted done or failed."""
         return self._walks.uncounted(run_id)

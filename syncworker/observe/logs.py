@@ -3,8 +3,9 @@ registry, repository, run and task a line belongs to. Every handler gets the red
 filter, so secrets stay out of both.
 
 The context (registry, repository, run id, task id) is held in a context variable, bound
-per thread by whoever starts the work: a Celery task's signals, or :class:`LogContext` as
-an observer of the engine's events in ``syncworker sync``.
+per thread by whoever starts the work: a Celery task's signals (and a batch, for each of its
+repositories), or :class:`LogContext` as an observer of the engine's events in
+``syncworker sync``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import contextvars
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from syncworker.redact import redact_text
@@ -30,6 +33,7 @@ __all__ = [
     "TextFormatter",
     "bind_context",
     "clear_context",
+    "more_context",
     "redact_handlers",
 ]
 
@@ -49,6 +53,19 @@ def bind_context(**fields: str | None) -> None:
 
 def clear_context() -> None:
     _context.set(())
+
+
+@contextmanager
+def more_context(**fields: str) -> Iterator[None]:
+    """Name more of the work this thread does, for the block: what was bound stays, but for
+    the fields given again."""
+    kept = tuple((k, v) for k, v in _context.get() if k not in fields)
+    added = tuple((k, v) for k, v in fields.items() if v and k in CONTEXT_FIELDS)
+    token = _context.set(kept + added)
+    try:
+        yield
+    finally:
+        _context.reset(token)
 
 
 class RedactingFilter(logging.Filter):

@@ -24,7 +24,7 @@ from syncworker.errors import SyncworkerError
 from syncworker.retry import LOCK_WAITS, TASKS, classify
 from syncworker.worker.send import publishing
 
-__all__ = ["MAX_DELIVERIES", "SyncTask", "retry_delay"]
+__all__ = ["MAX_DELIVERIES", "SyncTask", "brief", "retry_delay", "too_many_starts"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class SyncTask(Task):  # type: ignore[misc]
             starts = self.started()
             counted = True
             if starts > MAX_DELIVERIES:
-                return self._failed(args, kwargs, _too_many(starts))
+                return self._failed(args, kwargs, too_many_starts(starts))
             self._tell(RUNNING)
             result = super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
@@ -73,13 +73,13 @@ class SyncTask(Task):  # type: ignore[misc]
         except SyncworkerError as exc:
             return self._retry_or_fail(args, kwargs, exc)
         except Exception as exc:  # a bug: logged with its traceback, recorded by name
-            log.exception("%s%s: unexpected error", self.name, _brief(args))
+            log.exception("%s%s: unexpected error", self.name, brief(args))
             return self._failed(args, kwargs, f"unexpected {type(exc).__name__}: {exc}")
         finally:
             if counted:
                 self._ended(args)
         took = time.monotonic() - started
-        log.info("%s%s done in %.2fs (task %s)", self.name, _brief(args), took, self.request.id)
+        log.info("%s%s done in %.2fs (task %s)", self.name, brief(args), took, self.request.id)
         self._tell(_outcome(result), result)
         return result
 
@@ -107,7 +107,7 @@ class SyncTask(Task):  # type: ignore[misc]
         try:
             self.ended()
         except SyncworkerError as error:
-            log.warning("%s%s: could not count its end: %s", self.name, _brief(args), error)
+            log.warning("%s%s: could not count its end: %s", self.name, brief(args), error)
 
     def _retry_or_fail(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: SyncworkerError
@@ -115,20 +115,20 @@ class SyncTask(Task):  # type: ignore[misc]
         limit = LOCK_WAITS.retries if isinstance(exc, LockBusy) else self.max_retries
         if not classify(exc) or self.request.retries >= limit:
             return self._failed(args, kwargs, f"{type(exc).__name__}: {exc}")
-        log.warning("%s%s: %s; retrying later", self.name, _brief(args), exc)
+        log.warning("%s%s: %s; retrying later", self.name, brief(args), exc)
         delay = retry_delay(exc, self.request.retries, jitter=random.random())
         with publishing(self.name):
             raise self.retry(exc=exc, countdown=delay, max_retries=limit)
 
     def _failed(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
-        log.error("%s%s failed for good: %s", self.name, _brief(args), reason)
+        log.error("%s%s failed for good: %s", self.name, brief(args), reason)
         return self._give_up(args, kwargs, reason)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         """What still escapes (a hard time limit kills the task outside ``__call__``)."""
-        log.error("%s%s failed for good: %s", self.name, _brief(args), exc)
+        log.error("%s%s failed for good: %s", self.name, brief(args), exc)
         self._give_up(tuple(args), dict(kwargs), f"{type(exc).__name__}: {exc}")
 
     def _give_up(
@@ -137,7 +137,7 @@ class SyncTask(Task):  # type: ignore[misc]
         try:
             result = self.give_up(args, kwargs, reason)
         except SyncworkerError as error:
-            log.error("%s%s: could not record the failure: %s", self.name, _brief(args), error)
+            log.error("%s%s: could not record the failure: %s", self.name, brief(args), error)
             result = {"failures": [reason]}
         self._tell(FAILED, result)
         return result
@@ -158,13 +158,20 @@ def _outcome(result: Any) -> str:
     return DEFERRED if result.get("refill_at") else DONE
 
 
-def _too_many(deliveries: int) -> str:
+def too_many_starts(deliveries: int) -> str:
     return (
         f"started {deliveries} times without finishing (its worker died each time,"
         " e.g. killed for memory): given up"
     )
 
 
-def _brief(args: Any) -> str:
-    """Task arguments for a log line: names only (tasks never carry secrets)."""
-    return "(" + ", ".join(str(a) for a in args) + ")"
+def brief(args: Any) -> str:
+    """Task arguments for a log line: names only (tasks never carry secrets); a list (a
+    batch of repositories) by its first item and length."""
+    return "(" + ", ".join(_item(a) for a in args) + ")"
+
+
+def _item(arg: Any) -> str:
+    if isinstance(arg, list) and len(arg) > 1:
+        return f"[{arg[0]} and {len(arg) - 1} more]"
+    return str(arg)

@@ -15,13 +15,14 @@ from redis.exceptions import RedisError
 from syncworker.errors import CoordError
 from syncworker.runs.sweep import sweep_seconds
 from syncworker.worker.settings import VISIBILITY_TIMEOUT
-from syncworker.worker.tasknames import QUEUE_REPO, TASK_SWEEP, TASK_SYNC_REPO, TASK_WALK
+from syncworker.worker.tasknames import QUEUE_REPO, TASK_SWEEP, TASK_SYNC_REPOS, TASK_WALK
 
 __all__ = [
     "CeleryWalkQueue",
     "PUBLISH_BATCH",
     "publishing",
     "queue_length",
+    "send_batches",
     "send",
     "send_at",
     "send_each",
@@ -107,12 +108,22 @@ def sweep_interval(app: Celery) -> float:
     return min(sweep_seconds(), float(visibility) / 2)
 
 
+def send_batches(
+    app: Celery, registry: str, repos: Sequence[str], run_id: str, per_message: int
+) -> None:
+    """Send ``repos`` of ``run_id`` to be synced, ``per_message`` to a ``sync_repos``
+    message."""
+    batches = [list(repos[i : i + per_message]) for i in range(0, len(repos), per_message)]
+    send_each(app, TASK_SYNC_REPOS, [[registry, batch, run_id] for batch in batches])
+
+
 class CeleryWalkQueue:
     """A catalog walk's messages (``runs/catalogwalk.py`` ``WalkQueue``) as Celery tasks:
-    ``walk_catalog`` pages and ``sync_repo`` repositories."""
+    ``walk_catalog`` pages, and ``sync_repos`` messages of ``repos_per_task`` repositories."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, repos_per_task: int = 1) -> None:
         self._app = app
+        self._per_message = repos_per_task
 
     def send_page(
         self, registry: str, run_id: str, *, delay: float = 0.0, first: bool = False
@@ -124,10 +135,11 @@ class CeleryWalkQueue:
         send(self._app, TASK_WALK, [registry, run_id], ignore_result=True, **timing)
 
     def send_repos(self, registry: str, repos: Sequence[str], run_id: str) -> None:
-        send_each(self._app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in repos])
+        send_batches(self._app, registry, repos, run_id, self._per_message)
 
     def repos_waiting(self) -> int:
-        return queue_length(self._app, QUEUE_REPO)
+        """At most this many: each waiting message counted as a full batch."""
+        return queue_length(self._app, QUEUE_REPO) * self._per_message
 
     def start_sweep(self, registry: str, run_id: str) -> None:
         start_sweep(self._app, registry, run_id)

@@ -16,6 +16,7 @@ __all__ = [
     "TASK_SWEEP",
     "TASK_SYNC_IMAGE",
     "TASK_SYNC_REPO",
+    "TASK_SYNC_REPOS",
     "TASK_WALK",
 ]
 
@@ -25,6 +26,8 @@ CONFIG_ENV = "SYNCWORKER_CONFIG"
 TASK_WALK = "syncworker.walk_catalog"
 TASK_SYNC_REPO = "syncworker.sync_repo"
 TASK_SYNC_IMAGE = "syncworker.sync_image"
+# Internal: a walk's repositories, several to a message (tasks.py).
+TASK_SYNC_REPOS = "syncworker.sync_repos"
 # `syncworker check` of one repository of the store (runs/storecheck.py).
 TASK_CHECK_REPO = "syncworker.check_repo"
 # Internal: re-sends what a stalled run lost (runs/sweep.py).
@@ -39,6 +42,7 @@ ROUTES = {
     TASK_WALK: {"queue": QUEUE_WALK},
     TASK_SWEEP: {"queue": QUEUE_WALK},
     TASK_SYNC_REPO: {"queue": QUEUE_REPO},
+    TASK_SYNC_REPOS: {"queue": QUEUE_REPO},
     TASK_CHECK_REPO: {"queue": QUEUE_REPO},
     TASK_SYNC_IMAGE: {"queue": QUEUE_ONDEMAND},
 }

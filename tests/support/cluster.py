@@ -48,6 +48,7 @@ __all__ = [
     "layout_of",
     "persistent_redis",
     "queued_args",
+    "queued_repos",
     "queued_task",
     "seeded_upstream",
     "sync_repo_runs",
@@ -337,6 +338,12 @@ def queued_args(raw: bytes) -> list[Any]:
         message = message[0]
     args: list[Any] = json.loads(base64.b64decode(message["body"]))[0]
     return args
+
+
+def queued_repos(raw: bytes) -> list[str]:
+    """The repositories a ``sync_repo`` or ``sync_repos`` message in a Redis list carries."""
+    repos = queued_args(raw)[1]
+    return repos if isinstance(repos, list) else [repos]
 
 
 def queued_task(raw: bytes) -> str:

@@ -6,6 +6,8 @@ tests.support.faults``; the environment says which repository meets which fault:
   as a bug would;
 - ``SYNCWORKER_TEST_KILL=<repo>``: the process running ``sync_repo`` of that repository is
   SIGKILLed, as the kernel's OOM killer would;
+- ``SYNCWORKER_TEST_SLOW=<repo>``: ``sync_repo`` of that repository first sleeps a second
+  past a batch's time (``worker/repobatch.py`` ``BATCH_SECONDS``);
 - ``SYNCWORKER_TEST_KILL_GATE=<directory>``: with the above, each such process first creates
   ``<directory>/held``, then waits until ``<directory>/open`` exists before it is killed, so
   that a test can see something happen while the repository's first start is held.
@@ -20,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from syncworker.engine import Mirror, RepoResult
+from syncworker.worker.repobatch import BATCH_SECONDS
 
-__all__ = ["BUG_ENV", "GATE_HELD", "GATE_OPEN", "KILL_ENV", "KILL_GATE_ENV"]
+__all__ = ["BUG_ENV", "GATE_HELD", "GATE_OPEN", "KILL_ENV", "KILL_GATE_ENV", "SLOW_ENV"]
 
 BUG_ENV = "SYNCWORKER_TEST_BUG"
 KILL_ENV = "SYNCWORKER_TEST_KILL"
 KILL_GATE_ENV = "SYNCWORKER_TEST_KILL_GATE"
+SLOW_ENV = "SYNCWORKER_TEST_SLOW"
 # The files of the gate directory: created by the process to be killed, and by the test.
 GATE_HELD, GATE_OPEN = "held", "open"
 
@@ -35,6 +39,8 @@ _sync_repo = Mirror.sync_repo
 def _faulty_sync_repo(self: Mirror, registry: str, repo: str, **options: Any) -> RepoResult:
     if repo == os.environ.get(BUG_ENV):
         raise KeyError("injected")
+    if repo == os.environ.get(SLOW_ENV):
+        time.sleep(BATCH_SECONDS + 1)
     if repo == os.environ.get(KILL_ENV):
         _wait_at_gate()
         os.kill(os.getpid(), signal.SIGKILL)

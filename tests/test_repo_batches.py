@@ -1,0 +1,85 @@
+"""A walk sends its repositories to workers several to a message (``reposPerTask``,
+worker/repobatch.py), and each is still synced and counted as if it were alone: a worker
+killed in the middle of a batch costs that repository only, and a batch past its time sends
+the rest on. Real workers, real Redis, the harness of test_celery_e2e.py (catalog pages of
+five repositories: five batches)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from syncworker.worker.policy import MAX_DELIVERIES
+from tests.support.cluster import (
+    FAST_RESTORE,
+    REGISTRY,
+    REPOS,
+    Cluster,
+    cluster,
+    persistent_redis,
+    sync_repo_runs,
+    trigger,
+    upstream,
+    wait_finished,
+)
+from tests.support.corpus import Corpus
+from tests.support.faults import KILL_ENV, SLOW_ENV
+from tests.support.registry_server import RegistryServer
+from tests.test_celery_faults import FAULTS, POOL_PROCESS_KILLED
+
+__all__ = ["cluster", "persistent_redis", "upstream"]  # fixtures, imported for pytest
+
+pytestmark = pytest.mark.slow
+
+
+def keep_sweep_out(cluster: Cluster) -> None:
+    """No sweep within the test: its interval is kept under half the visibility timeout."""
+    cluster.sweep_seconds = 300
+    transport = {"visibility_timeout": 600, **FAST_RESTORE}
+    cluster.settings["celery"] = {"broker_transport_options": transport}
+    cluster.write_config()
+
+
+def test_a_worker_killed_in_the_middle_of_a_batch_costs_that_repository_only(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    """The batch of the first page is delivered again after each kill: the two repositories
+    counted before the first kill are not synced again, the one that kills its worker is
+    given up after MAX_DELIVERIES starts, and the two after it are synced once."""
+    corpus = upstream[1]
+    killer = corpus.repositories[2]
+    keep_sweep_out(cluster)  # redelivery alone, no sweep resending the batch's rest
+    cluster.extra_env[KILL_ENV] = killer
+    cluster.worker("w1", *FAULTS)
+    run_id, _ = trigger(cluster)
+
+    status = wait_finished(cluster.coord(), run_id)
+    assert (status.total, status.done, status.counters["repos_failed"]) == (REPOS, REPOS, 1)
+    [failure] = status.failures
+    assert failure.repo == killer and "times without finishing" in failure.reason
+    others = [repo for repo in corpus.repositories if repo != killer]
+    assert sync_repo_runs(cluster, ["w1"]) == dict.fromkeys(others, 1)
+    assert 0 < len(POOL_PROCESS_KILLED.findall(cluster.log("w1"))) <= MAX_DELIVERIES
+
+
+def test_a_batch_past_its_time_sends_the_rest_on_as_two_messages(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    """The first repository of the first batch takes 6 s: past the batch's 5 s, its four
+    others go on as two messages of two, which the worker's two processes take."""
+    corpus = upstream[1]
+    keep_sweep_out(cluster)  # a sweep would send the waiting four again on its own
+    cluster.extra_env[SLOW_ENV] = corpus.repositories[0]
+    cluster.worker("w1", *FAULTS, "--concurrency", "2")
+    run_id, _ = trigger(cluster)
+
+    status = wait_finished(cluster.coord(), run_id)
+    assert (status.total, status.done, status.failures) == (REPOS, REPOS, [])
+    sent_on = re.findall(
+        rf"syncworker\.sync_repos\({REGISTRY}, (\d+) repositories, {run_id}\): over 5s,"
+        r" the rest sent on as (\d+) messages",
+        cluster.log("w1"),
+    )
+    assert sent_on == [("4", "2")]
+    assert sync_repo_runs(cluster, ["w1"]) == dict.fromkeys(corpus.repositories, 1)

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 
 __all__ = [
+    "BATCH_REPO_WAIT",
     "GC_REPO_WAIT",
     "LOCK_TTL",
     "REPAIR_REPO_WAIT",
@@ -45,6 +46,9 @@ REPO_WAIT: float | None = None
 #: A Celery task waits this long for a busy repository, then retries later: a worker is not
 #: tied up behind another worker's long copy.
 TASK_REPO_WAIT = 10.0
+#: A repository of a batch (``sync_repos``) waits only this long: the rest of its batch
+#: waits behind it, so a busy one goes to a ``sync_repo`` message of its own instead.
+BATCH_REPO_WAIT = 1.0
 #: ``syncworker gc`` waits this long for a repository a sync holds, then reports it busy.
 GC_REPO_WAIT = 60.0
 #: ``syncworker check --repair`` in one process waits this long for a sync or gc holding a

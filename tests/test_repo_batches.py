@@ -22,6 +22,7 @@ from tests.support.cluster import (
     trigger,
     upstream,
     wait_finished,
+    wait_for,
 )
 from tests.support.corpus import Corpus
 from tests.support.faults import KILL_ENV, SLOW_ENV
@@ -61,6 +62,32 @@ def test_a_worker_killed_in_the_middle_of_a_batch_costs_that_repository_only(
     others = [repo for repo in corpus.repositories if repo != killer]
     assert sync_repo_runs(cluster, ["w1"]) == dict.fromkeys(others, 1)
     assert 0 < len(POOL_PROCESS_KILLED.findall(cluster.log("w1"))) <= MAX_DELIVERIES
+
+
+def test_a_repository_another_worker_holds_goes_to_a_message_of_its_own(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    """Its lock held elsewhere past BATCH_REPO_WAIT, the batch's second repository is sent
+    on its own (the lock's retry delay later) and the batch goes on; once the lock is given
+    back, that message syncs it."""
+    corpus = upstream[1]
+    busy = corpus.repositories[1]
+    keep_sweep_out(cluster)
+    coord = cluster.coord()
+    with coord.repo_lock(busy, blocking_timeout=0):
+        cluster.worker("w1")
+        run_id, _ = trigger(cluster)
+        wait_for("the hand-off", lambda: f"{busy}, {run_id}): " in cluster.log("w1"))
+        others = [repo for repo in corpus.repositories if repo != busy]
+        wait_for("the others", lambda: sync_repo_runs(cluster, ["w1"]).keys() >= set(others))
+        assert busy not in sync_repo_runs(cluster, ["w1"])
+    status = wait_finished(coord, run_id)
+    assert (status.total, status.done, status.failures) == (REPOS, REPOS, [])
+    assert sync_repo_runs(cluster, ["w1"]) == dict.fromkeys(corpus.repositories, 1)
+    handed = re.findall(
+        rf"sync_repo\({REGISTRY}, {busy}, {run_id}\): (.*); sent on its own", cluster.log("w1")
+    )
+    assert len(handed) == 1 and "held by another worker (waited 1s)" in handed[0], handed
 
 
 def test_a_batch_past_its_time_sends_the_rest_on_as_two_messages(

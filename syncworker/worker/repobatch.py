@@ -8,7 +8,8 @@ from the task policy (``worker/policy.py``), a repository of a batch gets too:
 
 - a sync that raises is not retried inside the batch: the repository goes to a
   ``sync_repo`` message of its own, sent after the delay the policy would wait, and that
-  task retries it or records it failed;
+  task retries it or records it failed; so does one whose lock another worker holds
+  past ``BATCH_REPO_WAIT``, as the rest of the batch would wait behind it;
 - each repository counts its starts under the name ``sync_repo`` counts it under, so one
   that kills its worker is given up after as many starts as when it is alone; a worker
   that dies under a batch gets the message again (acks-late), which skips what the run
@@ -31,7 +32,7 @@ from syncworker.engine import RepoResult
 from syncworker.errors import SyncworkerError
 from syncworker.observe.logs import more_context
 from syncworker.runs.repocount import record_repo, record_repo_lost
-from syncworker.waits import TASK_REPO_WAIT
+from syncworker.waits import BATCH_REPO_WAIT, TASK_REPO_WAIT
 from syncworker.worker.policy import MAX_DELIVERIES, brief, retry_delay, too_many_starts
 from syncworker.worker.send import send, send_at, send_each
 from syncworker.worker.state import WorkerState
@@ -51,14 +52,20 @@ def repo_work(run_id: str, repo: str) -> str:
 
 
 def sync_counted(
-    app: Celery, state: WorkerState, registry: str, repo: str, run_id: str | None
+    app: Celery,
+    state: WorkerState,
+    registry: str,
+    repo: str,
+    run_id: str | None,
+    lock_wait: float = TASK_REPO_WAIT,
 ) -> RepoResult:
-    """Mirror ``repo`` under its destination's lock; count it into ``run_id`` if given.
-    A run's repositories come from its walk of the listing; without a run, ``repo`` was
-    named by whoever sent the task, and its absence upstream is a failure."""
+    """Mirror ``repo`` under its destination's lock, waiting ``lock_wait`` for it; count it
+    into ``run_id`` if given. A run's repositories come from its walk of the listing;
+    without a run, ``repo`` was named by whoever sent the task, and its absence upstream is
+    a failure."""
     listed = run_id is not None
     with state.live.track(registry, repo, run_id) as live:
-        result = state.mirror.sync_repo(registry, repo, lock_wait=TASK_REPO_WAIT, listed=listed)
+        result = state.mirror.sync_repo(registry, repo, lock_wait=lock_wait, listed=listed)
     if run_id and result.ok and result.refill_at is not None:
         # The upstream's pull budget deferred some tags: the repository is counted by the
         # message sent for when it refills, not by a worker waiting for it.
@@ -116,7 +123,7 @@ def _sync_named(
         return
     began = time.monotonic()
     try:
-        sync_counted(app, state, registry, repo, run_id)
+        sync_counted(app, state, registry, repo, run_id, BATCH_REPO_WAIT)
     except SyncworkerError as exc:
         delay = retry_delay(exc, 0, jitter=random.random())
         log.warning("%s%s: %s; sent on its own in %.0fs", TASK_SYNC_REPO, brief(args), exc, delay)

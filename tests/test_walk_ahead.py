@@ -27,6 +27,7 @@ from syncworker.config import load_config
 from syncworker.coord import Coordinator
 from syncworker.worker.send import queue_length
 from syncworker.worker.tasknames import QUEUE_REPO
+from tests.support.cluster import queued_repos
 from tests.support.mirror import layout_tags
 from tests.support.ports import LOOPBACK, wait_until
 from tests.support.redis_server import RedisServer
@@ -40,6 +41,7 @@ SYNCWORKER = [sys.executable, "-c", "import sys; from syncworker.cli import main
 REPOS = 200
 PAGE_SIZE = 20
 WALK_AHEAD = 30  # repositories waiting before the walk holds back its next page
+REPOS_PER_TASK = 4  # pages of five messages; the walk counts each waiting one as four
 DEADLINE = 600.0
 
 
@@ -51,6 +53,7 @@ def _config(path: Path, upstream: str, store: Path, redis_url: str, broker_url: 
         "syncworker": {
             "redis": redis_url,
             "walkAhead": WALK_AHEAD,
+            "reposPerTask": REPOS_PER_TASK,
             "celery": {"broker_url": broker_url},
         },
     }
@@ -59,7 +62,8 @@ def _config(path: Path, upstream: str, store: Path, redis_url: str, broker_url: 
 
 
 class _Sampler(threading.Thread):
-    """The broker's ``syncworker.repo`` list length, every few milliseconds."""
+    """The repositories the broker's ``syncworker.repo`` list holds, every few
+    milliseconds."""
 
     def __init__(self, broker_url: str) -> None:
         super().__init__(daemon=True)
@@ -69,7 +73,8 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self._done.wait(0.005):
-            self.samples.append(int(self._client.llen(QUEUE_REPO)))
+            queued = self._client.lrange(QUEUE_REPO, 0, -1)
+            self.samples.append(sum(len(queued_repos(raw)) for raw in queued))
 
     def stop(self) -> list[int]:
         self._done.set()

@@ -305,7 +305,8 @@ class ScaleBench:
         kept = int(client.zcard(f"{PREFIX}:runs"))
         for number in range(kept, STATUS_RUNS):
             run_id = f"bench-{number:04d}"
-            coord.start_run("upstream", run_id)
+            # A registry of its own each: Redis keeps runsKept (20) runs per registry.
+            coord.start_run(f"upstream-{number:04d}", run_id)
             coord.incr(run_id, repos_total=self.repos, repos_done=self.repos)
             coord.finish_run(run_id)
         started = time.perf_counter()

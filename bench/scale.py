@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import Celery
 
 from bench.metrics import Traffic
 from bench.proc import Finished, run_measured
@@ -217,7 +216,9 @@ class ScaleBench:
             )  # fmt: skip
             config = load_config(str(path))
             with Runtime.open(config) as runtime:
-                pages = _walk_alone(create_app(config), runtime.coordinator, runtime.mirror)
+                app = create_app(config)
+                queue = CeleryWalkQueue(app, config.syncworker.repos_per_task)
+                pages = _walk_alone(queue, runtime.coordinator, runtime.mirror)
         walls, cpus = [wall for wall, _ in pages], [cpu for _, cpu in pages]
         params = {"repos": self.repos, "walk_pages": walls, "walk_cpu": cpus}
         label = f"walk alone: {len(pages)} pages of {PAGE}"
@@ -327,11 +328,13 @@ class ScaleBench:
         self.log(f"scale.status: {done.wall:.2f}s, {done.cpu:.2f} CPU s; reading: {read:.3f}s")
 
 
-def _walk_alone(app: Celery, coord: Coordinator, mirror: Mirror) -> list[tuple[float, float]]:
+def _walk_alone(
+    queue: CeleryWalkQueue, coord: Coordinator, mirror: Mirror
+) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of each page of a walk of the whole catalog."""
     run_id = claim_walk(coord, REGISTRY, "scale-fanout").run_id
 
-    enqueue = CeleryWalkQueue(app).send_repos
+    enqueue = queue.send_repos
     pages = []
     while True:
         wall, cpu = time.perf_counter(), time.process_time()

@@ -19,6 +19,7 @@ from celery import Celery, shared_task
 
 from syncworker.engine import Failure, RepoResult
 from syncworker.engine.checkrun import check_one, checker
+from syncworker.errors import SyncworkerError
 from syncworker.runs.catalogwalk import continue_walk, give_up_walk, trigger_walk
 from syncworker.runs.repocount import record_repo_lost
 from syncworker.runs.storecheck import check_failures, check_mode, record_check
@@ -140,11 +141,16 @@ class _BatchTask(_Task):
         return None
 
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
-        """The batch failed as a whole (its sends failed past its retries, or it hit the time
-        limit): each of its repositories goes to a message of its own, where the policy deals
-        with it alone; those counted already are counted once."""
+        """The batch failed as a whole (the hard time limit killed it, or what it sends could
+        not be sent past its retries): each of its repositories not yet counted goes to a
+        message of its own, where the policy deals with it alone."""
         registry, repos, run_id = _batch_args(args, kwargs)
-        send_each(self.app, TASK_SYNC_REPO, [[registry, repo, run_id] for repo in repos])
+        try:
+            counted = self.state.coord.counted(run_id, repos)
+        except SyncworkerError:  # sent again all the same: each is counted once
+            counted = set()
+        left = [[registry, repo, run_id] for repo in repos if repo not in counted]
+        send_each(self.app, TASK_SYNC_REPO, left)
         return {"registry": registry, "run_id": run_id, "failures": [reason]}
 
 
@@ -272,7 +278,8 @@ def sweep_run(
             len(resend.repos),
         )
     if resend.walk:
-        CeleryWalkQueue(self.app).send_page(registry, run_id)
+        queue = CeleryWalkQueue(self.app, self.state.config.syncworker.repos_per_task)
+        queue.send_page(registry, run_id)
     _resend_repos(self.app, registry, run_id, resend.repos)
     start_sweep(self.app, registry, run_id, mark)
     return {"run_id": run_id, "over": False, "resent": len(resend.repos) + resend.walk}

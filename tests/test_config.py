@@ -453,6 +453,16 @@ BAD_FIELDS = [
         "must be a positive duration",
     ),
     (
+        {**ZOT_CONFIG, "syncworker": {"walkAhead": 10}},
+        "syncworker.walkAhead",
+        "must be at least reposPerTask (16)",
+    ),
+    (
+        {**ZOT_CONFIG, "syncworker": {"walkAhead": 10, "reposPerTask": 11}},
+        "syncworker.walkAhead",
+        "must be at least reposPerTask (11)",
+    ),
+    (
         {**ZOT_CONFIG, "syncworker": {"lockTtl": "500ms"}},
         "syncworker.lockTtl",
         "must be at least 1s",

@@ -123,7 +123,7 @@ def test_the_walk_stays_a_bounded_number_of_repositories_ahead_of_the_workers(
         assert done.returncode == 0, done.stdout + done.stderr
     # The walk looks before each page: the queue holds at most the bound and one page more.
     assert max(samples) <= WALK_AHEAD + PAGE_SIZE, max(samples)
-    assert "repositories wait for workers" in log.read_text(errors="replace")  # it held back
+    assert "repositories wait (walkAhead" in log.read_text(errors="replace")  # it held back
     assert len(layout_tags(tmp_path / "store")) == REPOS
     run = Coordinator(redis.Redis.from_url(private_redis.url)).runs(1)[0]
     counts = (run.counters.get("repos_total"), run.counters.get("repos_done"), run.failures)

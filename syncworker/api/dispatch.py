@@ -70,7 +70,8 @@ class Dispatcher:
     def walk(self, registry: str) -> Claim:
         """Start a walk of ``registry``, or name the one in progress."""
         registry_entry(self.config, registry)
-        claim = start_walk(self.coord, CeleryWalkQueue(self.app), registry)
+        queue = CeleryWalkQueue(self.app, self.config.syncworker.repos_per_task)
+        claim = start_walk(self.coord, queue, registry)
         log.info("walk of %s: run %s (%s)", registry, claim.run_id, _new(claim.started))
         return claim
 

@@ -75,7 +75,7 @@ def _trigger(args: argparse.Namespace, config: Config, coord: Coordinator) -> in
 
 def _trigger_walk(app: Celery, coord: Coordinator, config: Config, registry: str) -> str:
     config.registry(registry)  # an unknown name is a ConfigError before anything is sent
-    claim = start_walk(coord, CeleryWalkQueue(app), registry)
+    claim = start_walk(coord, CeleryWalkQueue(app, config.syncworker.repos_per_task), registry)
     if claim.started:
         print(f"started walk of {registry}: run {claim.run_id}", file=sys.stderr)
     else:

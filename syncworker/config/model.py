@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
 
 from syncworker.config.credentials import (
     ECR_HELPER,
@@ -65,14 +65,14 @@ class SyncworkerSettings(ConfigModel):
     """Blobs copied in parallel within one repository."""
     tag_concurrency: int = Field(4, ge=1, le=64)
     """Tags of one repository mirrored in parallel (their blobs share the blob pool)."""
-    walk_ahead: int = Field(10_000, ge=1)
-    """Celery: a walk lists its next catalog page only while fewer than this many
-    repositories wait in the broker (counted as ``reposPerTask`` per waiting message), and
-    looks again 2 s later, so a catalog of millions never sits in the broker."""
     repos_per_task: int = Field(16, ge=1, le=1000)
     """Celery: repositories a walk sends in one message; a worker syncs them one after the
     other and sends those still left after 5 s on as two messages, so slow repositories
     spread over the workers while a no-op run pays the per-message cost once per batch."""
+    walk_ahead: int = Field(10_000, ge=1)
+    """Celery: a walk lists its next catalog page only while fewer than this many
+    repositories wait in the broker (counted as ``reposPerTask`` per waiting message), and
+    looks again 2 s later, so a catalog of millions never sits in the broker."""
     redis: SecretStr | None = None
     """Redis URL (``redis://``, ``rediss://``, ``unix://``) for coordination, and Celery's
     broker unless ``celery`` names another; ``SYNCWORKER_REDIS_URL`` wins over it. None:
@@ -109,6 +109,17 @@ class SyncworkerSettings(ConfigModel):
     """A registry to push into instead of writing OCI layouts."""
     serve: ServeSettings = Field(default_factory=lambda: ServeSettings.model_validate({}))
     """The read-only registry over the store, ``syncworker serve``."""
+
+    @field_validator("walk_ahead")
+    @classmethod
+    def _at_least_one_batch(cls, value: int, info: ValidationInfo) -> int:
+        per_task = info.data.get("repos_per_task")
+        if per_task is not None and value < per_task:
+            raise ValueError(
+                f"must be at least reposPerTask ({per_task}): a walk counts each waiting"
+                " message as that many repositories, so one message would hold it back"
+            )
+        return value
 
     @field_validator("lock_ttl")
     @classmethod

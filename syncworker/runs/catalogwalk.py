@@ -1,8 +1,8 @@
 """The catalog walk: a run of a whole registry pages through its upstream's catalog and fans
-out one ``sync_repo`` per repository. All of the walk's logic is here, Celery-free; its
-state in Redis is ``syncworker/coord/catalogwalkstate.py``, the Celery side sends its
-messages (:class:`WalkQueue`, ``syncworker/worker/send.py``), and the ``walk_catalog`` task
-(``syncworker/tasks.py``) only wires them together.
+out its repositories to workers (several to a ``sync_repos`` message). All of the walk's
+logic is here, Celery-free; its state in Redis is ``syncworker/coord/catalogwalkstate.py``,
+the Celery side sends its messages (:class:`WalkQueue`, ``syncworker/worker/send.py``), and
+the ``walk_catalog`` task (``syncworker/tasks.py``) only wires them together.
 
 - **Start.** Beat (or another service) sends ``walk_catalog(registry)`` without a run: a
   trigger (:func:`trigger_walk`), whose task id becomes the run id. ``syncworker trigger``
@@ -79,10 +79,10 @@ class WalkQueue(Protocol):
         own walk."""
 
     def send_repos(self, registry: str, repos: Sequence[str], run_id: str) -> None:
-        """Send ``sync_repo`` for each of ``repos`` in ``run_id``, in one batch."""
+        """Send ``repos`` of ``run_id`` to be synced, all in one write to the broker."""
 
     def repos_waiting(self) -> int:
-        """How many ``sync_repo`` messages wait in their queue (not those a worker holds)."""
+        """How many repositories at most wait in their queue (not those a worker holds)."""
 
     def start_sweep(self, registry: str, run_id: str) -> None:
         """Have the run's sweep look at it in one sweep interval (``runs/sweep.py``)."""
@@ -186,7 +186,7 @@ def continue_walk(
         queue.send_page(registry, run_id)
     elif step is Step.WAIT:
         log.info(
-            "walk %s of %s: %d repositories wait for workers (walkAhead %d): next page in %gs",
+            "walk %s of %s: up to %d repositories wait (walkAhead %d): next page in %gs",
             run_id, registry, waiting, walk_ahead, WALK_AHEAD_WAIT,
         )  # fmt: skip
         queue.send_page(registry, run_id, delay=WALK_AHEAD_WAIT)

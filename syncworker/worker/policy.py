@@ -167,11 +167,12 @@ def too_many_starts(deliveries: int) -> str:
 
 def brief(args: Any) -> str:
     """Task arguments for a log line: names only (tasks never carry secrets); a list (a
-    batch of repositories) by its first item and length."""
+    batch of repositories) by its first item and how many more."""
     return "(" + ", ".join(_item(a) for a in args) + ")"
 
 
 def _item(arg: Any) -> str:
-    if isinstance(arg, list) and len(arg) > 1:
-        return f"[{arg[0]} and {len(arg) - 1} more]"
+    if isinstance(arg, list) and arg:
+        more = f" and {len(arg) - 1} more" if len(arg) > 1 else ""
+        return f"[{arg[0]}{more}]"
     return str(arg)

@@ -14,9 +14,17 @@ from the task policy (``worker/policy.py``), a repository of a batch gets too:
   that kills its worker is given up after as many starts as when it is alone; a worker
   that dies under a batch gets the message again (acks-late), which skips what the run
   counted already and syncs the rest;
-- a batch still running after :data:`BATCH_SECONDS` sends what is left of it on as two
-  messages, so a batch of slow repositories spreads over idle workers, and a message is
-  never held much longer than its slowest repository.
+- the task's soft time limit, striking in a repository, counts that one failed (as alone)
+  and sends the rest on; the hard limit, which kills the process, sends each repository
+  not yet counted to a ``sync_repo`` of its own (``tasks.py``), where the one that hung
+  meets the limit once more, alone, before it is counted failed;
+- a batch still running after :data:`BATCH_SECONDS` sends, before its next repository,
+  what is left of it on as two messages, so a batch of slow repositories spreads over idle
+  workers, and a message is never held much longer than its slowest repository.
+
+Only workers of this version know ``sync_repos``: upgrade every worker before a walk sends
+batches (an older worker drops a task it does not know, and the run's sweep sends its
+repositories again, one message each, once the run stops moving).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import time
 from collections.abc import Sequence
 
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 
 from syncworker.engine import RepoResult
 from syncworker.errors import SyncworkerError
@@ -95,35 +104,61 @@ def sync_batch(
     began = time.monotonic()
     for index, repo in enumerate(repos):
         if index and time.monotonic() - began > BATCH_SECONDS:
-            _send_rest(app, registry, repos[index:], run_id)
+            _send_rest(app, (registry, repos[index:], run_id), counted, f"over {BATCH_SECONDS:g}s")
             return index
-        if repo not in counted:
-            _sync_one(app, state, (registry, repo, run_id), task_id)
+        if repo in counted:
+            continue
+        if not _sync_one(app, state, (registry, repo, run_id), task_id):
+            rest = (registry, repos[index + 1 :], run_id)
+            _send_rest(app, rest, counted, "out of time")
+            return index + 1
     return len(repos)
+
+
+def _send_rest(
+    app: Celery, batch: tuple[str, Sequence[str], str], counted: set[str], why: str
+) -> None:
+    """Send on, as two ``sync_repos`` messages, those of ``batch`` not in ``counted``."""
+    registry, repos, run_id = batch
+    left = [repo for repo in repos if repo not in counted]
+    half = (len(left) + 1) // 2
+    halves = [part for part in (left[:half], left[half:]) if part]
+    if not halves:
+        return
+    log.info(
+        "%s%s: %s, the rest sent on as %d messages",
+        TASK_SYNC_REPOS, brief((registry, left, run_id)), why, len(halves),
+    )  # fmt: skip
+    send_each(app, TASK_SYNC_REPOS, [[registry, part, run_id] for part in halves])
 
 
 def _sync_one(
     app: Celery, state: WorkerState, args: tuple[str, str, str], task_id: str | None
-) -> None:
+) -> bool:
+    """Sync one repository of a batch; False if the task's soft time limit struck in it."""
+    work = repo_work(args[2], args[1])
     with more_context(repository=args[1]):  # the task's context names registry and run
-        _sync_named(app, state, args, task_id)
+        starts = state.coord.delivery_started(work)
+        try:
+            return _sync_started(app, state, args, starts, task_id)
+        finally:
+            _ended(state, args, work)
 
 
-def _sync_named(
-    app: Celery, state: WorkerState, args: tuple[str, str, str], task_id: str | None
-) -> None:
+def _sync_started(
+    app: Celery, state: WorkerState, args: tuple[str, str, str], starts: int, task_id: str | None
+) -> bool:
     registry, repo, run_id = args
-    work = repo_work(run_id, repo)
-    starts = state.coord.delivery_started(work)
     if starts > MAX_DELIVERIES:
-        reason = too_many_starts(starts)
-        log.error("%s%s failed for good: %s", TASK_SYNC_REPO, brief(args), reason)
-        record_repo_lost(state.coord, run_id, repo, reason)
-        state.coord.delivery_ended(work)
-        return
+        _lost(state, args, too_many_starts(starts))
+        return True
     began = time.monotonic()
     try:
         sync_counted(app, state, registry, repo, run_id, BATCH_REPO_WAIT)
+    except SoftTimeLimitExceeded as exc:
+        # As for a task alone: its time is up, so it is counted failed, not tried again.
+        _lost(state, args, f"{type(exc).__name__}: {exc}")
+        return False
     except SyncworkerError as exc:
         delay = retry_delay(exc, 0, jitter=random.random())
         log.warning("%s%s: %s; sent on its own in %.0fs", TASK_SYNC_REPO, brief(args), exc, delay)
@@ -134,15 +169,18 @@ def _sync_named(
     else:
         took = time.monotonic() - began
         log.info("%s%s done in %.2fs (task %s)", TASK_SYNC_REPO, brief(args), took, task_id)
-    finally:
+    return True
+
+
+def _lost(state: WorkerState, args: tuple[str, str, str], reason: str) -> None:
+    log.error("%s%s failed for good: %s", TASK_SYNC_REPO, brief(args), reason)
+    record_repo_lost(state.coord, args[2], args[1], reason)
+
+
+def _ended(state: WorkerState, args: tuple[str, str, str], work: str) -> None:
+    """As the task policy does for a task alone: a start whose end cannot be counted is
+    logged, and the batch goes on (it only makes a later give-up come one start sooner)."""
+    try:
         state.coord.delivery_ended(work)
-
-
-def _send_rest(app: Celery, registry: str, repos: Sequence[str], run_id: str) -> None:
-    half = (len(repos) + 1) // 2
-    halves = [list(part) for part in (repos[:half], repos[half:]) if part]
-    log.info(
-        "%s(%s, %d repositories, %s): over %gs, the rest sent on as %d messages",
-        TASK_SYNC_REPOS, registry, len(repos), run_id, BATCH_SECONDS, len(halves),
-    )  # fmt: skip
-    send_each(app, TASK_SYNC_REPOS, [[registry, part, run_id] for part in halves])
+    except SyncworkerError as error:
+        log.warning("%s%s: could not count its end: %s", TASK_SYNC_REPO, brief(args), error)

@@ -121,7 +121,7 @@ class CeleryWalkQueue:
     """A catalog walk's messages (``runs/catalogwalk.py`` ``WalkQueue``) as Celery tasks:
     ``walk_catalog`` pages, and ``sync_repos`` messages of ``repos_per_task`` repositories."""
 
-    def __init__(self, app: Celery, repos_per_task: int = 1) -> None:
+    def __init__(self, app: Celery, repos_per_task: int) -> None:
         self._app = app
         self._per_message = repos_per_task
 
@@ -138,7 +138,8 @@ class CeleryWalkQueue:
         send_batches(self._app, registry, repos, run_id, self._per_message)
 
     def repos_waiting(self) -> int:
-        """At most this many: each waiting message counted as a full batch."""
+        """Each waiting message counted as a full batch (a lone ``sync_repo`` or
+        ``check_repo`` too): a count of messages is what the broker answers cheaply."""
         return queue_length(self._app, QUEUE_REPO) * self._per_message
 
     def start_sweep(self, registry: str, run_id: str) -> None:

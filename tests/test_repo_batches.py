@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 
+from syncworker.celeryapp import create_app
+from syncworker.config import load_config
 from syncworker.worker.policy import MAX_DELIVERIES
+from syncworker.worker.state import close_state
+from syncworker.worker.tasknames import QUEUE_REPO, TASK_SYNC_REPO, TASK_SYNC_REPOS
 from tests.support.cluster import (
     FAST_RESTORE,
     REGISTRY,
@@ -19,6 +23,8 @@ from tests.support.cluster import (
     Cluster,
     cluster,
     persistent_redis,
+    queued_args,
+    queued_task,
     sync_repo_runs,
     trigger,
     upstream,
@@ -156,3 +162,27 @@ def test_the_hard_time_limit_in_a_batch_sends_each_repository_left_on_its_own(
     assert len(re.findall(rf"syncworker\.sync_repos\({REGISTRY}, \[{slow} and 4 more\]", log)) >= 1
     others = [repo for repo in corpus.repositories if repo != slow]
     assert sync_repo_runs(cluster, ["w1"]) == dict.fromkeys(others, 1)
+
+
+def test_a_batch_given_up_sends_on_their_own_only_the_repositories_its_run_has_not_counted(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    """What Celery calls when a batch fails as a whole (its hard time limit): in this
+    process, against the cluster's Redis, with no worker to take what it sends."""
+    first, second, third = upstream[1].repositories[:3]
+    coord = cluster.coord()
+    run_id = coord.start_run(REGISTRY)
+    coord.incr(run_id, once_for=first, repos_done=1)
+    app = create_app(load_config(str(cluster.config_path)))
+    try:
+        result = app.tasks[TASK_SYNC_REPOS].give_up(
+            (REGISTRY, [first, second, third], run_id), {}, "TimeLimitExceeded: 2"
+        )
+    finally:
+        close_state()
+    assert result["failures"] == ["TimeLimitExceeded: 2"]
+    queued = coord.client.lrange(QUEUE_REPO, 0, -1)
+    assert sorted((queued_task(raw), queued_args(raw)) for raw in queued) == [
+        (TASK_SYNC_REPO, [REGISTRY, second, run_id]),
+        (TASK_SYNC_REPO, [REGISTRY, third, run_id]),
+    ]

@@ -2,9 +2,9 @@
 the walk held ``walkAhead`` repositories ahead of the workers and without a bound.
 
 A synthetic registry serves ``--repos`` one-tag repositories; the content rule filters every
-tag out (``tags.regex`` matching none), so each ``sync_repo`` costs its message, its tag list
-and its count, with nothing to copy first: the walk outruns the workers as it does in a
-no-op run. Per case a fresh coordination Redis and a fresh broker Redis, 2 workers × 2
+tag out (``tags.regex`` matching none), so each repository costs its share of a message,
+its tag list and its count, with nothing to copy first: the walk outruns the workers as it
+does in a no-op run. Per case a fresh coordination Redis and a fresh broker Redis, 2 workers × 2
 processes, one ``syncworker trigger --wait``. Measured: wall time, the workers' CPU seconds,
 the broker's ``syncworker.repo`` length and ``used_memory`` sampled every 50 ms (their
 peaks) and its ``used_memory_peak``, and the box's load before and after.

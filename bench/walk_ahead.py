@@ -124,10 +124,10 @@ def section(cases: list[Case]) -> list[str]:
         f" {os.cpu_count()} cores, shared.",
         "",
         "`python -m bench.walk_ahead`: every tag filtered out, so each repository costs its"
-        f" message, its tag list and its count; {WORKERS} workers × {PROCESSES} processes, a"
-        " fresh coordination Redis and broker Redis per row. Peak queue and broker memory"
-        " sampled every 50 ms; `used_memory_peak` is the broker's own; CPU is the workers'"
-        " and the trigger's.",
+        " share of a message, its tag list and its count;"
+        f" {WORKERS} workers × {PROCESSES} processes, a fresh coordination Redis and broker"
+        " Redis per row. Peak queue (in messages) and broker memory sampled every 50 ms;"
+        " `used_memory_peak` is the broker's own; CPU is the workers' and the trigger's.",
         "",
         "| walkAhead | repositories | counted done | peak `syncworker.repo` length |"
         " broker memory peak MiB (sampled / server's) | wall s | CPU s | load |",

@@ -72,7 +72,8 @@ class SyncworkerSettings(ConfigModel):
     walk_ahead: int = Field(10_000, ge=1)
     """Celery: a walk lists its next catalog page only while fewer than this many
     repositories wait in the broker (counted as ``reposPerTask`` per waiting message), and
-    looks again 2 s later, so a catalog of millions never sits in the broker."""
+    looks again 2 s later, so a catalog of millions never sits in the broker. At least
+    ``reposPerTask``."""
     redis: SecretStr | None = None
     """Redis URL (``redis://``, ``rediss://``, ``unix://``) for coordination, and Celery's
     broker unless ``celery`` names another; ``SYNCWORKER_REDIS_URL`` wins over it. None:

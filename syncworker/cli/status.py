@@ -40,8 +40,9 @@ def add_parser(subparsers: Any) -> None:
         nargs="?",
         const=WATCH_SECONDS,
         metavar="SECONDS",
-        help=f"refresh in place every SECONDS (default {WATCH_SECONDS:g}) with workers, "
-        "queues and next scheduled walks; with --json, a JSON line per refresh",
+        help=f"refresh in place every SECONDS (default {WATCH_SECONDS:g}; a refresh takes up "
+        "to 1 s, the workers' ping) with workers, queues and next scheduled walks; with "
+        "--json, a JSON line per refresh",
     )
     parser.add_argument(
         "--failures",

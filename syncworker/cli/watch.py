@@ -31,17 +31,19 @@ CLEAR = "\x1b[H\x1b[2J"
 
 
 def watch(args: argparse.Namespace, config: Config, coord: Coordinator) -> int:
-    """Refresh every ``args.watch`` seconds until interrupted."""
+    """Refresh every ``args.watch`` seconds, counted from the start of each read (which
+    waits up to PING_TIMEOUT for workers to answer), until interrupted."""
     app = create_app(config)
     try:
         while True:
+            started = time.monotonic()
             view = ClusterView.read(app, config, coord, args.limit)
             if args.json:
                 print(json.dumps(view.to_dict(), sort_keys=True), flush=True)
             else:
                 prefix = CLEAR if sys.stdout.isatty() else "\n"
                 print(prefix + view.render(args.failures), end="", flush=True)
-            time.sleep(args.watch)
+            time.sleep(max(0.0, args.watch - (time.monotonic() - started)))
     except KeyboardInterrupt:
         return 0
     finally:

@@ -108,9 +108,15 @@ def sync_batch(
             return index
         if repo in counted:
             continue
-        if not _sync_one(app, state, (registry, repo, run_id), task_id):
-            rest = (registry, repos[index + 1 :], run_id)
-            _send_rest(app, rest, counted, "out of time")
+        try:
+            synced = _sync_one(app, state, (registry, repo, run_id), task_id)
+        except SoftTimeLimitExceeded:
+            # Struck in the batch's own calls around a repository's sync, not in it: that
+            # repository goes on with the rest (counted once if it was counted already).
+            _send_rest(app, (registry, repos[index:], run_id), counted, "out of time")
+            return index
+        if not synced:
+            _send_rest(app, (registry, repos[index + 1 :], run_id), counted, "out of time")
             return index + 1
     return len(repos)
 

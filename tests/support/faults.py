@@ -6,8 +6,9 @@ tests.support.faults``; the environment says which repository meets which fault:
   as a bug would;
 - ``SYNCWORKER_TEST_KILL=<repo>``: the process running ``sync_repo`` of that repository is
   SIGKILLed, as the kernel's OOM killer would;
-- ``SYNCWORKER_TEST_SLOW=<repo>``: ``sync_repo`` of that repository first sleeps a second
-  past a batch's time (``worker/repobatch.py`` ``BATCH_SECONDS``);
+- ``SYNCWORKER_TEST_SLOW=<repo>``: ``sync_repo`` of that repository first sleeps
+  ``SYNCWORKER_TEST_SLOW_SECONDS``, by default a second past a batch's time
+  (``worker/repobatch.py`` ``BATCH_SECONDS``);
 - ``SYNCWORKER_TEST_KILL_GATE=<directory>``: with the above, each such process first creates
   ``<directory>/held``, then waits until ``<directory>/open`` exists before it is killed, so
   that a test can see something happen while the repository's first start is held.
@@ -24,12 +25,21 @@ from typing import Any
 from syncworker.engine import Mirror, RepoResult
 from syncworker.worker.repobatch import BATCH_SECONDS
 
-__all__ = ["BUG_ENV", "GATE_HELD", "GATE_OPEN", "KILL_ENV", "KILL_GATE_ENV", "SLOW_ENV"]
+__all__ = [
+    "BUG_ENV",
+    "GATE_HELD",
+    "GATE_OPEN",
+    "KILL_ENV",
+    "KILL_GATE_ENV",
+    "SLOW_ENV",
+    "SLOW_SECONDS_ENV",
+]
 
 BUG_ENV = "SYNCWORKER_TEST_BUG"
 KILL_ENV = "SYNCWORKER_TEST_KILL"
 KILL_GATE_ENV = "SYNCWORKER_TEST_KILL_GATE"
 SLOW_ENV = "SYNCWORKER_TEST_SLOW"
+SLOW_SECONDS_ENV = "SYNCWORKER_TEST_SLOW_SECONDS"
 # The files of the gate directory: created by the process to be killed, and by the test.
 GATE_HELD, GATE_OPEN = "held", "open"
 
@@ -40,7 +50,7 @@ def _faulty_sync_repo(self: Mirror, registry: str, repo: str, **options: Any) ->
     if repo == os.environ.get(BUG_ENV):
         raise KeyError("injected")
     if repo == os.environ.get(SLOW_ENV):
-        time.sleep(BATCH_SECONDS + 1)
+        time.sleep(float(os.environ.get(SLOW_SECONDS_ENV, BATCH_SECONDS + 1)))
     if repo == os.environ.get(KILL_ENV):
         _wait_at_gate()
         os.kill(os.getpid(), signal.SIGKILL)

@@ -16,6 +16,7 @@ import yaml
 from syncworker.cli import build_parser
 from syncworker.coord import keys as keys_module
 from syncworker.coord.keys import Keys
+from syncworker.coord.runstate import COUNTERS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "ARCHITECTURE.md"
@@ -297,3 +298,8 @@ def test_the_cluster_quick_start_names_what_compose_runs() -> None:
     assert named and named <= published
     api_env = services["api"]["environment"]
     assert all(name in api_env for name in re.findall(r"\b(SYNCWORKER_\w+)=", section))
+
+
+def test_every_counter_of_a_run_is_named_in_observability() -> None:
+    text = (ROOT / "docs" / "OBSERVABILITY.md").read_text(encoding="utf-8")
+    assert [name for name in COUNTERS if f"| `{name}` |" not in text] == []

@@ -124,15 +124,14 @@ def test_a_batch_past_its_time_sends_the_rest_on_as_two_messages(
     assert sync_repo_runs(cluster, ["w1"]) == dict.fromkeys(corpus.repositories, 1)
 
 
-def test_the_soft_time_limit_in_a_batch_fails_that_repository_and_sends_the_rest_on(
-    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
-) -> None:
-    """As alone: the repository the soft limit strikes is counted failed, not tried again;
-    the four after it in its batch go on and are synced once. The limit (12 s) is far
-    above what any other message takes, even on a loaded box; the slow one sleeps 60 s."""
-    corpus = upstream[1]
+def slow_first_repository_fails(
+    cluster: Cluster, corpus: Corpus, reason: str, **limits: Any
+) -> str:
+    """Run a walk whose first repository sleeps 60 s under the Celery time ``limits``; check
+    that the run ends with that repository its one failure (its reason starting with
+    ``reason``) and every other repository synced once; the worker's log."""
     slow = corpus.repositories[0]
-    keep_sweep_out(cluster, task_soft_time_limit=LIMIT, task_time_limit=10 * LIMIT)
+    keep_sweep_out(cluster, **limits)
     cluster.extra_env.update({SLOW_ENV: slow, SLOW_SECONDS_ENV: str(5 * LIMIT)})
     cluster.worker("w1", *FAULTS)
     run_id, _ = trigger(cluster)
@@ -140,10 +139,21 @@ def test_the_soft_time_limit_in_a_batch_fails_that_repository_and_sends_the_rest
     status = wait_finished(cluster.coord(), run_id)
     assert (status.total, status.done, status.counters["repos_failed"]) == (REPOS, REPOS, 1)
     [failure] = status.failures
-    assert failure.repo == slow and failure.reason.startswith("SoftTimeLimitExceeded"), failure
-    assert "out of time, the rest sent on as 2 messages" in cluster.log("w1")
+    assert failure.repo == slow and failure.reason.startswith(reason), failure
     others = [repo for repo in corpus.repositories if repo != slow]
     assert sync_repo_runs(cluster, ["w1"]) == dict.fromkeys(others, 1)
+    return cluster.log("w1")
+
+
+def test_the_soft_time_limit_in_a_batch_fails_that_repository_and_sends_the_rest_on(
+    cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
+) -> None:
+    """As alone: the repository the soft limit strikes is counted failed, not tried again;
+    the four after it in its batch go on and are synced once. The limit (12 s) is far
+    above what any other message takes, even on a loaded box; the slow one sleeps 60 s."""
+    limits = {"task_soft_time_limit": LIMIT, "task_time_limit": 10 * LIMIT}
+    log = slow_first_repository_fails(cluster, upstream[1], "SoftTimeLimitExceeded", **limits)
+    assert "out of time, the rest sent on as 2 messages" in log
 
 
 def test_the_hard_time_limit_in_a_batch_sends_each_repository_left_on_its_own(
@@ -152,22 +162,10 @@ def test_the_hard_time_limit_in_a_batch_sends_each_repository_left_on_its_own(
     """The limit (12 s) kills the process in the batch's first repository, which sleeps
     60 s: the batch gives the five up to messages of their own; that one meets the limit
     again alone and is counted failed, the four others are synced once."""
-    corpus = upstream[1]
-    slow = corpus.repositories[0]
-    keep_sweep_out(cluster, task_soft_time_limit=None, task_time_limit=LIMIT)
-    cluster.extra_env.update({SLOW_ENV: slow, SLOW_SECONDS_ENV: str(5 * LIMIT)})
-    cluster.worker("w1", *FAULTS)
-    run_id, _ = trigger(cluster)
-
-    status = wait_finished(cluster.coord(), run_id)
-    assert (status.total, status.done, status.counters["repos_failed"]) == (REPOS, REPOS, 1)
-    [failure] = status.failures
-    assert failure.repo == slow and failure.reason.startswith("TimeLimitExceeded"), failure
-    log = cluster.log("w1")
+    limits = {"task_soft_time_limit": None, "task_time_limit": LIMIT}
+    log = slow_first_repository_fails(cluster, upstream[1], "TimeLimitExceeded", **limits)
     hard = re.findall(r"Hard time limit \(\S+\) exceeded for syncworker\.(sync_repos?)\[", log)
     assert hard == ["sync_repos", "sync_repo"], hard
-    others = [repo for repo in corpus.repositories if repo != slow]
-    assert sync_repo_runs(cluster, ["w1"]) == dict.fromkeys(others, 1)
 
 
 def test_a_batch_given_up_sends_on_their_own_only_the_repositories_its_run_has_not_counted(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -24,7 +25,15 @@ from syncworker.errors import SyncworkerError
 from syncworker.retry import LOCK_WAITS, TASKS, classify
 from syncworker.worker.send import publishing
 
-__all__ = ["MAX_DELIVERIES", "SyncTask", "brief", "retry_delay", "too_many_starts"]
+__all__ = [
+    "MAX_DELIVERIES",
+    "SyncTask",
+    "brief",
+    "count_end",
+    "log_failed",
+    "retry_delay",
+    "too_many_starts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +113,7 @@ class SyncTask(Task):  # type: ignore[misc]
             log.warning("%s: could not record that it is %s: %s", self.name, state, error)
 
     def _ended(self, args: tuple[Any, ...]) -> None:
-        try:
-            self.ended()
-        except SyncworkerError as error:
-            log.warning("%s%s: could not count its end: %s", self.name, brief(args), error)
+        count_end(self.ended, self.name, args)
 
     def _retry_or_fail(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: SyncworkerError
@@ -121,7 +127,7 @@ class SyncTask(Task):  # type: ignore[misc]
             raise self.retry(exc=exc, countdown=delay, max_retries=limit)
 
     def _failed(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
-        log.error("%s%s failed for good: %s", self.name, brief(args), reason)
+        log_failed(self.name, args, reason)
         return self._give_up(args, kwargs, reason)
 
     def on_failure(
@@ -156,6 +162,20 @@ def _outcome(result: Any) -> str:
     if result.get("failures"):
         return FAILED
     return DEFERRED if result.get("refill_at") else DONE
+
+
+def count_end(end: Callable[[], None], task: str, args: Any) -> None:
+    """Count that a start of ``task``'s work ended: a count that fails is logged, not
+    raised (it only makes a later give-up come one start sooner)."""
+    try:
+        end()
+    except SyncworkerError as error:
+        log.warning("%s%s: could not count its end: %s", task, brief(args), error)
+
+
+def log_failed(task: str, args: Any, reason: str) -> None:
+    """The line of work that failed and will not be tried again."""
+    log.error("%s%s failed for good: %s", task, brief(args), reason)
 
 
 def too_many_starts(deliveries: int) -> str:

@@ -33,6 +33,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from functools import partial
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
@@ -42,7 +43,14 @@ from syncworker.errors import SyncworkerError
 from syncworker.observe.logs import more_context
 from syncworker.runs.repocount import record_repo, record_repo_lost
 from syncworker.waits import BATCH_REPO_WAIT, TASK_REPO_WAIT
-from syncworker.worker.policy import MAX_DELIVERIES, brief, retry_delay, too_many_starts
+from syncworker.worker.policy import (
+    MAX_DELIVERIES,
+    brief,
+    count_end,
+    log_failed,
+    retry_delay,
+    too_many_starts,
+)
 from syncworker.worker.send import send, send_at, send_each
 from syncworker.worker.state import WorkerState
 from syncworker.worker.tasknames import TASK_SYNC_REPO, TASK_SYNC_REPOS
@@ -148,7 +156,7 @@ def _sync_one(
         try:
             return _sync_started(app, state, args, starts, task_id)
         finally:
-            _ended(state, args, work)
+            count_end(partial(state.coord.delivery_ended, work), TASK_SYNC_REPO, args)
 
 
 def _sync_started(
@@ -179,14 +187,5 @@ def _sync_started(
 
 
 def _lost(state: WorkerState, args: tuple[str, str, str], reason: str) -> None:
-    log.error("%s%s failed for good: %s", TASK_SYNC_REPO, brief(args), reason)
+    log_failed(TASK_SYNC_REPO, args, reason)
     record_repo_lost(state.coord, args[2], args[1], reason)
-
-
-def _ended(state: WorkerState, args: tuple[str, str, str], work: str) -> None:
-    """As the task policy does for a task alone: a start whose end cannot be counted is
-    logged, and the batch goes on (it only makes a later give-up come one start sooner)."""
-    try:
-        state.coord.delivery_ended(work)
-    except SyncworkerError as error:
-        log.warning("%s%s: could not count its end: %s", TASK_SYNC_REPO, brief(args), error)

@@ -59,7 +59,7 @@ class Runtime:
             if url:
                 runtime.coord = _connect(url, settings.lock_ttl.total_seconds(), settings.runs_kept)
             if upto != "redis":
-                runtime._store = _open_store(config, runtime.coord)
+                runtime.open_store()
             if upto == "mirror":
                 runtime.open_mirror(events)
         except BaseException:
@@ -98,6 +98,19 @@ class Runtime:
         if self._mirror is None:
             raise ValueError("this runtime was opened without the Mirror")
         return self._mirror
+
+    @property
+    def has_mirror(self) -> bool:
+        return self._mirror is not None
+
+    def open_store(self) -> Store:
+        """The store ``config`` names, sharing its blob hints and claims through the
+        Coordinator when there is one: for a caller that opens Redis first and the store
+        only when it needs it (a worker process)."""
+        if self._store is not None:
+            raise ValueError("the store is already open")
+        self._store = _open_store(self.config, self.coord)
+        return self._store
 
     def open_mirror(self, events: Events | None = None) -> Mirror:
         """The Mirror of every configured registry over the store, reporting to ``events``:

@@ -172,7 +172,12 @@ def test_a_batch_given_up_sends_on_their_own_only_the_repositories_its_run_has_n
     cluster: Cluster, upstream: tuple[RegistryServer, Corpus]
 ) -> None:
     """What Celery calls when a batch fails as a whole (its hard time limit): in this
-    process, against the cluster's Redis, with no worker to take what it sends."""
+    process, against the cluster's Redis, with no worker to take what it sends. Celery
+    calls it in the worker's main process, which syncs nothing: it needs Redis alone, so
+    it works where the store cannot even be opened (its root under a regular file here)."""
+    (cluster.workdir / "a-file").write_text("")
+    cluster.store = cluster.workdir / "a-file" / "store"
+    cluster.write_config()
     first, second, third = upstream[1].repositories[:3]
     coord = cluster.coord()
     run_id = coord.start_run(REGISTRY)

@@ -3,6 +3,10 @@ Coordinator, the store, the Mirror) and its live counts.
 
 Created lazily on the first task of a process (so a prefork child never inherits its
 parent's Redis connections or thread pools), and again after ``worker_process_init``.
+Redis is opened with the state; the store and the Mirror on first use of the Mirror: a
+task's give-up can run in the worker's main process (Celery calls it there on a hard time
+limit), which syncs nothing and needs Redis alone, not a sweep of the store's leftovers
+(minutes on a large bucket, while the process takes no message) nor the Mirror's pools.
 Thread pools (``-P threads``) share one state: Mirror and Coordinator are thread-safe.
 """
 
@@ -11,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
@@ -49,6 +53,8 @@ class WorkerState:
     runtime: Runtime
     page_size: int | None
     live: LiveCounts  # the images of repositories in flight, counted into their runs
+    _opening: threading.Lock = field(default_factory=threading.Lock)
+    _store: Store | None = None
 
     @property
     def config(self) -> Config:
@@ -59,12 +65,17 @@ class WorkerState:
         return self.runtime.coordinator
 
     @property
-    def store(self) -> Store:
-        return self.runtime.store
-
-    @property
     def mirror(self) -> Mirror:
-        return self.runtime.mirror
+        """The Mirror, opened with the store on first use; the store's leftovers are
+        cleaned once, before anything is copied. A part that fails to open is tried again
+        on the next use."""
+        with self._opening:
+            if self._store is None:
+                self._store = self.runtime.open_store()
+                _clean(self._store)
+            if not self.runtime.has_mirror:
+                self.runtime.open_mirror(worker_events(self.live))
+            return self.runtime.mirror
 
     def close(self) -> None:
         self.runtime.close()
@@ -98,15 +109,8 @@ def _clean(store: Store) -> None:
 
 def _build(config: Config) -> WorkerState:
     page_size = _page_size()
-    runtime = Runtime.open(config, redis="a Celery worker", upto="store")
-    try:
-        _clean(runtime.store)
-        live = LiveCounts(runtime.coordinator)
-        runtime.open_mirror(worker_events(live))
-    except BaseException:
-        runtime.close()
-        raise
-    return WorkerState(runtime, page_size, live)
+    runtime = Runtime.open(config, redis="a Celery worker", upto="redis")
+    return WorkerState(runtime, page_size, LiveCounts(runtime.coordinator))
 
 
 def worker_state(config: Config) -> WorkerState:

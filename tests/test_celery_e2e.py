@@ -41,6 +41,7 @@ from tests.support.cluster import (
     wait_for,
 )
 from tests.support.corpus import Corpus
+from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 
@@ -121,36 +122,44 @@ def test_walk_worker_killed_mid_walk_resumes_from_cursor(
 ) -> None:
     server, corpus = upstream
     cluster.page_size = 1  # one repository per page: 24 walk tasks, easy to interrupt
-    catalog_gets = server.request_count("catalog", "get")
-    cluster.worker("walker1", "-Q", "syncworker.walk")
-    coord = cluster.coord()
-    run_id, _ = trigger(cluster)
-    wait_for(
-        "the walk to pass a few pages",
-        lambda: (coord.cursor(REGISTRY) or "") >= corpus.repositories[4],
+    # Each catalog page stalls half a second on its way, so the walk is still under way
+    # when the test looks: unhindered, its 24 pages can end between two looks.
+    stalling = FaultProxy(
+        server.url, rate=1.0, faults=[Fault.STALL], paths=r"^/v2/_catalog", stall_seconds=0.5
     )
-    os.killpg(cluster.procs["walker1"].pid, signal.SIGSTOP)  # freeze it mid-walk, then kill
-    cursor = coord.cursor(REGISTRY)
-    assert cursor is not None and coord.current_walk(REGISTRY) == run_id
-    cluster.kill("walker1")
-    cluster.worker("walker2", "-Q", "syncworker.walk")
-    wait_for("the walk to end", lambda: coord.current_walk(REGISTRY) is None)
+    with stalling:
+        cluster.upstream_url = stalling.url
+        cluster.write_config()
+        catalog_gets = server.request_count("catalog", "get")
+        cluster.worker("walker1", "-Q", "syncworker.walk")
+        coord = cluster.coord()
+        run_id, _ = trigger(cluster)
+        wait_for(
+            "the walk to pass a few pages",
+            lambda: (coord.cursor(REGISTRY) or "") >= corpus.repositories[4],
+        )
+        os.killpg(cluster.procs["walker1"].pid, signal.SIGSTOP)  # freeze it mid-walk, then kill
+        cursor = coord.cursor(REGISTRY)
+        assert cursor is not None and coord.current_walk(REGISTRY) == run_id
+        cluster.kill("walker1")
+        cluster.worker("walker2", "-Q", "syncworker.walk")
+        wait_for("the walk to end", lambda: coord.current_walk(REGISTRY) is None)
 
-    assert "syncworker.walk_catalog" in cluster.log("walker2")
-    queued = redis.Redis.from_url(cluster.redis_url).lrange("syncworker.repo", 0, -1)
-    repos = sorted(repo for raw in queued for repo in queued_repos(raw))
-    assert sorted(set(repos)) == corpus.repositories  # each repository fanned out
-    # Once, but for the page the walker was frozen in: a repository sent and not yet marked
-    # then is sent again by the page's redelivery (runs/catalogwalk.py marks only once sent).
-    in_flight = corpus.repositories[corpus.repositories.index(cursor) + 1]
-    assert {repo for repo in repos if repos.count(repo) > 1} <= {in_flight}, repos
-    # One catalog request per page; the page in progress at the kill, and one the sweep may
-    # have sent again while no walk worker was up, are read twice. A walk restarted from the
-    # top would have read the nine pages before the kill again.
-    pages = len(corpus.repositories)
-    assert server.request_count("catalog", "get") - catalog_gets <= pages + 3
-    status = coord.run_status(run_id)
-    assert status is not None and status.total == REPOS
+        assert "syncworker.walk_catalog" in cluster.log("walker2")
+        queued = redis.Redis.from_url(cluster.redis_url).lrange("syncworker.repo", 0, -1)
+        repos = sorted(repo for raw in queued for repo in queued_repos(raw))
+        assert sorted(set(repos)) == corpus.repositories  # each repository fanned out
+        # Once, but for the page the walker was frozen in: a repository sent and not yet marked
+        # then is sent again by the page's redelivery (runs/catalogwalk.py marks only once sent).
+        in_flight = corpus.repositories[corpus.repositories.index(cursor) + 1]
+        assert {repo for repo in repos if repos.count(repo) > 1} <= {in_flight}, repos
+        # One catalog request per page; the page in progress at the kill, and one the sweep may
+        # have sent again while no walk worker was up, are read twice. A walk restarted from the
+        # top would have read the nine pages before the kill again.
+        pages = len(corpus.repositories)
+        assert server.request_count("catalog", "get") - catalog_gets <= pages + 3
+        status = coord.run_status(run_id)
+        assert status is not None and status.total == REPOS
 
 
 def test_five_identical_sync_image_requests_make_one_copy(

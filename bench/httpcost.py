@@ -1,16 +1,22 @@
-"""`python -m bench.httpcost`: the client's CPU per blob GET and per manifest HEAD.
+"""`python -m bench.httpcost`: the client's CPU per blob GET, per manifest HEAD, and per
+no-op of a one-tag repository.
 
 Pushes BLOBS layers of 256 KiB and one image to a fresh registry, then reads the blobs
 (BLOBS GETs) and HEADs the image's tag (BLOBS times), one thread, with: syncworker's
 RegistryClient (session, auth, limits, digest check), a bare `requests` session, and
 urllib3's pool directly; the blob digest is computed in every mode so only the HTTP
-layers differ. Prints CPU ms per request (the median of REPS rounds, this process only:
-the registry's CPU is not counted).
+layers differ. Then what a no-op of a one-tag repository asks a registry without the
+referrers API (its tag list and its manifest's HEAD), BLOBS times, with the client,
+urllib3's pool and the standard library's `http.client` on one kept-alive connection: the
+floor each HTTP library sets under the engine's no-op. Prints CPU ms per request or per
+repository (the median of REPS rounds, this process only: the registry's CPU is not
+counted).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import statistics
 import time
 from collections.abc import Callable
@@ -19,7 +25,7 @@ import requests
 import urllib3
 
 from syncworker.oci import MANIFEST_ACCEPT, Descriptor, Digest
-from syncworker.registry import RegistryClient
+from syncworker.registry import RegistryClient, addresses
 from tests.support.images import make_image, make_layer
 from tests.support.push import push_blob, push_image
 from tests.support.registry_server import RegistryServer
@@ -95,6 +101,44 @@ def _heads(url: str) -> dict[str, Callable[[], None]]:
     }
 
 
+def _noops(url: str) -> dict[str, Callable[[], None]]:
+    """A one-tag repository's no-op: ``GET`` its tag list, ``HEAD`` its tag's manifest."""
+    client = RegistryClient([url])
+    tags, manifest = f"/v2/{REPO}/tags/list", f"/v2/{REPO}/manifests/{TAG}"
+    scheme, host, port = addresses.origin(url)
+    pool = urllib3.HTTPConnectionPool(host, port, maxsize=1)
+    connection = http.client.HTTPConnection(host, port)
+
+    def ours() -> None:
+        client.tags(REPO)
+        client.head_manifest(REPO, TAG)
+
+    def pooled() -> None:
+        for method, path, headers in (("GET", tags, {}), ("HEAD", manifest, HEAD_HEADERS)):
+            response = pool.urlopen(method, path, headers=headers, preload_content=False)
+            response.read()
+            response.release_conn()
+
+    def bare() -> None:
+        for method, path, headers in (("GET", tags, {}), ("HEAD", manifest, HEAD_HEADERS)):
+            connection.request(method, path, headers=headers)
+            connection.getresponse().read()
+
+    def repeated(noop: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(BLOBS):
+                noop()
+
+        return run
+
+    assert scheme == "http", url
+    return {
+        "syncworker client": repeated(ours),
+        "urllib3 pool": repeated(pooled),
+        "http.client": repeated(bare),
+    }
+
+
 def _cpu_ms_per_request(read: Callable[[], None], requests_made: int) -> float:
     read()  # warm: connections, tokens, imports
     rounds = []
@@ -122,6 +166,9 @@ def main() -> None:
         for name, heads in _heads(registry.url).items():
             ms = _cpu_ms_per_request(heads, BLOBS)
             print(f"{name:18} {ms:.2f} CPU ms per manifest HEAD", flush=True)
+        for name, noops in _noops(registry.url).items():
+            ms = _cpu_ms_per_request(noops, BLOBS)
+            print(f"{name:18} {ms:.2f} CPU ms per one-tag repository no-op", flush=True)
 
 
 if __name__ == "__main__":

@@ -50,8 +50,8 @@ class Runtime:
         configured Redis that does not answer is a CoordError now, not minutes of
         reconnection attempts later), the store, the Mirror reporting to ``events`` (none
         when None). ``redis``: what needs Redis (e.g. ``"a Celery worker"``), named in the
-        ConfigError when none is configured. The Mirror opened later (:meth:`open_mirror`)
-        is closed with the rest."""
+        ConfigError when none is configured. A store or Mirror opened later
+        (:meth:`open_store`, :meth:`open_mirror`) is closed with the rest."""
         settings = config.syncworker
         url = settings.require_redis_url(redis) if redis else settings.redis_url
         runtime = cls(config)
@@ -98,6 +98,10 @@ class Runtime:
         if self._mirror is None:
             raise ValueError("this runtime was opened without the Mirror")
         return self._mirror
+
+    @property
+    def has_store(self) -> bool:
+        return self._store is not None
 
     @property
     def has_mirror(self) -> bool:

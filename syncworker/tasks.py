@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery, shared_task
 
+from syncworker.coord import Coordinator
 from syncworker.engine import Failure, RepoResult
 from syncworker.engine.checkrun import check_one, checker
 from syncworker.errors import SyncworkerError
@@ -61,7 +62,17 @@ log = logging.getLogger(__name__)
 class _Task(SyncTask):
     @property
     def state(self) -> WorkerState:
-        return worker_state(config_of(self.app))
+        """This process's state, its store and Mirror open: what a task's work uses, in
+        the process that runs it."""
+        state = worker_state(config_of(self.app))
+        state.open()
+        return state
+
+    @property
+    def coord(self) -> Coordinator:
+        """Redis alone: what recording a task's progress or give-up needs. Celery runs a
+        give-up in the worker's main process on a hard time limit, which syncs nothing."""
+        return worker_state(config_of(self.app)).coord
 
     def started(self) -> int:
         """How many starts of this work have not ended, this one included (the policy gives
@@ -105,7 +116,7 @@ class _Task(SyncTask):
 class _WalkTask(_Task):
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         registry, run_id = _walk_args(args, kwargs, self.request.id)
-        give_up_walk(self.state.coord, registry, run_id, reason)
+        give_up_walk(self.coord, registry, run_id, reason)
         return {"registry": registry, "run_id": run_id, "failures": [reason]}
 
 
@@ -125,13 +136,13 @@ class _RepoTask(_Task):
         """Only a repository sync sent without a run (by the API) has a request to move."""
         run_id = _run_of(tuple(self.request.args or ()), self.request.kwargs or {})
         if self.request.id is not None and not run_id:
-            self.state.coord.move_request(self.request.id, state, result)
+            self.coord.move_request(self.request.id, state, result)
 
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         registry, repo = _repo_args(args, kwargs)
         run_id = _run_of(args, kwargs)
         if run_id:
-            record_repo_lost(self.state.coord, run_id, repo, reason)
+            record_repo_lost(self.coord, run_id, repo, reason)
         return _failed(registry, repo, None, reason)
 
 
@@ -146,7 +157,7 @@ class _BatchTask(_Task):
         message of its own, where the policy deals with it alone."""
         registry, repos, run_id = _batch_args(args, kwargs)
         try:
-            counted = self.state.coord.counted(run_id, repos)
+            counted = self.coord.counted(run_id, repos)
         except SyncworkerError:  # sent again all the same: each is counted once
             counted = set()
         left = [[registry, repo, run_id] for repo in repos if repo not in counted]
@@ -157,7 +168,7 @@ class _BatchTask(_Task):
 class _ImageTask(_Task):
     def progress(self, state: str, result: dict[str, Any] | None) -> None:
         if self.request.id is not None:
-            self.state.coord.move_request(self.request.id, state, result)
+            self.coord.move_request(self.request.id, state, result)
 
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         registry, repo = _repo_args(args, kwargs)
@@ -170,7 +181,7 @@ class _CheckTask(_Task):
         repo = kwargs.get("repo", args[0] if args else "?")
         run_id = kwargs.get("run_id", args[1] if len(args) > 1 else None)
         if run_id:
-            record_repo_lost(self.state.coord, run_id, repo, reason)
+            record_repo_lost(self.coord, run_id, repo, reason)
         return {"repo": repo, "ok": False, "failures": [reason]}
 
 
@@ -263,10 +274,10 @@ def sweep_run(
 ) -> dict[str, Any]:
     """If ``run_id`` has not moved since ``previous``, send its lost work again; then look
     again later, until the run is over."""
-    mark, resend = stalled(self.state.coord, registry, run_id, previous)
+    mark, resend = stalled(self.coord, registry, run_id, previous)
     if resend.fan_out_lost:
         log.warning("check run %s: its fan-out stopped part-way; the run ends failed", run_id)
-        end_lost_fan_out(self.state.coord, registry, run_id)
+        end_lost_fan_out(self.coord, registry, run_id)
     if mark is None or resend.fan_out_lost:
         return {"run_id": run_id, "over": True}
     if resend.walk or resend.repos:

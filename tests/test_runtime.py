@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,11 @@ import pytest
 from syncworker.config import Config, load_config
 from syncworker.coord import Coordinator
 from syncworker.engine import LocalLocks
-from syncworker.errors import ConfigError, CoordError
+from syncworker.errors import ConfigError, CoordError, StoreError
 from syncworker.runtime import Runtime
 from syncworker.store import FsStore
 from syncworker.store.claim import Source
+from syncworker.worker.state import WorkerState, close_state, worker_state
 from tests.support.images import make_image
 from tests.support.mirror import write_sync_config
 from tests.support.ports import free_port
@@ -143,3 +145,31 @@ def test_closing_the_runtime_closes_the_connections_to_a_registry_destination(
         assert _connections_to(upstream) == 0
         assert _connections_to(dest) > 0  # the destination's, kept for the next push
     assert _connections_to(dest) == 0
+
+
+def test_a_worker_state_opens_redis_first_and_the_store_and_mirror_when_asked(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    """Built, it holds Redis alone (what a give-up in Celery's main process needs); opened,
+    the store and the Mirror. A store that cannot be opened fails that call and is tried
+    again on the next; threads opening together share one Mirror."""
+    (tmp_path / "a-file").write_text("")
+    root = tmp_path / "a-file" / "store"
+    path = write_sync_config(tmp_path, root, UPSTREAM, settings={"redis": private_redis.url})
+    state = worker_state(load_config(path))
+    try:
+        state.coord.ping()
+        assert not state.runtime.has_store and not state.runtime.has_mirror
+        with pytest.raises(StoreError, match="Not a directory"):
+            state.open()
+        (tmp_path / "a-file").unlink()
+        with ThreadPoolExecutor(8) as pool:
+            mirrors = list(pool.map(lambda _: _opened(state), range(8)))
+        assert all(m is mirrors[0] for m in mirrors) and state.runtime.has_store
+    finally:
+        close_state()
+
+
+def _opened(state: WorkerState) -> object:
+    state.open()
+    return state.mirror

@@ -3,10 +3,11 @@ Coordinator, the store, the Mirror) and its live counts.
 
 Created lazily on the first task of a process (so a prefork child never inherits its
 parent's Redis connections or thread pools), and again after ``worker_process_init``.
-Redis is opened with the state; the store and the Mirror on first use of the Mirror: a
-task's give-up can run in the worker's main process (Celery calls it there on a hard time
-limit), which syncs nothing and needs Redis alone, not a sweep of the store's leftovers
-(minutes on a large bucket, while the process takes no message) nor the Mirror's pools.
+Redis is opened with the state; the store and the Mirror when a task's work first asks
+(:meth:`WorkerState.open`): a task's give-up can run in the worker's main process (Celery
+calls it there on a hard time limit), which syncs nothing and needs Redis alone, not a
+sweep of the store's leftovers (minutes on a large bucket, while the process takes no
+message) nor the Mirror's pools.
 Thread pools (``-P threads``) share one state: Mirror and Coordinator are thread-safe.
 """
 
@@ -53,8 +54,9 @@ class WorkerState:
     runtime: Runtime
     page_size: int | None
     live: LiveCounts  # the images of repositories in flight, counted into their runs
-    _opening: threading.Lock = field(default_factory=threading.Lock)
-    _store: Store | None = None
+    _opening: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def config(self) -> Config:
@@ -66,19 +68,22 @@ class WorkerState:
 
     @property
     def mirror(self) -> Mirror:
-        """The Mirror, opened with the store on first use; the store's leftovers are
-        cleaned once, before anything is copied. A part that fails to open is tried again
-        on the next use."""
+        """The Mirror (:meth:`open` first)."""
+        return self.runtime.mirror
+
+    def open(self) -> None:
+        """Open the store, cleaning its leftovers before anything is copied, then the Mirror;
+        what is open already is kept, so a part that failed to open is tried again on the
+        next call."""
         with self._opening:
-            if self._store is None:
-                self._store = self.runtime.open_store()
-                _clean(self._store)
+            if not self.runtime.has_store:
+                _clean(self.runtime.open_store())
             if not self.runtime.has_mirror:
                 self.runtime.open_mirror(worker_events(self.live))
-            return self.runtime.mirror
 
     def close(self) -> None:
-        self.runtime.close()
+        with self._opening:
+            self.runtime.close()
 
 
 _state: WorkerState | None = None

@@ -20,12 +20,13 @@ import http.client
 import statistics
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 from syncworker.oci import MANIFEST_ACCEPT, Descriptor, Digest
-from syncworker.registry import RegistryClient, addresses
+from syncworker.registry import RegistryClient
 from tests.support.images import make_image, make_layer
 from tests.support.push import push_blob, push_image
 from tests.support.registry_server import RegistryServer
@@ -105,9 +106,10 @@ def _noops(url: str) -> dict[str, Callable[[], None]]:
     """A one-tag repository's no-op: ``GET`` its tag list, ``HEAD`` its tag's manifest."""
     client = RegistryClient([url])
     tags, manifest = f"/v2/{REPO}/tags/list", f"/v2/{REPO}/manifests/{TAG}"
-    scheme, host, port = addresses.origin(url)
-    pool = urllib3.HTTPConnectionPool(host, port, maxsize=1)
-    connection = http.client.HTTPConnection(host, port)
+    parts = urlsplit(url)
+    assert parts.scheme == "http" and parts.hostname and parts.port, url
+    pool = urllib3.HTTPConnectionPool(parts.hostname, parts.port, maxsize=1)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port)
 
     def ours() -> None:
         client.tags(REPO)
@@ -131,7 +133,6 @@ def _noops(url: str) -> dict[str, Callable[[], None]]:
 
         return run
 
-    assert scheme == "http", url
     return {
         "syncworker client": repeated(ours),
         "urllib3 pool": repeated(pooled),
@@ -139,13 +140,13 @@ def _noops(url: str) -> dict[str, Callable[[], None]]:
     }
 
 
-def _cpu_ms_per_request(read: Callable[[], None], requests_made: int) -> float:
+def _cpu_ms_each(read: Callable[[], None], count: int) -> float:
     read()  # warm: connections, tokens, imports
     rounds = []
     for _ in range(REPS):
         before = time.process_time()
         read()
-        rounds.append((time.process_time() - before) * 1000 / requests_made)
+        rounds.append((time.process_time() - before) * 1000 / count)
     return statistics.median(rounds)
 
 
@@ -161,13 +162,13 @@ def main() -> None:
         push_image(registry.url, REPO, TAG, make_image("httpcost"))
         for name, make in (("syncworker client", _ours), ("requests", _requests),
                            ("urllib3 pool", _urllib3)):  # fmt: skip
-            ms = _cpu_ms_per_request(make(registry.url, descriptors), BLOBS)
+            ms = _cpu_ms_each(make(registry.url, descriptors), BLOBS)
             print(f"{name:18} {ms:.2f} CPU ms per 256 KiB blob", flush=True)
         for name, heads in _heads(registry.url).items():
-            ms = _cpu_ms_per_request(heads, BLOBS)
+            ms = _cpu_ms_each(heads, BLOBS)
             print(f"{name:18} {ms:.2f} CPU ms per manifest HEAD", flush=True)
         for name, noops in _noops(registry.url).items():
-            ms = _cpu_ms_per_request(noops, BLOBS)
+            ms = _cpu_ms_each(noops, BLOBS)
             print(f"{name:18} {ms:.2f} CPU ms per one-tag repository no-op", flush=True)
 
 

@@ -94,6 +94,32 @@ def test_retry_delay_honours_retry_after_and_locks_retry_sooner() -> None:
 # -- settings and schedule ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        (
+            {"task_time_limit": 20},
+            r"task_soft_time_limit \(10800 s\) must be below task_time_limit \(20 s\)",
+        ),
+        (
+            {"task_soft_time_limit": 60, "task_time_limit": 60},
+            r"\(60 s\) must be below task_time_limit \(60 s\)",
+        ),
+    ],
+)
+def test_a_soft_time_limit_not_below_the_hard_one_is_refused(
+    tmp_path: Path, limits: dict[str, int], message: str
+) -> None:
+    """Celery would never apply such a hard limit; the soft one off, or below it, is fine."""
+    config = config_with(tmp_path, syncworker={"redis": "redis://r:6379/1", "celery": limits})
+    with pytest.raises(ConfigError, match=message):
+        celery_settings(config)
+    for fine in ({"task_soft_time_limit": None, "task_time_limit": 20},
+                 {"task_soft_time_limit": 10, "task_time_limit": 20}):  # fmt: skip
+        config = config_with(tmp_path, syncworker={"redis": "redis://r:6379/1", "celery": fine})
+        assert celery_settings(config)["task_time_limit"] == 20
+
+
 def test_settings_defaults_and_config_merged_over_them(tmp_path: Path) -> None:
     config = config_with(tmp_path, syncworker={"redis": "redis://r:6379/1"})
     settings = celery_settings(config)

@@ -86,3 +86,14 @@ def test_redis_restart_mid_lock(
     with coordinator.repo_lock("library/alpine", blocking_timeout=0):
         pass
     coordinator.close()
+
+
+def test_a_refused_login_says_so_not_unreachable(private_redis: RedisServer) -> None:
+    """A wrong user or password reaches Redis, which refuses it: the message says that,
+    names the URL without the password, and shows no password."""
+    url = private_redis.url.replace("redis://", f"redis://nobody:{PASSWORD}@")
+    with pytest.raises(CoordError) as caught:
+        Coordinator.from_url(url).ping()
+    where = private_redis.url.replace("redis://", "redis://nobody:***@")
+    assert str(caught.value).startswith(f"Redis at {where} refused the login: "), caught.value
+    assert PASSWORD not in str(caught.value)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import ParamSpec, TypeVar, cast
 
 import redis
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -56,6 +57,8 @@ def redis_errors(where: str) -> Iterator[None]:
     """Translate redis-py exceptions raised inside into :class:`CoordError` naming ``where``."""
     try:
         yield
+    except RedisAuthenticationError as exc:  # a ConnectionError to redis-py; not one to a user
+        raise CoordError(f"Redis at {where} refused the login: {redact(str(exc))}") from exc
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise CoordError(f"Redis at {where} is unreachable: {redact(str(exc))}") from exc
     except RedisError as exc:

@@ -22,6 +22,8 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "worker",
         help="run a Celery worker (extra options go to `celery worker`, e.g. -Q, --concurrency)",
+        epilog="Any other option goes to `celery worker`, e.g. --concurrency 4 (pool processes), "
+        "-Q syncworker.repo (queues), -P threads (pool); `celery worker --help` lists them.",
         # `--concurrency` must reach Celery, not be read as an abbreviation of ours.
         allow_abbrev=False,
     )

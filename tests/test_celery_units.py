@@ -105,15 +105,19 @@ def test_retry_delay_honours_retry_after_and_locks_retry_sooner() -> None:
             {"task_soft_time_limit": 60, "task_time_limit": 60},
             r"\(60 s\) must be below task_time_limit \(60 s\)",
         ),
+        (
+            {"task_time_limit": "20"},
+            r"task_time_limit must be a number of seconds or null, got '20'",
+        ),
     ],
 )
 def test_a_soft_time_limit_not_below_the_hard_one_is_refused(
     tmp_path: Path, limits: dict[str, int], message: str
 ) -> None:
-    """Celery would never apply such a hard limit; the soft one off, or below it, is fine."""
-    config = config_with(tmp_path, syncworker={"redis": "redis://r:6379/1", "celery": limits})
-    with pytest.raises(ConfigError, match=message):
-        celery_settings(config)
+    """Refused when the config is read (so by ``validate`` too): Celery would apply such a
+    hard limit only at the soft one's time. The soft one off, or below it, is fine."""
+    with pytest.raises(ConfigError, match=r"syncworker\.celery.*" + message):
+        config_with(tmp_path, syncworker={"redis": "redis://r:6379/1", "celery": limits})
     for fine in ({"task_soft_time_limit": None, "task_time_limit": 20},
                  {"task_soft_time_limit": 10, "task_time_limit": 20}):  # fmt: skip
         config = config_with(tmp_path, syncworker={"redis": "redis://r:6379/1", "celery": fine})

@@ -36,6 +36,11 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # is refused, from the config as from the environment (`openssl rand -hex 32` makes a good one).
 MIN_TOKEN_CHARS = 16
 MIN_LOCK_TTL = timedelta(seconds=1)
+# Our Celery time limits (``syncworker.celery`` overrides them). A repository with hundreds
+# of multi-GiB tags can take hours: the soft limit raises in the task (it is counted failed
+# and retried by the next run), the hard limit kills a stuck one.
+SOFT_TIME_LIMIT = 3 * 3600
+HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 600
 # Opaque zot sections may hold secrets (LDAP bind passwords, API keys): never in a repr.
 _Opaque = dict[str, Any] | None
 
@@ -119,6 +124,27 @@ class SyncworkerSettings(ConfigModel):
             raise ValueError(
                 f"must be at least reposPerTask ({per_task}): a walk counts each waiting"
                 " message as that many repositories, so one message would hold it back"
+            )
+        return value
+
+    @field_validator("celery")
+    @classmethod
+    def _soft_limit_first(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Celery's prefork pool arms a task's hard time limit when its soft one fires: a
+        soft limit at or above the hard one (ours, 3 h, under a hard one set alone) would
+        apply the hard one at the soft one's time, not its own."""
+        soft = value.get("task_soft_time_limit", SOFT_TIME_LIMIT)
+        hard = value.get("task_time_limit", HARD_TIME_LIMIT)
+        for key, limit in (("task_soft_time_limit", soft), ("task_time_limit", hard)):
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int | float)
+            ):
+                raise ValueError(f"{key} must be a number of seconds or null, got {limit!r}")
+        if soft is not None and hard is not None and soft >= hard:
+            raise ValueError(
+                f"task_soft_time_limit ({soft:g} s) must be below task_time_limit ({hard:g} s):"
+                " Celery arms the hard limit only when the soft one fires; set both, or"
+                " task_soft_time_limit: null for the hard limit alone"
             )
         return value
 

@@ -9,8 +9,8 @@ from typing import Any
 from kombu.entity import Exchange, Queue
 
 from syncworker.config import Config
+from syncworker.config.model import HARD_TIME_LIMIT, SOFT_TIME_LIMIT
 from syncworker.coord.keys import Keys
-from syncworker.errors import ConfigError
 from syncworker.worker.redisbroker import REDIS_SCHEMES
 from syncworker.worker.schedule import beat_schedule
 from syncworker.worker.tasknames import QUEUE_ONDEMAND, QUEUE_REPO, QUEUE_WALK, ROUTES, TASK_WALK
@@ -24,10 +24,6 @@ __all__ = [
     "celery_settings",
 ]
 
-# A repository with hundreds of multi-GiB tags can take hours: the soft limit raises in the
-# task (it is counted failed and retried by the next run), the hard limit kills a stuck one.
-SOFT_TIME_LIMIT = 3 * 3600
-HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 600
 # Redis redelivers an unacknowledged message after this long (acks_late). It must exceed
 # the longest task, or a running sync_repo is handed to a second worker; the price is that
 # a SIGKILLed worker's task waits this long before it is redone.
@@ -121,24 +117,9 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "beat_schedule": beat_schedule(config, TASK_WALK, QUEUE_WALK),
     }
     merged = _merge(settings, config.syncworker.celery)
-    _check_time_limits(merged)
     if merged.get("broker_transport") is None and _scheme(merged["broker_url"]) in REDIS_SCHEMES:
         merged["broker_transport"] = REDIS_TRANSPORT
     return merged
-
-
-def _check_time_limits(settings: dict[str, Any]) -> None:
-    """Celery's prefork pool arms a task's hard time limit when its soft one fires: a soft
-    limit at or above the hard one (ours, 3 h, under a hard one set alone) would leave the
-    hard one unapplied, silently."""
-    soft, hard = settings.get("task_soft_time_limit"), settings.get("task_time_limit")
-    if soft is not None and hard is not None and soft >= hard:
-        raise ConfigError(
-            "syncworker.celery",
-            f"task_soft_time_limit ({soft:g} s) must be below task_time_limit ({hard:g} s): "
-            "Celery applies the hard limit only once the soft one has fired; set both, or "
-            "task_soft_time_limit: null for the hard limit alone",
-        )
 
 
 def _scheme(url: Any) -> str:

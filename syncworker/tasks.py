@@ -94,7 +94,7 @@ class _Task(SyncTask):
     def ended(self) -> None:
         work = self._work()
         if work is not None and (work[1] or self._redelivered()):
-            self.state.coord.delivery_ended(work[0])
+            self.coord.delivery_ended(work[0])
 
     def _work(self) -> tuple[str, bool] | None:
         """The name this start is counted under, and whether every start is counted or only
@@ -289,7 +289,7 @@ def sweep_run(
             len(resend.repos),
         )
     if resend.walk:
-        queue = CeleryWalkQueue(self.app, self.state.config.syncworker.repos_per_task)
+        queue = CeleryWalkQueue(self.app, config_of(self.app).syncworker.repos_per_task)
         queue.send_page(registry, run_id)
     _resend_repos(self.app, registry, run_id, resend.repos)
     start_sweep(self.app, registry, run_id, mark)

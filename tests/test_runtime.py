@@ -5,9 +5,11 @@ closed together, connections to the upstreams included."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ from syncworker.errors import ConfigError, CoordError, StoreError
 from syncworker.runtime import Runtime
 from syncworker.store import FsStore
 from syncworker.store.claim import Source
-from syncworker.worker.state import WorkerState, close_state, worker_state
+from syncworker.worker.state import close_state, worker_state
 from tests.support.images import make_image
 from tests.support.mirror import write_sync_config
 from tests.support.ports import free_port
@@ -163,13 +165,25 @@ def test_a_worker_state_opens_redis_first_and_the_store_and_mirror_when_asked(
         with pytest.raises(StoreError, match="Not a directory"):
             state.open()
         (tmp_path / "a-file").unlink()
+        opened: list[str] = []
+        for name in ("open_store", "open_mirror"):
+            _slow_and_counted(state.runtime, name, opened)
         with ThreadPoolExecutor(8) as pool:
-            mirrors = list(pool.map(lambda _: _opened(state), range(8)))
-        assert all(m is mirrors[0] for m in mirrors) and state.runtime.has_store
+            list(pool.map(lambda _: state.open(), range(8)))
+        assert opened == ["open_store", "open_mirror"], opened
+        assert state.runtime.has_store and state.runtime.has_mirror
     finally:
         close_state()
 
 
-def _opened(state: WorkerState) -> object:
-    state.open()
-    return state.mirror
+def _slow_and_counted(runtime: Runtime, name: str, calls: list[str]) -> None:
+    """Make ``runtime.name`` slow and append ``name`` to ``calls`` on each call: threads
+    racing past an unlocked check would each open the part."""
+    method = getattr(runtime, name)
+
+    def slow(*args: Any) -> object:
+        calls.append(name)
+        time.sleep(0.05)
+        return method(*args)
+
+    setattr(runtime, name, slow)

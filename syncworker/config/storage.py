@@ -97,8 +97,9 @@ class StorageConfig(ConfigModel):
     root_directory: str = Field(min_length=1)
     """The directory the mirror is written to, one OCI image layout per repository
     (required by zot's format even when ``storageDriver`` or a ``destination`` is
-    used). A relative path is taken from the directory the command runs in, not the
-    config file's: give workers started from different directories an absolute one."""
+    used). On the filesystem, a relative path is taken from the directory the command
+    runs in, not the config file's: give workers started from different directories an
+    absolute one."""
     dedupe: bool = True
     """zot's; accepted, not acted on: a blob is always stored once (hard-linked, or copied
     server-side on S3)."""

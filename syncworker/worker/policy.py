@@ -30,6 +30,7 @@ __all__ = [
     "SyncTask",
     "brief",
     "count_end",
+    "log_done",
     "log_failed",
     "retry_delay",
     "too_many_starts",
@@ -87,8 +88,7 @@ class SyncTask(Task):  # type: ignore[misc]
         finally:
             if counted:
                 self._ended(args)
-        took = time.monotonic() - started
-        log.info("%s%s done in %.2fs (task %s)", self.name, brief(args), took, self.request.id)
+        log_done(self.name, args, time.monotonic() - started, self.request.id)
         self._tell(_outcome(result), result)
         return result
 
@@ -171,6 +171,11 @@ def count_end(end: Callable[[], None], task: str, args: Any) -> None:
         end()
     except SyncworkerError as error:
         log.warning("%s%s: could not count its end: %s", task, brief(args), error)
+
+
+def log_done(task: str, args: Any, took: float, task_id: str | None) -> None:
+    """The one line a finished piece of work logs at INFO."""
+    log.info("%s%s done in %.2fs (task %s)", task, brief(args), took, task_id)
 
 
 def log_failed(task: str, args: Any, reason: str) -> None:

@@ -47,6 +47,7 @@ from syncworker.worker.policy import (
     MAX_DELIVERIES,
     brief,
     count_end,
+    log_done,
     log_failed,
     retry_delay,
     too_many_starts,
@@ -181,8 +182,7 @@ def _sync_started(
         log.exception("%s%s: unexpected error; sent on its own", TASK_SYNC_REPO, brief(args))
         send(app, TASK_SYNC_REPO, list(args), ignore_result=True)
     else:
-        took = time.monotonic() - began
-        log.info("%s%s done in %.2fs (task %s)", TASK_SYNC_REPO, brief(args), took, task_id)
+        log_done(TASK_SYNC_REPO, args, time.monotonic() - began, task_id)
     return True
 
 

@@ -24,7 +24,6 @@ __all__ = [
     "queue_length",
     "send",
     "send_at",
-    "send_batches",
     "send_each",
     "start_sweep",
     "sweep_interval",
@@ -108,15 +107,6 @@ def sweep_interval(app: Celery) -> float:
     return min(sweep_seconds(), float(visibility) / 2)
 
 
-def send_batches(
-    app: Celery, registry: str, repos: Sequence[str], run_id: str, per_message: int
-) -> None:
-    """Send ``repos`` of ``run_id`` to be synced, ``per_message`` to a ``sync_repos``
-    message."""
-    batches = [list(repos[i : i + per_message]) for i in range(0, len(repos), per_message)]
-    send_each(app, TASK_SYNC_REPOS, [[registry, batch, run_id] for batch in batches])
-
-
 class CeleryWalkQueue:
     """A catalog walk's messages (``runs/catalogwalk.py`` ``WalkQueue``) as Celery tasks:
     ``walk_catalog`` pages, and ``sync_repos`` messages of ``repos_per_task`` repositories."""
@@ -135,7 +125,9 @@ class CeleryWalkQueue:
         send(self._app, TASK_WALK, [registry, run_id], ignore_result=True, **timing)
 
     def send_repos(self, registry: str, repos: Sequence[str], run_id: str) -> None:
-        send_batches(self._app, registry, repos, run_id, self._per_message)
+        size = self._per_message
+        batches = [list(repos[i : i + size]) for i in range(0, len(repos), size)]
+        send_each(self._app, TASK_SYNC_REPOS, [[registry, batch, run_id] for batch in batches])
 
     def repos_waiting(self) -> int:
         """Each waiting message counted as a full batch (a lone ``sync_repo`` or

@@ -82,23 +82,26 @@ def _urllib3(url: str, descriptors: list[Descriptor]) -> Callable[[], None]:
     return read
 
 
+def _repeated(call: Callable[[], object]) -> Callable[[], None]:
+    """``call`` made BLOBS times in a row."""
+
+    def run() -> None:
+        for _ in range(BLOBS):
+            call()
+
+    return run
+
+
 def _heads(url: str) -> dict[str, Callable[[], None]]:
     client = RegistryClient([url])
     session = requests.Session()
     pool = urllib3.PoolManager(maxsize=8)
     target = f"{url}/v2/{REPO}/manifests/{TAG}"
 
-    def repeated(head: Callable[[], object]) -> Callable[[], None]:
-        def run() -> None:
-            for _ in range(BLOBS):
-                head()
-
-        return run
-
     return {
-        "syncworker client": repeated(lambda: client.head_manifest(REPO, TAG)),
-        "requests": repeated(lambda: session.head(target, headers=HEAD_HEADERS)),
-        "urllib3 pool": repeated(lambda: pool.request("HEAD", target, headers=HEAD_HEADERS)),
+        "syncworker client": _repeated(lambda: client.head_manifest(REPO, TAG)),
+        "requests": _repeated(lambda: session.head(target, headers=HEAD_HEADERS)),
+        "urllib3 pool": _repeated(lambda: pool.request("HEAD", target, headers=HEAD_HEADERS)),
     }
 
 
@@ -126,17 +129,10 @@ def _noops(url: str) -> dict[str, Callable[[], None]]:
             connection.request(method, path, headers=headers)
             connection.getresponse().read()
 
-    def repeated(noop: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            for _ in range(BLOBS):
-                noop()
-
-        return run
-
     return {
-        "syncworker client": repeated(ours),
-        "urllib3 pool": repeated(pooled),
-        "http.client": repeated(bare),
+        "syncworker client": _repeated(ours),
+        "urllib3 pool": _repeated(pooled),
+        "http.client": _repeated(bare),
     }
 
 

@@ -162,6 +162,9 @@ def _handler_for(registry: SyntheticRegistry) -> type[BaseHTTPRequestHandler]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY the body waits
+    # for the client's delayed ACK (40 ms on Linux) on a kept-alive connection.
+    disable_nagle_algorithm = True
     registry: SyntheticRegistry
 
     def log_message(self, format: str, *args: Any) -> None:

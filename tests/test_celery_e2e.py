@@ -86,7 +86,8 @@ def test_walk_two_workers_each_repo_and_blob_once_and_second_trigger_noop(
     assert (status.total, status.done, status.failures) == (REPOS, REPOS, [])
     assert status.counters["images_copied"] == REPOS * TAGS
     assert [r.id for r in cluster.coord().runs()] == [run_id]  # the no-ops started nothing
-    assert sync_repo_runs(cluster, ["w1", "w2"]) == {repo: 1 for repo in corpus.repositories}
+    runs = sync_repo_runs(cluster, ["w1", "w2"], corpus.repositories)
+    assert runs == {repo: 1 for repo in corpus.repositories}
     assert server.request_count("tags", "get") - tag_lists == REPOS
     assert server.blob_gets() - blob_gets == len(unique_blobs(corpus))
     assert "this trigger is a no-op" in cluster.log("w1") + cluster.log("w2")

@@ -90,7 +90,8 @@ def test_walk_over_rabbitmq(
         assert status is not None and status.state == "finished"
         assert (status.total, status.done, status.failures) == (REPOS, REPOS, [])
         assert status.counters["images_copied"] == REPOS * TAGS
-        assert sync_repo_runs(cluster, ["w1", "w2"]) == {r: 1 for r in corpus.repositories}
+        runs = sync_repo_runs(cluster, ["w1", "w2"], corpus.repositories)
+        assert runs == {r: 1 for r in corpus.repositories}
         assert_store_matches(cluster.store, corpus)
     finally:
         cluster.stop_all()

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -319,8 +319,18 @@ def assert_same_as_embedded_sync(cluster: Cluster) -> None:
     assert ours == layout_of(cluster.workdir / "embedded")
 
 
-def sync_repo_runs(cluster: Cluster, names: list[str]) -> dict[str, int]:
-    """How many times each repository's sync_repo ran to its end, from the workers' logs."""
+def sync_repo_runs(
+    cluster: Cluster, names: list[str], awaiting: Collection[str] = ()
+) -> dict[str, int]:
+    """How many times each repository's sync_repo ran to its end, from the workers' logs,
+    once each of ``awaiting`` has a line: a run reads as finished when its last count lands,
+    a moment before that repository's "done in" line is written."""
+    if awaiting:
+        wait_for("the done lines", lambda: _done_lines(cluster, names).keys() >= set(awaiting))
+    return _done_lines(cluster, names)
+
+
+def _done_lines(cluster: Cluster, names: list[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for name in names:
         for line in cluster.log(name).splitlines():

@@ -26,7 +26,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import redis
 
 from bench.metrics import Traffic
 from bench.proc import Finished, run_measured
+from bench.proxy import DelayProxy
 from bench.results import Measurement, Sample
 from bench.tools import (
     RUN_TIMEOUT,
@@ -116,17 +117,21 @@ class ScaleFigures:
 
 
 @contextmanager
-def scale_servers(repos: int, workdir: Path) -> Iterator[tuple[Path, str, str]]:
-    """A synthetic registry of ``repos`` scale repositories and a Redis each for the
-    coordination and the broker, for as long as the block runs: the config syncing them
-    into ``workdir/store`` (written as ``workdir/config.yaml``), and both Redis URLs."""
+def scale_servers(
+    repos: int, workdir: Path, latency_ms: int = 0
+) -> Iterator[tuple[Path, str, str]]:
+    """A synthetic registry of ``repos`` scale repositories (behind a proxy adding
+    ``latency_ms`` to each request, if any) and a Redis each for the coordination and the
+    broker, for as long as the block runs: the config syncing them into ``workdir/store``
+    (written as ``workdir/config.yaml``), and both Redis URLs."""
     with (
         SyntheticRegistry(repos, layer_size=LAYER_SIZE) as registry,
+        DelayProxy(registry.port, latency_ms / 1000) if latency_ms else nullcontext() as proxy,
         RedisServer() as server,
         RedisServer() as broker,
     ):
         config = write_sync_config(
-            workdir / "config.yaml", registry.url, workdir / "store",
+            workdir / "config.yaml", proxy.url if proxy else registry.url, workdir / "store",
             redis_url=server.url, broker_url=broker.url,
         )  # fmt: skip
         yield config, server.url, broker.url

@@ -1,11 +1,12 @@
 """``python -m bench.task_cpu --before REV [--after REV]``: what a no-op ``sync_repo`` costs
 workers, two revisions' code alternately (A B A B) on the same box.
 
-A synthetic registry serves ``--repos`` one-tag repositories; a coordination Redis and a
-broker Redis of their own count commands (``INFO commandstats``, Lua's own included) and
-round trips (``total_reads_processed``: one per read of a client's request, so a pipeline
-or a script is one). Both codes are compiled to bytecode first (as an installed program
-is), a cold run fills the store, then each round starts ``SCALE_WORKERS`` workers of
+A synthetic registry serves ``--repos`` one-tag repositories (behind a proxy adding
+``--latency`` ms to each request, as a far-away upstream would, if given); a coordination
+Redis and a broker Redis of their own count commands (``INFO commandstats``, Lua's own
+included) and round trips (``total_reads_processed``: one per read of a client's request, so
+a pipeline or a script is one). Both codes are compiled to bytecode first (as an installed
+program is), a cold run fills the store, then each round starts ``SCALE_WORKERS`` workers of
 ``SCALE_PROCESSES`` processes from one code and runs a no-op walk: the CPU seconds of the
 workers' process trees between the trigger and its end (start-up excluded), and the box's
 1-minute load average before and after, are printed as one row per run.
@@ -68,6 +69,9 @@ def main() -> None:
     parser.add_argument("--after", help="the revision compared (default: this checkout)")
     parser.add_argument("--repos", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--latency", type=int, default=0, help="ms added to each upstream request (a proxy)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench-task-cpu"))
     args = parser.parse_args()
     workdir: Path = args.workdir
@@ -76,13 +80,14 @@ def main() -> None:
     codes = {"before": code_at(workdir, args.before), "after": code_at(workdir, args.after)}
     rows = [
         f"`{args.repos}` repositories, {SCALE_WORKERS} workers × {SCALE_PROCESSES} processes,"
-        f" before = `{args.before}`, after = `{args.after or 'this checkout'}`",
+        f" before = `{args.before}`, after = `{args.after or 'this checkout'}`,"
+        f" +{args.latency} ms a request",
         "",
         "| run | worker CPU ms / repo | coordination commands / round trips per repo"
         " | broker commands / round trips per repo | load |",
         "|---|---|---|---|---|",
     ]
-    with scale_servers(args.repos, workdir) as (config, coord_url, broker_url):
+    with scale_servers(args.repos, workdir, args.latency) as (config, coord_url, broker_url):
         redises = (redis.Redis.from_url(coord_url), redis.Redis.from_url(broker_url))
         tools.use_code(codes["after"])
         (workdir / "logs-cold").mkdir()

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ from tests.support.images import (
     make_index,
     referrers_tag,
 )
+from tests.support.mirror import check_store
 from tests.support.push import push_image
 from tests.support.registry_server import RegistryServer
 
@@ -344,3 +346,45 @@ def test_widened_platforms_complete_an_unchanged_index_once_then_cost_no_lookup(
     with Mirror({NAME: _upstream(registry)}, store, LocalLocks()) as mirror:
         assert mirror.sync_repo(NAME, repo).skipped == ["multi"]
     assert (store.lookups, store.index_writes) == (0, 0)
+
+
+class _TagThreads(NullEvents):
+    """Which thread finished each image, by repository: the thread that ran its tag."""
+
+    def __init__(self) -> None:
+        self.by_repo: dict[str, set[threading.Thread]] = {}
+        self._lock = threading.Lock()
+
+    def image_done(self, registry: str, repo: str, outcome: str, size: int) -> None:
+        with self._lock:
+            self.by_repo.setdefault(repo, set()).add(threading.current_thread())
+
+
+def test_tags_of_every_repository_share_the_process_tag_pool(
+    registry: RegistryServer, store: FsStore
+) -> None:
+    """Several tags of a repository run on the mirror's tag pool, ``tag_concurrency`` lanes
+    at a time, and the pool's threads serve every later repository: six repositories of
+    three tags, three at once, cold and then no-op, start no more threads than the pool
+    holds (a pool per repository started two for each), and each lands whole."""
+    repos = [f"engine/lanes-{n}" for n in range(6)]
+    for repo in repos:
+        for tag in ("a", "b", "c"):
+            push_image(registry.url, repo, tag, make_image(f"{repo}:{tag}"))
+    seen = _TagThreads()
+    mirror = Mirror(
+        {NAME: _upstream(registry)}, store, LocalLocks(),
+        blob_threads=4, tag_threads=3, tag_concurrency=2, events=seen,
+    )  # fmt: skip
+    lanes: set[threading.Thread] = set()
+    with mirror, ThreadPoolExecutor(3) as repos_at_once:
+        for _ in ("cold", "no-op"):
+            results = list(repos_at_once.map(partial(mirror.sync_repo, NAME), repos))
+            assert all(not r.failures and len(r.copied) + len(r.skipped) == 3 for r in results)
+            assert all(len(threads) <= 2 for threads in seen.by_repo.values()), seen.by_repo
+            lanes.update(*seen.by_repo.values())
+            seen.by_repo.clear()
+    assert all(t.name.startswith("tag") for t in lanes) and len(lanes) <= 3, lanes
+    for repo in repos:
+        assert set(_tags(store, repo)) == {"a", "b", "c"}
+    assert set(check_store(store.root)) >= set(repos)

@@ -38,15 +38,17 @@ def build_mirror(
     limiters: Limiters | None = None,
     events: Events = NO_EVENTS,
 ) -> Mirror:
-    """The Mirror of every configured registry; its blob pool serves ``concurrency``
-    repositories of ``blob_concurrency`` blobs each. ``limiters``: where the upstreams'
-    rate limits are held (the Coordinator for a cluster; this process when None)."""
+    """The Mirror of every configured registry; its blob and tag pools serve ``concurrency``
+    repositories of ``blob_concurrency`` blobs and ``tagConcurrency`` tags each.
+    ``limiters``: where the upstreams' rate limits are held (the Coordinator for a cluster;
+    this process when None)."""
     settings = config.syncworker
     return Mirror(
         {reg.name: upstream(config, reg) for reg in config.registries},
         store,
         locks,
         blob_threads=settings.blob_threads,
+        tag_threads=settings.tag_threads,
         # index.json's entry types: a registry destination has no index.json to name them in
         layout_media_types=settings.layout_media_types
         if settings.destination is None

@@ -40,9 +40,10 @@ from syncworker.waits import REPO_WAIT
 __all__ = ["Mirror"]
 
 log = logging.getLogger(__name__)
-# Blob copies in flight at once in the whole process (the config sets it from its
-# concurrency settings).
+# Blob copies, and tags of repositories with several, in flight at once in the whole
+# process (the config sets both from its concurrency settings).
 DEFAULT_BLOB_THREADS = 32
+DEFAULT_TAG_THREADS = 32
 
 
 class Mirror:
@@ -59,6 +60,7 @@ class Mirror:
         locks: Locks,
         *,
         blob_threads: int = DEFAULT_BLOB_THREADS,
+        tag_threads: int = DEFAULT_TAG_THREADS,
         layout_media_types: LayoutMediaTypes = "preserve",
         tag_concurrency: int = DEFAULT_TAG_CONCURRENCY,
         limiters: Limiters | None = None,
@@ -71,6 +73,7 @@ class Mirror:
         self._tag_concurrency = tag_concurrency
         self._clients: dict[str, RegistryClient] = {}
         self._clients_lock = threading.Lock()
+        self._tag_pool = ThreadPoolExecutor(max_workers=tag_threads, thread_name_prefix="tag")
         self._blob_pool = ThreadPoolExecutor(max_workers=blob_threads, thread_name_prefix="blob")
         self._blobs = BlobCopier(store, locks)
         self._limiters = limiters or LocalLimiters()
@@ -82,7 +85,9 @@ class Mirror:
         return self._events
 
     def close(self) -> None:
-        """Wait for the blob copies in flight, then close every upstream's connections."""
+        """Wait for the tags and blob copies in flight, then close every upstream's
+        connections."""
+        self._tag_pool.shutdown(wait=True)  # its tags hand blobs to the blob pool
         self._blob_pool.shutdown(wait=True)
         with self._clients_lock:
             clients, self._clients = list(self._clients.values()), {}
@@ -294,6 +299,7 @@ class Mirror:
             client=client,
             store=self.store,
             sink=sink,
+            tag_pool=self._tag_pool,
             platforms=up.platforms,
             registry=up.name,
             upstream_repo=upstream_repo,

@@ -3,10 +3,11 @@
 For every tag the rules keep, HEAD the manifest; if the store has that tag at that digest,
 that is all (a no-op run costs one request per tag plus the tag list). Otherwise copy the
 tree and only then move the tag. Tags run ``tag_concurrency`` at a time, so a far-away
-upstream is not paid one round trip per tag in series; their blobs go to the process's
-shared blob pool. Special tags follow the images they are about, whatever the tag rules
-say, once those are mirrored; referrers found through the API are stored untagged
-(:mod:`syncworker.engine.referrers`).
+upstream is not paid one round trip per tag in series, on the process's shared tag pool
+(threads outlive a repository: a no-op run of many small repositories would otherwise start
+threads for each); their blobs go to the process's shared blob pool. Special tags follow the
+images they are about, whatever the tag rules say, once those are mirrored; referrers found
+through the API are stored untagged (:mod:`syncworker.engine.referrers`).
 
 Every effect goes through ``sink`` (:mod:`syncworker.engine.sinks`): into
 the store for a sync, into memory for a dry run, so both make the same decisions.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -68,6 +69,8 @@ class RepoJob:
     client: RegistryClient
     store: Store  # read here; written only through ``sink``
     sink: Sink
+    #: Runs the tags of a repository that has several; shared by the process's jobs.
+    tag_pool: Executor
     registry: str
     upstream_repo: str
     dest_repo: str
@@ -121,10 +124,9 @@ class RepoJob:
             return self.result
         tags = self._valid_tags(upstream_tags)
         plan = plan_tags(tags, rules.filter_tags(self.upstream_repo, tags))
-        pool = ThreadPoolExecutor(self.tag_concurrency, thread_name_prefix="tag")
-        with self._index, pool:
-            self._sync_tags(pool, plan.ordinary)
-            self._sync_special(plan, pool)
+        with self._index:
+            self._sync_tags(plan.ordinary)
+            self._sync_special(plan)
         if self.prune:
             self._prune()
         return self.result
@@ -202,23 +204,40 @@ class RepoJob:
         self._listed.update(e.descriptor.digest for e in entries)
         self._index.relist(entries, self.layout_media_types)
 
-    def _sync_special(self, plan: TagPlan, pool: ThreadPoolExecutor) -> None:
+    def _sync_special(self, plan: TagPlan) -> None:
         """Take special tags whose subject was mirrored, until no more become eligible
         (a signature on an SBOM only becomes eligible once the SBOM is in)."""
         pending = dict(plan.special)
         while ready := sorted(t for t, subject in pending.items() if subject in self._synced):
             for tag in ready:
                 del pending[tag]
-            self._sync_tags(pool, ready)
+            self._sync_tags(ready)
 
-    def _sync_tags(self, pool: ThreadPoolExecutor, tags: list[str]) -> None:
+    def _sync_tags(self, tags: list[str]) -> None:
         """``tags``, ``tag_concurrency`` at a time; index entries in the order given. A lone
-        tag runs in this thread: the pool starts its threads only when given work."""
+        tag runs in this thread. Otherwise up to ``tag_concurrency`` lanes on the tag pool
+        take the tags in order, one after another, until none is left; this returns, or
+        raises, once every lane has ended."""
         self._index.expect(tags)
         if len(tags) == 1:
             self._sync_in_order(tags[0])
-        else:
-            list(pool.map(self._sync_in_order, tags))
+            return
+        left, taking = iter(tags), threading.Lock()
+
+        def lane() -> None:
+            while True:
+                with taking:
+                    tag = next(left, None)
+                if tag is None:
+                    return
+                self._sync_in_order(tag)
+
+        lanes = [self.tag_pool.submit(lane) for _ in range(min(self.tag_concurrency, len(tags)))]
+        try:
+            for ended in lanes:  # what a lane raised: a defect (failures are in the result)
+                ended.result()
+        finally:  # nothing of this repository runs on once this returns or raises
+            wait(lanes)
 
     def _sync_in_order(self, tag: str) -> None:
         try:

@@ -11,10 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from syncworker.errors import DeadlineExceededError
 
-__all__ = ["Deadline"]
+__all__ = ["Deadline", "Operation"]
+
+
+class Operation(Protocol):
+    """What a deadline check names when it fails (a request, a response)."""
+
+    @property
+    def what(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -32,10 +40,11 @@ class Deadline:
     def remaining(self) -> float:
         return self.at - self.clock()
 
-    def check(self, what: str) -> None:
-        """Raise unless some time is left."""
+    def check(self, operation: Operation) -> None:
+        """Raise unless some time is left, naming ``operation``: its ``what``, built only
+        then (it runs before every request and between every body's chunks)."""
         if self.remaining() <= 0:
-            raise DeadlineExceededError(f"{what}: {self.label} reached")
+            raise DeadlineExceededError(f"{operation.what}: {self.label} reached")
 
     def check_wait(self, seconds: float, what: str) -> None:
         """Raise if waiting ``seconds`` would end past the deadline."""

@@ -165,7 +165,7 @@ class Response:
         try:
             while True:
                 if self.deadline is not None:
-                    self.deadline.check(self.what)
+                    self.deadline.check(self)
                 chunk = self.raw.read1(size, decode_content=self._decode)
                 if not chunk:
                     return

@@ -63,7 +63,7 @@ class Pool:
     def send(self, request: Request) -> Response:
         timeout = self._options.timeout
         if request.deadline is not None:
-            request.deadline.check(request.what)
+            request.deadline.check(request)
             timeout = min(timeout, request.deadline.remaining())
         url = request.url
         if request.params:

@@ -24,7 +24,7 @@ from syncworker.engine.sinks import CopySink
 from syncworker.errors import ConfigError, LockBusy, StoreError
 from syncworker.filters import ContentRule, ContentRules
 from syncworker.oci import Digest, Platform
-from syncworker.registry import ClientOptions, RegistryClient
+from syncworker.registry import ClientOptions, Deadline, RegistryClient
 from syncworker.store import IndexEntry
 from syncworker.store.fs import FsStore
 from tests.support.images import (
@@ -292,7 +292,8 @@ def test_image_copier_keeps_wanted_platforms_and_fetches_shared_blobs_once(
     with ThreadPoolExecutor(8) as pool:
         blobs = BlobCopier(store, LocalLocks())
         platforms = [Platform.parse("linux/arm64/v8")]
-        copiers = [TreeWalker(CopySink(client, r, store, blobs, pool), platforms) for r in repos]
+        sinks = [CopySink(client, r, store, blobs, pool, Deadline.unbounded()) for r in repos]
+        copiers = [TreeWalker(sink, platforms) for sink in sinks]
         gets_before = registry.blob_gets()
         descs = [client.head_manifest(repo, "v1") for repo in repos]
         with ThreadPoolExecutor(2) as callers:

@@ -285,21 +285,17 @@ class Mirror:
         """The job of ``upstream_repo``: into the store under ``hold``, its repository
         lock, or without one into memory (a dry run, of which observers are told nothing
         but its requests)."""
-        client = self.client(up.name)
-        deadline = None
-        if up.sync_timeout is not None:  # zot's syncTimeout: one repository's deadline
-            limit = up.sync_timeout
-            deadline = Deadline.after(limit, f"syncTimeout ({limit:g}s)")
-            client = client.bounded(deadline)
+        client, deadline = self._bounded(up)
         sink: Sink = PlanSink(client, upstream_repo, self.store)
         if hold is not None:
             blobs = self._job_blobs(up.name, deadline)
-            sink = CopySink(client, upstream_repo, self.store, blobs, self._blob_pool)
+            sink = CopySink(client, upstream_repo, self.store, blobs, self._blob_pool, deadline)
         return RepoJob(
             client=client,
             store=self.store,
             sink=sink,
             tag_pool=self._tag_pool,
+            deadline=deadline,
             platforms=up.platforms,
             registry=up.name,
             upstream_repo=upstream_repo,
@@ -312,7 +308,18 @@ class Mirror:
             hold=HELD if hold is None else hold,
         )
 
-    def _job_blobs(self, registry: str, deadline: Deadline | None) -> BlobCopier:
+    def _bounded(self, up: Upstream) -> tuple[RegistryClient, Deadline]:
+        """The client of ``up`` for one job, bounded by the job's deadline: zot's
+        ``syncTimeout`` when set (one repository's), else none until the job's thread is
+        interrupted (:meth:`Deadline.wait`)."""
+        limit = up.sync_timeout
+        if limit is None:
+            deadline = Deadline.unbounded()
+        else:
+            deadline = Deadline.after(limit, f"syncTimeout ({limit:g}s)")
+        return self.client(up.name).bounded(deadline), deadline
+
+    def _job_blobs(self, registry: str, deadline: Deadline) -> BlobCopier:
         blobs = self._blobs
         if self._events is not NO_EVENTS:
             blobs = BlobCopier(self.store, self.locks, on_done=self._blob_reporter(registry))
@@ -331,11 +338,13 @@ class Mirror:
             return result
         registry, upstream_repo = source.registry, source.repository
         up = self.upstream(registry)
-        blobs = BlobCopier(self.store, self.locks, link=False).bound(registry, None)
-        client = self.client(registry)
+        deadline = Deadline.unbounded()  # no syncTimeout: a repair copies whole trees
+        client = self.client(registry).bounded(deadline)
+        blobs = BlobCopier(self.store, self.locks, link=False).bound(registry, deadline)
         sink = CopySink(
-            client, upstream_repo, self.store, blobs, self._blob_pool, trust_present=False
-        )
+            client, upstream_repo, self.store, blobs, self._blob_pool, deadline,
+            trust_present=False,
+        )  # fmt: skip
         images = TreeWalker(sink, up.platforms)
         repair = TreeRepair(self.store, images, registry, upstream_repo, dest_repo)
         with self._repo_lock(registry, dest_repo, lock_wait) as hold:

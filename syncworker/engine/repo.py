@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, wait
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -50,7 +50,7 @@ from syncworker.filters import (
     special_tag_subject,
 )
 from syncworker.oci import Descriptor, Digest, Platform, parse_manifest
-from syncworker.registry import RegistryClient
+from syncworker.registry import Deadline, RegistryClient
 from syncworker.store import IndexEntry, Store
 
 __all__ = ["DEFAULT_TAG_CONCURRENCY", "RepoJob"]
@@ -71,6 +71,9 @@ class RepoJob:
     sink: Sink
     #: Runs the tags of a repository that has several; shared by the process's jobs.
     tag_pool: Executor
+    #: This job's (``client`` is bounded by it), ended if its thread is interrupted while
+    #: its tags run on the pool.
+    deadline: Deadline
     registry: str
     upstream_repo: str
     dest_repo: str
@@ -233,11 +236,9 @@ class RepoJob:
                 self._sync_in_order(tag)
 
         lanes = [self.tag_pool.submit(lane) for _ in range(min(self.tag_concurrency, len(tags)))]
-        try:
-            for ended in lanes:  # what a lane raised: a defect (failures are in the result)
-                ended.result()
-        finally:  # nothing of this repository runs on once this returns or raises
-            wait(lanes)
+        self.deadline.wait(lanes)
+        for ended in lanes:  # what a lane raised: a defect (failures are in the result)
+            ended.result()
 
     def _sync_in_order(self, tag: str) -> None:
         try:

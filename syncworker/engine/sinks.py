@@ -21,7 +21,7 @@ from syncworker.engine.blobcopy import BlobCopier, BlobStats
 from syncworker.engine.plan import blobs_to_copy
 from syncworker.engine.results import RepoResult
 from syncworker.oci import Digest, Manifest
-from syncworker.registry import RegistryClient
+from syncworker.registry import Deadline, RegistryClient
 from syncworker.store import IndexEntry, Store
 
 __all__ = ["CopySink", "Fetched", "Sink", "TreeSink", "UpstreamSink"]
@@ -89,6 +89,7 @@ class UpstreamSink:
 class CopySink(UpstreamSink):
     """Writes into ``store``: blobs through ``blobs`` on ``pool``, then manifests, then
     index entries, in the order the walk gives (children before parents, tags last).
+    ``deadline``: the job's, ended if its thread is interrupted waiting for the blobs.
     ``trust_present``: False for a repair, where a manifest found present is fetched and
     walked all the same, since the tree below it is what was found broken; one this sink
     put is whole all the same (it was put after its tree), so trees sharing it get it once."""
@@ -100,6 +101,7 @@ class CopySink(UpstreamSink):
         store: Store,
         blobs: BlobCopier,
         pool: Executor,
+        deadline: Deadline,
         *,
         trust_present: bool = True,
     ) -> None:
@@ -107,6 +109,7 @@ class CopySink(UpstreamSink):
         self._store = store
         self._blobs = blobs
         self._pool = pool
+        self._deadline = deadline
         self._trust_present = trust_present
         self._put: set[tuple[str, Digest]] = set()
 
@@ -127,15 +130,14 @@ class CopySink(UpstreamSink):
             self._pool.submit(self._blobs.copy, self.client, self.upstream_repo, repo, blob)
             for blob in blobs_to_copy(m)
         ]
-        # Wait for all before raising, so no copy is still writing when the error surfaces.
-        stats, errors = BlobStats(), []
-        for future in futures:
-            try:
-                stats.add(future.result())
-            except Exception as exc:  # noqa: BLE001 - re-raised below, first one wins
-                errors.append(exc)
+        # All done before raising, so no copy is still writing when the error surfaces.
+        self._deadline.wait(futures)
+        errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
         if errors:
             raise errors[0]
+        stats = BlobStats()
+        for future in futures:
+            stats.add(future.result())
         return stats
 
     def update_index(self, repo: str, entries: Sequence[IndexEntry]) -> bool:

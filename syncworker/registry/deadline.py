@@ -4,14 +4,21 @@ Per-request timeouts bound each wait for a byte, not the whole: a server sending
 every few seconds would hold a worker forever. A :class:`Deadline` is checked before
 every request, between the chunks of every body and before every retry's wait; past it,
 the operation fails with :class:`~syncworker.errors.DeadlineExceededError`.
+
+A job without a time limit has one too, unbounded, which ends when the job's thread is
+interrupted while its other threads work for it (:meth:`Deadline.wait`): Celery's soft time
+limit raises in the thread of the task, and the blobs and tags it waited for then stop at
+their next check instead of running on after the task has failed.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from syncworker.errors import DeadlineExceededError
 
@@ -25,9 +32,10 @@ class Operation(Protocol):
     def what(self) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Deadline:
-    """``at`` is a :func:`time.monotonic` instant; ``label`` names the setting that set it."""
+    """``at`` is a :func:`time.monotonic` instant; ``label`` names the setting that set it,
+    or what ended it."""
 
     at: float
     label: str
@@ -36,6 +44,28 @@ class Deadline:
     @classmethod
     def after(cls, seconds: float, label: str) -> Deadline:
         return cls(time.monotonic() + seconds, label)
+
+    @classmethod
+    def unbounded(cls) -> Deadline:
+        """No limit, until :meth:`end`."""
+        return cls(math.inf, "no deadline")
+
+    def end(self, label: str) -> None:
+        """Reached now: every check from here on fails, naming ``label``."""
+        self.label = label
+        self.at = -math.inf
+
+    def wait(self, futures: Collection[Future[Any]]) -> None:
+        """Until every one of ``futures`` (work for this deadline's job) is done. Interrupted
+        meanwhile (an exception raised in this thread), end this deadline, so that the work
+        stops at its next check, wait for it all the same and raise: nothing of the job runs
+        on once its thread has moved on."""
+        try:
+            wait(futures)
+        except BaseException as exc:
+            self.end(f"the end of its job ({type(exc).__name__})")
+            wait(futures)
+            raise
 
     def remaining(self) -> float:
         return self.at - self.clock()

@@ -26,8 +26,9 @@ class StallingProxy(FaultProxy):
     not pause but sends ``trickle`` bytes every ``every`` seconds until released or done:
     never idle long enough for a read timeout, never done in useful time.
 
-    ``reached`` is set once a body got to ``after``; ``sent`` counts the bytes of the blob's
-    body sent so far (the last GET's)."""
+    ``reached`` is set once a body got to ``after``, ``ended`` once the proxy stopped
+    sending it (all sent, or the client gone); ``sent`` counts the bytes of the blob's body
+    sent so far (the last GET's)."""
 
     def __init__(
         self, upstream: str, digest: str, after: int, *, trickle: int = 0, every: float = 0.25
@@ -38,6 +39,7 @@ class StallingProxy(FaultProxy):
         self._every = every
         self._released = threading.Event()
         self.reached = threading.Event()
+        self.ended = threading.Event()
         self.sent = 0
         super().__init__(upstream)
 
@@ -58,6 +60,13 @@ class StallingProxy(FaultProxy):
     ) -> bool:
         if not path.split("?")[0].endswith(self._stall_path):
             return super().send_body(path, source, sink, fault, length)
+        try:
+            return self._send_held(source, sink)
+        finally:
+            self.ended.set()
+
+    def _send_held(self, source: io.BufferedIOBase, sink: io.BufferedIOBase) -> bool:
+        self.ended.clear()
         self.sent = 0
         head = source.read(self._after)
         self._send(sink, head)

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 from celery.app.task import get_actual_ignore_result
-from celery.exceptions import Ignore, Reject, Retry
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from syncworker.coord import LockBusy
 from syncworker.coord.requests import DEFERRED, DONE, FAILED, RUNNING
@@ -33,6 +33,7 @@ __all__ = [
     "log_done",
     "log_failed",
     "retry_delay",
+    "soft_limit_struck",
     "too_many_starts",
 ]
 
@@ -82,6 +83,8 @@ class SyncTask(Task):  # type: ignore[misc]
             raise
         except SyncworkerError as exc:
             return self._retry_or_fail(args, kwargs, exc)
+        except SoftTimeLimitExceeded:  # its time is up: failed, not tried again
+            return self._failed(args, kwargs, soft_limit_struck(self.app))
         except Exception as exc:  # a bug: logged with its traceback, recorded by name
             log.exception("%s%s: unexpected error", self.name, brief(args))
             return self._failed(args, kwargs, f"unexpected {type(exc).__name__}: {exc}")
@@ -188,6 +191,13 @@ def too_many_starts(deliveries: int) -> str:
         f"started {deliveries} times without finishing (its worker died each time,"
         " e.g. killed for memory): given up"
     )
+
+
+def soft_limit_struck(app: Celery) -> str:
+    """The reason of work that Celery's soft time limit struck, naming the setting."""
+    limit = app.conf.task_soft_time_limit
+    setting = f"task_soft_time_limit ({limit:g}s)" if limit else "soft time limit"
+    return f"SoftTimeLimitExceeded: Celery's {setting} struck"
 
 
 def brief(args: Any) -> str:

@@ -50,6 +50,7 @@ from syncworker.worker.policy import (
     log_done,
     log_failed,
     retry_delay,
+    soft_limit_struck,
     too_many_starts,
 )
 from syncworker.worker.send import send, send_at, send_each
@@ -170,9 +171,9 @@ def _sync_started(
     began = time.monotonic()
     try:
         sync_counted(app, state, registry, repo, run_id, BATCH_REPO_WAIT)
-    except SoftTimeLimitExceeded as exc:
+    except SoftTimeLimitExceeded:
         # As for a task alone: its time is up, so it is counted failed, not tried again.
-        _lost(state, args, f"{type(exc).__name__}: {exc}")
+        _lost(state, args, soft_limit_struck(app))
         return False
     except SyncworkerError as exc:
         delay = retry_delay(exc, 0, jitter=random.random())

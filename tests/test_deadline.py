@@ -1,10 +1,11 @@
 """A job's deadline ends when the job's thread is interrupted while it waits for work on
 other threads (Celery's soft time limit raises in the task's thread): that work stops at its
-next check, and the wait still lasts until it has (:meth:`Deadline.wait`). The interruption
-here is a real signal, as Celery's is."""
+next check, and the wait still lasts until it has (:meth:`Deadline.stopping`). The
+interruption here is a real signal, as Celery's is (SIGUSR1: pytest-timeout keeps SIGALRM)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -31,28 +32,26 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def test_an_interrupted_wait_ends_the_deadline_and_waits_for_the_work() -> None:
     deadline = Deadline.unbounded()
-    started, checks = threading.Event(), []
+    checked, checks = threading.Event(), []
 
     def work() -> None:
-        started.set()
         for _ in range(3000):  # 30 s, a bound for a deadline that never ends
             deadline.check(_Step())
             checks.append(1)
+            checked.set()
             time.sleep(0.01)
 
-    previous = signal.signal(signal.SIGALRM, _interrupt)
+    previous = signal.signal(signal.SIGUSR1, _interrupt)
     try:
         with ThreadPoolExecutor(1) as pool:
-            future = pool.submit(work)
-            assert started.wait(10)
-            signal.setitimer(signal.ITIMER_REAL, 0.2)
-            with pytest.raises(Interrupted):
-                deadline.wait([future])
-            assert future.done()  # before the interruption left the wait
-            error = future.exception()
+            with pytest.raises(Interrupted), deadline.stopping() as futures:
+                futures.append(pool.submit(work))
+                assert checked.wait(10)
+                threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+            assert futures[0].done()  # before the interruption left the block
+            error = futures[0].exception()
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGUSR1, previous)
     assert isinstance(error, DeadlineExceededError)
     assert str(error) == f"{_Step.what}: the end of its job (Interrupted) reached"
     assert 0 < len(checks) < 3000
@@ -60,8 +59,10 @@ def test_an_interrupted_wait_ends_the_deadline_and_waits_for_the_work() -> None:
 
 def test_an_unbounded_deadline_lets_everything_through_until_ended() -> None:
     deadline = Deadline.unbounded()
-    deadline.check(_Step())
+    assert deadline.check(_Step()) == float("inf")
     deadline.check_wait(3600.0, "a wait of an hour")
+    assert not deadline.ended()
     deadline.end("stopped")
+    assert deadline.ended()
     with pytest.raises(DeadlineExceededError, match="stopped"):
         deadline.check(_Step())

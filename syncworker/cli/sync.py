@@ -66,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
     registries = args.registry or [r.name for r in config.registries]
     for name in registries:
         config.registry(name)  # an unknown name is a ConfigError before any traffic
-    concurrency = args.concurrency or config.syncworker.concurrency
+    if args.concurrency:  # the Mirror's blob and tag pools are sized by it too
+        settings = config.syncworker.model_copy(update={"concurrency": args.concurrency})
+        config = config.model_copy(update={"syncworker": settings})
+    concurrency = config.syncworker.concurrency
     # Redis when configured: several `sync` processes then share locks, single-flights and
     # the upstreams' rate budgets.
     with Runtime.open(config, upto="store") as runtime:

@@ -173,12 +173,13 @@ class SyncworkerSettings(ConfigModel):
         destination's): the blob pool, and the tags of every repository in progress (each
         HEADs, GETs or PUTs its manifests). A keep-alive pool smaller than this discards
         connections."""
-        return self.blob_threads + self.tag_threads
+        return self.blob_threads + self.concurrency * self.tag_concurrency
 
     @property
     def tag_threads(self) -> int:
-        """The tag pool: ``concurrency`` repositories of ``tag_concurrency`` tags each."""
-        return self.concurrency * self.tag_concurrency
+        """The tag pool: ``concurrency`` repositories of ``tag_concurrency`` tags each, but
+        the one each repository's own thread runs."""
+        return max(1, self.concurrency * (self.tag_concurrency - 1))
 
     @property
     def redis_url(self) -> str | None:

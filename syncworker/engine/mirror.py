@@ -40,10 +40,10 @@ from syncworker.waits import REPO_WAIT
 __all__ = ["Mirror"]
 
 log = logging.getLogger(__name__)
-# Blob copies, and tags of repositories with several, in flight at once in the whole
-# process (the config sets both from its concurrency settings).
-DEFAULT_BLOB_THREADS = 32
-DEFAULT_TAG_THREADS = 32
+# Blob copies, and tags beyond the one each repository's own thread runs, in flight at once
+# in the process: the config's defaults (8 repositories of 4 blobs and 4 tags each).
+DEFAULT_BLOB_THREADS = 8 * 4
+DEFAULT_TAG_THREADS = 8 * (DEFAULT_TAG_CONCURRENCY - 1)
 
 
 class Mirror:

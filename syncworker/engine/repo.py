@@ -72,7 +72,7 @@ class RepoJob:
     #: Runs the tags of a repository that has several; shared by the process's jobs.
     tag_pool: Executor
     #: This job's (``client`` is bounded by it), ended if its thread is interrupted while
-    #: its tags run on the pool.
+    #: its tags or blobs run on other threads.
     deadline: Deadline
     registry: str
     upstream_repo: str
@@ -217,10 +217,11 @@ class RepoJob:
             self._sync_tags(ready)
 
     def _sync_tags(self, tags: list[str]) -> None:
-        """``tags``, ``tag_concurrency`` at a time; index entries in the order given. A lone
-        tag runs in this thread. Otherwise up to ``tag_concurrency`` lanes on the tag pool
-        take the tags in order, one after another, until none is left; this returns, or
-        raises, once every lane has ended."""
+        """``tags``, ``tag_concurrency`` at a time; index entries in the order given. Lanes
+        take the tags in order, one after another, until none is left (or the job's
+        deadline has ended): one lane in this thread, so the job moves on however busy the
+        tag pool is, the others on the pool. This returns, or raises, once every lane has
+        ended."""
         self._index.expect(tags)
         if len(tags) == 1:
             self._sync_in_order(tags[0])
@@ -228,15 +229,20 @@ class RepoJob:
         left, taking = iter(tags), threading.Lock()
 
         def lane() -> None:
-            while True:
+            while not self.deadline.ended():
                 with taking:
                     tag = next(left, None)
                 if tag is None:
                     return
                 self._sync_in_order(tag)
 
-        lanes = [self.tag_pool.submit(lane) for _ in range(min(self.tag_concurrency, len(tags)))]
-        self.deadline.wait(lanes)
+        with self.deadline.stopping() as lanes:
+            for _ in range(min(self.tag_concurrency, len(tags)) - 1):
+                lanes.append(self.tag_pool.submit(lane))
+            lane()
+            # None left to take: a lane not started yet is cancelled, not waited for (a
+            # cancelled future counts as done only once a pool thread has dequeued it).
+            lanes[:] = [started for started in lanes if not started.cancel()]
         for ended in lanes:  # what a lane raised: a defect (failures are in the result)
             ended.result()
 

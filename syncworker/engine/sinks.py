@@ -126,12 +126,11 @@ class CopySink(UpstreamSink):
         self._put.add((repo, digest))
 
     def put_blobs(self, repo: str, m: Manifest) -> BlobStats:
-        futures = [
-            self._pool.submit(self._blobs.copy, self.client, self.upstream_repo, repo, blob)
-            for blob in blobs_to_copy(m)
-        ]
         # All done before raising, so no copy is still writing when the error surfaces.
-        self._deadline.wait(futures)
+        copy, client, upstream_repo = self._blobs.copy, self.client, self.upstream_repo
+        with self._deadline.stopping() as futures:
+            for blob in blobs_to_copy(m):
+                futures.append(self._pool.submit(copy, client, upstream_repo, repo, blob))
         errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
         if errors:
             raise errors[0]

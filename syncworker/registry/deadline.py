@@ -6,17 +6,19 @@ every request, between the chunks of every body and before every retry's wait; p
 the operation fails with :class:`~syncworker.errors.DeadlineExceededError`.
 
 A job without a time limit has one too, unbounded, which ends when the job's thread is
-interrupted while its other threads work for it (:meth:`Deadline.wait`): Celery's soft time
-limit raises in the thread of the task, and the blobs and tags it waited for then stop at
-their next check instead of running on after the task has failed.
+interrupted while its other threads work for it (:meth:`Deadline.stopping`): Celery's soft
+time limit raises in the thread of the task, and the blobs and tags it started then stop at
+their next check (or their next look at a blob flight they wait for) instead of running on
+after the task has failed.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,12 +57,20 @@ class Deadline:
         self.label = label
         self.at = -math.inf
 
-    def wait(self, futures: Collection[Future[Any]]) -> None:
-        """Until every one of ``futures`` (work for this deadline's job) is done. Interrupted
-        meanwhile (an exception raised in this thread), end this deadline, so that the work
-        stops at its next check, wait for it all the same and raise: nothing of the job runs
-        on once its thread has moved on."""
+    def ended(self) -> bool:
+        """Whether :meth:`end` was called (not merely reached)."""
+        return self.at == -math.inf
+
+    @contextmanager
+    def stopping(self) -> Iterator[list[Future[Any]]]:
+        """A block that starts work of this deadline's job on other threads, each future
+        added to the list it is given, and then waits until all of it is done. If the block
+        or the wait raises (the job's thread interrupted: Celery's soft time limit), end
+        this deadline, so that the work stops at its next check, wait for it all the same
+        and raise: nothing of the job runs on once its thread has moved on."""
+        futures: list[Future[Any]] = []
         try:
+            yield futures
             wait(futures)
         except BaseException as exc:
             self.end(f"the end of its job ({type(exc).__name__})")
@@ -70,11 +80,13 @@ class Deadline:
     def remaining(self) -> float:
         return self.at - self.clock()
 
-    def check(self, operation: Operation) -> None:
-        """Raise unless some time is left, naming ``operation``: its ``what``, built only
-        then (it runs before every request and between every body's chunks)."""
-        if self.remaining() <= 0:
+    def check(self, operation: Operation) -> float:
+        """The time left; raise unless there is some, naming ``operation``: its ``what``,
+        built only then (it runs before every request and between every body's chunks)."""
+        left = self.remaining()
+        if left <= 0:
             raise DeadlineExceededError(f"{operation.what}: {self.label} reached")
+        return left
 
     def check_wait(self, seconds: float, what: str) -> None:
         """Raise if waiting ``seconds`` would end past the deadline."""

@@ -62,9 +62,8 @@ class Pool:
 
     def send(self, request: Request) -> Response:
         timeout = self._options.timeout
-        if request.deadline is not None:
-            request.deadline.check(request)
-            timeout = min(timeout, request.deadline.remaining())
+        if request.deadline is not None:  # one reading: it may end between two
+            timeout = min(timeout, request.deadline.check(request))
         url = request.url
         if request.params:
             url += ("&" if "?" in url else "?") + urlencode(list(request.params))

@@ -205,6 +205,28 @@ def test_a_holder_making_progress_keeps_the_flight_and_waits_are_bounded(
         assert flight.look_again  # it finished just now
 
 
+def test_a_waiter_that_gives_up_stops_waiting_at_its_next_look(
+    quick_locks: Locks, holders: list[_Holder]
+) -> None:
+    """A holder making progress keeps its flight; a waiter whose job ended meanwhile (its
+    ``given_up`` says so) stops with LockBusy at its next look, long before its timeout."""
+    digest = f"sha256:{uuid.uuid4().hex * 2}"
+    busy = _hold(holders, quick_locks, digest, "docker", trickle=True)
+    looks: list[int] = []
+
+    def given_up() -> bool:
+        looks.append(1)
+        return len(looks) >= 3
+
+    with (
+        pytest.raises(LockBusy),
+        quick_locks.blob_flight(digest, source="docker", blocking_timeout=3600, given_up=given_up),
+    ):
+        pass
+    assert len(looks) == 3 and busy.is_alive()
+    busy.leave()
+
+
 def test_both_implementations_keep_the_same_waits(real_coord: Coordinator) -> None:
     assert real_coord.waits == LocalLocks().waits == LockWaits()
 

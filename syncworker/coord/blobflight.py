@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 import redis
 from redis.lock import Lock
@@ -117,11 +118,17 @@ class FlightBoard(Part):
         self._take = register(client, "flight_take")
 
     def board(
-        self, key: str, digest: str, source: str, ttl: float, wait: float
+        self,
+        key: str,
+        digest: str,
+        source: str,
+        ttl: float,
+        until: tuple[float, Callable[[], bool] | None],
     ) -> tuple[Lock, RedisFlight] | None:
         """Hold ``key`` (the flight of ``digest`` or a lane of it); None when its holder
         fetches from another upstream and has kept us ``LockWaits.foreign``.
-        :class:`LockBusy` after ``wait`` seconds."""
+        :class:`LockBusy` after ``until``'s seconds, or once its ``given_up()`` says so."""
+        wait, given_up = until
         deadline = time.monotonic() + wait
         watch = FlightWatch(key, source, self._waits)
         waited = False
@@ -146,7 +153,7 @@ class FlightBoard(Part):
                 return None
             if verdict is Verdict.TAKE_OVER and self._take_over(key, holder, token, ttl, lock):
                 return lock, self._boarded(progress_key, token, source, ttl, waited)
-            if time.monotonic() + POLL_SECONDS > deadline:
+            if time.monotonic() + POLL_SECONDS > deadline or (given_up and given_up()):
                 raise LockBusy(key, wait)
             time.sleep(POLL_SECONDS)
 

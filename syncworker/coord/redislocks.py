@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -96,6 +96,7 @@ class RedisLocks(Part):
         source: str,
         ttl: float | None = None,
         blocking_timeout: float | None = None,
+        given_up: Callable[[], bool] | None = None,
     ) -> Iterator[RedisFlight]:
         """One fetch per blob digest in the cluster (the engine's ``Locks.blob_flight``):
         the holder's flight says to look in the store again when it waited for another
@@ -104,12 +105,12 @@ class RedisLocks(Part):
         wait = self.waits.flight if blocking_timeout is None else blocking_timeout
         deadline = time.monotonic() + wait
         key = self._keys.blob_flight(digest)
-        boarded = self._board.board(key, digest, source, ttl, wait)
+        boarded = self._board.board(key, digest, source, ttl, (wait, given_up))
         if boarded is None:
             # A holder fetching from another upstream kept us waiting: one fetch per upstream.
             lane = self._keys.blob_lane(digest, source)
             left = max(0.0, deadline - time.monotonic())
-            boarded = self._board.board(lane, digest, source, ttl, left)
+            boarded = self._board.board(lane, digest, source, ttl, (left, given_up))
         if boarded is None:  # never: that flight's holders all fetch from ``source``
             raise LockBusy(key, wait)
         lock, flight = boarded

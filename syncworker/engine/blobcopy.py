@@ -153,11 +153,15 @@ class BlobCopier:
 
     @contextmanager
     def _flight(self, digest: Digest) -> Iterator[BlobFlight]:
-        """The digest's flight, waiting for others no longer than the job's deadline."""
+        """The digest's flight, waiting for others no longer than the job's deadline, nor
+        once it has ended."""
         wait = self._locks.waits.flight
         if self._deadline is not None:
             wait = min(wait, max(0.0, self._deadline.remaining()))
-        flight = self._locks.blob_flight(str(digest), source=self._source, blocking_timeout=wait)
+        given_up = self._deadline.ended if self._deadline is not None else None
+        flight = self._locks.blob_flight(
+            str(digest), source=self._source, blocking_timeout=wait, given_up=given_up
+        )
         with ExitStack() as stack:
             try:
                 held = stack.enter_context(flight)

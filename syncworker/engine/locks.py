@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -71,7 +71,9 @@ class Locks(Protocol):
 
     ``blocking_timeout`` is how long to wait for another holder before :class:`LockBusy`
     (``0``: try once). ``None``: for a repository lock as long as it takes; for a flight
-    ``LockWaits.flight`` (``syncworker/waits.py``, the same in every implementation).
+    ``LockWaits.flight`` (``syncworker/waits.py``, the same in every implementation). A
+    flight's waiter also stops with :class:`LockBusy` once ``given_up()`` says so (its job
+    ended), at its next look at the holder.
     """
 
     #: The waits this implementation keeps.
@@ -84,7 +86,12 @@ class Locks(Protocol):
         ...
 
     def blob_flight(
-        self, digest: str, *, source: str, blocking_timeout: float | None = ...
+        self,
+        digest: str,
+        *,
+        source: str,
+        blocking_timeout: float | None = ...,
+        given_up: Callable[[], bool] | None = ...,
     ) -> AbstractContextManager[BlobFlight]:
         """One fetch per blob digest: a blob wanted by several copies at once is fetched by
         the first holder and linked by the others (see :attr:`BlobFlight.look_again`).
@@ -155,15 +162,20 @@ class LocalLocks:
 
     @contextmanager
     def blob_flight(
-        self, digest: str, *, source: str, blocking_timeout: float | None = None
+        self,
+        digest: str,
+        *,
+        source: str,
+        blocking_timeout: float | None = None,
+        given_up: Callable[[], bool] | None = None,
     ) -> Iterator[BlobFlight]:
         wait = self.waits.flight if blocking_timeout is None else blocking_timeout
         deadline = time.monotonic() + wait
-        key, flight = digest, self._board(digest, source, deadline, wait)
+        key, flight = digest, self._board(digest, source, (deadline, wait, given_up))
         if flight is None:
             # A holder fetching from another upstream kept us waiting: one fetch per upstream.
             key = f"{digest} from {source}"
-            flight = self._board(key, source, deadline, wait)
+            flight = self._board(key, source, (deadline, wait, given_up))
         if flight is None:  # never: this flight's holders all fetch from ``source``
             raise LockBusy(key, wait)
         try:
@@ -176,9 +188,13 @@ class LocalLocks:
                     del self._flights[key]
                 self._flight_left.notify_all()
 
-    def _board(self, key: str, source: str, deadline: float, wait: float) -> _Flight | None:
+    def _board(
+        self, key: str, source: str, until: tuple[float, float, Callable[[], bool] | None]
+    ) -> _Flight | None:
         """Become ``key``'s holder, waiting as a :class:`FlightWatch` says; None when the
-        holder fetches from another upstream and has kept us too long."""
+        holder fetches from another upstream and has kept us too long. ``until``: the
+        instant, the wait it ends and the waiter's ``given_up``."""
+        deadline, wait, given_up = until
         watch = FlightWatch(key, source, self.waits)
         waited = False
         with self._flight_left:
@@ -192,7 +208,7 @@ class LocalLocks:
                     return None
                 if verdict is Verdict.TAKE_OVER:
                     break
-                if now >= deadline:
+                if now >= deadline or (given_up is not None and given_up()):
                     raise LockBusy(key, wait)
                 self._flight_left.wait(min(WATCH_SECONDS, deadline - now))
             flight = self._flights[key] = _Flight(source, look_again=waited)

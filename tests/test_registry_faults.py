@@ -10,7 +10,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -27,6 +27,7 @@ from syncworker.oci.mediatypes import OCI_MANIFEST
 from syncworker.registry import ClientOptions, ClientStats, Credentials, RegistryClient, addresses
 from syncworker.registry.stack import Stack
 from syncworker.retry import classify
+from tests.support.loopback import KeptAliveHandler
 
 FAST = ClientOptions(max_retries=3, retry_delay=0.001, timeout=5.0)
 SECRET = "s3cr3t-value-never-shown"
@@ -88,11 +89,7 @@ class Scripted(ThreadingHTTPServer):
         return sum(1 for s in self.seen if s.method == method and urlsplit(s.path).path == path)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes: without TCP_NODELAY the body waits
-    # for the client's delayed ACK (40 ms on Linux) on a kept-alive connection.
-    disable_nagle_algorithm = True
+class _Handler(KeptAliveHandler):
     server: Scripted
 
     def log_message(self, *args: object) -> None:  # keep test output clean

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.support.fault_proxy import CHUNK, HOP_BY_HOP, WAIT_SECONDS
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import KeptAliveHandler, LoopbackServer
 from tests.support.ports import LOOPBACK
 
 __all__ = ["CuttingProxy"]
@@ -58,12 +58,7 @@ class CuttingProxy(LoopbackServer):
 
 
 def _handler_for(proxy: CuttingProxy) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in separate writes: without TCP_NODELAY the body waits
-        # for the client's delayed ACK (40 ms on Linux) on a kept-alive connection.
-        disable_nagle_algorithm = True
-
+    class Handler(KeptAliveHandler):
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if proxy.should_cut(self.command, self.path, length):

@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import KeptAliveHandler, LoopbackServer
 from tests.support.ports import LOOPBACK
 
 __all__ = ["CHUNK", "HOP_BY_HOP", "WAIT_SECONDS", "Fault", "FaultProxy"]
@@ -213,11 +213,7 @@ def _error_body(status: int) -> bytes:
 
 
 def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in separate writes: without TCP_NODELAY the body waits
-        # for the client's delayed ACK (40 ms on Linux) on a kept-alive connection.
-        disable_nagle_algorithm = True
+    class Handler(KeptAliveHandler):
         upstream: http.client.HTTPConnection | None = None
 
         def setup(self) -> None:

@@ -8,7 +8,16 @@ from typing import Self
 
 from tests.support.ports import LOOPBACK
 
-__all__ = ["LoopbackServer"]
+__all__ = ["KeptAliveHandler", "LoopbackServer"]
+
+
+class KeptAliveHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1, connections kept alive, with ``TCP_NODELAY``: a handler writes an answer's
+    headers and its body apart, and without it the body waits for the client's delayed ACK
+    (40 ms on Linux) on a kept-alive connection."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
 
 class LoopbackServer:

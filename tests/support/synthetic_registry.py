@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import KeptAliveHandler, LoopbackServer
 from tests.support.ports import LoopbackAddress
 
 __all__ = ["MAX_PAGE", "SyntheticImage", "SyntheticRegistry"]
@@ -160,11 +160,7 @@ def _handler_for(registry: SyntheticRegistry) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes: without TCP_NODELAY the body waits
-    # for the client's delayed ACK (40 ms on Linux) on a kept-alive connection.
-    disable_nagle_algorithm = True
+class _Handler(KeptAliveHandler):
     registry: SyntheticRegistry
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -86,7 +86,7 @@ class Mirror:
 
     def close(self) -> None:
         """Wait for the tags and blob copies in flight, then close every upstream's
-        connections."""
+        connections. Once no job runs: a job still running cannot start its tags."""
         self._tag_pool.shutdown(wait=True)  # its tags hand blobs to the blob pool
         self._blob_pool.shutdown(wait=True)
         with self._clients_lock:

@@ -104,3 +104,18 @@ def test_a_dry_run_names_on_stderr_only_what_it_could_not_plan(
     assert "dryfail/fine -> dryfail/fine" in run.stdout and "dryfail/deep" in run.stdout
     [line] = [line for line in run.stderr.splitlines() if "dryfail/" in line]
     assert "dryfail/deep: FAILED" in line, run.stderr
+
+
+def test_a_dry_run_before_the_first_sync_leaves_no_store_behind(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """The store's root does not exist yet: the dry run plans everything as new and creates
+    nothing, not even the root or its directory of temporaries."""
+    push_image(registry.url, "dryfirst/app", "v1", make_image("dryfirst"))
+    root = tmp_path / "not-yet"
+    registries = [{"urls": [registry.url], "content": [{"prefix": "dryfirst/**"}]}]
+    config = write_sync_config(tmp_path, root, registries)
+    run = run_sync(config, "--dry-run")
+    assert run.code == 0, run.output
+    assert "1 tags to copy" in run.stdout or "1 tag to copy" in run.stdout, run.stdout
+    assert not root.exists()

@@ -28,6 +28,7 @@ def put(store: FsStore, repo: str, data: bytes) -> Digest:
 def test_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
+    (tmp_path / "root").mkdir()
     store = FsStore(tmp_path / "root")
     (tmp_path / "root" / "sneaky").symlink_to(outside)
     with pytest.raises(StoreError, match="outside the store root"):
@@ -49,6 +50,7 @@ def test_layout_files_are_plain_oci(tmp_path: Path) -> None:
 
 def test_clean_leftovers_keeps_fresh_temporaries(tmp_path: Path) -> None:
     store = FsStore(tmp_path)
+    (tmp_path / ".tmp").mkdir()
     old, fresh = tmp_path / ".tmp" / "blob-old", tmp_path / ".tmp" / "blob-fresh"
     old.write_bytes(b"crashed writer")
     fresh.write_bytes(b"live writer")

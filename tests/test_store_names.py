@@ -29,7 +29,7 @@ def test_layout_file_names_are_refused_by_the_store(tmp_path: Path, name: str) -
         store.put_blob(name, Digest.of(data), len(data), [data])
     with pytest.raises(StoreError, match=re.escape(repr(name))):
         store.index(name)
-    assert list(tmp_path.iterdir()) == [tmp_path / ".tmp"]
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary
 
 
 def test_clashing_names_fail_alone_and_the_sibling_stays_correct(

@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from syncworker.errors import LockBusy, StoreError
-from syncworker.store.fsfiles import LEFTOVER_GRACE_SECONDS, Durability, Temporaries, fsync_path
+from syncworker.store.fsfiles import (
+    LEFTOVER_GRACE_SECONDS,
+    Durability,
+    Temporaries,
+    check_root,
+    fsync_path,
+)
 from syncworker.store.fslocks import lock_file, remove_lock
 from syncworker.store.indexdoc import INDEX_FILE
 from syncworker.store.layout import LayoutStore, check_repo_name
@@ -49,9 +55,10 @@ class FsBackend:
     def __init__(self, root: Path | str) -> None:
         try:
             self.root = os.path.realpath(root)
-            self._temps = Temporaries(self.root)
         except OSError as exc:
             raise StoreError(f"store root {root}: {exc.strerror or exc}") from None
+        check_root(self.root)
+        self._temps = Temporaries(self.root)
         self._durable = Durability()
         self._safe_dirs: Recent[str, bool] = Recent(REPOS_KEPT)  # checked, bounded
 

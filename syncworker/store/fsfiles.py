@@ -13,6 +13,7 @@ it, else with one ``fsync`` per pending file and per directory, before it replac
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import itertools
 import os
@@ -26,11 +27,12 @@ from contextlib import contextmanager, suppress
 from syncworker.errors import StoreError
 
 __all__ = [
+    "Durability",
     "LEFTOVER_GRACE_SECONDS",
     "MAX_PENDING",
     "TMP_DIR",
-    "Durability",
     "Temporaries",
+    "check_root",
     "fsync_path",
 ]
 
@@ -49,6 +51,17 @@ TMP_GUARD = ".tmp.lock"
 _TEMPORARY = re.compile(r"(blob-[0-9a-f]{12}|index|put|link)-[0-9]+-[0-9a-f]{32}")
 
 
+def check_root(root: str) -> None:
+    """Fail now for a root that can never be a directory (it, or the nearest of its parents
+    that exists, is something else), without writing anything: the store creates its root
+    and directories only when it first writes, so a dry run leaves none behind."""
+    path = root
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise StoreError(f"store root {root}: {os.strerror(errno.ENOTDIR)}")
+
+
 class Temporaries:
     """Fresh, flocked files in ``<root>/.tmp``, and the clean-up of dead writers' ones."""
 
@@ -59,7 +72,18 @@ class Temporaries:
         # counter (the pid in the name keeps forked children apart).
         self._prefix = secrets.token_hex(8)
         self._counter = itertools.count()
-        os.makedirs(self._dir, exist_ok=True)
+        # Made on the first write or clean-up, so a store only read (a dry run) stays as
+        # it was: not even its root is created.
+        self._made = False
+
+    def _make_dir(self) -> None:
+        if not self._made:
+            try:
+                os.makedirs(self._dir, exist_ok=True)
+            except OSError as exc:
+                root = os.path.dirname(self._dir)
+                raise StoreError(f"store root {root}: {exc.strerror or exc}") from None
+            self._made = True
 
     @contextmanager
     def create(self, label: str) -> Iterator[tuple[int, str]]:
@@ -70,6 +94,7 @@ class Temporaries:
         """
         path = f"{self._dir}/{label}-{os.getpid()}-{self._prefix}{next(self._counter):016x}"
         try:
+            self._make_dir()
             with self._guard(fcntl.LOCK_SH):
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
                 try:
@@ -90,6 +115,7 @@ class Temporaries:
     def clean(self, max_age: float) -> int:
         """Remove temporaries untouched for ``max_age`` seconds, and those of dead writers."""
         try:
+            self._make_dir()
             with self._guard(fcntl.LOCK_EX):
                 return self._clean(time.time() - max_age)
         except OSError as exc:

@@ -114,6 +114,11 @@ class _Task(SyncTask):
 
 
 class _WalkTask(_Task):
+    def retrying(self, args: tuple[Any, ...], kwargs: dict[str, Any], note: str) -> None:
+        """``status`` and ``trigger --wait`` show it while the walk waits."""
+        _, run_id = _walk_args(args, kwargs, self.request.id)
+        self.coord.note_walk_retry(run_id, note)
+
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         registry, run_id = _walk_args(args, kwargs, self.request.id)
         give_up_walk(self.coord, registry, run_id, reason)
@@ -230,6 +235,8 @@ def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> d
     step = continue_walk(
         state.coord, state.mirror, queue, registry, run_id, state.page_size, walk_ahead
     )
+    if self.request.retries:  # it went on after waiting: what it waited for is over
+        state.coord.note_walk_retry(run_id, None)
     return {"registry": registry, "run_id": run_id, "step": step.value}
 
 

@@ -5,6 +5,7 @@ dies with a foreign exception type or a message that loops."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -31,6 +32,7 @@ from tests.support.corpus import Corpus
 from tests.support.faults import BUG_ENV, GATE_HELD, GATE_OPEN, KILL_ENV, KILL_GATE_ENV
 from tests.support.hostile import Answer, HostileRegistry, json_answer
 from tests.support.images import make_image
+from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.registry_server import RegistryServer
 
@@ -154,3 +156,27 @@ def test_a_catalog_whose_pages_loop_ends_the_walk_with_a_failure(
         assert pages.served == 3
     finally:
         made.stop_all()
+
+
+def test_a_walk_waiting_to_retry_says_why_in_status(cluster: Cluster) -> None:
+    """An upstream nobody answers: the walk's task waits to try again (minutes, as the
+    policy says). Meanwhile ``status`` shows which try failed, when the next comes and the
+    error, in the run's line and in its JSON."""
+    cluster.upstream_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    cluster.write_config()
+    cluster.worker("w1")
+    run_id, _ = trigger(cluster)
+    coord = cluster.coord()
+
+    def noted() -> bool:
+        status = coord.run_status(run_id)
+        return status is not None and status.walk_retry is not None
+
+    wait_for("the walk's retry note", noted)
+    shown = cluster.cli("status", run_id)
+    assert shown.returncode == 0, shown.stderr
+    line = shown.stdout.splitlines()[0]
+    assert re.search(r"running \(catalog walk try 1 of \d+ failed, next in \d+s: GET ", line), line
+    assert "Connection refused" in line, line
+    as_json = json.loads(cluster.cli("status", run_id, "--json").stdout)
+    assert as_json["walk_retry"].startswith("try 1 of ") and as_json["state"] == "running"

@@ -34,8 +34,11 @@ def describe(status: RunStatus) -> str:
             images += f", {images_failed} failed"
     if status.in_flight:
         images += f" ({status.in_flight} repos in flight)"
+    state = status.state
+    if state == "running" and status.walk_retry:  # before "elapsed": trigger --wait shows it
+        state += f" (catalog walk {status.walk_retry})"
     parts = [
-        f"{status.id} {status.registry} {status.state}:",
+        f"{status.id} {status.registry} {state}:",
         f"{status.done}/{status.total} repos" + (f" ({notes})" if notes else ""),
         images + ",",
         f"{human_size(c.get('bytes', 0))},",

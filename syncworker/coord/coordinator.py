@@ -174,6 +174,10 @@ class Coordinator:
         """See :meth:`Runs.note_deferred`."""
         self._runs.note_deferred(run_id, repo, tags, refill_at)
 
+    def note_walk_retry(self, run_id: str, note: str | None) -> None:
+        """See :meth:`Runs.note_walk_retry`."""
+        self._runs.note_walk_retry(run_id, note)
+
     def walked(self, run_id: str) -> bool:
         """Whether everything ``run_id`` covers was fanned out (:meth:`end_walk`)."""
         return self._runs.walked(run_id)

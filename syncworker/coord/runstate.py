@@ -60,6 +60,8 @@ COUNTERS = (
 # What a repository in flight reports of itself (its live field): images and bytes.
 # A run hash's field per repository whose tags a pull budget deferred: ``{tags} {refill}``.
 DEFERRED = "deferred:"
+# A run hash's field while its catalog walk waits to retry: the error, the try and the wait.
+WALK_RETRY = "walk_retry"
 LIVE_COUNTERS = ("images_copied", "images_skipped", "images_failed", "bytes")
 # Recent runs that `syncworker status` and the REST API list when asked for no number.
 RECENT_RUNS = 10
@@ -121,6 +123,8 @@ class RunStatus:
     #: the last of those budgets refills (Unix time).
     deferred_tags: int = 0
     refill_at: float | None = None
+    #: Why the catalog walk is waiting to try again, until it goes on (None: it is not).
+    walk_retry: str | None = None
 
     @property
     def total(self) -> int:
@@ -209,6 +213,7 @@ def _parse_run(
         in_flight=len(live),
         deferred_tags=sum(int(tags) for tags, _ in deferred),
         refill_at=max((float(at) for _, at in deferred), default=None),
+        walk_retry=fields.get(WALK_RETRY) or None,
     )
 
 
@@ -314,6 +319,16 @@ class Runs(Part):
         key = self._keys.run(run_id)
         if self._client.exists(key):  # an expired run's hash is not made again
             self._client.hset(key, DEFERRED + repo, f"{tags} {refill_at}")
+
+    @translated
+    def note_walk_retry(self, run_id: str, note: str | None) -> None:
+        """Why ``run_id``'s catalog walk waits to try again (redacted and capped), shown by
+        :meth:`run_status`; None: the walk went on."""
+        key = self._keys.run(run_id)
+        if note is None:
+            self._client.hdel(key, WALK_RETRY)
+        elif self._client.exists(key):  # an expired run's hash is not made again
+            self._client.hset(key, WALK_RETRY, _cap_reason(note))
 
     @translated
     def totals(self) -> dict[str, RunTotals]:

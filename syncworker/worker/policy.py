@@ -104,6 +104,11 @@ class SyncTask(Task):  # type: ignore[misc]
         """This start of the message ended, whatever its outcome: only a worker that dies
         under a message leaves its start counted."""
 
+    def retrying(self, args: tuple[Any, ...], kwargs: dict[str, Any], note: str) -> None:
+        """The task failed for a reason that may pass and is sent again later: ``note``
+        says when, which try it was and why. Tasks whose followers should see it override
+        this."""
+
     def progress(self, state: str, result: dict[str, Any] | None) -> None:
         """Tell whoever follows this task where it is: ``running``, then ``done`` or
         ``failed`` with its result (a retry stays ``running``). Tasks that have a follower
@@ -126,6 +131,11 @@ class SyncTask(Task):  # type: ignore[misc]
             return self._failed(args, kwargs, f"{type(exc).__name__}: {exc}")
         log.warning("%s%s: %s; retrying later", self.name, brief(args), exc)
         delay = retry_delay(exc, self.request.retries, jitter=random.random())
+        note = f"try {self.request.retries + 1} of {limit + 1} failed, next in {delay:.0f}s: {exc}"
+        try:
+            self.retrying(args, kwargs, note)
+        except SyncworkerError as error:
+            log.warning("%s%s: could not record the retry: %s", self.name, brief(args), error)
         with publishing(self.name):
             raise self.retry(exc=exc, countdown=delay, max_retries=limit)
 

@@ -178,7 +178,9 @@ def test_a_single_name_on_docker_hub_is_asked_and_stored_as_library(
 def test_repository_outside_the_rules_and_unknown_registry(mirror: Mirror) -> None:
     refused = mirror.sync_repo(NAME, "elsewhere/app")
     assert not refused.ok and "no content rule" in refused.failures[0].reason
-    with pytest.raises(ConfigError, match="no registry named 'nope'"):
+    # A worker's config is the one it started with: the error says so, and what it has.
+    started_with = rf"no registry named 'nope' in the config .* \(its registries: {NAME}\)"
+    with pytest.raises(ConfigError, match=started_with):
         mirror.sync_repo("nope", "engine/app")
 
 

@@ -270,8 +270,9 @@ class Config(ConfigModel):
         for reg in self.registries:
             if reg.name == name:
                 return reg
-        known = ", ".join(reg.name for reg in self.registries) or "none configured"
-        raise ConfigError("extensions.sync.registries", f"no registry named {name!r} ({known})")
+        known = ", ".join(reg.name for reg in self.registries) or "none"
+        message = f"no registry named {name!r} (configured: {known})"
+        raise ConfigError("extensions.sync.registries", message)
 
     def credentials_for(self, registry: RegistryConfig) -> dict[str, Login]:
         """The login of each of ``registry``'s URLs that has one: its credential helper's

@@ -106,10 +106,9 @@ class Mirror:
         """The upstream named ``registry``; :class:`ConfigError` for an unknown name."""
         found = self.upstreams.get(registry)
         if found is None:
-            known = ", ".join(self.upstreams) or "none configured"
-            raise ConfigError(
-                "extensions.sync.registries", f"no registry named {registry!r} ({known})"
-            )
+            known = ", ".join(self.upstreams) or "none"
+            where = f"no registry named {registry!r} in the config this process started with"
+            raise ConfigError("extensions.sync.registries", f"{where} (its registries: {known})")
         return found
 
     def client(self, registry: str) -> RegistryClient:

@@ -187,6 +187,8 @@ def test_five_identical_sync_image_requests_make_one_copy(
     again = cluster.cli("trigger", "--image", f"{repo}:t0", "--wait")
     assert again.returncode == 0, again.stderr
     assert "0 copied, 1 unchanged" in again.stderr
+    task_id = again.stdout.strip()  # stdout: the id alone; stderr says what it names
+    assert f"sent {REGISTRY}/{repo}:t0 as task {task_id} (status lists walks" in again.stderr
 
 
 def test_beat_fires_walks_and_only_one_beat_replica_fires(

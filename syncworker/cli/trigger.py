@@ -145,6 +145,11 @@ def _trigger_image(app: Celery, config: Config, args: argparse.Namespace) -> int
     with publishing(TASK_SYNC_IMAGE):
         result = app.send_task(TASK_SYNC_IMAGE, args=[registry, ref.repository, ref.ref])
     print(result.id, flush=True)
+    print(
+        f"sent {registry}/{ref} as task {result.id} (status lists walks, not single images:"
+        " --wait waits for this one)",
+        file=sys.stderr,
+    )
     if not args.wait:
         return EXIT_OK
     warn_if_none_answers(app, args.config)

@@ -636,6 +636,15 @@ def test_url_with_credentials_refused_without_echo(tmp_path: Path) -> None:
     assert "hunter2" not in problem[1]
 
 
+def test_a_url_ending_in_v2_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    """The client adds /v2/ to every request: a URL given with it would ask /v2/v2/."""
+    for url in ("http://registry1:5000/v2", "https://mirror.example/v2/"):
+        (problem,) = errors_of(tmp_path, _registry0(urls=[url]))
+        message = f"{url!r} ends in /v2: give the registry's base URL without it"
+        assert problem == (R0 + "urls", message)
+    assert load_config(write(tmp_path, _registry0(urls=["https://host/v2mirror"]))).registries
+
+
 def test_empty_regex_keeps_every_tag(tmp_path: Path) -> None:
     data = _registry0(content=[{"prefix": "**", "tags": {"regex": "", "excludeRegex": ""}}])
     rules = load_config(write(tmp_path, data)).registries[0].content_rules()

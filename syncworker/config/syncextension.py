@@ -171,6 +171,8 @@ class RegistryConfig(ConfigModel):
                 raise ValueError("a URL must not hold credentials; use credentialsFile")
             if parts.scheme not in _URL_SCHEMES or not parts.hostname:
                 raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+            if parts.path.rstrip("/").endswith("/v2"):  # the client adds it to every request
+                raise ValueError(f"{url!r} ends in /v2: give the registry's base URL without it")
         return [url.rstrip("/") for url in urls]
 
     @field_validator("poll_interval")

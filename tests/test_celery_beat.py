@@ -146,6 +146,15 @@ def stored_last_run(redis_url: str) -> datetime:
     return last_run
 
 
+def test_a_beat_with_nothing_to_fire_says_so(tmp_path: Path, private_redis: RedisServer) -> None:
+    cluster = beat_cluster(tmp_path, private_redis.url)  # no pollInterval, no schedule
+    try:
+        cluster.beat("beat")
+        wait_for("the warning", lambda: "this beat fires nothing" in cluster.log("beat"))
+    finally:
+        cluster.stop_all()
+
+
 def test_interval_longer_than_the_lock_keeps_firing(
     cluster: Cluster, private_redis: RedisServer
 ) -> None:

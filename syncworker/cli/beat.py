@@ -4,6 +4,7 @@ several replicas, the one holding the lock in Redis fires, the others stand by).
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from syncworker.cli.celeryrun import prepare, start
@@ -23,4 +24,11 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     with prepare(args) as runtime:  # Redis answered
         config = runtime.config
+    if not any(reg.poll_interval or reg.schedule for reg in config.registries):
+        print(
+            "syncworker: no registry has a pollInterval or a schedule: this beat fires"
+            " nothing (walks start only with `syncworker trigger`)",
+            file=sys.stderr,
+            flush=True,
+        )
     return start(args, config, "beat")

@@ -169,6 +169,15 @@ def manifest_answer(raw: bytes, digest: Digest | None = None, **extra: str) -> A
     return Answer(200, raw, headers)
 
 
+def test_https_to_a_plain_http_server_says_what_is_likely_wrong(server: Scripted) -> None:
+    url = server.url.replace("http://", "https://")
+    client = RegistryClient([url], options=ClientOptions(max_retries=0))
+    with client, pytest.raises(TransportError) as raised:
+        client.ping()
+    assert "WRONG_VERSION_NUMBER" in str(raised.value), raised.value
+    assert "the server does not speak TLS there: is it an http:// URL?" in str(raised.value)
+
+
 # -- retries -----------------------------------------------------------------------------
 
 

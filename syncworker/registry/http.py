@@ -260,7 +260,10 @@ def transport_error(method: str, url: str, exc: BaseException) -> TransportError
     """A message that names the failure (a timeout as one) without echoing the URL's query
     (tokens)."""
     what = "timed out" if timed_out(exc) else type(exc).__name__
-    return TransportError(f"{method} {redact_http_url(url)}: {what} ({_reason(exc)})")
+    reason = _reason(exc)
+    if url.startswith("https:") and "WRONG_VERSION_NUMBER" in reason:
+        reason += "; the server does not speak TLS there: is it an http:// URL?"
+    return TransportError(f"{method} {redact_http_url(url)}: {what} ({reason})")
 
 
 def timed_out(exc: BaseException) -> bool:

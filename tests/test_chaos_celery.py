@@ -146,8 +146,13 @@ def test_killed_workers_message_comes_back_at_visibility_timeout_plus_restore(
 ) -> None:
     server, corpus = upstream
     repo = corpus.repositories[0]
-    with StallingProxy(server.url, own_blob(corpus, repo), after=1024) as proxy:
+    # after=1: the blob may be a config of a few hundred bytes; any blob stalls after one.
+    with StallingProxy(server.url, own_blob(corpus, repo), after=1) as proxy:
         cluster = ChaosCluster(tmp_path, server, redis_server.url, upstream_url=proxy.url)
+        # The killed worker holds the repository's lock: the next one waits out its TTL.
+        config = yaml.safe_load(cluster.config_path.read_text())
+        config["syncworker"]["lockTtl"] = "10s"
+        cluster.config_path.write_text(yaml.safe_dump(config))
         try:
             # An idle worker on another queue: kombu restores from its event loop.
             cluster.worker("idle", "-Q", "syncworker.ondemand")
@@ -158,6 +163,7 @@ def test_killed_workers_message_comes_back_at_visibility_timeout_plus_restore(
             client = cluster.coord().client
             wait_for("w1 to hold the task", lambda: client.hlen("unacked") == 1, 60, cluster)
             wait_for("w1 to receive it", lambda: "received" in cluster.log("w1"), 60, cluster)
+            wait_for("w1 stuck mid-blob", proxy.reached.is_set, 60, cluster)
             cluster.kill("w1")  # stuck mid-blob behind the proxy: the task cannot have ended
             killed = time.monotonic()
             # docs/CLUSTER.md: back in its queue after the visibility timeout + RESTORE_SECONDS.

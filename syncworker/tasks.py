@@ -121,6 +121,7 @@ class _WalkTask(_Task):
 
     def give_up(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> dict[str, Any]:
         registry, run_id = _walk_args(args, kwargs, self.request.id)
+        self.coord.note_walk_retry(run_id, None)  # no retry comes: the failure says why
         give_up_walk(self.coord, registry, run_id, reason)
         return {"registry": registry, "run_id": run_id, "failures": [reason]}
 
@@ -235,8 +236,7 @@ def walk_catalog(self: _WalkTask, registry: str, run_id: str | None = None) -> d
     step = continue_walk(
         state.coord, state.mirror, queue, registry, run_id, state.page_size, walk_ahead
     )
-    if self.request.retries:  # it went on after waiting: what it waited for is over
-        state.coord.note_walk_retry(run_id, None)
+    state.coord.note_walk_retry(run_id, None)  # a page went on: no wait to show
     return {"registry": registry, "run_id": run_id, "step": step.value}
 
 

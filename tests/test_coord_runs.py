@@ -7,6 +7,7 @@ import io
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,19 @@ def test_reasons_are_redacted_and_capped(coord: Coordinator) -> None:
     (failure,) = status.failures
     assert secret not in failure.reason and "bob" in failure.reason
     assert len(failure.reason) <= MAX_REASON_CHARS and "\n" not in failure.reason
+
+
+def test_a_walk_retry_note_is_shown_redacted_until_cleared(coord: Coordinator) -> None:
+    run_id = coord.start_run("docker")
+    secret = "hunter2-s3cret"
+    coord.note_walk_retry(run_id, f"try 1 of 9 failed: GET https://bob:{secret}@up/v2/ refused")
+    status = coord.run_status(run_id)
+    assert status is not None and status.walk_retry is not None
+    assert status.walk_retry.startswith("try 1 of 9 failed") and secret not in status.walk_retry
+    coord.note_walk_retry(run_id, None)
+    assert coord.run_status(run_id) == replace(status, walk_retry=None)
+    coord.note_walk_retry("no-such-run", "try 1 of 9 failed")  # makes no hash of its own
+    assert coord.run_status("no-such-run") is None
 
 
 def test_unknown_counter_and_bad_run_id_are_refused(coord: Coordinator) -> None:

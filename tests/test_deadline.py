@@ -66,3 +66,18 @@ def test_an_unbounded_deadline_lets_everything_through_until_ended() -> None:
     assert deadline.ended()
     with pytest.raises(DeadlineExceededError, match="stopped"):
         deadline.check(_Step())
+
+
+def test_work_not_started_when_the_block_fails_is_cancelled_not_waited_for() -> None:
+    """The pool's one thread is busy elsewhere: what the job queued behind it is cancelled
+    when the job's block raises, and the job moves on at once."""
+    deadline, release = Deadline.unbounded(), threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(release.wait, 30)
+        try:
+            with pytest.raises(Interrupted), deadline.stopping() as futures:
+                futures.append(pool.submit(time.sleep, 0))
+                raise Interrupted
+            assert futures[0].cancelled() and not busy.done()
+        finally:
+            release.set()

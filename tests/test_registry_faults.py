@@ -174,7 +174,6 @@ def test_https_to_a_plain_http_server_says_what_is_likely_wrong(server: Scripted
     client = RegistryClient([url], options=ClientOptions(max_retries=0))
     with client, pytest.raises(TransportError) as raised:
         client.ping()
-    assert "WRONG_VERSION_NUMBER" in str(raised.value), raised.value
     assert "the server does not speak TLS there: is it an http:// URL?" in str(raised.value)
 
 

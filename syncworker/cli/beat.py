@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from syncworker.cli.celeryrun import prepare, start
+from syncworker.worker.schedule import registry_schedule
 
 __all__ = ["add_parser", "run"]
 
@@ -24,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     with prepare(args) as runtime:  # Redis answered
         config = runtime.config
-    if not any(reg.poll_interval or reg.schedule for reg in config.registries):
+    if not any(registry_schedule(reg) for reg in config.registries):
         print(
             "syncworker: no registry has a pollInterval or a schedule: this beat fires"
             " nothing (walks start only with `syncworker trigger`)",

@@ -310,7 +310,7 @@ class Mirror:
     def _bounded(self, up: Upstream) -> tuple[RegistryClient, Deadline]:
         """The client of ``up`` for one job, bounded by the job's deadline: zot's
         ``syncTimeout`` when set (one repository's), else none until the job's thread is
-        interrupted (:meth:`Deadline.wait`)."""
+        interrupted (:meth:`Deadline.stopping`)."""
         limit = up.sync_timeout
         if limit is None:
             deadline = Deadline.unbounded()

@@ -3,11 +3,12 @@
 For every tag the rules keep, HEAD the manifest; if the store has that tag at that digest,
 that is all (a no-op run costs one request per tag plus the tag list). Otherwise copy the
 tree and only then move the tag. Tags run ``tag_concurrency`` at a time, so a far-away
-upstream is not paid one round trip per tag in series, on the process's shared tag pool
-(threads outlive a repository: a no-op run of many small repositories would otherwise start
-threads for each); their blobs go to the process's shared blob pool. Special tags follow the
-images they are about, whatever the tag rules say, once those are mirrored; referrers found
-through the API are stored untagged (:mod:`syncworker.engine.referrers`).
+upstream is not paid one round trip per tag in series: one in the job's own thread, the
+others on the process's shared tag pool (threads outlive a repository: a no-op run of many
+small repositories would otherwise start threads for each); their blobs go to the process's
+shared blob pool. Special tags follow the images they are about, whatever the tag rules say,
+once those are mirrored; referrers found through the API are stored untagged
+(:mod:`syncworker.engine.referrers`).
 
 Every effect goes through ``sink`` (:mod:`syncworker.engine.sinks`): into
 the store for a sync, into memory for a dry run, so both make the same decisions.
@@ -69,7 +70,8 @@ class RepoJob:
     client: RegistryClient
     store: Store  # read here; written only through ``sink``
     sink: Sink
-    #: Runs the tags of a repository that has several; shared by the process's jobs.
+    #: Runs the tags of a repository that has several, but those of the job's own thread;
+    #: shared by the process's jobs.
     tag_pool: Executor
     #: This job's (``client`` is bounded by it), ended if its thread is interrupted while
     #: its tags or blobs run on other threads.

@@ -66,15 +66,17 @@ class Deadline:
         """A block that starts work of this deadline's job on other threads, each future
         added to the list it is given, and then waits until all of it is done. If the block
         or the wait raises (the job's thread interrupted: Celery's soft time limit), end
-        this deadline, so that the work stops at its next check, wait for it all the same
-        and raise: nothing of the job runs on once its thread has moved on."""
+        this deadline, so that the work started stops at its next check, cancel the work
+        not started yet, wait for the rest all the same and raise: nothing of the job runs
+        on once its thread has moved on."""
         futures: list[Future[Any]] = []
         try:
             yield futures
             wait(futures)
         except BaseException as exc:
             self.end(f"the end of its job ({type(exc).__name__})")
-            wait(futures)
+            # A cancelled future counts as done only once a pool thread has dequeued it.
+            wait([started for started in futures if not started.cancel()])
             raise
 
     def remaining(self) -> float:

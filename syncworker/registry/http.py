@@ -256,12 +256,17 @@ class Handler(Protocol):
 _TIMEOUTS = (urllib3.exceptions.TimeoutError, TimeoutError)
 
 
+# What OpenSSL says when the other side of a TLS handshake answers in plain HTTP: up to
+# 3.1, and from 3.2 on.
+_NOT_TLS = ("wrong_version_number", "record layer failure")
+
+
 def transport_error(method: str, url: str, exc: BaseException) -> TransportError:
     """A message that names the failure (a timeout as one) without echoing the URL's query
     (tokens)."""
     what = "timed out" if timed_out(exc) else type(exc).__name__
     reason = _reason(exc)
-    if url.startswith("https:") and "WRONG_VERSION_NUMBER" in reason:
+    if url.startswith("https:") and any(sign in reason.lower() for sign in _NOT_TLS):
         reason += "; the server does not speak TLS there: is it an http:// URL?"
     return TransportError(f"{method} {redact_http_url(url)}: {what} ({reason})")
 

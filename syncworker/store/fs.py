@@ -326,7 +326,7 @@ class FsBackend:
 
 
 class FsStore(LayoutStore):
-    """An OCI-layout store under ``root`` (created if missing)."""
+    """An OCI-layout store under ``root`` (created, with what it holds, on its first write)."""
 
     def __init__(self, root: Path | str) -> None:
         self._fs = FsBackend(root)

@@ -72,8 +72,8 @@ class Temporaries:
         # counter (the pid in the name keeps forked children apart).
         self._prefix = secrets.token_hex(8)
         self._counter = itertools.count()
-        # Made on the first write or clean-up, so a store only read (a dry run) stays as
-        # it was: not even its root is created.
+        # Made on the first write, so a store only read (a dry run) stays as it was: not
+        # even its root is created.
         self._made = False
 
     def _make_dir(self) -> None:
@@ -114,8 +114,9 @@ class Temporaries:
 
     def clean(self, max_age: float) -> int:
         """Remove temporaries untouched for ``max_age`` seconds, and those of dead writers."""
+        if not os.path.isdir(self._dir):  # nothing written yet: nothing to clean
+            return 0
         try:
-            self._make_dir()
             with self._guard(fcntl.LOCK_EX):
                 return self._clean(time.time() - max_age)
         except OSError as exc:

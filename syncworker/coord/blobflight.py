@@ -123,12 +123,12 @@ class FlightBoard(Part):
         digest: str,
         source: str,
         ttl: float,
-        until: tuple[float, Callable[[], bool] | None],
+        wait: float,
+        given_up: Callable[[], bool] | None,
     ) -> tuple[Lock, RedisFlight] | None:
         """Hold ``key`` (the flight of ``digest`` or a lane of it); None when its holder
         fetches from another upstream and has kept us ``LockWaits.foreign``.
-        :class:`LockBusy` after ``until``'s seconds, or once its ``given_up()`` says so."""
-        wait, given_up = until
+        :class:`LockBusy` after ``wait`` seconds, or once ``given_up()`` says so."""
         deadline = time.monotonic() + wait
         watch = FlightWatch(key, source, self._waits)
         waited = False

@@ -105,12 +105,12 @@ class RedisLocks(Part):
         wait = self.waits.flight if blocking_timeout is None else blocking_timeout
         deadline = time.monotonic() + wait
         key = self._keys.blob_flight(digest)
-        boarded = self._board.board(key, digest, source, ttl, (wait, given_up))
+        boarded = self._board.board(key, digest, source, ttl, wait, given_up)
         if boarded is None:
             # A holder fetching from another upstream kept us waiting: one fetch per upstream.
             lane = self._keys.blob_lane(digest, source)
             left = max(0.0, deadline - time.monotonic())
-            boarded = self._board.board(lane, digest, source, ttl, (left, given_up))
+            boarded = self._board.board(lane, digest, source, ttl, left, given_up)
         if boarded is None:  # never: that flight's holders all fetch from ``source``
             raise LockBusy(key, wait)
         lock, flight = boarded

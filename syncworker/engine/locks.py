@@ -171,11 +171,11 @@ class LocalLocks:
     ) -> Iterator[BlobFlight]:
         wait = self.waits.flight if blocking_timeout is None else blocking_timeout
         deadline = time.monotonic() + wait
-        key, flight = digest, self._board(digest, source, (deadline, wait, given_up))
+        key, flight = digest, self._board(digest, source, deadline, wait, given_up)
         if flight is None:
             # A holder fetching from another upstream kept us waiting: one fetch per upstream.
             key = f"{digest} from {source}"
-            flight = self._board(key, source, (deadline, wait, given_up))
+            flight = self._board(key, source, deadline, wait, given_up)
         if flight is None:  # never: this flight's holders all fetch from ``source``
             raise LockBusy(key, wait)
         try:
@@ -189,12 +189,16 @@ class LocalLocks:
                 self._flight_left.notify_all()
 
     def _board(
-        self, key: str, source: str, until: tuple[float, float, Callable[[], bool] | None]
+        self,
+        key: str,
+        source: str,
+        deadline: float,
+        wait: float,
+        given_up: Callable[[], bool] | None,
     ) -> _Flight | None:
-        """Become ``key``'s holder, waiting as a :class:`FlightWatch` says; None when the
-        holder fetches from another upstream and has kept us too long. ``until``: the
-        instant, the wait it ends and the waiter's ``given_up``."""
-        deadline, wait, given_up = until
+        """Become ``key``'s holder, waiting as a :class:`FlightWatch` says, until
+        ``deadline`` (the end of ``wait``) or ``given_up()``; None when the holder fetches
+        from another upstream and has kept us too long."""
         watch = FlightWatch(key, source, self.waits)
         waited = False
         with self._flight_left:

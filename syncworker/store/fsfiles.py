@@ -27,10 +27,10 @@ from contextlib import contextmanager, suppress
 from syncworker.errors import StoreError
 
 __all__ = [
-    "Durability",
     "LEFTOVER_GRACE_SECONDS",
     "MAX_PENDING",
     "TMP_DIR",
+    "Durability",
     "Temporaries",
     "check_root",
     "fsync_path",
